@@ -1,0 +1,115 @@
+//! Batches of changes: Arrow rows, each with the kind of change it is.
+
+use datafusion::arrow::array::{Array, BooleanArray, UInt8Array};
+use datafusion::arrow::compute::filter;
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::Result;
+
+/// What a result row means to the reader of a changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RowKind {
+    /// `+I`: a new row.
+    Insert = 0,
+    /// `-U`: the previous version of an updated row (a retraction).
+    UpdateBefore = 1,
+    /// `+U`: the new version of an updated row.
+    UpdateAfter = 2,
+    /// `-D`: a deleted row.
+    Delete = 3,
+}
+
+impl RowKind {
+    /// The short code written in the `op` column.
+    pub fn code(self) -> &'static str {
+        match self {
+            RowKind::Insert => "+I",
+            RowKind::UpdateBefore => "-U",
+            RowKind::UpdateAfter => "+U",
+            RowKind::Delete => "-D",
+        }
+    }
+
+    /// The kind stored as `value`, if it is one.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(RowKind::Insert),
+            1 => Some(RowKind::UpdateBefore),
+            2 => Some(RowKind::UpdateAfter),
+            3 => Some(RowKind::Delete),
+            _ => None,
+        }
+    }
+
+    /// The kind written as `code` (`+I`, `-U`, `+U`, `-D`).
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            Self::Insert,
+            Self::UpdateBefore,
+            Self::UpdateAfter,
+            Self::Delete,
+        ]
+        .into_iter()
+        .find(|kind| kind.code() == code)
+    }
+}
+
+/// A batch of rows flowing between operators, with the kind of each row.
+///
+/// `kinds` is `None` when every row is an insert, which is what append-only streams carry;
+/// updating operators attach a `UInt8Array` of [`RowKind`] values, one per row.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub rows: RecordBatch,
+    pub kinds: Option<UInt8Array>,
+}
+
+impl Changes {
+    /// Rows that are all inserts.
+    pub fn inserts(rows: RecordBatch) -> Self {
+        Changes { rows, kinds: None }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.rows.num_rows()
+    }
+
+    /// The kind of row `index`.
+    pub fn kind(&self, index: usize) -> RowKind {
+        self.kinds
+            .as_ref()
+            .and_then(|kinds| RowKind::from_u8(kinds.value(index)))
+            .unwrap_or(RowKind::Insert)
+    }
+
+    /// Keeps the rows where `mask` is true, with their kinds.
+    pub fn filter(&self, mask: &BooleanArray) -> Result<Self> {
+        let rows = filter_record_batch(&self.rows, mask)?;
+        let kinds = match &self.kinds {
+            Some(kinds) => {
+                let kept = filter(kinds, mask)?;
+                kept.as_any().downcast_ref::<UInt8Array>().cloned()
+            }
+            None => None,
+        };
+        Ok(Changes { rows, kinds })
+    }
+
+    /// The same kinds attached to other rows of equal length (e.g. after a projection).
+    pub fn with_rows(&self, rows: RecordBatch) -> Self {
+        Changes {
+            rows,
+            kinds: self.kinds.clone(),
+        }
+    }
+
+    /// Rows `offset..offset + length`.
+    pub fn slice(&self, offset: usize, length: usize) -> Self {
+        Changes {
+            rows: self.rows.slice(offset, length),
+            kinds: self.kinds.as_ref().map(|kinds| kinds.slice(offset, length)),
+        }
+    }
+}

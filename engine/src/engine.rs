@@ -1,0 +1,421 @@
+//! The embedded engine: stream logs, running queries, and the routing between them.
+//!
+//! Every stream is a log in arrival order. A query registered after rows have arrived replays
+//! the log of each stream it reads from the beginning, interleaved in arrival order, so it
+//! sees exactly what a query registered earlier saw. A query that inserts into a stream
+//! appends its results to that stream's log and, through it, feeds the queries reading it;
+//! the stream's watermark is then also raised to the minimum of its feeding queries' output
+//! watermarks. Everything runs on the caller's thread: a call to [`Engine::append`] returns
+//! once every query has processed the rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::catalog::{Catalog, StreamDef};
+use crate::graph::{NodeMetrics, QueryGraph};
+use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN};
+use crate::watermark::WatermarkGenerator;
+use crate::{Changes, EngineError, Result};
+
+/// Identifies a running query; ids grow in registration order.
+pub type QueryId = u64;
+
+#[derive(Debug, Clone)]
+enum LogEntry {
+    /// Complete rows (computed columns included).
+    Rows(Changes),
+    Watermark(Millis),
+}
+
+struct StreamState {
+    def: Arc<StreamDef>,
+    /// `(arrival sequence number, entry)`, kept while the engine retains history.
+    log: Vec<(u64, LogEntry)>,
+    /// Output watermark of each query inserting into this stream.
+    producers: BTreeMap<QueryId, Millis>,
+    /// Highest watermark mark appended to the log.
+    marked: Millis,
+    ended: bool,
+}
+
+struct RunningQuery {
+    name: String,
+    graph: QueryGraph,
+    /// One generator per graph source, in the graph's source order.
+    watermarks: Vec<WatermarkGenerator>,
+    target: Option<String>,
+    results: Vec<Changes>,
+    ended: bool,
+}
+
+/// A query's name, where its results go, and what it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryInfo {
+    pub id: QueryId,
+    pub name: String,
+    pub target: Option<String>,
+    pub sources: Vec<String>,
+}
+
+pub struct Engine {
+    catalog: Catalog,
+    streams: BTreeMap<String, StreamState>,
+    queries: BTreeMap<QueryId, RunningQuery>,
+    next_query: QueryId,
+    next_sequence: u64,
+    retain_history: bool,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Engine {
+            catalog: Catalog::default(),
+            streams: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            next_query: 1,
+            next_sequence: 0,
+            retain_history: true,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Stops keeping stream logs for queries registered later, and frees what is kept.
+    /// `sluice run` calls this once the script has registered all its queries.
+    pub fn stop_retaining_history(&mut self) {
+        self.retain_history = false;
+        for stream in self.streams.values_mut() {
+            stream.log = Vec::new();
+        }
+    }
+
+    pub fn create_stream(&mut self, def: StreamDef) -> Result<Arc<StreamDef>> {
+        let def = self.catalog.insert(def)?;
+        self.streams.insert(
+            def.name.clone(),
+            StreamState {
+                def: def.clone(),
+                log: Vec::new(),
+                producers: BTreeMap::new(),
+                marked: WATERMARK_MIN,
+                ended: false,
+            },
+        );
+        Ok(def)
+    }
+
+    /// Drops a stream that no running query reads or writes.
+    pub fn drop_stream(&mut self, name: &str) -> Result<()> {
+        if !self.streams.contains_key(name) {
+            return Err(EngineError::UnknownStream(name.to_string()));
+        }
+        if let Some(query) = self.queries.values().find(|query| {
+            query.target.as_deref() == Some(name)
+                || query.graph.sources().iter().any(|s| s.stream == name)
+        }) {
+            return Err(EngineError::InUse {
+                name: name.to_string(),
+                user: format!("query '{}'", query.name),
+            });
+        }
+        self.streams.remove(name);
+        self.catalog.remove(name);
+        Ok(())
+    }
+
+    /// Starts `graph` as query `name`; its results also go into `target` when given.
+    pub fn register_query(
+        &mut self,
+        name: &str,
+        mut graph: QueryGraph,
+        target: Option<&str>,
+    ) -> Result<QueryId> {
+        let mut watermarks = Vec::new();
+        for source in graph.sources() {
+            let stream = self.stream(&source.stream)?;
+            let expression = stream.def.event_time.as_ref().map(|e| e.watermark.clone());
+            watermarks.push(WatermarkGenerator::new(expression));
+        }
+        if let Some(target) = target {
+            self.stream(target)?;
+            let read: Vec<&str> = graph.sources().iter().map(|s| s.stream.as_str()).collect();
+            if self.upstream_of(&read).contains(target) {
+                return Err(EngineError::Cycle(target.to_string()));
+            }
+        }
+        let id = self.next_query;
+        self.next_query += 1;
+        if let Some(target) = target
+            && let Some(stream) = self.streams.get_mut(target)
+        {
+            stream.producers.insert(id, WATERMARK_MIN);
+        }
+        let replay = self.history_of(&graph);
+        let mut results = Vec::new();
+        graph.start(&mut results)?;
+        self.queries.insert(
+            id,
+            RunningQuery {
+                name: name.to_string(),
+                graph,
+                watermarks,
+                target: target.map(str::to_string),
+                results: Vec::new(),
+                ended: false,
+            },
+        );
+        self.route(id, results)?;
+        for (stream, entry) in replay {
+            self.deliver(id, &stream, &entry)?;
+        }
+        Ok(id)
+    }
+
+    /// Stops a query and forgets its state; results not yet drained are dropped.
+    pub fn cancel(&mut self, id: QueryId) -> Result<()> {
+        let Some(query) = self.queries.remove(&id) else {
+            return Ok(());
+        };
+        if let Some(target) = query.target {
+            self.stream_mut(&target)?.producers.remove(&id);
+            self.raise_to_producer_watermark(&target)?;
+        }
+        Ok(())
+    }
+
+    pub fn queries(&self) -> Vec<QueryInfo> {
+        self.queries
+            .iter()
+            .map(|(id, query)| QueryInfo {
+                id: *id,
+                name: query.name.clone(),
+                target: query.target.clone(),
+                sources: query
+                    .graph
+                    .sources()
+                    .iter()
+                    .map(|s| s.stream.clone())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn query_metrics(&self, id: QueryId) -> Option<Vec<NodeMetrics>> {
+        self.queries.get(&id).map(|query| query.graph.metrics())
+    }
+
+    /// Appends physical rows (the stream's non-computed columns) to `stream`.
+    pub fn append(&mut self, stream: &str, rows: &RecordBatch) -> Result<()> {
+        let state = self.stream(stream)?;
+        if state.ended {
+            return Err(EngineError::Input(format!("stream '{stream}' has ended")));
+        }
+        let complete = state.def.complete(rows)?;
+        self.append_entry(stream, LogEntry::Rows(Changes::inserts(complete)))
+    }
+
+    /// Raises `stream`'s watermark to at least `watermark`.
+    pub fn advance_watermark(&mut self, stream: &str, watermark: Millis) -> Result<()> {
+        let state = self.stream_mut(stream)?;
+        if watermark <= state.marked {
+            return Ok(());
+        }
+        state.marked = watermark;
+        self.append_entry(stream, LogEntry::Watermark(watermark))
+    }
+
+    /// Ends all input: every stream's watermark goes to `+inf`, then every query sees end of
+    /// input, upstream queries before the queries reading what they produce.
+    pub fn finish(&mut self) -> Result<()> {
+        loop {
+            let mut progressed = false;
+            let ready_streams: Vec<String> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| !s.ended && s.producers.keys().all(|q| self.query_ended(*q)))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in ready_streams {
+                self.advance_watermark(&name, WATERMARK_MAX)?;
+                self.stream_mut(&name)?.ended = true;
+                progressed = true;
+            }
+            let ready_queries: Vec<QueryId> = self
+                .queries
+                .iter()
+                .filter(|(_, q)| {
+                    !q.ended
+                        && q.graph
+                            .sources()
+                            .iter()
+                            .all(|s| self.streams.get(&s.stream).is_none_or(|st| st.ended))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ready_queries {
+                self.finish_query(id)?;
+                progressed = true;
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes the results each query emitted since the last call, by query id.
+    pub fn drain_results(&mut self) -> Vec<(QueryId, Vec<Changes>)> {
+        self.queries
+            .iter_mut()
+            .filter(|(_, query)| !query.results.is_empty())
+            .map(|(id, query)| (*id, std::mem::take(&mut query.results)))
+            .collect()
+    }
+
+    fn query_ended(&self, id: QueryId) -> bool {
+        self.queries.get(&id).is_none_or(|query| query.ended)
+    }
+
+    fn finish_query(&mut self, id: QueryId) -> Result<()> {
+        let Some(query) = self.queries.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut results = Vec::new();
+        query.graph.finish(&mut results)?;
+        query.ended = true;
+        self.route(id, results)
+    }
+
+    fn append_entry(&mut self, stream: &str, entry: LogEntry) -> Result<()> {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let retain = self.retain_history;
+        if retain {
+            self.stream_mut(stream)?.log.push((sequence, entry.clone()));
+        }
+        let readers: Vec<QueryId> = self
+            .queries
+            .iter()
+            .filter(|(_, q)| q.graph.sources().iter().any(|s| s.stream == stream))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in readers {
+            self.deliver(id, stream, &entry)?;
+        }
+        Ok(())
+    }
+
+    /// Feeds one log entry of `stream` to every source of query `id` bound to it.
+    fn deliver(&mut self, id: QueryId, stream: &str, entry: &LogEntry) -> Result<()> {
+        let Some(query) = self.queries.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut results = Vec::new();
+        for source in 0..query.graph.sources().len() {
+            if query.graph.sources()[source].stream != stream {
+                continue;
+            }
+            let advanced = match entry {
+                LogEntry::Rows(changes) => {
+                    query
+                        .graph
+                        .push_rows(source, changes.clone(), &mut results)?;
+                    query.watermarks[source].observe(&changes.rows)?
+                }
+                LogEntry::Watermark(mark) => query.watermarks[source].advance(*mark),
+            };
+            if let Some(watermark) = advanced {
+                query
+                    .graph
+                    .push_watermark(source, watermark, &mut results)?;
+            }
+        }
+        self.route(id, results)
+    }
+
+    /// Keeps a query's new results and passes them, and its watermark, to its target.
+    fn route(&mut self, id: QueryId, results: Vec<Changes>) -> Result<()> {
+        let Some(query) = self.queries.get_mut(&id) else {
+            return Ok(());
+        };
+        let watermark = query.graph.output_watermark();
+        let Some(target) = query.target.clone() else {
+            query.results.extend(results);
+            return Ok(());
+        };
+        query.results.extend(results.iter().cloned());
+        let def = self.stream(&target)?.def.clone();
+        for changes in results {
+            let physical = def.physical_part(&changes.rows)?;
+            let complete = def.complete(&physical)?;
+            self.append_entry(&target, LogEntry::Rows(changes.with_rows(complete)))?;
+        }
+        let stream = self.stream_mut(&target)?;
+        if let Some(slot) = stream.producers.get_mut(&id) {
+            *slot = watermark;
+        }
+        self.raise_to_producer_watermark(&target)
+    }
+
+    fn raise_to_producer_watermark(&mut self, stream: &str) -> Result<()> {
+        let state = self.stream(stream)?;
+        match state.producers.values().copied().min() {
+            Some(watermark) if watermark > state.marked => {
+                self.advance_watermark(stream, watermark)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The log entries a newly registered graph has to catch up on, in arrival order.
+    fn history_of(&self, graph: &QueryGraph) -> Vec<(String, LogEntry)> {
+        let streams: BTreeSet<&str> = graph.sources().iter().map(|s| s.stream.as_str()).collect();
+        let mut entries: Vec<(u64, &str, &LogEntry)> = streams
+            .iter()
+            .filter_map(|name| self.streams.get(*name).map(|state| (*name, state)))
+            .flat_map(|(name, state)| state.log.iter().map(move |(seq, e)| (*seq, name, e)))
+            .collect();
+        entries.sort_by_key(|(sequence, _, _)| *sequence);
+        entries
+            .into_iter()
+            .map(|(_, name, entry)| (name.to_string(), entry.clone()))
+            .collect()
+    }
+
+    /// Every stream whose rows can reach `streams` through inserting queries, and `streams`.
+    fn upstream_of(&self, streams: &[&str]) -> BTreeSet<String> {
+        let mut seen: BTreeSet<String> = streams.iter().map(|s| s.to_string()).collect();
+        loop {
+            let before = seen.len();
+            for query in self.queries.values() {
+                if query.target.as_ref().is_some_and(|t| seen.contains(t)) {
+                    seen.extend(query.graph.sources().iter().map(|s| s.stream.clone()));
+                }
+            }
+            if seen.len() == before {
+                return seen;
+            }
+        }
+    }
+
+    fn stream(&self, name: &str) -> Result<&StreamState> {
+        self.streams
+            .get(name)
+            .ok_or_else(|| EngineError::UnknownStream(name.to_string()))
+    }
+
+    fn stream_mut(&mut self, name: &str) -> Result<&mut StreamState> {
+        self.streams
+            .get_mut(name)
+            .ok_or_else(|| EngineError::UnknownStream(name.to_string()))
+    }
+}

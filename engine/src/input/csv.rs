@@ -1,0 +1,157 @@
+//! CSV input: a header row names the columns; an empty field is NULL.
+//!
+//! Columns are matched to the stream's by name (case-insensitively); columns the stream does
+//! not have are ignored, and a header missing one of the stream's columns is an error.
+
+use std::io::Read;
+
+use datafusion::arrow::array::{StringArray, StringBuilder};
+use datafusion::arrow::datatypes::SchemaRef;
+
+use super::{BATCH_ROWS, Decoded, RowReader, TextOptions, convert_text_columns};
+use crate::{EngineError, Result};
+
+pub struct CsvRows<R: Read> {
+    reader: csv::Reader<R>,
+    schema: SchemaRef,
+    /// For each stream column, its field index in the file.
+    positions: Vec<usize>,
+    header_len: usize,
+    null_literal: Option<String>,
+    record: csv::StringRecord,
+}
+
+impl<R: Read> CsvRows<R> {
+    /// Reads the header of `input`, a CSV file of `schema`'s columns.
+    pub fn new(input: R, schema: SchemaRef, options: TextOptions) -> Result<Self> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(input);
+        let header = reader
+            .headers()
+            .map_err(|error| EngineError::Input(format!("cannot read the CSV header: {error}")))?
+            .clone();
+        let mut positions = Vec::with_capacity(schema.fields().len());
+        let mut missing = Vec::new();
+        for field in schema.fields() {
+            match header
+                .iter()
+                .position(|name| name.trim().eq_ignore_ascii_case(field.name()))
+            {
+                Some(position) => positions.push(position),
+                None => missing.push(field.name().as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(EngineError::Input(format!(
+                "the CSV header lacks column(s) {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(CsvRows {
+            reader,
+            schema,
+            positions,
+            header_len: header.len(),
+            null_literal: options.null_literal,
+            record: csv::StringRecord::new(),
+        })
+    }
+}
+
+impl<R: Read> RowReader for CsvRows<R> {
+    fn next_batch(&mut self) -> Result<Option<Decoded>> {
+        let mut builders: Vec<StringBuilder> = (0..self.positions.len())
+            .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
+            .collect();
+        let mut lines = Vec::with_capacity(BATCH_ROWS);
+        let mut errors = Vec::new();
+        while lines.len() < BATCH_ROWS {
+            let more = self
+                .reader
+                .read_record(&mut self.record)
+                .map_err(|error| EngineError::Input(format!("cannot read CSV: {error}")))?;
+            if !more {
+                break;
+            }
+            let line = self.record.position().map_or(0, |p| p.line());
+            let row = lines.len();
+            lines.push(line);
+            if self.record.len() != self.header_len {
+                errors.push((
+                    row,
+                    format!(
+                        "expected {} fields, found {}",
+                        self.header_len,
+                        self.record.len()
+                    ),
+                ));
+            }
+            for (builder, &position) in builders.iter_mut().zip(&self.positions) {
+                match self.record.get(position) {
+                    Some(field)
+                        if !field.is_empty() && Some(field) != self.null_literal.as_deref() =>
+                    {
+                        builder.append_value(field)
+                    }
+                    _ => builder.append_null(),
+                }
+            }
+        }
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let text: Vec<StringArray> = builders.iter_mut().map(StringBuilder::finish).collect();
+        convert_text_columns(&self.schema, text, &lines, errors).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    #[test]
+    fn reports_bad_rows_by_line_and_keeps_the_rest() -> Result<()> {
+        let input = "name,id,extra\na,1,x\nb,oops,x\n,3,x\nd,4\ne,,x\n";
+        let mut rows = CsvRows::new(input.as_bytes(), schema(), TextOptions::default())?;
+        let Some(decoded) = rows.next_batch()? else {
+            panic!("expected a batch");
+        };
+        assert_eq!(decoded.rows.num_rows(), 2);
+        let reasons: Vec<(u64, &str)> = decoded
+            .errors
+            .iter()
+            .map(|e| (e.line, e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (3, "column 'id': cannot read 'oops' as INT"),
+                (5, "expected 3 fields, found 2"),
+                (6, "column 'id' is NOT NULL but the value is missing"),
+            ]
+        );
+        assert!(rows.next_batch()?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_header_without_a_stream_column_is_an_error() {
+        let result = CsvRows::new("name\nx\n".as_bytes(), schema(), TextOptions::default());
+        assert!(
+            matches!(result, Err(EngineError::Input(m)) if m == "the CSV header lacks column(s) id")
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! The sluice runtime.
+//!
+//! This crate owns time and data movement: the catalog of streams, the in-memory stream logs,
+//! watermark generation, the [`Operator`] interface with its operators, the query graph that
+//! pushes Arrow batches and watermarks through them, input decoding (CSV, JSON lines) and
+//! result formatting. It knows nothing about SQL text: the `sluice-sql` crate plans
+//! statements with DataFusion and builds [`QueryGraph`]s out of the operators here.
+
+pub mod catalog;
+pub mod changes;
+pub mod engine;
+pub mod error;
+pub mod graph;
+pub mod input;
+pub mod operator;
+pub mod operators;
+pub mod output;
+pub mod time;
+pub mod types;
+pub mod watermark;
+
+pub use catalog::{Catalog, ComputedColumn, EventTime, StreamDef};
+pub use changes::{Changes, RowKind};
+pub use engine::{Engine, QueryId};
+pub use error::{EngineError, Result};
+pub use graph::{GraphBuilder, NodeId, QueryGraph};
+pub use operator::{Operator, OperatorMetrics};

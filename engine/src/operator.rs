@@ -1,0 +1,59 @@
+//! The operator interface every streaming operator implements.
+//!
+//! An operator receives [`Changes`] on one or more numbered inputs, and watermarks. The
+//! [`QueryGraph`](crate::QueryGraph) combines the watermarks of an operator's inputs (the
+//! minimum over them) and calls [`Operator::on_watermark`] only when that combined watermark
+//! advances; after the call it forwards the same watermark downstream, so any rows an
+//! operator emits on a watermark precede the watermark itself. End of input arrives once, after
+//! the final watermark (`+inf`), when every input has ended.
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::time::Millis;
+use crate::{Changes, Result};
+
+/// Counters every operator can report; the graph adds row counts of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OperatorMetrics {
+    /// Bytes of state the operator holds (buffered rows, accumulators, ...).
+    pub state_bytes: usize,
+    /// Windows, sessions or partial matches currently open.
+    pub open_windows: usize,
+}
+
+/// A streaming operator: batches in, batches out, driven by watermarks.
+pub trait Operator: Send {
+    /// A short name for plans, metrics and errors, e.g. `filter`.
+    fn name(&self) -> &str;
+
+    /// The schema of every batch this operator emits.
+    fn schema(&self) -> SchemaRef;
+
+    /// Processes a batch that arrived on input `input`, pushing any results to `out`.
+    fn process(&mut self, input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()>;
+
+    /// The combined watermark of the inputs advanced to `watermark`: emit what it makes
+    /// decidable and drop state it makes unreachable.
+    fn on_watermark(&mut self, _watermark: Millis, _out: &mut Vec<Changes>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every input has ended (after the `+inf` watermark): emit whatever remains.
+    fn on_end_of_input(&mut self, _out: &mut Vec<Changes>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The operator's state as bytes, for a checkpoint. Stateless operators have none.
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    /// Restores state written by [`Operator::snapshot`].
+    fn restore(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    fn metrics(&self) -> OperatorMetrics {
+        OperatorMetrics::default()
+    }
+}

@@ -1,0 +1,152 @@
+//! Writing results: CSV, JSON lines or aligned tables, each row led by its `op`.
+//!
+//! Timestamps are written `YYYY-MM-DD HH:MM:SS[.fff]` (zoned ones in UTC with their offset
+//! dropped), dates `YYYY-MM-DD`, NULL as an empty CSV field or JSON `null`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::json::{LineDelimitedWriter, WriterBuilder as JsonWriterBuilder};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::util::pretty::pretty_format_batches_with_options;
+
+use crate::time::TIMESTAMP_FORMAT;
+use crate::{Changes, Result};
+
+/// How results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Csv,
+    JsonLines,
+}
+
+impl OutputFormat {
+    /// The file extension for this format, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "csv",
+            OutputFormat::JsonLines => "jsonl",
+        }
+    }
+}
+
+fn format_options() -> FormatOptions<'static> {
+    FormatOptions::default()
+        .with_null("")
+        .with_timestamp_format(Some(TIMESTAMP_FORMAT))
+        .with_timestamp_tz_format(Some(TIMESTAMP_FORMAT))
+        .with_datetime_format(Some(TIMESTAMP_FORMAT))
+}
+
+/// The schema of written rows: `op`, then the result columns, time types as text.
+pub fn output_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields = vec![Field::new("op", DataType::Utf8, false)];
+    fields.extend(schema.fields().iter().map(|field| {
+        if is_time(field.data_type()) {
+            Field::new(field.name(), DataType::Utf8, true)
+        } else {
+            field.as_ref().clone().with_nullable(true)
+        }
+    }));
+    Arc::new(Schema::new(fields))
+}
+
+/// `changes` as written rows: the `op` column first, times formatted as text.
+pub fn to_output_batch(changes: &Changes) -> Result<RecordBatch> {
+    let rows = &changes.rows;
+    let codes: StringArray = (0..rows.num_rows())
+        .map(|row| Some(changes.kind(row).code()))
+        .collect();
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(codes)];
+    let options = format_options();
+    for column in rows.columns() {
+        if is_time(column.data_type()) {
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+            let mut text = StringBuilder::with_capacity(column.len(), column.len() * 23);
+            for row in 0..column.len() {
+                if column.is_null(row) {
+                    text.append_null();
+                } else {
+                    text.append_value(formatter.value(row).to_string());
+                }
+            }
+            columns.push(Arc::new(text.finish()));
+        } else {
+            columns.push(column.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        output_schema(&rows.schema()),
+        columns,
+    )?)
+}
+
+fn is_time(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    )
+}
+
+/// Writes a query's results to `out` as they come.
+pub struct ResultWriter<W: Write> {
+    format: OutputFormat,
+    out: W,
+}
+
+impl<W: Write> ResultWriter<W> {
+    /// Starts the output of a query with result `schema` (CSV writes the header now, so a
+    /// query without results still leaves a file with its header).
+    pub fn new(mut out: W, format: OutputFormat, schema: &SchemaRef) -> Result<Self> {
+        if format == OutputFormat::Csv {
+            let empty = RecordBatch::new_empty(output_schema(schema));
+            CsvWriterBuilder::new()
+                .with_header(true)
+                .build(&mut out)
+                .write(&empty)?;
+        }
+        Ok(ResultWriter { format, out })
+    }
+
+    pub fn write(&mut self, changes: &Changes) -> Result<()> {
+        if changes.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = to_output_batch(changes)?;
+        match self.format {
+            OutputFormat::Csv => CsvWriterBuilder::new()
+                .with_header(false)
+                .build(&mut self.out)
+                .write(&batch)?,
+            OutputFormat::JsonLines => {
+                let mut writer: LineDelimitedWriter<&mut W> = JsonWriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(&mut self.out);
+                writer.write(&batch)?;
+                writer.finish()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        Ok(self.out.flush()?)
+    }
+}
+
+/// Results as an aligned text table with an `op` column.
+pub fn format_table(schema: &SchemaRef, changes: &[Changes]) -> Result<String> {
+    let batches = changes
+        .iter()
+        .map(to_output_batch)
+        .collect::<Result<Vec<_>>>()?;
+    if batches.is_empty() {
+        let empty = RecordBatch::new_empty(output_schema(schema));
+        return Ok(pretty_format_batches_with_options(&[empty], &format_options())?.to_string());
+    }
+    Ok(pretty_format_batches_with_options(&batches, &format_options())?.to_string())
+}

@@ -1,0 +1,40 @@
+//! Errors of the `sluice` command.
+
+use sluice_engine::EngineError;
+use sluice_sql::SqlError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A statement of the script failed; `location` is `FILE:LINE`.
+    #[error("{location}: {source}")]
+    Statement {
+        location: String,
+        #[source]
+        source: SqlError,
+    },
+    #[error("{0}")]
+    Usage(String),
+    /// A bad input row under `--strict`.
+    #[error("{path}:{line}: {reason}")]
+    BadRow {
+        path: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("{path}: {source}")]
+    Input {
+        path: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,7 @@
+//! The `sluice` command: `sluice run` replays input files through a SQL script.
+
+pub mod error;
+pub mod feed;
+pub mod run;
+
+pub use error::CliError;

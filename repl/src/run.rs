@@ -1,0 +1,220 @@
+//! `sluice run SCRIPT.sql [--input NAME=PATH]... [--output DIR] [--format csv|json|table]`
+//!
+//! Runs the script's statements in order, feeds the inputs (see [`crate::feed`]), then ends
+//! all input so every pending result is emitted. Each output of the script is written to
+//! `DIR/NAME.csv` (or `.jsonl`) as results arrive, or, without `--output`, printed to stdout
+//! at the end, one block per output headed by its name.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use sluice_engine::Changes;
+use sluice_engine::output::{OutputFormat, ResultWriter, format_table};
+use sluice_sql::session::Outcome;
+use sluice_sql::{Script, parse_statements};
+
+use crate::CliError;
+use crate::feed::{Event, Feed, InputFile};
+
+/// Rejected rows reported one by one per input file; the rest are only counted.
+const REPORTED_REJECTIONS: u64 = 20;
+
+/// How results are presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    /// Aligned tables; stdout only.
+    Table,
+}
+
+pub struct RunArgs {
+    pub script: PathBuf,
+    /// `(stream, path)` pairs, in command-line order.
+    pub inputs: Vec<(String, PathBuf)>,
+    pub output: Option<PathBuf>,
+    /// Defaults to CSV for files and tables for stdout.
+    pub format: Option<Format>,
+    pub strict: bool,
+}
+
+/// Counts of what a run read and wrote.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Rejected rows per input path.
+    pub rejected: BTreeMap<String, u64>,
+    /// Rows written per output name, in output order.
+    pub written: Vec<(String, u64)>,
+}
+
+enum Sink {
+    File(ResultWriter<BufWriter<File>>),
+    Stdout(Vec<Changes>),
+}
+
+pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError> {
+    let script_path = args.script.display().to_string();
+    let sql = fs::read_to_string(&args.script).map_err(|source| CliError::Io {
+        path: script_path.clone(),
+        source,
+    })?;
+    let mut script = Script::new();
+    for statement in parse_statements(&sql).map_err(|source| CliError::Statement {
+        location: script_path.clone(),
+        source,
+    })? {
+        let outcome = script
+            .execute(&statement)
+            .map_err(|source| CliError::Statement {
+                location: format!("{script_path}:{}", statement.line),
+                source,
+            })?;
+        if let Outcome::Rows(rows) = outcome {
+            let table = datafusion::arrow::util::pretty::pretty_format_batches(&[rows])
+                .map_err(sluice_engine::EngineError::from)?;
+            println!("{table}");
+        }
+    }
+    script.stop_retaining_history();
+
+    let mut inputs = Vec::new();
+    for (stream, path) in &args.inputs {
+        script.input_schema(stream)?;
+        let Some(def) = script.session().engine().catalog().get(stream).cloned() else {
+            continue;
+        };
+        inputs.push(InputFile {
+            stream: def,
+            path: path.clone(),
+        });
+    }
+
+    let mut sinks = open_sinks(&script, args)?;
+    let mut summary = Summary::default();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut feed = Feed::open(inputs)?;
+    while let Some(event) = feed.next_event()? {
+        match event {
+            Event::Rows(run) => {
+                script.feed(&run.stream, &run.rows)?;
+                deliver(&mut script, &mut sinks, &mut counts)?;
+            }
+            Event::Rejected { path, error } => {
+                if args.strict {
+                    return Err(CliError::BadRow {
+                        path,
+                        line: error.line,
+                        reason: error.reason,
+                    });
+                }
+                let seen = summary.rejected.entry(path.clone()).or_insert(0);
+                *seen += 1;
+                if *seen <= REPORTED_REJECTIONS {
+                    let _ = writeln!(stderr, "{path}:{}: skipped: {}", error.line, error.reason);
+                }
+            }
+        }
+    }
+    script.finish()?;
+    deliver(&mut script, &mut sinks, &mut counts)?;
+
+    for output in script.outputs() {
+        let Some(sink) = sinks.remove(&output.name) else {
+            continue;
+        };
+        match sink {
+            Sink::File(mut writer) => writer.flush()?,
+            Sink::Stdout(results) => print_block(&output.name, &output.schema, &results, args)?,
+        }
+        let rows = counts.get(&output.name).copied().unwrap_or(0);
+        summary.written.push((output.name.clone(), rows));
+    }
+    for (path, rejected) in &summary.rejected {
+        let _ = writeln!(stderr, "{path}: skipped {rejected} bad row(s)");
+    }
+    Ok(summary)
+}
+
+fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>, CliError> {
+    let mut sinks = BTreeMap::new();
+    let Some(directory) = &args.output else {
+        for output in script.outputs() {
+            sinks.insert(output.name.clone(), Sink::Stdout(Vec::new()));
+        }
+        return Ok(sinks);
+    };
+    let format = match args.format {
+        None | Some(Format::Csv) => OutputFormat::Csv,
+        Some(Format::Json) => OutputFormat::JsonLines,
+        Some(Format::Table) => {
+            return Err(CliError::Usage(
+                "--format table prints to stdout; use csv or json with --output".into(),
+            ));
+        }
+    };
+    fs::create_dir_all(directory).map_err(|source| CliError::Io {
+        path: directory.display().to_string(),
+        source,
+    })?;
+    for output in script.outputs() {
+        let path = directory.join(format!("{}.{}", output.name, format.extension()));
+        let file = File::create(&path).map_err(|source| CliError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let writer = ResultWriter::new(BufWriter::new(file), format, &output.schema)?;
+        sinks.insert(output.name.clone(), Sink::File(writer));
+    }
+    Ok(sinks)
+}
+
+fn deliver(
+    script: &mut Script,
+    sinks: &mut BTreeMap<String, Sink>,
+    counts: &mut BTreeMap<String, u64>,
+) -> Result<(), CliError> {
+    for (name, changes) in script.drain() {
+        *counts.entry(name.clone()).or_insert(0) += changes.num_rows() as u64;
+        match sinks.get_mut(&name) {
+            Some(Sink::File(writer)) => writer.write(&changes)?,
+            Some(Sink::Stdout(results)) => results.push(changes),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn print_block(
+    name: &str,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    results: &[Changes],
+    args: &RunArgs,
+) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let io_error = |source| CliError::Io {
+        path: "stdout".into(),
+        source,
+    };
+    writeln!(out, "-- {name}").map_err(io_error)?;
+    match args.format.unwrap_or(Format::Table) {
+        Format::Table => {
+            writeln!(out, "{}", format_table(schema, results)?).map_err(io_error)?;
+        }
+        format => {
+            let format = if format == Format::Json {
+                OutputFormat::JsonLines
+            } else {
+                OutputFormat::Csv
+            };
+            let mut writer = ResultWriter::new(&mut out, format, schema)?;
+            for changes in results {
+                writer.write(changes)?;
+            }
+            writer.flush()?;
+        }
+    }
+    Ok(())
+}

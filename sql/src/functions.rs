@@ -1,0 +1,51 @@
+//! Functions sluice adds to DataFusion's: `PROCTIME()`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// `PROCTIME()`: the wall-clock time at which the row is processed, as `TIMESTAMP_LTZ(3)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ProcTime {
+    signature: Signature,
+}
+
+impl ProcTime {
+    pub fn udf() -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::from(ProcTime {
+            signature: Signature::nullary(Volatility::Volatile),
+        }))
+    }
+}
+
+impl ScalarUDFImpl for ProcTime {
+    fn name(&self) -> &str {
+        "proctime"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(
+            TimeUnit::Millisecond,
+            Some("UTC".into()),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let now = ScalarValue::TimestampMillisecond(
+            Some(chrono::Utc::now().timestamp_millis()),
+            Some("UTC".into()),
+        );
+        Ok(ColumnarValue::Array(
+            now.to_array_of_size(args.number_rows)?,
+        ))
+    }
+}

@@ -1,0 +1,22 @@
+//! sluice's SQL front end.
+//!
+//! Statements are parsed with `sqlparser` (the version DataFusion uses), extended for Flink's
+//! DDL ([`statement`]); queries are planned and optimized by DataFusion against sluice's
+//! streams and views ([`context`]) and lowered to streaming operator graphs ([`lower`]).
+//! A [`Session`] ties this to an engine; a [`Script`] runs whole files the way `sluice run`
+//! and the SQL test suite do.
+
+pub mod context;
+pub mod ddl;
+mod error;
+pub mod functions;
+pub mod lower;
+pub mod script;
+pub mod session;
+pub mod statement;
+pub mod types;
+
+pub use error::{Result, SqlError};
+pub use script::Script;
+pub use session::{Outcome, Session, StartedQuery};
+pub use statement::{ParsedStatement, parse_statements};

@@ -1,0 +1,133 @@
+//! Running a SQL script over inputs, as `sluice run` and the SQL test suite do.
+//!
+//! Every result-producing statement becomes a standing query whose results are collected
+//! under an output name: a `CREATE VIEW` starts a query named after the view, an
+//! `INSERT INTO sink SELECT ...` collects what it writes under the sink's name, and each
+//! plain `SELECT` is named `q1`, `q2`, ... in script order.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice_engine::time::Millis;
+use sluice_engine::{Changes, QueryId};
+
+use crate::session::{Outcome, Session, StartedQuery};
+use crate::statement::{ObjectKind, ParsedStatement};
+use crate::{Result, SqlError};
+
+/// A named result of a script, in the order the script first produced it.
+#[derive(Debug, Clone)]
+pub struct ScriptOutput {
+    pub name: String,
+    pub schema: SchemaRef,
+}
+
+#[derive(Default)]
+pub struct Script {
+    session: Session,
+    outputs: Vec<ScriptOutput>,
+    output_of: BTreeMap<QueryId, String>,
+}
+
+impl Script {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The outputs so far, in script order; each name appears once.
+    pub fn outputs(&self) -> &[ScriptOutput] {
+        &self.outputs
+    }
+
+    /// Runs one statement; a view also starts a query emitting its rows.
+    pub fn execute(&mut self, statement: &ParsedStatement) -> Result<Outcome> {
+        let outcome = self.session.execute(statement)?;
+        match &outcome {
+            Outcome::Started(query) => self.collect(query),
+            Outcome::Created {
+                kind: ObjectKind::View,
+                name,
+            } => {
+                let query = self.session.start_view_query(name)?;
+                self.collect(&query);
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Appends physical rows to `stream`.
+    pub fn feed(&mut self, stream: &str, rows: &RecordBatch) -> Result<()> {
+        Ok(self.session.engine_mut().append(stream, rows)?)
+    }
+
+    /// Raises `stream`'s watermark.
+    pub fn advance_watermark(&mut self, stream: &str, watermark: Millis) -> Result<()> {
+        Ok(self
+            .session
+            .engine_mut()
+            .advance_watermark(stream, watermark)?)
+    }
+
+    /// Ends all input: watermarks go to `+inf` and every pending result is emitted.
+    pub fn finish(&mut self) -> Result<()> {
+        Ok(self.session.engine_mut().finish()?)
+    }
+
+    /// Results emitted since the last call, with their output names.
+    pub fn drain(&mut self) -> Vec<(String, Changes)> {
+        let mut drained = Vec::new();
+        for (id, results) in self.session.engine_mut().drain_results() {
+            if let Some(name) = self.output_of.get(&id) {
+                drained.extend(results.into_iter().map(|changes| (name.clone(), changes)));
+            }
+        }
+        drained
+    }
+
+    /// Stops keeping stream history for later queries (call once every query is started).
+    pub fn stop_retaining_history(&mut self) {
+        self.session.engine_mut().stop_retaining_history();
+    }
+
+    /// The physical schema of stream `name` (what inputs carry).
+    pub fn input_schema(&self, name: &str) -> Result<SchemaRef> {
+        self.session
+            .engine()
+            .catalog()
+            .get(name)
+            .map(|stream| stream.physical_schema.clone())
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .session
+                    .engine()
+                    .catalog()
+                    .streams()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                SqlError::Invalid(format!(
+                    "unknown stream '{name}' (streams: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
+    }
+
+    fn collect(&mut self, query: &StartedQuery) {
+        self.output_of.insert(query.id, query.output.clone());
+        if !self.outputs.iter().any(|o| o.name == query.output) {
+            self.outputs.push(ScriptOutput {
+                name: query.output.clone(),
+                schema: query.schema.clone(),
+            });
+        }
+    }
+}

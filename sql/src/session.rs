@@ -1,0 +1,503 @@
+//! A session: statements in, catalog changes and running queries out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::planner::SqlToRel;
+use datafusion::sql::sqlparser::ast;
+use sluice_engine::catalog::ColumnSource;
+use sluice_engine::types::sql_type_name;
+use sluice_engine::{Engine, QueryId};
+
+use crate::context::PlanningContext;
+use crate::ddl::stream_def;
+use crate::functions::ProcTime;
+use crate::lower::Lowering;
+use crate::statement::{self, ObjectKind, ParsedStatement, Show, Statement, parse_statements};
+use crate::{Result, SqlError};
+
+/// A view: a named query, inlined wherever it is read.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub name: String,
+    pub sql: String,
+    pub plan: LogicalPlan,
+    /// The streams and views its query reads.
+    pub dependencies: BTreeSet<String>,
+}
+
+/// A standing query that was started.
+#[derive(Debug, Clone)]
+pub struct StartedQuery {
+    pub id: QueryId,
+    pub name: String,
+    /// Where results are written: the view or sink name, else the query name.
+    pub output: String,
+    pub schema: SchemaRef,
+    /// The stream the query inserts into, if any.
+    pub target: Option<String>,
+}
+
+/// What a statement did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Created {
+        kind: ObjectKind,
+        name: String,
+    },
+    Dropped {
+        kind: ObjectKind,
+        name: String,
+    },
+    /// Rows a bounded `INSERT` appended.
+    Inserted {
+        stream: String,
+        rows: usize,
+    },
+    Started(StartedQuery),
+    /// A bounded answer: `SHOW`, `DESCRIBE`.
+    Rows(RecordBatch),
+    /// Nothing changed (`IF EXISTS` / `IF NOT EXISTS`).
+    Unchanged(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Created { kind, name } => write!(f, "created {} {name}", kind.noun()),
+            Outcome::Dropped { kind, name } => write!(f, "dropped {} {name}", kind.noun()),
+            Outcome::Inserted { stream, rows } => write!(f, "inserted {rows} row(s) into {stream}"),
+            Outcome::Started(query) => match &query.target {
+                Some(target) => write!(f, "started query {} inserting into {target}", query.name),
+                None => write!(f, "started query {}", query.name),
+            },
+            Outcome::Rows(rows) => write!(f, "{} row(s)", rows.num_rows()),
+            Outcome::Unchanged(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl ObjectKind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Stream => "stream",
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+        }
+    }
+}
+
+pub struct Session {
+    engine: Engine,
+    state: SessionState,
+    views: BTreeMap<String, View>,
+    /// Unnamed SELECTs started so far (they are named q1, q2, ...).
+    selects: usize,
+    /// INSERT ... SELECT queries started so far.
+    inserts: usize,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Self {
+        let config = SessionConfig::new().with_target_partitions(1);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        // Registering a function under a fresh name cannot fail.
+        let _ = state.register_udf(ProcTime::udf());
+        Session {
+            engine: Engine::new(),
+            state,
+            views: BTreeMap::new(),
+            selects: 0,
+            inserts: 0,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = &View> {
+        self.views.values()
+    }
+
+    /// Parses and runs every statement of `sql`, stopping at the first error.
+    pub fn execute_sql(&mut self, sql: &str) -> Result<Vec<Outcome>> {
+        parse_statements(sql)?
+            .iter()
+            .map(|statement| self.execute(statement))
+            .collect()
+    }
+
+    pub fn execute(&mut self, parsed: &ParsedStatement) -> Result<Outcome> {
+        match &parsed.statement {
+            Statement::CreateStream(create) => {
+                let kind = if create.primary_key.is_empty() {
+                    ObjectKind::Stream
+                } else {
+                    ObjectKind::Table
+                };
+                if self.exists(&create.name) {
+                    if create.if_not_exists {
+                        return Ok(Outcome::Unchanged(format!(
+                            "'{}' already exists",
+                            create.name
+                        )));
+                    }
+                    return Err(self.already_exists(&create.name));
+                }
+                let def = stream_def(create, &self.state, &self.planning_context())?;
+                self.engine.create_stream(def)?;
+                Ok(Outcome::Created {
+                    kind,
+                    name: create.name.clone(),
+                })
+            }
+            Statement::Drop(drop) => self.drop(drop),
+            Statement::Show(show) => self.show(*show).map(Outcome::Rows),
+            Statement::Describe(name) => self.describe(name).map(Outcome::Rows),
+            Statement::Sql(statement) => match statement.as_ref() {
+                ast::Statement::Query(_) => {
+                    let plan = self.plan(statement.as_ref().clone())?;
+                    self.selects += 1;
+                    let name = format!("q{}", self.selects);
+                    self.start(&name, &name, &plan, None).map(Outcome::Started)
+                }
+                ast::Statement::Insert(_) => self.insert(statement.as_ref().clone()),
+                ast::Statement::CreateView(create) => self.create_view(create, statement),
+                other => Err(SqlError::Unsupported(format!(
+                    "statement '{}'",
+                    first_words(&other.to_string())
+                ))),
+            },
+        }
+    }
+
+    /// Starts a query that emits the rows of view `name`, with the view's name.
+    pub fn start_view_query(&mut self, name: &str) -> Result<StartedQuery> {
+        let view = self
+            .views
+            .get(name)
+            .ok_or_else(|| SqlError::Invalid(format!("unknown view '{name}'")))?;
+        let plan = view.plan.clone();
+        self.start(name, name, &plan, None)
+    }
+
+    fn start(
+        &mut self,
+        name: &str,
+        output: &str,
+        plan: &LogicalPlan,
+        target: Option<&str>,
+    ) -> Result<StartedQuery> {
+        let optimized = self.state.optimize(plan)?;
+        let mut lowering = Lowering::new(&self.state, self.engine.catalog());
+        let lowered = lowering.lower(&optimized)?;
+        let graph = lowering.builder.build(lowered.node);
+        let schema = graph.schema();
+        let id = self.engine.register_query(name, graph, target)?;
+        Ok(StartedQuery {
+            id,
+            name: name.to_string(),
+            output: output.to_string(),
+            schema,
+            target: target.map(str::to_string),
+        })
+    }
+
+    fn insert(&mut self, statement: ast::Statement) -> Result<Outcome> {
+        let plan = self.plan(statement)?;
+        let LogicalPlan::Dml(dml) = &plan else {
+            return Err(SqlError::Unsupported("this form of INSERT".into()));
+        };
+        if !matches!(dml.op, WriteOp::Insert(_)) {
+            return Err(SqlError::Unsupported(format!("{}", dml.op)));
+        }
+        let target = dml.table_name.table().to_string();
+        let def = self
+            .engine
+            .catalog()
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| SqlError::Invalid(format!("'{target}' is a view, not a stream")))?;
+        let input = self.state.optimize(&dml.input)?;
+        let mut lowering = Lowering::new(&self.state, self.engine.catalog());
+        let lowered = lowering.lower(&input)?;
+        let mut graph = lowering.builder.build(lowered.node);
+        if !graph.is_bounded() {
+            self.inserts += 1;
+            let name = format!("insert{}", self.inserts);
+            return self
+                .start(&name, &target, &dml.input, Some(&target))
+                .map(Outcome::Started);
+        }
+        let mut results = Vec::new();
+        graph.start(&mut results)?;
+        let mut rows = 0;
+        for changes in results {
+            rows += changes.num_rows();
+            let physical = def.physical_part(&changes.rows)?;
+            self.engine.append(&target, &physical)?;
+        }
+        Ok(Outcome::Inserted {
+            stream: target,
+            rows,
+        })
+    }
+
+    fn create_view(
+        &mut self,
+        create: &ast::CreateView,
+        statement: &ast::Statement,
+    ) -> Result<Outcome> {
+        if create.materialized {
+            return Err(SqlError::Unsupported("CREATE MATERIALIZED VIEW".into()));
+        }
+        let name = statement::object_name(&create.name)?;
+        let replacing = create.or_replace && self.views.contains_key(&name);
+        if self.exists(&name) && !replacing {
+            if create.if_not_exists {
+                return Ok(Outcome::Unchanged(format!("'{name}' already exists")));
+            }
+            return Err(self.already_exists(&name));
+        }
+        let plan = self.plan(statement.clone())?;
+        let LogicalPlan::Ddl(DdlStatement::CreateView(view)) = plan else {
+            return Err(SqlError::Unsupported("this form of CREATE VIEW".into()));
+        };
+        let mut dependencies = BTreeSet::new();
+        let _ = ast::visit_relations(&create.query, |relation| {
+            if let Ok(name) = statement::object_name(relation) {
+                dependencies.insert(name);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if dependencies.contains(&name) {
+            return Err(SqlError::Invalid(format!(
+                "view '{name}' cannot read itself"
+            )));
+        }
+        self.views.insert(
+            name.clone(),
+            View {
+                name: name.clone(),
+                sql: create.query.to_string(),
+                plan: view.input.as_ref().clone(),
+                dependencies,
+            },
+        );
+        Ok(Outcome::Created {
+            kind: ObjectKind::View,
+            name,
+        })
+    }
+
+    fn drop(&mut self, drop: &statement::Drop) -> Result<Outcome> {
+        let name = &drop.name;
+        let is_view = self.views.contains_key(name);
+        let is_stream = self.engine.catalog().get(name).is_some();
+        let found = match drop.kind {
+            ObjectKind::View => is_view,
+            ObjectKind::Stream | ObjectKind::Table => is_stream,
+        };
+        if !found {
+            if is_view || is_stream {
+                let actual = if is_view { "a view" } else { "a stream" };
+                return Err(SqlError::Invalid(format!(
+                    "'{name}' is {actual}, not a {}",
+                    drop.kind.noun()
+                )));
+            }
+            if drop.if_exists {
+                return Ok(Outcome::Unchanged(format!("'{name}' does not exist")));
+            }
+            return Err(SqlError::Invalid(format!(
+                "unknown {} '{name}'",
+                drop.kind.noun()
+            )));
+        }
+        if let Some(user) = self.views.values().find(|v| v.dependencies.contains(name)) {
+            return Err(SqlError::Invalid(format!(
+                "cannot drop '{name}': view '{}' reads it",
+                user.name
+            )));
+        }
+        if is_view {
+            self.views.remove(name);
+        } else {
+            self.engine.drop_stream(name)?;
+        }
+        Ok(Outcome::Dropped {
+            kind: drop.kind,
+            name: name.clone(),
+        })
+    }
+
+    fn show(&self, show: Show) -> Result<RecordBatch> {
+        match show {
+            Show::Tables => {
+                let rows = self
+                    .engine
+                    .catalog()
+                    .streams()
+                    .map(|s| {
+                        let kind = if s.is_table() { "table" } else { "stream" };
+                        let watermark = s.event_time.as_ref().map_or(String::new(), |time| {
+                            format!(
+                                "FOR {} AS {}",
+                                s.schema.field(time.column).name(),
+                                time.watermark_sql
+                            )
+                        });
+                        vec![s.name.clone(), kind.to_string(), watermark]
+                    })
+                    .collect();
+                text_batch(&["name", "kind", "watermark"], rows)
+            }
+            Show::Views => {
+                let rows = self
+                    .views
+                    .values()
+                    .map(|v| vec![v.name.clone(), v.sql.clone()])
+                    .collect();
+                text_batch(&["name", "query"], rows)
+            }
+            Show::Queries => {
+                let rows = self
+                    .engine
+                    .queries()
+                    .into_iter()
+                    .map(|q| {
+                        vec![
+                            q.id.to_string(),
+                            q.name,
+                            q.sources.join(", "),
+                            q.target.unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                text_batch(&["id", "name", "reads", "inserts_into"], rows)
+            }
+        }
+    }
+
+    fn describe(&self, name: &str) -> Result<RecordBatch> {
+        let headers = ["column", "type", "nullable", "extra"];
+        if let Some(stream) = self.engine.catalog().get(name) {
+            let rows = stream
+                .schema
+                .fields()
+                .iter()
+                .zip(&stream.layout)
+                .enumerate()
+                .map(|(index, (field, source))| {
+                    let mut extra = Vec::new();
+                    if let ColumnSource::Computed(column) = source {
+                        extra.push(format!("AS {}", column.sql));
+                    }
+                    if let Some(time) = stream.event_time.as_ref().filter(|t| t.column == index) {
+                        extra.push(format!("event time, WATERMARK AS {}", time.watermark_sql));
+                    }
+                    if stream.primary_key.contains(field.name()) {
+                        extra.push("PRIMARY KEY NOT ENFORCED".to_string());
+                    }
+                    column_row(field, extra.join("; "))
+                })
+                .collect();
+            return text_batch(&headers, rows);
+        }
+        if let Some(view) = self.views.get(name) {
+            let rows = view
+                .plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|field| column_row(field, String::new()))
+                .collect();
+            return text_batch(&headers, rows);
+        }
+        Err(SqlError::Invalid(format!(
+            "unknown stream or view '{name}'"
+        )))
+    }
+
+    fn plan(&self, statement: ast::Statement) -> Result<LogicalPlan> {
+        let context = self.planning_context();
+        Ok(SqlToRel::new(&context).sql_statement_to_plan(statement)?)
+    }
+
+    fn planning_context(&self) -> PlanningContext<'_> {
+        PlanningContext::new(
+            &self.state,
+            self.engine.catalog().streams().map(Arc::as_ref),
+            self.views.values(),
+        )
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.views.contains_key(name) || self.engine.catalog().get(name).is_some()
+    }
+
+    fn already_exists(&self, name: &str) -> SqlError {
+        let kind = if self.views.contains_key(name) {
+            "a view"
+        } else {
+            "a stream"
+        };
+        SqlError::Invalid(format!("'{name}' already exists as {kind}"))
+    }
+}
+
+fn column_row(field: &Field, extra: String) -> Vec<String> {
+    vec![
+        field.name().clone(),
+        sql_type_name(field.data_type()),
+        if field.is_nullable() { "YES" } else { "NO" }.to_string(),
+        extra,
+    ]
+}
+
+/// A batch of text columns named `headers`.
+fn text_batch(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(
+        headers
+            .iter()
+            .map(|name| Field::new(*name, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..headers.len())
+        .map(|column| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|row| row[column].as_str()),
+            )) as ArrayRef
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// The first two words of a statement, to name what is not supported.
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}

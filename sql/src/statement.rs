@@ -1,0 +1,397 @@
+//! The statements sluice accepts, and how a script is split into them.
+//!
+//! Queries, views and inserts are parsed by `sqlparser` itself. The statements that are
+//! Flink's rather than standard SQL (`CREATE TABLE ... (WATERMARK FOR ...)`, `CREATE STREAM`)
+//! and sluice's catalog commands (`SHOW`, `DESCRIBE`, `DROP`) are parsed here with the same
+//! parser's token-level API, so positions and error messages stay consistent.
+
+use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token};
+
+use crate::Result;
+
+/// One statement of a script.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    CreateStream(Box<CreateStream>),
+    Drop(Drop),
+    Show(Show),
+    Describe(String),
+    /// Anything `sqlparser` parses: SELECT, INSERT, CREATE VIEW, ...
+    Sql(Box<ast::Statement>),
+}
+
+/// A statement with the text it was parsed from and where that text starts.
+#[derive(Debug, Clone)]
+pub struct ParsedStatement {
+    pub statement: Statement,
+    pub text: String,
+    /// 1-based line of the statement's first token.
+    pub line: u64,
+}
+
+/// `CREATE TABLE | STREAM name (...) [WITH (...)]`.
+#[derive(Debug, Clone)]
+pub struct CreateStream {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDecl>,
+    /// `WATERMARK FOR column AS expression`.
+    pub watermark: Option<(String, ast::Expr)>,
+    pub primary_key: Vec<String>,
+    pub options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnDecl {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ColumnKind {
+    /// `name TYPE [NOT NULL]`: carried by the input.
+    Physical {
+        data_type: Box<ast::DataType>,
+        not_null: bool,
+    },
+    /// `name AS expression`: computed as the row enters the stream.
+    Computed(ast::Expr),
+}
+
+/// What `DROP` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Stream,
+    Table,
+    View,
+}
+
+#[derive(Debug, Clone)]
+pub struct Drop {
+    pub kind: ObjectKind,
+    pub name: String,
+    pub if_exists: bool,
+}
+
+/// `SHOW TABLES | STREAMS | VIEWS | QUERIES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    Tables,
+    Views,
+    Queries,
+}
+
+/// Splits `sql` into statements separated by `;`.
+pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        let first = parser.peek_token();
+        if first.token == Token::EOF {
+            return Ok(statements);
+        }
+        let statement = parse_statement(&mut parser)?;
+        let next = parser.peek_token();
+        if next.token != Token::SemiColon && next.token != Token::EOF {
+            return parser
+                .expected("';' after the statement", next)
+                .map_err(Into::into);
+        }
+        let start = offset_of(sql, first.span.start);
+        let end = offset_of(sql, next.span.start);
+        statements.push(ParsedStatement {
+            statement,
+            text: sql[start..end.max(start)].trim().to_string(),
+            line: first.span.start.line,
+        });
+    }
+}
+
+fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
+    if parser.peek_keyword(Keyword::CREATE) && is_create_stream(parser) {
+        return parse_create_stream(parser).map(|c| Statement::CreateStream(Box::new(c)));
+    }
+    if parser.parse_keyword(Keyword::DROP) {
+        return parse_drop(parser).map(Statement::Drop);
+    }
+    if parser.parse_keyword(Keyword::SHOW) {
+        return parse_show(parser).map(Statement::Show);
+    }
+    if parser
+        .parse_one_of_keywords(&[Keyword::DESCRIBE, Keyword::DESC])
+        .is_some()
+    {
+        let name = parser.parse_object_name(false)?;
+        return object_name(&name).map(Statement::Describe);
+    }
+    parser
+        .parse_statement()
+        .map(|s| Statement::Sql(Box::new(s)))
+}
+
+fn is_create_stream(parser: &Parser) -> bool {
+    let second = parser.peek_nth_token(1);
+    matches!(&second.token, Token::Word(w) if w.keyword == Keyword::TABLE || w.keyword == Keyword::STREAM)
+}
+
+fn parse_create_stream(parser: &mut Parser) -> Result<CreateStream, ParserError> {
+    parser.expect_keyword(Keyword::CREATE)?;
+    if parser
+        .parse_one_of_keywords(&[Keyword::TABLE, Keyword::STREAM])
+        .is_none()
+    {
+        return parser.expected("TABLE or STREAM", parser.peek_token());
+    }
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = object_name(&parser.parse_object_name(false)?)?;
+    let mut create = CreateStream {
+        name,
+        if_not_exists,
+        columns: Vec::new(),
+        watermark: None,
+        primary_key: Vec::new(),
+        options: Vec::new(),
+    };
+    parser.expect_token(&Token::LParen)?;
+    loop {
+        parse_table_element(parser, &mut create)?;
+        if !parser.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    parser.expect_token(&Token::RParen)?;
+    if parser.parse_keyword(Keyword::WITH) {
+        create.options = parse_with_options(parser)?;
+    }
+    Ok(create)
+}
+
+fn parse_table_element(parser: &mut Parser, create: &mut CreateStream) -> Result<(), ParserError> {
+    if parse_word(parser, "WATERMARK") {
+        if create.watermark.is_some() {
+            return parser.expected("a single WATERMARK", parser.peek_token());
+        }
+        parser.expect_keyword(Keyword::FOR)?;
+        let column = identifier(&parser.parse_identifier()?);
+        parser.expect_keyword(Keyword::AS)?;
+        create.watermark = Some((column, parser.parse_expr()?));
+        return Ok(());
+    }
+    if parser.parse_keyword(Keyword::CONSTRAINT) {
+        parser.parse_identifier()?;
+        parser.expect_keywords(&[Keyword::PRIMARY, Keyword::KEY])?;
+        return parse_primary_key(parser, create);
+    }
+    if parser.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+        return parse_primary_key(parser, create);
+    }
+    let name = identifier(&parser.parse_identifier()?);
+    if parser.parse_keyword(Keyword::AS) {
+        let expression = parser.parse_expr()?;
+        create.columns.push(ColumnDecl {
+            name,
+            kind: ColumnKind::Computed(expression),
+        });
+        return Ok(());
+    }
+    let data_type = parser.parse_data_type()?;
+    let mut not_null = false;
+    loop {
+        if parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
+            not_null = true;
+        } else if parser.parse_keyword(Keyword::NULL) {
+            not_null = false;
+        } else if parser.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+            expect_not_enforced(parser)?;
+            set_primary_key(parser, create, vec![name.clone()])?;
+        } else if parser.parse_keyword(Keyword::COMMENT) {
+            parser.parse_literal_string()?;
+        } else {
+            break;
+        }
+    }
+    create.columns.push(ColumnDecl {
+        name,
+        kind: ColumnKind::Physical {
+            data_type: Box::new(data_type),
+            not_null,
+        },
+    });
+    Ok(())
+}
+
+fn parse_primary_key(parser: &mut Parser, create: &mut CreateStream) -> Result<(), ParserError> {
+    let columns = parser.parse_parenthesized_column_list(IsOptional::Mandatory, false)?;
+    expect_not_enforced(parser)?;
+    set_primary_key(parser, create, columns.iter().map(identifier).collect())
+}
+
+fn set_primary_key(
+    parser: &Parser,
+    create: &mut CreateStream,
+    columns: Vec<String>,
+) -> Result<(), ParserError> {
+    if !create.primary_key.is_empty() {
+        return parser.expected("a single PRIMARY KEY", parser.peek_token());
+    }
+    create.primary_key = columns;
+    Ok(())
+}
+
+/// Flink's `NOT ENFORCED`: the key is trusted, not checked.
+fn expect_not_enforced(parser: &mut Parser) -> Result<(), ParserError> {
+    if parser.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]) {
+        return Ok(());
+    }
+    parser.expected(
+        "NOT ENFORCED after PRIMARY KEY (sluice does not check key uniqueness)",
+        parser.peek_token(),
+    )
+}
+
+/// `( 'key' = 'value' [, ...] )`
+fn parse_with_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
+    parser.expect_token(&Token::LParen)?;
+    let mut options = Vec::new();
+    loop {
+        let key = parser.parse_literal_string()?;
+        parser.expect_token(&Token::Eq)?;
+        let value = parser.parse_literal_string()?;
+        options.push((key, value));
+        if !parser.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    parser.expect_token(&Token::RParen)?;
+    Ok(options)
+}
+
+fn parse_drop(parser: &mut Parser) -> Result<Drop, ParserError> {
+    let kind = match parser.parse_one_of_keywords(&[Keyword::TABLE, Keyword::STREAM, Keyword::VIEW])
+    {
+        Some(Keyword::TABLE) => ObjectKind::Table,
+        Some(Keyword::STREAM) => ObjectKind::Stream,
+        Some(_) => ObjectKind::View,
+        None => return parser.expected("TABLE, STREAM or VIEW after DROP", parser.peek_token()),
+    };
+    let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = object_name(&parser.parse_object_name(false)?)?;
+    Ok(Drop {
+        kind,
+        name,
+        if_exists,
+    })
+}
+
+fn parse_show(parser: &mut Parser) -> Result<Show, ParserError> {
+    if parser.parse_keyword(Keyword::TABLES) || parse_word(parser, "STREAMS") {
+        Ok(Show::Tables)
+    } else if parser.parse_keyword(Keyword::VIEWS) {
+        Ok(Show::Views)
+    } else if parser.parse_keyword(Keyword::QUERIES) {
+        Ok(Show::Queries)
+    } else {
+        parser.expected(
+            "TABLES, STREAMS, VIEWS or QUERIES after SHOW",
+            parser.peek_token(),
+        )
+    }
+}
+
+/// Consumes the next token if it is the word `word` (a word sqlparser has no keyword for).
+fn parse_word(parser: &mut Parser, word: &str) -> bool {
+    let matches = matches!(&parser.peek_token().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    if matches {
+        parser.next_token();
+    }
+    matches
+}
+
+/// An identifier as the catalog stores it: unquoted ones are case-insensitive (lower case).
+pub fn identifier(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_lowercase(),
+    }
+}
+
+/// A one-part object name (sluice has no schemas).
+pub fn object_name(name: &ObjectName) -> Result<String, ParserError> {
+    match name.0.as_slice() {
+        [part] => match part.as_ident() {
+            Some(ident) => Ok(identifier(ident)),
+            None => Err(ParserError::ParserError(format!("'{name}' is not a name"))),
+        },
+        _ => Err(ParserError::ParserError(format!(
+            "'{name}': qualified names are not supported"
+        ))),
+    }
+}
+
+/// Byte offset in `sql` of a 1-based line and column (counted in characters).
+fn offset_of(sql: &str, location: Location) -> usize {
+    if location.line == 0 {
+        return sql.len();
+    }
+    let mut line = 1;
+    let mut line_start = 0;
+    for (index, byte) in sql.bytes().enumerate() {
+        if line == location.line {
+            break;
+        }
+        if byte == b'\n' {
+            line += 1;
+            line_start = index + 1;
+        }
+    }
+    sql[line_start..]
+        .char_indices()
+        .nth(location.column.saturating_sub(1) as usize)
+        .map_or(sql.len(), |(offset, _)| line_start + offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_a_script_and_keeps_each_statement_text() -> Result<()> {
+        let script = "CREATE STREAM bid (ts TIMESTAMP(3), price DOUBLE,\n  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND);\n\nSELECT price FROM bid;";
+        let statements = parse_statements(script)?;
+        assert_eq!(statements.len(), 2);
+        assert_eq!(statements[1].text, "SELECT price FROM bid");
+        assert_eq!(statements[1].line, 4);
+        let Statement::CreateStream(create) = &statements[0].statement else {
+            panic!("expected CREATE STREAM");
+        };
+        assert_eq!(create.name, "bid");
+        assert_eq!(create.columns.len(), 2);
+        assert_eq!(
+            create
+                .watermark
+                .as_ref()
+                .map(|(c, e)| (c.as_str(), e.to_string())),
+            Some(("ts", "ts - INTERVAL '5' SECOND".to_string()))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn primary_key_needs_not_enforced() {
+        let error = parse_statements("CREATE TABLE t (id INT, PRIMARY KEY (id))")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "syntax error: Expected: NOT ENFORCED after PRIMARY KEY (sluice does not check key uniqueness), found: ) at Line: 1, Column: 40"
+            )
+        );
+    }
+}
