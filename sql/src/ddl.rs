@@ -46,7 +46,9 @@ pub fn stream_def(
         } = &column.kind
         {
             let data_type = arrow_type(data_type, &column.name)?;
-            physical_fields.push(Field::new(&column.name, data_type, !not_null));
+            // Key columns are implicitly NOT NULL, as in Flink.
+            let nullable = !not_null && !create.primary_key.contains(&column.name);
+            physical_fields.push(Field::new(&column.name, data_type, nullable));
         }
     }
     let physical_schema: SchemaRef = Arc::new(Schema::new(physical_fields));

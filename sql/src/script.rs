@@ -28,6 +28,10 @@ pub struct Script {
     session: Session,
     outputs: Vec<ScriptOutput>,
     output_of: BTreeMap<QueryId, String>,
+    /// The query started for each view, stopped when the view is dropped.
+    view_queries: BTreeMap<String, QueryId>,
+    /// Results of stopped queries, not drained yet.
+    drained_early: Vec<(String, Changes)>,
 }
 
 impl Script {
@@ -44,16 +48,28 @@ impl Script {
         &self.outputs
     }
 
-    /// Runs one statement; a view also starts a query emitting its rows.
+    /// Runs one statement; a view also starts a query emitting its rows, which dropping the
+    /// view stops.
     pub fn execute(&mut self, statement: &ParsedStatement) -> Result<Outcome> {
         let outcome = self.session.execute(statement)?;
         match &outcome {
+            Outcome::Dropped {
+                kind: ObjectKind::View,
+                name,
+            } => {
+                if let Some(id) = self.view_queries.remove(name) {
+                    let early = self.drain();
+                    self.drained_early.extend(early);
+                    self.session.engine_mut().cancel(id)?;
+                }
+            }
             Outcome::Started(query) => self.collect(query),
             Outcome::Created {
                 kind: ObjectKind::View,
                 name,
             } => {
                 let query = self.session.start_view_query(name)?;
+                self.view_queries.insert(name.clone(), query.id);
                 self.collect(&query);
             }
             _ => {}
@@ -81,7 +97,7 @@ impl Script {
 
     /// Results emitted since the last call, with their output names.
     pub fn drain(&mut self) -> Vec<(String, Changes)> {
-        let mut drained = Vec::new();
+        let mut drained = std::mem::take(&mut self.drained_early);
         for (id, results) in self.session.engine_mut().drain_results() {
             if let Some(name) = self.output_of.get(&id) {
                 drained.extend(results.into_iter().map(|changes| (name.clone(), changes)));

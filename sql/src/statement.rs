@@ -55,11 +55,11 @@ pub struct ColumnDecl {
 pub enum ColumnKind {
     /// `name TYPE [NOT NULL]`: carried by the input.
     Physical {
-        data_type: Box<ast::DataType>,
+        data_type: ast::DataType,
         not_null: bool,
     },
     /// `name AS expression`: computed as the row enters the stream.
-    Computed(ast::Expr),
+    Computed(Box<ast::Expr>),
 }
 
 /// What `DROP` removes.
@@ -196,7 +196,7 @@ fn parse_table_element(parser: &mut Parser, create: &mut CreateStream) -> Result
         let expression = parser.parse_expr()?;
         create.columns.push(ColumnDecl {
             name,
-            kind: ColumnKind::Computed(expression),
+            kind: ColumnKind::Computed(Box::new(expression)),
         });
         return Ok(());
     }
@@ -219,7 +219,7 @@ fn parse_table_element(parser: &mut Parser, create: &mut CreateStream) -> Result
     create.columns.push(ColumnDecl {
         name,
         kind: ColumnKind::Physical {
-            data_type: Box::new(data_type),
+            data_type,
             not_null,
         },
     });
