@@ -144,9 +144,9 @@ impl Runner {
         match (result, expected_error) {
             (Ok(()), None) => Ok(()),
             (Err(error), None) => Err(format!("statement failed: {error}")),
-            (Ok(()), Some(expected)) => {
-                Err(format!("statement succeeded, expected an error containing '{expected}'"))
-            }
+            (Ok(()), Some(expected)) => Err(format!(
+                "statement succeeded, expected an error containing '{expected}'"
+            )),
             (Err(error), Some(expected)) if error.to_string().contains(expected) => Ok(()),
             (Err(error), Some(expected)) => Err(format!(
                 "expected an error containing '{expected}', got '{error}'"
@@ -180,7 +180,9 @@ impl Runner {
         if actual == expected {
             return Ok(());
         }
-        Err(format!("answer differs\nexpected:\n{expected}actual:\n{actual}"))
+        Err(format!(
+            "answer differs\nexpected:\n{expected}actual:\n{actual}"
+        ))
     }
 
     fn input(&mut self, stream: &str, format: &str, body: &[String]) -> Result<(), String> {
@@ -189,7 +191,10 @@ impl Runner {
             Some(index) => (&body[..index], &body[index + 1..]),
             None => (body, &body[body.len()..]),
         };
-        let schema = self.script.input_schema(stream).map_err(|e| e.to_string())?;
+        let schema = self
+            .script
+            .input_schema(stream)
+            .map_err(|e| e.to_string())?;
         let null_literal = self
             .script
             .session()

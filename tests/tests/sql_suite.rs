@@ -18,7 +18,9 @@ fn main() {
     paths.sort();
     if paths.is_empty() {
         let missing = format!("no .slt files in {}", directory.display());
-        let trial = Trial::test("sql_suite_files_present", move || Err(Failed::from(missing)));
+        let trial = Trial::test("sql_suite_files_present", move || {
+            Err(Failed::from(missing))
+        });
         libtest_mimic::run(&Arguments::from_args(), vec![trial]).exit();
     }
     let trials = paths
@@ -29,7 +31,8 @@ fn main() {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             Trial::test(name, move || {
-                let text = std::fs::read_to_string(&path).map_err(|e| Failed::from(e.to_string()))?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| Failed::from(e.to_string()))?;
                 run_test_file(&text)
                     .map(|_| ())
                     .map_err(|failure| Failed::from(format!("{}:{failure}", path.display())))

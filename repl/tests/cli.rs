@@ -1,0 +1,227 @@
+//! `sluice run` end to end: the real binary, real files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str]) -> Output {
+    match Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => panic!("cannot start sluice: {error}"),
+    }
+}
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path.display().to_string()
+}
+
+#[test]
+fn the_flights_example_writes_its_expected_outputs() {
+    let root = repository();
+    let out = temp_dir();
+    let output = sluice(&[
+        "run",
+        &root
+            .join("queries/flights/delays.sql")
+            .display()
+            .to_string(),
+        "--input",
+        &format!(
+            "flights={}",
+            root.join("queries/flights/flights-2013-01-01.csv")
+                .display()
+        ),
+        "--output",
+        &out.path().display().to_string(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    for name in ["long_delays", "jfk_long_delays", "q1"] {
+        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
+        let actual = read(&out.path().join(format!("{name}.csv")));
+        assert_eq!(actual, expected, "{name}.csv differs");
+    }
+    assert_eq!(
+        text(&output.stderr),
+        "long_delays: 17 row(s)\njfk_long_delays: 6 row(s)\nq1: 4 row(s)\n"
+    );
+}
+
+const TRADES: &str = "CREATE TABLE trades (symbol STRING, price DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);
+CREATE TABLE quotes (symbol STRING, bid DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts);
+CREATE VIEW ticks AS
+  SELECT 'trade' AS kind, symbol, price, ts FROM trades
+  UNION ALL SELECT 'quote', symbol, bid, ts FROM quotes;
+SELECT symbol FROM trades WHERE price > 1000;
+";
+
+#[test]
+fn several_inputs_are_interleaved_by_event_time() {
+    let dir = temp_dir();
+    let script = write(dir.path(), "ticks.sql", TRADES);
+    let trades = write(
+        dir.path(),
+        "trades.csv",
+        "symbol,price,ts\nA,1.0,2024-01-01 10:00:01\nB,2.0,2024-01-01 10:00:03\nC,3.0,2024-01-01 10:00:04\n",
+    );
+    let quotes = write(
+        dir.path(),
+        "quotes.jsonl",
+        "{\"symbol\":\"A\",\"bid\":0.5,\"ts\":\"2024-01-01 10:00:00\"}\n{\"symbol\":\"B\",\"bid\":1.5,\"ts\":\"2024-01-01 10:00:02\"}\n{\"symbol\":\"C\",\"bid\":2.5,\"ts\":\"2024-01-01 10:00:04\"}\n",
+    );
+    let out = dir.path().join("out");
+    let output = sluice(&[
+        "run",
+        &script,
+        "--input",
+        &format!("trades={trades}"),
+        "--input",
+        &format!("quotes={quotes}"),
+        "--output",
+        &out.display().to_string(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    // Ties go to the earlier --input: the trade at 10:00:04 precedes the quote at 10:00:04.
+    assert_eq!(
+        read(&out.join("ticks.csv")),
+        "op,kind,symbol,price,ts\n\
+         +I,quote,A,0.5,2024-01-01 10:00:00\n\
+         +I,trade,A,1.0,2024-01-01 10:00:01\n\
+         +I,quote,B,1.5,2024-01-01 10:00:02\n\
+         +I,trade,B,2.0,2024-01-01 10:00:03\n\
+         +I,trade,C,3.0,2024-01-01 10:00:04\n\
+         +I,quote,C,2.5,2024-01-01 10:00:04\n"
+    );
+    // A query without results still writes its header.
+    assert_eq!(read(&out.join("q1.csv")), "op,symbol\n");
+}
+
+#[test]
+fn json_output_and_stdout_blocks() {
+    let dir = temp_dir();
+    let script = write(dir.path(), "ticks.sql", TRADES);
+    let trades = write(
+        dir.path(),
+        "t.csv",
+        "symbol,price,ts\nX,1500.25,2024-01-01 10:00:01.500\n",
+    );
+    let out = dir.path().join("out");
+    let output = sluice(&[
+        "run",
+        &script,
+        "--input",
+        &format!("trades={trades}"),
+        "--output",
+        &out.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(
+        read(&out.join("q1.jsonl")),
+        "{\"op\":\"+I\",\"symbol\":\"X\"}\n"
+    );
+    assert_eq!(
+        read(&out.join("ticks.jsonl")),
+        "{\"op\":\"+I\",\"kind\":\"trade\",\"symbol\":\"X\",\"price\":1500.25,\"ts\":\"2024-01-01 10:00:01.500\"}\n"
+    );
+
+    let output = sluice(&[
+        "run",
+        &script,
+        "--input",
+        &format!("trades={trades}"),
+        "--format",
+        "csv",
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "-- ticks\nop,kind,symbol,price,ts\n+I,trade,X,1500.25,2024-01-01 10:00:01.500\n-- q1\nop,symbol\n+I,X\n"
+    );
+}
+
+#[test]
+fn bad_rows_are_reported_and_skipped_or_fatal_under_strict() {
+    let dir = temp_dir();
+    let script = write(dir.path(), "ticks.sql", TRADES);
+    let trades = write(
+        dir.path(),
+        "t.csv",
+        "symbol,price,ts\nA,2000,2024-01-01 10:00:01\nB,lots,2024-01-01 10:00:02\nC,3000,2024-01-01 10:00:03\n",
+    );
+    let input = format!("trades={trades}");
+    let output = sluice(&["run", &script, "--input", &input, "--format", "csv"]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert!(text(&output.stdout).ends_with("-- q1\nop,symbol\n+I,A\n+I,C\n"));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "{trades}:3: skipped: column 'price': cannot read 'lots' as DOUBLE\n\
+             {trades}: skipped 1 bad row(s)\nticks: 2 row(s)\nq1: 2 row(s)\n"
+        )
+    );
+
+    let output = sluice(&["run", &script, "--input", &input, "--strict"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        format!("error: {trades}:3: column 'price': cannot read 'lots' as DOUBLE\n")
+    );
+}
+
+#[test]
+fn errors_name_the_problem_and_exit_non_zero() {
+    let dir = temp_dir();
+    let script = write(dir.path(), "ticks.sql", TRADES);
+    let output = sluice(&["run", &script, "--input", "nope=x.csv"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "error: unknown stream 'nope' (streams: quotes, trades)\n"
+    );
+
+    let broken = write(
+        dir.path(),
+        "broken.sql",
+        "CREATE STREAM s (a INT);\n\nSELECT b FROM s;\n",
+    );
+    let output = sluice(&["run", &broken]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: {broken}:3: No field named b.")),
+        "stderr: {stderr}"
+    );
+
+    let output = sluice(&["run", &script, "--input", "trades=missing.csv"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr)
+            .starts_with("error: missing.csv: cannot open missing.csv: No such file"),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+}
