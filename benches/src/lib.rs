@@ -1,1 +1,119 @@
-//! Shared benchmark inputs.
+//! Inputs for the benchmarks: batches of bids and the same bids as CSV and JSON lines.
+//!
+//! Values come from a fixed-seed generator, so every run measures the same data.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice_engine::time::format_millis;
+
+/// The DDL of the benchmark stream: six columns.
+pub const BID_DDL: &str = "CREATE TABLE bid (id BIGINT, price DOUBLE, qty INT, item STRING,
+  supplier STRING, bidtime TIMESTAMP(3), WATERMARK FOR bidtime AS bidtime - INTERVAL '5' SECOND)";
+
+/// The filter+project query measured.
+pub const FILTER_PROJECT: &str =
+    "SELECT id, item, price * qty AS notional, bidtime FROM bid WHERE price > 50 AND qty >= 2";
+
+pub fn bid_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("qty", DataType::Int32, true),
+        Field::new("item", DataType::Utf8, true),
+        Field::new("supplier", DataType::Utf8, true),
+        Field::new(
+            "bidtime",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+    ]))
+}
+
+/// One bid, as plain values.
+pub struct Bid {
+    pub id: i64,
+    pub price: f64,
+    pub qty: i32,
+    pub item: String,
+    pub supplier: String,
+    pub bidtime: i64,
+}
+
+/// `count` bids starting at 2024-01-01, about 1 ms apart with some disorder.
+pub fn bids(count: usize, seed: u64) -> Vec<Bid> {
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let start = 1_704_067_200_000_i64;
+    (0..count)
+        .map(|i| {
+            let r = next();
+            Bid {
+                id: i as i64,
+                price: (r % 10_000) as f64 / 100.0,
+                qty: (r >> 16) as i32 % 10 + 1,
+                item: format!("item-{}", (r >> 24) % 1000),
+                supplier: format!("supplier-{}", (r >> 40) % 50),
+                bidtime: start + i as i64 - ((r >> 48) % 200) as i64,
+            }
+        })
+        .collect()
+}
+
+pub fn to_batch(bids: &[Bid]) -> RecordBatch {
+    let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(bids.iter().map(|b| b.id))),
+        Arc::new(Float64Array::from_iter_values(bids.iter().map(|b| b.price))),
+        Arc::new(Int32Array::from_iter_values(bids.iter().map(|b| b.qty))),
+        Arc::new(StringArray::from_iter_values(bids.iter().map(|b| b.item.as_str()))),
+        Arc::new(StringArray::from_iter_values(bids.iter().map(|b| b.supplier.as_str()))),
+        Arc::new(TimestampMillisecondArray::from_iter_values(
+            bids.iter().map(|b| b.bidtime),
+        )),
+    ];
+    match RecordBatch::try_new(bid_schema(), columns) {
+        Ok(batch) => batch,
+        Err(error) => panic!("benchmark batch does not fit its schema: {error}"),
+    }
+}
+
+pub fn to_csv(bids: &[Bid]) -> String {
+    let mut text = String::from("id,price,qty,item,supplier,bidtime\n");
+    for b in bids {
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            b.id,
+            b.price,
+            b.qty,
+            b.item,
+            b.supplier,
+            format_millis(b.bidtime)
+        ));
+    }
+    text
+}
+
+pub fn to_json_lines(bids: &[Bid]) -> String {
+    let mut text = String::new();
+    for b in bids {
+        text.push_str(&format!(
+            "{{\"id\":{},\"price\":{},\"qty\":{},\"item\":\"{}\",\"supplier\":\"{}\",\"bidtime\":\"{}\"}}\n",
+            b.id,
+            b.price,
+            b.qty,
+            b.item,
+            b.supplier,
+            format_millis(b.bidtime)
+        ));
+    }
+    text
+}
