@@ -12,9 +12,13 @@ const DECODE_ROWS: usize = 100_000;
 
 fn filter_project(c: &mut Criterion) {
     let mut session = Session::new();
-    if let Err(error) = session.execute_sql(BID_DDL).and_then(|_| session.execute_sql(FILTER_PROJECT)) {
+    if let Err(error) = session
+        .execute_sql(BID_DDL)
+        .and_then(|_| session.execute_sql(FILTER_PROJECT))
+    {
         panic!("benchmark setup failed: {error}");
     }
+    session.engine_mut().stop_retaining_history();
     let batches: Vec<_> = (0..16)
         .map(|i| to_batch(&bids(BATCH_ROWS, 7 + i)))
         .collect();
@@ -42,7 +46,8 @@ fn decode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(DECODE_ROWS as u64));
     group.bench_function("csv_100k_rows", |b| {
         b.iter(|| {
-            let mut rows = match CsvRows::new(csv.as_bytes(), bid_schema(), TextOptions::default()) {
+            let mut rows = match CsvRows::new(csv.as_bytes(), bid_schema(), TextOptions::default())
+            {
                 Ok(rows) => rows,
                 Err(error) => panic!("{error}"),
             };
@@ -60,7 +65,11 @@ fn count_rows(reader: &mut dyn RowReader) -> usize {
     loop {
         match reader.next_batch() {
             Ok(Some(decoded)) => {
-                assert!(decoded.errors.is_empty(), "rejected rows: {:?}", decoded.errors);
+                assert!(
+                    decoded.errors.is_empty(),
+                    "rejected rows: {:?}",
+                    decoded.errors
+                );
                 total += decoded.rows.num_rows();
             }
             Ok(None) => return total,

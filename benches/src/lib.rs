@@ -74,8 +74,12 @@ pub fn to_batch(bids: &[Bid]) -> RecordBatch {
         Arc::new(Int64Array::from_iter_values(bids.iter().map(|b| b.id))),
         Arc::new(Float64Array::from_iter_values(bids.iter().map(|b| b.price))),
         Arc::new(Int32Array::from_iter_values(bids.iter().map(|b| b.qty))),
-        Arc::new(StringArray::from_iter_values(bids.iter().map(|b| b.item.as_str()))),
-        Arc::new(StringArray::from_iter_values(bids.iter().map(|b| b.supplier.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            bids.iter().map(|b| b.item.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            bids.iter().map(|b| b.supplier.as_str()),
+        )),
         Arc::new(TimestampMillisecondArray::from_iter_values(
             bids.iter().map(|b| b.bidtime),
         )),

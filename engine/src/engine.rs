@@ -419,3 +419,139 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownStream(name.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::catalog::{ColumnSource, EventTime};
+    use crate::graph::GraphBuilder;
+    use crate::operators::{Scan, Union};
+
+    /// A stream `(id BIGINT, ts TIMESTAMP(3))` with `WATERMARK FOR ts AS ts`.
+    fn stream(name: &str) -> StreamDef {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]));
+        StreamDef {
+            name: name.to_string(),
+            schema: schema.clone(),
+            physical_schema: schema,
+            layout: vec![ColumnSource::Physical(0), ColumnSource::Physical(1)],
+            event_time: Some(EventTime {
+                column: 1,
+                watermark: Arc::new(Column::new("ts", 1)),
+                watermark_sql: "ts".into(),
+            }),
+            primary_key: Vec::new(),
+            options: Vec::new(),
+        }
+    }
+
+    fn rows(def: &StreamDef, data: &[(i64, i64)]) -> RecordBatch {
+        let ids = Int64Array::from_iter_values(data.iter().map(|(id, _)| *id));
+        let times = TimestampMillisecondArray::from_iter_values(data.iter().map(|(_, t)| *t));
+        match RecordBatch::try_new(def.schema.clone(), vec![Arc::new(ids), Arc::new(times)]) {
+            Ok(batch) => batch,
+            Err(error) => panic!("test rows: {error}"),
+        }
+    }
+
+    fn scan_all(def: &StreamDef) -> QueryGraph {
+        let mut builder = GraphBuilder::new();
+        let scan = Scan::new(def.schema.clone(), None).map(Box::new);
+        let Ok(scan) = scan else {
+            panic!("scan");
+        };
+        let node = builder.add_source(&def.name, scan);
+        builder.build(node)
+    }
+
+    fn ids(results: &[Changes]) -> Vec<i64> {
+        results
+            .iter()
+            .flat_map(|c| {
+                let column = c.rows.column(0).as_any().downcast_ref::<Int64Array>();
+                column.map(|a| a.values().to_vec()).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    fn output_watermark(engine: &Engine, id: QueryId) -> Millis {
+        let metrics = engine.query_metrics(id).unwrap_or_default();
+        metrics.last().map_or(WATERMARK_MIN, |node| node.watermark)
+    }
+
+    #[test]
+    fn a_late_query_replays_the_log_and_the_watermark_is_the_running_max() -> Result<()> {
+        let mut engine = Engine::new();
+        let def = engine.create_stream(stream("s"))?;
+        engine.append("s", &rows(&def, &[(1, 100), (2, 50)]))?;
+        let id = engine.register_query("q", scan_all(&def), None)?;
+        engine.append("s", &rows(&def, &[(3, 80)]))?;
+        let drained = engine.drain_results();
+        assert_eq!(drained.len(), 1);
+        assert_eq!(ids(&drained[0].1), vec![1, 2, 3]);
+        assert_eq!(output_watermark(&engine, id), 100);
+        engine.advance_watermark("s", 120)?;
+        assert_eq!(output_watermark(&engine, id), 120);
+        Ok(())
+    }
+
+    #[test]
+    fn a_union_holds_back_to_its_slowest_input() -> Result<()> {
+        let mut engine = Engine::new();
+        let a = engine.create_stream(stream("a"))?;
+        let b = engine.create_stream(stream("b"))?;
+        let mut builder = GraphBuilder::new();
+        let left = builder.add_source("a", Box::new(Scan::new(a.schema.clone(), None)?));
+        let right = builder.add_source("b", Box::new(Scan::new(b.schema.clone(), None)?));
+        let union = builder.add(Box::new(Union::new(a.schema.clone())), &[left, right]);
+        let id = engine.register_query("q", builder.build(union), None)?;
+        engine.append("a", &rows(&a, &[(1, 500)]))?;
+        assert_eq!(output_watermark(&engine, id), WATERMARK_MIN);
+        engine.append("b", &rows(&b, &[(2, 300)]))?;
+        assert_eq!(output_watermark(&engine, id), 300);
+        engine.finish()?;
+        assert_eq!(output_watermark(&engine, id), WATERMARK_MAX);
+        Ok(())
+    }
+
+    #[test]
+    fn inserts_feed_readers_and_end_upstream_first() -> Result<()> {
+        let mut engine = Engine::new();
+        let source = engine.create_stream(stream("source"))?;
+        let mut derived = stream("derived");
+        derived.event_time = None;
+        let derived = engine.create_stream(derived)?;
+        engine.register_query("copy", scan_all(&source), Some("derived"))?;
+        let reader = engine.register_query("read", scan_all(&derived), None)?;
+        engine.append("source", &rows(&source, &[(7, 1_000)]))?;
+        // The derived stream declares no watermark: it inherits the copying query's.
+        assert_eq!(output_watermark(&engine, reader), 1_000);
+        let drained = engine.drain_results();
+        let read: Vec<i64> = drained
+            .iter()
+            .filter(|(id, _)| *id == reader)
+            .flat_map(|(_, results)| ids(results))
+            .collect();
+        assert_eq!(read, vec![7]);
+        engine.finish()?;
+        assert_eq!(output_watermark(&engine, reader), WATERMARK_MAX);
+        assert!(matches!(
+            engine.register_query("loop", scan_all(&derived), Some("source")),
+            Err(EngineError::Cycle(name)) if name == "source"
+        ));
+        assert!(matches!(
+            engine.drop_stream("derived"),
+            Err(EngineError::InUse { user, .. }) if user == "query 'copy'"
+        ));
+        Ok(())
+    }
+}

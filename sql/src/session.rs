@@ -429,18 +429,34 @@ impl Session {
             return text_batch(&headers, rows);
         }
         if let Some(view) = self.views.get(name) {
+            let event_time = self.event_time_of(&view.plan);
             let rows = view
                 .plan
                 .schema()
                 .fields()
                 .iter()
-                .map(|field| column_row(field, String::new()))
+                .enumerate()
+                .map(|(index, field)| {
+                    let extra = if event_time == Some(index) {
+                        "event time"
+                    } else {
+                        ""
+                    };
+                    column_row(field, extra.to_string())
+                })
                 .collect();
             return text_batch(&headers, rows);
         }
         Err(SqlError::Invalid(format!(
             "unknown stream or view '{name}'"
         )))
+    }
+
+    /// The column of `plan`'s output that carries the event-time attribute, if one does.
+    fn event_time_of(&self, plan: &LogicalPlan) -> Option<usize> {
+        let optimized = self.state.optimize(plan).ok()?;
+        let mut lowering = Lowering::new(&self.state, self.engine.catalog());
+        lowering.lower(&optimized).ok()?.event_time
     }
 
     fn plan(&self, statement: ast::Statement) -> Result<LogicalPlan> {

@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(
             error.as_deref(),
             Some(
-                "syntax error: Expected: NOT ENFORCED after PRIMARY KEY (sluice does not check key uniqueness), found: ) at Line: 1, Column: 40"
+                "syntax error: Expected: NOT ENFORCED after PRIMARY KEY (sluice does not check key uniqueness), found: ) at Line: 1, Column: 41"
             )
         );
     }

@@ -110,13 +110,18 @@ impl<R: BufRead> RowReader for JsonLinesRows<R> {
     }
 }
 
-/// Arrow's JSON error without the error-kind prefix.
+/// Arrow's JSON error without its error-kind prefix; syntax errors say so.
 fn json_reason(error: &EngineError) -> String {
     let text = error.to_string();
-    text.strip_prefix("Json error: ")
+    let reason = text
+        .strip_prefix("Json error: ")
         .or_else(|| text.strip_prefix("Parser error: "))
-        .unwrap_or(&text)
-        .to_string()
+        .unwrap_or(&text);
+    if reason.starts_with("whilst decoding field") {
+        reason.to_string()
+    } else {
+        format!("invalid JSON: {reason}")
+    }
 }
 
 #[cfg(test)]
