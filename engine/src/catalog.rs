@@ -61,6 +61,21 @@ impl StreamDef {
         !self.primary_key.is_empty()
     }
 
+    /// The value of `WITH` option `key` (keys compare case-insensitively).
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How text inputs of this stream are read: `'csv.null-literal'` adds a NULL spelling.
+    pub fn text_options(&self) -> crate::input::TextOptions {
+        crate::input::TextOptions {
+            null_literal: self.option("csv.null-literal").map(str::to_string),
+        }
+    }
+
     /// Complete rows of `schema` from physical rows, evaluating the computed columns.
     pub fn complete(&self, physical: &RecordBatch) -> Result<RecordBatch> {
         self.check_physical(physical)?;

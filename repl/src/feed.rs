@@ -14,7 +14,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::StreamDef;
-use sluice_engine::input::{self, RowError, RowReader, TextOptions};
+use sluice_engine::input::{self, RowError, RowReader};
 
 use crate::CliError;
 
@@ -57,14 +57,13 @@ impl Feed {
         let mut cursors = Vec::new();
         for input in inputs {
             let path = input.path.display().to_string();
-            let options = TextOptions {
-                null_literal: option(&input.stream, "csv.null-literal"),
-            };
-            let reader = input::open(&input.path, input.stream.physical_schema.clone(), options)
-                .map_err(|source| CliError::Input {
+            let schema = input.stream.physical_schema.clone();
+            let reader = input::open(&input.path, schema, input.stream.text_options()).map_err(
+                |source| CliError::Input {
                     path: path.clone(),
                     source,
-                })?;
+                },
+            )?;
             cursors.push(Cursor {
                 stream: input.stream,
                 path,
@@ -183,12 +182,4 @@ fn event_times(
             }
         })
         .collect())
-}
-
-fn option(stream: &StreamDef, key: &str) -> Option<String> {
-    stream
-        .options
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v.clone())
 }

@@ -81,12 +81,8 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
 
     let mut inputs = Vec::new();
     for (stream, path) in &args.inputs {
-        script.input_schema(stream)?;
-        let Some(def) = script.session().engine().catalog().get(stream).cloned() else {
-            continue;
-        };
         inputs.push(InputFile {
-            stream: def,
+            stream: script.stream(stream)?,
             path: path.clone(),
         });
     }

@@ -6,11 +6,12 @@
 //! plain `SELECT` is named `q1`, `q2`, ... in script order.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::time::Millis;
-use sluice_engine::{Changes, QueryId};
+use sluice_engine::{Changes, QueryId, StreamDef};
 
 use crate::session::{Outcome, Session, StartedQuery};
 use crate::statement::{ObjectKind, ParsedStatement};
@@ -111,30 +112,18 @@ impl Script {
         self.session.engine_mut().stop_retaining_history();
     }
 
-    /// The physical schema of stream `name` (what inputs carry).
-    pub fn input_schema(&self, name: &str) -> Result<SchemaRef> {
-        self.session
-            .engine()
-            .catalog()
-            .get(name)
-            .map(|stream| stream.physical_schema.clone())
-            .ok_or_else(|| {
-                let known: Vec<&str> = self
-                    .session
-                    .engine()
-                    .catalog()
-                    .streams()
-                    .map(|s| s.name.as_str())
-                    .collect();
-                SqlError::Invalid(format!(
-                    "unknown stream '{name}' (streams: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ))
-            })
+    /// Stream `name`; the error lists the streams there are.
+    pub fn stream(&self, name: &str) -> Result<Arc<StreamDef>> {
+        let catalog = self.session.engine().catalog();
+        catalog.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = catalog.streams().map(|s| s.name.as_str()).collect();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            SqlError::Invalid(format!("unknown stream '{name}' (streams: {known})"))
+        })
     }
 
     fn collect(&mut self, query: &StartedQuery) {

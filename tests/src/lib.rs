@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use sluice_engine::input::{CsvRows, JsonLinesRows, RowReader, TextOptions};
+use sluice_engine::input::{CsvRows, JsonLinesRows, RowReader};
 use sluice_engine::output::{OutputFormat, ResultWriter};
 use sluice_engine::time::Millis;
 use sluice_sql::{Outcome, Script, parse_statements};
@@ -191,27 +191,13 @@ impl Runner {
             Some(index) => (&body[..index], &body[index + 1..]),
             None => (body, &body[body.len()..]),
         };
-        let schema = self
-            .script
-            .input_schema(stream)
-            .map_err(|e| e.to_string())?;
-        let null_literal = self
-            .script
-            .session()
-            .engine()
-            .catalog()
-            .get(stream)
-            .and_then(|s| {
-                s.options
-                    .iter()
-                    .find(|(k, _)| k == "csv.null-literal")
-                    .map(|(_, v)| v.clone())
-            });
+        let def = self.script.stream(stream).map_err(|e| e.to_string())?;
+        let schema = def.physical_schema.clone();
         let mut text = data.join("\n");
         text.push('\n');
         let mut reader: Box<dyn RowReader + '_> = match format {
             "csv" => Box::new(
-                CsvRows::new(text.as_bytes(), schema, TextOptions { null_literal })
+                CsvRows::new(text.as_bytes(), schema, def.text_options())
                     .map_err(|e| e.to_string())?,
             ),
             "jsonl" => Box::new(JsonLinesRows::new(text.as_bytes(), schema)),
