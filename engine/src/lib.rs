@@ -18,6 +18,7 @@ pub mod output;
 pub mod time;
 pub mod types;
 pub mod watermark;
+pub mod window;
 
 pub use catalog::{Catalog, ComputedColumn, EventTime, StreamDef};
 pub use changes::{Changes, RowKind};

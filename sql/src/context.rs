@@ -57,6 +57,19 @@ impl ContextProvider for PlanningContext<'_> {
             .ok_or_else(|| plan_datafusion_err!("unknown stream or view '{}'", name.table()))
     }
 
+    fn get_table_function_source(
+        &self,
+        name: &str,
+        args: Vec<datafusion::logical_expr::Expr>,
+    ) -> Result<Arc<dyn TableSource>> {
+        let input = |table: &str| {
+            let source = self.get_table_source(TableReference::bare(table))?;
+            crate::window_tvf::scan(table, source)
+        };
+        crate::window_tvf::window_tvf_source(name, &args, input)
+            .unwrap_or_else(|| Err(plan_datafusion_err!("unknown table function '{name}'")))
+    }
+
     fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
         self.state.expr_planners()
     }

@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod ddl;
+pub mod dialect;
 mod error;
 pub mod functions;
 pub mod lower;
@@ -15,6 +16,7 @@ pub mod script;
 pub mod session;
 pub mod statement;
 pub mod types;
+pub mod window_tvf;
 
 pub use error::{Result, SqlError};
 pub use script::Script;

@@ -14,9 +14,10 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use sluice_engine::operators::{Filter, Project, Scan, Union};
+use sluice_engine::operators::{Filter, Project, Scan, Union, WindowAssign};
 use sluice_engine::{Catalog, Changes, GraphBuilder, NodeId};
 
+use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
 
 /// A lowered plan node: where its rows come out, and its event-time column.
@@ -107,6 +108,25 @@ impl<'a> Lowering<'a> {
                 let nodes: Vec<NodeId> = inputs.iter().map(|input| input.node).collect();
                 let operator = Union::new(arrow_schema(&union.schema));
                 let node = self.builder.add(Box::new(operator), &nodes);
+                Ok(Lowered { node, event_time })
+            }
+            LogicalPlan::Extension(extension) => {
+                let Some(node) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
+                    return Err(unsupported(plan));
+                };
+                let input = self.lower(&node.input)?;
+                if input.event_time != Some(node.time_column) {
+                    let column = node.input.schema().field(node.time_column).name();
+                    return Err(SqlError::Invalid(format!(
+                        "DESCRIPTOR({column}): window functions need the event-time \
+                         attribute (the column of the input's WATERMARK)"
+                    )));
+                }
+                let schema = arrow_schema(&node.schema);
+                let operator = WindowAssign::new(node.windows, node.time_column, schema.clone());
+                let node = self.builder.add(Box::new(operator), &[input.node]);
+                // window_time, the last column, is the new event-time attribute.
+                let event_time = Some(schema.fields().len() - 1);
                 Ok(Lowered { node, event_time })
             }
             LogicalPlan::Values(values) => {

@@ -459,7 +459,8 @@ impl Session {
         lowering.lower(&optimized).ok()?.event_time
     }
 
-    fn plan(&self, statement: ast::Statement) -> Result<LogicalPlan> {
+    fn plan(&self, mut statement: ast::Statement) -> Result<LogicalPlan> {
+        crate::window_tvf::rewrite_window_tvfs(&mut statement)?;
         let context = self.planning_context();
         Ok(SqlToRel::new(&context).sql_statement_to_plan(statement)?)
     }

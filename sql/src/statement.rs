@@ -6,12 +6,12 @@
 //! parser's token-level API, so positions and error messages stay consistent.
 
 use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName};
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token};
 
 use crate::Result;
+use crate::dialect::SluiceDialect;
 
 /// One statement of a script.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub enum Show {
 
 /// Splits `sql` into statements separated by `;`.
 pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
-    let dialect = GenericDialect {};
+    let dialect = SluiceDialect;
     let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
     let mut statements = Vec::new();
     loop {
