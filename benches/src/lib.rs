@@ -1,6 +1,9 @@
 //! Inputs for the benchmarks: batches of bids and the same bids as CSV and JSON lines.
 //!
-//! Values come from a fixed-seed generator, so every run measures the same data.
+//! Values come from a fixed-seed generator, so every run measures the same data. The
+//! [`nexmark`] module generates Nexmark-style bids for the window benchmarks.
+
+pub mod nexmark;
 
 use std::sync::Arc;
 

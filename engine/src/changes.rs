@@ -19,6 +19,9 @@ pub enum RowKind {
     UpdateAfter = 2,
     /// `-D`: a deleted row.
     Delete = 3,
+    /// `late`: a row that arrived after the watermark closed everything it belonged to
+    /// (the late side output).
+    Late = 4,
 }
 
 impl RowKind {
@@ -29,6 +32,7 @@ impl RowKind {
             RowKind::UpdateBefore => "-U",
             RowKind::UpdateAfter => "+U",
             RowKind::Delete => "-D",
+            RowKind::Late => "late",
         }
     }
 
@@ -39,6 +43,7 @@ impl RowKind {
             1 => Some(RowKind::UpdateBefore),
             2 => Some(RowKind::UpdateAfter),
             3 => Some(RowKind::Delete),
+            4 => Some(RowKind::Late),
             _ => None,
         }
     }

@@ -47,6 +47,7 @@ struct RunningQuery {
     watermarks: Vec<WatermarkGenerator>,
     target: Option<String>,
     results: Vec<Changes>,
+    late: Vec<Changes>,
     ended: bool,
 }
 
@@ -171,6 +172,7 @@ impl Engine {
                 watermarks,
                 target: target.map(str::to_string),
                 results: Vec::new(),
+                late: Vec::new(),
                 ended: false,
             },
         );
@@ -281,6 +283,15 @@ impl Engine {
             .collect()
     }
 
+    /// Takes the late rows each query set aside since the last call, by query id.
+    pub fn drain_late_results(&mut self) -> Vec<(QueryId, Vec<Changes>)> {
+        self.queries
+            .iter_mut()
+            .filter(|(_, query)| !query.late.is_empty())
+            .map(|(id, query)| (*id, std::mem::take(&mut query.late)))
+            .collect()
+    }
+
     fn query_ended(&self, id: QueryId) -> bool {
         self.queries.get(&id).is_none_or(|query| query.ended)
     }
@@ -347,6 +358,8 @@ impl Engine {
         let Some(query) = self.queries.get_mut(&id) else {
             return Ok(());
         };
+        let late = query.graph.drain_late();
+        query.late.extend(late);
         let watermark = query.graph.output_watermark();
         let Some(target) = query.target.clone() else {
             query.results.extend(results);

@@ -48,6 +48,7 @@ pub struct GraphBuilder {
     nodes: Vec<Node>,
     sources: Vec<SourceBinding>,
     constants: Vec<(NodeId, Changes)>,
+    late_schema: Option<SchemaRef>,
 }
 
 impl GraphBuilder {
@@ -86,6 +87,18 @@ impl GraphBuilder {
         self.nodes[node].operator.schema()
     }
 
+    /// Declares the schema of the query's late side output (the rows a late-aware
+    /// operator sets aside); a query has at most one.
+    pub fn set_late_schema(&mut self, schema: SchemaRef) -> Result<()> {
+        if self.late_schema.is_some() {
+            return Err(EngineError::Input(
+                "a query can have only one operator with a late side output".into(),
+            ));
+        }
+        self.late_schema = Some(schema);
+        Ok(())
+    }
+
     /// Finishes the graph; `output`'s results are the query's results.
     pub fn build(self, output: NodeId) -> QueryGraph {
         QueryGraph {
@@ -94,6 +107,9 @@ impl GraphBuilder {
             constants: self.constants,
             output,
             output_watermark: WATERMARK_MIN,
+            late_schema: self.late_schema,
+            late: Vec::new(),
+            late_rows: 0,
         }
     }
 
@@ -118,6 +134,9 @@ pub struct QueryGraph {
     constants: Vec<(NodeId, Changes)>,
     output: NodeId,
     output_watermark: Millis,
+    late_schema: Option<SchemaRef>,
+    late: Vec<Changes>,
+    late_rows: u64,
 }
 
 /// One unit of work travelling along an edge.
@@ -134,6 +153,21 @@ impl QueryGraph {
 
     pub fn schema(&self) -> SchemaRef {
         self.nodes[self.output].operator.schema()
+    }
+
+    /// The schema of the late side output, if the query has one.
+    pub fn late_schema(&self) -> Option<SchemaRef> {
+        self.late_schema.clone()
+    }
+
+    /// Late rows set aside since the last call.
+    pub fn drain_late(&mut self) -> Vec<Changes> {
+        std::mem::take(&mut self.late)
+    }
+
+    /// Late rows set aside since the query started.
+    pub fn late_rows(&self) -> u64 {
+        self.late_rows
     }
 
     /// The watermark the query's results have reached.
@@ -214,6 +248,10 @@ impl QueryGraph {
         while let Some((id, port, signal)) = pending.pop() {
             let forward = self.deliver(id, port, signal, &mut emitted)?;
             let node = &mut self.nodes[id];
+            for late in node.operator.take_late() {
+                self.late_rows += late.num_rows() as u64;
+                self.late.push(late);
+            }
             node.rows_out += emitted.iter().map(|c| c.num_rows() as u64).sum::<u64>();
             // Later signals are pushed first so that the stack pops them in emission order.
             let mut outgoing: Vec<Signal> = emitted.drain(..).map(Signal::Rows).collect();

@@ -6,6 +6,7 @@
 //! result formatting. It knows nothing about SQL text: the `sluice-sql` crate plans
 //! statements with DataFusion and builds [`QueryGraph`]s out of the operators here.
 
+pub mod aggregate;
 pub mod catalog;
 pub mod changes;
 pub mod engine;
@@ -20,6 +21,7 @@ pub mod types;
 pub mod watermark;
 pub mod window;
 
+pub use aggregate::{AggregateCall, GroupedAggregates};
 pub use catalog::{Catalog, ComputedColumn, EventTime, StreamDef};
 pub use changes::{Changes, RowKind};
 pub use engine::{Engine, QueryId};

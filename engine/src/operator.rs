@@ -43,6 +43,12 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Rows that arrived too late to count, since the last call: the late side output,
+    /// each row of kind [`crate::RowKind::Late`].
+    fn take_late(&mut self) -> Vec<Changes> {
+        Vec::new()
+    }
+
     /// The operator's state as bytes, for a checkpoint. Stateless operators have none.
     fn snapshot(&self) -> Result<Vec<u8>> {
         Ok(Vec::new())

@@ -42,11 +42,11 @@ fn format_options() -> FormatOptions<'static> {
         .with_datetime_format(Some(TIMESTAMP_FORMAT))
 }
 
-/// The schema of written rows: `op`, then the result columns, time types as text.
+/// The schema of written rows: `op`, then the result columns, times and nested values as text.
 pub fn output_schema(schema: &SchemaRef) -> SchemaRef {
     let mut fields = vec![Field::new("op", DataType::Utf8, false)];
     fields.extend(schema.fields().iter().map(|field| {
-        if is_time(field.data_type()) {
+        if written_as_text(field.data_type()) {
             Field::new(field.name(), DataType::Utf8, true)
         } else {
             field.as_ref().clone().with_nullable(true)
@@ -55,7 +55,7 @@ pub fn output_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// `changes` as written rows: the `op` column first, times formatted as text.
+/// `changes` as written rows: the `op` column first, times and nested values as text.
 pub fn to_output_batch(changes: &Changes) -> Result<RecordBatch> {
     let rows = &changes.rows;
     let codes: StringArray = (0..rows.num_rows())
@@ -64,7 +64,7 @@ pub fn to_output_batch(changes: &Changes) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = vec![Arc::new(codes)];
     let options = format_options();
     for column in rows.columns() {
-        if is_time(column.data_type()) {
+        if written_as_text(column.data_type()) {
             let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
             let mut text = StringBuilder::with_capacity(column.len(), column.len() * 23);
             for row in 0..column.len() {
@@ -85,11 +85,13 @@ pub fn to_output_batch(changes: &Changes) -> Result<RecordBatch> {
     )?)
 }
 
-fn is_time(data_type: &DataType) -> bool {
+/// Times (in the result time format) and nested values such as lists (`[1, 2]`) are
+/// written as text.
+fn written_as_text(data_type: &DataType) -> bool {
     matches!(
         data_type,
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
-    )
+    ) || data_type.is_nested()
 }
 
 /// Writes a query's results to `out` as they come.

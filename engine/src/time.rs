@@ -24,9 +24,57 @@ pub fn format_millis(millis: Millis) -> String {
 /// The display format of timestamps in every result: `YYYY-MM-DD HH:MM:SS[.fff]`.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 
+/// Parses a duration such as `5 s`, `500 ms`, `2 MINUTES` or `1 h` (a whole number and a
+/// unit: ms, s, min, h, d, or their English names, singular or plural) into milliseconds.
+pub fn parse_duration(text: &str) -> Result<Millis, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: Millis = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration: expected a whole number and a unit"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    if unit.is_empty() {
+        return Err(format!(
+            "'{text}' is not a duration: the unit is missing (ms, s, min, h or d)"
+        ));
+    }
+    let scale = match unit.trim_end_matches('s') {
+        "m" if unit == "ms" => 1,
+        "millisecond" => 1,
+        "" | "sec" | "second" => 1_000, // "s" trims to
+        "min" | "minute" => 60_000,
+        "h" | "hour" => 3_600_000,
+        "d" | "day" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "'{text}' is not a duration: unknown unit '{unit}' (use ms, s, min, h or d)"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("duration '{text}' is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("5 s"), Ok(5_000));
+        assert_eq!(parse_duration("500ms"), Ok(500));
+        assert_eq!(parse_duration("2 MINUTES"), Ok(120_000));
+        assert_eq!(parse_duration("1 hour"), Ok(3_600_000));
+        assert_eq!(parse_duration("3 d"), Ok(259_200_000));
+        assert!(parse_duration("").is_err());
+        assert!(matches!(parse_duration("5"), Err(e) if e.contains("unit is missing")));
+        assert!(matches!(parse_duration("5 weeks"), Err(e) if e.contains("unknown unit 'weeks'")));
+        assert!(parse_duration("x s").is_err());
+    }
 
     #[test]
     fn formats_whole_seconds_without_fraction() {

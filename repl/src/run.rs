@@ -130,6 +130,11 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
     for (path, rejected) in &summary.rejected {
         let _ = writeln!(stderr, "{path}: skipped {rejected} bad row(s)");
     }
+    for (name, rows) in &summary.written {
+        if let Some(query) = name.strip_suffix(".late").filter(|_| *rows > 0) {
+            let _ = writeln!(stderr, "{query}: {rows} late row(s), written to {name}");
+        }
+    }
     Ok(summary)
 }
 

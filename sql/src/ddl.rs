@@ -97,6 +97,13 @@ pub fn stream_def(
         }
     }
 
+    for (key, value) in &create.options {
+        if DURATION_OPTIONS.iter().any(|o| o.eq_ignore_ascii_case(key)) {
+            sluice_engine::time::parse_duration(value)
+                .map_err(|e| invalid(format!("option '{key}': {e}")))?;
+        }
+    }
+
     Ok(StreamDef {
         name: create.name.clone(),
         schema,
@@ -107,6 +114,9 @@ pub fn stream_def(
         options: create.options.clone(),
     })
 }
+
+/// `WITH` options whose value is a duration such as `'5 s'`.
+pub const DURATION_OPTIONS: [&str; 1] = ["allowed-lateness"];
 
 fn event_time(
     column: &str,

@@ -12,6 +12,7 @@ pub mod dialect;
 mod error;
 pub mod functions;
 pub mod lower;
+pub mod over;
 pub mod script;
 pub mod session;
 pub mod statement;

@@ -13,18 +13,32 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan};
-use sluice_engine::operators::{Filter, Project, Scan, Union, WindowAssign};
-use sluice_engine::{Catalog, Changes, GraphBuilder, NodeId};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use sluice_engine::operators::{
+    Filter, OverAggregate, Project, Scan, Union, UpdatingAggregate, WindowAggregate, WindowAssign,
+};
+use sluice_engine::time::{Millis, parse_duration};
+use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId};
 
+use crate::over::over_plan;
 use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
 
-/// A lowered plan node: where its rows come out, and its event-time column.
+/// A lowered plan node: where its rows come out, its event-time column, the columns holding
+/// the `window_start` and `window_end` of a window table function if they survive, and the
+/// allowed lateness of its sources.
 #[derive(Debug, Clone, Copy)]
 pub struct Lowered {
     pub node: NodeId,
     pub event_time: Option<usize>,
+    pub window: Option<(usize, usize)>,
+    /// How long windowed state waits for late rows after the watermark passes a window
+    /// (the source's `'allowed-lateness'` option; the largest over a union's inputs).
+    pub allowed_lateness: Millis,
+    /// Whether its rows are a changelog with retractions (`-U`, `-D`) rather than appends.
+    pub updating: bool,
 }
 
 /// Builds a graph for one query.
@@ -64,7 +78,19 @@ impl<'a> Lowering<'a> {
                             Some(columns) => columns.iter().position(|c| *c == time.column),
                             None => Some(time.column),
                         });
-                Ok(Lowered { node, event_time })
+                let allowed_lateness = match stream.option("allowed-lateness") {
+                    Some(text) => parse_duration(text).map_err(|e| {
+                        SqlError::Invalid(format!("{name}: option 'allowed-lateness': {e}"))
+                    })?,
+                    None => 0,
+                };
+                Ok(Lowered {
+                    node,
+                    event_time,
+                    window: None,
+                    allowed_lateness,
+                    updating: false,
+                })
             }
             LogicalPlan::Filter(filter) => {
                 let input = self.lower(&filter.input)?;
@@ -86,15 +112,24 @@ impl<'a> Lowering<'a> {
                     .map(|e| self.state.create_physical_expr(e.clone(), input_schema))
                     .collect::<Result<Vec<_>, _>>()?;
                 let schema = arrow_schema(&projection.schema);
-                let event_time = input.event_time.and_then(|time| {
+                let passed = |column: usize| {
                     projection
                         .expr
                         .iter()
-                        .position(|e| passes_column(e, input_schema, time))
-                });
+                        .position(|e| passes_column(e, input_schema, column))
+                };
+                let event_time = input.event_time.and_then(passed);
+                let window = input
+                    .window
+                    .and_then(|(start, end)| Some((passed(start)?, passed(end)?)));
                 let operator = Project::new(expressions, schema);
                 let node = self.builder.add(Box::new(operator), &[input.node]);
-                Ok(Lowered { node, event_time })
+                Ok(Lowered {
+                    node,
+                    event_time,
+                    window,
+                    ..input
+                })
             }
             LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input),
             LogicalPlan::Union(union) => {
@@ -108,7 +143,14 @@ impl<'a> Lowering<'a> {
                 let nodes: Vec<NodeId> = inputs.iter().map(|input| input.node).collect();
                 let operator = Union::new(arrow_schema(&union.schema));
                 let node = self.builder.add(Box::new(operator), &nodes);
-                Ok(Lowered { node, event_time })
+                let allowed_lateness = inputs.iter().map(|i| i.allowed_lateness).max();
+                Ok(Lowered {
+                    node,
+                    event_time,
+                    window: None,
+                    allowed_lateness: allowed_lateness.unwrap_or(0),
+                    updating: inputs.iter().any(|i| i.updating),
+                })
             }
             LogicalPlan::Extension(extension) => {
                 let Some(node) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
@@ -125,9 +167,46 @@ impl<'a> Lowering<'a> {
                 let schema = arrow_schema(&node.schema);
                 let operator = WindowAssign::new(node.windows, node.time_column, schema.clone());
                 let node = self.builder.add(Box::new(operator), &[input.node]);
-                // window_time, the last column, is the new event-time attribute.
-                let event_time = Some(schema.fields().len() - 1);
-                Ok(Lowered { node, event_time })
+                // The appended columns: window_start, window_end, and window_time, the new
+                // event-time attribute.
+                let columns = schema.fields().len();
+                Ok(Lowered {
+                    node,
+                    event_time: Some(columns - 1),
+                    window: Some((columns - 3, columns - 2)),
+                    ..input
+                })
+            }
+            LogicalPlan::Aggregate(aggregate) => self.lower_aggregate(aggregate),
+            LogicalPlan::Window(window) => {
+                let input = self.lower(&window.input)?;
+                let input_schema = window.input.schema();
+                let Some(time_column) = input.event_time else {
+                    return Err(SqlError::Invalid(
+                        "an OVER window over a stream must be ORDER BY the event-time \
+                         attribute, ascending (the input has none)"
+                            .into(),
+                    ));
+                };
+                if input.updating {
+                    return Err(SqlError::Unsupported(
+                        "an OVER window over an updating input".into(),
+                    ));
+                }
+                let plan = over_plan(&window.window_expr, input_schema, self.state, |e| {
+                    passes_column(e, input_schema, time_column)
+                })?;
+                let operator = OverAggregate::new(
+                    plan.partition_by,
+                    plan.partition_types,
+                    time_column,
+                    plan.calls,
+                    arrow_schema(&window.schema),
+                )?;
+                self.builder
+                    .set_late_schema(self.builder.schema(input.node))?;
+                let node = self.builder.add(Box::new(operator), &[input.node]);
+                Ok(Lowered { node, ..input })
             }
             LogicalPlan::Values(values) => {
                 let schema = arrow_schema(&values.schema);
@@ -158,7 +237,123 @@ impl<'a> Lowering<'a> {
         Ok(Lowered {
             node,
             event_time: None,
+            window: None,
+            allowed_lateness: 0,
+            updating: false,
         })
+    }
+
+    /// `GROUP BY window_start, window_end [, keys]` over a window table function, or else an
+    /// updating aggregation.
+    fn lower_aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {
+        if aggregate
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::GroupingSet(_)))
+        {
+            return Err(SqlError::Unsupported(
+                "GROUPING SETS, ROLLUP and CUBE over a stream".into(),
+            ));
+        }
+        let input = self.lower(&aggregate.input)?;
+        let input_schema = aggregate.input.schema();
+        let grouped = |column: usize| {
+            aggregate
+                .group_expr
+                .iter()
+                .position(|e| passes_column(e, input_schema, column))
+        };
+        let window = input
+            .window
+            .and_then(|(start, end)| Some((grouped(start)?, grouped(end)?)));
+        let Some((window_start, window_end)) = window else {
+            return self.lower_updating_aggregate(aggregate, input);
+        };
+        if input.updating {
+            return Err(SqlError::Unsupported(
+                "a window aggregation over an updating input".into(),
+            ));
+        }
+        let group_by = aggregate
+            .group_expr
+            .iter()
+            .map(|e| self.state.create_physical_expr(e.clone(), input_schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let calls = self.aggregate_calls(aggregate)?;
+        let schema = arrow_schema(&aggregate.schema);
+        let operator = WindowAggregate::new(
+            group_by,
+            window_start,
+            window_end,
+            calls,
+            schema,
+            input.allowed_lateness,
+        )?;
+        self.builder
+            .set_late_schema(self.builder.schema(input.node))?;
+        let node = self.builder.add(Box::new(operator), &[input.node]);
+        Ok(Lowered {
+            node,
+            event_time: None,
+            window,
+            allowed_lateness: 0,
+            updating: input.allowed_lateness > 0,
+        })
+    }
+
+    /// `GROUP BY` without a window, or `SELECT DISTINCT`: a changelog of results.
+    fn lower_updating_aggregate(
+        &mut self,
+        aggregate: &Aggregate,
+        input: Lowered,
+    ) -> Result<Lowered> {
+        let input_schema = aggregate.input.schema();
+        let group_by = aggregate
+            .group_expr
+            .iter()
+            .map(|e| self.state.create_physical_expr(e.clone(), input_schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let calls = self.aggregate_calls(aggregate)?;
+        let schema = arrow_schema(&aggregate.schema);
+        let operator = UpdatingAggregate::new(group_by, calls, input.updating, schema)?;
+        let node = self.builder.add(Box::new(operator), &[input.node]);
+        Ok(Lowered {
+            node,
+            event_time: None,
+            window: None,
+            allowed_lateness: 0,
+            updating: true,
+        })
+    }
+
+    /// The aggregate function calls of `aggregate`, as DataFusion accumulators.
+    fn aggregate_calls(&self, aggregate: &Aggregate) -> Result<Vec<AggregateCall>> {
+        let input_schema = aggregate.input.schema();
+        let physical_input = input_schema.as_arrow();
+        let planning = PhysicalPlanningContext::default();
+        aggregate
+            .aggr_expr
+            .iter()
+            .map(|e| {
+                let name = match e {
+                    Expr::Alias(alias) => alias.name.clone(),
+                    _ => e.schema_name().to_string(),
+                };
+                let lowered = LoweredAggregateBuilder::new(
+                    e,
+                    input_schema,
+                    physical_input,
+                    self.state.execution_props(),
+                    &planning,
+                )
+                .with_name(name)
+                .build()?;
+                Ok(AggregateCall {
+                    function: lowered.aggregate,
+                    filter: lowered.filter,
+                })
+            })
+            .collect()
     }
 
     /// The rows of a `VALUES` list, each expression evaluated once.
@@ -208,10 +403,8 @@ fn arrow_schema(schema: &DFSchema) -> SchemaRef {
 /// Names what a plan node needs that streaming queries do not have yet.
 fn unsupported(plan: &LogicalPlan) -> SqlError {
     let what = match plan {
-        LogicalPlan::Aggregate(_) => "GROUP BY and aggregate functions over a stream",
         LogicalPlan::Distinct(_) => "SELECT DISTINCT over a stream",
         LogicalPlan::Join(_) => "joins",
-        LogicalPlan::Window(_) => "OVER windows",
         LogicalPlan::Sort(_) => "ORDER BY over an unbounded stream",
         LogicalPlan::Limit(_) => "LIMIT over an unbounded stream",
         LogicalPlan::TableScan(_) => "LIMIT over an unbounded stream",

@@ -3,7 +3,8 @@
 //! Every result-producing statement becomes a standing query whose results are collected
 //! under an output name: a `CREATE VIEW` starts a query named after the view, an
 //! `INSERT INTO sink SELECT ...` collects what it writes under the sink's name, and each
-//! plain `SELECT` is named `q1`, `q2`, ... in script order.
+//! plain `SELECT` is named `q1`, `q2`, ... in script order. A query with windows also has a
+//! late side output, named after its output with `.late` appended.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct Script {
     session: Session,
     outputs: Vec<ScriptOutput>,
     output_of: BTreeMap<QueryId, String>,
+    /// Late side output names, for queries that have one.
+    late_output_of: BTreeMap<QueryId, String>,
     /// The query started for each view, stopped when the view is dropped.
     view_queries: BTreeMap<String, QueryId>,
     /// Results of stopped queries, not drained yet.
@@ -104,6 +107,11 @@ impl Script {
                 drained.extend(results.into_iter().map(|changes| (name.clone(), changes)));
             }
         }
+        for (id, late) in self.session.engine_mut().drain_late_results() {
+            if let Some(name) = self.late_output_of.get(&id) {
+                drained.extend(late.into_iter().map(|changes| (name.clone(), changes)));
+            }
+        }
         drained
     }
 
@@ -128,10 +136,19 @@ impl Script {
 
     fn collect(&mut self, query: &StartedQuery) {
         self.output_of.insert(query.id, query.output.clone());
-        if !self.outputs.iter().any(|o| o.name == query.output) {
+        self.add_output(&query.output, &query.schema);
+        if let Some(schema) = &query.late_schema {
+            let name = format!("{}.late", query.output);
+            self.late_output_of.insert(query.id, name.clone());
+            self.add_output(&name, schema);
+        }
+    }
+
+    fn add_output(&mut self, name: &str, schema: &SchemaRef) {
+        if !self.outputs.iter().any(|o| o.name == name) {
             self.outputs.push(ScriptOutput {
-                name: query.output.clone(),
-                schema: query.schema.clone(),
+                name: name.to_string(),
+                schema: schema.clone(),
             });
         }
     }

@@ -44,6 +44,8 @@ pub struct StartedQuery {
     /// Where results are written: the view or sink name, else the query name.
     pub output: String,
     pub schema: SchemaRef,
+    /// The schema of the late side output, for queries with windows.
+    pub late_schema: Option<SchemaRef>,
     /// The stream the query inserts into, if any.
     pub target: Option<String>,
 }
@@ -217,12 +219,14 @@ impl Session {
         let lowered = lowering.lower(&optimized)?;
         let graph = lowering.builder.build(lowered.node);
         let schema = graph.schema();
+        let late_schema = graph.late_schema();
         let id = self.engine.register_query(name, graph, target)?;
         Ok(StartedQuery {
             id,
             name: name.to_string(),
             output: output.to_string(),
             schema,
+            late_schema,
             target: target.map(str::to_string),
         })
     }

@@ -275,22 +275,30 @@ fn build_source(
     }))
 }
 
+/// An interval of days or less as milliseconds; `None` for other values.
+pub(crate) fn interval_millis(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::IntervalMonthDayNano(Some(interval)) if interval.months == 0 => {
+            Some(i64::from(interval.days) * 86_400_000 + interval.nanoseconds / 1_000_000)
+        }
+        ScalarValue::IntervalDayTime(Some(interval)) => {
+            Some(i64::from(interval.days) * 86_400_000 + i64::from(interval.milliseconds))
+        }
+        _ => None,
+    }
+}
+
 /// A literal interval as milliseconds.
 fn duration(name: &str, arg: &Expr) -> datafusion::error::Result<i64> {
-    match arg {
-        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(interval)), _)
-            if interval.months == 0 =>
-        {
-            Ok(i64::from(interval.days) * 86_400_000 + interval.nanoseconds / 1_000_000)
-        }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(interval)), _) => {
-            Ok(i64::from(interval.days) * 86_400_000 + i64::from(interval.milliseconds))
-        }
-        other => plan_err!(
-            "{}: window sizes must be INTERVAL literals in days or less, not {other}",
-            name.to_uppercase()
-        ),
+    if let Expr::Literal(value, _) = arg
+        && let Some(millis) = interval_millis(value)
+    {
+        return Ok(millis);
     }
+    plan_err!(
+        "{}: window sizes must be INTERVAL literals in days or less, not {arg}",
+        name.to_uppercase()
+    )
 }
 
 /// The relation a window table function call stands for.

@@ -1,13 +1,19 @@
 //! The streaming operators, one per module.
 
 mod filter;
+mod over_aggregate;
 mod project;
 mod scan;
 mod union;
+mod updating_aggregate;
+mod window_aggregate;
 mod window_assign;
 
 pub use filter::Filter;
+pub use over_aggregate::{Frame, OverAggregate, OverCall};
 pub use project::Project;
 pub use scan::Scan;
 pub use union::Union;
+pub use updating_aggregate::UpdatingAggregate;
+pub use window_aggregate::WindowAggregate;
 pub use window_assign::WindowAssign;

@@ -1,0 +1,117 @@
+//! Window aggregation throughput over Nexmark bids, and memory over a long run.
+//!
+//! `cargo run --release -p sluice-benches --bin window_bench -- tumble|hop [EVENTS]`
+//!
+//! Feeds generated bids (100 000 per second of event time, batches of 8192) through
+//! (a) `tumble`: TUMBLE 10 s, COUNT/SUM/MAX per auction, or (b) `hop`: HOP 10 s sliding by
+//! 2 s, the same aggregates. Prints events/s counted over the engine's time only (generation
+//! excluded), the result rows, and the resident set size at each tenth of the run and at its
+//! peak.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use sluice_benches::nexmark::{BID_DDL, BidGenerator};
+use sluice_sql::Session;
+
+const BATCH_ROWS: usize = 8192;
+const EVENTS_PER_SECOND: u64 = 100_000;
+
+const TUMBLE: &str = "SELECT auction, window_start, window_end, COUNT(*) AS bids,
+  SUM(price) AS volume, MAX(price) AS top
+FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+GROUP BY auction, window_start, window_end";
+
+const HOP: &str = "SELECT auction, window_start, window_end, COUNT(*) AS bids,
+  SUM(price) AS volume, MAX(price) AS top
+FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+GROUP BY auction, window_start, window_end";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("window_bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let query = match args.next().as_deref() {
+        Some("tumble") => TUMBLE,
+        Some("hop") => HOP,
+        _ => return Err("usage: window_bench tumble|hop [EVENTS]".into()),
+    };
+    let events: u64 = match args.next() {
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("'{text}' is not a count"))?,
+        None => 10_000_000,
+    };
+
+    let mut session = Session::new();
+    session.execute_sql(BID_DDL).map_err(|e| e.to_string())?;
+    session.execute_sql(query).map_err(|e| e.to_string())?;
+    session.engine_mut().stop_retaining_history();
+
+    let mut generator = BidGenerator::new(7, EVENTS_PER_SECOND);
+    let mut engine_time = Duration::ZERO;
+    let mut fed = 0u64;
+    let mut results = 0u64;
+    let mut next_sample = events / 10;
+    println!("events,rss_mib");
+    while fed < events {
+        let rows = BATCH_ROWS.min((events - fed) as usize);
+        let batch = generator.batch(rows).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        session
+            .engine_mut()
+            .append("bid", &batch)
+            .map_err(|e| e.to_string())?;
+        let drained = session.engine_mut().drain_results();
+        engine_time += started.elapsed();
+        results += drained
+            .iter()
+            .flat_map(|(_, changes)| changes)
+            .map(|c| c.num_rows() as u64)
+            .sum::<u64>();
+        fed += rows as u64;
+        if fed >= next_sample {
+            println!("{fed},{:.1}", memory("VmRSS:") as f64 / 1024.0);
+            next_sample += events / 10;
+        }
+    }
+    let started = Instant::now();
+    session.engine_mut().finish().map_err(|e| e.to_string())?;
+    let drained = session.engine_mut().drain_results();
+    engine_time += started.elapsed();
+    results += drained
+        .iter()
+        .flat_map(|(_, changes)| changes)
+        .map(|c| c.num_rows() as u64)
+        .sum::<u64>();
+
+    let seconds = engine_time.as_secs_f64();
+    println!("events: {fed}");
+    println!("result rows: {results}");
+    println!("engine seconds: {seconds:.2}");
+    println!("events/s: {:.0}", fed as f64 / seconds);
+    println!("peak RSS: {:.1} MiB", memory("VmHWM:") as f64 / 1024.0);
+    Ok(())
+}
+
+/// A `/proc/self/status` figure in KiB (0 where there is no such file).
+fn memory(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
