@@ -125,6 +125,25 @@ impl CallInput {
     }
 }
 
+/// Groups taken out of a [`GroupedAggregates`]: their keys, and one intermediate state per
+/// aggregate call (DataFusion's `state` arrays), one row per group.
+pub struct FrozenGroups {
+    keys: Vec<ArrayRef>,
+    states: Vec<Vec<ArrayRef>>,
+    groups: usize,
+}
+
+impl FrozenGroups {
+    /// Bytes held by the keys and states.
+    pub fn size(&self) -> usize {
+        self.keys
+            .iter()
+            .chain(self.states.iter().flatten())
+            .map(|array| array.get_array_memory_size())
+            .sum()
+    }
+}
+
 /// Accumulators for every group of one aggregation scope (a window, a session, ...).
 pub struct GroupedAggregates {
     /// `None` when there are no grouping keys: every row belongs to group 0.
@@ -225,6 +244,46 @@ impl GroupedAggregates {
             *accumulator = kept;
         }
         Ok((keys, values))
+    }
+
+    /// The keys and intermediate accumulator states of every group, to merge elsewhere.
+    pub fn freeze(mut self) -> Result<FrozenGroups> {
+        let keys = match &mut self.keys {
+            Some(values) => values.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let states = self
+            .accumulators
+            .iter_mut()
+            .map(|accumulator| accumulator.state(EmitTo::All))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FrozenGroups {
+            keys,
+            states,
+            groups: self.groups,
+        })
+    }
+
+    /// Merges frozen groups into these: equal keys combine their states.
+    pub fn merge(&mut self, frozen: &FrozenGroups) -> Result<()> {
+        if frozen.groups == 0 {
+            return Ok(());
+        }
+        self.scratch.clear();
+        match &mut self.keys {
+            Some(values) => {
+                values.intern(&frozen.keys, &mut self.scratch)?;
+                self.groups = values.len();
+            }
+            None => {
+                self.scratch.resize(frozen.groups, 0);
+                self.groups = 1;
+            }
+        }
+        for (accumulator, state) in self.accumulators.iter_mut().zip(&frozen.states) {
+            accumulator.merge_batch(state, &self.scratch, self.groups)?;
+        }
+        Ok(())
     }
 
     /// The final result of every group, in the order the groups were first seen: the key

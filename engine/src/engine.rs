@@ -144,8 +144,12 @@ impl Engine {
         let mut watermarks = Vec::new();
         for source in graph.sources() {
             let stream = self.stream(&source.stream)?;
-            let expression = stream.def.event_time.as_ref().map(|e| e.watermark.clone());
-            watermarks.push(WatermarkGenerator::new(expression));
+            let event_time = stream
+                .def
+                .event_time
+                .as_ref()
+                .map(|e| (e.column, e.watermark.clone()));
+            watermarks.push(WatermarkGenerator::new(event_time));
         }
         if let Some(target) = target {
             self.stream(target)?;
@@ -335,19 +339,31 @@ impl Engine {
             if query.graph.sources()[source].stream != stream {
                 continue;
             }
-            let advanced = match entry {
+            match entry {
                 LogEntry::Rows(changes) => {
-                    query
-                        .graph
-                        .push_rows(source, changes.clone(), &mut results)?;
-                    query.watermarks[source].observe(&changes.rows)?
+                    let segments = query.watermarks[source].segments(&changes.rows)?;
+                    let whole = segments.len() == 1;
+                    for segment in segments {
+                        let rows = if whole {
+                            changes.clone()
+                        } else {
+                            changes.slice(segment.offset, segment.length)
+                        };
+                        query.graph.push_rows(source, rows, &mut results)?;
+                        if let Some(watermark) = segment.watermark {
+                            query
+                                .graph
+                                .push_watermark(source, watermark, &mut results)?;
+                        }
+                    }
                 }
-                LogEntry::Watermark(mark) => query.watermarks[source].advance(*mark),
-            };
-            if let Some(watermark) = advanced {
-                query
-                    .graph
-                    .push_watermark(source, watermark, &mut results)?;
+                LogEntry::Watermark(mark) => {
+                    if let Some(watermark) = query.watermarks[source].advance(*mark) {
+                        query
+                            .graph
+                            .push_watermark(source, watermark, &mut results)?;
+                    }
+                }
             }
         }
         self.route(id, results)

@@ -5,11 +5,17 @@
 //! by explicit watermark marks in the log (from a test's `watermark` step or from the query
 //! feeding a derived stream). It never goes back. It is computed from the rows read, so a
 //! reader replaying the same log sees the same watermarks at the same places.
+//!
+//! The watermark applies from row to row, not only between batches: [`WatermarkGenerator::
+//! segments`] cuts a batch before each row that is behind the watermark of the rows before
+//! it, so that the watermark of those rows takes effect first and the row counts as late
+//! exactly when it would have, had the rows arrived one by one. Rows in time order need no
+//! cut, so a well-ordered batch stays whole.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::{cast, max};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
@@ -19,15 +25,25 @@ use crate::time::{Millis, WATERMARK_MIN};
 
 #[derive(Debug, Clone)]
 pub struct WatermarkGenerator {
-    expression: Option<Arc<dyn PhysicalExpr>>,
+    /// The event-time column and the watermark expression, for streams with event time.
+    event_time: Option<(usize, Arc<dyn PhysicalExpr>)>,
     current: Millis,
 }
 
+/// Rows `offset..offset + length` of a batch, and the watermark they raise, if they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub offset: usize,
+    pub length: usize,
+    pub watermark: Option<Millis>,
+}
+
 impl WatermarkGenerator {
-    /// A generator for a stream with the watermark `expression`, or without event time.
-    pub fn new(expression: Option<Arc<dyn PhysicalExpr>>) -> Self {
+    /// A generator for a stream with event-time column `column` and the watermark
+    /// `expression`, or for a stream without event time.
+    pub fn new(event_time: Option<(usize, Arc<dyn PhysicalExpr>)>) -> Self {
         WatermarkGenerator {
-            expression,
+            event_time,
             current: WATERMARK_MIN,
         }
     }
@@ -36,17 +52,46 @@ impl WatermarkGenerator {
         self.current
     }
 
-    /// Reads a batch of complete rows; returns the new watermark if it advanced.
-    pub fn observe(&mut self, rows: &RecordBatch) -> Result<Option<Millis>> {
-        let Some(expression) = &self.expression else {
-            return Ok(None);
+    /// Reads a batch of complete rows: the segments to process in order, each with the
+    /// watermark to raise after it.
+    pub fn segments(&mut self, rows: &RecordBatch) -> Result<Vec<Segment>> {
+        let whole = |watermark| Segment {
+            offset: 0,
+            length: rows.num_rows(),
+            watermark,
         };
-        let values = expression.evaluate(rows)?.into_array(rows.num_rows())?;
-        let millis = cast(&values, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-        match max(millis.as_primitive::<TimestampMillisecondType>()) {
-            Some(candidate) => Ok(self.advance(candidate)),
-            None => Ok(None),
+        let Some((column, expression)) = &self.event_time else {
+            return Ok(vec![whole(None)]);
+        };
+        let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let marks = expression.evaluate(rows)?.into_array(rows.num_rows())?;
+        let marks = cast(&marks, &millis)?;
+        let marks = marks.as_primitive::<TimestampMillisecondType>();
+        let times = cast(rows.column(*column), &millis)?;
+        let times = times.as_primitive::<TimestampMillisecondType>();
+
+        let mut segments = Vec::new();
+        let mut offset = 0;
+        let mut running = self.current;
+        for row in 0..rows.num_rows() {
+            if row > offset && !times.is_null(row) && times.value(row) < running {
+                segments.push(Segment {
+                    offset,
+                    length: row - offset,
+                    watermark: self.advance(running),
+                });
+                offset = row;
+            }
+            if !marks.is_null(row) {
+                running = running.max(marks.value(row));
+            }
         }
+        segments.push(Segment {
+            offset,
+            length: rows.num_rows() - offset,
+            watermark: self.advance(running),
+        });
+        Ok(segments)
     }
 
     /// An explicit watermark mark; returns the new watermark if it advanced.

@@ -23,6 +23,9 @@ pub enum Windows {
         size: Millis,
         offset: Millis,
     },
+    /// `SESSION(..., gap)`: rows of a key less than `gap` apart share a window. A row alone
+    /// is the proto-session `[time, time + gap)`; the session aggregation merges them.
+    Session { gap: Millis },
 }
 
 impl Windows {
@@ -32,6 +35,7 @@ impl Windows {
             Windows::Tumble { size, .. } => (size, size, "size"),
             Windows::Hop { slide, size, .. } => (slide, size, "slide"),
             Windows::Cumulate { step, size, .. } => (step, size, "step"),
+            Windows::Session { gap } => (gap, gap, "gap"),
         };
         if part <= 0 || size <= 0 {
             return Err("window sizes must be positive".into());
@@ -65,6 +69,7 @@ impl Windows {
                     }
                 }
             }
+            Windows::Session { gap } => windows.push((time, time.saturating_add(gap))),
             Windows::Cumulate { step, size, offset } => {
                 let start = align(time, size, offset);
                 for k in 1..=size / step {
@@ -74,6 +79,58 @@ impl Windows {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Windows {
+    /// For windows made of shared slices (`HOP`: slides, `CUMULATE`: steps), the tumbling
+    /// slices to aggregate rows into, so that each row is counted once and each window merges
+    /// its slices.
+    pub fn slices(&self) -> Option<Windows> {
+        match *self {
+            Windows::Hop { slide, offset, .. } => Some(Windows::Tumble {
+                size: slide,
+                offset,
+            }),
+            Windows::Cumulate { step, offset, .. } => Some(Windows::Tumble { size: step, offset }),
+            Windows::Tumble { .. } | Windows::Session { .. } => None,
+        }
+    }
+
+    /// The end of the last window that contains the slice ending at `slice_end`.
+    pub fn last_window_end(&self, slice_end: Millis) -> Millis {
+        match *self {
+            Windows::Hop { slide, size, .. } => slice_end.saturating_add(size - slide),
+            Windows::Cumulate { size, offset, .. } => {
+                align(slice_end - 1, size, offset).saturating_add(size)
+            }
+            Windows::Tumble { .. } | Windows::Session { .. } => slice_end,
+        }
+    }
+
+    /// The ends of the windows that contain the slice ending at `slice_end`, ascending.
+    pub fn window_ends_of_slice(&self, slice_end: Millis) -> Vec<Millis> {
+        let step = match *self {
+            Windows::Hop { slide, .. } => slide,
+            Windows::Cumulate { step, .. } => step,
+            Windows::Tumble { size, .. } => size,
+            Windows::Session { gap } => gap,
+        };
+        let last = self.last_window_end(slice_end);
+        let mut ends = vec![slice_end];
+        while let Some(&end) = ends.last().filter(|end| **end < last) {
+            ends.push(end.saturating_add(step));
+        }
+        ends
+    }
+
+    /// The start of the window that ends at `end`.
+    pub fn window_start(&self, end: Millis) -> Millis {
+        match *self {
+            Windows::Tumble { size, .. } | Windows::Hop { size, .. } => end.saturating_sub(size),
+            Windows::Cumulate { size, offset, .. } => align(end - 1, size, offset),
+            Windows::Session { gap } => end.saturating_sub(gap),
         }
     }
 }
@@ -119,6 +176,27 @@ mod tests {
         };
         assert_eq!(windows(hop, 12), vec![(0, 15), (5, 20), (10, 25)]);
         assert_eq!(windows(hop, 15), vec![(5, 20), (10, 25), (15, 30)]);
+    }
+
+    #[test]
+    fn windows_find_their_slices() {
+        let hop = Windows::Hop {
+            slide: 5,
+            size: 15,
+            offset: 0,
+        };
+        assert_eq!(hop.slices(), Some(Windows::Tumble { size: 5, offset: 0 }));
+        assert_eq!(hop.window_ends_of_slice(10), vec![10, 15, 20]);
+        assert_eq!(hop.window_start(20), 5);
+        let cumulate = Windows::Cumulate {
+            step: 2,
+            size: 6,
+            offset: 0,
+        };
+        assert_eq!(cumulate.window_ends_of_slice(8), vec![8, 10, 12]);
+        assert_eq!(cumulate.window_ends_of_slice(12), vec![12]);
+        assert_eq!(cumulate.window_start(10), 6);
+        assert_eq!(cumulate.window_start(12), 6);
     }
 
     #[test]

@@ -67,6 +67,88 @@ fn the_flights_example_writes_its_expected_outputs() {
     );
 }
 
+#[test]
+fn the_hourly_flights_example_writes_windows_changelog_and_late_outputs() {
+    let root = repository();
+    let out = temp_dir();
+    let output = sluice(&[
+        "run",
+        &root
+            .join("queries/flights/hourly.sql")
+            .display()
+            .to_string(),
+        "--input",
+        &format!(
+            "flights={}",
+            root.join("queries/flights/flights-2013-01-01.csv")
+                .display()
+        ),
+        "--output",
+        &out.path().display().to_string(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    for name in [
+        "hourly_departures",
+        "hourly_departures.late",
+        "carrier_totals",
+    ] {
+        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
+        let actual = read(&out.path().join(format!("{name}.csv")));
+        assert_eq!(actual, expected, "{name}.csv differs");
+    }
+    assert_eq!(
+        text(&output.stderr),
+        "hourly_departures: 1 late row(s), written to hourly_departures.late\n\
+         hourly_departures: 908 row(s)\nhourly_departures.late: 1 row(s)\ncarrier_totals: 1184 row(s)\n"
+    );
+}
+
+#[test]
+fn late_rows_are_written_to_the_late_file_and_counted() {
+    let dir = temp_dir();
+    let script = write(
+        dir.path(),
+        "late.sql",
+        "CREATE TABLE clicks (ts TIMESTAMP(3), url STRING, WATERMARK FOR ts AS ts);
+CREATE VIEW per_minute AS SELECT url, window_start, COUNT(*) AS clicks
+FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, url;
+",
+    );
+    // The third row is behind the watermark the second one set (10:01:05).
+    let clicks = write(
+        dir.path(),
+        "clicks.csv",
+        "ts,url\n2024-03-01 10:00:10,/a\n2024-03-01 10:01:05,/b\n2024-03-01 10:00:30,/a\n",
+    );
+    let out = dir.path().join("out");
+    let first = sluice(&[
+        "run",
+        &script,
+        "--input",
+        &format!("clicks={clicks}"),
+        "--output",
+        &out.display().to_string(),
+    ]);
+    assert!(first.status.success(), "stderr: {}", text(&first.stderr));
+    assert_eq!(
+        read(&out.join("per_minute.csv")),
+        "op,url,window_start,clicks\n\
+         +I,/a,2024-03-01 10:00:00,1\n\
+         +I,/b,2024-03-01 10:01:00,1\n"
+    );
+    assert_eq!(
+        read(&out.join("per_minute.late.csv")),
+        "op,url,window_start,window_end\n\
+         late,/a,2024-03-01 10:00:00,2024-03-01 10:01:00\n"
+    );
+    assert!(
+        text(&first.stderr).contains("per_minute: 1 late row(s), written to per_minute.late"),
+        "stderr: {}",
+        text(&first.stderr)
+    );
+}
+
 const TRADES: &str = "CREATE TABLE trades (symbol STRING, price DOUBLE, ts TIMESTAMP(3),
   WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);
 CREATE TABLE quotes (symbol STRING, bid DOUBLE, ts TIMESTAMP(3),

@@ -3,7 +3,8 @@
 //! Flink's window table functions take a table as an argument:
 //! `TABLE(TUMBLE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))`. The generic
 //! dialect has no expression for `TABLE bid`, so this dialect parses it, in expression
-//! position, as the call `TABLE(bid)`; [`crate::window_tvf`] turns the whole call into a
+//! position, as the call `TABLE(bid)` (and `TABLE bid PARTITION BY item` as
+//! `TABLE(bid, item)`); [`crate::window_tvf`] turns the whole call into a
 //! table function DataFusion can plan. Everything else is the generic dialect's.
 
 use std::any::TypeId;
@@ -57,24 +58,7 @@ impl Dialect for SluiceDialect {
             return None;
         }
         parser.next_token();
-        Some(parser.parse_identifier().map(|table| {
-            Expr::Function(Function {
-                name: ObjectName::from(vec![Ident::new(TABLE_ARGUMENT)]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(
-                        Expr::Identifier(table),
-                    ))],
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            })
-        }))
+        Some(parse_table_argument(parser))
     }
 
     generic_features!(
@@ -147,4 +131,44 @@ impl Dialect for SluiceDialect {
         supports_select_item_multi_column_alias,
         supports_xml_expressions,
     );
+}
+
+/// `TABLE name [PARTITION BY column, ...]` (after `TABLE`) as the call
+/// `TABLE(name, column, ...)`.
+fn parse_table_argument(parser: &mut Parser) -> Result<Expr, ParserError> {
+    let table = parser.parse_identifier()?;
+    let mut args = vec![table];
+    if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+        if parser.consume_token(&Token::LParen) {
+            args.extend(parser.parse_comma_separated(|p| p.parse_identifier())?);
+            parser.expect_token(&Token::RParen)?;
+        } else {
+            // `PARTITION BY a, b, DESCRIPTOR(ts)`: the list ends before a call.
+            args.push(parser.parse_identifier()?);
+            while parser.peek_token().token == Token::Comma
+                && matches!(parser.peek_nth_token(1).token, Token::Word(_))
+                && parser.peek_nth_token(2).token != Token::LParen
+            {
+                parser.next_token();
+                args.push(parser.parse_identifier()?);
+            }
+        }
+    }
+    Ok(Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(TABLE_ARGUMENT)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|ident| FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident))))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    }))
 }

@@ -3,7 +3,9 @@
 //! Each supported plan node becomes one operator; expressions become DataFusion physical
 //! expressions evaluated per batch. Alongside each node the lowering tracks which output
 //! column, if any, is the event-time attribute: it survives projections that pass the column
-//! through (renamed or not), and unions whose inputs all carry it in the same place.
+//! through (renamed or not), and unions whose inputs all carry it in the same place. It
+//! tracks the window columns of window table functions the same way, for the aggregations
+//! grouped by them.
 
 use std::sync::Arc;
 
@@ -12,15 +14,18 @@ use datafusion::arrow::compute::{cast, concat};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use sluice_engine::operators::{
-    Filter, OverAggregate, Project, Scan, Union, UpdatingAggregate, WindowAggregate, WindowAssign,
+    Filter, OverAggregate, Project, Scan, SessionAggregate, SlicedWindowAggregate, Union,
+    UpdatingAggregate, WindowAggregate, WindowAssign,
 };
 use sluice_engine::time::{Millis, parse_duration};
-use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId};
+use sluice_engine::window::Windows;
+use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator};
 
 use crate::over::over_plan;
 use crate::window_tvf::WindowTvfNode;
@@ -29,7 +34,7 @@ use crate::{Result, SqlError};
 /// A lowered plan node: where its rows come out, its event-time column, the columns holding
 /// the `window_start` and `window_end` of a window table function if they survive, and the
 /// allowed lateness of its sources.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Lowered {
     pub node: NodeId,
     pub event_time: Option<usize>,
@@ -39,6 +44,11 @@ pub struct Lowered {
     pub allowed_lateness: Millis,
     /// Whether its rows are a changelog with retractions (`-U`, `-D`) rather than appends.
     pub updating: bool,
+    /// For rows of a `SESSION` window function, which must be aggregated: where its
+    /// `PARTITION BY` columns are (`None` for one a projection dropped).
+    pub session: Option<Vec<Option<usize>>>,
+    /// For rows assigned to the slices of these windows rather than to the windows.
+    pub sliced: Option<Windows>,
 }
 
 /// Builds a graph for one query.
@@ -46,6 +56,9 @@ pub struct Lowering<'a> {
     state: &'a SessionState,
     catalog: &'a Catalog,
     pub builder: GraphBuilder,
+    /// Set while lowering the input of a window aggregation that aggregates slices: the
+    /// window table function below it assigns rows to slices instead of windows.
+    slice_next_window_tvf: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -54,6 +67,7 @@ impl<'a> Lowering<'a> {
             state,
             catalog,
             builder: GraphBuilder::new(),
+            slice_next_window_tvf: false,
         }
     }
 
@@ -90,6 +104,8 @@ impl<'a> Lowering<'a> {
                     window: None,
                     allowed_lateness,
                     updating: false,
+                    session: None,
+                    sliced: None,
                 })
             }
             LogicalPlan::Filter(filter) => {
@@ -122,12 +138,19 @@ impl<'a> Lowering<'a> {
                 let window = input
                     .window
                     .and_then(|(start, end)| Some((passed(start)?, passed(end)?)));
+                let session = input.session.as_ref().map(|partition| {
+                    partition
+                        .iter()
+                        .map(|column| column.and_then(passed))
+                        .collect()
+                });
                 let operator = Project::new(expressions, schema);
                 let node = self.builder.add(Box::new(operator), &[input.node]);
                 Ok(Lowered {
                     node,
                     event_time,
                     window,
+                    session,
                     ..input
                 })
             }
@@ -143,6 +166,9 @@ impl<'a> Lowering<'a> {
                 let nodes: Vec<NodeId> = inputs.iter().map(|input| input.node).collect();
                 let operator = Union::new(arrow_schema(&union.schema));
                 let node = self.builder.add(Box::new(operator), &nodes);
+                if inputs.iter().any(|i| i.session.is_some()) {
+                    return Err(session_not_aggregated());
+                }
                 let allowed_lateness = inputs.iter().map(|i| i.allowed_lateness).max();
                 Ok(Lowered {
                     node,
@@ -150,12 +176,15 @@ impl<'a> Lowering<'a> {
                     window: None,
                     allowed_lateness: allowed_lateness.unwrap_or(0),
                     updating: inputs.iter().any(|i| i.updating),
+                    session: None,
+                    sliced: None,
                 })
             }
             LogicalPlan::Extension(extension) => {
                 let Some(node) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
                     return Err(unsupported(plan));
                 };
+                let slicing = std::mem::take(&mut self.slice_next_window_tvf);
                 let input = self.lower(&node.input)?;
                 if input.event_time != Some(node.time_column) {
                     let column = node.input.schema().field(node.time_column).name();
@@ -165,7 +194,13 @@ impl<'a> Lowering<'a> {
                     )));
                 }
                 let schema = arrow_schema(&node.schema);
-                let operator = WindowAssign::new(node.windows, node.time_column, schema.clone());
+                let session = matches!(node.windows, Windows::Session { .. })
+                    .then(|| node.partition.iter().map(|column| Some(*column)).collect());
+                let (assigned, sliced) = match node.windows.slices() {
+                    Some(slices) if slicing => (slices, Some(node.windows)),
+                    _ => (node.windows, None),
+                };
+                let operator = WindowAssign::new(assigned, node.time_column, schema.clone());
                 let node = self.builder.add(Box::new(operator), &[input.node]);
                 // The appended columns: window_start, window_end, and window_time, the new
                 // event-time attribute.
@@ -174,6 +209,8 @@ impl<'a> Lowering<'a> {
                     node,
                     event_time: Some(columns - 1),
                     window: Some((columns - 3, columns - 2)),
+                    session,
+                    sliced,
                     ..input
                 })
             }
@@ -192,6 +229,9 @@ impl<'a> Lowering<'a> {
                     return Err(SqlError::Unsupported(
                         "an OVER window over an updating input".into(),
                     ));
+                }
+                if input.session.is_some() {
+                    return Err(session_not_aggregated());
                 }
                 let plan = over_plan(&window.window_expr, input_schema, self.state, |e| {
                     passes_column(e, input_schema, time_column)
@@ -240,6 +280,8 @@ impl<'a> Lowering<'a> {
             window: None,
             allowed_lateness: 0,
             updating: false,
+            session: None,
+            sliced: None,
         })
     }
 
@@ -255,7 +297,10 @@ impl<'a> Lowering<'a> {
                 "GROUPING SETS, ROLLUP and CUBE over a stream".into(),
             ));
         }
-        let input = self.lower(&aggregate.input)?;
+        self.slice_next_window_tvf = self.aggregates_slices(aggregate)?;
+        let input = self.lower(&aggregate.input);
+        self.slice_next_window_tvf = false;
+        let input = input?;
         let input_schema = aggregate.input.schema();
         let grouped = |column: usize| {
             aggregate
@@ -267,6 +312,9 @@ impl<'a> Lowering<'a> {
             .window
             .and_then(|(start, end)| Some((grouped(start)?, grouped(end)?)));
         let Some((window_start, window_end)) = window else {
+            if input.session.is_some() {
+                return Err(session_not_aggregated());
+            }
             return self.lower_updating_aggregate(aggregate, input);
         };
         if input.updating {
@@ -281,24 +329,125 @@ impl<'a> Lowering<'a> {
             .collect::<Result<Vec<_>, _>>()?;
         let calls = self.aggregate_calls(aggregate)?;
         let schema = arrow_schema(&aggregate.schema);
-        let operator = WindowAggregate::new(
-            group_by,
-            window_start,
-            window_end,
-            calls,
-            schema,
-            input.allowed_lateness,
-        )?;
+        let operator: Box<dyn Operator> = match (&input.session, input.sliced) {
+            (None, Some(windows)) => Box::new(SlicedWindowAggregate::new(
+                windows,
+                group_by,
+                window_start,
+                window_end,
+                calls,
+                schema,
+            )?),
+            (None, None) => Box::new(WindowAggregate::new(
+                group_by,
+                window_start,
+                window_end,
+                calls,
+                schema,
+                input.allowed_lateness,
+            )?),
+            (Some(partition), _) => {
+                if !partition.iter().all(|c| c.and_then(grouped).is_some()) {
+                    return Err(SqlError::Invalid(
+                        "SESSION windows with PARTITION BY must be grouped by the partition \
+                         columns too"
+                            .into(),
+                    ));
+                }
+                Box::new(SessionAggregate::new(
+                    group_by,
+                    window_start,
+                    window_end,
+                    calls,
+                    schema,
+                )?)
+            }
+        };
         self.builder
             .set_late_schema(self.builder.schema(input.node))?;
-        let node = self.builder.add(Box::new(operator), &[input.node]);
+        let node = self.builder.add(operator, &[input.node]);
         Ok(Lowered {
             node,
             event_time: None,
             window,
             allowed_lateness: 0,
-            updating: input.allowed_lateness > 0,
+            updating: input.allowed_lateness > 0 && input.session.is_none(),
+            session: None,
+            sliced: None,
         })
+    }
+
+    /// Whether `aggregate` can aggregate the slices of `HOP` or `CUMULATE` windows instead of
+    /// every window: its input reaches the window function through filters and projections
+    /// that use the window columns only to pass `window_start` and `window_end` on unchanged,
+    /// it groups by them as they are, and its sources allow no lateness.
+    fn aggregates_slices(&self, aggregate: &Aggregate) -> Result<bool> {
+        const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+        let uses_window = |e: &Expr| {
+            e.column_refs()
+                .iter()
+                .any(|c| WINDOW_COLUMNS.contains(&c.name.as_str()))
+        };
+        // Passes window_start or window_end on under its own name.
+        let passes_window = |e: &Expr| match e.clone().unalias() {
+            Expr::Column(c) => {
+                c.name != "window_time"
+                    && WINDOW_COLUMNS.contains(&c.name.as_str())
+                    && e.schema_name().to_string() == c.name
+            }
+            _ => false,
+        };
+        let names_window =
+            |e: &Expr| WINDOW_COLUMNS.contains(&e.schema_name().to_string().as_str());
+        let clean = |e: &Expr| passes_window(e) || !(uses_window(e) || names_window(e));
+        if !aggregate.group_expr.iter().all(clean) || aggregate.aggr_expr.iter().any(uses_window) {
+            return Ok(false);
+        }
+        let mut plan = aggregate.input.as_ref();
+        loop {
+            plan = match plan {
+                LogicalPlan::Projection(projection) if projection.expr.iter().all(clean) => {
+                    &projection.input
+                }
+                LogicalPlan::Filter(filter) if !uses_window(&filter.predicate) => &filter.input,
+                LogicalPlan::SubqueryAlias(alias) => &alias.input,
+                LogicalPlan::Extension(extension) => {
+                    let Some(node) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
+                        return Ok(false);
+                    };
+                    return Ok(
+                        node.windows.slices().is_some() && self.allowed_lateness(&node.input)? == 0
+                    );
+                }
+                _ => return Ok(false),
+            };
+        }
+    }
+
+    /// The largest `'allowed-lateness'` of the streams `plan` reads.
+    fn allowed_lateness(&self, plan: &LogicalPlan) -> Result<Millis> {
+        let mut largest = 0;
+        let mut failure = None;
+        plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Some(text) = self
+                    .catalog
+                    .get(scan.table_name.table())
+                    .and_then(|stream| stream.option("allowed-lateness"))
+            {
+                match parse_duration(text) {
+                    Ok(millis) => largest = largest.max(millis),
+                    Err(error) => failure = Some(error),
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        match failure {
+            Some(error) => Err(SqlError::Invalid(format!(
+                "option 'allowed-lateness': {error}"
+            ))),
+            None => Ok(largest),
+        }
     }
 
     /// `GROUP BY` without a window, or `SELECT DISTINCT`: a changelog of results.
@@ -323,6 +472,8 @@ impl<'a> Lowering<'a> {
             window: None,
             allowed_lateness: 0,
             updating: true,
+            session: None,
+            sliced: None,
         })
     }
 
@@ -398,6 +549,12 @@ fn passes_column(expression: &Expr, schema: &DFSchema, index: usize) -> bool {
 
 fn arrow_schema(schema: &DFSchema) -> SchemaRef {
     Arc::new(schema.as_arrow().clone())
+}
+
+pub fn session_not_aggregated() -> SqlError {
+    SqlError::Unsupported(
+        "SESSION windows other than in GROUP BY window_start, window_end [, keys]".into(),
+    )
 }
 
 /// Names what a plan node needs that streaming queries do not have yet.

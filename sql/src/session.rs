@@ -217,6 +217,9 @@ impl Session {
         let optimized = self.state.optimize(plan)?;
         let mut lowering = Lowering::new(&self.state, self.engine.catalog());
         let lowered = lowering.lower(&optimized)?;
+        if lowered.session.is_some() {
+            return Err(crate::lower::session_not_aggregated());
+        }
         let graph = lowering.builder.build(lowered.node);
         let schema = graph.schema();
         let late_schema = graph.late_schema();

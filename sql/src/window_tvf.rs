@@ -1,12 +1,14 @@
-//! Flink's window table functions: `TUMBLE`, `HOP`, `CUMULATE`.
+//! Flink's window table functions: `TUMBLE`, `HOP`, `CUMULATE`, `SESSION`.
 //!
 //! `FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))` reaches
 //! DataFusion in three steps: the dialect parses `TABLE bid` as an argument
 //! ([`crate::dialect`]); [`rewrite_window_tvfs`] turns the `TABLE(...)` factor into the table
 //! function call `tumble('bid', 'bidtime', INTERVAL '10' MINUTES)` (arguments by position or
-//! by Flink's names `DATA`, `TIMECOL`, `SIZE`, `SLIDE`, `STEP`, `OFFSET`); and
+//! by Flink's names `DATA`, `TIMECOL`, `SIZE`, `SLIDE`, `STEP`, `OFFSET`, `GAP`); and
 //! [`window_tvf_source`] answers that call with a [`WindowTvfNode`] over the input relation,
-//! which [`crate::lower`] turns into the engine's `WindowAssign` operator.
+//! which [`crate::lower`] turns into the engine's `WindowAssign` operator. `SESSION(TABLE t
+//! [PARTITION BY col, ...], DESCRIPTOR(ts), gap)` windows are only known once rows merge, so
+//! they can only be aggregated, grouped by their partition columns.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -30,10 +32,11 @@ use crate::statement::identifier;
 use crate::{Result, SqlError};
 
 /// The window table functions, with their parameters in positional order.
-const FUNCTIONS: [(&str, &[&str]); 3] = [
+const FUNCTIONS: [(&str, &[&str]); 4] = [
     ("tumble", &["data", "timecol", "size", "offset"]),
     ("hop", &["data", "timecol", "slide", "size", "offset"]),
     ("cumulate", &["data", "timecol", "step", "size", "offset"]),
+    ("session", &["data", "timecol", "gap"]),
 ];
 
 /// Rewrites every window table function in `statement` into a table function call.
@@ -59,9 +62,6 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Continue(());
         };
         let name = function.name.to_string().to_ascii_lowercase();
-        if name == "session" {
-            return ControlFlow::Break(SqlError::Unsupported("SESSION windows".into()));
-        }
         let Some((_, parameters)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
             return ControlFlow::Continue(());
         };
@@ -134,34 +134,52 @@ fn table_function_args(
             _ => return Err(usage()),
         }
     }
-    let required = parameters.len() - 1;
+    // Every parameter but a trailing `offset` is required.
+    let required = parameters.len() - usize::from(parameters.last() == Some(&"offset"));
     if slots[..required].iter().any(Option::is_none) {
         return Err(usage());
     }
-    let table = wrapped_name(slots[0].as_ref(), TABLE_ARGUMENT).ok_or_else(|| {
-        SqlError::Invalid(format!(
-            "{}: the first argument must be TABLE name",
+    let mut table = wrapped_names(slots[0].as_ref(), TABLE_ARGUMENT)
+        .filter(|names| !names.is_empty())
+        .ok_or_else(|| {
+            SqlError::Invalid(format!(
+                "{}: the first argument must be TABLE name",
+                name.to_uppercase()
+            ))
+        })?;
+    let partition = table.split_off(1);
+    if !partition.is_empty() && name != "session" {
+        return Err(SqlError::Invalid(format!(
+            "{}: only SESSION takes PARTITION BY",
             name.to_uppercase()
-        ))
-    })?;
-    let column = wrapped_name(slots[1].as_ref(), "DESCRIPTOR").ok_or_else(|| {
-        SqlError::Invalid(format!(
-            "{}: the second argument must be DESCRIPTOR(time_column)",
-            name.to_uppercase()
-        ))
-    })?;
-    let mut args = vec![string_argument(table), string_argument(column)];
+        )));
+    }
+    let column = wrapped_names(slots[1].as_ref(), "DESCRIPTOR")
+        .filter(|names| names.len() == 1)
+        .ok_or_else(|| {
+            SqlError::Invalid(format!(
+                "{}: the second argument must be DESCRIPTOR(time_column)",
+                name.to_uppercase()
+            ))
+        })?;
+    let mut args: Vec<FunctionArg> = table
+        .into_iter()
+        .chain(column)
+        .map(string_argument)
+        .collect();
     args.extend(
         slots[2..]
             .iter()
             .flatten()
             .map(|expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(expr.clone()))),
     );
+    // PARTITION BY columns come last, as names.
+    args.extend(partition.into_iter().map(string_argument));
     Ok(args)
 }
 
-/// `name` of `WRAPPER(name)`.
-fn wrapped_name(expr: Option<&ast::Expr>, wrapper: &str) -> Option<String> {
+/// The names in `WRAPPER(name, ...)`.
+fn wrapped_names(expr: Option<&ast::Expr>, wrapper: &str) -> Option<Vec<String>> {
     let ast::Expr::Function(function) = expr? else {
         return None;
     };
@@ -171,12 +189,15 @@ fn wrapped_name(expr: Option<&ast::Expr>, wrapper: &str) -> Option<String> {
     let FunctionArguments::List(list) = &function.args else {
         return None;
     };
-    match list.args.as_slice() {
-        [FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Identifier(ident)))] => {
-            Some(identifier(ident))
-        }
-        _ => None,
-    }
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Identifier(ident))) => {
+                Some(identifier(ident))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn string_argument(text: String) -> FunctionArg {
@@ -205,7 +226,12 @@ fn build_source(
         Some(Expr::Literal(ScalarValue::Utf8(Some(text)), _)) => Ok(text.clone()),
         _ => plan_err!("{name}: argument {} must be a name", index + 1),
     };
-    let durations = args[2..]
+    // Sizes, then (SESSION only) PARTITION BY column names.
+    let sizes = args[2..]
+        .iter()
+        .take_while(|arg| !matches!(arg, Expr::Literal(ScalarValue::Utf8(_), _)))
+        .count();
+    let durations = args[2..2 + sizes]
         .iter()
         .map(|arg| duration(name, arg))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
@@ -225,6 +251,7 @@ fn build_source(
             size: *size,
             offset: offset(2),
         },
+        ("session", [gap]) => Windows::Session { gap: *gap },
         _ => return plan_err!("{name}: missing window sizes"),
     };
     windows
@@ -260,11 +287,23 @@ fn build_source(
             Arc::new(Field::new(window_column, window_type.clone(), false)),
         ));
     }
+    let partition = (2 + sizes..args.len())
+        .map(|index| {
+            let column = text(index)?;
+            input
+                .schema()
+                .index_of_column_by_name(None, &column)
+                .ok_or_else(|| {
+                    plan_datafusion_err!("PARTITION BY {column}: '{table}' has no such column")
+                })
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
     let schema = Arc::new(DFSchema::new_with_metadata(fields, Default::default())?);
     let node = WindowTvfNode {
         input,
         windows,
         time_column,
+        partition,
         schema,
     };
     Ok(Arc::new(WindowTvfTable {
@@ -325,6 +364,8 @@ pub struct WindowTvfNode {
     pub windows: Windows,
     /// The input column with event time (named by `DESCRIPTOR`).
     pub time_column: usize,
+    /// `SESSION`'s `PARTITION BY` input columns.
+    pub partition: Vec<usize>,
     pub schema: DFSchemaRef,
 }
 
@@ -332,7 +373,11 @@ impl PartialOrd for WindowTvfNode {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         match self.input.partial_cmp(&other.input) {
             Some(Ordering::Equal) => {
-                Some((self.windows, self.time_column).cmp(&(other.windows, other.time_column)))
+                Some((self.windows, self.time_column, &self.partition).cmp(&(
+                    other.windows,
+                    other.time_column,
+                    &other.partition,
+                )))
             }
             unequal => unequal,
         }

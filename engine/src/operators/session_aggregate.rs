@@ -1,0 +1,262 @@
+//! `SessionAggregate`: `GROUP BY window_start, window_end [, keys]` over `SESSION` windows.
+//!
+//! Each row arrives with its proto-session `[time, time + gap)` as `window_start` and
+//! `window_end`. State: per grouping key, its open sessions, each with its bounds and one
+//! DataFusion row accumulator per aggregate call. A row joins every session its proto-session
+//! overlaps or touches (as in Flink, `[a, b)` and `[b, c)` merge), and sessions it bridges
+//! merge into one (their accumulator states are merged). Allowed lateness does not apply.
+//! Emits: when the watermark reaches a session's end (last row's time + gap), one `+I` row
+//! with the session's bounds; sessions that close together come out by end, then start, then
+//! key. Watermark: fires and drops the sessions it reaches. Late rows: a row whose session,
+//! after merging, has already ended at the watermark goes to the late side output. End of
+//! input: the `+inf` watermark before it has fired every session.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt8Array, UInt32Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::aggregate::AggregateCall;
+use crate::operator::{Operator, OperatorMetrics};
+use crate::time::{Millis, WATERMARK_MIN};
+use crate::{Changes, Result, RowKind};
+
+struct Session {
+    end: Millis,
+    accumulators: Vec<Box<dyn Accumulator>>,
+}
+
+pub struct SessionAggregate {
+    group_by: Vec<Arc<dyn PhysicalExpr>>,
+    window_start: usize,
+    window_end: usize,
+    calls: Vec<AggregateCall>,
+    /// Group columns, then one column per call.
+    schema: SchemaRef,
+    keys: RowConverter,
+    /// Open sessions by key, then by start.
+    sessions: HashMap<Box<[u8]>, BTreeMap<Millis, Session>>,
+    watermark: Millis,
+    late: Vec<Changes>,
+}
+
+impl SessionAggregate {
+    pub fn new(
+        group_by: Vec<Arc<dyn PhysicalExpr>>,
+        window_start: usize,
+        window_end: usize,
+        calls: Vec<AggregateCall>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let fields = (0..group_by.len())
+            .filter(|column| *column != window_start && *column != window_end)
+            .map(|column| SortField::new(schema.field(column).data_type().clone()))
+            .collect();
+        Ok(SessionAggregate {
+            group_by,
+            window_start,
+            window_end,
+            calls,
+            schema,
+            keys: RowConverter::new(fields)?,
+            sessions: HashMap::new(),
+            watermark: WATERMARK_MIN,
+            late: Vec::new(),
+        })
+    }
+
+    /// Folds `absorbed` into `into`, through the accumulators' intermediate state.
+    fn merge(into: &mut Session, mut absorbed: Session) -> Result<()> {
+        into.end = into.end.max(absorbed.end);
+        for (target, source) in into.accumulators.iter_mut().zip(&mut absorbed.accumulators) {
+            let state = source
+                .state()?
+                .iter()
+                .map(|value| value.to_array_of_size(1))
+                .collect::<Result<Vec<_>, _>>()?;
+            target.merge_batch(&state)?;
+        }
+        Ok(())
+    }
+
+    /// The output rows of `(key, start, session)` triples.
+    fn output(&self, fired: Vec<(Box<[u8]>, Millis, Session)>) -> Result<RecordBatch> {
+        let parser = self.keys.parser();
+        let mut keys = self
+            .keys
+            .convert_rows(fired.iter().map(|(key, _, _)| parser.parse(key)))?
+            .into_iter();
+        let starts = TimestampMillisecondArray::from_iter_values(fired.iter().map(|f| f.1));
+        let ends = TimestampMillisecondArray::from_iter_values(fired.iter().map(|f| f.2.end));
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for column in 0..self.group_by.len() {
+            if column == self.window_start {
+                columns.push(Arc::new(starts.clone()));
+            } else if column == self.window_end {
+                columns.push(Arc::new(ends.clone()));
+            } else if let Some(key) = keys.next() {
+                columns.push(key);
+            }
+        }
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.calls.len()];
+        for (_, _, mut session) in fired {
+            for (column, accumulator) in values.iter_mut().zip(&mut session.accumulators) {
+                column.push(accumulator.evaluate()?);
+            }
+        }
+        for column in values {
+            columns.push(ScalarValue::iter_to_array(column)?);
+        }
+        let columns = columns
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(array, field)| cast(array, field.data_type()))
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let rows = starts.len();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+}
+
+impl Operator for SessionAggregate {
+    fn name(&self) -> &str {
+        "session_aggregate"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+        let batch = &changes.rows;
+        let rows = batch.num_rows();
+        let columns = self
+            .group_by
+            .iter()
+            .map(|expression| expression.evaluate(batch)?.into_array(rows))
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let starts = cast(&columns[self.window_start], &millis)?;
+        let starts = starts.as_primitive::<TimestampMillisecondType>();
+        let ends = cast(&columns[self.window_end], &millis)?;
+        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        let key_columns: Vec<ArrayRef> = columns
+            .iter()
+            .enumerate()
+            .filter(|(column, _)| *column != self.window_start && *column != self.window_end)
+            .map(|(_, array)| array.clone())
+            .collect();
+        let key_rows = if key_columns.is_empty() {
+            None
+        } else {
+            Some(self.keys.convert_columns(&key_columns)?)
+        };
+        let inputs = self
+            .calls
+            .iter()
+            .map(|call| call.input(batch))
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut late = vec![false; rows];
+        for (row, is_late) in late.iter_mut().enumerate() {
+            if starts.is_null(row) || ends.is_null(row) {
+                *is_late = true;
+                continue;
+            }
+            let (start, end) = (starts.value(row), ends.value(row));
+            let key: &[u8] = key_rows.as_ref().map_or(&[], |k| k.row(row).data());
+            let sessions = self.sessions.entry(key.into()).or_default();
+            // Every open session the proto-session [start, end) overlaps or touches.
+            let overlapping: Vec<Millis> = sessions
+                .range(..=end)
+                .filter(|(_, session)| session.end >= start)
+                .map(|(session_start, _)| *session_start)
+                .collect();
+            if overlapping.is_empty() && end <= self.watermark {
+                *is_late = true;
+                continue;
+            }
+            let mut merged_start = start;
+            let mut merged = Session {
+                end,
+                accumulators: self
+                    .calls
+                    .iter()
+                    .map(|call| call.accumulator(false))
+                    .collect::<Result<Vec<_>>>()?,
+            };
+            for session_start in overlapping {
+                if let Some(session) = sessions.remove(&session_start) {
+                    merged_start = merged_start.min(session_start);
+                    Self::merge(&mut merged, session)?;
+                }
+            }
+            let index = UInt32Array::from(vec![row as u32]);
+            for (accumulator, input) in merged.accumulators.iter_mut().zip(&inputs) {
+                accumulator.update_batch(&input.filtered(&index)?)?;
+            }
+            sessions.insert(merged_start, merged);
+        }
+        if late.iter().any(|l| *l) {
+            let late_rows = changes.filter(&BooleanArray::from(late))?;
+            let kinds = UInt8Array::from(vec![RowKind::Late as u8; late_rows.num_rows()]);
+            self.late.push(Changes {
+                rows: late_rows.rows,
+                kinds: Some(kinds),
+            });
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
+        self.watermark = watermark;
+        let mut fired = Vec::new();
+        for (key, sessions) in &mut self.sessions {
+            let ended: Vec<Millis> = sessions
+                .iter()
+                .filter(|(_, session)| session.end <= watermark)
+                .map(|(start, _)| *start)
+                .collect();
+            for start in ended {
+                if let Some(session) = sessions.remove(&start) {
+                    fired.push((key.clone(), start, session));
+                }
+            }
+        }
+        self.sessions.retain(|_, sessions| !sessions.is_empty());
+        if fired.is_empty() {
+            return Ok(());
+        }
+        fired.sort_by(|a, b| (a.2.end, a.1, &a.0).cmp(&(b.2.end, b.1, &b.0)));
+        out.push(Changes::inserts(self.output(fired)?));
+        Ok(())
+    }
+
+    fn take_late(&mut self) -> Vec<Changes> {
+        std::mem::take(&mut self.late)
+    }
+
+    fn metrics(&self) -> OperatorMetrics {
+        let sessions = self.sessions.values().flat_map(|s| s.values());
+        OperatorMetrics {
+            state_bytes: sessions
+                .clone()
+                .map(|s| s.accumulators.iter().map(|a| a.size()).sum::<usize>())
+                .sum(),
+            open_windows: sessions.count(),
+        }
+    }
+}

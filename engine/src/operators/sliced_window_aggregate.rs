@@ -1,0 +1,258 @@
+//! `SlicedWindowAggregate`: `GROUP BY window_start, window_end [, keys]` over `HOP` and
+//! `CUMULATE` windows, each row aggregated once.
+//!
+//! Rows arrive assigned to slices (the tumbling windows of the slide or step) instead of to
+//! every window they fall in. State: per slice (by its end), its grouping keys and one
+//! DataFusion groups accumulator per call; a slice whose end the watermark has passed is
+//! frozen into keys and intermediate states, and rows that still reach it add further frozen
+//! parts. Emits: when the watermark reaches a window's end, one `+I` row per group of the
+//! window, computed by merging the states of the window's slices (windows in end order,
+//! groups in slice order, then as first seen). Watermark: fires the windows it reaches, and
+//! drops a slice once every window containing it has fired. Late rows: a row whose every
+//! window has fired goes to the late side output with op `late`. End of input: the `+inf`
+//! watermark before it has fired every window.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::TimestampMillisecondArray;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::TimestampMillisecondType;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::aggregate::{AggregateCall, FrozenGroups, GroupedAggregates};
+use crate::operator::{Operator, OperatorMetrics};
+use crate::time::{Millis, WATERMARK_MIN};
+use crate::window::Windows;
+use crate::{Changes, Result, RowKind};
+
+/// One slice's state: what was frozen, and rows since.
+#[derive(Default)]
+struct Slice {
+    frozen: Vec<FrozenGroups>,
+    live: Option<GroupedAggregates>,
+}
+
+pub struct SlicedWindowAggregate {
+    windows: Windows,
+    group_by: Vec<Arc<dyn PhysicalExpr>>,
+    window_start: usize,
+    window_end: usize,
+    key_schema: SchemaRef,
+    calls: Vec<AggregateCall>,
+    /// Group columns, then one column per call.
+    schema: SchemaRef,
+    slices: BTreeMap<Millis, Slice>,
+    /// Ends of windows with data that have not fired.
+    pending: BTreeSet<Millis>,
+    watermark: Millis,
+    late: Vec<Changes>,
+}
+
+impl SlicedWindowAggregate {
+    /// `windows` are the real windows; rows carry their slice in the `window_start` and
+    /// `window_end` grouping columns.
+    pub fn new(
+        windows: Windows,
+        group_by: Vec<Arc<dyn PhysicalExpr>>,
+        window_start: usize,
+        window_end: usize,
+        calls: Vec<AggregateCall>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let key_fields: Vec<FieldRef> = (0..group_by.len())
+            .filter(|column| *column != window_start && *column != window_end)
+            .map(|column| schema.fields()[column].clone())
+            .collect();
+        Ok(SlicedWindowAggregate {
+            windows,
+            group_by,
+            window_start,
+            window_end,
+            key_schema: Arc::new(Schema::new(key_fields)),
+            calls,
+            schema,
+            slices: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            watermark: WATERMARK_MIN,
+            late: Vec::new(),
+        })
+    }
+
+    /// The result of the window ending at `end`, merged from its slices.
+    fn window_result(&mut self, end: Millis) -> Result<RecordBatch> {
+        let start = self.windows.window_start(end);
+        let mut merged = GroupedAggregates::new(&self.key_schema, &self.calls)?;
+        for slice in self
+            .slices
+            .range_mut(start.saturating_add(1)..=end)
+            .map(|(_, s)| s)
+        {
+            if let Some(live) = slice.live.take() {
+                slice.frozen.push(live.freeze()?);
+            }
+            for part in &slice.frozen {
+                merged.merge(part)?;
+            }
+        }
+        let (keys, values) = merged.finish()?;
+        let rows = values.first().map_or(0, |v| v.len());
+        let mut keys = keys.into_iter();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for column in 0..self.group_by.len() {
+            if column == self.window_start {
+                columns.push(Arc::new(TimestampMillisecondArray::from(vec![start; rows])));
+            } else if column == self.window_end {
+                columns.push(Arc::new(TimestampMillisecondArray::from(vec![end; rows])));
+            } else if let Some(key) = keys.next() {
+                columns.push(key);
+            }
+        }
+        columns.extend(values);
+        let columns = columns
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(array, field)| cast(array, field.data_type()))
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+}
+
+impl Operator for SlicedWindowAggregate {
+    fn name(&self) -> &str {
+        "sliced_window_aggregate"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+        let batch = &changes.rows;
+        let rows = batch.num_rows();
+        let columns = self
+            .group_by
+            .iter()
+            .map(|expression| expression.evaluate(batch)?.into_array(rows))
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let ends = cast(
+            &columns[self.window_end],
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        let ends = ends.as_primitive::<TimestampMillisecondType>();
+
+        let mut by_slice: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
+        let mut late = vec![false; rows];
+        let mut any_late = false;
+        for (row, is_late) in late.iter_mut().enumerate() {
+            if ends.is_null(row) || self.windows.last_window_end(ends.value(row)) <= self.watermark
+            {
+                *is_late = true;
+                any_late = true;
+            } else {
+                by_slice
+                    .entry(ends.value(row))
+                    .or_default()
+                    .push(row as u32);
+            }
+        }
+        if any_late {
+            let late_rows = changes.filter(&BooleanArray::from(late))?;
+            let kinds = UInt8Array::from(vec![RowKind::Late as u8; late_rows.num_rows()]);
+            self.late.push(Changes {
+                rows: late_rows.rows,
+                kinds: Some(kinds),
+            });
+        }
+        if by_slice.is_empty() {
+            return Ok(());
+        }
+
+        let inputs = self
+            .calls
+            .iter()
+            .map(|call| call.input(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let keys: Vec<ArrayRef> = columns
+            .iter()
+            .enumerate()
+            .filter(|(column, _)| *column != self.window_start && *column != self.window_end)
+            .map(|(_, array)| array.clone())
+            .collect();
+        let whole_batch = by_slice.len() == 1 && !any_late;
+        for (slice_end, indices) in by_slice {
+            let (slice_keys, slice_inputs, count) = if whole_batch {
+                (keys.clone(), inputs.clone(), rows)
+            } else {
+                let indices = UInt32Array::from(indices);
+                let slice_keys = keys
+                    .iter()
+                    .map(|array| take(array.as_ref(), &indices, None))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let slice_inputs = inputs
+                    .iter()
+                    .map(|input| input.take(&indices))
+                    .collect::<Result<Vec<_>>>()?;
+                (slice_keys, slice_inputs, indices.len())
+            };
+            let slice = self.slices.entry(slice_end).or_default();
+            let live = match &mut slice.live {
+                Some(live) => live,
+                None => slice
+                    .live
+                    .insert(GroupedAggregates::new(&self.key_schema, &self.calls)?),
+            };
+            live.update(&slice_keys, &slice_inputs, count)?;
+            let watermark = self.watermark;
+            self.pending.extend(
+                self.windows
+                    .window_ends_of_slice(slice_end)
+                    .into_iter()
+                    .filter(|end| *end > watermark),
+            );
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
+        self.watermark = watermark;
+        let still_pending = self.pending.split_off(&watermark.saturating_add(1));
+        let firing = std::mem::replace(&mut self.pending, still_pending);
+        for end in firing {
+            let rows = self.window_result(end)?;
+            if rows.num_rows() > 0 {
+                out.push(Changes::inserts(rows));
+            }
+        }
+        let windows = self.windows;
+        self.slices
+            .retain(|slice_end, _| windows.last_window_end(*slice_end) > watermark);
+        Ok(())
+    }
+
+    fn take_late(&mut self) -> Vec<Changes> {
+        std::mem::take(&mut self.late)
+    }
+
+    fn metrics(&self) -> OperatorMetrics {
+        OperatorMetrics {
+            state_bytes: self
+                .slices
+                .values()
+                .map(|slice| {
+                    slice.frozen.iter().map(FrozenGroups::size).sum::<usize>()
+                        + slice.live.as_ref().map_or(0, GroupedAggregates::size)
+                })
+                .sum(),
+            open_windows: self.pending.len(),
+        }
+    }
+}
