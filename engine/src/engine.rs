@@ -58,6 +58,14 @@ pub struct QueryInfo {
     pub name: String,
     pub target: Option<String>,
     pub sources: Vec<String>,
+    /// The watermark its results have reached.
+    pub watermark: Millis,
+    /// Windows, sessions and partitions its operators hold open.
+    pub open_windows: usize,
+    /// Bytes of state its operators hold.
+    pub state_bytes: usize,
+    /// Rows sent to its late side output so far.
+    pub late_rows: u64,
 }
 
 pub struct Engine {
@@ -202,16 +210,26 @@ impl Engine {
     pub fn queries(&self) -> Vec<QueryInfo> {
         self.queries
             .iter()
-            .map(|(id, query)| QueryInfo {
-                id: *id,
-                name: query.name.clone(),
-                target: query.target.clone(),
-                sources: query
-                    .graph
-                    .sources()
-                    .iter()
-                    .map(|s| s.stream.clone())
-                    .collect(),
+            .map(|(id, query)| {
+                let metrics = query.graph.metrics();
+                QueryInfo {
+                    id: *id,
+                    name: query.name.clone(),
+                    target: query.target.clone(),
+                    sources: query
+                        .graph
+                        .sources()
+                        .iter()
+                        .map(|s| s.stream.clone())
+                        .collect(),
+                    watermark: query.graph.output_watermark(),
+                    open_windows: metrics
+                        .iter()
+                        .map(|m| m.operator_metrics.open_windows)
+                        .sum(),
+                    state_bytes: metrics.iter().map(|m| m.operator_metrics.state_bytes).sum(),
+                    late_rows: query.graph.late_rows(),
+                }
             })
             .collect()
     }

@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod dialect;
 mod error;
 pub mod functions;
+pub mod group_window;
 pub mod lower;
 pub mod over;
 pub mod script;

@@ -16,6 +16,7 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::planner::SqlToRel;
 use datafusion::sql::sqlparser::ast;
 use sluice_engine::catalog::ColumnSource;
+use sluice_engine::time::format_millis;
 use sluice_engine::types::sql_type_name;
 use sluice_engine::{Engine, QueryId};
 
@@ -402,10 +403,26 @@ impl Session {
                             q.name,
                             q.sources.join(", "),
                             q.target.unwrap_or_default(),
+                            format_millis(q.watermark),
+                            q.open_windows.to_string(),
+                            q.state_bytes.to_string(),
+                            q.late_rows.to_string(),
                         ]
                     })
                     .collect();
-                text_batch(&["id", "name", "reads", "inserts_into"], rows)
+                text_batch(
+                    &[
+                        "id",
+                        "name",
+                        "reads",
+                        "inserts_into",
+                        "watermark",
+                        "open_windows",
+                        "state_bytes",
+                        "late_rows",
+                    ],
+                    rows,
+                )
             }
         }
     }
@@ -467,6 +484,7 @@ impl Session {
     }
 
     fn plan(&self, mut statement: ast::Statement) -> Result<LogicalPlan> {
+        crate::group_window::rewrite_group_windows(&mut statement)?;
         crate::window_tvf::rewrite_window_tvfs(&mut statement)?;
         let context = self.planning_context();
         Ok(SqlToRel::new(&context).sql_statement_to_plan(statement)?)
