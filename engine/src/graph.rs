@@ -87,6 +87,11 @@ impl GraphBuilder {
         self.nodes[node].operator.schema()
     }
 
+    /// Whether an operator of the query already has the late side output.
+    pub fn has_late_schema(&self) -> bool {
+        self.late_schema.is_some()
+    }
+
     /// Declares the schema of the query's late side output (the rows a late-aware
     /// operator sets aside); a query has at most one.
     pub fn set_late_schema(&mut self, schema: SchemaRef) -> Result<()> {

@@ -17,6 +17,7 @@ pub mod over;
 pub mod script;
 pub mod session;
 pub mod statement;
+pub mod top_n;
 pub mod types;
 pub mod window_tvf;
 

@@ -20,14 +20,15 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use sluice_engine::operators::{
-    Filter, OverAggregate, Project, Scan, SessionAggregate, SlicedWindowAggregate, Union,
-    UpdatingAggregate, WindowAggregate, WindowAssign,
+    Filter, OverAggregate, Project, Scan, SessionAggregate, SlicedWindowAggregate, TopN, Union,
+    UpdatingAggregate, WindowAggregate, WindowAssign, WindowTopN,
 };
 use sluice_engine::time::{Millis, parse_duration};
 use sluice_engine::window::Windows;
 use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator};
 
 use crate::over::over_plan;
+use crate::top_n::{is_top_n, rank_limit, top_n_plan};
 use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
 
@@ -59,6 +60,8 @@ pub struct Lowering<'a> {
     /// Set while lowering the input of a window aggregation that aggregates slices: the
     /// window table function below it assigns rows to slices instead of windows.
     slice_next_window_tvf: bool,
+    /// Set while lowering the window Top-N under a `WHERE rownum <= N`: the N.
+    top_n_limit: Option<usize>,
 }
 
 impl<'a> Lowering<'a> {
@@ -68,6 +71,7 @@ impl<'a> Lowering<'a> {
             catalog,
             builder: GraphBuilder::new(),
             slice_next_window_tvf: false,
+            top_n_limit: None,
         }
     }
 
@@ -109,7 +113,15 @@ impl<'a> Lowering<'a> {
                 })
             }
             LogicalPlan::Filter(filter) => {
-                let input = self.lower(&filter.input)?;
+                // `WHERE rownum <= N` over a window Top-N: the operator keeps only N ranks.
+                if let LogicalPlan::Window(window) = filter.input.as_ref()
+                    && is_top_n(window)
+                {
+                    self.top_n_limit = rank_limit(&filter.predicate, window);
+                }
+                let input = self.lower(&filter.input);
+                self.top_n_limit = None;
+                let input = input?;
                 let predicate = self
                     .state
                     .create_physical_expr(filter.predicate.clone(), filter.input.schema())?;
@@ -215,6 +227,50 @@ impl<'a> Lowering<'a> {
                 })
             }
             LogicalPlan::Aggregate(aggregate) => self.lower_aggregate(aggregate),
+            LogicalPlan::Window(window) if is_top_n(window) => {
+                let limit = self.top_n_limit.take();
+                let input = self.lower(&window.input)?;
+                if input.updating || input.session.is_some() {
+                    return Err(SqlError::Unsupported(
+                        "ROW_NUMBER, RANK and DENSE_RANK over an updating input".into(),
+                    ));
+                }
+                let input_schema = window.input.schema();
+                let Some((start, end)) = input.window else {
+                    return Err(SqlError::Unsupported(
+                        "ROW_NUMBER, RANK and DENSE_RANK over a stream other than per window \
+                         (PARTITION BY window_start, window_end [, ...])"
+                            .into(),
+                    ));
+                };
+                let plan = top_n_plan(window, self.state, |partition| {
+                    [start, end].iter().all(|column| {
+                        partition
+                            .iter()
+                            .any(|e| passes_column(e, input_schema, *column))
+                    })
+                })?;
+                let operator = WindowTopN::new(
+                    plan.partition_by,
+                    plan.order_by,
+                    end,
+                    TopN {
+                        ranking: plan.ranking,
+                        limit,
+                    },
+                    self.builder.schema(input.node),
+                    arrow_schema(&window.schema),
+                );
+                // Rows straight from a window table function can be late; a window
+                // aggregation upstream has the query's late output, and its results arrive
+                // as their window closes, so they never are.
+                if !self.builder.has_late_schema() {
+                    self.builder
+                        .set_late_schema(self.builder.schema(input.node))?;
+                }
+                let node = self.builder.add(Box::new(operator), &[input.node]);
+                Ok(Lowered { node, ..input })
+            }
             LogicalPlan::Window(window) => {
                 let input = self.lower(&window.input)?;
                 let input_schema = window.input.schema();

@@ -10,6 +10,7 @@ mod union;
 mod updating_aggregate;
 mod window_aggregate;
 mod window_assign;
+mod window_top_n;
 
 pub use filter::Filter;
 pub use over_aggregate::{Frame, OverAggregate, OverCall};
@@ -21,3 +22,4 @@ pub use union::Union;
 pub use updating_aggregate::UpdatingAggregate;
 pub use window_aggregate::WindowAggregate;
 pub use window_assign::WindowAssign;
+pub use window_top_n::{OrderKey, Ranking, TopN, WindowTopN};
