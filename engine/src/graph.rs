@@ -23,6 +23,8 @@ struct Node {
     watermark: Millis,
     rows_in: u64,
     rows_out: u64,
+    /// Whether its late rows go to the late side output (another node may report them).
+    reports_late: bool,
 }
 
 /// A source of the graph: rows of `stream` enter at `node`.
@@ -87,6 +89,11 @@ impl GraphBuilder {
         self.nodes[node].operator.schema()
     }
 
+    /// Discards `node`'s late rows: another node sees the same rows and reports them.
+    pub fn ignore_late(&mut self, node: NodeId) {
+        self.nodes[node].reports_late = false;
+    }
+
     /// Whether an operator of the query already has the late side output.
     pub fn has_late_schema(&self) -> bool {
         self.late_schema.is_some()
@@ -122,6 +129,7 @@ impl GraphBuilder {
         self.nodes.push(Node {
             operator,
             downstream: Vec::new(),
+            reports_late: true,
             input_watermarks: vec![WATERMARK_MIN; inputs],
             inputs_ended: vec![false; inputs],
             watermark: WATERMARK_MIN,
@@ -254,8 +262,10 @@ impl QueryGraph {
             let forward = self.deliver(id, port, signal, &mut emitted)?;
             let node = &mut self.nodes[id];
             for late in node.operator.take_late() {
-                self.late_rows += late.num_rows() as u64;
-                self.late.push(late);
+                if node.reports_late {
+                    self.late_rows += late.num_rows() as u64;
+                    self.late.push(late);
+                }
             }
             node.rows_out += emitted.iter().map(|c| c.num_rows() as u64).sum::<u64>();
             // Later signals are pushed first so that the stack pops them in emission order.

@@ -14,11 +14,14 @@ use datafusion::arrow::compute::{cast, concat};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Expr, GroupingSet, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::{Column, Literal};
 use sluice_engine::operators::{
     Filter, OverAggregate, Project, Scan, SessionAggregate, SlicedWindowAggregate, TopN, Union,
     UpdatingAggregate, WindowAggregate, WindowAssign, WindowTopN,
@@ -341,27 +344,18 @@ impl<'a> Lowering<'a> {
         })
     }
 
-    /// `GROUP BY window_start, window_end [, keys]` over a window table function, or else an
-    /// updating aggregation.
+    /// `GROUP BY window_start, window_end [, keys]` over a window table function (with
+    /// `GROUPING SETS`, `ROLLUP` or `CUBE`: one window aggregation per set, their rows padded
+    /// with NULLs and the grouping id, then united), or else an updating aggregation.
     fn lower_aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {
-        if aggregate
-            .group_expr
-            .iter()
-            .any(|e| matches!(e, Expr::GroupingSet(_)))
-        {
-            return Err(SqlError::Unsupported(
-                "GROUPING SETS, ROLLUP and CUBE over a stream".into(),
-            ));
-        }
-        self.slice_next_window_tvf = self.aggregates_slices(aggregate)?;
+        let (keys, sets) = grouping_sets(&aggregate.group_expr)?;
+        self.slice_next_window_tvf = self.aggregates_slices(aggregate, &keys)?;
         let input = self.lower(&aggregate.input);
         self.slice_next_window_tvf = false;
         let input = input?;
         let input_schema = aggregate.input.schema();
         let grouped = |column: usize| {
-            aggregate
-                .group_expr
-                .iter()
+            keys.iter()
                 .position(|e| passes_column(e, input_schema, column))
         };
         let window = input
@@ -371,6 +365,13 @@ impl<'a> Lowering<'a> {
             if input.session.is_some() {
                 return Err(session_not_aggregated());
             }
+            if sets.is_some() {
+                return Err(SqlError::Unsupported(
+                    "GROUPING SETS, ROLLUP and CUBE over a stream without window_start and \
+                     window_end"
+                        .into(),
+                ));
+            }
             return self.lower_updating_aggregate(aggregate, input);
         };
         if input.updating {
@@ -378,14 +379,101 @@ impl<'a> Lowering<'a> {
                 "a window aggregation over an updating input".into(),
             ));
         }
-        let group_by = aggregate
-            .group_expr
+        if let Some(partition) = &input.session
+            && !partition.iter().all(|c| c.and_then(grouped).is_some())
+        {
+            return Err(SqlError::Invalid(
+                "SESSION windows with PARTITION BY must be grouped by the partition columns too"
+                    .into(),
+            ));
+        }
+        let calls = self.aggregate_calls(aggregate)?;
+        let schema = arrow_schema(&aggregate.schema);
+        self.builder
+            .set_late_schema(self.builder.schema(input.node))?;
+        let node = match sets {
+            None => {
+                let operator = self.window_operator(&input, &keys, input_schema, calls, schema)?;
+                self.builder.add(operator, &[input.node])
+            }
+            Some(sets) => {
+                let mut parts = Vec::with_capacity(sets.len());
+                for (ordinal, set) in sets.iter().enumerate() {
+                    if !set.contains(&window_start) || !set.contains(&window_end) {
+                        return Err(SqlError::Invalid(
+                            "every grouping set of a window aggregation must contain \
+                             window_start and window_end"
+                                .into(),
+                        ));
+                    }
+                    let set_keys: Vec<Expr> = set.iter().map(|&k| keys[k].clone()).collect();
+                    let aggregates = &schema.fields()[keys.len() + 1..];
+                    let set_schema = Arc::new(Schema::new(
+                        set.iter()
+                            .map(|&k| schema.field(k).clone())
+                            .chain(aggregates.iter().map(|f| f.as_ref().clone()))
+                            .collect::<Vec<_>>(),
+                    ));
+                    let operator = self.window_operator(
+                        &input,
+                        &set_keys,
+                        input_schema,
+                        calls.clone(),
+                        set_schema.clone(),
+                    )?;
+                    let set_node = self.builder.add(operator, &[input.node]);
+                    if ordinal > 0 {
+                        // The first set's aggregation reports the late rows; they are the same.
+                        self.builder.ignore_late(set_node);
+                    }
+                    let duplicate = sets[..ordinal].iter().filter(|s| *s == set).count();
+                    let padding = pad_grouping_set(set, keys.len(), duplicate, &schema)?;
+                    let project = Project::new(padding, schema.clone());
+                    parts.push(self.builder.add(Box::new(project), &[set_node]));
+                }
+                self.builder
+                    .add(Box::new(Union::new(schema.clone())), &parts)
+            }
+        };
+        Ok(Lowered {
+            node,
+            event_time: None,
+            window,
+            allowed_lateness: 0,
+            updating: input.allowed_lateness > 0 && input.session.is_none(),
+            session: None,
+            sliced: None,
+        })
+    }
+
+    /// The window aggregation for `input` grouped by `keys` (which hold the window columns).
+    fn window_operator(
+        &self,
+        input: &Lowered,
+        keys: &[Expr],
+        input_schema: &DFSchema,
+        calls: Vec<AggregateCall>,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn Operator>> {
+        let position = |column: Option<usize>| {
+            column.and_then(|column| {
+                keys.iter()
+                    .position(|e| passes_column(e, input_schema, column))
+            })
+        };
+        let (Some(window_start), Some(window_end)) = (
+            position(input.window.map(|w| w.0)),
+            position(input.window.map(|w| w.1)),
+        ) else {
+            return Err(SqlError::Invalid(
+                "a window aggregation must group by window_start and window_end".into(),
+            ));
+        };
+        let group_by = keys
             .iter()
             .map(|e| self.state.create_physical_expr(e.clone(), input_schema))
             .collect::<Result<Vec<_>, _>>()?;
-        let calls = self.aggregate_calls(aggregate)?;
-        let schema = arrow_schema(&aggregate.schema);
-        let operator: Box<dyn Operator> = match (&input.session, input.sliced) {
+        Ok(match (&input.session, input.sliced) {
             (None, Some(windows)) => Box::new(SlicedWindowAggregate::new(
                 windows,
                 group_by,
@@ -402,34 +490,13 @@ impl<'a> Lowering<'a> {
                 schema,
                 input.allowed_lateness,
             )?),
-            (Some(partition), _) => {
-                if !partition.iter().all(|c| c.and_then(grouped).is_some()) {
-                    return Err(SqlError::Invalid(
-                        "SESSION windows with PARTITION BY must be grouped by the partition \
-                         columns too"
-                            .into(),
-                    ));
-                }
-                Box::new(SessionAggregate::new(
-                    group_by,
-                    window_start,
-                    window_end,
-                    calls,
-                    schema,
-                )?)
-            }
-        };
-        self.builder
-            .set_late_schema(self.builder.schema(input.node))?;
-        let node = self.builder.add(operator, &[input.node]);
-        Ok(Lowered {
-            node,
-            event_time: None,
-            window,
-            allowed_lateness: 0,
-            updating: input.allowed_lateness > 0 && input.session.is_none(),
-            session: None,
-            sliced: None,
+            (Some(_), _) => Box::new(SessionAggregate::new(
+                group_by,
+                window_start,
+                window_end,
+                calls,
+                schema,
+            )?),
         })
     }
 
@@ -437,7 +504,7 @@ impl<'a> Lowering<'a> {
     /// every window: its input reaches the window function through filters and projections
     /// that use the window columns only to pass `window_start` and `window_end` on unchanged,
     /// it groups by them as they are, and its sources allow no lateness.
-    fn aggregates_slices(&self, aggregate: &Aggregate) -> Result<bool> {
+    fn aggregates_slices(&self, aggregate: &Aggregate, keys: &[Expr]) -> Result<bool> {
         const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
         let uses_window = |e: &Expr| {
             e.column_refs()
@@ -445,18 +512,25 @@ impl<'a> Lowering<'a> {
                 .any(|c| WINDOW_COLUMNS.contains(&c.name.as_str()))
         };
         // Passes window_start or window_end on under its own name.
-        let passes_window = |e: &Expr| match e.clone().unalias() {
-            Expr::Column(c) => {
-                c.name != "window_time"
-                    && WINDOW_COLUMNS.contains(&c.name.as_str())
-                    && e.schema_name().to_string() == c.name
+        let bound = |name: &str| name == "window_start" || name == "window_end";
+        let passes_window = |e: &Expr| match e {
+            Expr::Column(c) => bound(&c.name),
+            Expr::Alias(alias) => {
+                matches!(alias.expr.as_ref(), Expr::Column(c) if c.name == alias.name)
+                    && bound(&alias.name)
             }
             _ => false,
         };
-        let names_window =
-            |e: &Expr| WINDOW_COLUMNS.contains(&e.schema_name().to_string().as_str());
+        let names_window = |e: &Expr| {
+            let name = match e {
+                Expr::Column(c) => c.name.clone(),
+                Expr::Alias(alias) => alias.name.clone(),
+                other => other.schema_name().to_string(),
+            };
+            WINDOW_COLUMNS.contains(&name.as_str())
+        };
         let clean = |e: &Expr| passes_window(e) || !(uses_window(e) || names_window(e));
-        if !aggregate.group_expr.iter().all(clean) || aggregate.aggr_expr.iter().any(uses_window) {
+        if !keys.iter().all(clean) || aggregate.aggr_expr.iter().any(uses_window) {
             return Ok(false);
         }
         let mut plan = aggregate.input.as_ref();
@@ -592,6 +666,67 @@ impl<'a> Lowering<'a> {
             &options,
         )?)
     }
+}
+
+/// The distinct grouping keys of `group_expr` and, for `GROUPING SETS`, `ROLLUP` or `CUBE`,
+/// each set as positions in those keys.
+fn grouping_sets(group_expr: &[Expr]) -> Result<(Vec<Expr>, Option<Vec<Vec<usize>>>)> {
+    let [Expr::GroupingSet(grouping)] = group_expr else {
+        if group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(SqlError::Unsupported(
+                "this mix of grouping sets and keys".into(),
+            ));
+        }
+        return Ok((group_expr.to_vec(), None));
+    };
+    let keys: Vec<Expr> = grouping.distinct_expr().into_iter().cloned().collect();
+    let position = |e: &Expr| keys.iter().position(|k| k == e).unwrap_or_default();
+    let count = keys.len();
+    let sets = match grouping {
+        GroupingSet::Rollup(_) => (0..=count).rev().map(|n| (0..n).collect()).collect(),
+        GroupingSet::Cube(_) => (0..1usize << count)
+            .rev()
+            .map(|mask| {
+                (0..count)
+                    .filter(|k| mask & (1 << (count - 1 - k)) != 0)
+                    .collect()
+            })
+            .collect(),
+        GroupingSet::GroupingSets(sets) => sets
+            .iter()
+            .map(|set| set.iter().map(position).collect())
+            .collect(),
+    };
+    Ok((keys, Some(sets)))
+}
+
+/// Expressions over one grouping set's aggregation output (its keys, then the aggregates)
+/// that give the full output: every key (NULL where the set lacks it), the grouping id, and
+/// the aggregates. The grouping id follows DataFusion: one bit per key, the first key highest,
+/// set where the key is not grouped; duplicates of a set carry their ordinal above those bits.
+fn pad_grouping_set(
+    set: &[usize],
+    keys: usize,
+    duplicate: usize,
+    schema: &SchemaRef,
+) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+    let mut expressions: Vec<Arc<dyn PhysicalExpr>> = Vec::with_capacity(schema.fields().len());
+    for key in 0..keys {
+        expressions.push(match set.iter().position(|k| *k == key) {
+            Some(column) => Arc::new(Column::new(schema.field(key).name(), column)),
+            None => Arc::new(Literal::new(ScalarValue::try_from(
+                schema.field(key).data_type(),
+            )?)),
+        });
+    }
+    let id = (0..keys).fold(0u64, |id, key| (id << 1) | u64::from(!set.contains(&key)));
+    let id = id | ((duplicate as u64) << keys);
+    let id = ScalarValue::UInt64(Some(id)).cast_to(schema.field(keys).data_type())?;
+    expressions.push(Arc::new(Literal::new(id)));
+    for (offset, field) in schema.fields()[keys + 1..].iter().enumerate() {
+        expressions.push(Arc::new(Column::new(field.name(), set.len() + offset)));
+    }
+    Ok(expressions)
 }
 
 /// Whether `expression` is column `index` of `schema`, possibly renamed.
