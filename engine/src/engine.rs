@@ -15,7 +15,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::catalog::{Catalog, StreamDef};
 use crate::graph::{NodeMetrics, QueryGraph};
-use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN};
+use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN, parse_duration};
 use crate::watermark::WatermarkGenerator;
 use crate::{Changes, EngineError, Result};
 
@@ -45,6 +45,8 @@ struct RunningQuery {
     graph: QueryGraph,
     /// One generator per graph source, in the graph's source order.
     watermarks: Vec<WatermarkGenerator>,
+    /// Per graph source, its stream's `'idle-timeout'`.
+    idle_timeouts: Vec<Option<Millis>>,
     target: Option<String>,
     results: Vec<Changes>,
     late: Vec<Changes>,
@@ -150,6 +152,7 @@ impl Engine {
         target: Option<&str>,
     ) -> Result<QueryId> {
         let mut watermarks = Vec::new();
+        let mut idle_timeouts = Vec::new();
         for source in graph.sources() {
             let stream = self.stream(&source.stream)?;
             let event_time = stream
@@ -158,6 +161,13 @@ impl Engine {
                 .as_ref()
                 .map(|e| (e.column, e.watermark.clone()));
             watermarks.push(WatermarkGenerator::new(event_time));
+            let idle_timeout = match stream.def.option("idle-timeout") {
+                Some(text) => Some(parse_duration(text).map_err(|e| {
+                    EngineError::Input(format!("{}: option 'idle-timeout': {e}", source.stream))
+                })?),
+                None => None,
+            };
+            idle_timeouts.push(idle_timeout);
         }
         if let Some(target) = target {
             self.stream(target)?;
@@ -182,6 +192,7 @@ impl Engine {
                 name: name.to_string(),
                 graph,
                 watermarks,
+                idle_timeouts,
                 target: target.map(str::to_string),
                 results: Vec::new(),
                 late: Vec::new(),
@@ -372,6 +383,7 @@ impl Engine {
                             query
                                 .graph
                                 .push_watermark(source, watermark, &mut results)?;
+                            pull_idle_sources(query, &mut results)?;
                         }
                     }
                 }
@@ -380,6 +392,7 @@ impl Engine {
                         query
                             .graph
                             .push_watermark(source, watermark, &mut results)?;
+                        pull_idle_sources(query, &mut results)?;
                     }
                 }
             }
@@ -465,6 +478,29 @@ impl Engine {
             .get_mut(name)
             .ok_or_else(|| EngineError::UnknownStream(name.to_string()))
     }
+}
+
+/// Raises the watermark of every source of `query` with an idle timeout to within that
+/// timeout of the query's most advanced source, so that a source without rows does not hold
+/// the query's watermark back for longer: its rows behind that watermark count as late.
+fn pull_idle_sources(query: &mut RunningQuery, results: &mut Vec<Changes>) -> Result<()> {
+    let Some(leading) = query
+        .watermarks
+        .iter()
+        .map(WatermarkGenerator::current)
+        .max()
+    else {
+        return Ok(());
+    };
+    for source in 0..query.idle_timeouts.len() {
+        let Some(timeout) = query.idle_timeouts[source] else {
+            continue;
+        };
+        if let Some(watermark) = query.watermarks[source].advance(leading.saturating_sub(timeout)) {
+            query.graph.push_watermark(source, watermark, results)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub fn stream_def(
 }
 
 /// `WITH` options whose value is a duration such as `'5 s'`.
-pub const DURATION_OPTIONS: [&str; 1] = ["allowed-lateness"];
+pub const DURATION_OPTIONS: [&str; 2] = ["allowed-lateness", "idle-timeout"];
 
 fn event_time(
     column: &str,

@@ -668,9 +668,12 @@ impl<'a> Lowering<'a> {
     }
 }
 
+/// One grouping set: positions in the distinct grouping keys.
+type KeySet = Vec<usize>;
+
 /// The distinct grouping keys of `group_expr` and, for `GROUPING SETS`, `ROLLUP` or `CUBE`,
 /// each set as positions in those keys.
-fn grouping_sets(group_expr: &[Expr]) -> Result<(Vec<Expr>, Option<Vec<Vec<usize>>>)> {
+fn grouping_sets(group_expr: &[Expr]) -> Result<(Vec<Expr>, Option<Vec<KeySet>>)> {
     let [Expr::GroupingSet(grouping)] = group_expr else {
         if group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
             return Err(SqlError::Unsupported(
