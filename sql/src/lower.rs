@@ -24,11 +24,11 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use sluice_engine::operators::{
     Filter, OverAggregate, Project, Scan, SessionAggregate, SlicedWindowAggregate, TopN, Union,
-    UpdatingAggregate, WindowAggregate, WindowAssign, WindowTopN,
+    UpdatingAggregate, UpsertNormalize, WindowAggregate, WindowAssign, WindowTopN,
 };
 use sluice_engine::time::{Millis, parse_duration};
 use sluice_engine::window::Windows;
-use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator};
+use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator, StreamDef};
 
 use crate::over::over_plan;
 use crate::top_n::{is_top_n, rank_limit, top_n_plan};
@@ -89,8 +89,12 @@ impl<'a> Lowering<'a> {
                     .catalog
                     .get(name)
                     .ok_or_else(|| SqlError::Invalid(format!("unknown stream '{name}'")))?;
-                let operator = Scan::new(stream.schema.clone(), scan.projection.clone())?;
-                let node = self.builder.add_source(name, Box::new(operator));
+                let node = if stream.is_table() {
+                    self.lower_table_scan(name, stream, scan.projection.as_deref())?
+                } else {
+                    let operator = Scan::new(stream.schema.clone(), scan.projection.clone())?;
+                    self.builder.add_source(name, Box::new(operator))
+                };
                 let event_time =
                     stream
                         .event_time
@@ -110,7 +114,7 @@ impl<'a> Lowering<'a> {
                     event_time,
                     window: None,
                     allowed_lateness,
-                    updating: false,
+                    updating: stream.is_table(),
                     session: None,
                     sliced: None,
                 })
@@ -201,6 +205,11 @@ impl<'a> Lowering<'a> {
                 };
                 let slicing = std::mem::take(&mut self.slice_next_window_tvf);
                 let input = self.lower(&node.input)?;
+                if input.updating {
+                    return Err(SqlError::Unsupported(
+                        "window table functions over an updating table".into(),
+                    ));
+                }
                 if input.event_time != Some(node.time_column) {
                     let column = node.input.schema().field(node.time_column).name();
                     return Err(SqlError::Invalid(format!(
@@ -342,6 +351,36 @@ impl<'a> Lowering<'a> {
             session: None,
             sliced: None,
         })
+    }
+
+    /// An upsert table read as a changelog: all of its columns, normalised by primary key,
+    /// then the `projection` the query reads.
+    fn lower_table_scan(
+        &mut self,
+        name: &str,
+        stream: &StreamDef,
+        projection: Option<&[usize]>,
+    ) -> Result<NodeId> {
+        let scan = Scan::new(stream.schema.clone(), None)?;
+        let mut node = self.builder.add_source(name, Box::new(scan));
+        let key = stream
+            .primary_key
+            .iter()
+            .map(|column| stream.schema.index_of(column))
+            .collect::<Result<Vec<_>, _>>()?;
+        let normalize = UpsertNormalize::new(key, stream.schema.clone())?;
+        node = self.builder.add(Box::new(normalize), &[node]);
+        if let Some(columns) = projection {
+            let expressions: Vec<Arc<dyn PhysicalExpr>> = columns
+                .iter()
+                .map(|&c| Arc::new(Column::new(stream.schema.field(c).name(), c)) as _)
+                .collect();
+            let schema = Arc::new(stream.schema.project(columns)?);
+            node = self
+                .builder
+                .add(Box::new(Project::new(expressions, schema)), &[node]);
+        }
+        Ok(node)
     }
 
     /// `GROUP BY window_start, window_end [, keys]` over a window table function (with

@@ -1,0 +1,105 @@
+//! `UpsertNormalize`: the rows of an upsert table (`PRIMARY KEY ... NOT ENFORCED`) as a
+//! changelog.
+//!
+//! State: the latest row of every key. Emits: at once, for each incoming row in order: `+I`
+//! for a new key, `-U` (the key's previous row) then `+U` (the new one) for a changed row,
+//! nothing for a row equal to the key's current one; a `-D` input removes the key and emits
+//! `-D` with its current row, and a `-U` input is dropped (its `+U` replaces the row). Watermark: passed through; the state lives as long as its key
+//! (a table is never complete). End of input: nothing more.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::{ArrayRef, UInt8Array};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+
+use crate::operator::{Operator, OperatorMetrics};
+use crate::{Changes, Result, RowKind};
+
+pub struct UpsertNormalize {
+    /// The key columns.
+    key: Vec<usize>,
+    schema: SchemaRef,
+    keys: RowConverter,
+    rows: RowConverter,
+    latest: HashMap<OwnedRow, OwnedRow>,
+}
+
+impl UpsertNormalize {
+    pub fn new(key: Vec<usize>, schema: SchemaRef) -> Result<Self> {
+        let field = |column: usize| SortField::new(schema.field(column).data_type().clone());
+        Ok(UpsertNormalize {
+            keys: RowConverter::new(key.iter().map(|c| field(*c)).collect())?,
+            rows: RowConverter::new((0..schema.fields().len()).map(field).collect())?,
+            key,
+            schema,
+            latest: HashMap::new(),
+        })
+    }
+}
+
+impl Operator for UpsertNormalize {
+    fn name(&self) -> &str {
+        "upsert_normalize"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
+        let batch = &changes.rows;
+        let key_columns: Vec<ArrayRef> =
+            self.key.iter().map(|c| batch.column(*c).clone()).collect();
+        let keys = self.keys.convert_columns(&key_columns)?;
+        let rows = self.rows.convert_columns(batch.columns())?;
+        let mut emitted: Vec<(RowKind, OwnedRow)> = Vec::new();
+        for index in 0..batch.num_rows() {
+            let key = keys.row(index).owned();
+            let row = rows.row(index).owned();
+            match changes.kind(index) {
+                RowKind::Delete => {
+                    if let Some(previous) = self.latest.remove(&key) {
+                        emitted.push((RowKind::Delete, previous));
+                    }
+                }
+                // The `+U` that follows replaces the row.
+                RowKind::UpdateBefore => {}
+                _ => match self.latest.insert(key, row.clone()) {
+                    None => emitted.push((RowKind::Insert, row)),
+                    Some(previous) if previous != row => {
+                        emitted.push((RowKind::UpdateBefore, previous));
+                        emitted.push((RowKind::UpdateAfter, row));
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        if emitted.is_empty() {
+            return Ok(());
+        }
+        let columns = self
+            .rows
+            .convert_rows(emitted.iter().map(|(_, row)| row.row()))?;
+        let options = RecordBatchOptions::new().with_row_count(Some(emitted.len()));
+        let rows = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        let kinds = UInt8Array::from_iter_values(emitted.iter().map(|(kind, _)| *kind as u8));
+        out.push(Changes {
+            rows,
+            kinds: Some(kinds),
+        });
+        Ok(())
+    }
+
+    fn metrics(&self) -> OperatorMetrics {
+        OperatorMetrics {
+            state_bytes: self
+                .latest
+                .iter()
+                .map(|(key, row)| key.as_ref().len() + row.as_ref().len())
+                .sum(),
+            open_windows: 0,
+        }
+    }
+}
