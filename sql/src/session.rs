@@ -392,6 +392,37 @@ impl Session {
                     .collect();
                 text_batch(&["name", "query"], rows)
             }
+            Show::Operators => {
+                let mut rows = Vec::new();
+                for query in self.engine.queries() {
+                    let operators = self.engine.query_metrics(query.id).unwrap_or_default();
+                    for (node, metrics) in operators.into_iter().enumerate() {
+                        rows.push(vec![
+                            query.name.clone(),
+                            node.to_string(),
+                            metrics.operator,
+                            metrics.rows_in.to_string(),
+                            metrics.rows_out.to_string(),
+                            format_millis(metrics.watermark),
+                            metrics.operator_metrics.open_windows.to_string(),
+                            metrics.operator_metrics.state_bytes.to_string(),
+                        ]);
+                    }
+                }
+                text_batch(
+                    &[
+                        "query",
+                        "node",
+                        "operator",
+                        "rows_in",
+                        "rows_out",
+                        "watermark",
+                        "open_windows",
+                        "state_bytes",
+                    ],
+                    rows,
+                )
+            }
             Show::Queries => {
                 let rows = self
                     .engine

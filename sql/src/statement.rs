@@ -77,12 +77,14 @@ pub struct Drop {
     pub if_exists: bool,
 }
 
-/// `SHOW TABLES | STREAMS | VIEWS | QUERIES`.
+/// `SHOW TABLES | STREAMS | VIEWS | QUERIES | OPERATORS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Show {
     Tables,
     Views,
     Queries,
+    /// Every operator of every query, with its metrics.
+    Operators,
 }
 
 /// Splits `sql` into statements separated by `;`.
@@ -296,9 +298,11 @@ fn parse_show(parser: &mut Parser) -> Result<Show, ParserError> {
         Ok(Show::Views)
     } else if parser.parse_keyword(Keyword::QUERIES) {
         Ok(Show::Queries)
+    } else if parse_word(parser, "OPERATORS") {
+        Ok(Show::Operators)
     } else {
         parser.expected(
-            "TABLES, STREAMS, VIEWS or QUERIES after SHOW",
+            "TABLES, STREAMS, VIEWS, QUERIES or OPERATORS after SHOW",
             parser.peek_token(),
         )
     }
