@@ -48,12 +48,7 @@ impl AggregateCall {
         if !retracting {
             return Ok(self.function.create_accumulator()?);
         }
-        self.function.create_sliding_accumulator().map_err(|_| {
-            EngineError::Input(format!(
-                "{} cannot take back rows, so it cannot aggregate an updating input",
-                self.function.name()
-            ))
-        })
+        crate::retract::changelog_accumulator(&self.function)
     }
 
     /// Evaluates the call's arguments and filter over `batch`.

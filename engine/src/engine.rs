@@ -484,10 +484,12 @@ impl Engine {
 /// timeout of the query's most advanced source, so that a source without rows does not hold
 /// the query's watermark back for longer: its rows behind that watermark count as late.
 fn pull_idle_sources(query: &mut RunningQuery, results: &mut Vec<Changes>) -> Result<()> {
+    // At the end of input every source reaches +inf in turn; nothing is idle then.
     let Some(leading) = query
         .watermarks
         .iter()
         .map(WatermarkGenerator::current)
+        .filter(|w| *w < WATERMARK_MAX)
         .max()
     else {
         return Ok(());

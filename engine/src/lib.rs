@@ -16,6 +16,7 @@ pub mod input;
 pub mod operator;
 pub mod operators;
 pub mod output;
+pub mod retract;
 pub mod time;
 pub mod types;
 pub mod watermark;

@@ -428,12 +428,21 @@ impl<'a> Lowering<'a> {
         }
         let calls = self.aggregate_calls(aggregate)?;
         let schema = arrow_schema(&aggregate.schema);
-        self.builder
-            .set_late_schema(self.builder.schema(input.node))?;
+        // A window aggregation over another one (DataFusion plans COUNT(DISTINCT x) so) sees
+        // rows only as their window closes; the first one has the query's late output.
+        let reports_late = !self.builder.has_late_schema();
+        if reports_late {
+            self.builder
+                .set_late_schema(self.builder.schema(input.node))?;
+        }
         let node = match sets {
             None => {
                 let operator = self.window_operator(&input, &keys, input_schema, calls, schema)?;
-                self.builder.add(operator, &[input.node])
+                let node = self.builder.add(operator, &[input.node]);
+                if !reports_late {
+                    self.builder.ignore_late(node);
+                }
+                node
             }
             Some(sets) => {
                 let mut parts = Vec::with_capacity(sets.len());
@@ -461,11 +470,20 @@ impl<'a> Lowering<'a> {
                         set_schema.clone(),
                     )?;
                     let set_node = self.builder.add(operator, &[input.node]);
-                    if ordinal > 0 {
+                    if ordinal > 0 || !reports_late {
                         // The first set's aggregation reports the late rows; they are the same.
                         self.builder.ignore_late(set_node);
                     }
-                    let duplicate = sets[..ordinal].iter().filter(|s| *s == set).count();
+                    // Sets with the same keys in another order are duplicates too.
+                    let sorted = |set: &KeySet| {
+                        let mut set = set.clone();
+                        set.sort_unstable();
+                        set
+                    };
+                    let duplicate = sets[..ordinal]
+                        .iter()
+                        .filter(|earlier| sorted(earlier) == sorted(set))
+                        .count();
                     let padding = pad_grouping_set(set, keys.len(), duplicate, &schema)?;
                     let project = Project::new(padding, schema.clone());
                     parts.push(self.builder.add(Box::new(project), &[set_node]));
@@ -569,7 +587,16 @@ impl<'a> Lowering<'a> {
             WINDOW_COLUMNS.contains(&name.as_str())
         };
         let clean = |e: &Expr| passes_window(e) || !(uses_window(e) || names_window(e));
-        if !keys.iter().all(clean) || aggregate.aggr_expr.iter().any(uses_window) {
+        let grouped_bound = |name: &str| {
+            keys.iter().any(|e| {
+                passes_window(e) && matches!(e.clone().unalias(), Expr::Column(c) if c.name == name)
+            })
+        };
+        if !keys.iter().all(clean)
+            || !grouped_bound("window_start")
+            || !grouped_bound("window_end")
+            || aggregate.aggr_expr.iter().any(uses_window)
+        {
             return Ok(false);
         }
         let mut plan = aggregate.input.as_ref();

@@ -98,8 +98,8 @@ impl SlicedWindowAggregate {
                 merged.merge(part)?;
             }
         }
+        let rows = merged.len();
         let (keys, values) = merged.finish()?;
-        let rows = values.first().map_or(0, |v| v.len());
         let mut keys = keys.into_iter();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for column in 0..self.group_by.len() {

@@ -4,7 +4,8 @@
 //! State: the latest row of every key. Emits: at once, for each incoming row in order: `+I`
 //! for a new key, `-U` (the key's previous row) then `+U` (the new one) for a changed row,
 //! nothing for a row equal to the key's current one; a `-D` input removes the key and emits
-//! `-D` with its current row, and a `-U` input is dropped (its `+U` replaces the row). Watermark: passed through; the state lives as long as its key
+//! `-D` with its current row, and a `-U` input is dropped when a `+U` for the same key
+//! follows it (which replaces the row), and deletes its key otherwise. Watermark: passed through; the state lives as long as its key
 //! (a table is never complete). End of input: nothing more.
 
 use std::collections::HashMap;
@@ -39,6 +40,14 @@ impl UpsertNormalize {
     }
 }
 
+impl UpsertNormalize {
+    fn delete(&mut self, key: OwnedRow, emitted: &mut Vec<(RowKind, OwnedRow)>) {
+        if let Some(previous) = self.latest.remove(&key) {
+            emitted.push((RowKind::Delete, previous));
+        }
+    }
+}
+
 impl Operator for UpsertNormalize {
     fn name(&self) -> &str {
         "upsert_normalize"
@@ -55,17 +64,21 @@ impl Operator for UpsertNormalize {
         let keys = self.keys.convert_columns(&key_columns)?;
         let rows = self.rows.convert_columns(batch.columns())?;
         let mut emitted: Vec<(RowKind, OwnedRow)> = Vec::new();
+        // A `-U` whose `+U` has not come yet: the key it retracts.
+        let mut retracted: Option<OwnedRow> = None;
         for index in 0..batch.num_rows() {
             let key = keys.row(index).owned();
             let row = rows.row(index).owned();
-            match changes.kind(index) {
-                RowKind::Delete => {
-                    if let Some(previous) = self.latest.remove(&key) {
-                        emitted.push((RowKind::Delete, previous));
-                    }
-                }
-                // The `+U` that follows replaces the row.
-                RowKind::UpdateBefore => {}
+            let kind = changes.kind(index);
+            if let Some(pending) = retracted.take()
+                && !(kind == RowKind::UpdateAfter && pending == key)
+            {
+                // The update moved the row to another key: the old key is gone.
+                self.delete(pending, &mut emitted);
+            }
+            match kind {
+                RowKind::Delete => self.delete(key, &mut emitted),
+                RowKind::UpdateBefore => retracted = Some(key),
                 _ => match self.latest.insert(key, row.clone()) {
                     None => emitted.push((RowKind::Insert, row)),
                     Some(previous) if previous != row => {
@@ -75,6 +88,9 @@ impl Operator for UpsertNormalize {
                     Some(_) => {}
                 },
             }
+        }
+        if let Some(pending) = retracted {
+            self.delete(pending, &mut emitted);
         }
         if emitted.is_empty() {
             return Ok(());

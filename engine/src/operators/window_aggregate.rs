@@ -103,14 +103,12 @@ impl WindowAggregate {
     /// The current result of every group of `window`.
     fn results(&self, window: &mut Window) -> Result<RecordBatch> {
         let fresh = GroupedAggregates::new(&self.key_schema, &self.calls)?;
+        let rows = window.groups.len();
         let (keys, values) = if self.allowed_lateness > 0 {
             window.groups.evaluate_keeping_state()?
         } else {
             std::mem::replace(&mut window.groups, fresh).finish()?
         };
-        let rows = values
-            .first()
-            .map_or(keys.first().map_or(0, |k| k.len()), |v| v.len());
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for column in &self.layout {
             columns.push(match column {

@@ -142,7 +142,12 @@ impl WindowTopN {
         };
         let partition_rows =
             RowConverter::new(fields(&partitions))?.convert_columns(&partitions)?;
-        let order_rows = RowConverter::new(fields(&orders))?.convert_columns(&orders)?;
+        // Without ORDER BY every row of a partition ties.
+        let order_rows = if orders.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(fields(&orders))?.convert_columns(&orders)?)
+        };
 
         let mut kept = Vec::new();
         let mut ranks = Vec::new();
@@ -153,7 +158,10 @@ impl WindowTopN {
                 previous.is_some_and(|p| partition_rows.row(p) == partition_rows.row(index));
             if same_partition {
                 number += 1;
-                let tie = previous.is_some_and(|p| order_rows.row(p) == order_rows.row(index));
+                let tie = match (&order_rows, previous) {
+                    (Some(order), Some(p)) => order.row(p) == order.row(index),
+                    _ => true,
+                };
                 if !tie {
                     rank = number;
                     dense += 1;
