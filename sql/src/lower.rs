@@ -547,6 +547,11 @@ impl<'a> Lowering<'a> {
                 schema,
                 input.allowed_lateness,
             )?),
+            (Some(_), _) if input.allowed_lateness > 0 => {
+                return Err(SqlError::Unsupported(
+                    "'allowed-lateness' with SESSION windows".into(),
+                ));
+            }
             (Some(_), _) => Box::new(SessionAggregate::new(
                 group_by,
                 window_start,
