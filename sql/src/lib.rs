@@ -12,6 +12,7 @@ pub mod dialect;
 mod error;
 pub mod functions;
 pub mod group_window;
+pub mod hints;
 pub mod lower;
 pub mod over;
 pub mod script;

@@ -30,6 +30,7 @@ use sluice_engine::time::{Millis, parse_duration};
 use sluice_engine::window::Windows;
 use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator, StreamDef};
 
+use crate::hints::QueryHints;
 use crate::over::over_plan;
 use crate::top_n::{is_top_n, rank_limit, top_n_plan};
 use crate::window_tvf::WindowTvfNode;
@@ -65,6 +66,8 @@ pub struct Lowering<'a> {
     slice_next_window_tvf: bool,
     /// Set while lowering the window Top-N under a `WHERE rownum <= N`: the N.
     top_n_limit: Option<usize>,
+    /// Options the query's hints set for every stream it reads.
+    hints: QueryHints,
 }
 
 impl<'a> Lowering<'a> {
@@ -75,7 +78,14 @@ impl<'a> Lowering<'a> {
             builder: GraphBuilder::new(),
             slice_next_window_tvf: false,
             top_n_limit: None,
+            hints: QueryHints::default(),
         }
+    }
+
+    /// Applies the query's hints to every stream it reads.
+    pub fn with_hints(mut self, hints: QueryHints) -> Self {
+        self.hints = hints;
+        self
     }
 
     pub fn lower(&mut self, plan: &LogicalPlan) -> Result<Lowered> {
@@ -103,11 +113,15 @@ impl<'a> Lowering<'a> {
                             Some(columns) => columns.iter().position(|c| *c == time.column),
                             None => Some(time.column),
                         });
-                let allowed_lateness = match stream.option("allowed-lateness") {
-                    Some(text) => parse_duration(text).map_err(|e| {
+                let allowed_lateness = match (
+                    self.hints.allowed_lateness,
+                    stream.option("allowed-lateness"),
+                ) {
+                    (Some(hint), _) => hint,
+                    (None, Some(text)) => parse_duration(text).map_err(|e| {
                         SqlError::Invalid(format!("{name}: option 'allowed-lateness': {e}"))
                     })?,
-                    None => 0,
+                    (None, None) => 0,
                 };
                 Ok(Lowered {
                     node,
@@ -627,6 +641,9 @@ impl<'a> Lowering<'a> {
 
     /// The largest `'allowed-lateness'` of the streams `plan` reads.
     fn allowed_lateness(&self, plan: &LogicalPlan) -> Result<Millis> {
+        if let Some(hint) = self.hints.allowed_lateness {
+            return Ok(hint);
+        }
         let mut largest = 0;
         let mut failure = None;
         plan.apply(|node| {

@@ -23,6 +23,7 @@ use sluice_engine::{Engine, QueryId};
 use crate::context::PlanningContext;
 use crate::ddl::stream_def;
 use crate::functions::ProcTime;
+use crate::hints::{QueryHints, query_hints};
 use crate::lower::Lowering;
 use crate::statement::{self, ObjectKind, ParsedStatement, Show, Statement, parse_statements};
 use crate::{Result, SqlError};
@@ -35,6 +36,8 @@ pub struct View {
     pub plan: LogicalPlan,
     /// The streams and views its query reads.
     pub dependencies: BTreeSet<String>,
+    /// Options its query's hints set.
+    pub hints: QueryHints,
 }
 
 /// A standing query that was started.
@@ -183,10 +186,12 @@ impl Session {
             Statement::Describe(name) => self.describe(name).map(Outcome::Rows),
             Statement::Sql(statement) => match statement.as_ref() {
                 ast::Statement::Query(_) => {
+                    let hints = query_hints(statement)?;
                     let plan = self.plan(statement.as_ref().clone())?;
                     self.selects += 1;
                     let name = format!("q{}", self.selects);
-                    self.start(&name, &name, &plan, None).map(Outcome::Started)
+                    self.start(&name, &name, &plan, None, hints)
+                        .map(Outcome::Started)
                 }
                 ast::Statement::Insert(_) => self.insert(statement.as_ref().clone()),
                 ast::Statement::CreateView(create) => self.create_view(create, statement),
@@ -205,7 +210,8 @@ impl Session {
             .get(name)
             .ok_or_else(|| SqlError::Invalid(format!("unknown view '{name}'")))?;
         let plan = view.plan.clone();
-        self.start(name, name, &plan, None)
+        let hints = view.hints;
+        self.start(name, name, &plan, None, hints)
     }
 
     fn start(
@@ -214,9 +220,10 @@ impl Session {
         output: &str,
         plan: &LogicalPlan,
         target: Option<&str>,
+        hints: QueryHints,
     ) -> Result<StartedQuery> {
         let optimized = self.state.optimize(plan)?;
-        let mut lowering = Lowering::new(&self.state, self.engine.catalog());
+        let mut lowering = Lowering::new(&self.state, self.engine.catalog()).with_hints(hints);
         let lowered = lowering.lower(&optimized)?;
         if lowered.session.is_some() {
             return Err(crate::lower::session_not_aggregated());
@@ -236,6 +243,7 @@ impl Session {
     }
 
     fn insert(&mut self, statement: ast::Statement) -> Result<Outcome> {
+        let hints = query_hints(&statement)?;
         let plan = self.plan(statement)?;
         let LogicalPlan::Dml(dml) = &plan else {
             return Err(SqlError::Unsupported("this form of INSERT".into()));
@@ -251,14 +259,14 @@ impl Session {
             .cloned()
             .ok_or_else(|| SqlError::Invalid(format!("'{target}' is a view, not a stream")))?;
         let input = self.state.optimize(&dml.input)?;
-        let mut lowering = Lowering::new(&self.state, self.engine.catalog());
+        let mut lowering = Lowering::new(&self.state, self.engine.catalog()).with_hints(hints);
         let lowered = lowering.lower(&input)?;
         let mut graph = lowering.builder.build(lowered.node);
         if !graph.is_bounded() {
             self.inserts += 1;
             let name = format!("insert{}", self.inserts);
             return self
-                .start(&name, &target, &dml.input, Some(&target))
+                .start(&name, &target, &dml.input, Some(&target), hints)
                 .map(Outcome::Started);
         }
         let mut results = Vec::new();
@@ -314,6 +322,7 @@ impl Session {
                 sql: create.query.to_string(),
                 plan: view.input.as_ref().clone(),
                 dependencies,
+                hints: query_hints(statement)?,
             },
         );
         Ok(Outcome::Created {

@@ -258,7 +258,9 @@ fn expect_not_enforced(parser: &mut Parser) -> Result<(), ParserError> {
 }
 
 /// `( 'key' = 'value' [, ...] )`
-fn parse_with_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
+pub(crate) fn parse_with_options(
+    parser: &mut Parser,
+) -> Result<Vec<(String, String)>, ParserError> {
     parser.expect_token(&Token::LParen)?;
     let mut options = Vec::new();
     loop {
