@@ -281,10 +281,12 @@ fn build_source(
         .iter()
         .map(|(qualifier, field)| (qualifier.cloned(), field.clone()))
         .collect();
+    // A row with a NULL time has NULL window columns.
+    let nullable = input.schema().field(time_column).is_nullable();
     for window_column in ["window_start", "window_end", "window_time"] {
         fields.push((
             None,
-            Arc::new(Field::new(window_column, window_type.clone(), false)),
+            Arc::new(Field::new(window_column, window_type.clone(), nullable)),
         ));
     }
     let partition = (2 + sizes..args.len())

@@ -3,7 +3,8 @@
 //! State: none. Emits: for each incoming row, at once, one row per window its event time
 //! falls in, with `window_start`, `window_end` and `window_time` (`window_end` minus 1 ms, the
 //! new event-time attribute) appended; rows come out in input order, each row's windows by
-//! ascending start. Rows whose event time is NULL belong to no window and are dropped.
+//! ascending start. A row whose event time is NULL belongs to no window: it comes out once,
+//! with NULL window columns, and window operators send it to the late side output.
 //! Watermark: passed through. Expiry: nothing to expire; late rows are assigned like any
 //! other (aggregations downstream decide what is late).
 
@@ -57,14 +58,18 @@ impl Operator for WindowAssign {
         let mut windows = Vec::new();
         for row in 0..times.len() {
             if times.is_null(row) {
+                // No window: NULL bounds, which window operators treat as late.
+                rows.push(row as u32);
+                starts.push(None);
+                ends.push(None);
                 continue;
             }
             windows.clear();
             self.windows.assign(times.value(row), &mut windows);
             for &(start, end) in &windows {
                 rows.push(row as u32);
-                starts.push(start);
-                ends.push(end);
+                starts.push(Some(start));
+                ends.push(Some(end));
             }
         }
         if rows.is_empty() {
@@ -81,7 +86,10 @@ impl Operator for WindowAssign {
             DataType::Timestamp(_, zone) => zone.clone(),
             _ => None,
         };
-        let window_times = ends.iter().map(|end| end - 1).collect::<Vec<_>>();
+        let window_times = ends
+            .iter()
+            .map(|end| end.map(|end| end - 1))
+            .collect::<Vec<_>>();
         for values in [starts, ends, window_times] {
             let array = TimestampMillisecondArray::from(values).with_timezone_opt(zone.clone());
             columns.push(Arc::new(array) as ArrayRef);
