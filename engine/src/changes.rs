@@ -22,6 +22,9 @@ pub enum RowKind {
     /// `late`: a row that arrived after the watermark closed everything it belonged to
     /// (the late side output).
     Late = 4,
+    /// `expired`: a row of an outer join's side that found no match before it expired,
+    /// padded with NULLs for the other side.
+    Expired = 5,
 }
 
 impl RowKind {
@@ -33,6 +36,7 @@ impl RowKind {
             RowKind::UpdateAfter => "+U",
             RowKind::Delete => "-D",
             RowKind::Late => "late",
+            RowKind::Expired => "expired",
         }
     }
 
@@ -44,6 +48,7 @@ impl RowKind {
             2 => Some(RowKind::UpdateAfter),
             3 => Some(RowKind::Delete),
             4 => Some(RowKind::Late),
+            5 => Some(RowKind::Expired),
             _ => None,
         }
     }

@@ -339,7 +339,12 @@ impl Node {
                 }
                 self.watermark = combined;
                 self.operator.on_watermark(combined, emitted)?;
-                Ok(Some(Signal::Watermark(combined)))
+                let forwarded = if combined == WATERMARK_MAX {
+                    combined
+                } else {
+                    combined.saturating_sub(self.operator.watermark_delay())
+                };
+                Ok(Some(Signal::Watermark(forwarded)))
             }
             Signal::End => {
                 self.inputs_ended[port] = true;

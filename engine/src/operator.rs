@@ -3,8 +3,9 @@
 //! An operator receives [`Changes`] on one or more numbered inputs, and watermarks. The
 //! [`QueryGraph`](crate::QueryGraph) combines the watermarks of an operator's inputs (the
 //! minimum over them) and calls [`Operator::on_watermark`] only when that combined watermark
-//! advances; after the call it forwards the same watermark downstream, so any rows an
-//! operator emits on a watermark precede the watermark itself. End of input arrives once, after
+//! advances; after the call it forwards the watermark downstream (held back by the
+//! operator's [`Operator::watermark_delay`]), so any rows an operator emits on a watermark
+//! precede the watermark itself. End of input arrives once, after
 //! the final watermark (`+inf`), when every input has ended.
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -36,6 +37,12 @@ pub trait Operator: Send {
     /// decidable and drop state it makes unreachable.
     fn on_watermark(&mut self, _watermark: Millis, _out: &mut Vec<Changes>) -> Result<()> {
         Ok(())
+    }
+
+    /// How far behind its input watermark the watermark this operator forwards is: rows it
+    /// emits may carry event times up to this much older than the input watermark.
+    fn watermark_delay(&self) -> Millis {
+        0
     }
 
     /// Every input has ended (after the `+inf` watermark): emit whatever remains.

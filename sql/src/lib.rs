@@ -13,6 +13,7 @@ mod error;
 pub mod functions;
 pub mod group_window;
 pub mod hints;
+pub mod interval_join;
 pub mod lower;
 pub mod over;
 pub mod script;

@@ -18,19 +18,21 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Aggregate, Expr, GroupingSet, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Expr, GroupingSet, Join, JoinType, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use sluice_engine::operators::{
-    Filter, OverAggregate, Project, Scan, SessionAggregate, SlicedWindowAggregate, TopN, Union,
-    UpdatingAggregate, UpsertNormalize, WindowAggregate, WindowAssign, WindowTopN,
+    Filter, IntervalJoin, JoinKind, JoinSide, OverAggregate, Project, Scan, SessionAggregate,
+    SlicedWindowAggregate, TopN, Union, UpdatingAggregate, UpsertNormalize, WindowAggregate,
+    WindowAssign, WindowTopN,
 };
 use sluice_engine::time::{Millis, parse_duration};
 use sluice_engine::window::Windows;
 use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator, StreamDef};
 
 use crate::hints::QueryHints;
+use crate::interval_join::split_time_bound;
 use crate::over::over_plan;
 use crate::top_n::{is_top_n, rank_limit, top_n_plan};
 use crate::window_tvf::WindowTvfNode;
@@ -253,6 +255,7 @@ impl<'a> Lowering<'a> {
                 })
             }
             LogicalPlan::Aggregate(aggregate) => self.lower_aggregate(aggregate),
+            LogicalPlan::Join(join) => self.lower_join(join),
             LogicalPlan::Window(window) if is_top_n(window) => {
                 let limit = self.top_n_limit.take();
                 let input = self.lower(&window.input)?;
@@ -359,6 +362,87 @@ impl<'a> Lowering<'a> {
         Ok(Lowered {
             node,
             event_time: None,
+            window: None,
+            allowed_lateness: 0,
+            updating: false,
+            session: None,
+            sliced: None,
+        })
+    }
+
+    /// A join of two streams bounded in event time: an interval join.
+    fn lower_join(&mut self, join: &Join) -> Result<Lowered> {
+        let kind = match join.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            other => {
+                return Err(SqlError::Unsupported(format!("{other} joins over streams")));
+            }
+        };
+        if join.on.is_empty() {
+            return Err(SqlError::Unsupported(
+                "joins of two streams without an equality condition on keys".into(),
+            ));
+        }
+        let left = self.lower(&join.left)?;
+        let right = self.lower(&join.right)?;
+        for side in [&left, &right] {
+            if side.updating || side.session.is_some() {
+                return Err(SqlError::Unsupported("joins over updating inputs".into()));
+            }
+        }
+        let (Some(left_time), Some(right_time)) = (left.event_time, right.event_time) else {
+            return Err(SqlError::Unsupported(
+                "joins of two streams where a side has no event-time attribute".into(),
+            ));
+        };
+        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        let (bound, residual) = split_time_bound(
+            join.filter.as_ref(),
+            (left_schema, left_time),
+            (right_schema, right_time),
+        )?;
+        let side = |lowered: &Lowered, schema: &DFSchema, keys: Vec<&Expr>, time| {
+            Ok::<_, SqlError>(JoinSide {
+                keys: keys
+                    .into_iter()
+                    .map(|e| self.state.create_physical_expr(e.clone(), schema))
+                    .collect::<Result<Vec<_>, _>>()?,
+                time_column: time,
+                schema: self.builder.schema(lowered.node),
+            })
+        };
+        let left_side = side(
+            &left,
+            left_schema,
+            join.on.iter().map(|(l, _)| l).collect(),
+            left_time,
+        )?;
+        let right_side = side(
+            &right,
+            right_schema,
+            join.on.iter().map(|(_, r)| r).collect(),
+            right_time,
+        )?;
+        let residual = residual
+            .map(|e| self.state.create_physical_expr(e, &join.schema))
+            .transpose()?;
+        let operator = IntervalJoin::new(
+            kind,
+            bound,
+            left_side,
+            right_side,
+            residual,
+            arrow_schema(&join.schema),
+        )?;
+        let node = self
+            .builder
+            .add(Box::new(operator), &[left.node, right.node]);
+        Ok(Lowered {
+            node,
+            event_time: Some(left_time),
             window: None,
             allowed_lateness: 0,
             updating: false,
@@ -843,7 +927,6 @@ pub fn session_not_aggregated() -> SqlError {
 fn unsupported(plan: &LogicalPlan) -> SqlError {
     let what = match plan {
         LogicalPlan::Distinct(_) => "SELECT DISTINCT over a stream",
-        LogicalPlan::Join(_) => "joins",
         LogicalPlan::Sort(_) => "ORDER BY over an unbounded stream",
         LogicalPlan::Limit(_) => "LIMIT over an unbounded stream",
         LogicalPlan::TableScan(_) => "LIMIT over an unbounded stream",

@@ -1,6 +1,7 @@
 //! The streaming operators, one per module.
 
 mod filter;
+mod interval_join;
 mod over_aggregate;
 mod project;
 mod scan;
@@ -14,6 +15,7 @@ mod window_assign;
 mod window_top_n;
 
 pub use filter::Filter;
+pub use interval_join::{IntervalJoin, JoinKind, JoinSide, TimeBound};
 pub use over_aggregate::{Frame, OverAggregate, OverCall};
 pub use project::Project;
 pub use scan::Scan;

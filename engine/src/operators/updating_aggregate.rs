@@ -146,7 +146,9 @@ impl Operator for UpdatingAggregate {
                 }
             };
             match changes.kind(row) {
-                RowKind::Insert | RowKind::UpdateAfter => entry.added.push(row as u32),
+                RowKind::Insert | RowKind::UpdateAfter | RowKind::Expired => {
+                    entry.added.push(row as u32)
+                }
                 RowKind::UpdateBefore | RowKind::Delete => entry.removed.push(row as u32),
                 RowKind::Late => {}
             }
