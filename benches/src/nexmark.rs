@@ -1,4 +1,4 @@
-//! A deterministic Nexmark-style bid generator.
+//! Deterministic Nexmark-style bid and auction generators.
 //!
 //! Bids follow the shape of the Nexmark benchmark's `bid` stream (auction, bidder, price,
 //! channel, url, date_time, extra): most bids go to a small set of hot auctions and come from
@@ -120,6 +120,122 @@ impl BidGenerator {
             )),
         ];
         RecordBatch::try_new(bid_schema(), columns)
+    }
+}
+
+/// The DDL of the `auction` stream, with the same watermark bound as `bid`.
+pub const AUCTION_DDL: &str = "CREATE TABLE auction (id BIGINT, seller BIGINT, category BIGINT,
+  date_time TIMESTAMP(3), WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)";
+
+pub fn auction_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("seller", DataType::Int64, true),
+        Field::new("category", DataType::Int64, true),
+        Field::new(
+            "date_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+    ]))
+}
+
+/// Auctions opened one after another, and bids on the ones opened recently: the workload of
+/// an interval join of bids with their auction.
+pub struct AuctionBidGenerator {
+    state: u64,
+    next_auction: u64,
+    next_bid: u64,
+    auctions_per_second: u64,
+    bids_per_auction: u64,
+    /// Bids go to one of this many most recent auctions.
+    live_auctions: u64,
+}
+
+impl AuctionBidGenerator {
+    pub fn new(
+        seed: u64,
+        auctions_per_second: u64,
+        bids_per_auction: u64,
+        live_auctions: u64,
+    ) -> Self {
+        AuctionBidGenerator {
+            state: seed.max(1),
+            next_auction: 0,
+            next_bid: 0,
+            auctions_per_second: auctions_per_second.max(1),
+            bids_per_auction: bids_per_auction.max(1),
+            live_auctions: live_auctions.max(1),
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    fn time_of_auction(&self, auction: u64) -> i64 {
+        START_MILLIS + (auction * 1000 / self.auctions_per_second) as i64
+    }
+
+    /// The next `auctions` auctions, and the bids that come with them, in the same span of
+    /// event time (bids in the bid schema, with channel, url and extra left empty).
+    pub fn next(&mut self, auctions: usize) -> Result<(RecordBatch, RecordBatch), ArrowError> {
+        let first = self.next_auction;
+        self.next_auction += auctions as u64;
+        let ids: Vec<i64> = (first..self.next_auction).map(|id| id as i64).collect();
+        let mut sellers = Vec::with_capacity(auctions);
+        let mut categories = Vec::with_capacity(auctions);
+        for _ in 0..auctions {
+            let r = self.random();
+            sellers.push((r % 100_000) as i64);
+            categories.push((r >> 20) as i64 % 20);
+        }
+        let times: Vec<i64> = (first..self.next_auction)
+            .map(|id| self.time_of_auction(id))
+            .collect();
+        let auction_batch = RecordBatch::try_new(
+            auction_schema(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(Int64Array::from(sellers)),
+                Arc::new(Int64Array::from(categories)),
+                Arc::new(TimestampMillisecondArray::from(times)),
+            ],
+        )?;
+
+        let bids = auctions as u64 * self.bids_per_auction;
+        let mut auction_ids = Vec::with_capacity(bids as usize);
+        let mut bidders = Vec::with_capacity(bids as usize);
+        let mut prices = Vec::with_capacity(bids as usize);
+        let mut bid_times = Vec::with_capacity(bids as usize);
+        for n in 0..bids {
+            let r = self.random();
+            // A bid at this point of the span, on an auction opened at most `live` before.
+            let now = first + n / self.bids_per_auction;
+            let back = r % self.live_auctions.min(now + 1);
+            auction_ids.push((now - back) as i64);
+            bidders.push(((r >> 24) % 1_000_000) as i64);
+            prices.push(((r >> 40) % 10_000) as i64 + 1);
+            bid_times.push(self.time_of_auction(now) + ((r >> 50) % 100) as i64);
+        }
+        self.next_bid += bids;
+        let empty = StringArray::from(vec![None::<&str>; bids as usize]);
+        let bid_batch = RecordBatch::try_new(
+            bid_schema(),
+            vec![
+                Arc::new(Int64Array::from(auction_ids)),
+                Arc::new(Int64Array::from(bidders)),
+                Arc::new(Int64Array::from(prices)),
+                Arc::new(empty.clone()),
+                Arc::new(empty.clone()),
+                Arc::new(TimestampMillisecondArray::from(bid_times)),
+                Arc::new(empty),
+            ],
+        )?;
+        Ok((auction_batch, bid_batch))
     }
 }
 

@@ -13,7 +13,7 @@
 //! buffered on the other side; an outer one without a match comes out `expired` at once.
 //! Rows with a NULL key match nothing. End of input: the `+inf` watermark expires every row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -74,7 +74,11 @@ struct Buffered {
 struct SideState {
     side: JoinSide,
     rows: RowConverter,
-    buffered: BTreeMap<Box<[u8]>, Vec<Buffered>>,
+    /// Buffered rows by join key, in arrival order (so mostly in time order: rows expire
+    /// from the front).
+    buffered: HashMap<Box<[u8]>, VecDeque<Buffered>>,
+    /// Every buffered row by the watermark it expires below (its deadline), then arrival.
+    deadlines: BTreeMap<(Millis, u64), Box<[u8]>>,
 }
 
 pub struct IntervalJoin {
@@ -115,7 +119,8 @@ impl IntervalJoin {
             Ok(SideState {
                 rows: RowConverter::new(fields)?,
                 side,
-                buffered: BTreeMap::new(),
+                buffered: HashMap::new(),
+                deadlines: BTreeMap::new(),
             })
         };
         Ok(IntervalJoin {
@@ -130,12 +135,17 @@ impl IntervalJoin {
         })
     }
 
+    /// The watermark below which a row of `side` at `time` can still match rows to come.
+    fn deadline(&self, side: usize, time: Millis) -> Millis {
+        match side {
+            0 => time.saturating_add(self.bound.upper),
+            _ => time.saturating_sub(self.bound.lower),
+        }
+    }
+
     /// Whether a row of `side` at `time` can no longer match a row still to come.
     fn expired(&self, side: usize, time: Millis, watermark: Millis) -> bool {
-        match side {
-            0 => time.saturating_add(self.bound.upper) < watermark,
-            _ => time.saturating_sub(self.bound.lower) < watermark,
-        }
+        self.deadline(side, time) < watermark
     }
 
     /// Whether a row of `side` at `time` and one of the other side at `other` are in bound.
@@ -291,9 +301,9 @@ impl Operator for IntervalJoin {
                 }
             }
         }
+        let owned: Vec<OwnedRow> = (0..count).map(|row| rows.row(row).owned()).collect();
         let mut matched = vec![false; count];
         if !candidates.is_empty() {
-            let owned: Vec<OwnedRow> = (0..count).map(|row| rows.row(row).owned()).collect();
             let pairs: Vec<_> = candidates
                 .iter()
                 .map(|(row, key, position)| {
@@ -337,26 +347,29 @@ impl Operator for IntervalJoin {
         // Keep the rows that can still match; an outer side's unmatched rows that cannot,
         // or that never can (NULL key or time), come out expired at once.
         let mut expired_now = Vec::new();
-        for (row, row_matched) in matched.into_iter().enumerate() {
+        for (row, (row_matched, owned_row)) in matched.into_iter().zip(owned).enumerate() {
             let unmatchable = times.is_null(row) || keys.iter().any(|key| key.is_null(row));
             if unmatchable || self.expired(side, times.value(row), self.watermark) {
                 if self.kind.keeps(side) && !row_matched {
-                    expired_now.push(rows.row(row).owned());
+                    expired_now.push(owned_row);
                 }
                 continue;
             }
             self.sequence += 1;
+            let time = times.value(row);
             let buffered = Buffered {
-                time: times.value(row),
+                time,
                 sequence: self.sequence,
-                row: rows.row(row).owned(),
+                row: owned_row,
                 matched: row_matched,
             };
-            self.sides[side]
-                .buffered
-                .entry(key_rows.row(row).data().into())
-                .or_default()
-                .push(buffered);
+            let key: Box<[u8]> = key_rows.row(row).data().into();
+            let deadline = self.deadline(side, time);
+            let state = &mut self.sides[side];
+            state
+                .deadlines
+                .insert((deadline, self.sequence), key.clone());
+            state.buffered.entry(key).or_default().push_back(buffered);
         }
         if !expired_now.is_empty() {
             out.push(self.expired_rows(side, expired_now)?);
@@ -367,30 +380,33 @@ impl Operator for IntervalJoin {
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
         self.watermark = watermark;
         for side in 0..2 {
-            let mut expired: Vec<(Millis, u64, OwnedRow)> = Vec::new();
             let keeps = self.kind.keeps(side);
-            let bound = self.bound;
-            let gone = |time: Millis| match side {
-                0 => time.saturating_add(bound.upper) < watermark,
-                _ => time.saturating_sub(bound.lower) < watermark,
-            };
-            for rows in self.sides[side].buffered.values_mut() {
-                let (gone_rows, kept): (Vec<_>, Vec<_>) = std::mem::take(rows)
-                    .into_iter()
-                    .partition(|row| gone(row.time));
-                *rows = kept;
-                expired.extend(
-                    gone_rows
-                        .into_iter()
-                        .filter(|row| keeps && !row.matched)
-                        .map(|row| (row.time, row.sequence, row.row)),
-                );
+            let state = &mut self.sides[side];
+            let mut expired = Vec::new();
+            // Deadlines below the watermark: those rows can match nothing more.
+            while let Some(entry) = state.deadlines.first_entry() {
+                if entry.key().0 >= watermark {
+                    break;
+                }
+                let ((_, sequence), key) = entry.remove_entry();
+                let Some(rows) = state.buffered.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(row) = rows
+                    .iter()
+                    .position(|row| row.sequence == sequence)
+                    .and_then(|position| rows.remove(position))
+                    && keeps
+                    && !row.matched
+                {
+                    expired.push(row.row);
+                }
+                if rows.is_empty() {
+                    state.buffered.remove(&key);
+                }
             }
-            self.sides[side].buffered.retain(|_, rows| !rows.is_empty());
             if !expired.is_empty() {
-                expired.sort_by_key(|(time, sequence, _)| (*time, *sequence));
-                let rows = expired.into_iter().map(|(_, _, row)| row).collect();
-                out.push(self.expired_rows(side, rows)?);
+                out.push(self.expired_rows(side, expired)?);
             }
         }
         Ok(())
