@@ -5,6 +5,30 @@
 
 pub mod nexmark;
 
+/// A `/proc/self/status` figure in KiB, such as `VmRSS:` or `VmHWM:` (0 where there is no
+/// such file).
+pub fn process_memory_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The number of rows in results drained from an engine.
+pub fn result_rows(drained: &[(sluice_engine::QueryId, Vec<sluice_engine::Changes>)]) -> u64 {
+    drained
+        .iter()
+        .flat_map(|(_, changes)| changes)
+        .map(|c| c.num_rows() as u64)
+        .sum()
+}
+
 use std::sync::Arc;
 
 use datafusion::arrow::array::{

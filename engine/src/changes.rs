@@ -1,9 +1,10 @@
 //! Batches of changes: Arrow rows, each with the kind of change it is.
 
-use datafusion::arrow::array::{Array, BooleanArray, UInt8Array};
-use datafusion::arrow::compute::filter;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, UInt8Array};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::compute::{cast, filter};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use crate::Result;
 
@@ -107,6 +108,19 @@ impl Changes {
         Ok(Changes { rows, kinds })
     }
 
+    /// The rows where `late` is true, each of kind [`RowKind::Late`]; `None` if there are none.
+    pub fn late_rows(&self, late: &[bool]) -> Result<Option<Self>> {
+        if !late.iter().any(|l| *l) {
+            return Ok(None);
+        }
+        let rows = self.filter(&BooleanArray::from(late.to_vec()))?.rows;
+        let kinds = UInt8Array::from(vec![RowKind::Late as u8; rows.num_rows()]);
+        Ok(Some(Changes {
+            rows,
+            kinds: Some(kinds),
+        }))
+    }
+
     /// The same kinds attached to other rows of equal length (e.g. after a projection).
     pub fn with_rows(&self, rows: RecordBatch) -> Self {
         Changes {
@@ -122,4 +136,20 @@ impl Changes {
             kinds: self.kinds.as_ref().map(|kinds| kinds.slice(offset, length)),
         }
     }
+}
+
+/// A batch of `schema` from `columns` of `rows` rows, each cast to its field's type
+/// (aggregate and padded columns come in the types that produced them).
+pub fn batch_of(schema: &SchemaRef, columns: &[ArrayRef], rows: usize) -> Result<RecordBatch> {
+    let columns = columns
+        .iter()
+        .zip(schema.fields())
+        .map(|(array, field)| cast(array, field.data_type()))
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &options,
+    )?)
 }

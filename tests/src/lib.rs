@@ -20,6 +20,8 @@
 //! after them, SELECTs are `q1`, `q2`, ...). At the end of the file input is finished if it
 //! was not, and any emitted row that no `output` block checked fails the test.
 
+pub mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

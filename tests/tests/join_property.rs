@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use sluice_sql::Session;
+use sluice_tests::support::{Random, sorted_rows};
 
 const BOUND_MS: u64 = 5_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -23,17 +23,6 @@ const DDL: [&str; 2] = [
 ];
 
 const JOINS: [&str; 4] = ["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"];
-
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn schema(value: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -69,28 +58,6 @@ fn batch(schema: &SchemaRef, rows: &[(i64, Option<i64>, i64)]) -> RecordBatch {
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
     ];
     RecordBatch::try_new(schema.clone(), columns).unwrap_or_else(|e| panic!("test batch: {e}"))
-}
-
-fn formatted(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("format: {e}"));
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            rows.push(cells.join(","));
-        }
-    }
-    rows.sort();
-    rows
 }
 
 fn query(join: &str) -> String {
@@ -137,7 +104,7 @@ fn streaming(
         .flat_map(|(_, changes)| changes)
         .map(|change| change.rows)
         .collect();
-    formatted(&results)
+    sorted_rows(&results)
 }
 
 fn batch_join(
@@ -163,7 +130,7 @@ fn batch_join(
             Err(error) => Err(error),
         }
     });
-    formatted(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
+    sorted_rows(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
 }
 
 #[test]

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use sluice_engine::RowKind;
 use sluice_sql::Session;
+use sluice_tests::support::{Random, sorted_rows};
 
 const BOUND_MS: i64 = 5_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -27,21 +27,6 @@ struct Event {
     ts: i64,
     k: Option<String>,
     v: Option<i64>,
-}
-
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Events whose time never falls behind the watermark: each is at most the bound before the
@@ -87,29 +72,6 @@ fn batch(events: &[Event]) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| panic!("test batch: {e}"))
 }
 
-/// Every row of `batches` as text, sorted.
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("format: {e}"));
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            rows.push(cells.join(","));
-        }
-    }
-    rows.sort();
-    rows
-}
-
 /// The standing query's results after feeding `events` in random batches and ending input.
 fn streaming(query: &str, events: &[Event], random: &mut Random) -> Vec<String> {
     let mut session = Session::new();
@@ -143,7 +105,7 @@ fn streaming(query: &str, events: &[Event], random: &mut Random) -> Vec<String> 
             results.push(change.rows);
         }
     }
-    rows(&results)
+    sorted_rows(&results)
 }
 
 /// DataFusion's answer over `windowed`: each event once per window, with its bounds.
@@ -194,7 +156,7 @@ fn batch_group_by(windowed: Vec<(i64, i64, &Event)>) -> Vec<String> {
             Err(error) => Err(error),
         }
     });
-    rows(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
+    sorted_rows(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
 }
 
 fn align(time: i64, size: i64) -> i64 {

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sluice_benches::nexmark::{AUCTION_DDL, AuctionBidGenerator, BID_DDL};
+use sluice_benches::{process_memory_kib, result_rows};
 use sluice_sql::{Outcome, Session};
 
 const JOIN: &str = "SELECT b.auction, b.price, a.seller, b.date_time
@@ -62,11 +63,7 @@ fn run() -> Result<(), String> {
         engine.append("bid", &bid_rows).map_err(|e| e.to_string())?;
         let drained = engine.drain_results();
         engine_time += started.elapsed();
-        results += drained
-            .iter()
-            .flat_map(|(_, changes)| changes)
-            .map(|c| c.num_rows() as u64)
-            .sum::<u64>();
+        results += result_rows(&drained);
         events += (auction_rows.num_rows() + bid_rows.num_rows()) as u64;
         opened += count as u64;
         let state: usize = session
@@ -82,11 +79,7 @@ fn run() -> Result<(), String> {
     session.engine_mut().finish().map_err(|e| e.to_string())?;
     let drained = session.engine_mut().drain_results();
     engine_time += started.elapsed();
-    results += drained
-        .iter()
-        .flat_map(|(_, changes)| changes)
-        .map(|c| c.num_rows() as u64)
-        .sum::<u64>();
+    results += result_rows(&drained);
 
     let seconds = engine_time.as_secs_f64();
     println!("events: {events} ({opened} auctions)");
@@ -97,19 +90,9 @@ fn run() -> Result<(), String> {
         "peak join state: {:.1} MiB",
         peak_state as f64 / (1024.0 * 1024.0)
     );
-    println!("peak RSS: {:.1} MiB", peak_rss_kib() as f64 / 1024.0);
+    println!(
+        "peak RSS: {:.1} MiB",
+        process_memory_kib("VmHWM:") as f64 / 1024.0
+    );
     Ok(())
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }

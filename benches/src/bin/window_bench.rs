@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sluice_benches::nexmark::{BID_DDL, BidGenerator};
+use sluice_benches::{process_memory_kib, result_rows};
 use sluice_sql::Session;
 
 const BATCH_ROWS: usize = 8192;
@@ -72,14 +73,10 @@ fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let drained = session.engine_mut().drain_results();
         engine_time += started.elapsed();
-        results += drained
-            .iter()
-            .flat_map(|(_, changes)| changes)
-            .map(|c| c.num_rows() as u64)
-            .sum::<u64>();
+        results += result_rows(&drained);
         fed += rows as u64;
         if fed >= next_sample {
-            println!("{fed},{:.1}", memory("VmRSS:") as f64 / 1024.0);
+            println!("{fed},{:.1}", process_memory_kib("VmRSS:") as f64 / 1024.0);
             next_sample += events / 10;
         }
     }
@@ -87,31 +84,16 @@ fn run() -> Result<(), String> {
     session.engine_mut().finish().map_err(|e| e.to_string())?;
     let drained = session.engine_mut().drain_results();
     engine_time += started.elapsed();
-    results += drained
-        .iter()
-        .flat_map(|(_, changes)| changes)
-        .map(|c| c.num_rows() as u64)
-        .sum::<u64>();
+    results += result_rows(&drained);
 
     let seconds = engine_time.as_secs_f64();
     println!("events: {fed}");
     println!("result rows: {results}");
     println!("engine seconds: {seconds:.2}");
     println!("events/s: {:.0}", fed as f64 / seconds);
-    println!("peak RSS: {:.1} MiB", memory("VmHWM:") as f64 / 1024.0);
+    println!(
+        "peak RSS: {:.1} MiB",
+        process_memory_kib("VmHWM:") as f64 / 1024.0
+    );
     Ok(())
-}
-
-/// A `/proc/self/status` figure in KiB (0 where there is no such file).
-fn memory(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with(field))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -17,14 +17,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt8Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt8Array, new_null_array,
 };
 use datafusion::arrow::compute::{cast, filter_record_batch, prep_null_mask_filter};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result, RowKind};
@@ -185,17 +185,7 @@ impl IntervalJoin {
                 columns.push(null_where_absent(&array, &validity)?);
             }
         }
-        let columns = columns
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(array, field)| cast(array, field.data_type()))
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(pairs.len()));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?)
+        batch_of(&self.schema, &columns, pairs.len())
     }
 
     fn residual_mask(&self, rows: &RecordBatch) -> Result<Option<BooleanArray>> {

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{SortColumn, take_record_batch};
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, lexsort_to_indices};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
@@ -27,7 +27,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
-use crate::{Changes, EngineError, Result, RowKind};
+use crate::{Changes, EngineError, Result};
 
 /// Which rows before the current one a call aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,14 +272,7 @@ impl Operator for OverAggregate {
         let late: Vec<bool> = (0..times.len())
             .map(|row| times.is_null(row) || times.value(row) < self.watermark)
             .collect();
-        if late.iter().any(|l| *l) {
-            let late_rows = changes.filter(&BooleanArray::from(late.clone()))?;
-            let kinds = UInt8Array::from(vec![RowKind::Late as u8; late_rows.num_rows()]);
-            self.late.push(Changes {
-                rows: late_rows.rows,
-                kinds: Some(kinds),
-            });
-        }
+        self.late.extend(changes.late_rows(&late)?);
         let on_time = BooleanArray::from_iter(late.iter().map(|l| Some(!l)));
         let rows = filter_record_batch(&changes.rows, &on_time)?;
         self.pending = Some(match self.pending.take() {

@@ -14,21 +14,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt8Array, UInt32Array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::AggregateCall;
+use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
-use crate::{Changes, Result, RowKind};
+use crate::{Changes, Result};
 
 struct Session {
     end: Millis,
@@ -116,18 +115,7 @@ impl SessionAggregate {
         for column in values {
             columns.push(ScalarValue::iter_to_array(column)?);
         }
-        let columns = columns
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(array, field)| cast(array, field.data_type()))
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let rows = starts.len();
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?)
+        batch_of(&self.schema, &columns, starts.len())
     }
 }
 
@@ -210,14 +198,7 @@ impl Operator for SessionAggregate {
             }
             sessions.insert(merged_start, merged);
         }
-        if late.iter().any(|l| *l) {
-            let late_rows = changes.filter(&BooleanArray::from(late))?;
-            let kinds = UInt8Array::from(vec![RowKind::Late as u8; late_rows.num_rows()]);
-            self.late.push(Changes {
-                rows: late_rows.rows,
-                kinds: Some(kinds),
-            });
-        }
+        self.late.extend(changes.late_rows(&late)?);
         Ok(())
     }
 

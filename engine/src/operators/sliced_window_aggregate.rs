@@ -16,18 +16,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::TimestampMillisecondArray;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::{AggregateCall, FrozenGroups, GroupedAggregates};
+use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::window::Windows;
-use crate::{Changes, Result, RowKind};
+use crate::{Changes, Result};
 
 /// One slice's state: what was frozen, and rows since.
 #[derive(Default)]
@@ -112,17 +113,7 @@ impl SlicedWindowAggregate {
             }
         }
         columns.extend(values);
-        let columns = columns
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(array, field)| cast(array, field.data_type()))
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?)
+        batch_of(&self.schema, &columns, rows)
     }
 }
 
@@ -164,14 +155,7 @@ impl Operator for SlicedWindowAggregate {
                     .push(row as u32);
             }
         }
-        if any_late {
-            let late_rows = changes.filter(&BooleanArray::from(late))?;
-            let kinds = UInt8Array::from(vec![RowKind::Late as u8; late_rows.num_rows()]);
-            self.late.push(Changes {
-                rows: late_rows.rows,
-                kinds: Some(kinds),
-            });
-        }
+        self.late.extend(changes.late_rows(&late)?);
         if by_slice.is_empty() {
             return Ok(());
         }

@@ -13,15 +13,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, UInt8Array, UInt32Array};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::AggregateCall;
+use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
 use crate::{Changes, Result, RowKind};
 
@@ -95,13 +94,7 @@ impl UpdatingAggregate {
             let values = changes.iter().map(|(_, _, values)| values[call].clone());
             columns.push(ScalarValue::iter_to_array(values)?);
         }
-        let columns = columns
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(array, field)| cast(array, field.data_type()))
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(changes.len()));
-        let rows = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        let rows = batch_of(&self.schema, &columns, changes.len())?;
         let kinds = UInt8Array::from_iter_values(changes.iter().map(|(kind, _, _)| *kind as u8));
         Ok(Changes {
             rows,

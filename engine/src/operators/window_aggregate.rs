@@ -14,15 +14,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt8Array, UInt32Array};
 use datafusion::arrow::compute::{cast, interleave_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::datatypes::{FieldRef, TimestampMillisecondType};
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::{AggregateCall, GroupedAggregates};
+use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, Result, RowKind};
@@ -118,17 +119,7 @@ impl WindowAggregate {
             });
         }
         columns.extend(values);
-        let columns = columns
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(array, field)| cast(array, field.data_type()))
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?)
+        batch_of(&self.schema, &columns, rows)
     }
 
     /// Emits a fired window's first result.
@@ -174,16 +165,6 @@ impl WindowAggregate {
         window.dirty.clear();
         Ok(())
     }
-
-    fn set_aside_late(&mut self, changes: &Changes, late: Vec<bool>) -> Result<()> {
-        let late_rows = changes.filter(&BooleanArray::from(late))?;
-        let kinds = UInt8Array::from(vec![RowKind::Late as u8; late_rows.num_rows()]);
-        self.late.push(Changes {
-            rows: late_rows.rows,
-            kinds: Some(kinds),
-        });
-        Ok(())
-    }
 }
 
 impl Operator for WindowAggregate {
@@ -223,9 +204,7 @@ impl Operator for WindowAggregate {
                 by_window.entry(end).or_default().push(row as u32);
             }
         }
-        if any_late {
-            self.set_aside_late(&changes, late)?;
-        }
+        self.late.extend(changes.late_rows(&late)?);
         if by_window.is_empty() {
             return Ok(());
         }

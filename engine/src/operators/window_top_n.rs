@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::UInt64Array;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{
     SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
 };
@@ -25,7 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
-use crate::{Changes, Result, RowKind};
+use crate::{Changes, Result};
 
 /// Which rank the operator numbers rows with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,14 +239,7 @@ impl Operator for WindowTopN {
                     .or_insert_with(|| vec![false; ends.len()])[row] = true;
             }
         }
-        if late.iter().any(|l| *l) {
-            let late_rows = changes.filter(&BooleanArray::from(late))?;
-            let kinds = UInt8Array::from(vec![RowKind::Late as u8; late_rows.num_rows()]);
-            self.late.push(Changes {
-                rows: late_rows.rows,
-                kinds: Some(kinds),
-            });
-        }
+        self.late.extend(changes.late_rows(&late)?);
         let whole = by_window.len() == 1;
         for (end, mask) in by_window {
             let rows = if whole && mask.iter().all(|m| *m) {
