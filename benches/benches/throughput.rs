@@ -55,7 +55,13 @@ fn decode(c: &mut Criterion) {
         })
     });
     group.bench_function("json_lines_100k_rows", |b| {
-        b.iter(|| count_rows(&mut JsonLinesRows::new(json.as_bytes(), bid_schema())))
+        b.iter(|| {
+            count_rows(&mut JsonLinesRows::new(
+                json.as_bytes(),
+                bid_schema(),
+                TextOptions::default(),
+            ))
+        })
     });
     group.finish();
 }

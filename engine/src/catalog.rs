@@ -45,6 +45,9 @@ pub struct StreamDef {
     pub primary_key: Vec<String>,
     /// `WITH (...)` options, in declaration order.
     pub options: Vec<(String, String)>,
+    /// Whether rows may be retractions without a primary key to normalise them by: a
+    /// materialized view's changelog, or a `'debezium-json'` stream without `PRIMARY KEY`.
+    pub changelog: bool,
 }
 
 /// Where a stream column's values come from.
@@ -61,6 +64,17 @@ impl StreamDef {
         !self.primary_key.is_empty()
     }
 
+    /// Whether rows may be updates and deletes (`-U`, `+U`, `-D`), not only inserts.
+    pub fn reads_changes(&self) -> bool {
+        self.is_table() || self.changelog
+    }
+
+    /// Whether input files are Debezium change events (`'format' = 'debezium-json'`).
+    pub fn is_debezium(&self) -> bool {
+        self.option("format")
+            .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
+    }
+
     /// The value of `WITH` option `key` (keys compare case-insensitively).
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options
@@ -69,10 +83,12 @@ impl StreamDef {
             .map(|(_, v)| v.as_str())
     }
 
-    /// How text inputs of this stream are read: `'csv.null-literal'` adds a NULL spelling.
+    /// How text inputs of this stream are read: `'csv.null-literal'` adds a NULL spelling, and
+    /// an `op` column is read as each row's change kind.
     pub fn text_options(&self) -> crate::input::TextOptions {
         crate::input::TextOptions {
             null_literal: self.option("csv.null-literal").map(str::to_string),
+            changelog: self.reads_changes(),
         }
     }
 

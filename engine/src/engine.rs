@@ -251,12 +251,23 @@ impl Engine {
 
     /// Appends physical rows (the stream's non-computed columns) to `stream`.
     pub fn append(&mut self, stream: &str, rows: &RecordBatch) -> Result<()> {
+        self.append_changes(stream, &Changes::inserts(rows.clone()))
+    }
+
+    /// Appends changes of physical rows to `stream`; only a stream that reads changes (a
+    /// table or changelog stream) takes other kinds than inserts.
+    pub fn append_changes(&mut self, stream: &str, changes: &Changes) -> Result<()> {
         let state = self.stream(stream)?;
         if state.ended {
             return Err(EngineError::Input(format!("stream '{stream}' has ended")));
         }
-        let complete = state.def.complete(rows)?;
-        self.append_entry(stream, LogEntry::Rows(Changes::inserts(complete)))
+        if changes.kinds.is_some() && !state.def.reads_changes() {
+            return Err(EngineError::Input(format!(
+                "stream '{stream}' is append-only (it has no PRIMARY KEY): it takes only inserts"
+            )));
+        }
+        let complete = state.def.complete(&changes.rows)?;
+        self.append_entry(stream, LogEntry::Rows(changes.with_rows(complete)))
     }
 
     /// Raises `stream`'s watermark to at least `watermark`.
@@ -536,6 +547,7 @@ mod tests {
             }),
             primary_key: Vec::new(),
             options: Vec::new(),
+            changelog: false,
         }
     }
 

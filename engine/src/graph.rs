@@ -328,6 +328,7 @@ impl Node {
             Signal::Watermark(watermark) => {
                 let slot = &mut self.input_watermarks[port];
                 *slot = (*slot).max(watermark);
+                self.operator.on_input_watermark(port, *slot);
                 let combined = self
                     .input_watermarks
                     .iter()

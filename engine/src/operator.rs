@@ -39,6 +39,10 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Input `input`'s own watermark advanced to `watermark` (before any change of the
+    /// combined watermark is signalled). Most operators only need the combined one.
+    fn on_input_watermark(&mut self, _input: usize, _watermark: Millis) {}
+
     /// How far behind its input watermark the watermark this operator forwards is: rows it
     /// emits may carry event times up to this much older than the input watermark.
     fn watermark_delay(&self) -> Millis {

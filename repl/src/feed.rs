@@ -13,8 +13,8 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_engine::StreamDef;
 use sluice_engine::input::{self, RowError, RowReader};
+use sluice_engine::{Changes, StreamDef};
 
 use crate::CliError;
 
@@ -27,7 +27,7 @@ pub struct InputFile {
 /// A run of rows to feed into a stream.
 pub struct Run {
     pub stream: String,
-    pub rows: RecordBatch,
+    pub rows: Changes,
 }
 
 /// What the caller hears about as input is read.
@@ -40,7 +40,7 @@ struct Cursor {
     stream: Arc<StreamDef>,
     path: String,
     reader: Box<dyn RowReader>,
-    batch: Option<RecordBatch>,
+    batch: Option<Changes>,
     /// Event time of each row of `batch` (the same for all rows without event time).
     keys: Vec<i64>,
     position: usize,
@@ -57,13 +57,11 @@ impl Feed {
         let mut cursors = Vec::new();
         for input in inputs {
             let path = input.path.display().to_string();
-            let schema = input.stream.physical_schema.clone();
-            let reader = input::open(&input.path, schema, input.stream.text_options()).map_err(
-                |source| CliError::Input {
+            let reader =
+                input::open(&input.path, &input.stream).map_err(|source| CliError::Input {
                     path: path.clone(),
                     source,
-                },
-            )?;
+                })?;
             cursors.push(Cursor {
                 stream: input.stream,
                 path,
@@ -147,11 +145,12 @@ impl Feed {
             if decoded.rows.num_rows() == 0 {
                 continue;
             }
-            cursor.keys =
-                event_times(&cursor.stream, &decoded.rows).map_err(|source| CliError::Input {
+            cursor.keys = event_times(&cursor.stream, &decoded.rows.rows).map_err(|source| {
+                CliError::Input {
                     path: cursor.path.clone(),
                     source,
-                })?;
+                }
+            })?;
             cursor.position = 0;
             cursor.batch = Some(decoded.rows);
         }

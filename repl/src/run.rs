@@ -71,6 +71,13 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
                 location: format!("{script_path}:{}", statement.line),
                 source,
             })?;
+        for warning in script.take_warnings() {
+            let _ = writeln!(
+                stderr,
+                "warning: {script_path}:{}: {warning}",
+                statement.line
+            );
+        }
         if let Outcome::Rows(rows) = outcome {
             let table = datafusion::arrow::util::pretty::pretty_format_batches(&[rows])
                 .map_err(sluice_engine::EngineError::from)?;

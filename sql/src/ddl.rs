@@ -104,7 +104,7 @@ pub fn stream_def(
         }
     }
 
-    Ok(StreamDef {
+    let mut def = StreamDef {
         name: create.name.clone(),
         schema,
         physical_schema,
@@ -112,7 +112,18 @@ pub fn stream_def(
         event_time,
         primary_key: create.primary_key.clone(),
         options: create.options.clone(),
-    })
+        changelog: false,
+    };
+    if let Some(format) = def.option("format")
+        && !def.is_debezium()
+    {
+        return Err(invalid(format!(
+            "option 'format' = '{format}': the formats are 'debezium-json' (Debezium change \
+             events), or none for CSV and JSON lines files"
+        )));
+    }
+    def.changelog = def.is_debezium() && !def.is_table();
+    Ok(def)
 }
 
 /// `WITH` options whose value is a duration such as `'5 s'`.

@@ -13,7 +13,6 @@ use sluice_engine::operators::TimeBound;
 use sluice_engine::time::Millis;
 
 use crate::window_tvf::interval_millis;
-use crate::{Result, SqlError};
 
 /// Which side's time attribute an expression is, and the interval added to it.
 fn time_term(
@@ -92,12 +91,13 @@ fn bounds_of(
 }
 
 /// The time bound of `filter` over the two event-time attributes (column `left.1` of the
-/// left input, `right.1` of the right), and the conjuncts that remain.
+/// left input, `right.1` of the right), and the conjuncts that remain; `None` unless it
+/// bounds the distance both ways.
 pub fn split_time_bound(
     filter: Option<&Expr>,
     left: (&DFSchema, usize),
     right: (&DFSchema, usize),
-) -> Result<(TimeBound, Option<Expr>)> {
+) -> Option<(TimeBound, Option<Expr>)> {
     let mut lower: Option<Millis> = None;
     let mut upper: Option<Millis> = None;
     let mut rest = Vec::new();
@@ -133,12 +133,11 @@ pub fn split_time_bound(
             None => rest.push(conjunct.clone()),
         }
     }
-    let (Some(lower), Some(upper)) = (lower, upper) else {
-        return Err(SqlError::Unsupported(
-            "joins of two streams without a time bound on both sides' event time \
-             (b.ts BETWEEN a.ts - INTERVAL ... AND a.ts + INTERVAL ...)"
-                .into(),
-        ));
-    };
-    Ok((TimeBound { lower, upper }, conjunction(rest)))
+    Some((
+        TimeBound {
+            lower: lower?,
+            upper: upper?,
+        },
+        conjunction(rest),
+    ))
 }

@@ -18,6 +18,7 @@ pub mod lower;
 pub mod over;
 pub mod script;
 pub mod session;
+pub mod settings;
 pub mod statement;
 pub mod top_n;
 pub mod types;

@@ -23,9 +23,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use sluice_engine::operators::{
-    Filter, IntervalJoin, JoinKind, JoinSide, OverAggregate, Project, Scan, SessionAggregate,
-    SlicedWindowAggregate, TopN, Union, UpdatingAggregate, UpsertNormalize, WindowAggregate,
-    WindowAssign, WindowTopN,
+    Filter, IntervalJoin, JoinKind, JoinSide, OverAggregate, Project, RegularJoin, Scan,
+    SessionAggregate, SlicedWindowAggregate, TopN, Union, UpdatingAggregate, UpsertNormalize,
+    WindowAggregate, WindowAssign, WindowTopN,
 };
 use sluice_engine::time::{Millis, parse_duration};
 use sluice_engine::window::Windows;
@@ -34,6 +34,7 @@ use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Opera
 use crate::hints::QueryHints;
 use crate::interval_join::split_time_bound;
 use crate::over::over_plan;
+use crate::settings::Settings;
 use crate::top_n::{is_top_n, rank_limit, top_n_plan};
 use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
@@ -70,6 +71,10 @@ pub struct Lowering<'a> {
     top_n_limit: Option<usize>,
     /// Options the query's hints set for every stream it reads.
     hints: QueryHints,
+    /// The session's settings.
+    settings: Settings,
+    /// What the query's author should know about it, e.g. that its state has no bound.
+    pub warnings: Vec<String>,
 }
 
 impl<'a> Lowering<'a> {
@@ -81,7 +86,15 @@ impl<'a> Lowering<'a> {
             slice_next_window_tvf: false,
             top_n_limit: None,
             hints: QueryHints::default(),
+            settings: Settings::default(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// Applies the session's settings.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Applies the query's hints to every stream it reads.
@@ -370,7 +383,8 @@ impl<'a> Lowering<'a> {
         })
     }
 
-    /// A join of two streams bounded in event time: an interval join.
+    /// A join: an interval join of two append-only streams whose condition bounds their
+    /// event times both ways, else a regular join with an updating result.
     fn lower_join(&mut self, join: &Join) -> Result<Lowered> {
         let kind = match join.join_type {
             JoinType::Inner => JoinKind::Inner,
@@ -383,69 +397,81 @@ impl<'a> Lowering<'a> {
         };
         if join.on.is_empty() {
             return Err(SqlError::Unsupported(
-                "joins of two streams without an equality condition on keys".into(),
+                "joins without an equality condition on keys".into(),
             ));
         }
         let left = self.lower(&join.left)?;
         let right = self.lower(&join.right)?;
-        for side in [&left, &right] {
-            if side.updating || side.session.is_some() {
-                return Err(SqlError::Unsupported("joins over updating inputs".into()));
-            }
+        if left.session.is_some() || right.session.is_some() {
+            return Err(session_not_aggregated());
         }
-        let (Some(left_time), Some(right_time)) = (left.event_time, right.event_time) else {
-            return Err(SqlError::Unsupported(
-                "joins of two streams where a side has no event-time attribute".into(),
-            ));
-        };
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
-        let (bound, residual) = split_time_bound(
-            join.filter.as_ref(),
-            (left_schema, left_time),
-            (right_schema, right_time),
-        )?;
-        let side = |lowered: &Lowered, schema: &DFSchema, keys: Vec<&Expr>, time| {
+        let side = |lowered: &Lowered, schema: &DFSchema, keys: Vec<&Expr>| {
             Ok::<_, SqlError>(JoinSide {
                 keys: keys
                     .into_iter()
                     .map(|e| self.state.create_physical_expr(e.clone(), schema))
                     .collect::<Result<Vec<_>, _>>()?,
-                time_column: time,
+                time_column: lowered.event_time,
                 schema: self.builder.schema(lowered.node),
             })
         };
-        let left_side = side(
-            &left,
-            left_schema,
-            join.on.iter().map(|(l, _)| l).collect(),
-            left_time,
-        )?;
+        let left_side = side(&left, left_schema, join.on.iter().map(|(l, _)| l).collect())?;
         let right_side = side(
             &right,
             right_schema,
             join.on.iter().map(|(_, r)| r).collect(),
-            right_time,
         )?;
-        let residual = residual
-            .map(|e| self.state.create_physical_expr(e, &join.schema))
-            .transpose()?;
-        let operator = IntervalJoin::new(
-            kind,
-            bound,
-            left_side,
-            right_side,
-            residual,
-            arrow_schema(&join.schema),
-        )?;
-        let node = self
-            .builder
-            .add(Box::new(operator), &[left.node, right.node]);
+        let residual = |expr: Option<Expr>| {
+            expr.map(|e| self.state.create_physical_expr(e, &join.schema))
+                .transpose()
+        };
+        let schema = arrow_schema(&join.schema);
+        let bounded = match (
+            left.updating || right.updating,
+            left.event_time,
+            right.event_time,
+        ) {
+            (false, Some(left_time), Some(right_time)) => split_time_bound(
+                join.filter.as_ref(),
+                (left_schema, left_time),
+                (right_schema, right_time),
+            ),
+            _ => None,
+        };
+        let (operator, event_time, updating): (Box<dyn Operator>, _, _) = match bounded {
+            Some((bound, rest)) => {
+                let operator =
+                    IntervalJoin::new(kind, bound, left_side, right_side, residual(rest)?, schema)?;
+                (Box::new(operator), left.event_time, false)
+            }
+            None => {
+                if self.settings.state_ttl.is_none() {
+                    self.warnings.push(
+                        "the regular join keeps every row of both inputs, so its state grows \
+                         without bound: bound the join in event time (an interval join), or \
+                         set a state TTL (SET 'table.exec.state.ttl' = '1 h')"
+                            .to_string(),
+                    );
+                }
+                let operator = RegularJoin::new(
+                    kind,
+                    left_side,
+                    right_side,
+                    residual(join.filter.clone())?,
+                    self.settings.state_ttl,
+                    schema,
+                )?;
+                (Box::new(operator), None, true)
+            }
+        };
+        let node = self.builder.add(operator, &[left.node, right.node]);
         Ok(Lowered {
             node,
-            event_time: Some(left_time),
+            event_time,
             window: None,
             allowed_lateness: 0,
-            updating: false,
+            updating,
             session: None,
             sliced: None,
         })

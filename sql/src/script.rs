@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, QueryId, StreamDef};
 
@@ -36,6 +35,8 @@ pub struct Script {
     view_queries: BTreeMap<String, QueryId>,
     /// Results of stopped queries, not drained yet.
     drained_early: Vec<(String, Changes)>,
+    /// Warnings of the queries started since the last call to [`Script::take_warnings`].
+    warnings: Vec<String>,
 }
 
 impl Script {
@@ -81,9 +82,9 @@ impl Script {
         Ok(outcome)
     }
 
-    /// Appends physical rows to `stream`.
-    pub fn feed(&mut self, stream: &str, rows: &RecordBatch) -> Result<()> {
-        Ok(self.session.engine_mut().append(stream, rows)?)
+    /// Appends changes of physical rows to `stream`.
+    pub fn feed(&mut self, stream: &str, changes: &Changes) -> Result<()> {
+        Ok(self.session.engine_mut().append_changes(stream, changes)?)
     }
 
     /// Raises `stream`'s watermark.
@@ -134,7 +135,18 @@ impl Script {
         })
     }
 
+    /// Warnings of the queries started since the last call, e.g. about unbounded state.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
     fn collect(&mut self, query: &StartedQuery) {
+        self.warnings.extend(
+            query
+                .warnings
+                .iter()
+                .map(|w| format!("query {}: {w}", query.name)),
+        );
         self.output_of.insert(query.id, query.output.clone());
         self.add_output(&query.output, &query.schema);
         if let Some(schema) = &query.late_schema {

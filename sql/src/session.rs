@@ -25,6 +25,7 @@ use crate::ddl::stream_def;
 use crate::functions::ProcTime;
 use crate::hints::{QueryHints, query_hints};
 use crate::lower::Lowering;
+use crate::settings::Settings;
 use crate::statement::{self, ObjectKind, ParsedStatement, Show, Statement, parse_statements};
 use crate::{Result, SqlError};
 
@@ -52,6 +53,8 @@ pub struct StartedQuery {
     pub late_schema: Option<SchemaRef>,
     /// The stream the query inserts into, if any.
     pub target: Option<String>,
+    /// What its author should know, e.g. that its state grows without bound.
+    pub warnings: Vec<String>,
 }
 
 /// What a statement did.
@@ -75,6 +78,11 @@ pub enum Outcome {
     Rows(RecordBatch),
     /// Nothing changed (`IF EXISTS` / `IF NOT EXISTS`).
     Unchanged(String),
+    /// A session setting changed.
+    Set {
+        key: String,
+        value: String,
+    },
 }
 
 impl fmt::Display for Outcome {
@@ -89,6 +97,7 @@ impl fmt::Display for Outcome {
             },
             Outcome::Rows(rows) => write!(f, "{} row(s)", rows.num_rows()),
             Outcome::Unchanged(reason) => f.write_str(reason),
+            Outcome::Set { key, value } => write!(f, "set '{key}' = '{value}'"),
         }
     }
 }
@@ -107,6 +116,7 @@ pub struct Session {
     engine: Engine,
     state: SessionState,
     views: BTreeMap<String, View>,
+    settings: Settings,
     /// Unnamed SELECTs started so far (they are named q1, q2, ...).
     selects: usize,
     /// INSERT ... SELECT queries started so far.
@@ -132,6 +142,7 @@ impl Session {
             engine: Engine::new(),
             state,
             views: BTreeMap::new(),
+            settings: Settings::default(),
             selects: 0,
             inserts: 0,
         }
@@ -184,6 +195,13 @@ impl Session {
             Statement::Drop(drop) => self.drop(drop),
             Statement::Show(show) => self.show(*show).map(Outcome::Rows),
             Statement::Describe(name) => self.describe(name).map(Outcome::Rows),
+            Statement::Set { key, value } => {
+                self.settings.set(key, value)?;
+                Ok(Outcome::Set {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+            }
             Statement::Sql(statement) => match statement.as_ref() {
                 ast::Statement::Query(_) => {
                     let hints = query_hints(statement)?;
@@ -223,11 +241,12 @@ impl Session {
         hints: QueryHints,
     ) -> Result<StartedQuery> {
         let optimized = self.state.optimize(plan)?;
-        let mut lowering = Lowering::new(&self.state, self.engine.catalog()).with_hints(hints);
+        let mut lowering = self.lowering(hints);
         let lowered = lowering.lower(&optimized)?;
         if lowered.session.is_some() {
             return Err(crate::lower::session_not_aggregated());
         }
+        let warnings = std::mem::take(&mut lowering.warnings);
         let graph = lowering.builder.build(lowered.node);
         let schema = graph.schema();
         let late_schema = graph.late_schema();
@@ -239,7 +258,15 @@ impl Session {
             schema,
             late_schema,
             target: target.map(str::to_string),
+            warnings,
         })
+    }
+
+    /// A lowering for a query with `hints`, under the session's settings.
+    fn lowering(&self, hints: QueryHints) -> Lowering<'_> {
+        Lowering::new(&self.state, self.engine.catalog())
+            .with_hints(hints)
+            .with_settings(self.settings)
     }
 
     fn insert(&mut self, statement: ast::Statement) -> Result<Outcome> {
@@ -259,7 +286,7 @@ impl Session {
             .cloned()
             .ok_or_else(|| SqlError::Invalid(format!("'{target}' is a view, not a stream")))?;
         let input = self.state.optimize(&dml.input)?;
-        let mut lowering = Lowering::new(&self.state, self.engine.catalog()).with_hints(hints);
+        let mut lowering = self.lowering(hints);
         let lowered = lowering.lower(&input)?;
         let mut graph = lowering.builder.build(lowered.node);
         if !graph.is_bounded() {

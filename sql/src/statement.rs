@@ -20,6 +20,11 @@ pub enum Statement {
     Drop(Drop),
     Show(Show),
     Describe(String),
+    /// `SET 'key' = 'value'`: a session setting for the queries started after it.
+    Set {
+        key: String,
+        value: String,
+    },
     /// Anything `sqlparser` parses: SELECT, INSERT, CREATE VIEW, ...
     Sql(Box<ast::Statement>),
 }
@@ -124,6 +129,15 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
     }
     if parser.parse_keyword(Keyword::SHOW) {
         return parse_show(parser).map(Statement::Show);
+    }
+    if parser.peek_keyword(Keyword::SET)
+        && matches!(parser.peek_nth_token(1).token, Token::SingleQuotedString(_))
+    {
+        parser.expect_keyword(Keyword::SET)?;
+        let key = parser.parse_literal_string()?;
+        parser.expect_token(&Token::Eq)?;
+        let value = parser.parse_literal_string()?;
+        return Ok(Statement::Set { key, value });
     }
     if parser
         .parse_one_of_keywords(&[Keyword::DESCRIBE, Keyword::DESC])

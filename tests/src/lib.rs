@@ -5,6 +5,7 @@
 //! ```text
 //! statement ok                 -- the SQL below (up to a blank line) must succeed
 //! statement error <text>       -- it must fail with a message containing <text>
+//! statement warning <text>     -- it must succeed and warn with a message containing <text>
 //! statement rows               -- a bounded statement (SHOW, DESCRIBE) and, after a line
 //! ----                         --   `----`, its exact answer as CSV with a header
 //! input <stream> [csv|jsonl]   -- rows to append (CSV with a header row, or JSON lines);
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use sluice_engine::input::{CsvRows, JsonLinesRows, RowReader};
+use sluice_engine::input::{self, FileFormat};
 use sluice_engine::output::{OutputFormat, ResultWriter};
 use sluice_engine::time::Millis;
 use sluice_sql::{Outcome, Script, parse_statements};
@@ -113,6 +114,17 @@ impl Runner {
         let words: Vec<&str> = head.split_whitespace().collect();
         match words.as_slice() {
             ["statement", "ok"] => self.statement(body, None),
+            ["statement", "warning", ..] => {
+                let expected = head["statement warning".len()..].trim();
+                self.statement(body, None)?;
+                let warnings = self.script.take_warnings();
+                if warnings.iter().any(|w| w.contains(expected)) {
+                    return Ok(());
+                }
+                Err(format!(
+                    "expected a warning containing '{expected}', got {warnings:?}"
+                ))
+            }
             ["statement", "rows"] => self.bounded(body),
             ["statement", "error", ..] => {
                 let expected = head["statement error".len()..].trim();
@@ -137,6 +149,7 @@ impl Runner {
 
     fn statement(&mut self, body: &[String], expected_error: Option<&str>) -> Result<(), String> {
         let sql = body.join("\n");
+        self.script.take_warnings();
         let result = parse_statements(&sql).and_then(|statements| {
             statements
                 .iter()
@@ -194,17 +207,14 @@ impl Runner {
             None => (body, &body[body.len()..]),
         };
         let def = self.script.stream(stream).map_err(|e| e.to_string())?;
-        let schema = def.physical_schema.clone();
         let mut text = data.join("\n");
         text.push('\n');
-        let mut reader: Box<dyn RowReader + '_> = match format {
-            "csv" => Box::new(
-                CsvRows::new(text.as_bytes(), schema, def.text_options())
-                    .map_err(|e| e.to_string())?,
-            ),
-            "jsonl" => Box::new(JsonLinesRows::new(text.as_bytes(), schema)),
+        let format = match format {
+            "csv" => FileFormat::Csv,
+            "jsonl" => FileFormat::JsonLines,
             other => return Err(format!("unknown input format '{other}'")),
         };
+        let mut reader = input::reader(text.as_bytes(), format, &def).map_err(|e| e.to_string())?;
         let mut rejected = Vec::new();
         while let Some(decoded) = reader.next_batch().map_err(|e| e.to_string())? {
             rejected.extend(

@@ -1,14 +1,15 @@
 //! CSV input: a header row names the columns; an empty field is NULL.
 //!
 //! Columns are matched to the stream's by name (case-insensitively); columns the stream does
-//! not have are ignored, and a header missing one of the stream's columns is an error.
+//! not have are ignored, and a header missing one of the stream's columns is an error. An
+//! `op` column the stream does not have gives each row's change kind.
 
 use std::io::Read;
 
 use datafusion::arrow::array::{StringArray, StringBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{BATCH_ROWS, Decoded, RowReader, TextOptions, convert_text_columns};
+use super::{BATCH_ROWS, Decoded, OP_COLUMN, RowReader, TextOptions, convert_text_columns};
 use crate::{EngineError, Result};
 
 pub struct CsvRows<R: Read> {
@@ -16,8 +17,11 @@ pub struct CsvRows<R: Read> {
     schema: SchemaRef,
     /// For each stream column, its field index in the file.
     positions: Vec<usize>,
+    /// The field index of the `op` column, if the file has one.
+    op_position: Option<usize>,
     header_len: usize,
     null_literal: Option<String>,
+    changelog: bool,
     record: csv::StringRecord,
 }
 
@@ -49,12 +53,18 @@ impl<R: Read> CsvRows<R> {
                 missing.join(", ")
             )));
         }
+        let op_position = header
+            .iter()
+            .position(|name| name.trim().eq_ignore_ascii_case(OP_COLUMN))
+            .filter(|_| schema.index_of(OP_COLUMN).is_err());
         Ok(CsvRows {
             reader,
             schema,
             positions,
+            op_position,
             header_len: header.len(),
             null_literal: options.null_literal,
+            changelog: options.changelog,
             record: csv::StringRecord::new(),
         })
     }
@@ -65,6 +75,7 @@ impl<R: Read> RowReader for CsvRows<R> {
         let mut builders: Vec<StringBuilder> = (0..self.positions.len())
             .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
             .collect();
+        let mut op = StringBuilder::new();
         let mut lines = Vec::with_capacity(BATCH_ROWS);
         let mut errors = Vec::new();
         while lines.len() < BATCH_ROWS {
@@ -98,12 +109,17 @@ impl<R: Read> RowReader for CsvRows<R> {
                     _ => builder.append_null(),
                 }
             }
+            if let Some(position) = self.op_position {
+                op.append_option(self.record.get(position).filter(|f| !f.is_empty()));
+            }
         }
         if lines.is_empty() {
             return Ok(None);
         }
         let text: Vec<StringArray> = builders.iter_mut().map(StringBuilder::finish).collect();
-        convert_text_columns(&self.schema, text, &lines, errors).map(Some)
+        let op = self.op_position.map(|_| op.finish());
+        let op = op.as_ref().map(|op| (op, self.changelog));
+        convert_text_columns(&self.schema, text, op, &lines, errors).map(Some)
     }
 }
 
@@ -144,6 +160,36 @@ mod tests {
             ]
         );
         assert!(rows.next_batch()?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn an_op_column_gives_change_kinds() -> Result<()> {
+        let input = "op,id,name\n+I,1,a\n-D,1,a\nX,2,b\n+U,3,\n";
+        let options = TextOptions {
+            changelog: true,
+            ..TextOptions::default()
+        };
+        let mut rows = CsvRows::new(input.as_bytes(), schema(), options)?;
+        let Some(decoded) = rows.next_batch()? else {
+            panic!("expected a batch");
+        };
+        let kinds: Vec<&str> = (0..decoded.rows.num_rows())
+            .map(|row| decoded.rows.kind(row).code())
+            .collect();
+        assert_eq!(kinds, vec!["+I", "-D", "+U"]);
+        let reasons: Vec<(u64, &str)> = decoded
+            .errors
+            .iter()
+            .map(|e| (e.line, e.reason.as_str()))
+            .collect();
+        assert_eq!(reasons, vec![(4, "op 'X' is not one of +I, -U, +U, -D")]);
+        let mut append_only = CsvRows::new(input.as_bytes(), schema(), TextOptions::default())?;
+        let Some(decoded) = append_only.next_batch()? else {
+            panic!("expected a batch");
+        };
+        assert_eq!(decoded.rows.num_rows(), 1);
+        assert_eq!(decoded.errors.len(), 3);
         Ok(())
     }
 

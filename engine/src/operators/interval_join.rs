@@ -16,46 +16,16 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt8Array, new_null_array,
-};
-use datafusion::arrow::compute::{cast, filter_record_batch, prep_null_mask_filter};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::array::{Array, UInt8Array};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::OwnedRow;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::changes::batch_of;
+use super::join::{JoinCodec, JoinKind, JoinSide};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result, RowKind};
-
-/// Which side's rows survive without a match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinKind {
-    Inner,
-    Left,
-    Right,
-    Full,
-}
-
-impl JoinKind {
-    fn keeps(self, side: usize) -> bool {
-        match self {
-            JoinKind::Inner => false,
-            JoinKind::Left => side == 0,
-            JoinKind::Right => side == 1,
-            JoinKind::Full => true,
-        }
-    }
-}
-
-/// One side of the join: how to read its rows.
-pub struct JoinSide {
-    pub keys: Vec<Arc<dyn PhysicalExpr>>,
-    /// The column holding the side's event time.
-    pub time_column: usize,
-    pub schema: SchemaRef,
-}
 
 /// The time bound: `right.ts - left.ts` lies in `[lower, upper]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +41,8 @@ struct Buffered {
     matched: bool,
 }
 
+#[derive(Default)]
 struct SideState {
-    side: JoinSide,
-    rows: RowConverter,
     /// Buffered rows by join key, in arrival order (so mostly in time order: rows expire
     /// from the front).
     buffered: HashMap<Box<[u8]>, VecDeque<Buffered>>,
@@ -84,12 +53,8 @@ struct SideState {
 pub struct IntervalJoin {
     kind: JoinKind,
     bound: TimeBound,
+    codec: JoinCodec,
     sides: [SideState; 2],
-    keys: RowConverter,
-    /// Evaluated over joined rows; pairs for which it is not true do not match.
-    residual: Option<Arc<dyn PhysicalExpr>>,
-    /// Left columns, then right columns.
-    schema: SchemaRef,
     watermark: Millis,
     sequence: u64,
 }
@@ -103,33 +68,16 @@ impl IntervalJoin {
         residual: Option<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     ) -> Result<Self> {
-        let key_types = left
-            .keys
-            .iter()
-            .map(|key| key.data_type(&left.schema))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys = RowConverter::new(key_types.into_iter().map(SortField::new).collect())?;
-        let state = |side: JoinSide| -> Result<SideState> {
-            let fields = side
-                .schema
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect();
-            Ok(SideState {
-                rows: RowConverter::new(fields)?,
-                side,
-                buffered: HashMap::new(),
-                deadlines: BTreeMap::new(),
-            })
-        };
+        if left.time_column.is_none() || right.time_column.is_none() {
+            return Err(EngineError::Input(
+                "an interval join needs the event time of both sides".into(),
+            ));
+        }
         Ok(IntervalJoin {
             kind,
             bound,
-            sides: [state(left)?, state(right)?],
-            keys,
-            residual,
-            schema,
+            codec: JoinCodec::new(left, right, residual, schema)?,
+            sides: [SideState::default(), SideState::default()],
             watermark: WATERMARK_MIN,
             sequence: 0,
         })
@@ -159,64 +107,18 @@ impl IntervalJoin {
         self.bound.lower <= distance && distance <= self.bound.upper
     }
 
-    /// Joined rows for `(left, right)` pairs; `None` stands for a NULL-padded side.
-    fn joined(&self, pairs: &[(Option<&OwnedRow>, Option<&OwnedRow>)]) -> Result<RecordBatch> {
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for (side, state) in self.sides.iter().enumerate() {
-            let present: Vec<_> = pairs
-                .iter()
-                .map(|pair| if side == 0 { pair.0 } else { pair.1 })
-                .collect();
-            if present.iter().all(Option::is_none) {
-                for field in state.side.schema.fields() {
-                    columns.push(new_null_array(field.data_type(), pairs.len()));
-                }
-                continue;
-            }
-            // Rows of this side; padded positions repeat a present row and are nulled below.
-            let Some(any) = present.iter().flatten().next() else {
-                continue;
-            };
-            let decoded = state
-                .rows
-                .convert_rows(present.iter().map(|row| row.unwrap_or(any).row()))?;
-            let validity = BooleanArray::from_iter(present.iter().map(|row| Some(row.is_some())));
-            for array in decoded {
-                columns.push(null_where_absent(&array, &validity)?);
-            }
-        }
-        batch_of(&self.schema, &columns, pairs.len())
-    }
-
-    fn residual_mask(&self, rows: &RecordBatch) -> Result<Option<BooleanArray>> {
-        let Some(residual) = &self.residual else {
-            return Ok(None);
-        };
-        let mask = residual.evaluate(rows)?.into_array(rows.num_rows())?;
-        let Some(mask) = mask.as_boolean_opt() else {
-            return Err(EngineError::Input(
-                "the join condition is not a boolean".into(),
-            ));
-        };
-        Ok(Some(if mask.null_count() > 0 {
-            prep_null_mask_filter(mask)
-        } else {
-            mask.clone()
-        }))
-    }
-
     fn expired_rows(&self, side: usize, rows: Vec<OwnedRow>) -> Result<Changes> {
         let pairs: Vec<_> = rows
             .iter()
             .map(|row| {
                 if side == 0 {
-                    (Some(row), None)
+                    (Some(row.row()), None)
                 } else {
-                    (None, Some(row))
+                    (None, Some(row.row()))
                 }
             })
             .collect();
-        let rows = self.joined(&pairs)?;
+        let rows = self.codec.joined(&pairs)?;
         let kinds = UInt8Array::from(vec![RowKind::Expired as u8; rows.num_rows()]);
         Ok(Changes {
             rows,
@@ -225,24 +127,13 @@ impl IntervalJoin {
     }
 }
 
-/// `array` with NULL wherever `validity` is false.
-fn null_where_absent(array: &ArrayRef, validity: &BooleanArray) -> Result<ArrayRef> {
-    if validity.true_count() == validity.len() {
-        return Ok(array.clone());
-    }
-    let nulls = new_null_array(array.data_type(), array.len());
-    Ok(datafusion::arrow::compute::kernels::zip::zip(
-        validity, array, &nulls,
-    )?)
-}
-
 impl Operator for IntervalJoin {
     fn name(&self) -> &str {
         "interval_join"
     }
 
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.codec.schema().clone()
     }
 
     fn watermark_delay(&self) -> Millis {
@@ -254,35 +145,19 @@ impl Operator for IntervalJoin {
         let other = 1 - side;
         let batch = &changes.rows;
         let count = batch.num_rows();
-        let state = &self.sides[side];
-        let mut keys = state
-            .side
-            .keys
-            .iter()
-            .map(|key| key.evaluate(batch)?.into_array(count))
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        // Both sides' keys are read with the left side's key types.
-        for (key, left_key) in keys.iter_mut().zip(&self.sides[0].side.keys) {
-            let wanted = left_key.data_type(&self.sides[0].side.schema)?;
-            if key.data_type() != &wanted {
-                *key = cast(key, &wanted)?;
-            }
-        }
-        let key_rows = self.keys.convert_columns(&keys)?;
-        let times = cast(
-            batch.column(state.side.time_column),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let times = times.as_primitive::<TimestampMillisecondType>();
-        let rows = state.rows.convert_columns(batch.columns())?;
+        let keys = self.codec.keys(side, batch)?;
+        let Some(times) = self.codec.times(side, batch)? else {
+            return Ok(());
+        };
+        let rows = self.codec.rows(side, batch)?;
 
         // Candidate pairs: (row of this batch, key, position in the other side's buffer).
         let mut candidates: Vec<(usize, Box<[u8]>, usize)> = Vec::new();
         for row in 0..count {
-            if times.is_null(row) || keys.iter().any(|key| key.is_null(row)) {
+            if times.is_null(row) || !keys.valid[row] {
                 continue;
             }
-            let key: &[u8] = key_rows.row(row).data();
+            let key: &[u8] = keys.rows.row(row).data();
             if let Some(buffered) = self.sides[other].buffered.get(key) {
                 for (position, partner) in buffered.iter().enumerate() {
                     if self.in_bound(side, times.value(row), partner.time) {
@@ -291,18 +166,17 @@ impl Operator for IntervalJoin {
                 }
             }
         }
-        let owned: Vec<OwnedRow> = (0..count).map(|row| rows.row(row).owned()).collect();
         let mut matched = vec![false; count];
         if !candidates.is_empty() {
             let pairs: Vec<_> = candidates
                 .iter()
                 .map(|(row, key, position)| {
-                    let mine = Some(&owned[*row]);
+                    let mine = Some(rows.row(*row));
                     let theirs = self.sides[other]
                         .buffered
                         .get(key)
                         .and_then(|rows| rows.get(*position))
-                        .map(|partner| &partner.row);
+                        .map(|partner| partner.row.row());
                     if side == 0 {
                         (mine, theirs)
                     } else {
@@ -310,8 +184,8 @@ impl Operator for IntervalJoin {
                     }
                 })
                 .collect();
-            let joined = self.joined(&pairs)?;
-            let mask = self.residual_mask(&joined)?;
+            let joined = self.codec.joined(&pairs)?;
+            let mask = self.codec.residual_mask(&joined)?;
             let passed = |index: usize| mask.as_ref().is_none_or(|m| m.value(index));
             for (index, (row, key, position)) in candidates.iter().enumerate() {
                 if passed(index) {
@@ -337,8 +211,9 @@ impl Operator for IntervalJoin {
         // Keep the rows that can still match; an outer side's unmatched rows that cannot,
         // or that never can (NULL key or time), come out expired at once.
         let mut expired_now = Vec::new();
-        for (row, (row_matched, owned_row)) in matched.into_iter().zip(owned).enumerate() {
-            let unmatchable = times.is_null(row) || keys.iter().any(|key| key.is_null(row));
+        for (row, row_matched) in matched.into_iter().enumerate() {
+            let owned_row = rows.row(row).owned();
+            let unmatchable = times.is_null(row) || !keys.valid[row];
             if unmatchable || self.expired(side, times.value(row), self.watermark) {
                 if self.kind.keeps(side) && !row_matched {
                     expired_now.push(owned_row);
@@ -353,7 +228,7 @@ impl Operator for IntervalJoin {
                 row: owned_row,
                 matched: row_matched,
             };
-            let key: Box<[u8]> = key_rows.row(row).data().into();
+            let key: Box<[u8]> = keys.rows.row(row).data().into();
             let deadline = self.deadline(side, time);
             let state = &mut self.sides[side];
             state

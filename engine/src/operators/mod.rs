@@ -2,8 +2,10 @@
 
 mod filter;
 mod interval_join;
+mod join;
 mod over_aggregate;
 mod project;
+mod regular_join;
 mod scan;
 mod session_aggregate;
 mod sliced_window_aggregate;
@@ -15,9 +17,11 @@ mod window_assign;
 mod window_top_n;
 
 pub use filter::Filter;
-pub use interval_join::{IntervalJoin, JoinKind, JoinSide, TimeBound};
+pub use interval_join::{IntervalJoin, TimeBound};
+pub use join::{JoinCodec, JoinKind, JoinSide, Keys};
 pub use over_aggregate::{Frame, OverAggregate, OverCall};
 pub use project::Project;
+pub use regular_join::RegularJoin;
 pub use scan::Scan;
 pub use session_aggregate::SessionAggregate;
 pub use sliced_window_aggregate::SlicedWindowAggregate;
