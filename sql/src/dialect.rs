@@ -51,6 +51,11 @@ impl Dialect for SluiceDialect {
         GenericDialect.is_identifier_part(ch)
     }
 
+    /// `FOR SYSTEM_TIME AS OF` (temporal joins).
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         let is_table_argument = parser.peek_keyword(Keyword::TABLE)
             && matches!(parser.peek_nth_token(1).token, Token::Word(_));

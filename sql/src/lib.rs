@@ -20,6 +20,7 @@ pub mod script;
 pub mod session;
 pub mod settings;
 pub mod statement;
+pub mod temporal_join;
 pub mod top_n;
 pub mod types;
 pub mod window_tvf;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::{cast, concat};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
@@ -24,8 +24,8 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use sluice_engine::operators::{
     Filter, IntervalJoin, JoinKind, JoinSide, OverAggregate, Project, RegularJoin, Scan,
-    SessionAggregate, SlicedWindowAggregate, TopN, Union, UpdatingAggregate, UpsertNormalize,
-    WindowAggregate, WindowAssign, WindowTopN,
+    SessionAggregate, SlicedWindowAggregate, TemporalJoin, TopN, Union, UpdatingAggregate,
+    UpsertNormalize, VersionTime, WindowAggregate, WindowAssign, WindowTopN,
 };
 use sluice_engine::time::{Millis, parse_duration};
 use sluice_engine::window::Windows;
@@ -35,6 +35,7 @@ use crate::hints::QueryHints;
 use crate::interval_join::split_time_bound;
 use crate::over::over_plan;
 use crate::settings::Settings;
+use crate::temporal_join::take_marker;
 use crate::top_n::{is_top_n, rank_limit, top_n_plan};
 use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
@@ -427,6 +428,30 @@ impl<'a> Lowering<'a> {
                 .transpose()
         };
         let schema = arrow_schema(&join.schema);
+        if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
+            let version_time = self.temporal_version_time(join, &left, &right, &time)?;
+            if version_time == VersionTime::Event {
+                self.builder
+                    .set_late_schema(self.builder.schema(left.node))?;
+            }
+            let operator = TemporalJoin::new(
+                kind,
+                version_time,
+                left_side,
+                right_side,
+                residual(rest)?,
+                schema,
+            )?;
+            let node = self
+                .builder
+                .add(Box::new(operator), &[left.node, right.node]);
+            return Ok(Lowered {
+                node,
+                window: None,
+                allowed_lateness: 0,
+                ..left
+            });
+        }
         let bounded = match (
             left.updating || right.updating,
             left.event_time,
@@ -475,6 +500,78 @@ impl<'a> Lowering<'a> {
             session: None,
             sliced: None,
         })
+    }
+
+    /// Checks a temporal join `left JOIN right FOR SYSTEM_TIME AS OF time`, and tells which
+    /// time it looks versions up at.
+    fn temporal_version_time(
+        &self,
+        join: &Join,
+        left: &Lowered,
+        right: &Lowered,
+        time: &Expr,
+    ) -> Result<VersionTime> {
+        if !matches!(join.join_type, JoinType::Inner | JoinType::Left) {
+            return Err(SqlError::Unsupported(
+                "temporal joins other than INNER and LEFT".into(),
+            ));
+        }
+        if left.updating {
+            return Err(SqlError::Unsupported(
+                "a temporal join of an updating input (the probe side must be append-only)".into(),
+            ));
+        }
+        let Some(table) = scanned_stream(&join.right, self.catalog).filter(|t| t.is_table()) else {
+            return Err(SqlError::Invalid(
+                "FOR SYSTEM_TIME AS OF needs a table with a PRIMARY KEY".into(),
+            ));
+        };
+        let right_keys: Vec<&str> = join
+            .on
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Expr::Column(column) => Some(column.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(missing) = table
+            .primary_key
+            .iter()
+            .find(|key| !right_keys.contains(&key.as_str()))
+        {
+            return Err(SqlError::Invalid(format!(
+                "a temporal join with '{}' needs an equality on each of its PRIMARY KEY \
+                 columns; '{missing}' has none",
+                table.name
+            )));
+        }
+        let left_schema = join.left.schema();
+        let column = match time {
+            Expr::Column(column) => left_schema.index_of_column(column).ok(),
+            _ => None,
+        };
+        let Some(column) = column else {
+            return Err(SqlError::Invalid(format!(
+                "FOR SYSTEM_TIME AS OF {time}: expected a time column of the joined stream"
+            )));
+        };
+        if left.event_time == Some(column) {
+            if right.event_time.is_none() {
+                return Err(SqlError::Invalid(format!(
+                    "an event-time temporal join needs the event-time attribute of '{}' \
+                     (a WATERMARK) to order its versions",
+                    table.name
+                )));
+            }
+            return Ok(VersionTime::Event);
+        }
+        match left_schema.field(column).data_type() {
+            DataType::Timestamp(_, Some(_)) => Ok(VersionTime::Processing),
+            _ => Err(SqlError::Invalid(format!(
+                "FOR SYSTEM_TIME AS OF {time}: expected the stream's event-time attribute (an \
+                 event-time temporal join) or a PROCTIME() column (a processing-time one)"
+            ))),
+        }
     }
 
     /// An upsert table read as a changelog: all of its columns, normalised by primary key,
@@ -936,6 +1033,17 @@ fn passes_column(expression: &Expr, schema: &DFSchema, index: usize) -> bool {
         Expr::Column(column) => schema.index_of_column(column).ok() == Some(index),
         Expr::Alias(alias) => passes_column(&alias.expr, schema, index),
         _ => false,
+    }
+}
+
+/// The stream a plan reads, when it is one scan under aliases, projections and filters.
+fn scanned_stream<'c>(plan: &LogicalPlan, catalog: &'c Catalog) -> Option<&'c Arc<StreamDef>> {
+    match plan {
+        LogicalPlan::TableScan(scan) => catalog.get(scan.table_name.table()),
+        LogicalPlan::SubqueryAlias(alias) => scanned_stream(&alias.input, catalog),
+        LogicalPlan::Projection(projection) => scanned_stream(&projection.input, catalog),
+        LogicalPlan::Filter(filter) => scanned_stream(&filter.input, catalog),
+        _ => None,
     }
 }
 

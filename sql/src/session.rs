@@ -138,6 +138,7 @@ impl Session {
             .build();
         // Registering a function under a fresh name cannot fail.
         let _ = state.register_udf(ProcTime::udf());
+        let _ = state.register_udf(crate::temporal_join::AsOfMarker::udf());
         Session {
             engine: Engine::new(),
             state,
@@ -553,6 +554,13 @@ impl Session {
     fn plan(&self, mut statement: ast::Statement) -> Result<LogicalPlan> {
         crate::group_window::rewrite_group_windows(&mut statement)?;
         crate::window_tvf::rewrite_window_tvfs(&mut statement)?;
+        let catalog = self.engine.catalog();
+        let event_time_of = |table: &str| {
+            let stream = catalog.get(table)?;
+            let time = stream.event_time.as_ref()?;
+            Some(stream.schema.field(time.column).name().clone())
+        };
+        crate::temporal_join::rewrite_temporal_joins(&mut statement, &event_time_of)?;
         let context = self.planning_context();
         Ok(SqlToRel::new(&context).sql_statement_to_plan(statement)?)
     }
