@@ -15,6 +15,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::catalog::{Catalog, StreamDef};
 use crate::graph::{NodeMetrics, QueryGraph};
+use crate::snapshot::Snapshot;
 use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN, parse_duration};
 use crate::watermark::WatermarkGenerator;
 use crate::{Changes, EngineError, Result};
@@ -38,6 +39,8 @@ struct StreamState {
     /// Highest watermark mark appended to the log.
     marked: Millis,
     ended: bool,
+    /// The stream's current contents, for a materialized view.
+    snapshot: Option<Snapshot>,
 }
 
 struct RunningQuery {
@@ -120,9 +123,28 @@ impl Engine {
                 producers: BTreeMap::new(),
                 marked: WATERMARK_MIN,
                 ended: false,
+                snapshot: None,
             },
         );
         Ok(def)
+    }
+
+    /// Keeps the current contents of `stream` from now on (a materialized view's).
+    pub fn keep_snapshot(&mut self, stream: &str) -> Result<()> {
+        let state = self.stream_mut(stream)?;
+        if state.snapshot.is_none() {
+            state.snapshot = Some(Snapshot::new(state.def.schema.clone())?);
+        }
+        Ok(())
+    }
+
+    /// The current contents of `stream`, if it keeps them.
+    pub fn snapshot(&self, stream: &str) -> Result<Option<RecordBatch>> {
+        self.stream(stream)?
+            .snapshot
+            .as_ref()
+            .map(Snapshot::rows)
+            .transpose()
     }
 
     /// Drops a stream that no running query reads or writes.
@@ -354,8 +376,12 @@ impl Engine {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let retain = self.retain_history;
+        let state = self.stream_mut(stream)?;
+        if let (Some(snapshot), LogEntry::Rows(changes)) = (&mut state.snapshot, &entry) {
+            snapshot.apply(changes)?;
+        }
         if retain {
-            self.stream_mut(stream)?.log.push((sequence, entry.clone()));
+            state.log.push((sequence, entry.clone()));
         }
         let readers: Vec<QueryId> = self
             .queries

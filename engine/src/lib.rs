@@ -17,6 +17,7 @@ pub mod operator;
 pub mod operators;
 pub mod output;
 pub mod retract;
+pub mod snapshot;
 pub mod time;
 pub mod types;
 pub mod watermark;

@@ -14,7 +14,7 @@ use sluice_engine::time::Millis;
 use sluice_engine::{Changes, QueryId, StreamDef};
 
 use crate::session::{Outcome, Session, StartedQuery};
-use crate::statement::{ObjectKind, ParsedStatement};
+use crate::statement::{ObjectKind, ParsedStatement, Statement};
 use crate::{Result, SqlError};
 
 /// A named result of a script, in the order the script first produced it.
@@ -56,6 +56,11 @@ impl Script {
     /// Runs one statement; a view also starts a query emitting its rows, which dropping the
     /// view stops.
     pub fn execute(&mut self, statement: &ParsedStatement) -> Result<Outcome> {
+        if matches!(statement.statement, Statement::Drop(_)) {
+            // Dropping may stop queries: keep what they emitted so far.
+            let early = self.drain();
+            self.drained_early.extend(early);
+        }
         let outcome = self.session.execute(statement)?;
         match &outcome {
             Outcome::Dropped {
@@ -68,7 +73,7 @@ impl Script {
                     self.session.engine_mut().cancel(id)?;
                 }
             }
-            Outcome::Started(query) => self.collect(query),
+            Outcome::Started(query) | Outcome::Materialized(query) => self.collect(query),
             Outcome::Created {
                 kind: ObjectKind::View,
                 name,

@@ -6,19 +6,22 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
-use datafusion::prelude::SessionConfig;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::SqlToRel;
 use datafusion::sql::sqlparser::ast;
 use sluice_engine::catalog::ColumnSource;
 use sluice_engine::time::format_millis;
 use sluice_engine::types::sql_type_name;
-use sluice_engine::{Engine, QueryId};
+use sluice_engine::{Engine, QueryGraph, QueryId, StreamDef};
 
 use crate::context::PlanningContext;
 use crate::ddl::stream_def;
@@ -74,6 +77,8 @@ pub enum Outcome {
         rows: usize,
     },
     Started(StartedQuery),
+    /// A materialized view and the query that maintains it.
+    Materialized(StartedQuery),
     /// A bounded answer: `SHOW`, `DESCRIBE`.
     Rows(RecordBatch),
     /// Nothing changed (`IF EXISTS` / `IF NOT EXISTS`).
@@ -95,6 +100,9 @@ impl fmt::Display for Outcome {
                 Some(target) => write!(f, "started query {} inserting into {target}", query.name),
                 None => write!(f, "started query {}", query.name),
             },
+            Outcome::Materialized(query) => {
+                write!(f, "created materialized view {}", query.output)
+            }
             Outcome::Rows(rows) => write!(f, "{} row(s)", rows.num_rows()),
             Outcome::Unchanged(reason) => f.write_str(reason),
             Outcome::Set { key, value } => write!(f, "set '{key}' = '{value}'"),
@@ -108,6 +116,7 @@ impl ObjectKind {
             ObjectKind::Stream => "stream",
             ObjectKind::Table => "table",
             ObjectKind::View => "view",
+            ObjectKind::MaterializedView => "materialized view",
         }
     }
 }
@@ -116,6 +125,8 @@ pub struct Session {
     engine: Engine,
     state: SessionState,
     views: BTreeMap<String, View>,
+    /// Materialized views (streams the engine keeps a snapshot of), with their queries.
+    materialized: BTreeMap<String, String>,
     settings: Settings,
     /// Unnamed SELECTs started so far (they are named q1, q2, ...).
     selects: usize,
@@ -143,6 +154,7 @@ impl Session {
             engine: Engine::new(),
             state,
             views: BTreeMap::new(),
+            materialized: BTreeMap::new(),
             settings: Settings::default(),
             selects: 0,
             inserts: 0,
@@ -205,6 +217,9 @@ impl Session {
             }
             Statement::Sql(statement) => match statement.as_ref() {
                 ast::Statement::Query(_) => {
+                    if let Some(rows) = self.snapshot_query(statement)? {
+                        return Ok(Outcome::Rows(rows));
+                    }
                     let hints = query_hints(statement)?;
                     let plan = self.plan(statement.as_ref().clone())?;
                     self.selects += 1;
@@ -241,6 +256,16 @@ impl Session {
         target: Option<&str>,
         hints: QueryHints,
     ) -> Result<StartedQuery> {
+        let (graph, warnings) = self.build_graph(plan, hints)?;
+        self.register(name, output, graph, warnings, target)
+    }
+
+    /// The operator graph of `plan`, and the warnings its lowering gave.
+    fn build_graph(
+        &self,
+        plan: &LogicalPlan,
+        hints: QueryHints,
+    ) -> Result<(QueryGraph, Vec<String>)> {
         let optimized = self.state.optimize(plan)?;
         let mut lowering = self.lowering(hints);
         let lowered = lowering.lower(&optimized)?;
@@ -248,7 +273,17 @@ impl Session {
             return Err(crate::lower::session_not_aggregated());
         }
         let warnings = std::mem::take(&mut lowering.warnings);
-        let graph = lowering.builder.build(lowered.node);
+        Ok((lowering.builder.build(lowered.node), warnings))
+    }
+
+    fn register(
+        &mut self,
+        name: &str,
+        output: &str,
+        graph: QueryGraph,
+        warnings: Vec<String>,
+        target: Option<&str>,
+    ) -> Result<StartedQuery> {
         let schema = graph.schema();
         let late_schema = graph.late_schema();
         let id = self.engine.register_query(name, graph, target)?;
@@ -316,10 +351,10 @@ impl Session {
         create: &ast::CreateView,
         statement: &ast::Statement,
     ) -> Result<Outcome> {
-        if create.materialized {
-            return Err(SqlError::Unsupported("CREATE MATERIALIZED VIEW".into()));
-        }
         let name = statement::object_name(&create.name)?;
+        if create.materialized {
+            return self.create_materialized_view(&name, create, statement);
+        }
         let replacing = create.or_replace && self.views.contains_key(&name);
         if self.exists(&name) && !replacing {
             if create.if_not_exists {
@@ -359,17 +394,110 @@ impl Session {
         })
     }
 
+    /// `CREATE MATERIALIZED VIEW name AS query`: a changelog stream `name` that the query
+    /// writes, of which the engine keeps the current contents.
+    fn create_materialized_view(
+        &mut self,
+        name: &str,
+        create: &ast::CreateView,
+        statement: &ast::Statement,
+    ) -> Result<Outcome> {
+        if self.exists(name) {
+            if create.if_not_exists {
+                return Ok(Outcome::Unchanged(format!("'{name}' already exists")));
+            }
+            return Err(self.already_exists(name));
+        }
+        let hints = query_hints(statement)?;
+        let plan = self.plan(ast::Statement::Query(create.query.clone()))?;
+        let (graph, warnings) = self.build_graph(&plan, hints)?;
+        let schema = graph.schema();
+        let mut names = BTreeSet::new();
+        if let Some(field) = schema.fields().iter().find(|f| !names.insert(f.name())) {
+            return Err(SqlError::Invalid(format!(
+                "materialized view '{name}' has two columns named '{}': give them distinct \
+                 names (AS ...)",
+                field.name()
+            )));
+        }
+        self.engine.create_stream(StreamDef {
+            name: name.to_string(),
+            schema: schema.clone(),
+            physical_schema: schema.clone(),
+            layout: (0..schema.fields().len())
+                .map(ColumnSource::Physical)
+                .collect(),
+            event_time: None,
+            primary_key: Vec::new(),
+            options: Vec::new(),
+            changelog: true,
+        })?;
+        self.engine.keep_snapshot(name)?;
+        match self.register(name, name, graph, warnings, Some(name)) {
+            Ok(query) => {
+                self.materialized
+                    .insert(name.to_string(), create.query.to_string());
+                Ok(Outcome::Materialized(query))
+            }
+            Err(error) => {
+                self.engine.drop_stream(name)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// A query that reads only materialized views runs once over their current contents.
+    fn snapshot_query(&self, statement: &ast::Statement) -> Result<Option<RecordBatch>> {
+        let mut relations = BTreeSet::new();
+        let _ = ast::visit_relations(statement, |relation| {
+            if let Ok(name) = statement::object_name(relation) {
+                relations.insert(name);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if relations.is_empty() || !relations.iter().all(|r| self.materialized.contains_key(r)) {
+            return Ok(None);
+        }
+        let context = SessionContext::new_with_state(self.state.clone());
+        for name in &relations {
+            if let Some(rows) = self.engine.snapshot(name)? {
+                let table = MemTable::try_new(rows.schema(), vec![vec![rows]])?;
+                context.deregister_table(name.as_str())?;
+                context.register_table(name.as_str(), Arc::new(table))?;
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(sluice_engine::EngineError::from)?;
+        let statement = DFStatement::Statement(Box::new(statement.clone()));
+        let (schema, batches) = runtime.block_on(async {
+            let plan = context.state().statement_to_plan(statement).await?;
+            let frame = context.execute_logical_plan(plan).await?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            Ok::<_, SqlError>((schema, frame.collect().await?))
+        })?;
+        Ok(Some(concat_batches(&schema, &batches)?))
+    }
+
     fn drop(&mut self, drop: &statement::Drop) -> Result<Outcome> {
         let name = &drop.name;
+        let is_materialized = self.materialized.contains_key(name);
         let is_view = self.views.contains_key(name);
-        let is_stream = self.engine.catalog().get(name).is_some();
+        let is_stream = self.engine.catalog().get(name).is_some() && !is_materialized;
         let found = match drop.kind {
             ObjectKind::View => is_view,
+            ObjectKind::MaterializedView => is_materialized,
             ObjectKind::Stream | ObjectKind::Table => is_stream,
         };
         if !found {
-            if is_view || is_stream {
-                let actual = if is_view { "a view" } else { "a stream" };
+            if is_view || is_stream || is_materialized {
+                let actual = if is_view {
+                    "a view"
+                } else if is_materialized {
+                    "a materialized view"
+                } else {
+                    "a stream"
+                };
                 return Err(SqlError::Invalid(format!(
                     "'{name}' is {actual}, not a {}",
                     drop.kind.noun()
@@ -392,6 +520,26 @@ impl Session {
         if is_view {
             self.views.remove(name);
         } else {
+            if is_materialized {
+                let queries = self.engine.queries();
+                if let Some(reader) = queries.iter().find(|q| q.sources.contains(name)) {
+                    return Err(SqlError::Invalid(format!(
+                        "cannot drop '{name}': query '{}' reads it",
+                        reader.name
+                    )));
+                }
+                let writers: Vec<QueryId> = self
+                    .engine
+                    .queries()
+                    .into_iter()
+                    .filter(|q| q.target.as_deref() == Some(name.as_str()))
+                    .map(|q| q.id)
+                    .collect();
+                for id in writers {
+                    self.engine.cancel(id)?;
+                }
+                self.materialized.remove(name);
+            }
             self.engine.drop_stream(name)?;
         }
         Ok(Outcome::Dropped {
@@ -422,12 +570,16 @@ impl Session {
                 text_batch(&["name", "kind", "watermark"], rows)
             }
             Show::Views => {
-                let rows = self
+                let mut rows: Vec<Vec<String>> = self
                     .views
                     .values()
-                    .map(|v| vec![v.name.clone(), v.sql.clone()])
+                    .map(|v| vec![v.name.clone(), "view".into(), v.sql.clone()])
+                    .chain(self.materialized.iter().map(|(name, sql)| {
+                        vec![name.clone(), "materialized view".into(), sql.clone()]
+                    }))
                     .collect();
-                text_batch(&["name", "query"], rows)
+                rows.sort();
+                text_batch(&["name", "kind", "query"], rows)
             }
             Show::Operators => {
                 let mut rows = Vec::new();

@@ -73,6 +73,7 @@ pub enum ObjectKind {
     Stream,
     Table,
     View,
+    MaterializedView,
 }
 
 #[derive(Debug, Clone)]
@@ -291,12 +292,27 @@ pub(crate) fn parse_with_options(
 }
 
 fn parse_drop(parser: &mut Parser) -> Result<Drop, ParserError> {
+    if parse_word(parser, "MATERIALIZED") {
+        parser.expect_keyword(Keyword::VIEW)?;
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = object_name(&parser.parse_object_name(false)?)?;
+        return Ok(Drop {
+            kind: ObjectKind::MaterializedView,
+            name,
+            if_exists,
+        });
+    }
     let kind = match parser.parse_one_of_keywords(&[Keyword::TABLE, Keyword::STREAM, Keyword::VIEW])
     {
         Some(Keyword::TABLE) => ObjectKind::Table,
         Some(Keyword::STREAM) => ObjectKind::Stream,
         Some(_) => ObjectKind::View,
-        None => return parser.expected("TABLE, STREAM or VIEW after DROP", parser.peek_token()),
+        None => {
+            return parser.expected(
+                "TABLE, STREAM, VIEW or MATERIALIZED VIEW after DROP",
+                parser.peek_token(),
+            );
+        }
     };
     let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
     let name = object_name(&parser.parse_object_name(false)?)?;

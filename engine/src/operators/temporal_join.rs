@@ -162,9 +162,9 @@ impl TemporalJoin {
             return Ok(());
         };
         let mut late = vec![false; batch.num_rows()];
-        for row in 0..batch.num_rows() {
+        for (row, is_late) in late.iter_mut().enumerate() {
             if times.is_null(row) || times.value(row) < self.watermark {
-                late[row] = true;
+                *is_late = true;
                 continue;
             }
             self.sequence += 1;
