@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::{cast, concat};
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
@@ -25,7 +25,7 @@ use datafusion::physical_expr::expressions::{Column, Literal};
 use sluice_engine::operators::{
     Filter, IntervalJoin, JoinKind, JoinSide, OverAggregate, Project, RegularJoin, Scan,
     SessionAggregate, SlicedWindowAggregate, TemporalJoin, TopN, Union, UpdatingAggregate,
-    UpsertNormalize, VersionTime, WindowAggregate, WindowAssign, WindowTopN,
+    UpsertNormalize, VersionTime, WindowAggregate, WindowAssign, WindowJoin, WindowTopN,
 };
 use sluice_engine::time::{Millis, parse_duration};
 use sluice_engine::window::Windows;
@@ -450,6 +450,39 @@ impl<'a> Lowering<'a> {
                 window: None,
                 allowed_lateness: 0,
                 ..left
+            });
+        }
+        if let (Some(left_window), Some(right_window)) = (left.window, right.window)
+            && joins_windows(join, left_window, right_window)
+        {
+            if left.updating || right.updating || left.allowed_lateness + right.allowed_lateness > 0
+            {
+                return Err(SqlError::Unsupported(
+                    "window joins over updating inputs or with allowed lateness".into(),
+                ));
+            }
+            let late_schema = qualified_schema(&join.schema);
+            self.builder.set_late_schema(late_schema.clone())?;
+            let operator = WindowJoin::new(
+                kind,
+                left_side,
+                right_side,
+                [left_window.1, right_window.1],
+                residual(join.filter.clone())?,
+                schema,
+                late_schema,
+            )?;
+            let node = self
+                .builder
+                .add(Box::new(operator), &[left.node, right.node]);
+            return Ok(Lowered {
+                node,
+                event_time: None,
+                window: None,
+                allowed_lateness: 0,
+                updating: false,
+                session: None,
+                sliced: None,
             });
         }
         let bounded = match (
@@ -1036,6 +1069,16 @@ fn passes_column(expression: &Expr, schema: &DFSchema, index: usize) -> bool {
     }
 }
 
+/// Whether a join's keys pair the two sides' `window_start` and `window_end` columns.
+fn joins_windows(join: &Join, left: (usize, usize), right: (usize, usize)) -> bool {
+    let pairs = |l: usize, r: usize| {
+        join.on.iter().any(|(le, re)| {
+            passes_column(le, join.left.schema(), l) && passes_column(re, join.right.schema(), r)
+        })
+    };
+    pairs(left.0, right.0) && pairs(left.1, right.1)
+}
+
 /// The stream a plan reads, when it is one scan under aliases, projections and filters.
 fn scanned_stream<'c>(plan: &LogicalPlan, catalog: &'c Catalog) -> Option<&'c Arc<StreamDef>> {
     match plan {
@@ -1045,6 +1088,21 @@ fn scanned_stream<'c>(plan: &LogicalPlan, catalog: &'c Catalog) -> Option<&'c Ar
         LogicalPlan::Filter(filter) => scanned_stream(&filter.input, catalog),
         _ => None,
     }
+}
+
+/// `schema` with each column named by its qualifier too (`l.num`), to tell sides apart.
+fn qualified_schema(schema: &DFSchema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let name = match qualifier {
+                Some(qualifier) => format!("{qualifier}.{}", field.name()),
+                None => field.name().clone(),
+            };
+            field.as_ref().clone().with_name(name)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 fn arrow_schema(schema: &DFSchema) -> SchemaRef {

@@ -15,6 +15,7 @@ mod updating_aggregate;
 mod upsert_normalize;
 mod window_aggregate;
 mod window_assign;
+mod window_join;
 mod window_top_n;
 
 pub use filter::Filter;
@@ -32,4 +33,5 @@ pub use updating_aggregate::UpdatingAggregate;
 pub use upsert_normalize::UpsertNormalize;
 pub use window_aggregate::WindowAggregate;
 pub use window_assign::WindowAssign;
+pub use window_join::WindowJoin;
 pub use window_top_n::{OrderKey, Ranking, TopN, WindowTopN};

@@ -1,0 +1,200 @@
+//! `WindowJoin`: the rows of two window table functions joined window by window,
+//! `L JOIN R ON L.window_start = R.window_start AND L.window_end = R.window_end AND L.k = R.k`,
+//! inner, left, right or full outer.
+//!
+//! State: for every window not joined yet (by `window_end`), each side's rows in arrival
+//! order. Emits: when the watermark reaches a window's end, its joined rows as `+I`: each left
+//! row (in arrival order) with each right row of equal keys (in arrival order) for which the
+//! residual condition holds, or, for a left or full join, the left row padded with NULLs if
+//! there is none; then, for a right or full join, the right rows that matched nothing,
+//! padded. Windows are joined in end order, then dropped. Late rows: a row whose window has
+//! already been joined goes to the late output, padded with NULLs to the join's columns like
+//! an unmatched row (the late output names them by their side, e.g. `l.num`), with op
+//! `late`. Rows with a NULL key match nothing. End of input: the
+//! `+inf` watermark joins every window.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, UInt8Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::{OwnedRow, Row};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::join::{JoinCodec, JoinKind, JoinSide};
+use crate::operator::{Operator, OperatorMetrics};
+use crate::time::{Millis, WATERMARK_MIN};
+use crate::{Changes, Result, RowKind};
+
+/// A buffered row: its key (`None` if NULL) and the row.
+type Keyed = (Option<Box<[u8]>>, OwnedRow);
+
+pub struct WindowJoin {
+    kind: JoinKind,
+    codec: JoinCodec,
+    /// Each side's `window_end` column.
+    window_ends: [usize; 2],
+    windows: BTreeMap<Millis, [Vec<Keyed>; 2]>,
+    /// The join's columns with names that tell the sides apart.
+    late_schema: SchemaRef,
+    watermark: Millis,
+    late: Vec<Changes>,
+}
+
+/// One output row's halves (`None` for NULL padding).
+type Pair<'a> = (Option<Row<'a>>, Option<Row<'a>>);
+
+impl WindowJoin {
+    pub fn new(
+        kind: JoinKind,
+        left: JoinSide,
+        right: JoinSide,
+        window_ends: [usize; 2],
+        residual: Option<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+        late_schema: SchemaRef,
+    ) -> Result<Self> {
+        Ok(WindowJoin {
+            late_schema,
+            kind,
+            codec: JoinCodec::new(left, right, residual, schema)?,
+            window_ends,
+            windows: BTreeMap::new(),
+            watermark: WATERMARK_MIN,
+            late: Vec::new(),
+        })
+    }
+
+    /// Joins one window's rows.
+    fn join(&self, rows: &[Vec<Keyed>; 2], out: &mut Vec<Changes>) -> Result<()> {
+        let [left, right] = rows;
+        let mut by_key: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        for (index, (key, _)) in right.iter().enumerate() {
+            if let Some(key) = key {
+                by_key.entry(key).or_default().push(index);
+            }
+        }
+        let mut candidates: Vec<(usize, usize)> = Vec::new();
+        for (index, (key, _)) in left.iter().enumerate() {
+            if let Some(partners) = key.as_deref().and_then(|key| by_key.get(key)) {
+                candidates.extend(partners.iter().map(|partner| (index, *partner)));
+            }
+        }
+        let pairs: Vec<Pair<'_>> = candidates
+            .iter()
+            .map(|&(l, r)| (Some(left[l].1.row()), Some(right[r].1.row())))
+            .collect();
+        let (_, passed) = self.codec.matching(&pairs)?;
+        let mut output: Vec<Pair<'_>> = Vec::new();
+        let mut right_matched = vec![false; right.len()];
+        let mut next = 0;
+        for (index, (_, row)) in left.iter().enumerate() {
+            let mut matched = false;
+            while next < candidates.len() && candidates[next].0 == index {
+                if passed[next] {
+                    matched = true;
+                    right_matched[candidates[next].1] = true;
+                    output.push(pairs[next]);
+                }
+                next += 1;
+            }
+            if !matched && self.kind.keeps(0) {
+                output.push((Some(row.row()), None));
+            }
+        }
+        if self.kind.keeps(1) {
+            output.extend(
+                right
+                    .iter()
+                    .zip(&right_matched)
+                    .filter(|(_, matched)| !**matched)
+                    .map(|((_, row), _)| (None, Some(row.row()))),
+            );
+        }
+        if !output.is_empty() {
+            out.push(Changes::inserts(self.codec.joined(&output)?));
+        }
+        Ok(())
+    }
+}
+
+impl Operator for WindowJoin {
+    fn name(&self) -> &str {
+        "window_join"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.codec.schema().clone()
+    }
+
+    fn process(&mut self, input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+        let side = input.min(1);
+        let batch = &changes.rows;
+        let keys = self.codec.keys(side, batch)?;
+        let rows = self.codec.rows(side, batch)?;
+        let ends = cast(
+            batch.column(self.window_ends[side]),
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        let mut late = Vec::new();
+        for row in 0..batch.num_rows() {
+            if ends.is_null(row) || ends.value(row) <= self.watermark {
+                late.push(rows.row(row));
+                continue;
+            }
+            let key = keys.valid[row].then(|| Box::from(keys.rows.row(row).data()));
+            self.windows.entry(ends.value(row)).or_default()[side]
+                .push((key, rows.row(row).owned()));
+        }
+        if !late.is_empty() {
+            let pairs: Vec<Pair<'_>> = late
+                .into_iter()
+                .map(|row| {
+                    if side == 0 {
+                        (Some(row), None)
+                    } else {
+                        (None, Some(row))
+                    }
+                })
+                .collect();
+            let joined = self.codec.joined(&pairs)?;
+            let options = RecordBatchOptions::new().with_row_count(Some(joined.num_rows()));
+            let rows = RecordBatch::try_new_with_options(
+                self.late_schema.clone(),
+                joined.columns().to_vec(),
+                &options,
+            )?;
+            let kinds = UInt8Array::from(vec![RowKind::Late as u8; rows.num_rows()]);
+            self.late.push(Changes {
+                rows,
+                kinds: Some(kinds),
+            });
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
+        self.watermark = watermark;
+        let open = self.windows.split_off(&watermark.saturating_add(1));
+        let closed = std::mem::replace(&mut self.windows, open);
+        for rows in closed.values() {
+            self.join(rows, out)?;
+        }
+        Ok(())
+    }
+
+    fn take_late(&mut self) -> Vec<Changes> {
+        std::mem::take(&mut self.late)
+    }
+
+    fn metrics(&self) -> OperatorMetrics {
+        let rows = self.windows.values().flatten().flatten();
+        OperatorMetrics {
+            state_bytes: rows.map(|(_, row)| row.as_ref().len() + 24).sum(),
+            open_windows: self.windows.len(),
+        }
+    }
+}
