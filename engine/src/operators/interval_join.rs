@@ -13,13 +13,14 @@
 //! buffered on the other side; an outer one without a match comes out `expired` at once.
 //! Rows with a NULL key match nothing. End of input: the `+inf` watermark expires every row.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, UInt8Array};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::OwnedRow;
+use datafusion::common::HashMap;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
@@ -41,23 +42,38 @@ struct Buffered {
     matched: bool,
 }
 
+/// The rows of one join key: each side's, in arrival order (so mostly in time order: rows
+/// expire from the front).
 #[derive(Default)]
-struct SideState {
-    /// Buffered rows by join key, in arrival order (so mostly in time order: rows expire
-    /// from the front).
-    buffered: HashMap<Box<[u8]>, VecDeque<Buffered>>,
-    /// Every buffered row by the watermark it expires below (its deadline), then arrival.
-    deadlines: BTreeMap<(Millis, u64), Box<[u8]>>,
+struct KeyRows {
+    key: Box<[u8]>,
+    sides: [VecDeque<Buffered>; 2],
 }
+
+/// Buffered rows by deadline (the watermark they expire below): for each deadline, each
+/// row's arrival and key slot, in arrival order.
+type Deadlines = BTreeMap<Millis, Vec<(u64, usize)>>;
 
 pub struct IntervalJoin {
     kind: JoinKind,
     bound: TimeBound,
     codec: JoinCodec,
-    sides: [SideState; 2],
+    /// Slots of `keys` by join key.
+    slots: HashMap<Box<[u8]>, usize>,
+    /// The buffered rows by key slot; a slot whose key has no rows is free for reuse.
+    keys: Vec<KeyRows>,
+    free: Vec<usize>,
+    /// Per side, every buffered row by deadline.
+    deadlines: [Deadlines; 2],
     watermark: Millis,
     sequence: u64,
+    /// Bytes of the buffered rows, counted as they come and go.
+    state_bytes: usize,
 }
+
+/// Bytes a buffered row takes beyond its encoding (its time, arrival, flag, and its entry
+/// in the deadline index).
+const ROW_OVERHEAD: usize = 48;
 
 impl IntervalJoin {
     pub fn new(
@@ -77,9 +93,13 @@ impl IntervalJoin {
             kind,
             bound,
             codec: JoinCodec::new(left, right, residual, schema)?,
-            sides: [SideState::default(), SideState::default()],
+            slots: HashMap::default(),
+            keys: Vec::new(),
+            free: Vec::new(),
+            deadlines: [BTreeMap::new(), BTreeMap::new()],
             watermark: WATERMARK_MIN,
             sequence: 0,
+            state_bytes: 0,
         })
     }
 
@@ -105,6 +125,38 @@ impl IntervalJoin {
         };
         let distance = right.saturating_sub(left);
         self.bound.lower <= distance && distance <= self.bound.upper
+    }
+
+    /// The slot of `key`, taking a free one if it has none.
+    fn slot_of(&mut self, key: &[u8]) -> usize {
+        if let Some(slot) = self.slots.get(key) {
+            return *slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.keys[slot].key = key.into();
+                slot
+            }
+            None => {
+                self.keys.push(KeyRows {
+                    key: key.into(),
+                    sides: Default::default(),
+                });
+                self.keys.len() - 1
+            }
+        };
+        self.slots.insert(key.into(), slot);
+        slot
+    }
+
+    /// Frees `slot` once its key has no rows on either side.
+    fn release_if_empty(&mut self, slot: usize) {
+        let rows = &mut self.keys[slot];
+        if rows.sides.iter().all(VecDeque::is_empty) && !rows.key.is_empty() {
+            let key = std::mem::take(&mut rows.key);
+            self.slots.remove(&key);
+            self.free.push(slot);
+        }
     }
 
     fn expired_rows(&self, side: usize, rows: Vec<OwnedRow>) -> Result<Changes> {
@@ -151,18 +203,25 @@ impl Operator for IntervalJoin {
         };
         let rows = self.codec.rows(side, batch)?;
 
-        // Candidate pairs: (row of this batch, key, position in the other side's buffer).
-        let mut candidates: Vec<(usize, Box<[u8]>, usize)> = Vec::new();
-        for row in 0..count {
-            if times.is_null(row) || !keys.valid[row] {
+        // Each row's key slot, if the key has rows buffered on either side.
+        let slots: Vec<Option<usize>> = (0..count)
+            .map(|row| {
+                if times.is_null(row) || !keys.valid[row] {
+                    return None;
+                }
+                self.slots.get(keys.rows.row(row).data()).copied()
+            })
+            .collect();
+        // Candidate pairs: (row of this batch, key slot, position in the other side's rows).
+        let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
+        for (row, slot) in slots.iter().enumerate() {
+            let Some(slot) = *slot else {
                 continue;
-            }
-            let key: &[u8] = keys.rows.row(row).data();
-            if let Some(buffered) = self.sides[other].buffered.get(key) {
-                for (position, partner) in buffered.iter().enumerate() {
-                    if self.in_bound(side, times.value(row), partner.time) {
-                        candidates.push((row, key.into(), position));
-                    }
+            };
+            let time = times.value(row);
+            for (position, partner) in self.keys[slot].sides[other].iter().enumerate() {
+                if self.in_bound(side, time, partner.time) {
+                    candidates.push((row, slot, position));
                 }
             }
         }
@@ -170,13 +229,9 @@ impl Operator for IntervalJoin {
         if !candidates.is_empty() {
             let pairs: Vec<_> = candidates
                 .iter()
-                .map(|(row, key, position)| {
-                    let mine = Some(rows.row(*row));
-                    let theirs = self.sides[other]
-                        .buffered
-                        .get(key)
-                        .and_then(|rows| rows.get(*position))
-                        .map(|partner| partner.row.row());
+                .map(|&(row, slot, position)| {
+                    let mine = Some(rows.row(row));
+                    let theirs = Some(self.keys[slot].sides[other][position].row.row());
                     if side == 0 {
                         (mine, theirs)
                     } else {
@@ -187,16 +242,10 @@ impl Operator for IntervalJoin {
             let joined = self.codec.joined(&pairs)?;
             let mask = self.codec.residual_mask(&joined)?;
             let passed = |index: usize| mask.as_ref().is_none_or(|m| m.value(index));
-            for (index, (row, key, position)) in candidates.iter().enumerate() {
+            for (index, &(row, slot, position)) in candidates.iter().enumerate() {
                 if passed(index) {
-                    matched[*row] = true;
-                    if let Some(partner) = self.sides[other]
-                        .buffered
-                        .get_mut(key)
-                        .and_then(|rows| rows.get_mut(*position))
-                    {
-                        partner.matched = true;
-                    }
+                    matched[row] = true;
+                    self.keys[slot].sides[other][position].matched = true;
                 }
             }
             let joined = match &mask {
@@ -212,29 +261,32 @@ impl Operator for IntervalJoin {
         // or that never can (NULL key or time), come out expired at once.
         let mut expired_now = Vec::new();
         for (row, row_matched) in matched.into_iter().enumerate() {
-            let owned_row = rows.row(row).owned();
             let unmatchable = times.is_null(row) || !keys.valid[row];
             if unmatchable || self.expired(side, times.value(row), self.watermark) {
                 if self.kind.keeps(side) && !row_matched {
-                    expired_now.push(owned_row);
+                    expired_now.push(rows.row(row).owned());
                 }
                 continue;
             }
             self.sequence += 1;
             let time = times.value(row);
-            let buffered = Buffered {
+            let slot = match slots[row] {
+                Some(slot) => slot,
+                None => self.slot_of(keys.rows.row(row).data()),
+            };
+            let owned = rows.row(row).owned();
+            self.state_bytes += owned.as_ref().len() + ROW_OVERHEAD;
+            self.keys[slot].sides[side].push_back(Buffered {
                 time,
                 sequence: self.sequence,
-                row: owned_row,
+                row: owned,
                 matched: row_matched,
-            };
-            let key: Box<[u8]> = keys.rows.row(row).data().into();
+            });
             let deadline = self.deadline(side, time);
-            let state = &mut self.sides[side];
-            state
-                .deadlines
-                .insert((deadline, self.sequence), key.clone());
-            state.buffered.entry(key).or_default().push_back(buffered);
+            self.deadlines[side]
+                .entry(deadline)
+                .or_default()
+                .push((self.sequence, slot));
         }
         if !expired_now.is_empty() {
             out.push(self.expired_rows(side, expired_now)?);
@@ -246,29 +298,24 @@ impl Operator for IntervalJoin {
         self.watermark = watermark;
         for side in 0..2 {
             let keeps = self.kind.keeps(side);
-            let state = &mut self.sides[side];
             let mut expired = Vec::new();
             // Deadlines below the watermark: those rows can match nothing more.
-            while let Some(entry) = state.deadlines.first_entry() {
-                if entry.key().0 >= watermark {
-                    break;
-                }
-                let ((_, sequence), key) = entry.remove_entry();
-                let Some(rows) = state.buffered.get_mut(&key) else {
-                    continue;
+            let pending = self.deadlines[side].split_off(&watermark);
+            let due = std::mem::replace(&mut self.deadlines[side], pending);
+            for (sequence, slot) in due.into_values().flatten() {
+                let rows = &mut self.keys[slot].sides[side];
+                let position = if rows.front().is_some_and(|r| r.sequence == sequence) {
+                    Some(0)
+                } else {
+                    rows.iter().position(|row| row.sequence == sequence)
                 };
-                if let Some(row) = rows
-                    .iter()
-                    .position(|row| row.sequence == sequence)
-                    .and_then(|position| rows.remove(position))
-                    && keeps
-                    && !row.matched
-                {
-                    expired.push(row.row);
+                if let Some(row) = position.and_then(|position| rows.remove(position)) {
+                    self.state_bytes -= row.row.as_ref().len() + ROW_OVERHEAD;
+                    if keeps && !row.matched {
+                        expired.push(row.row);
+                    }
                 }
-                if rows.is_empty() {
-                    state.buffered.remove(&key);
-                }
+                self.release_if_empty(slot);
             }
             if !expired.is_empty() {
                 out.push(self.expired_rows(side, expired)?);
@@ -278,14 +325,9 @@ impl Operator for IntervalJoin {
     }
 
     fn metrics(&self) -> OperatorMetrics {
-        let rows = self
-            .sides
-            .iter()
-            .flat_map(|state| state.buffered.values())
-            .flatten();
         OperatorMetrics {
-            state_bytes: rows.map(|row| row.row.as_ref().len() + 24).sum(),
-            open_windows: self.sides.iter().map(|s| s.buffered.len()).sum(),
+            state_bytes: self.state_bytes,
+            open_windows: self.slots.len(),
         }
     }
 }
