@@ -239,6 +239,128 @@ impl AuctionBidGenerator {
     }
 }
 
+/// The DDL of the `person` table: people keyed by id, whose rows may be updated.
+pub const PERSON_DDL: &str = "CREATE TABLE person (id BIGINT, name STRING, city STRING,
+  state STRING, date_time TIMESTAMP(3), PRIMARY KEY (id) NOT ENFORCED)";
+
+/// Nexmark's query 3: who is selling in category 10 in Oregon, Idaho or California.
+pub const Q3: &str = "SELECT P.name, P.city, P.state, A.id
+FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
+WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA')";
+
+const US_STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
+const US_CITIES: [&str; 10] = [
+    "Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", "Bend", "Redmond", "Seattle",
+    "Kent", "Cheyenne",
+];
+const FIRST_NAMES: [&str; 8] = [
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie",
+];
+const LAST_NAMES: [&str; 8] = [
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones",
+];
+
+pub fn person_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("city", DataType::Utf8, true),
+        Field::new("state", DataType::Utf8, true),
+        Field::new(
+            "date_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+    ]))
+}
+
+/// People and the auctions they open, in Nexmark's proportions (3 auctions per new person):
+/// each batch registers new people, moves some earlier ones to another city (an update of
+/// the `person` table), and opens auctions by recent sellers in categories 10 to 14.
+pub struct PersonAuctionGenerator {
+    state: u64,
+    next_person: u64,
+    next_auction: u64,
+    /// Percent of person rows that update an earlier person.
+    update_percent: u64,
+}
+
+impl PersonAuctionGenerator {
+    pub fn new(seed: u64, update_percent: u64) -> Self {
+        PersonAuctionGenerator {
+            state: seed.max(1),
+            next_person: 0,
+            next_auction: 0,
+            update_percent,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    /// `persons` person rows (new or updated) and three auctions per new person.
+    pub fn next(&mut self, persons: usize) -> Result<(RecordBatch, RecordBatch), ArrowError> {
+        let (mut ids, mut names, mut cities, mut states, mut times) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut new_people = 0;
+        for _ in 0..persons {
+            let r = self.random();
+            let id = if self.next_person > 0 && r % 100 < self.update_percent {
+                (r >> 8) % self.next_person
+            } else {
+                new_people += 1;
+                self.next_person += 1;
+                self.next_person - 1
+            };
+            ids.push(id as i64);
+            let first = FIRST_NAMES[(id % 8) as usize];
+            let last = LAST_NAMES[(id / 8 % 8) as usize];
+            names.push(format!("{first} {last}"));
+            let city = (r >> 16) as usize % US_CITIES.len();
+            cities.push(US_CITIES[city]);
+            states.push(US_STATES[(r >> 24) as usize % US_STATES.len()]);
+            times.push(START_MILLIS + self.next_person as i64 * 10);
+        }
+        let person_batch = RecordBatch::try_new(
+            person_schema(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(StringArray::from(cities)),
+                Arc::new(StringArray::from(states)),
+                Arc::new(TimestampMillisecondArray::from(times)),
+            ],
+        )?;
+        let auctions = new_people * 3;
+        let (mut ids, mut sellers, mut categories, mut times) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..auctions {
+            let r = self.random();
+            // Most sellers registered recently; some long ago.
+            let window = if r % 10 < 9 { 1_000 } else { self.next_person };
+            let back = (r >> 8) % window.clamp(1, self.next_person.max(1));
+            ids.push(self.next_auction as i64);
+            sellers.push(self.next_person.saturating_sub(1 + back) as i64);
+            categories.push(10 + ((r >> 32) % 5) as i64);
+            times.push(START_MILLIS + self.next_auction as i64 * 3);
+            self.next_auction += 1;
+        }
+        let auction_batch = RecordBatch::try_new(
+            auction_schema(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(Int64Array::from(sellers)),
+                Arc::new(Int64Array::from(categories)),
+                Arc::new(TimestampMillisecondArray::from(times)),
+            ],
+        )?;
+        Ok((person_batch, auction_batch))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
