@@ -104,6 +104,102 @@ fn the_hourly_flights_example_writes_windows_changelog_and_late_outputs() {
 }
 
 #[test]
+fn the_weather_example_joins_each_flight_with_the_weather_then() {
+    let root = repository();
+    let out = temp_dir();
+    let input = |name: &str, file: &str| {
+        format!(
+            "{name}={}",
+            root.join("queries/flights").join(file).display()
+        )
+    };
+    let output = sluice(&[
+        "run",
+        &root
+            .join("queries/flights/weather.sql")
+            .display()
+            .to_string(),
+        "--input",
+        &input("flights", "flights-2013-01-01.csv"),
+        "--input",
+        &input("weather", "weather-2013-01-01.csv"),
+        "--output",
+        &out.path().display().to_string(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    for name in ["departure_weather", "departure_weather.late"] {
+        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
+        let actual = read(&out.path().join(format!("{name}.csv")));
+        assert_eq!(actual, expected, "{name}.csv differs");
+    }
+    assert_eq!(
+        text(&output.stderr),
+        "departure_weather: 1 late row(s), written to departure_weather.late\n\
+         departure_weather: 841 row(s)\ndeparture_weather.late: 1 row(s)\n"
+    );
+}
+
+#[test]
+fn change_events_feed_tables_and_materialized_views() {
+    let dir = temp_dir();
+    let script = write(
+        dir.path(),
+        "stock.sql",
+        "CREATE TABLE products (id INT NOT NULL, name STRING, PRIMARY KEY (id) NOT ENFORCED)
+  WITH ('format' = 'debezium-json');
+CREATE TABLE stock (id INT NOT NULL, warehouse STRING, units INT,
+  PRIMARY KEY (id, warehouse) NOT ENFORCED);
+CREATE MATERIALIZED VIEW units_per_product AS
+SELECT p.name, SUM(s.units) AS units FROM products p JOIN stock s ON p.id = s.id GROUP BY p.name;
+",
+    );
+    let products = write(
+        dir.path(),
+        "products.jsonl",
+        r#"{"before": null, "after": {"id": 1, "name": "lamp"}, "op": "c"}
+{"before": null, "after": {"id": 2, "name": "desk"}, "op": "c"}
+{"before": {"id": 1, "name": "lamp"}, "after": {"id": 1, "name": "red lamp"}, "op": "u"}
+{"before": {"id": 2, "name": "desk"}, "after": null, "op": "x"}
+"#,
+    );
+    let stock = write(
+        dir.path(),
+        "stock.csv",
+        "op,id,warehouse,units\n+I,1,north,5\n+I,2,north,3\n+U,1,north,7\n+I,1,south,1\n?,2,south,9\n",
+    );
+    let output = sluice(&[
+        "run",
+        &script,
+        "--input",
+        &format!("products={products}"),
+        "--input",
+        &format!("stock={stock}"),
+        "--output",
+        &dir.path().display().to_string(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    // Files of streams without event time are fed whole, in order: the products, then the
+    // stock, whose update of (1, north) replaces its row before the aggregate sees it.
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "warning: {script}:5: query units_per_product: the regular join keeps every row \
+             of both inputs, so its state grows without bound: bound the join in event time \
+             (an interval join), or set a state TTL (SET 'table.exec.state.ttl' = '1 h')\n\
+             {products}:4: skipped: op 'x' is not one of c, r, u, d\n\
+             {stock}:6: skipped: op '?' is not one of +I, -U, +U, -D\n\
+             {products}: skipped 1 bad row(s)\n\
+             {stock}: skipped 1 bad row(s)\n\
+             units_per_product: 2 row(s)\n"
+        )
+    );
+    assert_eq!(
+        read(&dir.path().join("units_per_product.csv")),
+        "op,name,units\n+I,red lamp,8\n+I,desk,3\n"
+    );
+}
+
+#[test]
 fn late_rows_are_written_to_the_late_file_and_counted() {
     let dir = temp_dir();
     let script = write(

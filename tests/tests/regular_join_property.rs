@@ -53,7 +53,9 @@ fn key(random: &mut Random) -> Option<i64> {
 /// Stream rows `(k, v)`.
 fn stream_rows(random: &mut Random) -> Vec<(Option<i64>, i64)> {
     let count = 1 + random.below(60) as usize;
-    (0..count).map(|_| (key(random), random.below(100) as i64)).collect()
+    (0..count)
+        .map(|_| (key(random), random.below(100) as i64))
+        .collect()
 }
 
 /// Table changes `(kind, id, k, w)`: upserts of ids 0..10 and deletes of present ones.

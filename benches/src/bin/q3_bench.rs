@@ -82,10 +82,7 @@ fn run() -> Result<(), String> {
     println!("result rows: {results}");
     println!("engine seconds: {seconds:.2}");
     println!("events/s: {:.0}", events as f64 / seconds);
-    println!(
-        "state at end: {:.1} MiB",
-        state as f64 / (1024.0 * 1024.0)
-    );
+    println!("state at end: {:.1} MiB", state as f64 / (1024.0 * 1024.0));
     println!(
         "peak RSS: {:.1} MiB",
         process_memory_kib("VmHWM:") as f64 / 1024.0
