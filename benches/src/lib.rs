@@ -20,6 +20,44 @@ pub fn process_memory_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs a benchmark binary's body; an error is printed as `NAME: error`, with a failing exit
+/// code.
+pub fn main_of(name: &str, run: fn() -> Result<(), String>) -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command-line argument `text` as a count, or `default` when there is none.
+pub fn count_argument(text: Option<String>, default: u64) -> Result<u64, String> {
+    match text {
+        Some(text) => text.parse().map_err(|_| format!("'{text}' is not a count")),
+        None => Ok(default),
+    }
+}
+
+/// A session with the streams of `ddl` and the standing query `query`, which no longer keeps
+/// stream history; and the query's id.
+pub fn session_with(
+    ddl: &[&str],
+    query: &str,
+) -> Result<(sluice_sql::Session, sluice_engine::QueryId), String> {
+    let mut session = sluice_sql::Session::new();
+    for sql in ddl {
+        session.execute_sql(sql).map_err(|e| e.to_string())?;
+    }
+    let id = match session.execute_sql(query).map_err(|e| e.to_string())?.pop() {
+        Some(sluice_sql::Outcome::Started(query)) => query.id,
+        _ => return Err("the query did not start".into()),
+    };
+    session.engine_mut().stop_retaining_history();
+    Ok((session, id))
+}
+
 /// The number of rows in results drained from an engine.
 pub fn result_rows(drained: &[(sluice_engine::QueryId, Vec<sluice_engine::Changes>)]) -> u64 {
     drained

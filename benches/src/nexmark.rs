@@ -25,6 +25,18 @@ const BIDDERS: u64 = 1_000_000;
 /// Event time starts at 2024-01-01 00:00:00 UTC.
 const START_MILLIS: i64 = 1_704_067_200_000;
 
+/// A xorshift generator: the same seed always gives the same numbers.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 pub fn bid_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("auction", DataType::Int64, true),
@@ -43,7 +55,7 @@ pub fn bid_schema() -> SchemaRef {
 
 /// Generates bids in batches.
 pub struct BidGenerator {
-    state: u64,
+    random: Xorshift,
     next_event: u64,
     events_per_second: u64,
     urls: Vec<String>,
@@ -56,18 +68,11 @@ impl BidGenerator {
             .map(|i| format!("https://www.nexmark.com/item.htm?query=1&channel_id={i}"))
             .collect();
         BidGenerator {
-            state: seed.max(1),
+            random: Xorshift(seed.max(1)),
             next_event: 0,
             events_per_second: events_per_second.max(1),
             urls,
         }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state
     }
 
     /// The next `rows` bids.
@@ -80,7 +85,7 @@ impl BidGenerator {
         let mut date_time = Vec::with_capacity(rows);
         let mut extra = Vec::with_capacity(rows);
         for _ in 0..rows {
-            let r = self.random();
+            let r = self.random.next();
             let event = self.next_event;
             self.next_event += 1;
             auction.push(if r % 100 < 80 {
@@ -88,7 +93,7 @@ impl BidGenerator {
             } else {
                 HOT_AUCTIONS + (r >> 8) % AUCTIONS
             } as i64);
-            let s = self.random();
+            let s = self.random.next();
             bidder.push(if s % 100 < 80 {
                 (s >> 8) % HOT_BIDDERS
             } else {
@@ -143,7 +148,7 @@ pub fn auction_schema() -> SchemaRef {
 /// Auctions opened one after another, and bids on the ones opened recently: the workload of
 /// an interval join of bids with their auction.
 pub struct AuctionBidGenerator {
-    state: u64,
+    random: Xorshift,
     next_auction: u64,
     next_bid: u64,
     auctions_per_second: u64,
@@ -160,20 +165,13 @@ impl AuctionBidGenerator {
         live_auctions: u64,
     ) -> Self {
         AuctionBidGenerator {
-            state: seed.max(1),
+            random: Xorshift(seed.max(1)),
             next_auction: 0,
             next_bid: 0,
             auctions_per_second: auctions_per_second.max(1),
             bids_per_auction: bids_per_auction.max(1),
             live_auctions: live_auctions.max(1),
         }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state
     }
 
     fn time_of_auction(&self, auction: u64) -> i64 {
@@ -189,7 +187,7 @@ impl AuctionBidGenerator {
         let mut sellers = Vec::with_capacity(auctions);
         let mut categories = Vec::with_capacity(auctions);
         for _ in 0..auctions {
-            let r = self.random();
+            let r = self.random.next();
             sellers.push((r % 100_000) as i64);
             categories.push((r >> 20) as i64 % 20);
         }
@@ -212,7 +210,7 @@ impl AuctionBidGenerator {
         let mut prices = Vec::with_capacity(bids as usize);
         let mut bid_times = Vec::with_capacity(bids as usize);
         for n in 0..bids {
-            let r = self.random();
+            let r = self.random.next();
             // A bid at this point of the span, on an auction opened at most `live` before.
             let now = first + n / self.bids_per_auction;
             let back = r % self.live_auctions.min(now + 1);
@@ -286,7 +284,7 @@ pub fn person_schema() -> SchemaRef {
 /// each batch registers new people, moves some earlier ones to another city (an update of
 /// the `person` table), and opens auctions by recent sellers in categories 10 to 14.
 pub struct PersonAuctionGenerator {
-    state: u64,
+    random: Xorshift,
     next_person: u64,
     next_auction: u64,
     /// Percent of person rows that update an earlier person.
@@ -296,18 +294,11 @@ pub struct PersonAuctionGenerator {
 impl PersonAuctionGenerator {
     pub fn new(seed: u64, update_percent: u64) -> Self {
         PersonAuctionGenerator {
-            state: seed.max(1),
+            random: Xorshift(seed.max(1)),
             next_person: 0,
             next_auction: 0,
             update_percent,
         }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state
     }
 
     /// `persons` person rows (new or updated) and three auctions per new person.
@@ -316,7 +307,7 @@ impl PersonAuctionGenerator {
             (vec![], vec![], vec![], vec![], vec![]);
         let mut new_people = 0;
         for _ in 0..persons {
-            let r = self.random();
+            let r = self.random.next();
             let id = if self.next_person > 0 && r % 100 < self.update_percent {
                 (r >> 8) % self.next_person
             } else {
@@ -346,7 +337,7 @@ impl PersonAuctionGenerator {
         let auctions = new_people * 3;
         let (mut ids, mut sellers, mut categories, mut times) = (vec![], vec![], vec![], vec![]);
         for _ in 0..auctions {
-            let r = self.random();
+            let r = self.random.next();
             // Most sellers registered recently; some long ago.
             let window = if r % 10 < 9 { 1_000 } else { self.next_person };
             let back = (r >> 8) % window.clamp(1, self.next_person.max(1));

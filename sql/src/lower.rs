@@ -384,8 +384,10 @@ impl<'a> Lowering<'a> {
         })
     }
 
-    /// A join: an interval join of two append-only streams whose condition bounds their
-    /// event times both ways, else a regular join with an updating result.
+    /// A join: a temporal join (`FOR SYSTEM_TIME AS OF`), a window join (two window table
+    /// functions joined on their windows), an interval join (two append-only streams whose
+    /// condition bounds their event times both ways), else a regular join with an updating
+    /// result.
     fn lower_join(&mut self, join: &Join) -> Result<Lowered> {
         let kind = match join.join_type {
             JoinType::Inner => JoinKind::Inner,
@@ -428,63 +430,7 @@ impl<'a> Lowering<'a> {
                 .transpose()
         };
         let schema = arrow_schema(&join.schema);
-        if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
-            let version_time = self.temporal_version_time(join, &left, &right, &time)?;
-            if version_time == VersionTime::Event {
-                self.builder
-                    .set_late_schema(self.builder.schema(left.node))?;
-            }
-            let operator = TemporalJoin::new(
-                kind,
-                version_time,
-                left_side,
-                right_side,
-                residual(rest)?,
-                schema,
-            )?;
-            let node = self
-                .builder
-                .add(Box::new(operator), &[left.node, right.node]);
-            return Ok(Lowered {
-                node,
-                window: None,
-                allowed_lateness: 0,
-                ..left
-            });
-        }
-        if let (Some(left_window), Some(right_window)) = (left.window, right.window)
-            && joins_windows(join, left_window, right_window)
-        {
-            if left.updating || right.updating || left.allowed_lateness + right.allowed_lateness > 0
-            {
-                return Err(SqlError::Unsupported(
-                    "window joins over updating inputs or with allowed lateness".into(),
-                ));
-            }
-            let late_schema = qualified_schema(&join.schema);
-            self.builder.set_late_schema(late_schema.clone())?;
-            let operator = WindowJoin::new(
-                kind,
-                left_side,
-                right_side,
-                [left_window.1, right_window.1],
-                residual(join.filter.clone())?,
-                schema,
-                late_schema,
-            )?;
-            let node = self
-                .builder
-                .add(Box::new(operator), &[left.node, right.node]);
-            return Ok(Lowered {
-                node,
-                event_time: None,
-                window: None,
-                allowed_lateness: 0,
-                updating: false,
-                session: None,
-                sliced: None,
-            });
-        }
+        let windows = left.window.zip(right.window);
         let bounded = match (
             left.updating || right.updating,
             left.event_time,
@@ -497,13 +443,51 @@ impl<'a> Lowering<'a> {
             ),
             _ => None,
         };
-        let (operator, event_time, updating): (Box<dyn Operator>, _, _) = match bounded {
-            Some((bound, rest)) => {
+        // The operator, its output's event-time column, and whether its output is a changelog.
+        let (operator, event_time, updating): (Box<dyn Operator>, _, _) =
+            if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
+                let version_time = self.temporal_version_time(join, &left, &right, &time)?;
+                if version_time == VersionTime::Event {
+                    self.builder
+                        .set_late_schema(self.builder.schema(left.node))?;
+                }
+                let operator = TemporalJoin::new(
+                    kind,
+                    version_time,
+                    left_side,
+                    right_side,
+                    residual(rest)?,
+                    schema,
+                )?;
+                (Box::new(operator), left.event_time, false)
+            } else if let Some((left_window, right_window)) = windows
+                && joins_windows(join, left_window, right_window)
+            {
+                if left.updating
+                    || right.updating
+                    || left.allowed_lateness.max(right.allowed_lateness) > 0
+                {
+                    return Err(SqlError::Unsupported(
+                        "window joins over updating inputs or with allowed lateness".into(),
+                    ));
+                }
+                let late_schema = qualified_schema(&join.schema);
+                self.builder.set_late_schema(late_schema.clone())?;
+                let operator = WindowJoin::new(
+                    kind,
+                    left_side,
+                    right_side,
+                    [left_window.1, right_window.1],
+                    residual(join.filter.clone())?,
+                    schema,
+                    late_schema,
+                )?;
+                (Box::new(operator), None, false)
+            } else if let Some((bound, rest)) = bounded {
                 let operator =
                     IntervalJoin::new(kind, bound, left_side, right_side, residual(rest)?, schema)?;
                 (Box::new(operator), left.event_time, false)
-            }
-            None => {
+            } else {
                 if self.settings.state_ttl.is_none() {
                     self.warnings.push(
                         "the regular join keeps every row of both inputs, so its state grows \
@@ -521,8 +505,7 @@ impl<'a> Lowering<'a> {
                     schema,
                 )?;
                 (Box::new(operator), None, true)
-            }
-        };
+            };
         let node = self.builder.add(operator, &[left.node, right.node]);
         Ok(Lowered {
             node,

@@ -1,7 +1,12 @@
-//! Helpers for the property tests: a seeded random source, and result rows as sorted text.
+//! Helpers for the property tests: a seeded random source, result rows as sorted text, and
+//! DataFusion's batch answer to compare with.
+
+use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
 
 /// A xorshift generator: the same seed always gives the same numbers.
 pub struct Random(pub u64);
@@ -41,4 +46,26 @@ pub fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
     }
     rows.sort();
     rows
+}
+
+/// The rows DataFusion answers `sql` with over the tables `(name, rows)`, sorted.
+pub fn batch_query(sql: &str, tables: Vec<(&str, RecordBatch)>) -> Vec<String> {
+    let context = SessionContext::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let batches = runtime.block_on(async {
+        for (name, rows) in tables {
+            let table = MemTable::try_new(rows.schema(), vec![vec![rows]])
+                .unwrap_or_else(|e| panic!("table {name}: {e}"));
+            if let Err(error) = context.register_table(name, Arc::new(table)) {
+                panic!("register {name}: {error}");
+            }
+        }
+        match context.sql(sql).await {
+            Ok(frame) => frame.collect().await,
+            Err(error) => Err(error),
+        }
+    });
+    sorted_rows(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
 }

@@ -9,10 +9,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use sluice_sql::Session;
-use sluice_tests::support::{Random, sorted_rows};
+use sluice_tests::support::{Random, batch_query, sorted_rows};
 
 const BOUND_MS: u64 = 5_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -112,25 +110,10 @@ fn batch_join(
     a: &[(i64, Option<i64>, i64)],
     b: &[(i64, Option<i64>, i64)],
 ) -> Vec<String> {
-    let context = SessionContext::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let batches = runtime.block_on(async {
-        for (name, rows, value) in [("a", a, "v"), ("b", b, "w")] {
-            let schema = schema(value);
-            let table = MemTable::try_new(schema.clone(), vec![vec![batch(&schema, rows)]])
-                .unwrap_or_else(|e| panic!("table: {e}"));
-            if let Err(error) = context.register_table(name, Arc::new(table)) {
-                panic!("register: {error}");
-            }
-        }
-        match context.sql(sql).await {
-            Ok(frame) => frame.collect().await,
-            Err(error) => Err(error),
-        }
-    });
-    sorted_rows(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
+    batch_query(
+        sql,
+        vec![("a", batch(&schema("v"), a)), ("b", batch(&schema("w"), b))],
+    )
 }
 
 #[test]

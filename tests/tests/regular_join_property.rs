@@ -11,11 +11,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt8Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use sluice_engine::{Changes, RowKind};
 use sluice_sql::Session;
-use sluice_tests::support::{Random, sorted_rows};
+use sluice_tests::support::{Random, batch_query, sorted_rows};
 
 const DDL: [&str; 2] = [
     "CREATE TABLE a (k BIGINT, v BIGINT)",
@@ -181,28 +179,10 @@ fn batch_join(
         };
     }
     let final_b: Vec<_> = table.into_values().collect();
-    let context = SessionContext::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let batches = runtime.block_on(async {
-        let tables = [
-            ("a", a_schema(), a_batch(a)),
-            ("b", b_schema(), b_changes(&final_b).rows),
-        ];
-        for (name, schema, rows) in tables {
-            let table = MemTable::try_new(schema, vec![vec![rows]])
-                .unwrap_or_else(|e| panic!("table: {e}"));
-            if let Err(error) = context.register_table(name, Arc::new(table)) {
-                panic!("register: {error}");
-            }
-        }
-        match context.sql(sql).await {
-            Ok(frame) => frame.collect().await,
-            Err(error) => Err(error),
-        }
-    });
-    sorted_rows(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
+    batch_query(
+        sql,
+        vec![("a", a_batch(a)), ("b", b_changes(&final_b).rows)],
+    )
 }
 
 #[test]

@@ -9,11 +9,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use sluice_engine::RowKind;
 use sluice_sql::Session;
-use sluice_tests::support::{Random, sorted_rows};
+use sluice_tests::support::{Random, batch_query, sorted_rows};
 
 const BOUND_MS: i64 = 5_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -137,26 +135,11 @@ fn batch_group_by(windowed: Vec<(i64, i64, &Event)>) -> Vec<String> {
     ];
     let windowed = RecordBatch::try_new(schema.clone(), columns)
         .unwrap_or_else(|e| panic!("windowed rows: {e}"));
-    let table =
-        MemTable::try_new(schema, vec![vec![windowed]]).unwrap_or_else(|e| panic!("table: {e}"));
-    let context = SessionContext::new();
     let sql = format!(
         "SELECT window_start, window_end, k, {AGGREGATES} FROM w \
          GROUP BY window_start, window_end, k"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let batches = runtime.block_on(async {
-        if let Err(error) = context.register_table("w", Arc::new(table)) {
-            panic!("register: {error}");
-        }
-        match context.sql(&sql).await {
-            Ok(frame) => frame.collect().await,
-            Err(error) => Err(error),
-        }
-    });
-    sorted_rows(&batches.unwrap_or_else(|e| panic!("{sql}: {e}")))
+    batch_query(&sql, vec![("w", windowed)])
 }
 
 fn align(time: i64, size: i64) -> i64 {

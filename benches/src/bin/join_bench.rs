@@ -12,8 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sluice_benches::nexmark::{AUCTION_DDL, AuctionBidGenerator, BID_DDL};
-use sluice_benches::{process_memory_kib, result_rows};
-use sluice_sql::{Outcome, Session};
+use sluice_benches::{count_argument, main_of, process_memory_kib, result_rows, session_with};
 
 const JOIN: &str = "SELECT b.auction, b.price, a.seller, b.date_time
 FROM bid b JOIN auction a ON b.auction = a.id
@@ -22,31 +21,12 @@ FROM bid b JOIN auction a ON b.auction = a.id
 const AUCTIONS_PER_BATCH: usize = 80;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("join_bench: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    main_of("join_bench", run)
 }
 
 fn run() -> Result<(), String> {
-    let auctions: u64 = match std::env::args().nth(1) {
-        Some(text) => text
-            .parse()
-            .map_err(|_| format!("'{text}' is not a count"))?,
-        None => 100_000,
-    };
-    let mut session = Session::new();
-    for sql in [BID_DDL, AUCTION_DDL] {
-        session.execute_sql(sql).map_err(|e| e.to_string())?;
-    }
-    let query = match session.execute_sql(JOIN).map_err(|e| e.to_string())?.pop() {
-        Some(Outcome::Started(query)) => query.id,
-        _ => return Err("the join did not start".into()),
-    };
-    session.engine_mut().stop_retaining_history();
+    let auctions = count_argument(std::env::args().nth(1), 100_000)?;
+    let (mut session, query) = session_with(&[BID_DDL, AUCTION_DDL], JOIN)?;
 
     let mut generator = AuctionBidGenerator::new(11, 1_000, 100, 10_000);
     let mut engine_time = Duration::ZERO;

@@ -12,37 +12,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sluice_benches::nexmark::{AUCTION_DDL, PERSON_DDL, PersonAuctionGenerator, Q3};
-use sluice_benches::{process_memory_kib, result_rows};
-use sluice_sql::{Outcome, Session};
+use sluice_benches::{count_argument, main_of, process_memory_kib, result_rows, session_with};
 
 const PERSONS_PER_BATCH: usize = 100;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("q3_bench: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    main_of("q3_bench", run)
 }
 
 fn run() -> Result<(), String> {
-    let persons: u64 = match std::env::args().nth(1) {
-        Some(text) => text
-            .parse()
-            .map_err(|_| format!("'{text}' is not a count"))?,
-        None => 1_000_000,
-    };
-    let mut session = Session::new();
-    for sql in [PERSON_DDL, AUCTION_DDL] {
-        session.execute_sql(sql).map_err(|e| e.to_string())?;
-    }
-    let query = match session.execute_sql(Q3).map_err(|e| e.to_string())?.pop() {
-        Some(Outcome::Started(query)) => query.id,
-        _ => return Err("the query did not start".into()),
-    };
-    session.engine_mut().stop_retaining_history();
+    let persons = count_argument(std::env::args().nth(1), 1_000_000)?;
+    let (mut session, query) = session_with(&[PERSON_DDL, AUCTION_DDL], Q3)?;
 
     let mut generator = PersonAuctionGenerator::new(7, 10);
     let mut engine_time = Duration::ZERO;

@@ -12,8 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sluice_benches::nexmark::{BID_DDL, BidGenerator};
-use sluice_benches::{process_memory_kib, result_rows};
-use sluice_sql::Session;
+use sluice_benches::{count_argument, main_of, process_memory_kib, result_rows, session_with};
 
 const BATCH_ROWS: usize = 8192;
 const EVENTS_PER_SECOND: u64 = 100_000;
@@ -29,13 +28,7 @@ FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '
 GROUP BY auction, window_start, window_end";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("window_bench: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    main_of("window_bench", run)
 }
 
 fn run() -> Result<(), String> {
@@ -45,17 +38,8 @@ fn run() -> Result<(), String> {
         Some("hop") => HOP,
         _ => return Err("usage: window_bench tumble|hop [EVENTS]".into()),
     };
-    let events: u64 = match args.next() {
-        Some(text) => text
-            .parse()
-            .map_err(|_| format!("'{text}' is not a count"))?,
-        None => 10_000_000,
-    };
-
-    let mut session = Session::new();
-    session.execute_sql(BID_DDL).map_err(|e| e.to_string())?;
-    session.execute_sql(query).map_err(|e| e.to_string())?;
-    session.engine_mut().stop_retaining_history();
+    let events = count_argument(args.next(), 10_000_000)?;
+    let (mut session, _) = session_with(&[BID_DDL], query)?;
 
     let mut generator = BidGenerator::new(7, EVENTS_PER_SECOND);
     let mut engine_time = Duration::ZERO;
