@@ -6,22 +6,19 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
-use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::prelude::SessionConfig;
 use datafusion::sql::planner::SqlToRel;
 use datafusion::sql::sqlparser::ast;
 use sluice_engine::catalog::ColumnSource;
 use sluice_engine::time::format_millis;
 use sluice_engine::types::sql_type_name;
-use sluice_engine::{Engine, QueryGraph, QueryId, StreamDef};
+use sluice_engine::{Engine, QueryGraph, QueryId};
 
 use crate::context::PlanningContext;
 use crate::ddl::stream_def;
@@ -31,6 +28,8 @@ use crate::lower::Lowering;
 use crate::settings::Settings;
 use crate::statement::{self, ObjectKind, ParsedStatement, Show, Statement, parse_statements};
 use crate::{Result, SqlError};
+
+mod materialized;
 
 /// A view: a named query, inlined wherever it is read.
 #[derive(Debug, Clone)]
@@ -392,91 +391,6 @@ impl Session {
             kind: ObjectKind::View,
             name,
         })
-    }
-
-    /// `CREATE MATERIALIZED VIEW name AS query`: a changelog stream `name` that the query
-    /// writes, of which the engine keeps the current contents.
-    fn create_materialized_view(
-        &mut self,
-        name: &str,
-        create: &ast::CreateView,
-        statement: &ast::Statement,
-    ) -> Result<Outcome> {
-        if self.exists(name) {
-            if create.if_not_exists {
-                return Ok(Outcome::Unchanged(format!("'{name}' already exists")));
-            }
-            return Err(self.already_exists(name));
-        }
-        let hints = query_hints(statement)?;
-        let plan = self.plan(ast::Statement::Query(create.query.clone()))?;
-        let (graph, warnings) = self.build_graph(&plan, hints)?;
-        let schema = graph.schema();
-        let mut names = BTreeSet::new();
-        if let Some(field) = schema.fields().iter().find(|f| !names.insert(f.name())) {
-            return Err(SqlError::Invalid(format!(
-                "materialized view '{name}' has two columns named '{}': give them distinct \
-                 names (AS ...)",
-                field.name()
-            )));
-        }
-        self.engine.create_stream(StreamDef {
-            name: name.to_string(),
-            schema: schema.clone(),
-            physical_schema: schema.clone(),
-            layout: (0..schema.fields().len())
-                .map(ColumnSource::Physical)
-                .collect(),
-            event_time: None,
-            primary_key: Vec::new(),
-            options: Vec::new(),
-            changelog: true,
-        })?;
-        self.engine.keep_snapshot(name)?;
-        match self.register(name, name, graph, warnings, Some(name)) {
-            Ok(query) => {
-                self.materialized
-                    .insert(name.to_string(), create.query.to_string());
-                Ok(Outcome::Materialized(query))
-            }
-            Err(error) => {
-                self.engine.drop_stream(name)?;
-                Err(error)
-            }
-        }
-    }
-
-    /// A query that reads only materialized views runs once over their current contents.
-    fn snapshot_query(&self, statement: &ast::Statement) -> Result<Option<RecordBatch>> {
-        let mut relations = BTreeSet::new();
-        let _ = ast::visit_relations(statement, |relation| {
-            if let Ok(name) = statement::object_name(relation) {
-                relations.insert(name);
-            }
-            ControlFlow::<()>::Continue(())
-        });
-        if relations.is_empty() || !relations.iter().all(|r| self.materialized.contains_key(r)) {
-            return Ok(None);
-        }
-        let context = SessionContext::new_with_state(self.state.clone());
-        for name in &relations {
-            if let Some(rows) = self.engine.snapshot(name)? {
-                let table = MemTable::try_new(rows.schema(), vec![vec![rows]])?;
-                context.deregister_table(name.as_str())?;
-                context.register_table(name.as_str(), Arc::new(table))?;
-            }
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(sluice_engine::EngineError::from)?;
-        let statement = DFStatement::Statement(Box::new(statement.clone()));
-        let (schema, batches) = runtime.block_on(async {
-            let plan = context.state().statement_to_plan(statement).await?;
-            let frame = context.execute_logical_plan(plan).await?;
-            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            Ok::<_, SqlError>((schema, frame.collect().await?))
-        })?;
-        Ok(Some(concat_batches(&schema, &batches)?))
     }
 
     fn drop(&mut self, drop: &statement::Drop) -> Result<Outcome> {
