@@ -1,0 +1,260 @@
+//! Lowering joins: temporal, window, interval and regular joins.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan};
+use sluice_engine::operators::{
+    IntervalJoin, JoinKind, JoinSide, RegularJoin, TemporalJoin, VersionTime, WindowJoin,
+};
+use sluice_engine::{Catalog, Operator, StreamDef};
+
+use super::{Lowered, Lowering, arrow_schema, passes_column, session_not_aggregated};
+use crate::interval_join::split_time_bound;
+use crate::temporal_join::take_marker;
+use crate::{Result, SqlError};
+
+impl Lowering<'_> {
+    /// A join: a temporal join (`FOR SYSTEM_TIME AS OF`), a window join (two window table
+    /// functions joined on their windows), an interval join (two append-only streams whose
+    /// condition bounds their event times both ways), else a regular join with an updating
+    /// result.
+    pub(super) fn lower_join(&mut self, join: &Join) -> Result<Lowered> {
+        let kind = match join.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            other => {
+                return Err(SqlError::Unsupported(format!("{other} joins over streams")));
+            }
+        };
+        if join.on.is_empty() {
+            return Err(SqlError::Unsupported(
+                "joins without an equality condition on keys".into(),
+            ));
+        }
+        let left = self.lower(&join.left)?;
+        let right = self.lower(&join.right)?;
+        if left.session.is_some() || right.session.is_some() {
+            return Err(session_not_aggregated());
+        }
+        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        let side = |lowered: &Lowered, schema: &DFSchema, keys: Vec<&Expr>| {
+            Ok::<_, SqlError>(JoinSide {
+                keys: keys
+                    .into_iter()
+                    .map(|e| self.state.create_physical_expr(e.clone(), schema))
+                    .collect::<Result<Vec<_>, _>>()?,
+                time_column: lowered.event_time,
+                schema: self.builder.schema(lowered.node),
+            })
+        };
+        let left_side = side(&left, left_schema, join.on.iter().map(|(l, _)| l).collect())?;
+        let right_side = side(
+            &right,
+            right_schema,
+            join.on.iter().map(|(_, r)| r).collect(),
+        )?;
+        let residual = |expr: Option<Expr>| {
+            expr.map(|e| self.state.create_physical_expr(e, &join.schema))
+                .transpose()
+        };
+        let schema = arrow_schema(&join.schema);
+        let windows = left.window.zip(right.window);
+        let bounded = match (
+            left.updating || right.updating,
+            left.event_time,
+            right.event_time,
+        ) {
+            (false, Some(left_time), Some(right_time)) => split_time_bound(
+                join.filter.as_ref(),
+                (left_schema, left_time),
+                (right_schema, right_time),
+            ),
+            _ => None,
+        };
+        // The operator, its output's event-time column, and whether its output is a changelog.
+        let (operator, event_time, updating): (Box<dyn Operator>, _, _) =
+            if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
+                let version_time = self.temporal_version_time(join, &left, &right, &time)?;
+                if version_time == VersionTime::Event {
+                    self.builder
+                        .set_late_schema(self.builder.schema(left.node))?;
+                }
+                let operator = TemporalJoin::new(
+                    kind,
+                    version_time,
+                    left_side,
+                    right_side,
+                    residual(rest)?,
+                    schema,
+                )?;
+                (Box::new(operator), left.event_time, false)
+            } else if let Some((left_window, right_window)) = windows
+                && joins_windows(join, left_window, right_window)
+            {
+                if left.updating
+                    || right.updating
+                    || left.allowed_lateness.max(right.allowed_lateness) > 0
+                {
+                    return Err(SqlError::Unsupported(
+                        "window joins over updating inputs or with allowed lateness".into(),
+                    ));
+                }
+                let late_schema = qualified_schema(&join.schema);
+                self.builder.set_late_schema(late_schema.clone())?;
+                let operator = WindowJoin::new(
+                    kind,
+                    left_side,
+                    right_side,
+                    [left_window.1, right_window.1],
+                    residual(join.filter.clone())?,
+                    schema,
+                    late_schema,
+                )?;
+                (Box::new(operator), None, false)
+            } else if let Some((bound, rest)) = bounded {
+                let operator =
+                    IntervalJoin::new(kind, bound, left_side, right_side, residual(rest)?, schema)?;
+                (Box::new(operator), left.event_time, false)
+            } else {
+                if self.settings.state_ttl.is_none() {
+                    self.warnings.push(
+                        "the regular join keeps every row of both inputs, so its state grows \
+                         without bound: bound the join in event time (an interval join), or \
+                         set a state TTL (SET 'table.exec.state.ttl' = '1 h')"
+                            .to_string(),
+                    );
+                }
+                let operator = RegularJoin::new(
+                    kind,
+                    left_side,
+                    right_side,
+                    residual(join.filter.clone())?,
+                    self.settings.state_ttl,
+                    schema,
+                )?;
+                (Box::new(operator), None, true)
+            };
+        let node = self.builder.add(operator, &[left.node, right.node]);
+        Ok(Lowered {
+            node,
+            event_time,
+            window: None,
+            allowed_lateness: 0,
+            updating,
+            session: None,
+            sliced: None,
+        })
+    }
+
+    /// Checks a temporal join `left JOIN right FOR SYSTEM_TIME AS OF time`, and tells which
+    /// time it looks versions up at.
+    fn temporal_version_time(
+        &self,
+        join: &Join,
+        left: &Lowered,
+        right: &Lowered,
+        time: &Expr,
+    ) -> Result<VersionTime> {
+        if !matches!(join.join_type, JoinType::Inner | JoinType::Left) {
+            return Err(SqlError::Unsupported(
+                "temporal joins other than INNER and LEFT".into(),
+            ));
+        }
+        if left.updating {
+            return Err(SqlError::Unsupported(
+                "a temporal join of an updating input (the probe side must be append-only)".into(),
+            ));
+        }
+        let Some(table) = scanned_stream(&join.right, self.catalog).filter(|t| t.is_table()) else {
+            return Err(SqlError::Invalid(
+                "FOR SYSTEM_TIME AS OF needs a table with a PRIMARY KEY".into(),
+            ));
+        };
+        let right_keys: Vec<&str> = join
+            .on
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Expr::Column(column) => Some(column.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(missing) = table
+            .primary_key
+            .iter()
+            .find(|key| !right_keys.contains(&key.as_str()))
+        {
+            return Err(SqlError::Invalid(format!(
+                "a temporal join with '{}' needs an equality on each of its PRIMARY KEY \
+                 columns; '{missing}' has none",
+                table.name
+            )));
+        }
+        let left_schema = join.left.schema();
+        let column = match time {
+            Expr::Column(column) => left_schema.index_of_column(column).ok(),
+            _ => None,
+        };
+        let Some(column) = column else {
+            return Err(SqlError::Invalid(format!(
+                "FOR SYSTEM_TIME AS OF {time}: expected a time column of the joined stream"
+            )));
+        };
+        if left.event_time == Some(column) {
+            if right.event_time.is_none() {
+                return Err(SqlError::Invalid(format!(
+                    "an event-time temporal join needs the event-time attribute of '{}' \
+                     (a WATERMARK) to order its versions",
+                    table.name
+                )));
+            }
+            return Ok(VersionTime::Event);
+        }
+        match left_schema.field(column).data_type() {
+            DataType::Timestamp(_, Some(_)) => Ok(VersionTime::Processing),
+            _ => Err(SqlError::Invalid(format!(
+                "FOR SYSTEM_TIME AS OF {time}: expected the stream's event-time attribute (an \
+                 event-time temporal join) or a PROCTIME() column (a processing-time one)"
+            ))),
+        }
+    }
+}
+
+/// Whether a join's keys pair the two sides' `window_start` and `window_end` columns.
+fn joins_windows(join: &Join, left: (usize, usize), right: (usize, usize)) -> bool {
+    let pairs = |l: usize, r: usize| {
+        join.on.iter().any(|(le, re)| {
+            passes_column(le, join.left.schema(), l) && passes_column(re, join.right.schema(), r)
+        })
+    };
+    pairs(left.0, right.0) && pairs(left.1, right.1)
+}
+
+/// The stream a plan reads, when it is one scan under aliases, projections and filters.
+fn scanned_stream<'c>(plan: &LogicalPlan, catalog: &'c Catalog) -> Option<&'c Arc<StreamDef>> {
+    match plan {
+        LogicalPlan::TableScan(scan) => catalog.get(scan.table_name.table()),
+        LogicalPlan::SubqueryAlias(alias) => scanned_stream(&alias.input, catalog),
+        LogicalPlan::Projection(projection) => scanned_stream(&projection.input, catalog),
+        LogicalPlan::Filter(filter) => scanned_stream(&filter.input, catalog),
+        _ => None,
+    }
+}
+
+/// `schema` with each column named by its qualifier too (`l.num`), to tell sides apart.
+fn qualified_schema(schema: &DFSchema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let name = match qualifier {
+                Some(qualifier) => format!("{qualifier}.{}", field.name()),
+                None => field.name().clone(),
+            };
+            field.as_ref().clone().with_name(name)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
