@@ -1,0 +1,22 @@
+//! Row pattern recognition (`MATCH_RECOGNIZE`): patterns over row classes, matched in order.
+//!
+//! A [`Pattern`] is parsed from the text of a `PATTERN (...)` clause ([`parse_pattern`]) and
+//! compiled to a [`Program`]. [`Program::find`] looks for the match that SQL:2016 prefers
+//! among those starting at a row: it explores the pattern's alternatives in preference order
+//! (greedy quantifiers try more rows first, reluctant ones fewer, alternatives left to
+//! right), so the first match it completes is the preferred one. Rows are reached through
+//! [`Rows`], which tells whether a row satisfies a variable's condition, and whether more
+//! rows may still come: a search that would need a row not there yet answers
+//! [`Found::NeedMore`] rather than guessing, which is what makes matching over a stream exact.
+
+mod error;
+mod pattern;
+mod program;
+mod search;
+
+pub use error::CepError;
+pub use pattern::{Pattern, parse_pattern};
+pub use program::Program;
+pub use search::{Binding, Found, Rows};
+
+pub type Result<T, E = CepError> = std::result::Result<T, E>;

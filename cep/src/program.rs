@@ -1,0 +1,239 @@
+//! A pattern compiled to instructions for a backtracking search.
+//!
+//! `Split(a, b)` tries `a` first and `b` if that fails, which is how preference is encoded:
+//! a greedy quantifier splits towards another iteration first, a reluctant one towards
+//! leaving, an alternation towards its left alternative. Bounded quantifiers are unrolled;
+//! `PERMUTE` becomes the alternation of its orders.
+
+use std::fmt;
+
+use crate::{CepError, Pattern, Result};
+
+/// The most instructions a compiled pattern may have (bounded quantifiers and `PERMUTE`
+/// multiply the pattern's size).
+const MAX_INSTRUCTIONS: usize = 100_000;
+/// The most items `PERMUTE` may list (their orders are all tried).
+const MAX_PERMUTED: usize = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inst {
+    /// Consume one row that satisfies variable `n`.
+    Row(usize),
+    /// Try the first target, then the second.
+    Split(usize, usize),
+    Jump(usize),
+    /// `^`: only at the partition's first row.
+    Start,
+    /// `$`: only after the partition's last row.
+    End,
+    /// Rows consumed until the matching `ExcludeEnd` are excluded from the output.
+    ExcludeStart,
+    ExcludeEnd,
+    Match,
+}
+
+/// A compiled pattern.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub(crate) insts: Vec<Inst>,
+    /// The pattern's variables; `Inst::Row(n)` names `variables[n]`.
+    variables: Vec<String>,
+}
+
+impl Program {
+    pub fn compile(pattern: &Pattern) -> Result<Self> {
+        let mut program = Program {
+            insts: Vec::new(),
+            variables: pattern.variables(),
+        };
+        program.emit_pattern(pattern)?;
+        program.insts.push(Inst::Match);
+        Ok(program)
+    }
+
+    /// The pattern's variables, in order of first appearance.
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    fn push(&mut self, inst: Inst) -> Result<usize> {
+        if self.insts.len() >= MAX_INSTRUCTIONS {
+            return Err(CepError::Invalid(format!(
+                "the pattern compiles to more than {MAX_INSTRUCTIONS} steps: use smaller \
+                 bounded quantifiers"
+            )));
+        }
+        self.insts.push(inst);
+        Ok(self.insts.len() - 1)
+    }
+
+    fn emit_pattern(&mut self, pattern: &Pattern) -> Result<()> {
+        match pattern {
+            Pattern::Empty => {}
+            Pattern::Var(name) => {
+                let index = self
+                    .variables
+                    .iter()
+                    .position(|v| v == name)
+                    .unwrap_or_default();
+                self.push(Inst::Row(index))?;
+            }
+            Pattern::Start => {
+                self.push(Inst::Start)?;
+            }
+            Pattern::End => {
+                self.push(Inst::End)?;
+            }
+            Pattern::Concat(items) => {
+                for item in items {
+                    self.emit_pattern(item)?;
+                }
+            }
+            Pattern::Alt(items) => self.emit_alternatives(items)?,
+            Pattern::Permute(items) => {
+                if items.len() > MAX_PERMUTED {
+                    return Err(CepError::Invalid(format!(
+                        "PERMUTE lists {} items; at most {MAX_PERMUTED} are allowed",
+                        items.len()
+                    )));
+                }
+                let orders: Vec<Pattern> = permutations(items.len())
+                    .into_iter()
+                    .map(|order| Pattern::Concat(order.iter().map(|i| items[*i].clone()).collect()))
+                    .collect();
+                self.emit_alternatives(&orders)?;
+            }
+            Pattern::Exclude(inner) => {
+                self.push(Inst::ExcludeStart)?;
+                self.emit_pattern(inner)?;
+                self.push(Inst::ExcludeEnd)?;
+            }
+            Pattern::Repeat {
+                inner,
+                min,
+                max,
+                greedy,
+            } => {
+                for _ in 0..*min {
+                    self.emit_pattern(inner)?;
+                }
+                match max {
+                    None => {
+                        let split = self.push(Inst::Split(0, 0))?;
+                        self.emit_pattern(inner)?;
+                        self.push(Inst::Jump(split))?;
+                        let exit = self.insts.len();
+                        self.insts[split] = ordered(*greedy, split + 1, exit);
+                    }
+                    Some(max) => {
+                        let mut splits = Vec::new();
+                        for _ in *min..*max {
+                            splits.push(self.push(Inst::Split(0, 0))?);
+                            self.emit_pattern(inner)?;
+                        }
+                        let exit = self.insts.len();
+                        for split in splits {
+                            self.insts[split] = ordered(*greedy, split + 1, exit);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit_alternatives(&mut self, items: &[Pattern]) -> Result<()> {
+        let mut jumps = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            if index + 1 == items.len() {
+                self.emit_pattern(item)?;
+                break;
+            }
+            let split = self.push(Inst::Split(0, 0))?;
+            self.emit_pattern(item)?;
+            jumps.push(self.push(Inst::Jump(0))?);
+            self.insts[split] = Inst::Split(split + 1, self.insts.len());
+        }
+        let end = self.insts.len();
+        for jump in jumps {
+            self.insts[jump] = Inst::Jump(end);
+        }
+        Ok(())
+    }
+}
+
+/// A split preferring `more` when greedy, else `exit`.
+fn ordered(greedy: bool, more: usize, exit: usize) -> Inst {
+    if greedy {
+        Inst::Split(more, exit)
+    } else {
+        Inst::Split(exit, more)
+    }
+}
+
+/// Every order of `0..n`, in lexicographic order.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for first in 0..n {
+        for rest in permutations(n - 1) {
+            let mut order = vec![first];
+            order.extend(rest.into_iter().map(|i| if i >= first { i + 1 } else { i }));
+            out.push(order);
+        }
+    }
+    out
+}
+
+impl fmt::Display for Program {
+    /// One instruction per line, as `EXPLAIN` shows a compiled pattern.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, inst) in self.insts.iter().enumerate() {
+            match inst {
+                Inst::Row(v) => writeln!(f, "{index:>3}: row {}", self.variables[*v])?,
+                Inst::Split(a, b) => writeln!(f, "{index:>3}: try {a}, else {b}")?,
+                Inst::Jump(t) => writeln!(f, "{index:>3}: jump {t}")?,
+                Inst::Start => writeln!(f, "{index:>3}: partition start")?,
+                Inst::End => writeln!(f, "{index:>3}: partition end")?,
+                Inst::ExcludeStart => writeln!(f, "{index:>3}: exclude from output")?,
+                Inst::ExcludeEnd => writeln!(f, "{index:>3}: include in output")?,
+                Inst::Match => writeln!(f, "{index:>3}: match")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_pattern;
+
+    #[test]
+    fn permutations_come_in_listing_order() {
+        assert_eq!(
+            permutations(3),
+            vec![
+                vec![0, 1, 2],
+                vec![0, 2, 1],
+                vec![1, 0, 2],
+                vec![1, 2, 0],
+                vec![2, 0, 1],
+                vec![2, 1, 0]
+            ]
+        );
+    }
+
+    #[test]
+    fn compiles_preference_into_splits() -> Result<()> {
+        let program = Program::compile(&parse_pattern("A B+? | C")?)?;
+        assert_eq!(
+            program.to_string(),
+            "  0: try 1, else 7\n  1: row a\n  2: row b\n  3: try 6, else 4\n  4: row b\n  \
+             5: jump 3\n  6: jump 8\n  7: row c\n  8: match\n"
+        );
+        Ok(())
+    }
+}
