@@ -22,7 +22,7 @@ pub struct Binding {
 /// The rows a search runs over, numbered from 0 in partition order.
 pub trait Rows {
     /// How many rows there are now.
-    fn len(&self) -> usize;
+    fn available(&self) -> usize;
     /// Whether no more rows will come.
     fn complete(&self) -> bool;
     /// Whether row 0 is the partition's first row (for `^`).
@@ -63,7 +63,7 @@ impl Program {
     /// milliseconds of event time.
     pub fn find(&self, rows: &mut impl Rows, start: usize, within: Option<i64>) -> Found {
         let context_free = rows.context_free();
-        let start_time = within.map(|_| rows.time(start.min(rows.len().saturating_sub(1))));
+        let start_time = within.map(|_| rows.time(start.min(rows.available().saturating_sub(1))));
         // Whether rows still to come could extend a match from `start`.
         let open_ended = |rows: &dyn RowsInfo| {
             !rows.complete()
@@ -85,7 +85,7 @@ impl Program {
                 Inst::Row(variable) => {
                     if context_free && dead.contains(&(pc, row)) {
                         false
-                    } else if row >= rows.len() {
+                    } else if row >= rows.available() {
                         if open_ended(rows) {
                             need_more = true;
                         } else if within.is_some() && !rows.complete() && !path.is_empty() {
@@ -155,7 +155,7 @@ impl Program {
                     at_start
                 }
                 Inst::End => {
-                    if row < rows.len() {
+                    if row < rows.available() {
                         false
                     } else if rows.complete() {
                         pc += 1;
@@ -230,7 +230,7 @@ mod tests {
     }
 
     impl Rows for Letters {
-        fn len(&self) -> usize {
+        fn available(&self) -> usize {
             self.letters.len()
         }
         fn complete(&self) -> bool {
