@@ -10,11 +10,13 @@
 //! [`Found::NeedMore`] rather than guessing, which is what makes matching over a stream exact.
 
 mod error;
+mod operator;
 mod pattern;
 mod program;
 mod search;
 
 pub use error::CepError;
+pub use operator::{Condition, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Skip};
 pub use pattern::{Pattern, parse_pattern};
 pub use program::Program;
 pub use search::{Binding, Found, Rows};

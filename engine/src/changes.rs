@@ -26,6 +26,9 @@ pub enum RowKind {
     /// `expired`: a row of an outer join's side that found no match before it expired,
     /// padded with NULLs for the other side.
     Expired = 5,
+    /// `timeout`: a partial pattern match that its `WITHIN` bound cut off, with the
+    /// measures computable from the rows it had matched.
+    Timeout = 6,
 }
 
 impl RowKind {
@@ -38,6 +41,7 @@ impl RowKind {
             RowKind::Delete => "-D",
             RowKind::Late => "late",
             RowKind::Expired => "expired",
+            RowKind::Timeout => "timeout",
         }
     }
 
@@ -50,6 +54,7 @@ impl RowKind {
             3 => Some(RowKind::Delete),
             4 => Some(RowKind::Late),
             5 => Some(RowKind::Expired),
+            6 => Some(RowKind::Timeout),
             _ => None,
         }
     }

@@ -1,8 +1,8 @@
 //! The current contents of a changelog stream (a materialized view): every row present,
 //! kept up to date as changes are appended.
 //!
-//! Inserts and update-afters add a row, update-befores and deletes remove one occurrence of
-//! an equal row (a removal of a row that is not present changes nothing). Rows are kept in
+//! Inserts, update-afters, and the expired rows of outer joins and timed-out matches add a
+//! row; update-befores and deletes remove one occurrence of an equal row (a removal of a row that is not present changes nothing). Rows are kept in
 //! the order of their encoded values, so a snapshot lists them in a stable order.
 
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ impl Snapshot {
         let rows = self.rows.convert_columns(changes.rows.columns())?;
         for (index, row) in rows.iter().enumerate() {
             match changes.kind(index) {
-                RowKind::Insert | RowKind::UpdateAfter => {
+                RowKind::Insert | RowKind::UpdateAfter | RowKind::Expired | RowKind::Timeout => {
                     *self.present.entry(row.owned()).or_default() += 1;
                 }
                 RowKind::UpdateBefore | RowKind::Delete => {
@@ -51,7 +51,7 @@ impl Snapshot {
                         }
                     }
                 }
-                RowKind::Late | RowKind::Expired => {}
+                RowKind::Late => {}
             }
         }
         Ok(())

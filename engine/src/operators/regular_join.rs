@@ -220,7 +220,7 @@ impl Operator for RegularJoin {
         let mut emitted: Vec<Emitted> = Vec::new();
         let mut next = 0;
         for row in 0..batch.num_rows() {
-            let adds = matches!(changes.kind(row), RowKind::Insert | RowKind::UpdateAfter);
+            let adds = !matches!(changes.kind(row), RowKind::UpdateBefore | RowKind::Delete);
             let owned = rows.row(row).owned();
             let key: Box<[u8]> = keys.rows.row(row).data().into();
             // The matching rows of the other side, by position.

@@ -139,7 +139,7 @@ impl Operator for UpdatingAggregate {
                 }
             };
             match changes.kind(row) {
-                RowKind::Insert | RowKind::UpdateAfter | RowKind::Expired => {
+                RowKind::Insert | RowKind::UpdateAfter | RowKind::Expired | RowKind::Timeout => {
                     entry.added.push(row as u32)
                 }
                 RowKind::UpdateBefore | RowKind::Delete => entry.removed.push(row as u32),

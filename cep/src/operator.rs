@@ -1,0 +1,729 @@
+//! `MatchRecognize`: the streaming operator of `MATCH_RECOGNIZE ... ONE ROW PER MATCH`.
+//!
+//! State: rows not yet passed by the watermark; per partition, the rows passed by it in
+//! event-time order (ties in arrival order) from a few rows before the next search start
+//! (as far back as `PREV` reaches), which of them satisfy each variable's condition, and the
+//! number of matches so far. Emits: when the watermark passes rows, they join their
+//! partitions in order and each partition searches for matches from its next start: a
+//! match is emitted (`+I`, the partition columns and the measures) as soon as no row still
+//! to come can change it, then the search resumes where `AFTER MATCH SKIP` says; where no
+//! match can start, the search moves one row on. With `WITHIN`, rows more than the bound
+//! after a match's first row cannot join it, and with `EMIT TIMEOUTS` the preferred partial
+//! match the bound cut off is emitted with op `timeout` and the measures of its rows.
+//! Watermark: what lets rows into their partitions, and what proves that no row will come to
+//! extend a partial match beyond `WITHIN`. Late rows (behind the watermark when they come)
+//! go to the late output. End of input: every partition's rows are complete, so every
+//! search is decided; nothing stays.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, UInt32Array, UInt64Array, new_null_array,
+};
+use datafusion::arrow::compute::{
+    SortColumn, cast, concat, concat_batches, lexsort_to_indices, take, take_record_batch,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use sluice_engine::aggregate::{AggregateCall, CallInput};
+use sluice_engine::changes::batch_of;
+use sluice_engine::operator::{Operator, OperatorMetrics};
+use sluice_engine::time::{Millis, WATERMARK_MIN};
+use sluice_engine::{Changes, EngineError, Result, RowKind};
+
+use crate::{Binding, Found, Program, Rows};
+
+/// Where the search resumes after a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    PastLastRow,
+    ToNextRow,
+    /// To the first row bound to the variable (the next row if there is none).
+    ToFirst(usize),
+    /// To the last row bound to the variable (the next row if there is none).
+    ToLast(usize),
+}
+
+/// A variable's `DEFINE` condition over a row, its columns followed by `shifts`: each an
+/// expression over the rows, read `offset` rows away (`PREV` negative, `NEXT` positive).
+pub struct Condition {
+    pub predicate: Arc<dyn PhysicalExpr>,
+    pub shifts: Vec<(Arc<dyn PhysicalExpr>, i64)>,
+}
+
+/// What a measure reads from a match.
+pub enum Navigate {
+    /// The `offset`-th row bound to the variable, from the first.
+    First,
+    /// The `offset`-th row bound to the variable, from the last (`A.x` is `LAST(A.x)`).
+    Last,
+    /// `offset` rows before the last row bound to the variable.
+    Prev,
+    /// `offset` rows after the last row bound to the variable (NULL past the rows there are).
+    Next,
+    /// An aggregate over the rows bound to the variable.
+    Aggregate(AggregateCall),
+    /// `CLASSIFIER()`: the variable of the match's last row.
+    Classifier,
+    /// `MATCH_NUMBER()`: 1 for the partition's first match, and so on.
+    MatchNumber,
+}
+
+/// One value a measure reads: `navigate` over the rows bound to `variable` (every row of the
+/// match when `None`), reading `argument`.
+pub struct Navigation {
+    pub navigate: Navigate,
+    pub variable: Option<usize>,
+    pub argument: Option<Arc<dyn PhysicalExpr>>,
+    pub offset: usize,
+}
+
+pub struct MatchRecognizeConfig {
+    pub program: Program,
+    pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    /// The input's event-time column (the first `ORDER BY` key).
+    pub time_column: usize,
+    /// Further `ORDER BY` keys, breaking ties of time: expression and whether descending.
+    pub tie_breakers: Vec<(Arc<dyn PhysicalExpr>, bool)>,
+    /// Per program variable, its condition (`None`: any row).
+    pub conditions: Vec<Option<Condition>>,
+    pub navigations: Vec<Navigation>,
+    /// The schema of the navigation values, one column per navigation.
+    pub navigation_schema: SchemaRef,
+    /// Over the navigation values: one per measure.
+    pub measures: Vec<Arc<dyn PhysicalExpr>>,
+    pub skip: Skip,
+    pub within: Option<Millis>,
+    pub emit_timeouts: bool,
+    /// The partition columns, then the measures.
+    pub schema: SchemaRef,
+}
+
+struct Partition {
+    /// The partition columns' values (one row).
+    key: RecordBatch,
+    /// Rows from `base` on, in order.
+    rows: RecordBatch,
+    times: Vec<Millis>,
+    /// Per row from `base`, a bit per variable whose condition it satisfies (for the rows
+    /// classified so far).
+    classes: Vec<u64>,
+    /// The absolute number of the first row kept.
+    base: usize,
+    next_start: usize,
+    matches: u64,
+}
+
+impl Partition {
+    fn available(&self) -> usize {
+        self.base + self.rows.num_rows()
+    }
+}
+
+/// A match or timeout to emit.
+struct Emitted {
+    partition: usize,
+    kind: RowKind,
+    path: Vec<Binding>,
+    number: u64,
+}
+
+pub struct MatchRecognize {
+    config: MatchRecognizeConfig,
+    input_schema: SchemaRef,
+    keys: RowConverter,
+    partitions: Vec<Partition>,
+    by_key: BTreeMap<OwnedRow, usize>,
+    /// Rows the watermark has not passed yet, and their arrival numbers.
+    pending: RecordBatch,
+    pending_arrivals: Vec<u64>,
+    arrivals: u64,
+    watermark: Millis,
+    complete: bool,
+    /// How many rows before a search start a condition or measure may read.
+    lookback: usize,
+    /// How many rows after a row its conditions read.
+    lookahead: usize,
+    late: Vec<Changes>,
+}
+
+impl MatchRecognize {
+    pub fn new(config: MatchRecognizeConfig, input_schema: SchemaRef) -> Result<Self> {
+        if config.program.variables().len() > 64 {
+            return Err(EngineError::Input(
+                "a pattern may name at most 64 variables".into(),
+            ));
+        }
+        let key_types = config
+            .partition_by
+            .iter()
+            .map(|e| e.data_type(&input_schema).map(SortField::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let shifts = config.conditions.iter().flatten().flat_map(|c| &c.shifts);
+        let lookahead = shifts
+            .clone()
+            .map(|(_, o)| (*o).max(0) as usize)
+            .max()
+            .unwrap_or(0);
+        let condition_back = shifts
+            .map(|(_, o)| (-*o).max(0) as usize)
+            .max()
+            .unwrap_or(0);
+        let measure_back = config
+            .navigations
+            .iter()
+            .filter(|n| matches!(n.navigate, Navigate::Prev))
+            .map(|n| n.offset)
+            .max()
+            .unwrap_or(0);
+        Ok(MatchRecognize {
+            keys: RowConverter::new(key_types)?,
+            lookback: condition_back.max(measure_back),
+            lookahead,
+            config,
+            partitions: Vec::new(),
+            by_key: BTreeMap::new(),
+            pending: RecordBatch::new_empty(Arc::clone(&input_schema)),
+            pending_arrivals: Vec::new(),
+            arrivals: 0,
+            watermark: WATERMARK_MIN,
+            complete: false,
+            late: Vec::new(),
+            input_schema,
+        })
+    }
+
+    fn times(&self, batch: &RecordBatch) -> Result<Vec<Option<Millis>>> {
+        let times = cast(
+            batch.column(self.config.time_column),
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        Ok(times
+            .as_primitive::<TimestampMillisecondType>()
+            .iter()
+            .collect())
+    }
+
+    /// Moves the pending rows before the watermark (all at the end) into their partitions,
+    /// in order.
+    fn admit(&mut self) -> Result<Vec<usize>> {
+        if self.pending.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let all = std::mem::replace(
+            &mut self.pending,
+            RecordBatch::new_empty(self.input_schema.clone()),
+        );
+        let arrivals = std::mem::take(&mut self.pending_arrivals);
+        let times = self.times(&all)?;
+        let ready: Vec<bool> = times
+            .iter()
+            .map(|t| self.complete || t.is_some_and(|t| t < self.watermark))
+            .collect();
+        let keep: Vec<u32> = (0..all.num_rows() as u32)
+            .filter(|r| !ready[*r as usize])
+            .collect();
+        self.pending_arrivals = keep.iter().map(|r| arrivals[*r as usize]).collect();
+        self.pending = take_record_batch(&all, &UInt32Array::from(keep))?;
+        let ready_rows: Vec<u32> = (0..all.num_rows() as u32)
+            .filter(|r| ready[*r as usize])
+            .collect();
+        if ready_rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = take_record_batch(&all, &UInt32Array::from(ready_rows.clone()))?;
+        let rows = batch.num_rows();
+        let key_columns = self
+            .config
+            .partition_by
+            .iter()
+            .map(|e| e.evaluate(&batch)?.into_array(rows))
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let keys = self.keys.convert_columns(&key_columns)?;
+        // Order: partition, time, tie breakers, arrival.
+        let partition_ids: Vec<u64> = (0..rows)
+            .map(|row| self.partition_of(keys.row(row).owned(), &key_columns, row))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .map(|p| p as u64)
+            .collect();
+        let time_column = cast(
+            batch.column(self.config.time_column),
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        let mut sort = vec![
+            SortColumn {
+                values: Arc::new(UInt64Array::from(partition_ids.clone())),
+                options: None,
+            },
+            SortColumn {
+                values: time_column,
+                options: None,
+            },
+        ];
+        for (expression, descending) in &self.config.tie_breakers {
+            sort.push(SortColumn {
+                values: expression.evaluate(&batch)?.into_array(rows)?,
+                options: Some(datafusion::arrow::compute::SortOptions {
+                    descending: *descending,
+                    nulls_first: !*descending,
+                }),
+            });
+        }
+        let arrival_column: Vec<u64> = ready_rows.iter().map(|r| arrivals[*r as usize]).collect();
+        sort.push(SortColumn {
+            values: Arc::new(UInt64Array::from(arrival_column)),
+            options: None,
+        });
+        let order = lexsort_to_indices(&sort, None)?;
+        let sorted = take_record_batch(&batch, &order)?;
+        let sorted_partitions: Vec<u64> = order
+            .values()
+            .iter()
+            .map(|i| partition_ids[*i as usize])
+            .collect();
+        let sorted_times = self.times(&sorted)?;
+        let mut touched = Vec::new();
+        let mut start = 0;
+        while start < rows {
+            let partition = sorted_partitions[start] as usize;
+            let end = (start..rows)
+                .find(|r| sorted_partitions[*r] as usize != partition)
+                .unwrap_or(rows);
+            let slice = sorted.slice(start, end - start);
+            let state = &mut self.partitions[partition];
+            state.rows = concat_batches(&self.input_schema, [&state.rows, &slice])?;
+            state.times.extend(
+                sorted_times[start..end]
+                    .iter()
+                    .map(|t| t.unwrap_or(WATERMARK_MIN)),
+            );
+            touched.push(partition);
+            start = end;
+        }
+        Ok(touched)
+    }
+
+    fn partition_of(&mut self, key: OwnedRow, columns: &[ArrayRef], row: usize) -> Result<usize> {
+        if let Some(index) = self.by_key.get(&key) {
+            return Ok(*index);
+        }
+        let key_values = columns
+            .iter()
+            .map(|column| Ok(column.slice(row, 1)))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let key_schema = Arc::new(Schema::new(
+            key_values
+                .iter()
+                .enumerate()
+                .map(|(i, a)| Field::new(format!("k{i}"), a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let options = RecordBatchOptions::new().with_row_count(Some(1));
+        let key_batch = RecordBatch::try_new_with_options(key_schema, key_values, &options)?;
+        self.partitions.push(Partition {
+            key: key_batch,
+            rows: RecordBatch::new_empty(self.input_schema.clone()),
+            times: Vec::new(),
+            classes: Vec::new(),
+            base: 0,
+            next_start: 0,
+            matches: 0,
+        });
+        let index = self.partitions.len() - 1;
+        self.by_key.insert(key, index);
+        Ok(index)
+    }
+
+    /// Evaluates the conditions for the partition's rows that can be classified now.
+    fn classify(&mut self, partition: usize) -> Result<()> {
+        let complete = self.complete;
+        let state = &mut self.partitions[partition];
+        let len = state.rows.num_rows();
+        let done = state.classes.len();
+        let limit = if complete {
+            len
+        } else {
+            len.saturating_sub(self.lookahead)
+        };
+        if limit <= done {
+            return Ok(());
+        }
+        let mut classes = vec![0u64; limit - done];
+        for (variable, condition) in self.config.conditions.iter().enumerate() {
+            let Some(condition) = condition else {
+                classes.iter_mut().for_each(|c| *c |= 1 << variable);
+                continue;
+            };
+            let rows = state.rows.slice(done, limit - done);
+            let mut columns = rows.columns().to_vec();
+            for (expression, offset) in &condition.shifts {
+                let values = expression.evaluate(&state.rows)?.into_array(len)?;
+                columns.push(shifted(&values, done, limit, *offset)?);
+            }
+            let fields: Vec<Field> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+                .collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(limit - done));
+            let extended = RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                columns,
+                &options,
+            )?;
+            let holds = condition
+                .predicate
+                .evaluate(&extended)?
+                .into_array(limit - done)?;
+            let Some(holds) = holds.as_boolean_opt() else {
+                return Err(EngineError::Input(
+                    "a DEFINE condition is not a boolean".into(),
+                ));
+            };
+            for (row, class) in classes.iter_mut().enumerate() {
+                if holds.is_valid(row) && holds.value(row) {
+                    *class |= 1 << variable;
+                }
+            }
+        }
+        state.classes.extend(classes);
+        Ok(())
+    }
+
+    /// Searches the partition from its next start until a search needs more rows.
+    fn search(&mut self, partition: usize, emitted: &mut Vec<Emitted>) {
+        let program = &self.config.program;
+        let state = &mut self.partitions[partition];
+        loop {
+            if state.next_start >= state.available() {
+                return;
+            }
+            let mut view = PartitionRows {
+                partition: state,
+                complete: self.complete,
+                future: self.watermark,
+            };
+            let found = program.find(&mut view, state.next_start, self.config.within);
+            match found {
+                Found::Match(path) => {
+                    state.matches += 1;
+                    let start = state.next_start;
+                    let last = path.last().map(|b| b.row);
+                    state.next_start = match (self.config.skip, last) {
+                        (_, None) => start + 1,
+                        (Skip::PastLastRow, Some(last)) => last + 1,
+                        (Skip::ToNextRow, _) => start + 1,
+                        (Skip::ToFirst(v), _) => path
+                            .iter()
+                            .find(|b| b.variable == v)
+                            .map_or(start + 1, |b| b.row)
+                            .max(start + 1),
+                        (Skip::ToLast(v), _) => path
+                            .iter()
+                            .rev()
+                            .find(|b| b.variable == v)
+                            .map_or(start + 1, |b| b.row)
+                            .max(start + 1),
+                    };
+                    emitted.push(Emitted {
+                        partition,
+                        kind: RowKind::Insert,
+                        path,
+                        number: state.matches,
+                    });
+                }
+                Found::NoMatch { timed_out } => {
+                    if let (true, Some(path)) = (self.config.emit_timeouts, timed_out) {
+                        emitted.push(Emitted {
+                            partition,
+                            kind: RowKind::Timeout,
+                            path,
+                            number: 0,
+                        });
+                    }
+                    state.next_start += 1;
+                }
+                Found::NeedMore => return,
+            }
+        }
+    }
+
+    /// Drops the partition's rows that no search or measure can read any more.
+    fn trim(&mut self, partition: usize) -> Result<()> {
+        let state = &mut self.partitions[partition];
+        let keep_from = state
+            .next_start
+            .saturating_sub(self.lookback)
+            .max(state.base);
+        let drop = (keep_from - state.base).min(state.classes.len());
+        if drop == 0 {
+            return Ok(());
+        }
+        state.rows = state.rows.slice(drop, state.rows.num_rows() - drop);
+        state.times.drain(..drop);
+        state.classes.drain(..drop);
+        state.base += drop;
+        Ok(())
+    }
+
+    /// The output rows of `emitted`.
+    fn output(&self, emitted: &[Emitted]) -> Result<Changes> {
+        let mut navigation_columns = Vec::with_capacity(self.config.navigations.len());
+        for (index, navigation) in self.config.navigations.iter().enumerate() {
+            let data_type = self.config.navigation_schema.field(index).data_type();
+            navigation_columns.push(self.navigate(navigation, emitted, data_type)?);
+        }
+        let count = emitted.len();
+        let options = RecordBatchOptions::new().with_row_count(Some(count));
+        let navigations = RecordBatch::try_new_with_options(
+            self.config.navigation_schema.clone(),
+            navigation_columns,
+            &options,
+        )?;
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let key_count = self.config.partition_by.len();
+        for key in 0..key_count {
+            let parts: Vec<ArrayRef> = emitted
+                .iter()
+                .map(|e| self.partitions[e.partition].key.column(key).clone())
+                .collect();
+            let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            columns.push(concat(&refs)?);
+        }
+        for measure in &self.config.measures {
+            columns.push(measure.evaluate(&navigations)?.into_array(count)?);
+        }
+        let rows = batch_of(&self.config.schema, &columns, count)?;
+        let kinds = emitted.iter().map(|e| e.kind as u8);
+        let kinds = datafusion::arrow::array::UInt8Array::from_iter_values(kinds);
+        Ok(if emitted.iter().all(|e| e.kind == RowKind::Insert) {
+            Changes::inserts(rows)
+        } else {
+            Changes {
+                rows,
+                kinds: Some(kinds),
+            }
+        })
+    }
+
+    /// One navigation's value for every emitted match.
+    fn navigate(
+        &self,
+        navigation: &Navigation,
+        emitted: &[Emitted],
+        data_type: &DataType,
+    ) -> Result<ArrayRef> {
+        let mut values = Vec::with_capacity(emitted.len());
+        // Arguments evaluated once per partition.
+        let mut arguments: BTreeMap<usize, ArrayRef> = BTreeMap::new();
+        let mut inputs: BTreeMap<usize, CallInput> = BTreeMap::new();
+        for e in emitted {
+            let state = &self.partitions[e.partition];
+            let bound: Vec<usize> = e
+                .path
+                .iter()
+                .filter(|b| navigation.variable.is_none_or(|v| b.variable == v))
+                .map(|b| b.row)
+                .collect();
+            let value = match &navigation.navigate {
+                Navigate::MatchNumber => ScalarValue::UInt64(Some(e.number)),
+                Navigate::Classifier => {
+                    let name = e
+                        .path
+                        .last()
+                        .map(|b| self.config.program.variables()[b.variable].clone());
+                    ScalarValue::Utf8(name)
+                }
+                Navigate::Aggregate(call) => {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        inputs.entry(e.partition)
+                    {
+                        slot.insert(call.input(&state.rows)?);
+                    }
+                    let input = &inputs[&e.partition];
+                    let indices = UInt32Array::from_iter_values(
+                        bound.iter().map(|r| (r - state.base) as u32),
+                    );
+                    let mut accumulator = call.accumulator(false)?;
+                    accumulator.update_batch(&input.filtered(&indices)?)?;
+                    accumulator.evaluate()?
+                }
+                Navigate::First | Navigate::Last | Navigate::Prev | Navigate::Next => {
+                    let row = match navigation.navigate {
+                        Navigate::First => bound.get(navigation.offset).copied(),
+                        Navigate::Last => bound
+                            .len()
+                            .checked_sub(navigation.offset + 1)
+                            .map(|i| bound[i]),
+                        Navigate::Prev => {
+                            bound.last().and_then(|r| r.checked_sub(navigation.offset))
+                        }
+                        _ => bound.last().map(|r| r + navigation.offset),
+                    };
+                    let row = row.filter(|r| *r >= state.base && *r < state.available());
+                    match (row, &navigation.argument) {
+                        (Some(row), Some(argument)) => {
+                            if let std::collections::btree_map::Entry::Vacant(slot) =
+                                arguments.entry(e.partition)
+                            {
+                                slot.insert(
+                                    argument
+                                        .evaluate(&state.rows)?
+                                        .into_array(state.rows.num_rows())?,
+                                );
+                            }
+                            ScalarValue::try_from_array(&arguments[&e.partition], row - state.base)?
+                        }
+                        _ => ScalarValue::try_from(data_type)?,
+                    }
+                }
+            };
+            values.push(value.cast_to(data_type)?);
+        }
+        if values.is_empty() {
+            return Ok(new_null_array(data_type, 0));
+        }
+        Ok(ScalarValue::iter_to_array(values)?)
+    }
+
+    fn run(&mut self, out: &mut Vec<Changes>) -> Result<()> {
+        let touched = self.admit()?;
+        let mut emitted = Vec::new();
+        let partitions: Vec<usize> = if self.config.within.is_some() || self.complete {
+            (0..self.partitions.len()).collect()
+        } else {
+            touched
+        };
+        for partition in partitions {
+            self.classify(partition)?;
+            self.search(partition, &mut emitted);
+        }
+        if !emitted.is_empty() {
+            out.push(self.output(&emitted)?);
+        }
+        for partition in 0..self.partitions.len() {
+            self.trim(partition)?;
+        }
+        Ok(())
+    }
+}
+
+/// `values[start..end]` read `offset` rows away (NULL outside `values`).
+fn shifted(values: &ArrayRef, start: usize, end: usize, offset: i64) -> Result<ArrayRef> {
+    let indices: Vec<Option<u32>> = (start..end)
+        .map(|row| {
+            let at = row as i64 + offset;
+            (at >= 0 && (at as usize) < values.len()).then_some(at as u32)
+        })
+        .collect();
+    Ok(take(values.as_ref(), &UInt32Array::from(indices), None)?)
+}
+
+/// A partition seen by the search.
+struct PartitionRows<'a> {
+    partition: &'a Partition,
+    complete: bool,
+    future: Millis,
+}
+
+impl Rows for PartitionRows<'_> {
+    fn available(&self) -> usize {
+        self.partition.available()
+    }
+
+    fn complete(&self) -> bool {
+        self.complete
+    }
+
+    fn starts_partition(&self) -> bool {
+        true
+    }
+
+    fn holds(&mut self, variable: usize, row: usize, _path: &[Binding]) -> Option<bool> {
+        let class = self.partition.classes.get(row - self.partition.base)?;
+        Some(class & (1 << variable) != 0)
+    }
+
+    fn context_free(&self) -> bool {
+        true
+    }
+
+    fn time(&self, row: usize) -> i64 {
+        self.partition
+            .times
+            .get(row.saturating_sub(self.partition.base))
+            .copied()
+            .unwrap_or(WATERMARK_MIN)
+    }
+
+    fn future_time(&self) -> i64 {
+        self.future
+    }
+}
+
+impl Operator for MatchRecognize {
+    fn name(&self) -> &str {
+        "match_recognize"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.config.schema.clone()
+    }
+
+    fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+        let batch = changes.rows;
+        let times = self.times(&batch)?;
+        let late: Vec<bool> = times
+            .iter()
+            .map(|t| t.is_none_or(|t| t < self.watermark))
+            .collect();
+        let on_time: Vec<u32> = (0..batch.num_rows() as u32)
+            .filter(|r| !late[*r as usize])
+            .collect();
+        self.late
+            .extend(Changes::inserts(batch.clone()).late_rows(&late)?);
+        if !on_time.is_empty() {
+            let rows = take_record_batch(&batch, &UInt32Array::from(on_time))?;
+            let count = rows.num_rows() as u64;
+            self.pending = concat_batches(&self.input_schema, [&self.pending, &rows])?;
+            self.pending_arrivals
+                .extend(self.arrivals..self.arrivals + count);
+            self.arrivals += count;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
+        self.watermark = watermark;
+        self.run(out)
+    }
+
+    fn on_end_of_input(&mut self, out: &mut Vec<Changes>) -> Result<()> {
+        self.complete = true;
+        self.run(out)
+    }
+
+    fn take_late(&mut self) -> Vec<Changes> {
+        std::mem::take(&mut self.late)
+    }
+
+    fn metrics(&self) -> OperatorMetrics {
+        let buffered: usize = self
+            .partitions
+            .iter()
+            .map(|p| p.rows.get_array_memory_size())
+            .sum::<usize>()
+            + self.pending.get_array_memory_size();
+        OperatorMetrics {
+            state_bytes: buffered,
+            open_windows: self.partitions.len(),
+        }
+    }
+}
