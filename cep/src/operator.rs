@@ -75,11 +75,11 @@ pub enum Navigate {
     MatchNumber,
 }
 
-/// One value a measure reads: `navigate` over the rows bound to `variable` (every row of the
-/// match when `None`), reading `argument`.
+/// One value a measure reads: `navigate` over the rows bound to `variables` (every row of
+/// the match when `None`; several for a `SUBSET`), reading `argument`.
 pub struct Navigation {
     pub navigate: Navigate,
-    pub variable: Option<usize>,
+    pub variables: Option<Vec<usize>>,
     pub argument: Option<Arc<dyn PhysicalExpr>>,
     pub offset: usize,
 }
@@ -529,7 +529,12 @@ impl MatchRecognize {
             let bound: Vec<usize> = e
                 .path
                 .iter()
-                .filter(|b| navigation.variable.is_none_or(|v| b.variable == v))
+                .filter(|b| {
+                    navigation
+                        .variables
+                        .as_ref()
+                        .is_none_or(|set| set.contains(&b.variable))
+                })
                 .map(|b| b.row)
                 .collect();
             let value = match &navigation.navigate {

@@ -66,6 +66,9 @@ impl ContextProvider for PlanningContext<'_> {
             let source = self.get_table_source(TableReference::bare(table))?;
             crate::window_tvf::scan(table, source)
         };
+        if name == crate::match_recognize::MATCH_RECOGNIZE_FUNCTION {
+            return crate::match_recognize::plan::match_recognize_source(&args, self, input);
+        }
         crate::window_tvf::window_tvf_source(name, &args, input)
             .unwrap_or_else(|| Err(plan_datafusion_err!("unknown table function '{name}'")))
     }

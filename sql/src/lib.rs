@@ -15,6 +15,7 @@ pub mod group_window;
 pub mod hints;
 pub mod interval_join;
 pub mod lower;
+pub mod match_recognize;
 pub mod over;
 pub mod script;
 pub mod session;

@@ -31,6 +31,7 @@ use sluice_engine::window::Windows;
 use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator, StreamDef};
 
 use crate::hints::QueryHints;
+use crate::match_recognize::plan::MatchRecognizeNode;
 use crate::over::over_plan;
 use crate::settings::Settings;
 use crate::top_n::{is_top_n, rank_limit, top_n_plan};
@@ -38,6 +39,7 @@ use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
 
 mod join;
+mod match_recognize;
 
 /// A lowered plan node: where its rows come out, its event-time column, the columns holding
 /// the `window_start` and `window_end` of a window table function if they survive, and the
@@ -229,6 +231,9 @@ impl<'a> Lowering<'a> {
                 })
             }
             LogicalPlan::Extension(extension) => {
+                if let Some(node) = extension.node.as_any().downcast_ref::<MatchRecognizeNode>() {
+                    return self.lower_match_recognize(node);
+                }
                 let Some(node) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
                     return Err(unsupported(plan));
                 };

@@ -95,6 +95,8 @@ pub enum Show {
 
 /// Splits `sql` into statements separated by `;`.
 pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let rewritten = crate::match_recognize::rewrite_match_recognize(sql)?;
+    let sql = rewritten.as_ref();
     let dialect = SluiceDialect;
     let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
     let mut statements = Vec::new();
@@ -371,7 +373,7 @@ pub fn object_name(name: &ObjectName) -> Result<String, ParserError> {
 }
 
 /// Byte offset in `sql` of a 1-based line and column (counted in characters).
-fn offset_of(sql: &str, location: Location) -> usize {
+pub(crate) fn offset_of(sql: &str, location: Location) -> usize {
     if location.line == 0 {
         return sql.len();
     }

@@ -1,0 +1,316 @@
+//! `MATCH_RECOGNIZE`: row pattern recognition over a stream.
+//!
+//! ```sql
+//! SELECT * FROM ticker MATCH_RECOGNIZE (
+//!   PARTITION BY symbol ORDER BY rowtime
+//!   MEASURES FIRST(A.rowtime) AS start_t, LAST(B.price) AS bottom, COUNT(B.*) AS falls
+//!   ONE ROW PER MATCH
+//!   AFTER MATCH SKIP PAST LAST ROW
+//!   PATTERN (A B+ C) WITHIN INTERVAL '1' HOUR EMIT TIMEOUTS
+//!   DEFINE B AS B.price < PREV(B.price), C AS C.price > PREV(C.price)
+//! ) AS m
+//! ```
+//!
+//! `sqlparser` and DataFusion know only part of this clause, so [`rewrite_match_recognize`]
+//! takes `name MATCH_RECOGNIZE (...)` out of the statement text before parsing and puts the
+//! table function call `__match_recognize('name', '...clause...')` in its place (the text
+//! keeps its lines, so positions after it stay right). [`MatchClause::parse`] reads the
+//! clause with the same parser's token API; [`plan`] answers the table function call with
+//! a plan node that [`crate::lower`] turns into the `MatchRecognize` operator of
+//! `sluice-cep`.
+//!
+//! `WITHIN ... EMIT TIMEOUTS` is sluice's: the partial matches that the bound cuts off are
+//! emitted with op `timeout`.
+
+pub mod plan;
+
+use std::borrow::Cow;
+
+use datafusion::sql::sqlparser::ast::{self, DateTimeField, OrderByExpr};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use sluice_cep::{Pattern, parse_pattern};
+use sluice_engine::time::{Millis, parse_duration};
+
+use crate::dialect::SluiceDialect;
+use crate::statement::{identifier, offset_of};
+use crate::{Result, SqlError};
+
+/// The table function a `MATCH_RECOGNIZE` clause becomes.
+pub const MATCH_RECOGNIZE_FUNCTION: &str = "__match_recognize";
+
+/// Replaces each `name MATCH_RECOGNIZE (...)` of `sql` by the table function call
+/// `__match_recognize('name', '...')`.
+pub fn rewrite_match_recognize(sql: &str) -> Result<Cow<'_, str>> {
+    if !sql.to_ascii_uppercase().contains("MATCH_RECOGNIZE") {
+        return Ok(Cow::Borrowed(sql));
+    }
+    let tokens = Tokenizer::new(&SluiceDialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::Syntax(e.to_string()))?;
+    // Indices of the tokens that are not whitespace.
+    let solid: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i].token, Token::Whitespace(_)))
+        .collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for (position, &index) in solid.iter().enumerate() {
+        let is_clause = matches!(&tokens[index].token,
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("MATCH_RECOGNIZE"));
+        if !is_clause {
+            continue;
+        }
+        let table = position
+            .checked_sub(1)
+            .map(|p| &tokens[solid[p]])
+            .and_then(|t| match &t.token {
+                Token::Word(w) => Some((identifier(&w.to_ident(t.span)), t)),
+                _ => None,
+            });
+        let Some((table, table_token)) = table else {
+            return Err(SqlError::Unsupported(
+                "MATCH_RECOGNIZE over anything but a named stream or view".into(),
+            ));
+        };
+        let open = solid.get(position + 1).map(|i| &tokens[*i]);
+        if open.map(|t| &t.token) != Some(&Token::LParen) {
+            return Err(SqlError::Syntax(
+                "expected '(' after MATCH_RECOGNIZE".into(),
+            ));
+        }
+        let mut depth = 0;
+        let mut close = None;
+        for &later in &solid[position + 1..] {
+            match tokens[later].token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(later);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            return Err(SqlError::Syntax("MATCH_RECOGNIZE ( is never closed".into()));
+        };
+        let start = offset_of(sql, table_token.span.start);
+        let clause_start = open.map_or(start, |t| offset_of(sql, t.span.end));
+        let clause_end = offset_of(sql, tokens[close].span.start);
+        let end = offset_of(sql, tokens[close].span.end);
+        out.push_str(&sql[copied..start]);
+        out.push_str(&format!(
+            "{MATCH_RECOGNIZE_FUNCTION}('{}', '{}')",
+            table.replace('\'', "''"),
+            sql[clause_start..clause_end].replace('\'', "''")
+        ));
+        copied = end;
+    }
+    out.push_str(&sql[copied..]);
+    Ok(Cow::Owned(out))
+}
+
+/// Where the search resumes after a match, by variable name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipTo {
+    PastLastRow,
+    NextRow,
+    First(String),
+    Last(String),
+}
+
+/// A `MATCH_RECOGNIZE` clause as written.
+#[derive(Debug, Clone)]
+pub struct MatchClause {
+    pub partition_by: Vec<ast::Expr>,
+    pub order_by: Vec<OrderByExpr>,
+    /// `expression AS name`.
+    pub measures: Vec<(ast::Expr, String)>,
+    pub skip: SkipTo,
+    pub pattern: Pattern,
+    pub within: Option<Millis>,
+    pub emit_timeouts: bool,
+    /// `SUBSET name = (a, b, ...)`.
+    pub subsets: Vec<(String, Vec<String>)>,
+    /// `DEFINE name AS condition`.
+    pub defines: Vec<(String, ast::Expr)>,
+}
+
+impl MatchClause {
+    /// Reads the text between `MATCH_RECOGNIZE (` and `)`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut parser = Parser::new(&SluiceDialect).try_with_sql(text)?;
+        let mut clause = MatchClause {
+            partition_by: Vec::new(),
+            order_by: Vec::new(),
+            measures: Vec::new(),
+            skip: SkipTo::PastLastRow,
+            pattern: Pattern::Empty,
+            within: None,
+            emit_timeouts: false,
+            subsets: Vec::new(),
+            defines: Vec::new(),
+        };
+        if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+            clause.partition_by = parser.parse_comma_separated(Parser::parse_expr)?;
+        }
+        if parser.parse_keywords(&[Keyword::ORDER, Keyword::BY]) {
+            clause.order_by = parser.parse_comma_separated(Parser::parse_order_by_expr)?;
+        }
+        if parser.parse_keyword(Keyword::MEASURES) {
+            clause.measures = parser.parse_comma_separated(|p| {
+                // With one row per match every measure is final, so RUNNING and FINAL agree.
+                if !word(p, "RUNNING") {
+                    let _ = p.parse_keyword(Keyword::FINAL);
+                }
+                let expr = p.parse_expr()?;
+                p.expect_keyword(Keyword::AS)?;
+                let alias = p.parse_identifier()?;
+                Ok((expr, identifier(&alias)))
+            })?;
+        }
+        if parser.parse_keywords(&[Keyword::ONE, Keyword::ROW, Keyword::PER, Keyword::MATCH]) {
+        } else if parser.parse_keywords(&[
+            Keyword::ALL,
+            Keyword::ROWS,
+            Keyword::PER,
+            Keyword::MATCH,
+        ]) {
+            return Err(SqlError::Unsupported(
+                "ALL ROWS PER MATCH (ONE ROW PER MATCH is)".into(),
+            ));
+        }
+        if parser.parse_keywords(&[Keyword::AFTER, Keyword::MATCH, Keyword::SKIP]) {
+            clause.skip = if parser.parse_keywords(&[Keyword::PAST, Keyword::LAST, Keyword::ROW]) {
+                SkipTo::PastLastRow
+            } else if parser.parse_keywords(&[Keyword::TO, Keyword::NEXT, Keyword::ROW]) {
+                SkipTo::NextRow
+            } else if parser.parse_keywords(&[Keyword::TO, Keyword::FIRST]) {
+                SkipTo::First(variable(&parser.parse_identifier()?))
+            } else if parser.parse_keyword(Keyword::TO) {
+                // `TO LAST v`, or `TO v`, which means the same.
+                let _ = parser.parse_keyword(Keyword::LAST);
+                SkipTo::Last(variable(&parser.parse_identifier()?))
+            } else {
+                return parser
+                    .expected(
+                        "PAST LAST ROW, TO NEXT ROW, TO FIRST v or TO LAST v",
+                        parser.peek_token(),
+                    )
+                    .map_err(Into::into);
+            };
+        }
+        parser.expect_keyword(Keyword::PATTERN)?;
+        let open = parser.expect_token(&Token::LParen)?;
+        let mut depth = 1;
+        let close = loop {
+            let token = parser.next_token();
+            match token.token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break token;
+                    }
+                }
+                Token::EOF => {
+                    return Err(SqlError::Syntax("PATTERN ( is never closed".into()));
+                }
+                _ => {}
+            }
+        };
+        let pattern_text = &text[offset_of(text, open.span.end)..offset_of(text, close.span.start)];
+        clause.pattern =
+            parse_pattern(pattern_text).map_err(|e| SqlError::Invalid(e.to_string()))?;
+        if parser.parse_keyword(Keyword::WITHIN) {
+            let expr = parser.parse_expr()?;
+            clause.within = Some(interval(&expr)?);
+            if word(&mut parser, "EMIT") {
+                if !word(&mut parser, "TIMEOUTS") {
+                    return parser
+                        .expected("TIMEOUTS after EMIT", parser.peek_token())
+                        .map_err(Into::into);
+                }
+                clause.emit_timeouts = true;
+            }
+        }
+        if word(&mut parser, "SUBSET") {
+            clause.subsets = parser.parse_comma_separated(|p| {
+                let name = variable(&p.parse_identifier()?);
+                p.expect_token(&Token::Eq)?;
+                p.expect_token(&Token::LParen)?;
+                let members = p.parse_comma_separated(|p| Ok(variable(&p.parse_identifier()?)))?;
+                p.expect_token(&Token::RParen)?;
+                Ok((name, members))
+            })?;
+        }
+        if parser.parse_keyword(Keyword::DEFINE) {
+            clause.defines = parser.parse_comma_separated(|p| {
+                let name = variable(&p.parse_identifier()?);
+                p.expect_keyword(Keyword::AS)?;
+                Ok((name, p.parse_expr()?))
+            })?;
+        }
+        let next = parser.peek_token();
+        if next.token != Token::EOF {
+            return parser
+                .expected("the end of MATCH_RECOGNIZE", next)
+                .map_err(Into::into);
+        }
+        Ok(clause)
+    }
+}
+
+/// Consumes the unquoted word `text` if it comes next.
+fn word(parser: &mut Parser, text: &str) -> bool {
+    let next = parser.peek_token();
+    let matches = matches!(&next.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(text));
+    if matches {
+        parser.next_token();
+    }
+    matches
+}
+
+/// A pattern variable's name as the pattern spells it (unquoted names in lower case).
+pub fn variable(ident: &ast::Ident) -> String {
+    identifier(ident)
+}
+
+/// `INTERVAL '5' MINUTE` or `INTERVAL '5 minutes'` as milliseconds.
+fn interval(expr: &ast::Expr) -> Result<Millis> {
+    let invalid = || {
+        SqlError::Invalid(format!(
+            "WITHIN {expr}: expected an INTERVAL of days or less"
+        ))
+    };
+    let ast::Expr::Interval(interval) = expr else {
+        return Err(invalid());
+    };
+    let ast::Expr::Value(value) = interval.value.as_ref() else {
+        return Err(invalid());
+    };
+    let ast::Value::SingleQuotedString(text) = &value.value else {
+        return Err(invalid());
+    };
+    let unit = match &interval.leading_field {
+        None => "",
+        Some(DateTimeField::Second | DateTimeField::Seconds) => "s",
+        Some(DateTimeField::Minute | DateTimeField::Minutes) => "min",
+        Some(DateTimeField::Hour | DateTimeField::Hours) => "h",
+        Some(DateTimeField::Day | DateTimeField::Days) => "d",
+        Some(_) => return Err(invalid()),
+    };
+    let text = text.trim().trim_end_matches('s');
+    let text = if unit.is_empty() {
+        text.replace("minute", "min")
+            .replace("hour", "h")
+            .replace("second", "s")
+            .replace("day", "d")
+    } else {
+        format!("{text} {unit}")
+    };
+    parse_duration(&text).map_err(|e| SqlError::Invalid(format!("WITHIN: {e}")))
+}

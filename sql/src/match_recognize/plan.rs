@@ -1,0 +1,638 @@
+//! Planning a `MATCH_RECOGNIZE` clause: DataFusion resolves and types its expressions, and a
+//! plan node carries them to the lowering.
+//!
+//! Each call that reads the match (`FIRST`, `LAST`, `PREV`, `NEXT`, aggregates over a
+//! variable's rows, `CLASSIFIER()`, `MATCH_NUMBER()`, and `A.col`, which is `LAST(A.col)`)
+//! becomes a column `__nav<n>` of a small schema, and each measure an expression over it; a
+//! `DEFINE` condition reads the row's columns and, for each `PREV`/`NEXT` in it, a column
+//! `__shift<n>` holding that expression read some rows away.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, plan_datafusion_err};
+use datafusion::logical_expr::{
+    Expr, ExprSchemable, Extension, LogicalPlan, TableSource, UserDefinedLogicalNodeCore,
+};
+use datafusion::sql::planner::{ContextProvider, PlannerContext, SqlToRel};
+use datafusion::sql::sqlparser::ast::{
+    self, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, VisitMut, VisitorMut,
+};
+use sluice_cep::Pattern;
+use sluice_engine::time::Millis;
+
+use super::{MatchClause, SkipTo};
+use crate::{Result, SqlError};
+
+/// What a navigation column reads from a match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NavKind {
+    First,
+    Last,
+    Prev,
+    Next,
+    /// `argument` is the aggregate call, over the input's columns.
+    Aggregate,
+    Classifier,
+    MatchNumber,
+}
+
+/// One navigation column.
+#[derive(Debug, Clone)]
+pub struct NavPlan {
+    pub kind: NavKind,
+    /// The variables whose rows it reads (`None`: every row of the match).
+    pub variables: Option<Vec<String>>,
+    pub argument: Option<Expr>,
+    pub offset: usize,
+}
+
+/// A variable's condition over its extended schema (the input's columns, then the shifts).
+#[derive(Debug, Clone)]
+pub struct ConditionPlan {
+    pub variable: String,
+    pub predicate: Expr,
+    /// Over the input: each expression and how many rows away it is read.
+    pub shifts: Vec<(Expr, i64)>,
+    pub schema: DFSchemaRef,
+}
+
+/// A planned `MATCH_RECOGNIZE` clause.
+#[derive(Debug, Clone)]
+pub struct MatchPlan {
+    /// The clause as written: it identifies the plan.
+    pub text: String,
+    pub partition_by: Vec<Expr>,
+    /// The input column of the first `ORDER BY` key.
+    pub time_column: usize,
+    pub tie_breakers: Vec<(Expr, bool)>,
+    pub pattern: Pattern,
+    pub conditions: Vec<ConditionPlan>,
+    pub navigations: Vec<NavPlan>,
+    pub navigation_schema: DFSchemaRef,
+    pub measures: Vec<Expr>,
+    pub skip: SkipTo,
+    pub within: Option<Millis>,
+    pub emit_timeouts: bool,
+    pub subsets: Vec<(String, Vec<String>)>,
+}
+
+/// The plan node: the input's rows matched, one row per match.
+#[derive(Debug, Clone)]
+pub struct MatchRecognizeNode {
+    pub input: LogicalPlan,
+    pub plan: Arc<MatchPlan>,
+    pub schema: DFSchemaRef,
+}
+
+impl PartialEq for MatchRecognizeNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.input == other.input && self.plan.text == other.plan.text
+    }
+}
+
+impl Eq for MatchRecognizeNode {}
+
+impl Hash for MatchRecognizeNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.input.hash(state);
+        self.plan.text.hash(state);
+    }
+}
+
+impl PartialOrd for MatchRecognizeNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        match self.input.partial_cmp(&other.input) {
+            Some(Ordering::Equal) => self.plan.text.partial_cmp(&other.plan.text),
+            unequal => unequal,
+        }
+    }
+}
+
+impl UserDefinedLogicalNodeCore for MatchRecognizeNode {
+    fn name(&self) -> &str {
+        "MatchRecognize"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "MatchRecognize: PATTERN ({})", self.plan.pattern)
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> datafusion::error::Result<Self> {
+        let input = inputs
+            .pop()
+            .ok_or_else(|| plan_datafusion_err!("MatchRecognize takes one input"))?;
+        Ok(MatchRecognizeNode {
+            input,
+            ..self.clone()
+        })
+    }
+}
+
+/// The relation a `__match_recognize` call stands for.
+struct MatchRecognizeTable {
+    schema: SchemaRef,
+    plan: LogicalPlan,
+}
+
+impl TableSource for MatchRecognizeTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        Some(Cow::Borrowed(&self.plan))
+    }
+}
+
+/// Answers `__match_recognize('table', 'clause')`; `input` plans a scan of the table.
+pub fn match_recognize_source<C: ContextProvider>(
+    args: &[Expr],
+    context: &C,
+    input: impl Fn(&str) -> datafusion::error::Result<LogicalPlan>,
+) -> datafusion::error::Result<Arc<dyn TableSource>> {
+    let text = |index: usize| match args.get(index) {
+        Some(Expr::Literal(ScalarValue::Utf8(Some(text)), _)) => Ok(text.clone()),
+        _ => Err(plan_datafusion_err!("MATCH_RECOGNIZE: malformed clause")),
+    };
+    let table = text(0)?;
+    let clause_text = text(1)?;
+    let input = input(&table)?;
+    let node = build(&clause_text, input, context).map_err(|e| plan_datafusion_err!("{e}"))?;
+    Ok(Arc::new(MatchRecognizeTable {
+        schema: Arc::new(node.schema.as_arrow().clone()),
+        plan: LogicalPlan::Extension(Extension {
+            node: Arc::new(node),
+        }),
+    }))
+}
+
+fn build<C: ContextProvider>(
+    text: &str,
+    input: LogicalPlan,
+    context: &C,
+) -> Result<MatchRecognizeNode> {
+    let clause = MatchClause::parse(text)?;
+    let planner = SqlToRel::new(context);
+    let input_schema = input.schema().clone();
+    let to_expr = |expr: ast::Expr, schema: &DFSchema| -> Result<Expr> {
+        Ok(planner.sql_to_expr(expr, schema, &mut PlannerContext::new())?)
+    };
+    let variables = clause.pattern.variables();
+    let is_variable = |name: &str| {
+        variables.iter().any(|v| v == name) || clause.subsets.iter().any(|(s, _)| s == name)
+    };
+    for (name, members) in &clause.subsets {
+        if let Some(unknown) = members.iter().find(|m| !variables.contains(m)) {
+            return Err(SqlError::Invalid(format!(
+                "SUBSET {name}: '{unknown}' is not a variable of the PATTERN"
+            )));
+        }
+    }
+
+    let partition_by = clause
+        .partition_by
+        .iter()
+        .map(|e| to_expr(e.clone(), &input_schema))
+        .collect::<Result<Vec<_>>>()?;
+    let Some((first, rest)) = clause.order_by.split_first() else {
+        return Err(SqlError::Invalid(
+            "MATCH_RECOGNIZE needs ORDER BY the event-time attribute".into(),
+        ));
+    };
+    let time_column = match to_expr(first.expr.clone(), &input_schema)? {
+        Expr::Column(column) if first.options.asc != Some(false) => {
+            input_schema.index_of_column(&column)?
+        }
+        _ => {
+            return Err(SqlError::Invalid(format!(
+                "MATCH_RECOGNIZE ORDER BY {first}: the first key must be the event-time \
+                 attribute, ascending"
+            )));
+        }
+    };
+    let tie_breakers = rest
+        .iter()
+        .map(|key| {
+            Ok((
+                to_expr(key.expr.clone(), &input_schema)?,
+                key.options.asc == Some(false),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut conditions = Vec::new();
+    for (name, definition) in &clause.defines {
+        if !variables.contains(name) {
+            return Err(SqlError::Invalid(format!(
+                "DEFINE {name}: '{name}' is not a variable of the PATTERN"
+            )));
+        }
+        let mut rewriter = Rewriter::new(Mode::Define(name.clone()), &is_variable);
+        let mut definition = definition.clone();
+        rewriter.rewrite(&mut definition)?;
+        let shifts = rewriter
+            .calls
+            .iter()
+            .map(|call| {
+                let argument = to_expr(call.argument.clone().unwrap_or(null()), &input_schema)?;
+                let offset = call.offset as i64;
+                Ok((
+                    argument,
+                    if call.kind == NavKind::Prev {
+                        -offset
+                    } else {
+                        offset
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut fields: Vec<Field> = input_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for (index, (shift, _)) in shifts.iter().enumerate() {
+            let data_type = shift.get_type(&input_schema)?;
+            fields.push(Field::new(format!("__shift{index}"), data_type, true));
+        }
+        let schema = Arc::new(DFSchema::from_unqualified_fields(
+            fields.into(),
+            Default::default(),
+        )?);
+        let predicate = to_expr(definition, &schema)?;
+        conditions.push(ConditionPlan {
+            variable: name.clone(),
+            predicate,
+            shifts,
+            schema,
+        });
+    }
+
+    let mut rewriter = Rewriter::new(Mode::Measures, &is_variable);
+    let mut measure_asts = Vec::new();
+    for (expr, _) in &clause.measures {
+        let mut expr = expr.clone();
+        rewriter.rewrite(&mut expr)?;
+        measure_asts.push(expr);
+    }
+    let mut navigations = Vec::new();
+    let mut nav_fields = Vec::new();
+    for (index, call) in rewriter.calls.into_iter().enumerate() {
+        let argument = match &call.argument {
+            Some(argument) => Some(to_expr(argument.clone(), &input_schema)?),
+            None => None,
+        };
+        let data_type = match (&call.kind, &argument) {
+            (NavKind::Classifier, _) => DataType::Utf8,
+            (NavKind::MatchNumber, _) => DataType::Int64,
+            (_, Some(argument)) => argument.get_type(&input_schema)?,
+            (_, None) => DataType::Null,
+        };
+        nav_fields.push(Field::new(format!("__nav{index}"), data_type, true));
+        navigations.push(NavPlan {
+            kind: call.kind,
+            variables: call.variables,
+            argument,
+            offset: call.offset,
+        });
+    }
+    let navigation_schema = Arc::new(DFSchema::from_unqualified_fields(
+        nav_fields.into(),
+        Default::default(),
+    )?);
+    let measures = measure_asts
+        .into_iter()
+        .map(|e| to_expr(e, &navigation_schema))
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut fields = Vec::new();
+    for expr in &partition_by {
+        let (_, field) = expr.to_field(&input_schema)?;
+        let name = match expr {
+            Expr::Column(column) => column.name.clone(),
+            other => other.schema_name().to_string(),
+        };
+        fields.push(field.as_ref().clone().with_name(name));
+    }
+    for (expr, (_, alias)) in measures.iter().zip(&clause.measures) {
+        let data_type = expr.get_type(&navigation_schema)?;
+        fields.push(Field::new(alias.clone(), data_type, true));
+    }
+    let schema = Arc::new(DFSchema::from_unqualified_fields(
+        fields.into(),
+        Default::default(),
+    )?);
+    let plan = MatchPlan {
+        text: text.to_string(),
+        partition_by,
+        time_column,
+        tie_breakers,
+        pattern: clause.pattern,
+        conditions,
+        navigations,
+        navigation_schema,
+        measures,
+        skip: clause.skip,
+        within: clause.within,
+        emit_timeouts: clause.emit_timeouts,
+        subsets: clause.subsets,
+    };
+    Ok(MatchRecognizeNode {
+        input,
+        plan: Arc::new(plan),
+        schema,
+    })
+}
+
+fn null() -> ast::Expr {
+    ast::Expr::Value(ast::Value::Null.into())
+}
+
+enum Mode {
+    /// The condition of this variable.
+    Define(String),
+    Measures,
+}
+
+/// A call that reads the match, as written (qualifiers taken off its argument).
+struct Call {
+    kind: NavKind,
+    variables: Option<Vec<String>>,
+    argument: Option<ast::Expr>,
+    offset: usize,
+}
+
+/// Replaces the calls that read the match by columns `__nav<n>` (`__shift<n>` in `DEFINE`).
+struct Rewriter<'a> {
+    mode: Mode,
+    is_variable: &'a dyn Fn(&str) -> bool,
+    calls: Vec<Call>,
+    error: Option<SqlError>,
+}
+
+impl<'a> Rewriter<'a> {
+    fn new(mode: Mode, is_variable: &'a dyn Fn(&str) -> bool) -> Self {
+        Rewriter {
+            mode,
+            is_variable,
+            calls: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn rewrite(&mut self, expr: &mut ast::Expr) -> Result<()> {
+        let _ = expr.visit(self);
+        match self.error.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn column_name(&self) -> String {
+        match self.mode {
+            Mode::Define(_) => format!("__shift{}", self.calls.len()),
+            Mode::Measures => format!("__nav{}", self.calls.len()),
+        }
+    }
+
+    /// The call `expr` stands for, if it reads the match.
+    fn call_of(&self, expr: &ast::Expr) -> Result<Option<Call>> {
+        match expr {
+            ast::Expr::CompoundIdentifier(parts)
+                if parts.len() == 2 && (self.is_variable)(&super::variable(&parts[0])) =>
+            {
+                let variable = super::variable(&parts[0]);
+                match &self.mode {
+                    Mode::Define(defined) if *defined == variable => Ok(None),
+                    Mode::Define(defined) => Err(depends_on_match(defined)),
+                    Mode::Measures => Ok(Some(Call {
+                        kind: NavKind::Last,
+                        variables: Some(vec![variable]),
+                        argument: Some(ast::Expr::Identifier(parts[1].clone())),
+                        offset: 0,
+                    })),
+                }
+            }
+            ast::Expr::Identifier(ident) if matches!(self.mode, Mode::Measures) => Ok(Some(Call {
+                kind: NavKind::Last,
+                variables: None,
+                argument: Some(ast::Expr::Identifier(ident.clone())),
+                offset: 0,
+            })),
+            ast::Expr::Function(function) => self.function_call(function),
+            _ => Ok(None),
+        }
+    }
+
+    fn function_call(&self, function: &ast::Function) -> Result<Option<Call>> {
+        let name = function.name.to_string().to_ascii_lowercase();
+        let args: Vec<&FunctionArg> = match &function.args {
+            FunctionArguments::List(list) => list.args.iter().collect(),
+            _ => Vec::new(),
+        };
+        let kind = match name.as_str() {
+            "first" => NavKind::First,
+            "last" => NavKind::Last,
+            "prev" => NavKind::Prev,
+            "next" => NavKind::Next,
+            "classifier" => NavKind::Classifier,
+            "match_number" => NavKind::MatchNumber,
+            "sum" | "count" | "avg" | "min" | "max" => NavKind::Aggregate,
+            _ => return Ok(None),
+        };
+        let define = match &self.mode {
+            Mode::Define(defined) => Some(defined.clone()),
+            Mode::Measures => None,
+        };
+        match kind {
+            NavKind::Classifier | NavKind::MatchNumber => {
+                if let Some(defined) = define {
+                    return Err(depends_on_match(&defined));
+                }
+                Ok(Some(Call {
+                    kind,
+                    variables: None,
+                    argument: None,
+                    offset: 0,
+                }))
+            }
+            NavKind::Aggregate => {
+                if let Some(defined) = define {
+                    return Err(depends_on_match(&defined));
+                }
+                let mut stripped = function.clone();
+                let mut variables = None;
+                if let FunctionArguments::List(list) = &mut stripped.args {
+                    for arg in &mut list.args {
+                        if let FunctionArg::Unnamed(inner) = arg {
+                            match inner {
+                                FunctionArgExpr::QualifiedWildcard(name) => {
+                                    variables = Some(vec![self.known(&name.to_string())?]);
+                                    *inner = FunctionArgExpr::Wildcard;
+                                }
+                                FunctionArgExpr::Expr(expr) => {
+                                    if let Some(found) = self.strip(expr)? {
+                                        variables = Some(vec![found]);
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                Ok(Some(Call {
+                    kind,
+                    variables,
+                    argument: Some(ast::Expr::Function(stripped)),
+                    offset: 0,
+                }))
+            }
+            _ => {
+                let mut argument = match args.first() {
+                    Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))) => expr.clone(),
+                    _ => {
+                        return Err(SqlError::Invalid(format!(
+                            "{}: expected an expression argument",
+                            name.to_uppercase()
+                        )));
+                    }
+                };
+                let offset = match args.get(1) {
+                    None => usize::from(matches!(kind, NavKind::Prev | NavKind::Next)),
+                    Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(value)))) => {
+                        match &value.value {
+                            ast::Value::Number(n, _) => n.parse().map_err(|_| {
+                                SqlError::Invalid(format!(
+                                    "{}: the offset {n} is not a row count",
+                                    name.to_uppercase()
+                                ))
+                            })?,
+                            other => {
+                                return Err(SqlError::Invalid(format!(
+                                    "{}: the offset {other} is not a row count",
+                                    name.to_uppercase()
+                                )));
+                            }
+                        }
+                    }
+                    Some(other) => {
+                        return Err(SqlError::Invalid(format!(
+                            "{}: the offset {other} is not a row count",
+                            name.to_uppercase()
+                        )));
+                    }
+                };
+                let variable = self.strip(&mut argument)?;
+                if let Some(defined) = define {
+                    let own = variable.as_ref().is_none_or(|v| *v == defined);
+                    if !own || matches!(kind, NavKind::First | NavKind::Last) {
+                        return Err(depends_on_match(&defined));
+                    }
+                }
+                Ok(Some(Call {
+                    kind,
+                    variables: variable.map(|v| vec![v]),
+                    argument: Some(argument),
+                    offset,
+                }))
+            }
+        }
+    }
+
+    /// A variable or subset name the pattern knows.
+    fn known(&self, name: &str) -> Result<String> {
+        let name = name.to_ascii_lowercase();
+        if (self.is_variable)(&name) {
+            Ok(name)
+        } else {
+            Err(SqlError::Invalid(format!(
+                "'{name}' is not a variable of the PATTERN"
+            )))
+        }
+    }
+
+    /// Takes the variable qualifiers off `expr`'s columns; the variable they name (all must
+    /// name the same one).
+    fn strip(&self, expr: &mut ast::Expr) -> Result<Option<String>> {
+        let mut found: Option<String> = None;
+        let mut error = None;
+        let _ = ast::visit_expressions_mut(expr, |e| {
+            if let ast::Expr::CompoundIdentifier(parts) = e
+                && parts.len() == 2
+            {
+                let variable = super::variable(&parts[0]);
+                if (self.is_variable)(&variable) {
+                    if found.as_ref().is_some_and(|f| *f != variable) {
+                        error = Some(SqlError::Unsupported(
+                            "a navigation over the rows of two variables at once".into(),
+                        ));
+                    }
+                    found = Some(variable);
+                    *e = ast::Expr::Identifier(parts[1].clone());
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        match error {
+            Some(error) => Err(error),
+            None => Ok(found),
+        }
+    }
+}
+
+impl VisitorMut for Rewriter<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut ast::Expr) -> ControlFlow<()> {
+        // In its own DEFINE, `B.price` is the row's `price`.
+        if let (Mode::Define(defined), ast::Expr::CompoundIdentifier(parts)) = (&self.mode, &*expr)
+            && parts.len() == 2
+            && super::variable(&parts[0]) == *defined
+        {
+            *expr = ast::Expr::Identifier(parts[1].clone());
+            return ControlFlow::Continue(());
+        }
+        match self.call_of(expr) {
+            Ok(Some(call)) => {
+                *expr = ast::Expr::Identifier(Ident::new(self.column_name()));
+                self.calls.push(call);
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Continue(()),
+            Err(error) => {
+                self.error = Some(error);
+                ControlFlow::Break(())
+            }
+        }
+    }
+}
+
+fn depends_on_match(variable: &str) -> SqlError {
+    SqlError::Unsupported(format!(
+        "DEFINE {variable}: a condition that reads other rows of the match (other \
+         variables, FIRST, LAST, aggregates, CLASSIFIER, MATCH_NUMBER); conditions may read \
+         the row and PREV/NEXT of it"
+    ))
+}
