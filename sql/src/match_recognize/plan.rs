@@ -203,6 +203,7 @@ fn build<C: ContextProvider>(
     let is_variable = |name: &str| {
         variables.iter().any(|v| v == name) || clause.subsets.iter().any(|(s, _)| s == name)
     };
+    let is_aggregate = |name: &str| context.get_aggregate_meta(name).is_some();
     for (name, members) in &clause.subsets {
         if let Some(unknown) = members.iter().find(|m| !variables.contains(m)) {
             return Err(SqlError::Invalid(format!(
@@ -249,7 +250,7 @@ fn build<C: ContextProvider>(
                 "DEFINE {name}: '{name}' is not a variable of the PATTERN"
             )));
         }
-        let mut rewriter = Rewriter::new(Mode::Define(name.clone()), &is_variable);
+        let mut rewriter = Rewriter::new(Mode::Define(name.clone()), &is_variable, &is_aggregate);
         let mut definition = definition.clone();
         rewriter.rewrite(&mut definition)?;
         let shifts = rewriter
@@ -290,7 +291,7 @@ fn build<C: ContextProvider>(
         });
     }
 
-    let mut rewriter = Rewriter::new(Mode::Measures, &is_variable);
+    let mut rewriter = Rewriter::new(Mode::Measures, &is_variable, &is_aggregate);
     let mut measure_asts = Vec::new();
     for (expr, _) in &clause.measures {
         let mut expr = expr.clone();
@@ -388,15 +389,21 @@ struct Call {
 struct Rewriter<'a> {
     mode: Mode,
     is_variable: &'a dyn Fn(&str) -> bool,
+    is_aggregate: &'a dyn Fn(&str) -> bool,
     calls: Vec<Call>,
     error: Option<SqlError>,
 }
 
 impl<'a> Rewriter<'a> {
-    fn new(mode: Mode, is_variable: &'a dyn Fn(&str) -> bool) -> Self {
+    fn new(
+        mode: Mode,
+        is_variable: &'a dyn Fn(&str) -> bool,
+        is_aggregate: &'a dyn Fn(&str) -> bool,
+    ) -> Self {
         Rewriter {
             mode,
             is_variable,
+            is_aggregate,
             calls: Vec::new(),
             error: None,
         }
@@ -459,7 +466,7 @@ impl<'a> Rewriter<'a> {
             "next" => NavKind::Next,
             "classifier" => NavKind::Classifier,
             "match_number" => NavKind::MatchNumber,
-            "sum" | "count" | "avg" | "min" | "max" => NavKind::Aggregate,
+            name if (self.is_aggregate)(name) => NavKind::Aggregate,
             _ => return Ok(None),
         };
         let define = match &self.mode {
