@@ -26,6 +26,9 @@ pub enum Inst {
     Start,
     /// `$`: only after the partition's last row.
     End,
+    /// Fails unless a row was consumed since the path last passed the `Split` at the given
+    /// instruction: an iteration beyond a quantifier's minimum must take a row.
+    Progress(usize),
     /// Rows consumed until the matching `ExcludeEnd` are excluded from the output.
     ExcludeStart,
     ExcludeEnd,
@@ -121,6 +124,7 @@ impl Program {
                     None => {
                         let split = self.push(Inst::Split(0, 0))?;
                         self.emit_pattern(inner)?;
+                        self.push(Inst::Progress(split))?;
                         self.push(Inst::Jump(split))?;
                         let exit = self.insts.len();
                         self.insts[split] = ordered(*greedy, split + 1, exit);
@@ -128,8 +132,10 @@ impl Program {
                     Some(max) => {
                         let mut splits = Vec::new();
                         for _ in *min..*max {
-                            splits.push(self.push(Inst::Split(0, 0))?);
+                            let split = self.push(Inst::Split(0, 0))?;
+                            splits.push(split);
                             self.emit_pattern(inner)?;
+                            self.push(Inst::Progress(split))?;
                         }
                         let exit = self.insts.len();
                         for split in splits {
@@ -195,6 +201,9 @@ impl fmt::Display for Program {
                 Inst::Row(v) => writeln!(f, "{index:>3}: row {}", self.variables[*v])?,
                 Inst::Split(a, b) => writeln!(f, "{index:>3}: try {a}, else {b}")?,
                 Inst::Jump(t) => writeln!(f, "{index:>3}: jump {t}")?,
+                Inst::Progress(split) => {
+                    writeln!(f, "{index:>3}: fail unless a row was taken since {split}")?
+                }
                 Inst::Start => writeln!(f, "{index:>3}: partition start")?,
                 Inst::End => writeln!(f, "{index:>3}: partition end")?,
                 Inst::ExcludeStart => writeln!(f, "{index:>3}: exclude from output")?,
@@ -231,8 +240,9 @@ mod tests {
         let program = Program::compile(&parse_pattern("A B+? | C")?)?;
         assert_eq!(
             program.to_string(),
-            "  0: try 1, else 7\n  1: row a\n  2: row b\n  3: try 6, else 4\n  4: row b\n  \
-             5: jump 3\n  6: jump 8\n  7: row c\n  8: match\n"
+            "  0: try 1, else 8\n  1: row a\n  2: row b\n  3: try 7, else 4\n  4: row b\n  \
+             5: fail unless a row was taken since 3\n  6: jump 3\n  7: jump 9\n  8: row c\n  \
+             9: match\n"
         );
         Ok(())
     }

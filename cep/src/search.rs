@@ -1,8 +1,8 @@
 //! Finding the preferred match that starts at a row.
 //!
 //! A depth-first search over the program's choices, in preference order, with an explicit
-//! stack (matches may span many rows). It fails a path that returns to the same choice at the
-//! same row without consuming one (an empty iteration cannot repeat forever), and, when the
+//! stack (matches may span many rows). An iteration beyond a quantifier's minimum must take a
+//! row, so an empty iteration cannot repeat forever; when the
 //! conditions do not depend on the match so far, it remembers the rows at which a variable
 //! step has already failed, so no state is explored twice.
 
@@ -74,7 +74,7 @@ impl Program {
         };
         let mut stack: Vec<Choice> = Vec::new();
         let mut path: Vec<Binding> = Vec::new();
-        // Choices passed without consuming a row since, per path: (pc, row).
+        // The choices on the current path: (pc, row).
         let mut visited: Vec<(usize, usize)> = Vec::new();
         let mut dead: HashSet<(usize, usize)> = HashSet::new();
         let mut need_more = false;
@@ -125,29 +125,25 @@ impl Program {
                     }
                 }
                 Inst::Split(first, second) => {
-                    let repeated = visited
-                        .iter()
-                        .rev()
-                        .take_while(|(_, at)| *at == row)
-                        .any(|(at_pc, _)| *at_pc == pc);
-                    if repeated {
-                        false
-                    } else {
-                        visited.push((pc, row));
-                        stack.push(Choice {
-                            pc: second,
-                            row,
-                            path: path.len(),
-                            visited: visited.len(),
-                            excluded,
-                        });
-                        pc = first;
-                        true
-                    }
+                    visited.push((pc, row));
+                    stack.push(Choice {
+                        pc: second,
+                        row,
+                        path: path.len(),
+                        visited: visited.len(),
+                        excluded,
+                    });
+                    pc = first;
+                    true
                 }
                 Inst::Jump(target) => {
                     pc = target;
                     true
+                }
+                Inst::Progress(split) => {
+                    let entered = visited.iter().rev().find(|(at_pc, _)| *at_pc == split);
+                    pc += 1;
+                    entered.is_none_or(|(_, at)| *at < row)
                 }
                 Inst::Start => {
                     let at_start = row == 0 && rows.starts_partition();
