@@ -22,6 +22,12 @@ impl Random {
 
 const LETTERS: [&str; 3] = ["a", "b", "c"];
 
+/// The rows bound so far: (row, variable).
+type Path = Vec<(usize, String)>;
+
+/// What to do after a part of the pattern matched: given the next row and the path.
+type Next<'a> = &'a mut dyn FnMut(usize, &mut Path) -> bool;
+
 fn pattern(random: &mut Random, depth: u32) -> Pattern {
     let leaf = depth == 0 || random.below(3) == 0;
     if leaf {
@@ -69,13 +75,7 @@ fn pattern(random: &mut Random, depth: u32) -> Pattern {
 
 /// The reference: does `pattern` match `input` from `at`, calling `next` with the row after
 /// it and the rows bound so far, trying alternatives in preference order?
-fn matches(
-    pattern: &Pattern,
-    input: &[u8],
-    at: usize,
-    path: &mut Vec<(usize, String)>,
-    next: &mut dyn FnMut(usize, &mut Vec<(usize, String)>) -> bool,
-) -> bool {
+fn matches(pattern: &Pattern, input: &[u8], at: usize, path: &mut Path, next: Next<'_>) -> bool {
     match pattern {
         Pattern::Empty => next(at, path),
         Pattern::Var(name) => {
@@ -129,8 +129,8 @@ fn repeat(
     done: u32,
     input: &[u8],
     at: usize,
-    path: &mut Vec<(usize, String)>,
-    next: &mut dyn FnMut(usize, &mut Vec<(usize, String)>) -> bool,
+    path: &mut Path,
+    next: Next<'_>,
 ) -> bool {
     if done < min {
         return matches(inner, input, at, path, &mut |after, path| {
@@ -140,18 +140,22 @@ fn repeat(
     if max.is_some_and(|max| done >= max) {
         return next(at, path);
     }
-    let mut again =
-        |path: &mut Vec<(usize, String)>,
-         next: &mut dyn FnMut(usize, &mut Vec<(usize, String)>) -> bool| {
-            matches(inner, input, at, path, &mut |after, path| {
-                after != at && repeat(inner, min, max, greedy, done + 1, input, after, path, next)
-            })
-        };
+    let again = |path: &mut Path, next: Next<'_>| {
+        matches(inner, input, at, path, &mut |after, path| {
+            after != at && repeat(inner, min, max, greedy, done + 1, input, after, path, next)
+        })
+    };
+    // Greedy: another iteration first, then stop; reluctant: the other way round.
     if greedy {
-        again(path, next) || next(at, path)
-    } else {
-        next(at, path) || again(path, next)
+        if again(path, next) {
+            return true;
+        }
+        return next(at, path);
     }
+    if next(at, path) {
+        return true;
+    }
+    again(path, next)
 }
 
 fn permutations(n: usize) -> Vec<Vec<usize>> {
@@ -170,7 +174,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 }
 
 /// The reference's matches over the whole input, skipping past each match.
-fn reference_matches(pattern: &Pattern, input: &[u8]) -> Vec<(usize, Vec<(usize, String)>)> {
+fn reference_matches(pattern: &Pattern, input: &[u8]) -> Vec<(usize, Path)> {
     let mut found = Vec::new();
     let mut start = 0;
     while start < input.len() {
@@ -221,7 +225,7 @@ impl Rows for Letters<'_> {
 }
 
 /// The compiled search's matches, the rows fed one at a time.
-fn streamed_matches(program: &Program, input: &[u8]) -> Vec<(usize, Vec<(usize, String)>)> {
+fn streamed_matches(program: &Program, input: &[u8]) -> Vec<(usize, Path)> {
     let variables: Vec<u8> = program
         .variables()
         .iter()
