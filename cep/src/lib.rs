@@ -16,7 +16,9 @@ mod program;
 mod search;
 
 pub use error::CepError;
-pub use operator::{Condition, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Skip};
+pub use operator::{
+    Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Skip,
+};
 pub use pattern::{Pattern, parse_pattern};
 pub use program::Program;
 pub use search::{Binding, Found, Rows};

@@ -31,7 +31,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
-use sluice_engine::aggregate::{AggregateCall, CallInput};
+use sluice_engine::aggregate::AggregateCall;
 use sluice_engine::changes::batch_of;
 use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::{Millis, WATERMARK_MIN};
@@ -50,11 +50,38 @@ pub enum Skip {
     ToLast(usize),
 }
 
-/// A variable's `DEFINE` condition over a row, its columns followed by `shifts`: each an
-/// expression over the rows, read `offset` rows away (`PREV` negative, `NEXT` positive).
+/// A column a condition reads besides the row's own.
+pub enum Derived {
+    /// An expression over the rows, read `offset` rows away (`PREV` of the row itself
+    /// negative, `NEXT` positive).
+    Shift(Arc<dyn PhysicalExpr>, i64),
+    /// A value of the match so far, the row being tested counted as bound to the variable.
+    Context(Navigation),
+}
+
+/// A variable's `DEFINE` condition over a row: its columns followed by the derived ones.
 pub struct Condition {
     pub predicate: Arc<dyn PhysicalExpr>,
-    pub shifts: Vec<(Arc<dyn PhysicalExpr>, i64)>,
+    pub derived: Vec<Derived>,
+    /// What the predicate reads: the input's columns, then one per derived column.
+    pub schema: SchemaRef,
+}
+
+impl Condition {
+    /// Whether the condition reads the match so far (it is then tested row by row, path by
+    /// path, rather than for all rows at once).
+    fn reads_match(&self) -> bool {
+        self.derived
+            .iter()
+            .any(|d| matches!(d, Derived::Context(_)))
+    }
+
+    fn shifts(&self) -> impl Iterator<Item = (&Arc<dyn PhysicalExpr>, i64)> {
+        self.derived.iter().filter_map(|d| match d {
+            Derived::Shift(expression, offset) => Some((expression, *offset)),
+            Derived::Context(_) => None,
+        })
+    }
 }
 
 /// What a measure reads from a match.
@@ -165,19 +192,35 @@ impl MatchRecognize {
             .iter()
             .map(|e| e.data_type(&input_schema).map(SortField::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let shifts = config.conditions.iter().flatten().flat_map(|c| &c.shifts);
-        let lookahead = shifts
-            .clone()
-            .map(|(_, o)| (*o).max(0) as usize)
+        let offsets: Vec<i64> = config
+            .conditions
+            .iter()
+            .flatten()
+            .flat_map(|c| c.shifts().map(|(_, offset)| offset))
+            .collect();
+        let lookahead = offsets
+            .iter()
+            .map(|o| (*o).max(0) as usize)
             .max()
             .unwrap_or(0);
-        let condition_back = shifts
-            .map(|(_, o)| (-*o).max(0) as usize)
+        let condition_back = offsets
+            .iter()
+            .map(|o| (-*o).max(0) as usize)
             .max()
             .unwrap_or(0);
+        let context = config
+            .conditions
+            .iter()
+            .flatten()
+            .flat_map(|c| &c.derived)
+            .filter_map(|d| match d {
+                Derived::Context(navigation) => Some(navigation),
+                Derived::Shift(..) => None,
+            });
         let measure_back = config
             .navigations
             .iter()
+            .chain(context)
             .filter(|n| matches!(n.navigate, Navigate::Prev))
             .map(|n| n.offset)
             .max()
@@ -361,23 +404,18 @@ impl MatchRecognize {
                 classes.iter_mut().for_each(|c| *c |= 1 << variable);
                 continue;
             };
+            if condition.reads_match() {
+                continue;
+            }
             let rows = state.rows.slice(done, limit - done);
             let mut columns = rows.columns().to_vec();
-            for (expression, offset) in &condition.shifts {
+            for (expression, offset) in condition.shifts() {
                 let values = expression.evaluate(&state.rows)?.into_array(len)?;
-                columns.push(shifted(&values, done, limit, *offset)?);
+                columns.push(shifted(&values, done, limit, offset)?);
             }
-            let fields: Vec<Field> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
-                .collect();
             let options = RecordBatchOptions::new().with_row_count(Some(limit - done));
-            let extended = RecordBatch::try_new_with_options(
-                Arc::new(Schema::new(fields)),
-                columns,
-                &options,
-            )?;
+            let extended =
+                RecordBatch::try_new_with_options(condition.schema.clone(), columns, &options)?;
             let holds = condition
                 .predicate
                 .evaluate(&extended)?
@@ -398,19 +436,24 @@ impl MatchRecognize {
     }
 
     /// Searches the partition from its next start until a search needs more rows.
-    fn search(&mut self, partition: usize, emitted: &mut Vec<Emitted>) {
+    fn search(&mut self, partition: usize, emitted: &mut Vec<Emitted>) -> Result<()> {
         let program = &self.config.program;
         let state = &mut self.partitions[partition];
         loop {
             if state.next_start >= state.available() {
-                return;
+                return Ok(());
             }
             let mut view = PartitionRows {
                 partition: state,
+                config: &self.config,
                 complete: self.complete,
                 future: self.watermark,
+                error: None,
             };
             let found = program.find(&mut view, state.next_start, self.config.within);
+            if let Some(error) = view.error {
+                return Err(error);
+            }
             match found {
                 Found::Match(path) => {
                     state.matches += 1;
@@ -450,7 +493,7 @@ impl MatchRecognize {
                     }
                     state.next_start += 1;
                 }
-                Found::NeedMore => return,
+                Found::NeedMore => return Ok(()),
             }
         }
     }
@@ -520,81 +563,23 @@ impl MatchRecognize {
         emitted: &[Emitted],
         data_type: &DataType,
     ) -> Result<ArrayRef> {
-        let mut values = Vec::with_capacity(emitted.len());
-        // Arguments evaluated once per partition.
-        let mut arguments: BTreeMap<usize, ArrayRef> = BTreeMap::new();
-        let mut inputs: BTreeMap<usize, CallInput> = BTreeMap::new();
-        for e in emitted {
-            let state = &self.partitions[e.partition];
-            let bound: Vec<usize> = e
-                .path
-                .iter()
-                .filter(|b| {
-                    navigation
-                        .variables
-                        .as_ref()
-                        .is_none_or(|set| set.contains(&b.variable))
-                })
-                .map(|b| b.row)
-                .collect();
-            let value = match &navigation.navigate {
-                Navigate::MatchNumber => ScalarValue::UInt64(Some(e.number)),
-                Navigate::Classifier => {
-                    let name = e
-                        .path
-                        .last()
-                        .map(|b| self.config.program.variables()[b.variable].clone());
-                    ScalarValue::Utf8(name)
-                }
-                Navigate::Aggregate(call) => {
-                    if let std::collections::btree_map::Entry::Vacant(slot) =
-                        inputs.entry(e.partition)
-                    {
-                        slot.insert(call.input(&state.rows)?);
-                    }
-                    let input = &inputs[&e.partition];
-                    let indices = UInt32Array::from_iter_values(
-                        bound.iter().map(|r| (r - state.base) as u32),
-                    );
-                    let mut accumulator = call.accumulator(false)?;
-                    accumulator.update_batch(&input.filtered(&indices)?)?;
-                    accumulator.evaluate()?
-                }
-                Navigate::First | Navigate::Last | Navigate::Prev | Navigate::Next => {
-                    let row = match navigation.navigate {
-                        Navigate::First => bound.get(navigation.offset).copied(),
-                        Navigate::Last => bound
-                            .len()
-                            .checked_sub(navigation.offset + 1)
-                            .map(|i| bound[i]),
-                        Navigate::Prev => {
-                            bound.last().and_then(|r| r.checked_sub(navigation.offset))
-                        }
-                        _ => bound.last().map(|r| r + navigation.offset),
-                    };
-                    let row = row.filter(|r| *r >= state.base && *r < state.available());
-                    match (row, &navigation.argument) {
-                        (Some(row), Some(argument)) => {
-                            if let std::collections::btree_map::Entry::Vacant(slot) =
-                                arguments.entry(e.partition)
-                            {
-                                slot.insert(
-                                    argument
-                                        .evaluate(&state.rows)?
-                                        .into_array(state.rows.num_rows())?,
-                                );
-                            }
-                            ScalarValue::try_from_array(&arguments[&e.partition], row - state.base)?
-                        }
-                        _ => ScalarValue::try_from(data_type)?,
-                    }
-                }
-            };
-            values.push(value.cast_to(data_type)?);
-        }
-        if values.is_empty() {
+        if emitted.is_empty() {
             return Ok(new_null_array(data_type, 0));
         }
+        let values = emitted
+            .iter()
+            .map(|e| {
+                let state = &self.partitions[e.partition];
+                navigation_value(
+                    navigation,
+                    &self.config,
+                    state,
+                    &e.path,
+                    e.number,
+                    data_type,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(ScalarValue::iter_to_array(values)?)
     }
 
@@ -608,7 +593,7 @@ impl MatchRecognize {
         };
         for partition in partitions {
             self.classify(partition)?;
-            self.search(partition, &mut emitted);
+            self.search(partition, &mut emitted)?;
         }
         if !emitted.is_empty() {
             out.push(self.output(&emitted)?);
@@ -618,6 +603,118 @@ impl MatchRecognize {
         }
         Ok(())
     }
+}
+
+/// The value of `navigation` for a match (or partial match) of `state` with rows `path`.
+fn navigation_value(
+    navigation: &Navigation,
+    config: &MatchRecognizeConfig,
+    state: &Partition,
+    path: &[Binding],
+    number: u64,
+    data_type: &DataType,
+) -> Result<ScalarValue> {
+    let bound: Vec<usize> = path
+        .iter()
+        .filter(|b| {
+            navigation
+                .variables
+                .as_ref()
+                .is_none_or(|set| set.contains(&b.variable))
+        })
+        .map(|b| b.row)
+        .collect();
+    let value = match &navigation.navigate {
+        Navigate::MatchNumber => ScalarValue::UInt64(Some(number)),
+        Navigate::Classifier => ScalarValue::Utf8(
+            path.last()
+                .map(|b| config.program.variables()[b.variable].clone()),
+        ),
+        Navigate::Aggregate(call) => {
+            let indices =
+                UInt32Array::from_iter_values(bound.iter().map(|r| (r - state.base) as u32));
+            let rows = take_record_batch(&state.rows, &indices)?;
+            let all = UInt32Array::from_iter_values(0..rows.num_rows() as u32);
+            let mut accumulator = call.accumulator(false)?;
+            accumulator.update_batch(&call.input(&rows)?.filtered(&all)?)?;
+            accumulator.evaluate()?
+        }
+        Navigate::First | Navigate::Last | Navigate::Prev | Navigate::Next => {
+            let row = match navigation.navigate {
+                Navigate::First => bound.get(navigation.offset).copied(),
+                Navigate::Last => bound
+                    .len()
+                    .checked_sub(navigation.offset + 1)
+                    .map(|i| bound[i]),
+                Navigate::Prev => bound.last().and_then(|r| r.checked_sub(navigation.offset)),
+                _ => bound.last().map(|r| r + navigation.offset),
+            };
+            let row = row.filter(|r| *r >= state.base && *r < state.available());
+            match (row, &navigation.argument) {
+                (Some(row), Some(argument)) => {
+                    let one = state.rows.slice(row - state.base, 1);
+                    let value = argument.evaluate(&one)?.into_array(1)?;
+                    ScalarValue::try_from_array(&value, 0)?
+                }
+                _ => ScalarValue::try_from(data_type)?,
+            }
+        }
+    };
+    Ok(value.cast_to(data_type)?)
+}
+
+/// Whether `row` satisfies `condition` of `variable` after the rows `path` of the match so
+/// far; `None` when a row it reads has not come yet.
+fn holds_in_context(
+    condition: &Condition,
+    variable: usize,
+    row: usize,
+    path: &[Binding],
+    config: &MatchRecognizeConfig,
+    state: &Partition,
+    complete: bool,
+) -> Result<Option<bool>> {
+    let relative = row - state.base;
+    let mut columns = state.rows.slice(relative, 1).columns().to_vec();
+    let mut with_row = path.to_vec();
+    with_row.push(Binding {
+        row,
+        variable,
+        excluded: false,
+    });
+    let schema = condition.schema.clone();
+    for (index, derived) in condition.derived.iter().enumerate() {
+        let data_type = schema.field(state.rows.num_columns() + index).data_type();
+        let value = match derived {
+            Derived::Shift(expression, offset) => {
+                let at = relative as i64 + offset;
+                if at >= state.rows.num_rows() as i64 && !complete {
+                    return Ok(None);
+                }
+                if at < 0 || at >= state.rows.num_rows() as i64 {
+                    new_null_array(data_type, 1)
+                } else {
+                    expression
+                        .evaluate(&state.rows.slice(at as usize, 1))?
+                        .into_array(1)?
+                }
+            }
+            Derived::Context(navigation) => {
+                let value = navigation_value(navigation, config, state, &with_row, 0, data_type)?;
+                value.to_array_of_size(1)?
+            }
+        };
+        columns.push(value);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(1));
+    let batch = RecordBatch::try_new_with_options(schema, columns, &options)?;
+    let holds = condition.predicate.evaluate(&batch)?.into_array(1)?;
+    let Some(holds) = holds.as_boolean_opt() else {
+        return Err(EngineError::Input(
+            "a DEFINE condition is not a boolean".into(),
+        ));
+    };
+    Ok(Some(holds.is_valid(0) && holds.value(0)))
 }
 
 /// `values[start..end]` read `offset` rows away (NULL outside `values`).
@@ -634,8 +731,11 @@ fn shifted(values: &ArrayRef, start: usize, end: usize, offset: i64) -> Result<A
 /// A partition seen by the search.
 struct PartitionRows<'a> {
     partition: &'a Partition,
+    config: &'a MatchRecognizeConfig,
     complete: bool,
     future: Millis,
+    /// The first error a condition gave (the search treats it as not holding).
+    error: Option<EngineError>,
 }
 
 impl Rows for PartitionRows<'_> {
@@ -651,13 +751,39 @@ impl Rows for PartitionRows<'_> {
         true
     }
 
-    fn holds(&mut self, variable: usize, row: usize, _path: &[Binding]) -> Option<bool> {
+    fn holds(&mut self, variable: usize, row: usize, path: &[Binding]) -> Option<bool> {
+        if let Some(condition) = self.config.conditions[variable]
+            .as_ref()
+            .filter(|c| c.reads_match())
+        {
+            let holds = holds_in_context(
+                condition,
+                variable,
+                row,
+                path,
+                self.config,
+                self.partition,
+                self.complete,
+            );
+            return match holds {
+                Ok(holds) => holds,
+                Err(error) => {
+                    self.error.get_or_insert(error);
+                    Some(false)
+                }
+            };
+        }
         let class = self.partition.classes.get(row - self.partition.base)?;
         Some(class & (1 << variable) != 0)
     }
 
     fn context_free(&self) -> bool {
-        true
+        !self
+            .config
+            .conditions
+            .iter()
+            .flatten()
+            .any(Condition::reads_match)
     }
 
     fn time(&self, row: usize) -> i64 {

@@ -2,22 +2,58 @@
 
 use std::sync::Arc;
 
-use datafusion::common::DFSchema;
-use datafusion::logical_expr::Expr;
+use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use sluice_cep::{
-    Condition, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Program, Skip,
+    Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Program, Skip,
 };
 use sluice_engine::AggregateCall;
 
 use super::{Lowered, Lowering, arrow_schema, session_not_aggregated};
 use crate::match_recognize::SkipTo;
-use crate::match_recognize::plan::{MatchRecognizeNode, NavKind};
+use crate::match_recognize::plan::{Derived as DerivedPlan, MatchRecognizeNode, NavKind, NavPlan};
 use crate::{Result, SqlError};
 
 impl Lowering<'_> {
+    /// `expr` with DataFusion's type coercion applied, as the analyzer does for queries.
+    fn coerced(&self, expr: &Expr, schema: &DFSchemaRef) -> Result<Expr> {
+        let empty = LogicalPlan::EmptyRelation(EmptyRelation {
+            produce_one_row: false,
+            schema: schema.clone(),
+        });
+        let plan = LogicalPlanBuilder::from(empty)
+            .project(vec![expr.clone()])?
+            .build()?;
+        let analyzed = self.state.analyzer().execute_and_check(
+            plan,
+            self.state.config_options(),
+            |_, _| {},
+        )?;
+        match analyzed {
+            LogicalPlan::Projection(projection) => Ok(projection.expr[0].clone().unalias()),
+            _ => Ok(expr.clone()),
+        }
+    }
+
+    /// The aggregate call `call` over `input`, with DataFusion's type coercion applied.
+    fn coerced_aggregate(&self, call: &Expr, input: &LogicalPlan) -> Result<Expr> {
+        let plan = LogicalPlanBuilder::from(input.clone())
+            .aggregate(Vec::<Expr>::new(), vec![call.clone()])?
+            .build()?;
+        let analyzed = self.state.analyzer().execute_and_check(
+            plan,
+            self.state.config_options(),
+            |_, _| {},
+        )?;
+        match analyzed {
+            LogicalPlan::Aggregate(aggregate) => Ok(aggregate.aggr_expr[0].clone().unalias()),
+            _ => Ok(call.clone()),
+        }
+    }
+
     pub(super) fn lower_match_recognize(&mut self, node: &MatchRecognizeNode) -> Result<Lowered> {
         let plan = &node.plan;
         let input = self.lower(&node.input)?;
@@ -37,8 +73,9 @@ impl Lowering<'_> {
             )));
         }
         let input_schema = node.input.schema();
-        let physical = |expr: &Expr, schema: &DFSchema| -> Result<Arc<dyn PhysicalExpr>> {
-            Ok(self.state.create_physical_expr(expr.clone(), schema)?)
+        let physical = |expr: &Expr, schema: &DFSchemaRef| -> Result<Arc<dyn PhysicalExpr>> {
+            let coerced = self.coerced(expr, schema)?;
+            Ok(self.state.create_physical_expr(coerced, schema)?)
         };
         let program =
             Program::compile(&plan.pattern).map_err(|e| SqlError::Invalid(e.to_string()))?;
@@ -48,27 +85,14 @@ impl Lowering<'_> {
                 SqlError::Invalid(format!("'{name}' is not a variable of the PATTERN"))
             })
         };
-        let mut conditions: Vec<Option<Condition>> = variables.iter().map(|_| None).collect();
-        for condition in &plan.conditions {
-            let shifts = condition
-                .shifts
-                .iter()
-                .map(|(expr, offset)| Ok((physical(expr, input_schema)?, *offset)))
-                .collect::<Result<Vec<_>>>()?;
-            conditions[index_of(&condition.variable)?] = Some(Condition {
-                predicate: physical(&condition.predicate, &condition.schema)?,
-                shifts,
-            });
-        }
         let members = |name: &String| -> Result<Vec<usize>> {
             match plan.subsets.iter().find(|(subset, _)| subset == name) {
                 Some((_, members)) => members.iter().map(|m| index_of(m)).collect(),
                 None => Ok(vec![index_of(name)?]),
             }
         };
-        let mut navigations = Vec::new();
-        for navigation in &plan.navigations {
-            let variables = match &navigation.variables {
+        let navigation = |nav: &NavPlan| -> Result<Navigation> {
+            let variables = match &nav.variables {
                 Some(names) => Some(
                     names
                         .iter()
@@ -78,39 +102,66 @@ impl Lowering<'_> {
                 ),
                 None => None,
             };
-            let (navigate, argument) = match navigation.kind {
-                NavKind::First => (Navigate::First, navigation.argument.as_ref()),
-                NavKind::Last => (Navigate::Last, navigation.argument.as_ref()),
-                NavKind::Prev => (Navigate::Prev, navigation.argument.as_ref()),
-                NavKind::Next => (Navigate::Next, navigation.argument.as_ref()),
-                NavKind::Classifier => (Navigate::Classifier, None),
-                NavKind::MatchNumber => (Navigate::MatchNumber, None),
+            let navigate = match nav.kind {
+                NavKind::First => Navigate::First,
+                NavKind::Last => Navigate::Last,
+                NavKind::Prev => Navigate::Prev,
+                NavKind::Next => Navigate::Next,
+                NavKind::Classifier => Navigate::Classifier,
+                NavKind::MatchNumber => Navigate::MatchNumber,
                 NavKind::Aggregate => {
-                    let Some(call) = &navigation.argument else {
+                    let Some(call) = &nav.argument else {
                         return Err(SqlError::Invalid("an aggregate without a call".into()));
                     };
+                    let call = self.coerced_aggregate(call, &node.input)?;
                     let lowered = LoweredAggregateBuilder::new(
-                        call,
+                        &call,
                         input_schema,
                         input_schema.as_arrow(),
                         self.state.execution_props(),
                         &PhysicalPlanningContext::default(),
                     )
                     .build()?;
-                    let call = AggregateCall {
+                    Navigate::Aggregate(AggregateCall {
                         function: lowered.aggregate,
                         filter: lowered.filter,
-                    };
-                    (Navigate::Aggregate(call), None)
+                    })
                 }
             };
-            navigations.push(Navigation {
+            let argument = match (&navigate, &nav.argument) {
+                (Navigate::Aggregate(_), _) | (_, None) => None,
+                (_, Some(argument)) => Some(physical(argument, input_schema)?),
+            };
+            Ok(Navigation {
                 navigate,
                 variables,
-                argument: argument.map(|a| physical(a, input_schema)).transpose()?,
-                offset: navigation.offset,
+                argument,
+                offset: nav.offset,
+            })
+        };
+        let mut conditions: Vec<Option<Condition>> = variables.iter().map(|_| None).collect();
+        for condition in &plan.conditions {
+            let derived = condition
+                .derived
+                .iter()
+                .map(|d| match d {
+                    DerivedPlan::Shift(expr, offset) => {
+                        Ok(Derived::Shift(physical(expr, input_schema)?, *offset))
+                    }
+                    DerivedPlan::Context(nav) => Ok(Derived::Context(navigation(nav)?)),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            conditions[index_of(&condition.variable)?] = Some(Condition {
+                predicate: physical(&condition.predicate, &condition.schema)?,
+                derived,
+                schema: arrow_schema(&condition.schema),
             });
         }
+        let navigations = plan
+            .navigations
+            .iter()
+            .map(navigation)
+            .collect::<Result<Vec<_>>>()?;
         let skip = match &plan.skip {
             SkipTo::PastLastRow => Skip::PastLastRow,
             SkipTo::NextRow => Skip::ToNextRow,

@@ -4,8 +4,9 @@
 //! Each call that reads the match (`FIRST`, `LAST`, `PREV`, `NEXT`, aggregates over a
 //! variable's rows, `CLASSIFIER()`, `MATCH_NUMBER()`, and `A.col`, which is `LAST(A.col)`)
 //! becomes a column `__nav<n>` of a small schema, and each measure an expression over it; a
-//! `DEFINE` condition reads the row's columns and, for each `PREV`/`NEXT` in it, a column
-//! `__shift<n>` holding that expression read some rows away.
+//! `DEFINE` condition reads the row's columns and a column `__d<n>` for each such call in it:
+//! `PREV`/`NEXT` of the row itself is its expression read some rows away, anything else a
+//! value of the match so far, with the row being tested counted as bound to the variable.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -52,13 +53,23 @@ pub struct NavPlan {
     pub offset: usize,
 }
 
-/// A variable's condition over its extended schema (the input's columns, then the shifts).
+/// A column a condition reads besides the row's own.
+#[derive(Debug, Clone)]
+pub enum Derived {
+    /// An expression over the input, read this many rows away (`PREV` of the row itself
+    /// negative, `NEXT` positive).
+    Shift(Expr, i64),
+    /// A value of the match so far, the row being tested counted as bound to the variable.
+    Context(NavPlan),
+}
+
+/// A variable's condition over its extended schema (the input's columns, then the derived
+/// columns).
 #[derive(Debug, Clone)]
 pub struct ConditionPlan {
     pub variable: String,
     pub predicate: Expr,
-    /// Over the input: each expression and how many rows away it is read.
-    pub shifts: Vec<(Expr, i64)>,
+    pub derived: Vec<Derived>,
     pub schema: DFSchemaRef,
 }
 
@@ -253,30 +264,32 @@ fn build<C: ContextProvider>(
         let mut rewriter = Rewriter::new(Mode::Define(name.clone()), &is_variable, &is_aggregate);
         let mut definition = definition.clone();
         rewriter.rewrite(&mut definition)?;
-        let shifts = rewriter
-            .calls
-            .iter()
-            .map(|call| {
-                let argument = to_expr(call.argument.clone().unwrap_or(null()), &input_schema)?;
-                let offset = call.offset as i64;
-                Ok((
-                    argument,
-                    if call.kind == NavKind::Prev {
-                        -offset
-                    } else {
-                        offset
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut derived = Vec::new();
         let mut fields: Vec<Field> = input_schema
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        for (index, (shift, _)) in shifts.iter().enumerate() {
-            let data_type = shift.get_type(&input_schema)?;
-            fields.push(Field::new(format!("__shift{index}"), data_type, true));
+        for (index, call) in rewriter.calls.into_iter().enumerate() {
+            let own = call
+                .variables
+                .as_ref()
+                .is_none_or(|v| v.len() == 1 && v[0] == *name);
+            let nav = navigation_plan(call, &to_expr, &input_schema)?;
+            let data_type = nav_type(&nav, &input_schema)?;
+            fields.push(Field::new(format!("__d{index}"), data_type, true));
+            derived.push(match (&nav.kind, &nav.argument) {
+                (NavKind::Prev | NavKind::Next, Some(argument)) if own => {
+                    let offset = nav.offset as i64;
+                    let offset = if nav.kind == NavKind::Prev {
+                        -offset
+                    } else {
+                        offset
+                    };
+                    Derived::Shift(argument.clone(), offset)
+                }
+                _ => Derived::Context(nav),
+            });
         }
         let schema = Arc::new(DFSchema::from_unqualified_fields(
             fields.into(),
@@ -286,7 +299,7 @@ fn build<C: ContextProvider>(
         conditions.push(ConditionPlan {
             variable: name.clone(),
             predicate,
-            shifts,
+            derived,
             schema,
         });
     }
@@ -301,23 +314,13 @@ fn build<C: ContextProvider>(
     let mut navigations = Vec::new();
     let mut nav_fields = Vec::new();
     for (index, call) in rewriter.calls.into_iter().enumerate() {
-        let argument = match &call.argument {
-            Some(argument) => Some(to_expr(argument.clone(), &input_schema)?),
-            None => None,
-        };
-        let data_type = match (&call.kind, &argument) {
-            (NavKind::Classifier, _) => DataType::Utf8,
-            (NavKind::MatchNumber, _) => DataType::Int64,
-            (_, Some(argument)) => argument.get_type(&input_schema)?,
-            (_, None) => DataType::Null,
-        };
-        nav_fields.push(Field::new(format!("__nav{index}"), data_type, true));
-        navigations.push(NavPlan {
-            kind: call.kind,
-            variables: call.variables,
-            argument,
-            offset: call.offset,
-        });
+        let nav = navigation_plan(call, &to_expr, &input_schema)?;
+        nav_fields.push(Field::new(
+            format!("__nav{index}"),
+            nav_type(&nav, &input_schema)?,
+            true,
+        ));
+        navigations.push(nav);
     }
     let navigation_schema = Arc::new(DFSchema::from_unqualified_fields(
         nav_fields.into(),
@@ -367,8 +370,32 @@ fn build<C: ContextProvider>(
     })
 }
 
-fn null() -> ast::Expr {
-    ast::Expr::Value(ast::Value::Null.into())
+/// A call planned: its argument resolved over the input.
+fn navigation_plan(
+    call: Call,
+    to_expr: &dyn Fn(ast::Expr, &DFSchema) -> Result<Expr>,
+    input: &DFSchema,
+) -> Result<NavPlan> {
+    let argument = match call.argument {
+        Some(argument) => Some(to_expr(argument, input)?),
+        None => None,
+    };
+    Ok(NavPlan {
+        kind: call.kind,
+        variables: call.variables,
+        argument,
+        offset: call.offset,
+    })
+}
+
+/// The type of a navigation's values.
+fn nav_type(nav: &NavPlan, input: &DFSchema) -> Result<DataType> {
+    Ok(match (&nav.kind, &nav.argument) {
+        (NavKind::Classifier, _) => DataType::Utf8,
+        (NavKind::MatchNumber, _) => DataType::Int64,
+        (_, Some(argument)) => argument.get_type(input)?,
+        (_, None) => DataType::Null,
+    })
 }
 
 enum Mode {
@@ -419,7 +446,7 @@ impl<'a> Rewriter<'a> {
 
     fn column_name(&self) -> String {
         match self.mode {
-            Mode::Define(_) => format!("__shift{}", self.calls.len()),
+            Mode::Define(_) => format!("__d{}", self.calls.len()),
             Mode::Measures => format!("__nav{}", self.calls.len()),
         }
     }
@@ -433,8 +460,7 @@ impl<'a> Rewriter<'a> {
                 let variable = super::variable(&parts[0]);
                 match &self.mode {
                     Mode::Define(defined) if *defined == variable => Ok(None),
-                    Mode::Define(defined) => Err(depends_on_match(defined)),
-                    Mode::Measures => Ok(Some(Call {
+                    _ => Ok(Some(Call {
                         kind: NavKind::Last,
                         variables: Some(vec![variable]),
                         argument: Some(ast::Expr::Identifier(parts[1].clone())),
@@ -469,14 +495,12 @@ impl<'a> Rewriter<'a> {
             name if (self.is_aggregate)(name) => NavKind::Aggregate,
             _ => return Ok(None),
         };
-        let define = match &self.mode {
-            Mode::Define(defined) => Some(defined.clone()),
-            Mode::Measures => None,
-        };
         match kind {
             NavKind::Classifier | NavKind::MatchNumber => {
-                if let Some(defined) = define {
-                    return Err(depends_on_match(&defined));
+                if let Mode::Define(defined) = &self.mode {
+                    return Err(SqlError::Unsupported(format!(
+                        "DEFINE {defined}: CLASSIFIER() and MATCH_NUMBER() in a condition"
+                    )));
                 }
                 Ok(Some(Call {
                     kind,
@@ -486,9 +510,6 @@ impl<'a> Rewriter<'a> {
                 }))
             }
             NavKind::Aggregate => {
-                if let Some(defined) = define {
-                    return Err(depends_on_match(&defined));
-                }
                 let mut stripped = function.clone();
                 let mut variables = None;
                 if let FunctionArguments::List(list) = &mut stripped.args {
@@ -552,12 +573,6 @@ impl<'a> Rewriter<'a> {
                     }
                 };
                 let variable = self.strip(&mut argument)?;
-                if let Some(defined) = define {
-                    let own = variable.as_ref().is_none_or(|v| *v == defined);
-                    if !own || matches!(kind, NavKind::First | NavKind::Last) {
-                        return Err(depends_on_match(&defined));
-                    }
-                }
                 Ok(Some(Call {
                     kind,
                     variables: variable.map(|v| vec![v]),
@@ -634,12 +649,4 @@ impl VisitorMut for Rewriter<'_> {
             }
         }
     }
-}
-
-fn depends_on_match(variable: &str) -> SqlError {
-    SqlError::Unsupported(format!(
-        "DEFINE {variable}: a condition that reads other rows of the match (other \
-         variables, FIRST, LAST, aggregates, CLASSIFIER, MATCH_NUMBER); conditions may read \
-         the row and PREV/NEXT of it"
-    ))
 }
