@@ -17,7 +17,7 @@ mod search;
 
 pub use error::CepError;
 pub use operator::{
-    Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Skip,
+    AllRows, Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Skip,
 };
 pub use pattern::{Pattern, parse_pattern};
 pub use program::Program;

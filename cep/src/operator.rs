@@ -105,14 +105,28 @@ pub enum Navigate {
 /// One value a measure reads: `navigate` over the rows bound to `variables` (every row of
 /// the match when `None`; several for a `SUBSET`), reading `argument`.
 pub struct Navigation {
+    /// `FINAL`: over the whole match; `RUNNING`: over its rows up to the output row.
+    pub is_final: bool,
     pub navigate: Navigate,
     pub variables: Option<Vec<usize>>,
     pub argument: Option<Arc<dyn PhysicalExpr>>,
     pub offset: usize,
 }
 
+/// What `ALL ROWS PER MATCH` emits besides the rows of non-empty matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllRows {
+    /// A row for each empty match (its measures from no rows).
+    ShowEmpty,
+    OmitEmpty,
+    /// Empty matches, and each row no match took, with NULL measures.
+    WithUnmatched,
+}
+
 pub struct MatchRecognizeConfig {
     pub program: Program,
+    /// `None`: one row per match.
+    pub all_rows: Option<AllRows>,
     pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
     /// The input's event-time column (the first `ORDER BY` key).
     pub time_column: usize,
@@ -145,6 +159,8 @@ struct Partition {
     base: usize,
     next_start: usize,
     matches: u64,
+    /// The first row no match has taken yet (for `WITH UNMATCHED ROWS`).
+    unmatched_from: usize,
 }
 
 impl Partition {
@@ -157,8 +173,13 @@ impl Partition {
 struct Emitted {
     partition: usize,
     kind: RowKind,
+    /// The match's rows (empty for an empty match or an unmatched row).
     path: Vec<Binding>,
     number: u64,
+    /// With all rows per match: the input row this output row is.
+    row: Option<usize>,
+    /// How many rows of the path `RUNNING` measures see.
+    upto: usize,
 }
 
 pub struct MatchRecognize {
@@ -378,6 +399,7 @@ impl MatchRecognize {
             base: 0,
             next_start: 0,
             matches: 0,
+            unmatched_from: 0,
         });
         let index = self.partitions.len() - 1;
         self.by_key.insert(key, index);
@@ -475,21 +497,78 @@ impl MatchRecognize {
                             .map_or(start + 1, |b| b.row)
                             .max(start + 1),
                     };
-                    emitted.push(Emitted {
-                        partition,
-                        kind: RowKind::Insert,
-                        path,
-                        number: state.matches,
-                    });
+                    let number = state.matches;
+                    match self.config.all_rows {
+                        None => emitted.push(Emitted {
+                            partition,
+                            kind: RowKind::Insert,
+                            upto: path.len(),
+                            path,
+                            number,
+                            row: None,
+                        }),
+                        Some(mode) if path.is_empty() => {
+                            if mode != AllRows::OmitEmpty {
+                                emitted.push(Emitted {
+                                    partition,
+                                    kind: RowKind::Insert,
+                                    path,
+                                    number,
+                                    row: Some(start),
+                                    upto: 0,
+                                });
+                            }
+                            state.unmatched_from = state.unmatched_from.max(start + 1);
+                        }
+                        Some(_) => {
+                            for (index, binding) in path.iter().enumerate() {
+                                if !binding.excluded {
+                                    emitted.push(Emitted {
+                                        partition,
+                                        kind: RowKind::Insert,
+                                        path: path.clone(),
+                                        number,
+                                        row: Some(binding.row),
+                                        upto: index + 1,
+                                    });
+                                }
+                            }
+                            if let Some(last) = last {
+                                state.unmatched_from = state.unmatched_from.max(last + 1);
+                            }
+                        }
+                    }
                 }
                 Found::NoMatch { timed_out } => {
+                    let start = state.next_start;
                     if let (true, Some(path)) = (self.config.emit_timeouts, timed_out) {
+                        let rows: Vec<Option<usize>> = match self.config.all_rows {
+                            None => vec![None],
+                            Some(_) => path.iter().map(|b| Some(b.row)).collect(),
+                        };
+                        for (index, row) in rows.into_iter().enumerate() {
+                            emitted.push(Emitted {
+                                partition,
+                                kind: RowKind::Timeout,
+                                path: path.clone(),
+                                number: 0,
+                                row,
+                                upto: if row.is_some() { index + 1 } else { path.len() },
+                            });
+                        }
+                    }
+                    if self.config.all_rows == Some(AllRows::WithUnmatched)
+                        && start >= state.unmatched_from
+                    {
                         emitted.push(Emitted {
                             partition,
-                            kind: RowKind::Timeout,
-                            path,
+                            kind: RowKind::Insert,
+                            path: Vec::new(),
                             number: 0,
+                            row: Some(start),
+                            upto: 0,
                         });
+                        state.unmatched_from = start + 1;
                     }
                     state.next_start += 1;
                 }
@@ -531,14 +610,30 @@ impl MatchRecognize {
             &options,
         )?;
         let mut columns: Vec<ArrayRef> = Vec::new();
-        let key_count = self.config.partition_by.len();
-        for key in 0..key_count {
-            let parts: Vec<ArrayRef> = emitted
+        if self.config.all_rows.is_some() {
+            // The input row each output row is.
+            let rows: Vec<RecordBatch> = emitted
                 .iter()
-                .map(|e| self.partitions[e.partition].key.column(key).clone())
+                .map(|e| {
+                    let state = &self.partitions[e.partition];
+                    let row = e.row.unwrap_or(state.base);
+                    state.rows.slice(row - state.base, 1)
+                })
                 .collect();
-            let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            columns.push(concat(&refs)?);
+            columns.extend(
+                concat_batches(&self.input_schema, &rows)?
+                    .columns()
+                    .to_vec(),
+            );
+        } else {
+            for key in 0..self.config.partition_by.len() {
+                let parts: Vec<ArrayRef> = emitted
+                    .iter()
+                    .map(|e| self.partitions[e.partition].key.column(key).clone())
+                    .collect();
+                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                columns.push(concat(&refs)?);
+            }
         }
         for measure in &self.config.measures {
             columns.push(measure.evaluate(&navigations)?.into_array(count)?);
@@ -570,14 +665,16 @@ impl MatchRecognize {
             .iter()
             .map(|e| {
                 let state = &self.partitions[e.partition];
-                navigation_value(
-                    navigation,
-                    &self.config,
-                    state,
-                    &e.path,
-                    e.number,
-                    data_type,
-                )
+                if e.number == 0 && e.path.is_empty() {
+                    // An unmatched row: every measure is NULL.
+                    return Ok(ScalarValue::try_from(data_type)?);
+                }
+                let path = if navigation.is_final {
+                    &e.path[..]
+                } else {
+                    &e.path[..e.upto]
+                };
+                navigation_value(navigation, &self.config, state, path, e.number, data_type)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ScalarValue::iter_to_array(values)?)

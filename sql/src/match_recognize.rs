@@ -122,13 +122,28 @@ pub enum SkipTo {
     Last(String),
 }
 
+/// What `ALL ROWS PER MATCH` emits besides the rows of non-empty matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmptyMatches {
+    /// `SHOW EMPTY MATCHES` (the default): a row for each empty match.
+    Show,
+    /// `OMIT EMPTY MATCHES`.
+    Omit,
+    /// `WITH UNMATCHED ROWS`: empty matches, and every row no match took.
+    WithUnmatched,
+}
+
 /// A `MATCH_RECOGNIZE` clause as written.
 #[derive(Debug, Clone)]
 pub struct MatchClause {
     pub partition_by: Vec<ast::Expr>,
     pub order_by: Vec<OrderByExpr>,
-    /// `expression AS name`.
-    pub measures: Vec<(ast::Expr, String)>,
+    /// `[RUNNING | FINAL] expression AS name`: the expression, the name, and whether it is
+    /// `FINAL` (in `ALL ROWS PER MATCH`, a measure is `RUNNING` unless it says otherwise).
+    pub measures: Vec<(ast::Expr, String, bool)>,
+    /// `ALL ROWS PER MATCH` and what it does with empty matches and unmatched rows; `None`
+    /// for `ONE ROW PER MATCH`.
+    pub all_rows: Option<EmptyMatches>,
     pub skip: SkipTo,
     pub pattern: Pattern,
     pub within: Option<Millis>,
@@ -147,6 +162,7 @@ impl MatchClause {
             partition_by: Vec::new(),
             order_by: Vec::new(),
             measures: Vec::new(),
+            all_rows: None,
             skip: SkipTo::PastLastRow,
             pattern: Pattern::Empty,
             within: None,
@@ -162,14 +178,11 @@ impl MatchClause {
         }
         if parser.parse_keyword(Keyword::MEASURES) {
             clause.measures = parser.parse_comma_separated(|p| {
-                // With one row per match every measure is final, so RUNNING and FINAL agree.
-                if !word(p, "RUNNING") {
-                    let _ = p.parse_keyword(Keyword::FINAL);
-                }
+                let is_final = !word(p, "RUNNING") && p.parse_keyword(Keyword::FINAL);
                 let expr = p.parse_expr()?;
                 p.expect_keyword(Keyword::AS)?;
                 let alias = p.parse_identifier()?;
-                Ok((expr, identifier(&alias)))
+                Ok((expr, identifier(&alias), is_final))
             })?;
         }
         if parser.parse_keywords(&[Keyword::ONE, Keyword::ROW, Keyword::PER, Keyword::MATCH]) {
@@ -179,9 +192,19 @@ impl MatchClause {
             Keyword::PER,
             Keyword::MATCH,
         ]) {
-            return Err(SqlError::Unsupported(
-                "ALL ROWS PER MATCH (ONE ROW PER MATCH is)".into(),
-            ));
+            clause.all_rows = Some(
+                if parser.parse_keywords(&[Keyword::SHOW, Keyword::EMPTY, Keyword::MATCHES]) {
+                    EmptyMatches::Show
+                } else if parser.parse_keywords(&[Keyword::OMIT, Keyword::EMPTY, Keyword::MATCHES])
+                {
+                    EmptyMatches::Omit
+                } else if parser.parse_keywords(&[Keyword::WITH, Keyword::UNMATCHED, Keyword::ROWS])
+                {
+                    EmptyMatches::WithUnmatched
+                } else {
+                    EmptyMatches::Show
+                },
+            );
         }
         if parser.parse_keywords(&[Keyword::AFTER, Keyword::MATCH, Keyword::SKIP]) {
             clause.skip = if parser.parse_keywords(&[Keyword::PAST, Keyword::LAST, Keyword::ROW]) {

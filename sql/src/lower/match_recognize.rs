@@ -8,13 +8,14 @@ use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuil
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use sluice_cep::{
-    Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Program, Skip,
+    AllRows, Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation,
+    Program, Skip,
 };
 use sluice_engine::AggregateCall;
 
 use super::{Lowered, Lowering, arrow_schema, session_not_aggregated};
-use crate::match_recognize::SkipTo;
 use crate::match_recognize::plan::{Derived as DerivedPlan, MatchRecognizeNode, NavKind, NavPlan};
+use crate::match_recognize::{EmptyMatches, SkipTo};
 use crate::{Result, SqlError};
 
 impl Lowering<'_> {
@@ -133,6 +134,7 @@ impl Lowering<'_> {
                 (_, Some(argument)) => Some(physical(argument, input_schema)?),
             };
             Ok(Navigation {
+                is_final: nav.is_final,
                 navigate,
                 variables,
                 argument,
@@ -170,6 +172,11 @@ impl Lowering<'_> {
         };
         let config = MatchRecognizeConfig {
             program,
+            all_rows: plan.all_rows.map(|mode| match mode {
+                EmptyMatches::Show => AllRows::ShowEmpty,
+                EmptyMatches::Omit => AllRows::OmitEmpty,
+                EmptyMatches::WithUnmatched => AllRows::WithUnmatched,
+            }),
             partition_by: plan
                 .partition_by
                 .iter()

@@ -27,7 +27,7 @@ use datafusion::sql::sqlparser::ast::{
 use sluice_cep::Pattern;
 use sluice_engine::time::Millis;
 
-use super::{MatchClause, SkipTo};
+use super::{EmptyMatches, MatchClause, SkipTo};
 use crate::{Result, SqlError};
 
 /// What a navigation column reads from a match.
@@ -46,6 +46,8 @@ pub enum NavKind {
 /// One navigation column.
 #[derive(Debug, Clone)]
 pub struct NavPlan {
+    /// `FINAL`: over the whole match; else (`RUNNING`) over its rows up to the output row.
+    pub is_final: bool,
     pub kind: NavKind,
     /// The variables whose rows it reads (`None`: every row of the match).
     pub variables: Option<Vec<String>>,
@@ -91,6 +93,7 @@ pub struct MatchPlan {
     pub within: Option<Millis>,
     pub emit_timeouts: bool,
     pub subsets: Vec<(String, Vec<String>)>,
+    pub all_rows: Option<EmptyMatches>,
 }
 
 /// The plan node: the input's rows matched, one row per match.
@@ -306,15 +309,19 @@ fn build<C: ContextProvider>(
 
     let mut rewriter = Rewriter::new(Mode::Measures, &is_variable, &is_aggregate);
     let mut measure_asts = Vec::new();
-    for (expr, _) in &clause.measures {
+    // Whether each call belongs to a FINAL measure.
+    let mut finals = Vec::new();
+    for (expr, _, is_final) in &clause.measures {
         let mut expr = expr.clone();
         rewriter.rewrite(&mut expr)?;
+        finals.resize(rewriter.calls.len(), *is_final);
         measure_asts.push(expr);
     }
     let mut navigations = Vec::new();
     let mut nav_fields = Vec::new();
     for (index, call) in rewriter.calls.into_iter().enumerate() {
-        let nav = navigation_plan(call, &to_expr, &input_schema)?;
+        let mut nav = navigation_plan(call, &to_expr, &input_schema)?;
+        nav.is_final = finals[index] || clause.all_rows.is_none();
         nav_fields.push(Field::new(
             format!("__nav{index}"),
             nav_type(&nav, &input_schema)?,
@@ -331,16 +338,22 @@ fn build<C: ContextProvider>(
         .map(|e| to_expr(e, &navigation_schema))
         .collect::<Result<Vec<_>>>()?;
 
+    // One row per match: the partition columns, then the measures; all rows per match: the
+    // input's columns, then the measures.
     let mut fields = Vec::new();
-    for expr in &partition_by {
-        let (_, field) = expr.to_field(&input_schema)?;
-        let name = match expr {
-            Expr::Column(column) => column.name.clone(),
-            other => other.schema_name().to_string(),
-        };
-        fields.push(field.as_ref().clone().with_name(name));
+    if clause.all_rows.is_some() {
+        fields.extend(input_schema.fields().iter().map(|f| f.as_ref().clone()));
+    } else {
+        for expr in &partition_by {
+            let (_, field) = expr.to_field(&input_schema)?;
+            let name = match expr {
+                Expr::Column(column) => column.name.clone(),
+                other => other.schema_name().to_string(),
+            };
+            fields.push(field.as_ref().clone().with_name(name));
+        }
     }
-    for (expr, (_, alias)) in measures.iter().zip(&clause.measures) {
+    for (expr, (_, alias, _)) in measures.iter().zip(&clause.measures) {
         let data_type = expr.get_type(&navigation_schema)?;
         fields.push(Field::new(alias.clone(), data_type, true));
     }
@@ -362,6 +375,7 @@ fn build<C: ContextProvider>(
         within: clause.within,
         emit_timeouts: clause.emit_timeouts,
         subsets: clause.subsets,
+        all_rows: clause.all_rows,
     };
     Ok(MatchRecognizeNode {
         input,
@@ -381,6 +395,7 @@ fn navigation_plan(
         None => None,
     };
     Ok(NavPlan {
+        is_final: true,
         kind: call.kind,
         variables: call.variables,
         argument,
