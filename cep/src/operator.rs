@@ -942,6 +942,10 @@ impl Operator for MatchRecognize {
         std::mem::take(&mut self.late)
     }
 
+    fn explain(&self) -> String {
+        self.config.program.to_string()
+    }
+
     fn metrics(&self) -> OperatorMetrics {
         let buffered: usize = self
             .partitions

@@ -236,6 +236,29 @@ impl QueryGraph {
     }
 
     /// Per-node metrics, in node order (sources first).
+    /// Each node, in order: its operator's name, the nodes feeding it, and what the operator
+    /// says of itself.
+    pub fn explain(&self) -> Vec<(String, Vec<NodeId>, String)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let inputs = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, other)| other.downstream.iter().any(|(to, _)| *to == index))
+                    .map(|(from, _)| from)
+                    .collect();
+                (
+                    node.operator.name().to_string(),
+                    inputs,
+                    node.operator.explain(),
+                )
+            })
+            .collect()
+    }
+
     pub fn metrics(&self) -> Vec<NodeMetrics> {
         self.nodes
             .iter()

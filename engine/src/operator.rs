@@ -73,4 +73,9 @@ pub trait Operator: Send {
     fn metrics(&self) -> OperatorMetrics {
         OperatorMetrics::default()
     }
+
+    /// What `EXPLAIN` shows of the operator besides its name (e.g. a compiled pattern).
+    fn explain(&self) -> String {
+        String::new()
+    }
 }

@@ -227,6 +227,9 @@ impl Session {
                         .map(Outcome::Started)
                 }
                 ast::Statement::Insert(_) => self.insert(statement.as_ref().clone()),
+                ast::Statement::Explain { statement, .. } => {
+                    self.explain(statement).map(Outcome::Rows)
+                }
                 ast::Statement::CreateView(create) => self.create_view(create, statement),
                 other => Err(SqlError::Unsupported(format!(
                     "statement '{}'",
@@ -559,6 +562,28 @@ impl Session {
                 )
             }
         }
+    }
+
+    /// `EXPLAIN query`: the operators the query would run, one row each, in graph order.
+    fn explain(&self, statement: &ast::Statement) -> Result<RecordBatch> {
+        if !matches!(statement, ast::Statement::Query(_)) {
+            return Err(SqlError::Unsupported(
+                "EXPLAIN of anything but a query".into(),
+            ));
+        }
+        let hints = query_hints(statement)?;
+        let plan = self.plan(statement.clone())?;
+        let (graph, _) = self.build_graph(&plan, hints)?;
+        let rows = graph
+            .explain()
+            .into_iter()
+            .enumerate()
+            .map(|(node, (operator, inputs, detail))| {
+                let inputs: Vec<String> = inputs.iter().map(ToString::to_string).collect();
+                vec![node.to_string(), operator, inputs.join(", "), detail]
+            })
+            .collect();
+        text_batch(&["node", "operator", "inputs", "detail"], rows)
     }
 
     fn describe(&self, name: &str) -> Result<RecordBatch> {
