@@ -15,7 +15,7 @@
 //! go to the late output. End of input: every partition's rows are complete, so every
 //! search is decided; nothing stays.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -198,6 +198,9 @@ pub struct MatchRecognize {
     lookback: usize,
     /// How many rows after a row its conditions read.
     lookahead: usize,
+    /// With `WITHIN`: partitions waiting on a search, by the time after which the watermark
+    /// decides it (the search start's time plus the bound).
+    deadlines: BTreeSet<(Millis, usize)>,
     late: Vec<Changes>,
 }
 
@@ -250,6 +253,7 @@ impl MatchRecognize {
             keys: RowConverter::new(key_types)?,
             lookback: condition_back.max(measure_back),
             lookahead,
+            deadlines: BTreeSet::new(),
             config,
             partitions: Vec::new(),
             by_key: BTreeMap::new(),
@@ -682,21 +686,37 @@ impl MatchRecognize {
 
     fn run(&mut self, out: &mut Vec<Changes>) -> Result<()> {
         let touched = self.admit()?;
+        let mut partitions: BTreeSet<usize> = touched.into_iter().collect();
+        if self.complete {
+            partitions.extend(0..self.partitions.len());
+        }
+        // Partitions whose pending search the watermark may now decide (its `WITHIN` bound
+        // has passed).
+        while let Some(&(deadline, partition)) = self.deadlines.first() {
+            if deadline >= self.watermark && !self.complete {
+                break;
+            }
+            self.deadlines.pop_first();
+            partitions.insert(partition);
+        }
         let mut emitted = Vec::new();
-        let partitions: Vec<usize> = if self.config.within.is_some() || self.complete {
-            (0..self.partitions.len()).collect()
-        } else {
-            touched
-        };
-        for partition in partitions {
+        for &partition in &partitions {
             self.classify(partition)?;
             self.search(partition, &mut emitted)?;
         }
         if !emitted.is_empty() {
             out.push(self.output(&emitted)?);
         }
-        for partition in 0..self.partitions.len() {
+        for partition in partitions {
             self.trim(partition)?;
+            let state = &self.partitions[partition];
+            if let Some(within) = self.config.within
+                && state.next_start < state.available()
+            {
+                let start = state.times[state.next_start - state.base];
+                self.deadlines
+                    .insert((start.saturating_add(within), partition));
+            }
         }
         Ok(())
     }
