@@ -4,6 +4,7 @@
 //! [`nexmark`] module generates Nexmark-style bids for the window benchmarks.
 
 pub mod nexmark;
+pub mod ticker;
 
 /// A `/proc/self/status` figure in KiB, such as `VmRSS:` or `VmHWM:` (0 where there is no
 /// such file).

@@ -15,7 +15,7 @@
 //! go to the late output. End of input: every partition's rows are complete, so every
 //! search is decided; nothing stays.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -28,7 +28,8 @@ use datafusion::arrow::datatypes::{
     DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
 };
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::HashMap;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::aggregate::AggregateCall;
@@ -187,7 +188,7 @@ pub struct MatchRecognize {
     input_schema: SchemaRef,
     keys: RowConverter,
     partitions: Vec<Partition>,
-    by_key: BTreeMap<OwnedRow, usize>,
+    by_key: HashMap<Box<[u8]>, usize>,
     /// Rows the watermark has not passed yet, and their arrival numbers.
     pending: RecordBatch,
     pending_arrivals: Vec<u64>,
@@ -256,7 +257,7 @@ impl MatchRecognize {
             deadlines: BTreeSet::new(),
             config,
             partitions: Vec::new(),
-            by_key: BTreeMap::new(),
+            by_key: HashMap::default(),
             pending: RecordBatch::new_empty(Arc::clone(&input_schema)),
             pending_arrivals: Vec::new(),
             arrivals: 0,
@@ -316,7 +317,7 @@ impl MatchRecognize {
         let keys = self.keys.convert_columns(&key_columns)?;
         // Order: partition, time, tie breakers, arrival.
         let partition_ids: Vec<u64> = (0..rows)
-            .map(|row| self.partition_of(keys.row(row).owned(), &key_columns, row))
+            .map(|row| self.partition_of(keys.row(row).as_ref(), &key_columns, row))
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .map(|p| p as u64)
@@ -378,8 +379,8 @@ impl MatchRecognize {
         Ok(touched)
     }
 
-    fn partition_of(&mut self, key: OwnedRow, columns: &[ArrayRef], row: usize) -> Result<usize> {
-        if let Some(index) = self.by_key.get(&key) {
+    fn partition_of(&mut self, key: &[u8], columns: &[ArrayRef], row: usize) -> Result<usize> {
+        if let Some(index) = self.by_key.get(key) {
             return Ok(*index);
         }
         let key_values = columns
@@ -406,7 +407,7 @@ impl MatchRecognize {
             unmatched_from: 0,
         });
         let index = self.partitions.len() - 1;
-        self.by_key.insert(key, index);
+        self.by_key.insert(key.into(), index);
         Ok(index)
     }
 
@@ -665,22 +666,46 @@ impl MatchRecognize {
         if emitted.is_empty() {
             return Ok(new_null_array(data_type, 0));
         }
-        let values = emitted
-            .iter()
-            .map(|e| {
-                let state = &self.partitions[e.partition];
-                if e.number == 0 && e.path.is_empty() {
-                    // An unmatched row: every measure is NULL.
-                    return Ok(ScalarValue::try_from(data_type)?);
+        // The argument over each partition's rows, evaluated once.
+        let mut arguments: HashMap<usize, ArrayRef> = HashMap::default();
+        let mut values = Vec::with_capacity(emitted.len());
+        for e in emitted {
+            let state = &self.partitions[e.partition];
+            if e.number == 0 && e.path.is_empty() {
+                // An unmatched row: every measure is NULL.
+                values.push(ScalarValue::try_from(data_type)?);
+                continue;
+            }
+            let path = if navigation.is_final {
+                &e.path[..]
+            } else {
+                &e.path[..e.upto]
+            };
+            let argument = match (&navigation.argument, &navigation.navigate) {
+                (
+                    Some(argument),
+                    Navigate::First | Navigate::Last | Navigate::Prev | Navigate::Next,
+                ) => {
+                    if !arguments.contains_key(&e.partition) {
+                        let array = argument
+                            .evaluate(&state.rows)?
+                            .into_array(state.rows.num_rows())?;
+                        arguments.insert(e.partition, array);
+                    }
+                    arguments.get(&e.partition)
                 }
-                let path = if navigation.is_final {
-                    &e.path[..]
-                } else {
-                    &e.path[..e.upto]
-                };
-                navigation_value(navigation, &self.config, state, path, e.number, data_type)
-            })
-            .collect::<Result<Vec<_>>>()?;
+                _ => None,
+            };
+            values.push(navigation_value(
+                navigation,
+                &self.config,
+                state,
+                path,
+                e.number,
+                data_type,
+                argument,
+            )?);
+        }
         Ok(ScalarValue::iter_to_array(values)?)
     }
 
@@ -730,6 +755,7 @@ fn navigation_value(
     path: &[Binding],
     number: u64,
     data_type: &DataType,
+    argument_values: Option<&ArrayRef>,
 ) -> Result<ScalarValue> {
     let bound: Vec<usize> = path
         .iter()
@@ -767,8 +793,11 @@ fn navigation_value(
                 _ => bound.last().map(|r| r + navigation.offset),
             };
             let row = row.filter(|r| *r >= state.base && *r < state.available());
-            match (row, &navigation.argument) {
-                (Some(row), Some(argument)) => {
+            match (row, &navigation.argument, argument_values) {
+                (Some(row), _, Some(values)) => {
+                    ScalarValue::try_from_array(values, row - state.base)?
+                }
+                (Some(row), Some(argument), None) => {
                     let one = state.rows.slice(row - state.base, 1);
                     let value = argument.evaluate(&one)?.into_array(1)?;
                     ScalarValue::try_from_array(&value, 0)?
@@ -817,7 +846,8 @@ fn holds_in_context(
                 }
             }
             Derived::Context(navigation) => {
-                let value = navigation_value(navigation, config, state, &with_row, 0, data_type)?;
+                let value =
+                    navigation_value(navigation, config, state, &with_row, 0, data_type, None)?;
                 value.to_array_of_size(1)?
             }
         };
