@@ -140,6 +140,38 @@ fn the_weather_example_joins_each_flight_with_the_weather_then() {
 }
 
 #[test]
+fn the_delay_streaks_example_finds_row_patterns() {
+    let root = repository();
+    let out = temp_dir();
+    let output = sluice(&[
+        "run",
+        &root
+            .join("queries/flights/delay_streaks.sql")
+            .display()
+            .to_string(),
+        "--input",
+        &format!(
+            "flights={}",
+            root.join("queries/flights/flights-2013-01-01.csv")
+                .display()
+        ),
+        "--output",
+        &out.path().display().to_string(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    for name in ["delay_streaks", "delay_streaks.late"] {
+        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
+        let actual = read(&out.path().join(format!("{name}.csv")));
+        assert_eq!(actual, expected, "{name}.csv differs");
+    }
+    assert_eq!(
+        text(&output.stderr),
+        "delay_streaks: 1 late row(s), written to delay_streaks.late\n\
+         delay_streaks: 11 row(s)\ndelay_streaks.late: 1 row(s)\n"
+    );
+}
+
+#[test]
 fn change_events_feed_tables_and_materialized_views() {
     let dir = temp_dir();
     let script = write(
