@@ -9,16 +9,19 @@
 //! rows may still come: a search that would need a row not there yet answers
 //! [`Found::NeedMore`] rather than guessing, which is what makes matching over a stream exact.
 
+mod condition;
 mod error;
+mod navigation;
 mod operator;
+mod partition;
 mod pattern;
 mod program;
 mod search;
 
+pub use condition::{Condition, Derived};
 pub use error::CepError;
-pub use operator::{
-    AllRows, Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation, Skip,
-};
+pub use navigation::{Navigate, Navigation};
+pub use operator::{AllRows, MatchRecognize, MatchRecognizeConfig, Skip};
 pub use pattern::{Pattern, parse_pattern};
 pub use program::Program;
 pub use search::{Binding, Found, Rows};

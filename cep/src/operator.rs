@@ -22,7 +22,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, UInt32Array, UInt64Array, new_null_array,
 };
 use datafusion::arrow::compute::{
-    SortColumn, cast, concat, concat_batches, lexsort_to_indices, take, take_record_batch,
+    SortColumn, cast, concat, concat_batches, lexsort_to_indices, take_record_batch,
 };
 use datafusion::arrow::datatypes::{
     DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
@@ -32,13 +32,15 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
-use sluice_engine::aggregate::AggregateCall;
 use sluice_engine::changes::batch_of;
 use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::{Millis, WATERMARK_MIN};
 use sluice_engine::{Changes, EngineError, Result, RowKind};
 
-use crate::{Binding, Found, Program, Rows};
+use crate::condition::{Condition, Derived, shifted};
+use crate::navigation::{Navigate, Navigation, navigation_value};
+use crate::partition::{Partition, PartitionRows};
+use crate::{Binding, Found, Program};
 
 /// Where the search resumes after a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,69 +51,6 @@ pub enum Skip {
     ToFirst(usize),
     /// To the last row bound to the variable (the next row if there is none).
     ToLast(usize),
-}
-
-/// A column a condition reads besides the row's own.
-pub enum Derived {
-    /// An expression over the rows, read `offset` rows away (`PREV` of the row itself
-    /// negative, `NEXT` positive).
-    Shift(Arc<dyn PhysicalExpr>, i64),
-    /// A value of the match so far, the row being tested counted as bound to the variable.
-    Context(Navigation),
-}
-
-/// A variable's `DEFINE` condition over a row: its columns followed by the derived ones.
-pub struct Condition {
-    pub predicate: Arc<dyn PhysicalExpr>,
-    pub derived: Vec<Derived>,
-    /// What the predicate reads: the input's columns, then one per derived column.
-    pub schema: SchemaRef,
-}
-
-impl Condition {
-    /// Whether the condition reads the match so far (it is then tested row by row, path by
-    /// path, rather than for all rows at once).
-    fn reads_match(&self) -> bool {
-        self.derived
-            .iter()
-            .any(|d| matches!(d, Derived::Context(_)))
-    }
-
-    fn shifts(&self) -> impl Iterator<Item = (&Arc<dyn PhysicalExpr>, i64)> {
-        self.derived.iter().filter_map(|d| match d {
-            Derived::Shift(expression, offset) => Some((expression, *offset)),
-            Derived::Context(_) => None,
-        })
-    }
-}
-
-/// What a measure reads from a match.
-pub enum Navigate {
-    /// The `offset`-th row bound to the variable, from the first.
-    First,
-    /// The `offset`-th row bound to the variable, from the last (`A.x` is `LAST(A.x)`).
-    Last,
-    /// `offset` rows before the last row bound to the variable.
-    Prev,
-    /// `offset` rows after the last row bound to the variable (NULL past the rows there are).
-    Next,
-    /// An aggregate over the rows bound to the variable.
-    Aggregate(AggregateCall),
-    /// `CLASSIFIER()`: the variable of the match's last row.
-    Classifier,
-    /// `MATCH_NUMBER()`: 1 for the partition's first match, and so on.
-    MatchNumber,
-}
-
-/// One value a measure reads: `navigate` over the rows bound to `variables` (every row of
-/// the match when `None`; several for a `SUBSET`), reading `argument`.
-pub struct Navigation {
-    /// `FINAL`: over the whole match; `RUNNING`: over its rows up to the output row.
-    pub is_final: bool,
-    pub navigate: Navigate,
-    pub variables: Option<Vec<usize>>,
-    pub argument: Option<Arc<dyn PhysicalExpr>>,
-    pub offset: usize,
 }
 
 /// What `ALL ROWS PER MATCH` emits besides the rows of non-empty matches.
@@ -145,29 +84,6 @@ pub struct MatchRecognizeConfig {
     pub emit_timeouts: bool,
     /// The partition columns, then the measures.
     pub schema: SchemaRef,
-}
-
-struct Partition {
-    /// The partition columns' values (one row).
-    key: RecordBatch,
-    /// Rows from `base` on, in order.
-    rows: RecordBatch,
-    times: Vec<Millis>,
-    /// Per row from `base`, a bit per variable whose condition it satisfies (for the rows
-    /// classified so far).
-    classes: Vec<u64>,
-    /// The absolute number of the first row kept.
-    base: usize,
-    next_start: usize,
-    matches: u64,
-    /// The first row no match has taken yet (for `WITH UNMATCHED ROWS`).
-    unmatched_from: usize,
-}
-
-impl Partition {
-    fn available(&self) -> usize {
-        self.base + self.rows.num_rows()
-    }
 }
 
 /// A match or timeout to emit.
@@ -698,7 +614,7 @@ impl MatchRecognize {
             };
             values.push(navigation_value(
                 navigation,
-                &self.config,
+                self.config.program.variables(),
                 state,
                 path,
                 e.number,
@@ -744,205 +660,6 @@ impl MatchRecognize {
             }
         }
         Ok(())
-    }
-}
-
-/// The value of `navigation` for a match (or partial match) of `state` with rows `path`.
-fn navigation_value(
-    navigation: &Navigation,
-    config: &MatchRecognizeConfig,
-    state: &Partition,
-    path: &[Binding],
-    number: u64,
-    data_type: &DataType,
-    argument_values: Option<&ArrayRef>,
-) -> Result<ScalarValue> {
-    let bound: Vec<usize> = path
-        .iter()
-        .filter(|b| {
-            navigation
-                .variables
-                .as_ref()
-                .is_none_or(|set| set.contains(&b.variable))
-        })
-        .map(|b| b.row)
-        .collect();
-    let value = match &navigation.navigate {
-        Navigate::MatchNumber => ScalarValue::UInt64(Some(number)),
-        Navigate::Classifier => ScalarValue::Utf8(
-            path.last()
-                .map(|b| config.program.variables()[b.variable].clone()),
-        ),
-        Navigate::Aggregate(call) => {
-            let indices =
-                UInt32Array::from_iter_values(bound.iter().map(|r| (r - state.base) as u32));
-            let rows = take_record_batch(&state.rows, &indices)?;
-            let all = UInt32Array::from_iter_values(0..rows.num_rows() as u32);
-            let mut accumulator = call.accumulator(false)?;
-            accumulator.update_batch(&call.input(&rows)?.filtered(&all)?)?;
-            accumulator.evaluate()?
-        }
-        Navigate::First | Navigate::Last | Navigate::Prev | Navigate::Next => {
-            let row = match navigation.navigate {
-                Navigate::First => bound.get(navigation.offset).copied(),
-                Navigate::Last => bound
-                    .len()
-                    .checked_sub(navigation.offset + 1)
-                    .map(|i| bound[i]),
-                Navigate::Prev => bound.last().and_then(|r| r.checked_sub(navigation.offset)),
-                _ => bound.last().map(|r| r + navigation.offset),
-            };
-            let row = row.filter(|r| *r >= state.base && *r < state.available());
-            match (row, &navigation.argument, argument_values) {
-                (Some(row), _, Some(values)) => {
-                    ScalarValue::try_from_array(values, row - state.base)?
-                }
-                (Some(row), Some(argument), None) => {
-                    let one = state.rows.slice(row - state.base, 1);
-                    let value = argument.evaluate(&one)?.into_array(1)?;
-                    ScalarValue::try_from_array(&value, 0)?
-                }
-                _ => ScalarValue::try_from(data_type)?,
-            }
-        }
-    };
-    Ok(value.cast_to(data_type)?)
-}
-
-/// Whether `row` satisfies `condition` of `variable` after the rows `path` of the match so
-/// far; `None` when a row it reads has not come yet.
-fn holds_in_context(
-    condition: &Condition,
-    variable: usize,
-    row: usize,
-    path: &[Binding],
-    config: &MatchRecognizeConfig,
-    state: &Partition,
-    complete: bool,
-) -> Result<Option<bool>> {
-    let relative = row - state.base;
-    let mut columns = state.rows.slice(relative, 1).columns().to_vec();
-    let mut with_row = path.to_vec();
-    with_row.push(Binding {
-        row,
-        variable,
-        excluded: false,
-    });
-    let schema = condition.schema.clone();
-    for (index, derived) in condition.derived.iter().enumerate() {
-        let data_type = schema.field(state.rows.num_columns() + index).data_type();
-        let value = match derived {
-            Derived::Shift(expression, offset) => {
-                let at = relative as i64 + offset;
-                if at >= state.rows.num_rows() as i64 && !complete {
-                    return Ok(None);
-                }
-                if at < 0 || at >= state.rows.num_rows() as i64 {
-                    new_null_array(data_type, 1)
-                } else {
-                    expression
-                        .evaluate(&state.rows.slice(at as usize, 1))?
-                        .into_array(1)?
-                }
-            }
-            Derived::Context(navigation) => {
-                let value =
-                    navigation_value(navigation, config, state, &with_row, 0, data_type, None)?;
-                value.to_array_of_size(1)?
-            }
-        };
-        columns.push(value);
-    }
-    let options = RecordBatchOptions::new().with_row_count(Some(1));
-    let batch = RecordBatch::try_new_with_options(schema, columns, &options)?;
-    let holds = condition.predicate.evaluate(&batch)?.into_array(1)?;
-    let Some(holds) = holds.as_boolean_opt() else {
-        return Err(EngineError::Input(
-            "a DEFINE condition is not a boolean".into(),
-        ));
-    };
-    Ok(Some(holds.is_valid(0) && holds.value(0)))
-}
-
-/// `values[start..end]` read `offset` rows away (NULL outside `values`).
-fn shifted(values: &ArrayRef, start: usize, end: usize, offset: i64) -> Result<ArrayRef> {
-    let indices: Vec<Option<u32>> = (start..end)
-        .map(|row| {
-            let at = row as i64 + offset;
-            (at >= 0 && (at as usize) < values.len()).then_some(at as u32)
-        })
-        .collect();
-    Ok(take(values.as_ref(), &UInt32Array::from(indices), None)?)
-}
-
-/// A partition seen by the search.
-struct PartitionRows<'a> {
-    partition: &'a Partition,
-    config: &'a MatchRecognizeConfig,
-    complete: bool,
-    future: Millis,
-    /// The first error a condition gave (the search treats it as not holding).
-    error: Option<EngineError>,
-}
-
-impl Rows for PartitionRows<'_> {
-    fn available(&self) -> usize {
-        self.partition.available()
-    }
-
-    fn complete(&self) -> bool {
-        self.complete
-    }
-
-    fn starts_partition(&self) -> bool {
-        true
-    }
-
-    fn holds(&mut self, variable: usize, row: usize, path: &[Binding]) -> Option<bool> {
-        if let Some(condition) = self.config.conditions[variable]
-            .as_ref()
-            .filter(|c| c.reads_match())
-        {
-            let holds = holds_in_context(
-                condition,
-                variable,
-                row,
-                path,
-                self.config,
-                self.partition,
-                self.complete,
-            );
-            return match holds {
-                Ok(holds) => holds,
-                Err(error) => {
-                    self.error.get_or_insert(error);
-                    Some(false)
-                }
-            };
-        }
-        let class = self.partition.classes.get(row - self.partition.base)?;
-        Some(class & (1 << variable) != 0)
-    }
-
-    fn context_free(&self) -> bool {
-        !self
-            .config
-            .conditions
-            .iter()
-            .flatten()
-            .any(Condition::reads_match)
-    }
-
-    fn time(&self, row: usize) -> i64 {
-        self.partition
-            .times
-            .get(row.saturating_sub(self.partition.base))
-            .copied()
-            .unwrap_or(WATERMARK_MIN)
-    }
-
-    fn future_time(&self) -> i64 {
-        self.future
     }
 }
 

@@ -1,0 +1,105 @@
+//! What measures (and conditions that read the match) read from a match: rows by position
+//! among a variable's rows, rows some way off, aggregates, the classifier and the match number.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use sluice_engine::Result;
+use sluice_engine::aggregate::AggregateCall;
+
+use crate::Binding;
+use crate::partition::Partition;
+
+/// What a measure reads from a match.
+pub enum Navigate {
+    /// The `offset`-th row bound to the variable, from the first.
+    First,
+    /// The `offset`-th row bound to the variable, from the last (`A.x` is `LAST(A.x)`).
+    Last,
+    /// `offset` rows before the last row bound to the variable.
+    Prev,
+    /// `offset` rows after the last row bound to the variable (NULL past the rows there are).
+    Next,
+    /// An aggregate over the rows bound to the variable.
+    Aggregate(AggregateCall),
+    /// `CLASSIFIER()`: the variable of the match's last row.
+    Classifier,
+    /// `MATCH_NUMBER()`: 1 for the partition's first match, and so on.
+    MatchNumber,
+}
+
+/// One value a measure reads: `navigate` over the rows bound to `variables` (every row of
+/// the match when `None`; several for a `SUBSET`), reading `argument`.
+pub struct Navigation {
+    /// `FINAL`: over the whole match; `RUNNING`: over its rows up to the output row.
+    pub is_final: bool,
+    pub navigate: Navigate,
+    pub variables: Option<Vec<usize>>,
+    pub argument: Option<Arc<dyn PhysicalExpr>>,
+    pub offset: usize,
+}
+
+/// The value of `navigation` for a match (or partial match) of `state` with rows `path`.
+pub(crate) fn navigation_value(
+    navigation: &Navigation,
+    variables: &[String],
+    state: &Partition,
+    path: &[Binding],
+    number: u64,
+    data_type: &DataType,
+    argument_values: Option<&ArrayRef>,
+) -> Result<ScalarValue> {
+    let bound: Vec<usize> = path
+        .iter()
+        .filter(|b| {
+            navigation
+                .variables
+                .as_ref()
+                .is_none_or(|set| set.contains(&b.variable))
+        })
+        .map(|b| b.row)
+        .collect();
+    let value = match &navigation.navigate {
+        Navigate::MatchNumber => ScalarValue::UInt64(Some(number)),
+        Navigate::Classifier => {
+            ScalarValue::Utf8(path.last().map(|b| variables[b.variable].clone()))
+        }
+        Navigate::Aggregate(call) => {
+            let indices =
+                UInt32Array::from_iter_values(bound.iter().map(|r| (r - state.base) as u32));
+            let rows = take_record_batch(&state.rows, &indices)?;
+            let all = UInt32Array::from_iter_values(0..rows.num_rows() as u32);
+            let mut accumulator = call.accumulator(false)?;
+            accumulator.update_batch(&call.input(&rows)?.filtered(&all)?)?;
+            accumulator.evaluate()?
+        }
+        Navigate::First | Navigate::Last | Navigate::Prev | Navigate::Next => {
+            let row = match navigation.navigate {
+                Navigate::First => bound.get(navigation.offset).copied(),
+                Navigate::Last => bound
+                    .len()
+                    .checked_sub(navigation.offset + 1)
+                    .map(|i| bound[i]),
+                Navigate::Prev => bound.last().and_then(|r| r.checked_sub(navigation.offset)),
+                _ => bound.last().map(|r| r + navigation.offset),
+            };
+            let row = row.filter(|r| *r >= state.base && *r < state.available());
+            match (row, &navigation.argument, argument_values) {
+                (Some(row), _, Some(values)) => {
+                    ScalarValue::try_from_array(values, row - state.base)?
+                }
+                (Some(row), Some(argument), None) => {
+                    let one = state.rows.slice(row - state.base, 1);
+                    let value = argument.evaluate(&one)?.into_array(1)?;
+                    ScalarValue::try_from_array(&value, 0)?
+                }
+                _ => ScalarValue::try_from(data_type)?,
+            }
+        }
+    };
+    Ok(value.cast_to(data_type)?)
+}
