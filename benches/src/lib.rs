@@ -6,6 +6,18 @@
 pub mod nexmark;
 pub mod ticker;
 
+/// A xorshift generator: the same seed always gives the same numbers.
+pub(crate) struct Xorshift(pub(crate) u64);
+
+impl Xorshift {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 /// A `/proc/self/status` figure in KiB, such as `VmRSS:` or `VmHWM:` (0 where there is no
 /// such file).
 pub fn process_memory_kib(field: &str) -> u64 {

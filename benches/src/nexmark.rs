@@ -12,6 +12,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::Xorshift;
+
 /// The DDL of the `bid` stream, with a watermark 4 seconds behind the largest time seen.
 pub const BID_DDL: &str = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT,
   channel STRING, url STRING, date_time TIMESTAMP(3), extra STRING,
@@ -24,18 +26,6 @@ const HOT_BIDDERS: u64 = 1_000;
 const BIDDERS: u64 = 1_000_000;
 /// Event time starts at 2024-01-01 00:00:00 UTC.
 const START_MILLIS: i64 = 1_704_067_200_000;
-
-/// A xorshift generator: the same seed always gives the same numbers.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 pub fn bid_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -11,6 +11,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::Xorshift;
+
 /// Event time starts at 2024-01-01 00:00:00 UTC.
 const START_MILLIS: i64 = 1_704_067_200_000;
 
@@ -38,17 +40,6 @@ pub const CARD_FRAUD: &str = "SELECT * FROM payments MATCH_RECOGNIZE (
     L1 AS L1.amount > 500, L2 AS L2.amount > 500 AND L2.country <> PREV(L2.country))";
 
 const COUNTRIES: [&str; 4] = ["KR", "US", "DE", "BR"];
-
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 pub fn ticker_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -36,68 +36,59 @@ fn write(dir: &Path, name: &str, contents: &str) -> String {
     path.display().to_string()
 }
 
-#[test]
-fn the_flights_example_writes_its_expected_outputs() {
-    let root = repository();
+/// Runs the example `queries/flights/SCRIPT` over `inputs` (stream, file in
+/// `queries/flights/`), checks that each of `outputs` equals its file in
+/// `queries/flights/expected/`, and returns what it wrote on stderr.
+fn run_example(script: &str, inputs: &[(&str, &str)], outputs: &[&str]) -> String {
+    let examples = repository().join("queries/flights");
     let out = temp_dir();
-    let output = sluice(&[
-        "run",
-        &root
-            .join("queries/flights/delays.sql")
-            .display()
-            .to_string(),
-        "--input",
-        &format!(
-            "flights={}",
-            root.join("queries/flights/flights-2013-01-01.csv")
-                .display()
-        ),
-        "--output",
-        &out.path().display().to_string(),
-    ]);
+    let mut args = vec![
+        "run".to_string(),
+        examples.join(script).display().to_string(),
+    ];
+    for (stream, file) in inputs {
+        args.push("--input".into());
+        args.push(format!("{stream}={}", examples.join(file).display()));
+    }
+    args.push("--output".into());
+    args.push(out.path().display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = sluice(&args);
     assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    for name in ["long_delays", "jfk_long_delays", "q1"] {
-        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
+    for name in outputs {
+        let expected = read(&examples.join(format!("expected/{name}.csv")));
         let actual = read(&out.path().join(format!("{name}.csv")));
         assert_eq!(actual, expected, "{name}.csv differs");
     }
+    text(&output.stderr)
+}
+
+#[test]
+fn the_flights_example_writes_its_expected_outputs() {
+    let stderr = run_example(
+        "delays.sql",
+        &[("flights", "flights-2013-01-01.csv")],
+        &["long_delays", "jfk_long_delays", "q1"],
+    );
     assert_eq!(
-        text(&output.stderr),
+        stderr,
         "long_delays: 17 row(s)\njfk_long_delays: 6 row(s)\nq1: 4 row(s)\n"
     );
 }
 
 #[test]
 fn the_hourly_flights_example_writes_windows_changelog_and_late_outputs() {
-    let root = repository();
-    let out = temp_dir();
-    let output = sluice(&[
-        "run",
-        &root
-            .join("queries/flights/hourly.sql")
-            .display()
-            .to_string(),
-        "--input",
-        &format!(
-            "flights={}",
-            root.join("queries/flights/flights-2013-01-01.csv")
-                .display()
-        ),
-        "--output",
-        &out.path().display().to_string(),
-    ]);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    for name in [
-        "hourly_departures",
-        "hourly_departures.late",
-        "carrier_totals",
-    ] {
-        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
-        let actual = read(&out.path().join(format!("{name}.csv")));
-        assert_eq!(actual, expected, "{name}.csv differs");
-    }
+    let stderr = run_example(
+        "hourly.sql",
+        &[("flights", "flights-2013-01-01.csv")],
+        &[
+            "hourly_departures",
+            "hourly_departures.late",
+            "carrier_totals",
+        ],
+    );
     assert_eq!(
-        text(&output.stderr),
+        stderr,
         "hourly_departures: 1 late row(s), written to hourly_departures.late\n\
          hourly_departures: 908 row(s)\nhourly_departures.late: 1 row(s)\ncarrier_totals: 1184 row(s)\n"
     );
@@ -105,35 +96,16 @@ fn the_hourly_flights_example_writes_windows_changelog_and_late_outputs() {
 
 #[test]
 fn the_weather_example_joins_each_flight_with_the_weather_then() {
-    let root = repository();
-    let out = temp_dir();
-    let input = |name: &str, file: &str| {
-        format!(
-            "{name}={}",
-            root.join("queries/flights").join(file).display()
-        )
-    };
-    let output = sluice(&[
-        "run",
-        &root
-            .join("queries/flights/weather.sql")
-            .display()
-            .to_string(),
-        "--input",
-        &input("flights", "flights-2013-01-01.csv"),
-        "--input",
-        &input("weather", "weather-2013-01-01.csv"),
-        "--output",
-        &out.path().display().to_string(),
-    ]);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    for name in ["departure_weather", "departure_weather.late"] {
-        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
-        let actual = read(&out.path().join(format!("{name}.csv")));
-        assert_eq!(actual, expected, "{name}.csv differs");
-    }
+    let stderr = run_example(
+        "weather.sql",
+        &[
+            ("flights", "flights-2013-01-01.csv"),
+            ("weather", "weather-2013-01-01.csv"),
+        ],
+        &["departure_weather", "departure_weather.late"],
+    );
     assert_eq!(
-        text(&output.stderr),
+        stderr,
         "departure_weather: 1 late row(s), written to departure_weather.late\n\
          departure_weather: 841 row(s)\ndeparture_weather.late: 1 row(s)\n"
     );
@@ -141,31 +113,13 @@ fn the_weather_example_joins_each_flight_with_the_weather_then() {
 
 #[test]
 fn the_delay_streaks_example_finds_row_patterns() {
-    let root = repository();
-    let out = temp_dir();
-    let output = sluice(&[
-        "run",
-        &root
-            .join("queries/flights/delay_streaks.sql")
-            .display()
-            .to_string(),
-        "--input",
-        &format!(
-            "flights={}",
-            root.join("queries/flights/flights-2013-01-01.csv")
-                .display()
-        ),
-        "--output",
-        &out.path().display().to_string(),
-    ]);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    for name in ["delay_streaks", "delay_streaks.late"] {
-        let expected = read(&root.join(format!("queries/flights/expected/{name}.csv")));
-        let actual = read(&out.path().join(format!("{name}.csv")));
-        assert_eq!(actual, expected, "{name}.csv differs");
-    }
+    let stderr = run_example(
+        "delay_streaks.sql",
+        &[("flights", "flights-2013-01-01.csv")],
+        &["delay_streaks", "delay_streaks.late"],
+    );
     assert_eq!(
-        text(&output.stderr),
+        stderr,
         "delay_streaks: 1 late row(s), written to delay_streaks.late\n\
          delay_streaks: 11 row(s)\ndelay_streaks.late: 1 row(s)\n"
     );

@@ -308,12 +308,7 @@ fn build_source(
         partition,
         schema,
     };
-    Ok(Arc::new(WindowTvfTable {
-        schema: Arc::new(node.schema.as_arrow().clone()),
-        plan: LogicalPlan::Extension(Extension {
-            node: Arc::new(node),
-        }),
-    }))
+    Ok(Arc::new(PlannedTable::of(node)))
 }
 
 /// An interval of days or less as milliseconds; `None` for other values.
@@ -342,13 +337,25 @@ fn duration(name: &str, arg: &Expr) -> datafusion::error::Result<i64> {
     )
 }
 
-/// The relation a window table function call stands for.
-struct WindowTvfTable {
+/// The relation a table function call stands for: a plan, inlined where it is read.
+pub struct PlannedTable {
     schema: SchemaRef,
     plan: LogicalPlan,
 }
 
-impl TableSource for WindowTvfTable {
+impl PlannedTable {
+    /// The relation of the extension node `node`.
+    pub fn of<N: datafusion::logical_expr::UserDefinedLogicalNode + 'static>(node: N) -> Self {
+        PlannedTable {
+            schema: Arc::new(node.schema().as_arrow().clone()),
+            plan: LogicalPlan::Extension(Extension {
+                node: Arc::new(node),
+            }),
+        }
+    }
+}
+
+impl TableSource for PlannedTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }

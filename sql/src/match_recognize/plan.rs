@@ -8,17 +8,16 @@
 //! `PREV`/`NEXT` of the row itself is its expression read some rows away, anything else a
 //! value of the match so far, with the row being tested counted as bound to the variable.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, plan_datafusion_err};
 use datafusion::logical_expr::{
-    Expr, ExprSchemable, Extension, LogicalPlan, TableSource, UserDefinedLogicalNodeCore,
+    Expr, ExprSchemable, LogicalPlan, TableSource, UserDefinedLogicalNodeCore,
 };
 use datafusion::sql::planner::{ContextProvider, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{
@@ -28,6 +27,7 @@ use sluice_cep::Pattern;
 use sluice_engine::time::Millis;
 
 use super::{EmptyMatches, MatchClause, SkipTo};
+use crate::window_tvf::PlannedTable;
 use crate::{Result, SqlError};
 
 /// What a navigation column reads from a match.
@@ -164,22 +164,6 @@ impl UserDefinedLogicalNodeCore for MatchRecognizeNode {
     }
 }
 
-/// The relation a `__match_recognize` call stands for.
-struct MatchRecognizeTable {
-    schema: SchemaRef,
-    plan: LogicalPlan,
-}
-
-impl TableSource for MatchRecognizeTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
-        Some(Cow::Borrowed(&self.plan))
-    }
-}
-
 /// Answers `__match_recognize('table', 'clause')`; `input` plans a scan of the table.
 pub fn match_recognize_source<C: ContextProvider>(
     args: &[Expr],
@@ -194,12 +178,7 @@ pub fn match_recognize_source<C: ContextProvider>(
     let clause_text = text(1)?;
     let input = input(&table)?;
     let node = build(&clause_text, input, context).map_err(|e| plan_datafusion_err!("{e}"))?;
-    Ok(Arc::new(MatchRecognizeTable {
-        schema: Arc::new(node.schema.as_arrow().clone()),
-        plan: LogicalPlan::Extension(Extension {
-            node: Arc::new(node),
-        }),
-    }))
+    Ok(Arc::new(PlannedTable::of(node)))
 }
 
 fn build<C: ContextProvider>(
