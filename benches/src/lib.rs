@@ -71,6 +71,54 @@ pub fn session_with(
     Ok((session, id))
 }
 
+/// Feeds `events` rows made by `next` (given a row count) into `stream` in batches of
+/// `batch_rows`, then ends input, printing the resident set size at each tenth of the run;
+/// then prints the events, result rows, engine seconds (generation excluded), events/s and
+/// peak RSS.
+pub fn feed_and_report(
+    session: &mut sluice_sql::Session,
+    stream: &str,
+    events: u64,
+    batch_rows: usize,
+    mut next: impl FnMut(usize) -> Result<datafusion::arrow::record_batch::RecordBatch, String>,
+) -> Result<(), String> {
+    let mut engine_time = std::time::Duration::ZERO;
+    let (mut fed, mut results) = (0u64, 0u64);
+    let mut next_sample = events / 10;
+    println!("events,rss_mib");
+    while fed < events {
+        let rows = batch_rows.min((events - fed) as usize);
+        let batch = next(rows)?;
+        let started = std::time::Instant::now();
+        let engine = session.engine_mut();
+        engine.append(stream, &batch).map_err(|e| e.to_string())?;
+        let drained = engine.drain_results();
+        engine_time += started.elapsed();
+        results += result_rows(&drained);
+        fed += rows as u64;
+        if fed >= next_sample {
+            println!("{fed},{:.1}", process_memory_kib("VmRSS:") as f64 / 1024.0);
+            next_sample += events / 10;
+        }
+    }
+    let started = std::time::Instant::now();
+    session.engine_mut().finish().map_err(|e| e.to_string())?;
+    let drained = session.engine_mut().drain_results();
+    engine_time += started.elapsed();
+    results += result_rows(&drained);
+
+    let seconds = engine_time.as_secs_f64();
+    println!("events: {fed}");
+    println!("result rows: {results}");
+    println!("engine seconds: {seconds:.2}");
+    println!("events/s: {:.0}", fed as f64 / seconds);
+    println!(
+        "peak RSS: {:.1} MiB",
+        process_memory_kib("VmHWM:") as f64 / 1024.0
+    );
+    Ok(())
+}
+
 /// The number of rows in results drained from an engine.
 pub fn result_rows(drained: &[(sluice_engine::QueryId, Vec<sluice_engine::Changes>)]) -> u64 {
     drained

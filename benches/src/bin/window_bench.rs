@@ -9,10 +9,9 @@
 //! peak.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use sluice_benches::nexmark::{BID_DDL, BidGenerator};
-use sluice_benches::{count_argument, main_of, process_memory_kib, result_rows, session_with};
+use sluice_benches::{count_argument, feed_and_report, main_of, session_with};
 
 const BATCH_ROWS: usize = 8192;
 const EVENTS_PER_SECOND: u64 = 100_000;
@@ -42,42 +41,7 @@ fn run() -> Result<(), String> {
     let (mut session, _) = session_with(&[BID_DDL], query)?;
 
     let mut generator = BidGenerator::new(7, EVENTS_PER_SECOND);
-    let mut engine_time = Duration::ZERO;
-    let mut fed = 0u64;
-    let mut results = 0u64;
-    let mut next_sample = events / 10;
-    println!("events,rss_mib");
-    while fed < events {
-        let rows = BATCH_ROWS.min((events - fed) as usize);
-        let batch = generator.batch(rows).map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        session
-            .engine_mut()
-            .append("bid", &batch)
-            .map_err(|e| e.to_string())?;
-        let drained = session.engine_mut().drain_results();
-        engine_time += started.elapsed();
-        results += result_rows(&drained);
-        fed += rows as u64;
-        if fed >= next_sample {
-            println!("{fed},{:.1}", process_memory_kib("VmRSS:") as f64 / 1024.0);
-            next_sample += events / 10;
-        }
-    }
-    let started = Instant::now();
-    session.engine_mut().finish().map_err(|e| e.to_string())?;
-    let drained = session.engine_mut().drain_results();
-    engine_time += started.elapsed();
-    results += result_rows(&drained);
-
-    let seconds = engine_time.as_secs_f64();
-    println!("events: {fed}");
-    println!("result rows: {results}");
-    println!("engine seconds: {seconds:.2}");
-    println!("events/s: {:.0}", fed as f64 / seconds);
-    println!(
-        "peak RSS: {:.1} MiB",
-        process_memory_kib("VmHWM:") as f64 / 1024.0
-    );
-    Ok(())
+    feed_and_report(&mut session, "bid", events, BATCH_ROWS, |rows| {
+        generator.batch(rows).map_err(|e| e.to_string())
+    })
 }
