@@ -22,7 +22,8 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, UInt32Array, UInt64Array, new_null_array,
 };
 use datafusion::arrow::compute::{
-    SortColumn, cast, concat, concat_batches, lexsort_to_indices, take_record_batch,
+    SortColumn, cast, concat, concat_batches, interleave_record_batch, lexsort_to_indices, take,
+    take_record_batch,
 };
 use datafusion::arrow::datatypes::{
     DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
@@ -274,13 +275,22 @@ impl MatchRecognize {
             .map(|i| partition_ids[*i as usize])
             .collect();
         let sorted_times = self.times(&sorted)?;
-        let mut touched = Vec::new();
+        // Each partition's run of the sorted rows: (partition, start, end).
+        let mut runs = Vec::new();
         let mut start = 0;
         while start < rows {
             let partition = sorted_partitions[start] as usize;
             let end = (start..rows)
                 .find(|r| sorted_partitions[*r] as usize != partition)
                 .unwrap_or(rows);
+            runs.push((partition, start, end));
+            start = end;
+        }
+        if self.lookahead == 0 && !self.complete {
+            self.classify_admitted(&sorted, &runs)?;
+        }
+        let mut touched = Vec::new();
+        for (partition, start, end) in runs {
             let slice = sorted.slice(start, end - start);
             let state = &mut self.partitions[partition];
             state.rows = concat_batches(&self.input_schema, [&state.rows, &slice])?;
@@ -290,9 +300,106 @@ impl MatchRecognize {
                     .map(|t| t.unwrap_or(WATERMARK_MIN)),
             );
             touched.push(partition);
-            start = end;
         }
         Ok(touched)
+    }
+
+    /// Classifies the rows being admitted, all partitions at once (before they join their
+    /// partitions): `runs` gives each partition's rows of `sorted`. Conditions that read the
+    /// match are left to the search; with `NEXT`, classification waits for later rows and is
+    /// done per partition instead.
+    fn classify_admitted(
+        &mut self,
+        sorted: &RecordBatch,
+        runs: &[(usize, usize, usize)],
+    ) -> Result<()> {
+        let rows = sorted.num_rows();
+        // The rows before each run that `PREV` may read, then the run: one combined batch,
+        // and for each combined row where its partition's part begins.
+        let mut sources: Vec<&RecordBatch> = vec![sorted];
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(rows);
+        let mut segment: Vec<usize> = Vec::with_capacity(rows);
+        let mut position: Vec<usize> = Vec::with_capacity(rows);
+        for &(partition, start, end) in runs {
+            let state = &self.partitions[partition];
+            let stored = state.rows.num_rows();
+            let tail = self.lookback.min(stored);
+            let begins = picks.len();
+            if tail > 0 {
+                sources.push(&state.rows);
+                let source = sources.len() - 1;
+                for row in stored - tail..stored {
+                    picks.push((source, row));
+                    segment.push(begins);
+                }
+            }
+            for row in start..end {
+                position.push(picks.len());
+                picks.push((0, row));
+                segment.push(begins);
+            }
+        }
+        let needs_combined = self
+            .config
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| !c.reads_match() && c.shifts().next().is_some());
+        let combined = if needs_combined {
+            Some(interleave_record_batch(&sources, &picks)?)
+        } else {
+            None
+        };
+        let mut classes = vec![0u64; rows];
+        for (variable, condition) in self.config.conditions.iter().enumerate() {
+            let Some(condition) = condition else {
+                classes.iter_mut().for_each(|c| *c |= 1 << variable);
+                continue;
+            };
+            if condition.reads_match() {
+                continue;
+            }
+            let mut columns = sorted.columns().to_vec();
+            for (expression, offset) in condition.shifts() {
+                let Some(combined) = &combined else {
+                    continue;
+                };
+                let values = expression
+                    .evaluate(combined)?
+                    .into_array(combined.num_rows())?;
+                let indices: Vec<Option<u32>> = position
+                    .iter()
+                    .map(|&at| {
+                        let read = at as i64 + offset;
+                        (read >= segment[at] as i64
+                            && (read as usize) < segment.len()
+                            && segment[read as usize] == segment[at])
+                            .then_some(read as u32)
+                    })
+                    .collect();
+                columns.push(take(values.as_ref(), &UInt32Array::from(indices), None)?);
+            }
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            let extended =
+                RecordBatch::try_new_with_options(condition.schema.clone(), columns, &options)?;
+            let holds = condition.predicate.evaluate(&extended)?.into_array(rows)?;
+            let Some(holds) = holds.as_boolean_opt() else {
+                return Err(EngineError::Input(
+                    "a DEFINE condition is not a boolean".into(),
+                ));
+            };
+            for (row, class) in classes.iter_mut().enumerate() {
+                if holds.is_valid(row) && holds.value(row) {
+                    *class |= 1 << variable;
+                }
+            }
+        }
+        for &(partition, start, end) in runs {
+            self.partitions[partition]
+                .classes
+                .extend_from_slice(&classes[start..end]);
+        }
+        Ok(())
     }
 
     fn partition_of(&mut self, key: &[u8], columns: &[ArrayRef], row: usize) -> Result<usize> {
