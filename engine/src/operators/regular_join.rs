@@ -3,8 +3,8 @@
 //!
 //! State: per side, the rows present by join key, each with how many times it is present
 //! and how many rows of the other side it joins, and per key when it was last written.
-//! Emits: at once, for each input row in order. An added row (`+I`, `+U`) emits `+I` of
-//! itself joined with each present row of the other side with its key (in their arrival
+//! Emits: at once, for each input row in order. An added row (`+I`, `+U`, or an upstream
+//! join's `expired` or a pattern's `timeout` row) emits `+I` of itself joined with each present row of the other side with its key (in their arrival
 //! order) for which the residual condition holds; a removed row (`-U`, `-D`) emits `-D` of
 //! the same pairs. Outer sides keep a row without a match as `+I` of it padded with NULLs:
 //! when its first match arrives that row is retracted (`-D`) before the joined row, and when
