@@ -231,10 +231,16 @@ impl MatchRecognize {
             .iter()
             .map(|e| e.evaluate(&batch)?.into_array(rows))
             .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let keys = self.keys.convert_columns(&key_columns)?;
+        // Without PARTITION BY, every row is in the one partition (of the empty key).
+        let keys = (!key_columns.is_empty())
+            .then(|| self.keys.convert_columns(&key_columns))
+            .transpose()?;
         // Order: partition, time, tie breakers, arrival.
         let partition_ids: Vec<u64> = (0..rows)
-            .map(|row| self.partition_of(keys.row(row).as_ref(), &key_columns, row))
+            .map(|row| {
+                let key = keys.as_ref().map_or(&[][..], |keys| keys.row(row).data());
+                self.partition_of(key, &key_columns, row)
+            })
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .map(|p| p as u64)

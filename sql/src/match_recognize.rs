@@ -113,6 +113,57 @@ pub fn rewrite_match_recognize(sql: &str) -> Result<Cow<'_, str>> {
     Ok(Cow::Owned(out))
 }
 
+/// The text of a statement as its author wrote `MATCH_RECOGNIZE`: each
+/// `__match_recognize('name', '...')` call [`rewrite_match_recognize`] made turned back into
+/// `name MATCH_RECOGNIZE (...)`.
+pub fn restore_match_recognize(sql: &str) -> String {
+    let call = format!("{MATCH_RECOGNIZE_FUNCTION}(");
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(&call) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + call.len()..];
+        let restored = quoted(after).and_then(|(name, tail)| {
+            let tail = tail.trim_start().strip_prefix(',')?.trim_start();
+            let (clause, tail) = quoted(tail)?;
+            let tail = tail.trim_start().strip_prefix(')')?;
+            Some((format!("{name} MATCH_RECOGNIZE ({clause})"), tail))
+        });
+        match restored {
+            Some((text, tail)) => {
+                out.push_str(&text);
+                rest = tail;
+            }
+            None => {
+                out.push_str(&call);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A single-quoted SQL string at the start of `text` (`''` inside is a quote), and the text
+/// after it.
+fn quoted(text: &str) -> Option<(String, &str)> {
+    let mut chars = text.strip_prefix('\'')?.char_indices().peekable();
+    let mut value = String::new();
+    while let Some((index, c)) = chars.next() {
+        if c != '\'' {
+            value.push(c);
+            continue;
+        }
+        if chars.peek().is_some_and(|(_, next)| *next == '\'') {
+            chars.next();
+            value.push('\'');
+            continue;
+        }
+        return Some((value, &text[index + 2..]));
+    }
+    None
+}
+
 /// Where the search resumes after a match, by variable name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipTo {
@@ -336,4 +387,22 @@ fn interval(expr: &ast::Expr) -> Result<Millis> {
         format!("{text} {unit}")
     };
     parse_duration(&text).map_err(|e| SqlError::Invalid(format!("WITHIN: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rewrite_can_be_undone() -> Result<()> {
+        let sql =
+            "SELECT * FROM t MATCH_RECOGNIZE (ORDER BY ts PATTERN (A) DEFINE A AS v = 'x') AS m";
+        let rewritten = rewrite_match_recognize(sql)?;
+        assert_eq!(
+            rewritten,
+            "SELECT * FROM __match_recognize('t', 'ORDER BY ts PATTERN (A) DEFINE A AS v = ''x''') AS m"
+        );
+        assert_eq!(restore_match_recognize(&rewritten), sql);
+        Ok(())
+    }
 }

@@ -384,7 +384,7 @@ impl Session {
             name.clone(),
             View {
                 name: name.clone(),
-                sql: create.query.to_string(),
+                sql: crate::match_recognize::restore_match_recognize(&create.query.to_string()),
                 plan: view.input.as_ref().clone(),
                 dependencies,
                 hints: query_hints(statement)?,

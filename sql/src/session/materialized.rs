@@ -62,8 +62,10 @@ impl Session {
         self.engine.keep_snapshot(name)?;
         match self.register(name, name, graph, warnings, Some(name)) {
             Ok(query) => {
-                self.materialized
-                    .insert(name.to_string(), create.query.to_string());
+                self.materialized.insert(
+                    name.to_string(),
+                    crate::match_recognize::restore_match_recognize(&create.query.to_string()),
+                );
                 Ok(Outcome::Materialized(query))
             }
             Err(error) => {
