@@ -19,15 +19,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, UInt32Array, UInt64Array, new_null_array,
+    Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array, UInt64Array, new_null_array,
 };
 use datafusion::arrow::compute::{
-    SortColumn, cast, concat, concat_batches, interleave_record_batch, lexsort_to_indices, take,
+    SortColumn, concat, concat_batches, interleave_record_batch, lexsort_to_indices, take,
     take_record_batch,
 };
-use datafusion::arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
@@ -35,7 +33,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::changes::batch_of;
 use sluice_engine::operator::{Operator, OperatorMetrics};
-use sluice_engine::time::{Millis, WATERMARK_MIN};
+use sluice_engine::time::{Millis, WATERMARK_MIN, millis};
 use sluice_engine::{Changes, EngineError, Result, RowKind};
 
 use crate::condition::{Condition, Derived, shifted};
@@ -185,15 +183,9 @@ impl MatchRecognize {
         })
     }
 
-    fn times(&self, batch: &RecordBatch) -> Result<Vec<Option<Millis>>> {
-        let times = cast(
-            batch.column(self.config.time_column),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        Ok(times
-            .as_primitive::<TimestampMillisecondType>()
-            .iter()
-            .collect())
+    /// The event times of `batch`, in milliseconds.
+    fn times(&self, batch: &RecordBatch) -> Result<TimestampMillisecondArray> {
+        millis(batch.column(self.config.time_column))
     }
 
     /// Moves the pending rows before the watermark (all at the end) into their partitions,
@@ -212,18 +204,19 @@ impl MatchRecognize {
             .iter()
             .map(|t| self.complete || t.is_some_and(|t| t < self.watermark))
             .collect();
+        let ready_indices = UInt32Array::from_iter_values(
+            (0..all.num_rows() as u32).filter(|r| ready[*r as usize]),
+        );
         let keep: Vec<u32> = (0..all.num_rows() as u32)
             .filter(|r| !ready[*r as usize])
             .collect();
         self.pending_arrivals = keep.iter().map(|r| arrivals[*r as usize]).collect();
         self.pending = take_record_batch(&all, &UInt32Array::from(keep))?;
-        let ready_rows: Vec<u32> = (0..all.num_rows() as u32)
-            .filter(|r| ready[*r as usize])
-            .collect();
-        if ready_rows.is_empty() {
+        if ready_indices.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = take_record_batch(&all, &UInt32Array::from(ready_rows.clone()))?;
+        let batch = take_record_batch(&all, &ready_indices)?;
+        let batch_times = take(&times, &ready_indices, None)?;
         let rows = batch.num_rows();
         let key_columns = self
             .config
@@ -245,17 +238,13 @@ impl MatchRecognize {
             .into_iter()
             .map(|p| p as u64)
             .collect();
-        let time_column = cast(
-            batch.column(self.config.time_column),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
         let mut sort = vec![
             SortColumn {
                 values: Arc::new(UInt64Array::from(partition_ids.clone())),
                 options: None,
             },
             SortColumn {
-                values: time_column,
+                values: batch_times.clone(),
                 options: None,
             },
         ];
@@ -268,7 +257,11 @@ impl MatchRecognize {
                 }),
             });
         }
-        let arrival_column: Vec<u64> = ready_rows.iter().map(|r| arrivals[*r as usize]).collect();
+        let arrival_column: Vec<u64> = ready_indices
+            .values()
+            .iter()
+            .map(|r| arrivals[*r as usize])
+            .collect();
         sort.push(SortColumn {
             values: Arc::new(UInt64Array::from(arrival_column)),
             options: None,
@@ -280,7 +273,8 @@ impl MatchRecognize {
             .iter()
             .map(|i| partition_ids[*i as usize])
             .collect();
-        let sorted_times = self.times(&sorted)?;
+        let sorted_times = take(&batch_times, &order, None)?;
+        let sorted_times = sorted_times.as_primitive::<TimestampMillisecondType>();
         // Each partition's run of the sorted rows: (partition, start, end).
         let mut runs = Vec::new();
         let mut start = 0;
@@ -301,7 +295,8 @@ impl MatchRecognize {
             let state = &mut self.partitions[partition];
             state.rows = concat_batches(&self.input_schema, [&state.rows, &slice])?;
             state.times.extend(
-                sorted_times[start..end]
+                sorted_times
+                    .slice(start, end - start)
                     .iter()
                     .map(|t| t.unwrap_or(WATERMARK_MIN)),
             );

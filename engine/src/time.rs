@@ -1,5 +1,9 @@
 //! Event time: milliseconds since the Unix epoch, and the watermark bounds.
 
+use datafusion::arrow::array::{ArrayRef, AsArray, TimestampMillisecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+
 /// A point in event time, in milliseconds since 1970-01-01 00:00:00 UTC.
 pub type Millis = i64;
 
@@ -57,6 +61,12 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
     number
         .checked_mul(scale)
         .ok_or_else(|| format!("duration '{text}' is too long"))
+}
+
+/// `array`, a timestamp of any unit, in milliseconds since the epoch (NULL stays NULL).
+pub fn millis(array: &ArrayRef) -> crate::Result<TimestampMillisecondArray> {
+    let cast = cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+    Ok(cast.as_primitive::<TimestampMillisecondType>().clone())
 }
 
 #[cfg(test)]

@@ -14,13 +14,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::Array;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::Result;
+use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 
 #[derive(Debug, Clone)]
@@ -63,12 +62,8 @@ impl WatermarkGenerator {
         let Some((column, expression)) = &self.event_time else {
             return Ok(vec![whole(None)]);
         };
-        let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
-        let marks = expression.evaluate(rows)?.into_array(rows.num_rows())?;
-        let marks = cast(&marks, &millis)?;
-        let marks = marks.as_primitive::<TimestampMillisecondType>();
-        let times = cast(rows.column(*column), &millis)?;
-        let times = times.as_primitive::<TimestampMillisecondType>();
+        let marks = millis(&expression.evaluate(rows)?.into_array(rows.num_rows())?)?;
+        let times = millis(rows.column(*column))?;
 
         let mut segments = Vec::new();
         let mut offset = 0;

@@ -9,11 +9,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::Array;
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::input::{self, RowError, RowReader};
+use sluice_engine::time::millis;
 use sluice_engine::{Changes, StreamDef};
 
 use crate::CliError;
@@ -167,11 +166,7 @@ fn event_times(
         return Ok(vec![i64::MIN; rows.num_rows()]);
     };
     let complete = stream.complete(rows)?;
-    let millis = cast(
-        complete.column(time.column),
-        &DataType::Timestamp(TimeUnit::Millisecond, None),
-    )?;
-    let millis = millis.as_primitive::<TimestampMillisecondType>();
+    let millis = millis(complete.column(time.column))?;
     Ok((0..millis.len())
         .map(|row| {
             if millis.is_valid(row) {

@@ -8,11 +8,12 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::compute::{cast, prep_null_mask_filter};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{Row, RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::changes::batch_of;
+use crate::time::millis;
 use crate::{EngineError, Result};
 
 /// Which side's rows survive without a match.
@@ -143,11 +144,7 @@ impl JoinCodec {
         let Some(column) = self.sides[side].time_column else {
             return Ok(None);
         };
-        let times = cast(
-            batch.column(column),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        Ok(Some(times.as_primitive().clone()))
+        Ok(Some(millis(batch.column(column))?))
     }
 
     /// Joined rows for `(left, right)` pairs; `None` stands for a NULL-padded side.

@@ -14,9 +14,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -26,6 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::AggregateCall;
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
+use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, Result};
 
@@ -136,11 +136,8 @@ impl Operator for SessionAggregate {
             .iter()
             .map(|expression| expression.evaluate(batch)?.into_array(rows))
             .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
-        let starts = cast(&columns[self.window_start], &millis)?;
-        let starts = starts.as_primitive::<TimestampMillisecondType>();
-        let ends = cast(&columns[self.window_end], &millis)?;
-        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        let starts = millis(&columns[self.window_start])?;
+        let ends = millis(&columns[self.window_end])?;
         let key_columns: Vec<ArrayRef> = columns
             .iter()
             .enumerate()

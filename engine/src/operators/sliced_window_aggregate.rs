@@ -16,16 +16,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::TimestampMillisecondArray;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::TimestampMillisecondType;
-use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::{AggregateCall, FrozenGroups, GroupedAggregates};
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
+use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::window::Windows;
 use crate::{Changes, Result};
@@ -134,11 +134,7 @@ impl Operator for SlicedWindowAggregate {
             .iter()
             .map(|expression| expression.evaluate(batch)?.into_array(rows))
             .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let ends = cast(
-            &columns[self.window_end],
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        let ends = millis(&columns[self.window_end])?;
 
         let mut by_slice: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
         let mut late = vec![false; rows];

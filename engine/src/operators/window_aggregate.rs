@@ -14,10 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt8Array, UInt32Array};
-use datafusion::arrow::compute::{cast, interleave_record_batch, take};
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::datatypes::{FieldRef, TimestampMillisecondType};
+use datafusion::arrow::array::{Array, ArrayRef, UInt8Array, UInt32Array};
+use datafusion::arrow::compute::{interleave_record_batch, take};
+use datafusion::arrow::datatypes::FieldRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
@@ -25,6 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::{AggregateCall, GroupedAggregates};
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
+use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, Result, RowKind};
 
@@ -184,11 +185,7 @@ impl Operator for WindowAggregate {
             .iter()
             .map(|expression| expression.evaluate(batch)?.into_array(rows))
             .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let ends = cast(
-            &columns[self.window_end],
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        let ends = millis(&columns[self.window_end])?;
         let retained_after = self.watermark.saturating_sub(self.allowed_lateness);
 
         // Rows by window, and the rows no kept window can take.

@@ -10,12 +10,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use crate::operator::Operator;
+use crate::time::millis;
 use crate::window::Windows;
 use crate::{Changes, Result};
 
@@ -47,11 +48,7 @@ impl Operator for WindowAssign {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
-        let times = cast(
-            changes.rows.column(self.time_column),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let times = times.as_primitive::<TimestampMillisecondType>();
+        let times = millis(changes.rows.column(self.time_column))?;
         let mut rows = Vec::with_capacity(times.len());
         let mut starts = Vec::with_capacity(times.len());
         let mut ends = Vec::with_capacity(times.len());

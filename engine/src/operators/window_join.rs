@@ -16,15 +16,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, UInt8Array};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::{Array, UInt8Array};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
 use crate::operator::{Operator, OperatorMetrics};
+use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, Result, RowKind};
 
@@ -134,11 +134,7 @@ impl Operator for WindowJoin {
         let batch = &changes.rows;
         let keys = self.codec.keys(side, batch)?;
         let rows = self.codec.rows(side, batch)?;
-        let ends = cast(
-            batch.column(self.window_ends[side]),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        let ends = millis(batch.column(self.window_ends[side]))?;
         let mut late = Vec::new();
         for row in 0..batch.num_rows() {
             if ends.is_null(row) || ends.value(row) <= self.watermark {

@@ -14,16 +14,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::UInt64Array;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{
     SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
 };
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operator::{Operator, OperatorMetrics};
+use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, Result};
 
@@ -223,11 +224,7 @@ impl Operator for WindowTopN {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
-        let ends = cast(
-            changes.rows.column(self.window_end),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        let ends = millis(changes.rows.column(self.window_end))?;
         let mut by_window: BTreeMap<Millis, Vec<bool>> = BTreeMap::new();
         let mut late = vec![false; ends.len()];
         for (row, is_late) in late.iter_mut().enumerate() {
@@ -291,9 +288,9 @@ impl Operator for WindowTopN {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
     use datafusion::arrow::compute::filter_record_batch;
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::physical_expr::expressions::Column;
 
     /// `key`, `price`, `window_end`; then the rank.
