@@ -50,10 +50,6 @@ impl Rows for PartitionRows<'_> {
         self.complete
     }
 
-    fn starts_partition(&self) -> bool {
-        true
-    }
-
     fn holds(&mut self, variable: usize, row: usize, path: &[Binding]) -> Option<bool> {
         if let Some(condition) = self.config.conditions[variable]
             .as_ref()

@@ -19,14 +19,13 @@ pub struct Binding {
     pub excluded: bool,
 }
 
-/// The rows a search runs over, numbered from 0 in partition order.
+/// The rows a search runs over, numbered from 0 in partition order (row 0 is the partition's
+/// first row, where `^` matches).
 pub trait Rows {
     /// How many rows there are now.
     fn available(&self) -> usize;
     /// Whether no more rows will come.
     fn complete(&self) -> bool;
-    /// Whether row 0 is the partition's first row (for `^`).
-    fn starts_partition(&self) -> bool;
     /// Whether `row` satisfies `variable` after the rows bound so far (`path`); `None` when
     /// that depends on rows that have not come yet.
     fn holds(&mut self, variable: usize, row: usize, path: &[Binding]) -> Option<bool>;
@@ -146,7 +145,7 @@ impl Program {
                     entered.is_none_or(|(_, at)| *at < row)
                 }
                 Inst::Start => {
-                    let at_start = row == 0 && rows.starts_partition();
+                    let at_start = row == 0;
                     pc += 1;
                     at_start
                 }
@@ -231,9 +230,6 @@ mod tests {
         }
         fn complete(&self) -> bool {
             self.complete
-        }
-        fn starts_partition(&self) -> bool {
-            true
         }
         fn holds(&mut self, variable: usize, row: usize, _path: &[Binding]) -> Option<bool> {
             Some(self.letters[row] == self.variables[variable])

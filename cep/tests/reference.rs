@@ -207,9 +207,6 @@ impl Rows for Letters<'_> {
     fn complete(&self) -> bool {
         self.visible == self.input.len()
     }
-    fn starts_partition(&self) -> bool {
-        true
-    }
     fn holds(&mut self, variable: usize, row: usize, _path: &[Binding]) -> Option<bool> {
         Some(self.input[row] == self.variables[variable])
     }
