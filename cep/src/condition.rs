@@ -61,7 +61,8 @@ pub(crate) fn holds_in_context(
     complete: bool,
 ) -> Result<Option<bool>> {
     let relative = row - state.base;
-    let mut columns = state.rows.slice(relative, 1).columns().to_vec();
+    let rows = state.rows()?;
+    let mut columns = rows.slice(relative, 1).columns().to_vec();
     let mut with_row = path.to_vec();
     with_row.push(Binding {
         row,
@@ -70,18 +71,18 @@ pub(crate) fn holds_in_context(
     });
     let schema = condition.schema.clone();
     for (index, derived) in condition.derived.iter().enumerate() {
-        let data_type = schema.field(state.rows.num_columns() + index).data_type();
+        let data_type = schema.field(rows.num_columns() + index).data_type();
         let value = match derived {
             Derived::Shift(expression, offset) => {
                 let at = relative as i64 + offset;
-                if at >= state.rows.num_rows() as i64 && !complete {
+                if at >= rows.num_rows() as i64 && !complete {
                     return Ok(None);
                 }
-                if at < 0 || at >= state.rows.num_rows() as i64 {
+                if at < 0 || at >= rows.num_rows() as i64 {
                     new_null_array(data_type, 1)
                 } else {
                     expression
-                        .evaluate(&state.rows.slice(at as usize, 1))?
+                        .evaluate(&rows.slice(at as usize, 1))?
                         .into_array(1)?
                 }
             }

@@ -17,6 +17,7 @@ mod partition;
 mod pattern;
 mod program;
 mod search;
+mod store;
 
 pub use condition::{Condition, Derived};
 pub use error::CepError;

@@ -71,7 +71,7 @@ pub(crate) fn navigation_value(
         Navigate::Aggregate(call) => {
             let indices =
                 UInt32Array::from_iter_values(bound.iter().map(|r| (r - state.base) as u32));
-            let rows = take_record_batch(&state.rows, &indices)?;
+            let rows = take_record_batch(state.rows()?, &indices)?;
             let all = UInt32Array::from_iter_values(0..rows.num_rows() as u32);
             let mut accumulator = call.accumulator(false)?;
             accumulator.update_batch(&call.input(&rows)?.filtered(&all)?)?;
@@ -93,7 +93,7 @@ pub(crate) fn navigation_value(
                     ScalarValue::try_from_array(values, row - state.base)?
                 }
                 (Some(row), Some(argument), None) => {
-                    let one = state.rows.slice(row - state.base, 1);
+                    let one = state.rows()?.slice(row - state.base, 1);
                     let value = argument.evaluate(&one)?.into_array(1)?;
                     ScalarValue::try_from_array(&value, 0)?
                 }

@@ -19,13 +19,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array, UInt64Array, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt32Array, UInt64Array,
+    new_null_array,
 };
+use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{
-    SortColumn, concat, concat_batches, interleave_record_batch, lexsort_to_indices, take,
+    SortColumn, concat, concat_batches, filter, filter_record_batch, lexsort_to_indices, take,
     take_record_batch,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
@@ -39,6 +41,7 @@ use sluice_engine::{Changes, EngineError, Result, RowKind};
 use crate::condition::{Condition, Derived, shifted};
 use crate::navigation::{Navigate, Navigation, navigation_value};
 use crate::partition::{Partition, PartitionRows};
+use crate::store::{RowRef, RowStore};
 use crate::{Binding, Found, Program};
 
 /// Where the search resumes after a match.
@@ -85,6 +88,14 @@ pub struct MatchRecognizeConfig {
     pub schema: SchemaRef,
 }
 
+/// Rows that came before the watermark passed them, with their event times and arrival
+/// numbers.
+struct Pending {
+    rows: RecordBatch,
+    times: TimestampMillisecondArray,
+    arrivals: Vec<u64>,
+}
+
 /// A match or timeout to emit.
 struct Emitted {
     partition: usize,
@@ -104,9 +115,10 @@ pub struct MatchRecognize {
     keys: RowConverter,
     partitions: Vec<Partition>,
     by_key: HashMap<Box<[u8]>, usize>,
-    /// Rows the watermark has not passed yet, and their arrival numbers.
-    pending: RecordBatch,
-    pending_arrivals: Vec<u64>,
+    /// The partitions' rows.
+    store: RowStore,
+    /// Rows the watermark has not passed yet, as they came.
+    pending: Vec<Pending>,
     arrivals: u64,
     watermark: Millis,
     complete: bool,
@@ -114,6 +126,8 @@ pub struct MatchRecognize {
     lookback: usize,
     /// How many rows after a row its conditions read.
     lookahead: usize,
+    /// Whether a condition reads the match so far (the search then reads the rows).
+    reads_match: bool,
     /// With `WITHIN`: partitions waiting on a search, by the time after which the watermark
     /// decides it (the search start's time plus the bound).
     deadlines: BTreeSet<(Millis, usize)>,
@@ -169,12 +183,17 @@ impl MatchRecognize {
             keys: RowConverter::new(key_types)?,
             lookback: condition_back.max(measure_back),
             lookahead,
+            reads_match: config
+                .conditions
+                .iter()
+                .flatten()
+                .any(Condition::reads_match),
             deadlines: BTreeSet::new(),
             config,
             partitions: Vec::new(),
             by_key: HashMap::default(),
-            pending: RecordBatch::new_empty(Arc::clone(&input_schema)),
-            pending_arrivals: Vec::new(),
+            store: RowStore::new(input_schema.clone()),
+            pending: Vec::new(),
             arrivals: 0,
             watermark: WATERMARK_MIN,
             complete: false,
@@ -191,32 +210,51 @@ impl MatchRecognize {
     /// Moves the pending rows before the watermark (all at the end) into their partitions,
     /// in order.
     fn admit(&mut self) -> Result<Vec<usize>> {
-        if self.pending.num_rows() == 0 {
+        let mut ready_rows = Vec::new();
+        let mut ready_times: Vec<ArrayRef> = Vec::new();
+        let mut arrival_column: Vec<u64> = Vec::new();
+        let mut kept = Vec::new();
+        for pending in std::mem::take(&mut self.pending) {
+            let ready: BooleanArray = pending
+                .times
+                .iter()
+                .map(|t| Some(self.complete || t.is_some_and(|t| t < self.watermark)))
+                .collect();
+            let count = ready.true_count();
+            if count == 0 {
+                kept.push(pending);
+                continue;
+            }
+            if count == ready.len() {
+                ready_rows.push(pending.rows);
+                ready_times.push(Arc::new(pending.times));
+                arrival_column.extend(pending.arrivals);
+                continue;
+            }
+            let waiting = not(&ready)?;
+            let (arrivals_ready, arrivals_waiting): (Vec<_>, Vec<_>) = pending
+                .arrivals
+                .iter()
+                .zip(ready.values().iter())
+                .partition(|(_, ready)| *ready);
+            ready_rows.push(filter_record_batch(&pending.rows, &ready)?);
+            ready_times.push(filter(&pending.times, &ready)?);
+            arrival_column.extend(arrivals_ready.into_iter().map(|(a, _)| *a));
+            kept.push(Pending {
+                rows: filter_record_batch(&pending.rows, &waiting)?,
+                times: filter(&pending.times, &waiting)?
+                    .as_primitive::<TimestampMillisecondType>()
+                    .clone(),
+                arrivals: arrivals_waiting.into_iter().map(|(a, _)| *a).collect(),
+            });
+        }
+        self.pending = kept;
+        if ready_rows.is_empty() {
             return Ok(Vec::new());
         }
-        let all = std::mem::replace(
-            &mut self.pending,
-            RecordBatch::new_empty(self.input_schema.clone()),
-        );
-        let arrivals = std::mem::take(&mut self.pending_arrivals);
-        let times = self.times(&all)?;
-        let ready: Vec<bool> = times
-            .iter()
-            .map(|t| self.complete || t.is_some_and(|t| t < self.watermark))
-            .collect();
-        let ready_indices = UInt32Array::from_iter_values(
-            (0..all.num_rows() as u32).filter(|r| ready[*r as usize]),
-        );
-        let keep: Vec<u32> = (0..all.num_rows() as u32)
-            .filter(|r| !ready[*r as usize])
-            .collect();
-        self.pending_arrivals = keep.iter().map(|r| arrivals[*r as usize]).collect();
-        self.pending = take_record_batch(&all, &UInt32Array::from(keep))?;
-        if ready_indices.is_empty() {
-            return Ok(Vec::new());
-        }
-        let batch = take_record_batch(&all, &ready_indices)?;
-        let batch_times = take(&times, &ready_indices, None)?;
+        let batch = concat_batches(&self.input_schema, &ready_rows)?;
+        let time_refs: Vec<&dyn Array> = ready_times.iter().map(|a| a.as_ref()).collect();
+        let batch_times = concat(&time_refs)?;
         let rows = batch.num_rows();
         let key_columns = self
             .config
@@ -232,11 +270,8 @@ impl MatchRecognize {
         let partition_ids: Vec<u64> = (0..rows)
             .map(|row| {
                 let key = keys.as_ref().map_or(&[][..], |keys| keys.row(row).data());
-                self.partition_of(key, &key_columns, row)
+                self.partition_of(key) as u64
             })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .map(|p| p as u64)
             .collect();
         let mut sort = vec![
             SortColumn {
@@ -257,11 +292,6 @@ impl MatchRecognize {
                 }),
             });
         }
-        let arrival_column: Vec<u64> = ready_indices
-            .values()
-            .iter()
-            .map(|r| arrivals[*r as usize])
-            .collect();
         sort.push(SortColumn {
             values: Arc::new(UInt64Array::from(arrival_column)),
             options: None,
@@ -289,17 +319,14 @@ impl MatchRecognize {
         if self.lookahead == 0 && !self.complete {
             self.classify_admitted(&sorted, &runs)?;
         }
+        let at = self.store.add(sorted);
         let mut touched = Vec::new();
         for (partition, start, end) in runs {
-            let slice = sorted.slice(start, end - start);
             let state = &mut self.partitions[partition];
-            state.rows = concat_batches(&self.input_schema, [&state.rows, &slice])?;
-            state.times.extend(
-                sorted_times
-                    .slice(start, end - start)
-                    .iter()
-                    .map(|t| t.unwrap_or(WATERMARK_MIN)),
-            );
+            state.push(&mut self.store, (start..end).map(&at));
+            state
+                .times
+                .extend_from_slice(&sorted_times.values()[start..end]);
             touched.push(partition);
         }
         Ok(touched)
@@ -308,46 +335,42 @@ impl MatchRecognize {
     /// Classifies the rows being admitted, all partitions at once (before they join their
     /// partitions): `runs` gives each partition's rows of `sorted`. Conditions that read the
     /// match are left to the search; with `NEXT`, classification waits for later rows and is
-    /// done per partition instead.
+    /// done per partition instead, so offsets here only reach back.
     fn classify_admitted(
         &mut self,
         sorted: &RecordBatch,
         runs: &[(usize, usize, usize)],
     ) -> Result<()> {
         let rows = sorted.num_rows();
-        // The rows before each run that `PREV` may read, then the run: one combined batch,
-        // and for each combined row where its partition's part begins.
-        let mut sources: Vec<&RecordBatch> = vec![sorted];
-        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(rows);
-        let mut segment: Vec<usize> = Vec::with_capacity(rows);
-        let mut position: Vec<usize> = Vec::with_capacity(rows);
-        for &(partition, start, end) in runs {
-            let state = &self.partitions[partition];
-            let stored = state.rows.num_rows();
-            let tail = self.lookback.min(stored);
-            let begins = picks.len();
-            if tail > 0 {
-                sources.push(&state.rows);
-                let source = sources.len() - 1;
-                for row in stored - tail..stored {
-                    picks.push((source, row));
-                    segment.push(begins);
+        // The rows before each run that `PREV` may read: each run's tail of `tail`, which
+        // follows `sorted` in the positions `reads` gives.
+        let mut tail = Vec::new();
+        let mut tails: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
+        for &(partition, _, _) in runs {
+            let refs = &self.partitions[partition].refs;
+            let begins = tail.len();
+            tail.extend(refs.range(refs.len() - self.lookback.min(refs.len())..));
+            tails.push((begins, tail.len()));
+        }
+        let reads = |offset: i64| -> UInt32Array {
+            let mut indices = Vec::with_capacity(rows);
+            for (&(_, start, end), &(tail_begins, tail_ends)) in runs.iter().zip(&tails) {
+                for row in start..end {
+                    let read = row as i64 + offset;
+                    let back = start as i64 - read;
+                    indices.push(if read >= start as i64 {
+                        Some(read as u32)
+                    } else if back <= (tail_ends - tail_begins) as i64 {
+                        Some((rows + tail_ends - back as usize) as u32)
+                    } else {
+                        None
+                    });
                 }
             }
-            for row in start..end {
-                position.push(picks.len());
-                picks.push((0, row));
-                segment.push(begins);
-            }
-        }
-        let needs_combined = self
-            .config
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| !c.reads_match() && c.shifts().next().is_some());
-        let combined = if needs_combined {
-            Some(interleave_record_batch(&sources, &picks)?)
+            UInt32Array::from(indices)
+        };
+        let tail = if self.lookback > 0 {
+            Some(self.store.gather(tail.iter())?)
         } else {
             None
         };
@@ -362,23 +385,13 @@ impl MatchRecognize {
             }
             let mut columns = sorted.columns().to_vec();
             for (expression, offset) in condition.shifts() {
-                let Some(combined) = &combined else {
+                let Some(tail) = &tail else {
                     continue;
                 };
-                let values = expression
-                    .evaluate(combined)?
-                    .into_array(combined.num_rows())?;
-                let indices: Vec<Option<u32>> = position
-                    .iter()
-                    .map(|&at| {
-                        let read = at as i64 + offset;
-                        (read >= segment[at] as i64
-                            && (read as usize) < segment.len()
-                            && segment[read as usize] == segment[at])
-                            .then_some(read as u32)
-                    })
-                    .collect();
-                columns.push(take(values.as_ref(), &UInt32Array::from(indices), None)?);
+                let values = expression.evaluate(sorted)?.into_array(rows)?;
+                let before = expression.evaluate(tail)?.into_array(tail.num_rows())?;
+                let values = concat(&[values.as_ref(), before.as_ref()])?;
+                columns.push(take(values.as_ref(), &reads(offset), None)?);
             }
             let options = RecordBatchOptions::new().with_row_count(Some(rows));
             let extended =
@@ -403,43 +416,21 @@ impl MatchRecognize {
         Ok(())
     }
 
-    fn partition_of(&mut self, key: &[u8], columns: &[ArrayRef], row: usize) -> Result<usize> {
+    fn partition_of(&mut self, key: &[u8]) -> usize {
         if let Some(index) = self.by_key.get(key) {
-            return Ok(*index);
+            return *index;
         }
-        let key_values = columns
-            .iter()
-            .map(|column| Ok(column.slice(row, 1)))
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let key_schema = Arc::new(Schema::new(
-            key_values
-                .iter()
-                .enumerate()
-                .map(|(i, a)| Field::new(format!("k{i}"), a.data_type().clone(), true))
-                .collect::<Vec<_>>(),
-        ));
-        let options = RecordBatchOptions::new().with_row_count(Some(1));
-        let key_batch = RecordBatch::try_new_with_options(key_schema, key_values, &options)?;
-        self.partitions.push(Partition {
-            key: key_batch,
-            rows: RecordBatch::new_empty(self.input_schema.clone()),
-            times: Vec::new(),
-            classes: Vec::new(),
-            base: 0,
-            next_start: 0,
-            matches: 0,
-            unmatched_from: 0,
-        });
+        self.partitions.push(Partition::new(key.into()));
         let index = self.partitions.len() - 1;
         self.by_key.insert(key.into(), index);
-        Ok(index)
+        index
     }
 
     /// Evaluates the conditions for the partition's rows that can be classified now.
     fn classify(&mut self, partition: usize) -> Result<()> {
         let complete = self.complete;
         let state = &mut self.partitions[partition];
-        let len = state.rows.num_rows();
+        let len = state.refs.len();
         let done = state.classes.len();
         let limit = if complete {
             len
@@ -449,6 +440,8 @@ impl MatchRecognize {
         if limit <= done {
             return Ok(());
         }
+        state.gather(&self.store)?;
+        let all = state.rows()?;
         let mut classes = vec![0u64; limit - done];
         for (variable, condition) in self.config.conditions.iter().enumerate() {
             let Some(condition) = condition else {
@@ -458,10 +451,10 @@ impl MatchRecognize {
             if condition.reads_match() {
                 continue;
             }
-            let rows = state.rows.slice(done, limit - done);
+            let rows = all.slice(done, limit - done);
             let mut columns = rows.columns().to_vec();
             for (expression, offset) in condition.shifts() {
-                let values = expression.evaluate(&state.rows)?.into_array(len)?;
+                let values = expression.evaluate(all)?.into_array(len)?;
                 columns.push(shifted(&values, done, limit, offset)?);
             }
             let options = RecordBatchOptions::new().with_row_count(Some(limit - done));
@@ -490,6 +483,9 @@ impl MatchRecognize {
     fn search(&mut self, partition: usize, emitted: &mut Vec<Emitted>) -> Result<()> {
         let program = &self.config.program;
         let state = &mut self.partitions[partition];
+        if self.reads_match {
+            state.gather(&self.store)?;
+        }
         loop {
             if state.next_start >= state.available() {
                 return Ok(());
@@ -607,21 +603,14 @@ impl MatchRecognize {
     }
 
     /// Drops the partition's rows that no search or measure can read any more.
-    fn trim(&mut self, partition: usize) -> Result<()> {
+    fn trim(&mut self, partition: usize) {
         let state = &mut self.partitions[partition];
         let keep_from = state
             .next_start
             .saturating_sub(self.lookback)
             .max(state.base);
         let drop = (keep_from - state.base).min(state.classes.len());
-        if drop == 0 {
-            return Ok(());
-        }
-        state.rows = state.rows.slice(drop, state.rows.num_rows() - drop);
-        state.times.drain(..drop);
-        state.classes.drain(..drop);
-        state.base += drop;
-        Ok(())
+        state.drop_front(&mut self.store, drop);
     }
 
     /// The output rows of `emitted`.
@@ -646,22 +635,21 @@ impl MatchRecognize {
                 .map(|e| {
                     let state = &self.partitions[e.partition];
                     let row = e.row.unwrap_or(state.base);
-                    state.rows.slice(row - state.base, 1)
+                    Ok(state.rows()?.slice(row - state.base, 1))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             columns.extend(
                 concat_batches(&self.input_schema, &rows)?
                     .columns()
                     .to_vec(),
             );
         } else {
-            for key in 0..self.config.partition_by.len() {
-                let parts: Vec<ArrayRef> = emitted
+            if !self.config.partition_by.is_empty() {
+                let parser = self.keys.parser();
+                let keys = emitted
                     .iter()
-                    .map(|e| self.partitions[e.partition].key.column(key).clone())
-                    .collect();
-                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-                columns.push(concat(&refs)?);
+                    .map(|e| parser.parse(&self.partitions[e.partition].key));
+                columns.extend(self.keys.convert_rows(keys)?);
             }
         }
         for measure in &self.config.measures {
@@ -711,9 +699,8 @@ impl MatchRecognize {
                     Navigate::First | Navigate::Last | Navigate::Prev | Navigate::Next,
                 ) => {
                     if !arguments.contains_key(&e.partition) {
-                        let array = argument
-                            .evaluate(&state.rows)?
-                            .into_array(state.rows.num_rows())?;
+                        let rows = state.rows()?;
+                        let array = argument.evaluate(rows)?.into_array(rows.num_rows())?;
                         arguments.insert(e.partition, array);
                     }
                     arguments.get(&e.partition)
@@ -734,10 +721,9 @@ impl MatchRecognize {
     }
 
     fn run(&mut self, out: &mut Vec<Changes>) -> Result<()> {
-        let touched = self.admit()?;
-        let mut partitions: BTreeSet<usize> = touched.into_iter().collect();
+        let mut partitions = self.admit()?;
         if self.complete {
-            partitions.extend(0..self.partitions.len());
+            partitions = (0..self.partitions.len()).collect();
         }
         // Partitions whose pending search the watermark may now decide (its `WITHIN` bound
         // has passed).
@@ -746,26 +732,47 @@ impl MatchRecognize {
                 break;
             }
             self.deadlines.pop_first();
-            partitions.insert(partition);
+            self.partitions[partition].deadline = None;
+            partitions.push(partition);
         }
+        partitions.sort_unstable();
+        partitions.dedup();
         let mut emitted = Vec::new();
         for &partition in &partitions {
             self.classify(partition)?;
             self.search(partition, &mut emitted)?;
         }
         if !emitted.is_empty() {
+            for e in &emitted {
+                self.partitions[e.partition].gather(&self.store)?;
+            }
             out.push(self.output(&emitted)?);
         }
         for partition in partitions {
-            self.trim(partition)?;
-            let state = &self.partitions[partition];
-            if let Some(within) = self.config.within
-                && state.next_start < state.available()
-            {
-                let start = state.times[state.next_start - state.base];
-                self.deadlines
-                    .insert((start.saturating_add(within), partition));
+            self.trim(partition);
+            let state = &mut self.partitions[partition];
+            let deadline = self
+                .config
+                .within
+                .filter(|_| state.next_start < state.available())
+                .map(|within| state.times[state.next_start - state.base].saturating_add(within));
+            if deadline != state.deadline {
+                if let Some(old) = state.deadline {
+                    self.deadlines.remove(&(old, partition));
+                }
+                if let Some(new) = deadline {
+                    self.deadlines.insert((new, partition));
+                }
+                state.deadline = deadline;
             }
+        }
+        if self.store.wants_compaction() {
+            let mut holders: Vec<&mut [RowRef]> = self
+                .partitions
+                .iter_mut()
+                .map(|p| p.refs.make_contiguous())
+                .collect();
+            self.store.compact(&mut holders)?;
         }
         Ok(())
     }
@@ -793,11 +800,16 @@ impl Operator for MatchRecognize {
         self.late
             .extend(Changes::inserts(batch.clone()).late_rows(&late)?);
         if !on_time.is_empty() {
-            let rows = take_record_batch(&batch, &UInt32Array::from(on_time))?;
+            let indices = UInt32Array::from(on_time);
+            let rows = take_record_batch(&batch, &indices)?;
             let count = rows.num_rows() as u64;
-            self.pending = concat_batches(&self.input_schema, [&self.pending, &rows])?;
-            self.pending_arrivals
-                .extend(self.arrivals..self.arrivals + count);
+            self.pending.push(Pending {
+                rows,
+                times: take(&times, &indices, None)?
+                    .as_primitive::<TimestampMillisecondType>()
+                    .clone(),
+                arrivals: (self.arrivals..self.arrivals + count).collect(),
+            });
             self.arrivals += count;
         }
         Ok(())
@@ -822,12 +834,12 @@ impl Operator for MatchRecognize {
     }
 
     fn metrics(&self) -> OperatorMetrics {
-        let buffered: usize = self
-            .partitions
-            .iter()
-            .map(|p| p.rows.get_array_memory_size())
-            .sum::<usize>()
-            + self.pending.get_array_memory_size();
+        let buffered = self.store.memory()
+            + self
+                .pending
+                .iter()
+                .map(|p| p.rows.get_array_memory_size())
+                .sum::<usize>();
         OperatorMetrics {
             state_bytes: buffered,
             open_windows: self.partitions.len(),
