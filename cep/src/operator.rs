@@ -128,6 +128,9 @@ pub struct MatchRecognize {
     lookahead: usize,
     /// Whether a condition reads the match so far (the search then reads the rows).
     reads_match: bool,
+    /// The variables a match can begin with, when all of them are classified as rows are
+    /// admitted: a row satisfying none of them starts no match, without a search.
+    first_variables: Option<u64>,
     /// With `WITHIN`: partitions waiting on a search, by the time after which the watermark
     /// decides it (the search start's time plus the bound).
     deadlines: BTreeSet<(Millis, usize)>,
@@ -183,6 +186,16 @@ impl MatchRecognize {
             keys: RowConverter::new(key_types)?,
             lookback: condition_back.max(measure_back),
             lookahead,
+            first_variables: config.program.first_variables().filter(|first| {
+                config
+                    .conditions
+                    .iter()
+                    .enumerate()
+                    .all(|(variable, condition)| {
+                        first & (1 << variable) == 0
+                            || condition.as_ref().is_none_or(|c| !c.reads_match())
+                    })
+            }),
             reads_match: config
                 .conditions
                 .iter()
@@ -497,7 +510,15 @@ impl MatchRecognize {
                 future: self.watermark,
                 error: None,
             };
-            let found = program.find(&mut view, state.next_start, self.config.within);
+            let cannot_start = match (self.first_variables, view.class(state.next_start)) {
+                (Some(first), Some(class)) => class & first == 0,
+                _ => false,
+            };
+            let found = if cannot_start {
+                Found::NoMatch { timed_out: None }
+            } else {
+                program.find(&mut view, state.next_start, self.config.within)
+            };
             if let Some(error) = view.error {
                 return Err(error);
             }

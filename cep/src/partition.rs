@@ -101,6 +101,16 @@ pub(crate) struct PartitionRows<'a> {
     pub(crate) error: Option<EngineError>,
 }
 
+impl PartitionRows<'_> {
+    /// The variables whose context-free conditions `row` satisfies, once classified.
+    pub(crate) fn class(&self, row: usize) -> Option<u64> {
+        self.partition
+            .classes
+            .get(row - self.partition.base)
+            .copied()
+    }
+}
+
 impl Rows for PartitionRows<'_> {
     fn available(&self) -> usize {
         self.partition.available()
@@ -132,8 +142,7 @@ impl Rows for PartitionRows<'_> {
                 }
             };
         }
-        let class = self.partition.classes.get(row - self.partition.base)?;
-        Some(class & (1 << variable) != 0)
+        Some(self.class(row)? & (1 << variable) != 0)
     }
 
     fn context_free(&self) -> bool {

@@ -59,6 +59,29 @@ impl Program {
         &self.variables
     }
 
+    /// The variables a match's first row can be bound to, as a bit per variable; `None` when
+    /// a match may take no row (the pattern's end, or `$`, is reachable without one).
+    pub fn first_variables(&self) -> Option<u64> {
+        let mut seen = vec![false; self.insts.len()];
+        let mut next = vec![0];
+        let mut first = 0u64;
+        while let Some(pc) = next.pop() {
+            if std::mem::replace(&mut seen[pc], true) {
+                continue;
+            }
+            match self.insts[pc] {
+                Inst::Row(variable) if variable < 64 => first |= 1 << variable,
+                Inst::Split(a, b) => next.extend([a, b]),
+                Inst::Jump(to) => next.push(to),
+                Inst::Start | Inst::Progress(_) | Inst::ExcludeStart | Inst::ExcludeEnd => {
+                    next.push(pc + 1)
+                }
+                Inst::Row(_) | Inst::End | Inst::Match => return None,
+            }
+        }
+        Some(first)
+    }
+
     fn push(&mut self, inst: Inst) -> Result<usize> {
         if self.insts.len() >= MAX_INSTRUCTIONS {
             return Err(CepError::Invalid(format!(
@@ -219,6 +242,25 @@ impl fmt::Display for Program {
 mod tests {
     use super::*;
     use crate::parse_pattern;
+
+    fn first(pattern: &str) -> Option<u64> {
+        Program::compile(&parse_pattern(pattern).unwrap())
+            .unwrap()
+            .first_variables()
+    }
+
+    #[test]
+    fn first_variables_are_those_a_match_can_begin_with() {
+        // Variables are numbered in order of appearance.
+        assert_eq!(first("A B+ C"), Some(0b001));
+        assert_eq!(first("A? B"), Some(0b011));
+        assert_eq!(first("A | B C"), Some(0b011));
+        assert_eq!(first("^ {- A -} B"), Some(0b001));
+        assert_eq!(first("PERMUTE(A, B) C"), Some(0b011));
+        assert_eq!(first("A*"), None);
+        assert_eq!(first("A?? B*"), None);
+        assert_eq!(first("$"), None);
+    }
 
     #[test]
     fn permutations_come_in_listing_order() {

@@ -278,3 +278,50 @@ fn the_search_finds_what_the_reference_finds() {
     }
     assert!(compared > 1_000, "only {compared} matches compared");
 }
+
+/// A row that satisfies none of a pattern's first variables starts no match, whatever
+/// follows it: the operator skips the search there.
+#[test]
+fn no_match_starts_at_a_row_outside_the_first_variables() {
+    let mut skipped = 0;
+    for seed in 1..=3_000u64 {
+        let mut random = Random(seed * 2_654_435_761);
+        let pattern = pattern(&mut random, 3);
+        let Ok(program) = Program::compile(&pattern) else {
+            continue;
+        };
+        let Some(first) = program.first_variables() else {
+            continue;
+        };
+        let variables: Vec<u8> = program
+            .variables()
+            .iter()
+            .map(|v| v.as_bytes()[0])
+            .collect();
+        let input: Vec<u8> = (0..1 + random.below(11))
+            .map(|_| LETTERS[random.below(3) as usize].as_bytes()[0])
+            .collect();
+        let mut rows = Letters {
+            input: &input,
+            visible: input.len(),
+            variables: variables.clone(),
+        };
+        for start in 0..input.len() {
+            let class = variables
+                .iter()
+                .enumerate()
+                .filter(|(_, letter)| **letter == input[start])
+                .fold(0u64, |class, (variable, _)| class | 1 << variable);
+            if class & first == 0 {
+                assert_eq!(
+                    program.find(&mut rows, start, None),
+                    Found::NoMatch { timed_out: None },
+                    "pattern {pattern}, input {}, start {start}",
+                    String::from_utf8_lossy(&input)
+                );
+                skipped += 1;
+            }
+        }
+    }
+    assert!(skipped > 1_000, "only {skipped} starts skipped");
+}
