@@ -14,6 +14,12 @@
 //! extend a partial match beyond `WITHIN`. Late rows (behind the watermark when they come)
 //! go to the late output. End of input: every partition's rows are complete, so every
 //! search is decided; nothing stays.
+//!
+//! Rows are stored once for all partitions (`store.rs`). A partition is dropped as soon as
+//! it keeps no rows, unless the query reads what would go with it (`MATCH_NUMBER()`, or `^`
+//! which needs to know where the partition starts); with a state TTL (`SET
+//! 'table.exec.state.ttl'`), also once no row has come to it for that long (in event time)
+//! and no search is pending, losing the match count and the rows `PREV` would read.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -84,6 +90,9 @@ pub struct MatchRecognizeConfig {
     pub skip: Skip,
     pub within: Option<Millis>,
     pub emit_timeouts: bool,
+    /// The state TTL: a partition no row has come to for this long, with no search
+    /// pending, is dropped (its match count and the rows `PREV` would read go with it).
+    pub idle_ttl: Option<Millis>,
     /// The partition columns, then the measures.
     pub schema: SchemaRef,
 }
@@ -115,6 +124,14 @@ pub struct MatchRecognize {
     keys: RowConverter,
     partitions: Vec<Partition>,
     by_key: HashMap<Box<[u8]>, usize>,
+    /// Places in `partitions` of dropped partitions, for new ones.
+    free: Vec<usize>,
+    /// Whether a partition that keeps no rows can be dropped at once: nothing it would
+    /// keep (the match count, where the partition starts) is read.
+    drop_when_empty: bool,
+    /// When the watermark next passes this, partitions idle for longer than the state TTL
+    /// are dropped.
+    next_idle_sweep: Millis,
     /// The partitions' rows.
     store: RowStore,
     /// Rows the watermark has not passed yet, as they came.
@@ -186,6 +203,13 @@ impl MatchRecognize {
             keys: RowConverter::new(key_types)?,
             lookback: condition_back.max(measure_back),
             lookahead,
+            free: Vec::new(),
+            drop_when_empty: !config.program.anchored_at_start()
+                && !config
+                    .navigations
+                    .iter()
+                    .any(|n| matches!(n.navigate, Navigate::MatchNumber)),
+            next_idle_sweep: WATERMARK_MIN,
             first_variables: config.program.first_variables().filter(|first| {
                 config
                     .conditions
@@ -340,6 +364,7 @@ impl MatchRecognize {
             state
                 .times
                 .extend_from_slice(&sorted_times.values()[start..end]);
+            state.latest = state.latest.max(sorted_times.value(end - 1));
             touched.push(partition);
         }
         Ok(touched)
@@ -433,10 +458,55 @@ impl MatchRecognize {
         if let Some(index) = self.by_key.get(key) {
             return *index;
         }
-        self.partitions.push(Partition::new(key.into()));
-        let index = self.partitions.len() - 1;
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.partitions[index] = Partition::new(key.into());
+                index
+            }
+            None => {
+                self.partitions.push(Partition::new(key.into()));
+                self.partitions.len() - 1
+            }
+        };
         self.by_key.insert(key.into(), index);
         index
+    }
+
+    /// Drops a partition's state (a row of its key that comes later starts it anew).
+    fn drop_partition(&mut self, partition: usize) {
+        let state = &mut self.partitions[partition];
+        if self.by_key.get(&state.key) != Some(&partition) {
+            return;
+        }
+        self.by_key.remove(&state.key);
+        state.drop_front(&mut self.store, state.refs.len());
+        if let Some(deadline) = state.deadline {
+            self.deadlines.remove(&(deadline, partition));
+        }
+        *state = Partition::new(Box::default());
+        self.free.push(partition);
+    }
+
+    /// With a state TTL, drops the partitions no row has come to for longer, that wait on
+    /// no search.
+    fn drop_idle(&mut self) {
+        let Some(ttl) = self.config.idle_ttl else {
+            return;
+        };
+        if self.watermark < self.next_idle_sweep || self.complete {
+            return;
+        }
+        self.next_idle_sweep = self.watermark.saturating_add(ttl / 2);
+        let idle: Vec<usize> = (0..self.partitions.len())
+            .filter(|p| {
+                let state = &self.partitions[*p];
+                state.next_start >= state.available()
+                    && state.latest.saturating_add(ttl) < self.watermark
+            })
+            .collect();
+        for partition in idle {
+            self.drop_partition(partition);
+        }
     }
 
     /// Evaluates the conditions for the partition's rows that can be classified now.
@@ -786,7 +856,11 @@ impl MatchRecognize {
                 }
                 state.deadline = deadline;
             }
+            if self.drop_when_empty && state.refs.is_empty() {
+                self.drop_partition(partition);
+            }
         }
+        self.drop_idle();
         if self.store.wants_compaction() {
             let mut holders: Vec<&mut [RowRef]> = self
                 .partitions
@@ -863,7 +937,7 @@ impl Operator for MatchRecognize {
                 .sum::<usize>();
         OperatorMetrics {
             state_bytes: buffered,
-            open_windows: self.partitions.len(),
+            open_windows: self.by_key.len(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Partition {
     /// With `WITHIN`: when the watermark decides the pending search, as entered in the
     /// operator's deadlines.
     pub(crate) deadline: Option<Millis>,
+    /// The latest event time of a row of the partition.
+    pub(crate) latest: Millis,
 }
 
 impl Partition {
@@ -46,6 +48,7 @@ impl Partition {
             matches: 0,
             unmatched_from: 0,
             deadline: None,
+            latest: WATERMARK_MIN,
         }
     }
 

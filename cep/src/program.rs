@@ -59,6 +59,11 @@ impl Program {
         &self.variables
     }
 
+    /// Whether the pattern reads where the partition starts (`^`).
+    pub fn anchored_at_start(&self) -> bool {
+        self.insts.contains(&Inst::Start)
+    }
+
     /// The variables a match's first row can be bound to, as a bit per variable; `None` when
     /// a match may take no row (the pattern's end, or `$`, is reachable without one).
     pub fn first_variables(&self) -> Option<u64> {
@@ -243,23 +248,22 @@ mod tests {
     use super::*;
     use crate::parse_pattern;
 
-    fn first(pattern: &str) -> Option<u64> {
-        Program::compile(&parse_pattern(pattern).unwrap())
-            .unwrap()
-            .first_variables()
+    fn first(pattern: &str) -> Result<Option<u64>> {
+        Ok(Program::compile(&parse_pattern(pattern)?)?.first_variables())
     }
 
     #[test]
-    fn first_variables_are_those_a_match_can_begin_with() {
+    fn first_variables_are_those_a_match_can_begin_with() -> Result<()> {
         // Variables are numbered in order of appearance.
-        assert_eq!(first("A B+ C"), Some(0b001));
-        assert_eq!(first("A? B"), Some(0b011));
-        assert_eq!(first("A | B C"), Some(0b011));
-        assert_eq!(first("^ {- A -} B"), Some(0b001));
-        assert_eq!(first("PERMUTE(A, B) C"), Some(0b011));
-        assert_eq!(first("A*"), None);
-        assert_eq!(first("A?? B*"), None);
-        assert_eq!(first("$"), None);
+        assert_eq!(first("A B+ C")?, Some(0b001));
+        assert_eq!(first("A? B")?, Some(0b011));
+        assert_eq!(first("A | B C")?, Some(0b011));
+        assert_eq!(first("^ {- A -} B")?, Some(0b001));
+        assert_eq!(first("PERMUTE(A, B) C")?, Some(0b011));
+        assert_eq!(first("A*")?, None);
+        assert_eq!(first("A?? B*")?, None);
+        assert_eq!(first("$")?, None);
+        Ok(())
     }
 
     #[test]

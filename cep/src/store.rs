@@ -143,9 +143,12 @@ mod tests {
 
     use super::*;
 
-    fn batch(values: &[i64]) -> RecordBatch {
+    fn batch(values: &[i64]) -> Result<RecordBatch> {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from(values.to_vec()))],
+        )?)
     }
 
     fn values(batch: &RecordBatch) -> Vec<i64> {
@@ -157,34 +160,36 @@ mod tests {
     }
 
     #[test]
-    fn gathers_rows_across_chunks_and_releases_unreferenced_ones() {
-        let mut store = RowStore::new(batch(&[]).schema());
-        let first = store.add(batch(&[1, 2, 3]));
-        let second = store.add(batch(&[4, 5]));
-        let held = vec![second(1), first(0), first(2)];
+    fn gathers_rows_across_chunks_and_releases_unreferenced_ones() -> Result<()> {
+        let mut store = RowStore::new(batch(&[])?.schema());
+        let first = store.add(batch(&[1, 2, 3])?);
+        let second = store.add(batch(&[4, 5])?);
+        let held = [second(1), first(0), first(2)];
         held.iter().for_each(|r| store.retain(*r));
-        assert_eq!(values(&store.gather(held.iter()).unwrap()), vec![5, 1, 3]);
+        assert_eq!(values(&store.gather(held.iter())?), vec![5, 1, 3]);
         store.release(second(1));
         assert_eq!(store.stored_rows, 3);
-        assert_eq!(values(&store.gather(held[1..].iter()).unwrap()), vec![1, 3]);
+        assert_eq!(values(&store.gather(held[1..].iter())?), vec![1, 3]);
         // The released place is reused.
-        let third = store.add(batch(&[6]));
+        let third = store.add(batch(&[6])?);
         assert_eq!(third(0), second(0));
+        Ok(())
     }
 
     #[test]
-    fn compaction_keeps_what_is_referenced_in_order() {
-        let mut store = RowStore::new(batch(&[]).schema());
-        let first = store.add(batch(&[1, 2, 3]));
-        let second = store.add(batch(&[4, 5]));
-        let mut a = vec![first(2), second(0)];
+    fn compaction_keeps_what_is_referenced_in_order() -> Result<()> {
+        let mut store = RowStore::new(batch(&[])?.schema());
+        let first = store.add(batch(&[1, 2, 3])?);
+        let second = store.add(batch(&[4, 5])?);
+        let mut a = [first(2), second(0)];
         let mut b = vec![first(0)];
         a.iter().chain(&b).for_each(|r| store.retain(*r));
-        store.compact(&mut [&mut a[..], &mut b[..]]).unwrap();
-        assert_eq!(values(&store.gather(a.iter()).unwrap()), vec![3, 4]);
-        assert_eq!(values(&store.gather(b.iter()).unwrap()), vec![1]);
+        store.compact(&mut [&mut a[..], &mut b[..]])?;
+        assert_eq!(values(&store.gather(a.iter())?), vec![3, 4]);
+        assert_eq!(values(&store.gather(b.iter())?), vec![1]);
         assert_eq!((store.stored_rows, store.live_rows), (3, 3));
         store.release(a[0]);
         assert_eq!(store.live_rows, 2);
+        Ok(())
     }
 }

@@ -199,6 +199,7 @@ impl Lowering<'_> {
             skip,
             within: plan.within,
             emit_timeouts: plan.emit_timeouts,
+            idle_ttl: self.settings.state_ttl,
             schema: arrow_schema(&node.schema),
         };
         let input_arrow = self.builder.schema(input.node);
