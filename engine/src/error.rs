@@ -30,6 +30,12 @@ pub enum EngineError {
     DataFusion(#[from] DataFusionError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("{file} is damaged at byte {position}: {reason}")]
+    Corrupt {
+        file: String,
+        position: u64,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,42 @@
+//! The durable log: each stream kept as partitions of append-only, CRC-checked segment
+//! files with offsets, and consumer groups' committed offsets.
+//!
+//! [`StreamLog`] spreads published rows over its partitions by a key column's hash (or a
+//! whole batch to each partition in turn), [`PartitionLog`] keeps one partition's records
+//! (`partition.rs`, `segment.rs`, `record.rs`), and [`GroupOffsets`] keeps where each
+//! consumer group has got to (`groups.rs`). Nothing is durable until synced: the caller
+//! syncs after each publish, or once for a group of publishes.
+
+mod groups;
+mod partition;
+mod record;
+mod segment;
+mod stream;
+
+pub use groups::GroupOffsets;
+pub use partition::{Fetched, PartitionLog};
+pub use segment::Recovered;
+pub use stream::{Appended, StreamLog};
+
+use crate::time::Millis;
+
+/// How a log's partitions are sized and kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A segment is sealed once it would pass this many bytes.
+    pub segment_bytes: u64,
+    /// Whole oldest segments are deleted while a partition holds more bytes than this.
+    pub retention_bytes: Option<u64>,
+    /// Whole oldest segments are deleted once their last append is older than this.
+    pub retention_age: Option<Millis>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 64 << 20,
+            retention_bytes: None,
+            retention_age: None,
+        }
+    }
+}

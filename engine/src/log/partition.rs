@@ -1,0 +1,417 @@
+//! One partition of a stream's log: an append-only series of segments, with offsets
+//! counting rows from the partition's first.
+//!
+//! Appends go to the last (active) segment, which is sealed and a new one started once it
+//! passes the configured size. An append is durable only after [`PartitionLog::sync`];
+//! callers decide when (after each batch, or once for a group of them). Retention deletes
+//! whole segments from the oldest, never the active one.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::LogConfig;
+use super::record::{self, FRAME_BYTES};
+use super::segment::{IndexEntry, Recovered, Segment};
+use crate::time::Millis;
+use crate::{EngineError, Result};
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Oldest first; never empty.
+    segments: Vec<Segment>,
+    log_file: File,
+    index_file: File,
+    /// Whether an append has not been synced yet.
+    unsynced: bool,
+}
+
+/// Rows read from a log, with the offset of the first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub offset: u64,
+    pub rows: RecordBatch,
+}
+
+impl PartitionLog {
+    /// Opens the partition in `dir` (creating it when new), recovering the active segment.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, Recovered)> {
+        std::fs::create_dir_all(dir)?;
+        let bases = Segment::bases(dir)?;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let recovered = match bases.split_last() {
+            None => {
+                segments.push(Segment::create(dir, 0)?);
+                Recovered::default()
+            }
+            Some((last, sealed)) => {
+                for base in sealed {
+                    segments.push(Segment::open_sealed(dir, *base)?);
+                }
+                let (active, recovered) = Segment::recover(dir, *last)?;
+                segments.push(active);
+                recovered
+            }
+        };
+        for pair in segments.windows(2) {
+            if pair[0].end() != pair[1].base {
+                return Err(EngineError::Corrupt {
+                    file: pair[1].log_path.display().to_string(),
+                    position: 0,
+                    reason: format!(
+                        "the segment starts at offset {} but the one before ends at {}",
+                        pair[1].base,
+                        pair[0].end()
+                    ),
+                });
+            }
+        }
+        let (log_file, index_file) = active(&segments)?.writers()?;
+        Ok((
+            PartitionLog {
+                dir: dir.to_path_buf(),
+                config,
+                segments,
+                log_file,
+                index_file,
+                unsynced: false,
+            },
+            recovered,
+        ))
+    }
+
+    /// The offset of the oldest row kept.
+    pub fn start(&self) -> u64 {
+        self.segments.first().map_or(0, |s| s.base)
+    }
+
+    /// The offset the next row appended gets.
+    pub fn end(&self) -> u64 {
+        self.segments.last().map_or(0, Segment::end)
+    }
+
+    /// The bytes the partition's records take.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::bytes).sum()
+    }
+
+    /// Appends `rows` (not yet durable: see [`PartitionLog::sync`]); gives the first row's
+    /// offset.
+    pub fn append(&mut self, rows: &RecordBatch, now: Millis) -> Result<u64> {
+        let offset = self.end();
+        let bytes = record::encode(rows, offset, now)?;
+        let full = active(&self.segments)?.bytes() + bytes.len() as u64 > self.config.segment_bytes;
+        if full && !active(&self.segments)?.index.is_empty() {
+            self.roll(offset)?;
+        }
+        let segment = active_mut(&mut self.segments)?;
+        let position = segment.bytes();
+        self.unsynced = true;
+        if let Err(error) = self.log_file.write_all(&bytes) {
+            // Leave no partial record behind for the next append to follow.
+            self.log_file.set_len(position)?;
+            return Err(error.into());
+        }
+        segment.push(
+            IndexEntry {
+                offset,
+                position,
+                append_time: now,
+                count: rows.num_rows() as u32,
+                len: (bytes.len() - FRAME_BYTES) as u32,
+            },
+            &mut self.index_file,
+        )?;
+        Ok(offset)
+    }
+
+    /// Makes every append so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.log_file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn roll(&mut self, base: u64) -> Result<()> {
+        self.sync()?;
+        self.index_file.sync_data()?;
+        let segment = Segment::create(&self.dir, base)?;
+        let (log_file, index_file) = segment.writers()?;
+        self.segments.push(segment);
+        self.log_file = log_file;
+        self.index_file = index_file;
+        sync_dir(&self.dir)
+    }
+
+    /// Rows from `from` on, whole records of at most `max_rows` rows in all (but at least
+    /// one record's when there is any). Rows before the oldest kept are gone: reading starts
+    /// at the oldest then.
+    pub fn read(&self, from: u64, max_rows: usize) -> Result<Vec<Fetched>> {
+        let from = from.max(self.start());
+        let mut out = Vec::new();
+        let mut taken = 0usize;
+        let first = self.segments.partition_point(|s| s.end() <= from);
+        for segment in &self.segments[first..] {
+            let at = segment
+                .index
+                .partition_point(|e| e.offset + e.count as u64 <= from);
+            let mut file = File::open(&segment.log_path)?;
+            for entry in &segment.index[at..] {
+                if !out.is_empty() && taken + entry.count as usize > max_rows {
+                    return Ok(out);
+                }
+                let payload = segment.payload(&mut file, entry)?;
+                let rows = record::rows(&payload)?;
+                let skip = from.saturating_sub(entry.offset) as usize;
+                let rows = rows.slice(skip, rows.num_rows() - skip);
+                taken += rows.num_rows();
+                out.push(Fetched {
+                    offset: entry.offset + skip as u64,
+                    rows,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The offset of the first row appended at or after `time` (the end when none was).
+    pub fn offset_at(&self, time: Millis) -> u64 {
+        self.segments
+            .iter()
+            .flat_map(|s| &s.index)
+            .find(|e| e.append_time >= time)
+            .map_or(self.end(), |e| e.offset)
+    }
+
+    /// Deletes the oldest segments while the partition is over its size limit or they are
+    /// older than the age limit (by their last append); gives how many went.
+    pub fn enforce_retention(&mut self, now: Millis) -> Result<usize> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let too_big = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| self.bytes() > limit);
+            let too_old = self.config.retention_age.is_some_and(|age| {
+                oldest
+                    .index
+                    .last()
+                    .is_some_and(|e| e.append_time.saturating_add(age) < now)
+            });
+            if !too_big && !too_old {
+                break;
+            }
+            self.segments.remove(0).delete()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+}
+
+fn active(segments: &[Segment]) -> Result<&Segment> {
+    segments
+        .last()
+        .ok_or_else(|| EngineError::Input("a log partition has no segment".into()))
+}
+
+fn active_mut(segments: &mut [Segment]) -> Result<&mut Segment> {
+    segments
+        .last_mut()
+        .ok_or_else(|| EngineError::Input("a log partition has no segment".into()))
+}
+
+/// Makes a directory's entries (files created, renamed or deleted) durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    fn rows(values: std::ops::Range<i64>) -> Result<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(values))],
+        )?)
+    }
+
+    /// Every value read from `from` on, with its offset.
+    fn values(log: &PartitionLog, from: u64) -> Result<Vec<(u64, i64)>> {
+        let mut out = Vec::new();
+        for fetched in log.read(from, usize::MAX)? {
+            let column = fetched.rows.column(0).as_primitive::<Int64Type>();
+            for (i, value) in column.values().iter().enumerate() {
+                out.push((fetched.offset + i as u64, *value));
+            }
+        }
+        Ok(out)
+    }
+
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1_000,
+            ..LogConfig::default()
+        }
+    }
+
+    /// Ten batches of ten rows, values equal to offsets, synced.
+    fn hundred_rows(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        let (mut log, _) = PartitionLog::open(dir, config)?;
+        for batch in 0..10 {
+            let offset = log.append(&rows(batch * 10..batch * 10 + 10)?, 1_000 * batch)?;
+            assert_eq!(offset, batch as u64 * 10);
+        }
+        log.sync()?;
+        Ok(log)
+    }
+
+    fn expected(from: i64) -> Vec<(u64, i64)> {
+        (from..100).map(|v| (v as u64, v)).collect()
+    }
+
+    fn last_segment(dir: &Path) -> Result<PathBuf> {
+        let bases = Segment::bases(dir)?;
+        let last = bases
+            .last()
+            .ok_or(EngineError::Input("no segment".into()))?;
+        Ok(dir.join(format!("{last:020}.log")))
+    }
+
+    #[test]
+    fn rows_read_back_by_offset_across_segments_and_reopening() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = hundred_rows(dir.path(), small_segments())?;
+        assert!(log.segments.len() > 2, "{} segments", log.segments.len());
+        assert_eq!((log.start(), log.end()), (0, 100));
+        assert_eq!(values(&log, 0)?, expected(0));
+        // From inside a batch, and in bounded reads.
+        assert_eq!(values(&log, 37)?, expected(37));
+        let first = log.read(37, 5)?;
+        assert_eq!(
+            (first.len(), first[0].offset, first[0].rows.num_rows()),
+            (1, 37, 3)
+        );
+        assert!(log.read(100, 10)?.is_empty());
+        drop(log);
+        let (mut log, recovered) = PartitionLog::open(dir.path(), small_segments())?;
+        assert_eq!(recovered, Recovered::default());
+        assert_eq!(values(&log, 0)?, expected(0));
+        assert_eq!(log.append(&rows(100..102)?, 20_000)?, 100);
+        assert_eq!(log.offset_at(5_000), 50);
+        assert_eq!(log.offset_at(20_000), 100);
+        assert_eq!(log.offset_at(30_000), 102);
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_off_and_appending_goes_on() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        drop(hundred_rows(dir.path(), LogConfig::default())?);
+        let path = last_segment(dir.path())?;
+        let size = std::fs::metadata(&path)?.len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)?
+            .set_len(size - 7)?;
+        let (mut log, recovered) = PartitionLog::open(dir.path(), LogConfig::default())?;
+        assert!(recovered.truncated_bytes > 0);
+        assert_eq!(log.end(), 90);
+        assert_eq!(values(&log, 0)?, expected(0)[..90].to_vec());
+        assert_eq!(log.append(&rows(90..100)?, 0)?, 90);
+        log.sync()?;
+        drop(log);
+        let (log, recovered) = PartitionLog::open(dir.path(), LogConfig::default())?;
+        assert_eq!(recovered, Recovered::default());
+        assert_eq!(values(&log, 0)?, expected(0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_last_record_is_cut_off_but_damage_before_it_is_an_error() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        drop(hundred_rows(dir.path(), LogConfig::default())?);
+        let path = last_segment(dir.path())?;
+        let mut bytes = std::fs::read(&path)?;
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes)?;
+        let (log, recovered) = PartitionLog::open(dir.path(), LogConfig::default())?;
+        assert!(recovered.truncated_bytes > 0);
+        assert_eq!(log.end(), 90);
+        drop(log);
+        // Now damage the first record: records after it are intact, so it is no torn tail.
+        let mut bytes = std::fs::read(&path)?;
+        bytes[30] ^= 0xff;
+        std::fs::write(&path, &bytes)?;
+        match PartitionLog::open(dir.path(), LogConfig::default()) {
+            Err(EngineError::Corrupt { file, position, .. }) => {
+                assert_eq!((file, position), (path.display().to_string(), 0));
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+            Ok(_) => panic!("damage in the middle went unnoticed"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn damage_in_a_sealed_segment_is_reported_when_read() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        drop(hundred_rows(dir.path(), small_segments())?);
+        let first = dir.path().join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&first)?;
+        bytes[40] ^= 0xff;
+        std::fs::write(&first, &bytes)?;
+        let (log, _) = PartitionLog::open(dir.path(), small_segments())?;
+        let error = log.read(0, usize::MAX).err().map(|e| e.to_string());
+        assert_eq!(
+            error,
+            Some(format!(
+                "{} is damaged at byte 0: the record fails its CRC",
+                first.display()
+            ))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn retention_deletes_whole_oldest_segments() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut log = hundred_rows(dir.path(), small_segments())?;
+        let segments = log.segments.len();
+        // By age: the segments whose last append is before 4.5 s.
+        log.config.retention_age = Some(1_000);
+        let by_age = log.enforce_retention(5_500)?;
+        assert!(by_age > 0 && log.segments.len() == segments - by_age);
+        assert!(
+            log.start() > 0 && log.start() <= 50,
+            "start {}",
+            log.start()
+        );
+        let start = log.start() as i64;
+        assert_eq!(values(&log, 0)?, expected(start));
+        // By size: down to one segment's worth, never the active one.
+        log.config.retention_bytes = Some(1);
+        log.enforce_retention(0)?;
+        assert_eq!(log.segments.len(), 1);
+        assert_eq!(log.end(), 100);
+        assert_eq!(Segment::bases(dir.path())?.len(), 1);
+        Ok(())
+    }
+}

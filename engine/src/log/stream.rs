@@ -1,0 +1,271 @@
+//! A stream's log: its partitions, and which partition each published row goes to.
+//!
+//! `stream.json` in the stream's directory records the partition count and key column,
+//! fixed when the stream's log is created. With a key, a row goes to the partition its
+//! key's hash (CRC-32 of its row encoding) picks, so a key's rows stay in order in one
+//! partition; without one, each published batch goes whole to the next partition in turn.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use serde::{Deserialize, Serialize};
+
+use super::partition::sync_dir;
+use super::{LogConfig, PartitionLog, Recovered};
+use crate::time::Millis;
+use crate::{EngineError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Layout {
+    partitions: usize,
+    key: Option<String>,
+}
+
+/// Rows a publish appended to one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub partition: usize,
+    /// The first row's offset.
+    pub offset: u64,
+    pub rows: usize,
+}
+
+pub struct StreamLog {
+    dir: PathBuf,
+    layout: Layout,
+    partitions: Vec<PartitionLog>,
+    next_partition: usize,
+}
+
+impl StreamLog {
+    /// Opens the stream's log in `dir`, creating it with `partitions` partitions keyed by
+    /// `key` when it is new; an existing log must have been created the same way.
+    pub fn open(
+        dir: &Path,
+        partitions: usize,
+        key: Option<&str>,
+        config: LogConfig,
+    ) -> Result<(StreamLog, Vec<Recovered>)> {
+        if partitions == 0 {
+            return Err(EngineError::Input(
+                "a stream needs at least one partition".into(),
+            ));
+        }
+        let layout = Layout {
+            partitions,
+            key: key.map(str::to_string),
+        };
+        let layout_path = dir.join("stream.json");
+        match std::fs::read(&layout_path) {
+            Ok(bytes) => {
+                let stored: Layout = serde_json::from_slice(&bytes).map_err(|e| {
+                    EngineError::Input(format!("{} is unreadable: {e}", layout_path.display()))
+                })?;
+                if stored != layout {
+                    return Err(EngineError::Input(format!(
+                        "the log in {} has {} partitions keyed by {:?}, not {} keyed by {:?}",
+                        dir.display(),
+                        stored.partitions,
+                        stored.key,
+                        partitions,
+                        key
+                    )));
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                let bytes =
+                    serde_json::to_vec(&layout).map_err(|e| EngineError::Input(e.to_string()))?;
+                std::fs::write(&layout_path, bytes)?;
+                sync_dir(dir)?;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let mut logs = Vec::with_capacity(partitions);
+        let mut recovered = Vec::with_capacity(partitions);
+        for partition in 0..partitions {
+            let (log, found) = PartitionLog::open(&dir.join(partition.to_string()), config)?;
+            logs.push(log);
+            recovered.push(found);
+        }
+        Ok((
+            StreamLog {
+                dir: dir.to_path_buf(),
+                layout,
+                partitions: logs,
+                next_partition: 0,
+            },
+            recovered,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn partitions(&self) -> &[PartitionLog] {
+        &self.partitions
+    }
+
+    pub fn partition_mut(&mut self, partition: usize) -> Option<&mut PartitionLog> {
+        self.partitions.get_mut(partition)
+    }
+
+    /// Appends `rows` across the partitions (not yet durable: see [`StreamLog::sync`]).
+    pub fn publish(&mut self, rows: &RecordBatch, now: Millis) -> Result<Vec<Appended>> {
+        if rows.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let count = self.partitions.len();
+        let mut appended = Vec::new();
+        let Some(key) = &self.layout.key else {
+            let partition = self.next_partition % count;
+            self.next_partition = (partition + 1) % count;
+            let offset = self.partitions[partition].append(rows, now)?;
+            appended.push(Appended {
+                partition,
+                offset,
+                rows: rows.num_rows(),
+            });
+            return Ok(appended);
+        };
+        let column = rows
+            .column_by_name(key)
+            .ok_or_else(|| EngineError::Input(format!("the rows have no key column '{key}'")))?;
+        let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
+        let keys = converter.convert_columns(std::slice::from_ref(column))?;
+        let mut chosen: Vec<Vec<u32>> = vec![Vec::new(); count];
+        for (row, key) in keys.iter().enumerate() {
+            let partition = crc32fast::hash(key.as_ref()) as usize % count;
+            chosen[partition].push(row as u32);
+        }
+        for (partition, indices) in chosen.into_iter().enumerate() {
+            if indices.is_empty() {
+                continue;
+            }
+            let part = take_record_batch(rows, &UInt32Array::from(indices))?;
+            let offset = self.partitions[partition].append(&part, now)?;
+            appended.push(Appended {
+                partition,
+                offset,
+                rows: part.num_rows(),
+            });
+        }
+        Ok(appended)
+    }
+
+    /// Makes every publish so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        for partition in &mut self.partitions {
+            partition.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Applies retention to every partition; gives how many segments went.
+    pub fn enforce_retention(&mut self, now: Millis) -> Result<usize> {
+        let mut deleted = 0;
+        for partition in &mut self.partitions {
+            deleted += partition.enforce_retention(now)?;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    fn rows(keys: &[&str], values: &[i64]) -> Result<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(keys.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )?)
+    }
+
+    /// Per partition, its (key, value) rows in offset order.
+    fn contents(log: &StreamLog) -> Result<Vec<Vec<(String, i64)>>> {
+        let mut out = Vec::new();
+        for partition in log.partitions() {
+            let mut rows = Vec::new();
+            for fetched in partition.read(0, usize::MAX)? {
+                let keys = fetched.rows.column(0).as_string::<i32>();
+                let values = fetched.rows.column(1).as_primitive::<Int64Type>();
+                for i in 0..fetched.rows.num_rows() {
+                    rows.push((keys.value(i).to_string(), values.value(i)));
+                }
+            }
+            out.push(rows);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_keys_rows_stay_in_one_partition_in_order() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (mut log, _) = StreamLog::open(dir.path(), 3, Some("k"), LogConfig::default())?;
+        let keys = ["a", "b", "c", "d", "e", "f"];
+        for round in 0..4 {
+            let values: Vec<i64> = (0..6).map(|i| round * 10 + i).collect();
+            log.publish(&rows(&keys, &values)?, 0)?;
+        }
+        log.sync()?;
+        let partitions = contents(&log)?;
+        for key in keys {
+            let holding: Vec<usize> = (0..3)
+                .filter(|p| partitions[*p].iter().any(|(k, _)| k == key))
+                .collect();
+            assert_eq!(holding.len(), 1, "{key} is in partitions {holding:?}");
+            let values: Vec<i64> = partitions[holding[0]]
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| *v)
+                .collect();
+            let index = keys.iter().position(|k| *k == key).unwrap_or_default() as i64;
+            assert_eq!(values, (0..4).map(|r| r * 10 + index).collect::<Vec<_>>());
+        }
+        assert!(partitions.iter().filter(|p| !p.is_empty()).count() > 1);
+        // Reopened the same way it reads the same; another way is refused.
+        drop(log);
+        let (log, _) = StreamLog::open(dir.path(), 3, Some("k"), LogConfig::default())?;
+        assert_eq!(contents(&log)?, partitions);
+        let refused = StreamLog::open(dir.path(), 4, Some("k"), LogConfig::default());
+        assert!(refused.is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn without_a_key_batches_go_to_each_partition_in_turn() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (mut log, _) = StreamLog::open(dir.path(), 2, None, LogConfig::default())?;
+        let first = log.publish(&rows(&["a", "b"], &[1, 2])?, 0)?;
+        let second = log.publish(&rows(&["c"], &[3])?, 0)?;
+        let third = log.publish(&rows(&["d"], &[4])?, 0)?;
+        let appended = |partition, offset, rows| {
+            vec![Appended {
+                partition,
+                offset,
+                rows,
+            }]
+        };
+        assert_eq!(first, appended(0, 0, 2));
+        assert_eq!(second, appended(1, 0, 1));
+        assert_eq!(third, appended(0, 2, 1));
+        Ok(())
+    }
+}
