@@ -3,5 +3,6 @@
 pub mod error;
 pub mod feed;
 pub mod run;
+pub mod serve;
 
 pub use error::CliError;

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+use sluice_engine::log::LogConfig;
 use sluice_repl::run::{Format, RunArgs, run};
+use sluice_repl::serve::{Durability, ServeConfig, serve};
 
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "Streaming SQL over event streams")]
@@ -32,6 +36,44 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Serve the TCP line protocol (docs/protocol.md): publish, query, subscribe.
+    Serve {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: std::net::SocketAddr,
+        /// Where the logs and the catalog are kept.
+        #[arg(long, value_name = "DIR", default_value = "sluice-data")]
+        data_dir: PathBuf,
+        /// A shared secret clients must send first ({"op":"auth","token":...}).
+        #[arg(long, env = "SLUICE_TOKEN")]
+        token: Option<String>,
+        /// The longest request line accepted, in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_line_bytes: usize,
+        /// The most clients connected at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// When publishes are made durable before they are acknowledged.
+        #[arg(long, value_enum, default_value = "batch")]
+        fsync: FsyncArg,
+        /// With --fsync interval: the longest time between syncs.
+        #[arg(long, default_value_t = 10)]
+        fsync_interval_ms: u64,
+        /// Delete a partition's oldest segments while it holds more than this many bytes.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+        /// Delete a partition's segments once their last append is this many seconds old.
+        #[arg(long)]
+        retention_seconds: Option<i64>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FsyncArg {
+    /// Sync each group of waiting publishes before acknowledging them.
+    Batch,
+    /// Sync at most every --fsync-interval-ms; acknowledge after the sync.
+    Interval,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -53,6 +95,44 @@ fn parse_input(value: &str) -> Result<(String, PathBuf), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            token,
+            max_line_bytes,
+            max_connections,
+            fsync,
+            fsync_interval_ms,
+            retention_bytes,
+            retention_seconds,
+        } => {
+            let config = ServeConfig {
+                listen,
+                data_dir,
+                token,
+                max_line_bytes,
+                max_connections,
+                durability: match fsync {
+                    FsyncArg::Batch => Durability::EveryBatch,
+                    FsyncArg::Interval => {
+                        Durability::Interval(Duration::from_millis(fsync_interval_ms))
+                    }
+                },
+                log: LogConfig {
+                    retention_bytes,
+                    retention_age: retention_seconds.map(|s| s.saturating_mul(1000)),
+                    ..LogConfig::default()
+                },
+            };
+            let ready = |address| eprintln!("sluice: listening on {address}");
+            match serve(config, ready) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             script,
             inputs,

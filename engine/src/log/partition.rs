@@ -179,6 +179,17 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// When the record starting at `offset` was appended.
+    pub fn append_time(&self, offset: u64) -> Option<Millis> {
+        let segment = self.segments.iter().rev().find(|s| s.base <= offset)?;
+        let at = segment.index.partition_point(|e| e.offset < offset);
+        segment
+            .index
+            .get(at)
+            .filter(|e| e.offset == offset)
+            .map(|e| e.append_time)
+    }
+
     /// The offset of the first row appended at or after `time` (the end when none was).
     pub fn offset_at(&self, time: Millis) -> u64 {
         self.segments

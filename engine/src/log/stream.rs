@@ -25,12 +25,13 @@ struct Layout {
 }
 
 /// Rows a publish appended to one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Appended {
     pub partition: usize,
     /// The first row's offset.
     pub offset: u64,
-    pub rows: usize,
+    /// The rows, in the order appended.
+    pub rows: RecordBatch,
 }
 
 pub struct StreamLog {
@@ -128,7 +129,7 @@ impl StreamLog {
             appended.push(Appended {
                 partition,
                 offset,
-                rows: rows.num_rows(),
+                rows: rows.clone(),
             });
             return Ok(appended);
         };
@@ -151,7 +152,7 @@ impl StreamLog {
             appended.push(Appended {
                 partition,
                 offset,
-                rows: part.num_rows(),
+                rows: part,
             });
         }
         Ok(appended)

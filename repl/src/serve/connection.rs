@@ -1,0 +1,398 @@
+//! One client connection: requests in, replies and pushed rows out.
+//!
+//! Lines are read up to the configured maximum; a longer line is answered with an error
+//! and skipped. Replies and pushed rows go through one bounded queue to the socket, so a
+//! subscriber that reads slowly only slows its own subscriptions, which read from the logs
+//! at its pace: the server holds no more than the queue for it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::core::{Core, StartAt, Target};
+use super::publisher::Publish;
+use super::{ServeError, Shared};
+
+/// Lines waiting to be written to the socket.
+const OUTGOING: usize = 256;
+/// The most rows a subscription fetches at a time.
+const FETCH_ROWS: usize = 512;
+
+/// Tells a client over the connection limit so, and closes.
+pub(crate) async fn refuse(mut socket: TcpStream, limit: usize) {
+    let line = json!({"ok": false, "error": format!(
+        "too many connections (the limit is {limit}): try again later")});
+    let _ = socket.write_all(format!("{line}\n").as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
+    let (read, mut write) = socket.into_split();
+    let (outgoing, mut lines) = mpsc::channel::<String>(OUTGOING);
+    let writer = tokio::spawn(async move {
+        while let Some(mut line) = lines.recv().await {
+            line.push('\n');
+            if write.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    let mut connection = Connection {
+        authenticated: shared.config.token.is_none(),
+        shared,
+        outgoing,
+        subscriptions: BTreeMap::new(),
+    };
+    connection.serve(read).await;
+    for (id, task) in std::mem::take(&mut connection.subscriptions) {
+        task.abort();
+        let _ = connection.with_core(move |core| {
+            core.unsubscribe(id);
+            Ok(Value::Null)
+        });
+    }
+    drop(connection);
+    let _ = writer.await;
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    authenticated: bool,
+    outgoing: mpsc::Sender<String>,
+    subscriptions: BTreeMap<u64, JoinHandle<()>>,
+}
+
+impl Connection {
+    async fn serve(&mut self, read: tokio::net::tcp::OwnedReadHalf) {
+        let max = self.shared.config.max_line_bytes;
+        let mut reader = BufReader::new(read);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(max as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .await;
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.last() != Some(&b'\n') && line.len() > max {
+                self.send(json!({"ok": false, "error": format!(
+                    "the line is over the limit of {max} bytes: it was skipped")}))
+                    .await;
+                // Skip the rest of the line.
+                loop {
+                    line.clear();
+                    match (&mut reader).take(1 << 16).read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line.last() == Some(&b'\n') => break,
+                        Ok(_) => {}
+                    }
+                }
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let (id, reply, quit) = self.handle(text).await;
+            let mut reply = match reply {
+                Ok(Value::Object(fields)) => {
+                    let mut out = Map::new();
+                    out.insert("ok".into(), Value::Bool(true));
+                    out.extend(fields);
+                    Value::Object(out)
+                }
+                Ok(other) => json!({"ok": true, "result": other}),
+                Err(error) => json!({"ok": false, "error": error.to_string()}),
+            };
+            if let (Some(id), Value::Object(fields)) = (id, &mut reply) {
+                fields.insert("id".into(), id);
+            }
+            self.send(reply).await;
+            if quit {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, line: Value) {
+        let _ = self.outgoing.send(line.to_string()).await;
+    }
+
+    /// Runs `work` on the core, off the connection's thread.
+    async fn with_core<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Core) -> Result<T, ServeError> + Send + 'static,
+    ) -> Result<T, ServeError> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let mut core = shared
+                .core
+                .lock()
+                .map_err(|_| ServeError::Request("the server's state is unavailable".into()))?;
+            work(&mut core)
+        })
+        .await
+        .map_err(|e| ServeError::Request(e.to_string()))?
+    }
+
+    /// The request's id, the reply, and whether the connection ends.
+    async fn handle(&mut self, text: &str) -> (Option<Value>, Result<Value, ServeError>, bool) {
+        let request: Value = match serde_json::from_str(text) {
+            Ok(request) => request,
+            Err(error) => {
+                let error = format!("the line is not JSON: {error}");
+                return (None, Err(ServeError::Request(error)), false);
+            }
+        };
+        let Value::Object(request) = request else {
+            let error = "a request is a JSON object with an \"op\"".to_string();
+            return (None, Err(ServeError::Request(error)), false);
+        };
+        let id = request.get("id").cloned();
+        let op = request.get("op").and_then(Value::as_str).unwrap_or_default();
+        if !self.authenticated && op != "auth" {
+            let error = "authenticate first: {\"op\":\"auth\",\"token\":\"...\"}".to_string();
+            return (id, Err(ServeError::Request(error)), false);
+        }
+        let reply = match op {
+            "quit" => return (id, Ok(json!({"bye": true})), true),
+            "ping" => Ok(json!({"pong": true})),
+            "auth" => self.auth(&request),
+            "sql" => match text_field(&request, "sql") {
+                Ok(sql) => {
+                    self.with_core(move |core| core.execute_sql(&sql))
+                        .await
+                        .map(|results| json!({"results": results}))
+                }
+                Err(error) => Err(error),
+            },
+            "register" => match (text_field(&request, "name"), text_field(&request, "sql")) {
+                (Ok(name), Ok(sql)) => {
+                    let answer = name.clone();
+                    self.with_core(move |core| core.register(&name, &sql))
+                        .await
+                        .map(|()| json!({"registered": answer}))
+                }
+                (Err(error), _) | (_, Err(error)) => Err(error),
+            },
+            "cancel" => match text_field(&request, "name") {
+                Ok(name) => {
+                    let answer = name.clone();
+                    self.with_core(move |core| core.cancel(&name))
+                        .await
+                        .map(|()| json!({"cancelled": answer}))
+                }
+                Err(error) => Err(error),
+            },
+            "list" => self.with_core(|core| Ok(core.names())).await,
+            "stats" => self.with_core(|core| Ok(core.stats())).await,
+            "publish" => self.publish(&request).await,
+            "subscribe" => self.subscribe(&request).await,
+            "unsubscribe" => match number_field(&request, "subscription") {
+                Ok(subscription) => {
+                    if let Some(task) = self.subscriptions.remove(&subscription) {
+                        task.abort();
+                    }
+                    self.with_core(move |core| {
+                        core.unsubscribe(subscription);
+                        Ok(json!({"unsubscribed": subscription}))
+                    })
+                    .await
+                }
+                Err(error) => Err(error),
+            },
+            "ack" => {
+                let fields = (
+                    number_field(&request, "subscription"),
+                    number_field(&request, "partition"),
+                    number_field(&request, "offset"),
+                );
+                match fields {
+                    (Ok(subscription), Ok(partition), Ok(offset)) => {
+                        if !self.subscriptions.contains_key(&subscription) {
+                            Err(ServeError::Request(format!(
+                                "no subscription {subscription} on this connection"
+                            )))
+                        } else {
+                            self.with_core(move |core| {
+                                core.ack(subscription, partition as usize, offset)?;
+                                Ok(json!({"acked": offset}))
+                            })
+                            .await
+                        }
+                    }
+                    (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => Err(error),
+                }
+            }
+            "" => Err(ServeError::Request(
+                "a request needs an \"op\" (ping, sql, register, cancel, list, publish, \
+                 subscribe, ack, unsubscribe, stats, auth, quit)"
+                    .into(),
+            )),
+            other => Err(ServeError::Request(format!(
+                "unknown op '{other}' (ping, sql, register, cancel, list, publish, subscribe, \
+                 ack, unsubscribe, stats, auth, quit)"
+            ))),
+        };
+        (id, reply, false)
+    }
+
+    fn auth(&mut self, request: &Map<String, Value>) -> Result<Value, ServeError> {
+        let given = request.get("token").and_then(Value::as_str);
+        match &self.shared.config.token {
+            Some(token) if Some(token.as_str()) != given => {
+                Err(ServeError::Request("the token is wrong".into()))
+            }
+            _ => {
+                self.authenticated = true;
+                Ok(json!({"authenticated": true}))
+            }
+        }
+    }
+
+    async fn publish(&self, request: &Map<String, Value>) -> Result<Value, ServeError> {
+        let stream = text_field(request, "stream")?;
+        let events = match (request.get("events"), request.get("event")) {
+            (Some(Value::Array(events)), None) => events.clone(),
+            (None, Some(event)) => vec![event.clone()],
+            _ => {
+                return Err(ServeError::Request(
+                    "publish needs \"event\": {...} or \"events\": [{...}, ...]".into(),
+                ));
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let publish = Publish {
+            stream,
+            events,
+            reply,
+        };
+        self.shared
+            .publisher
+            .send(publish)
+            .await
+            .map_err(|_| ServeError::Request("the server is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| ServeError::Request("the server is shutting down".into()))?
+    }
+
+    async fn subscribe(&mut self, request: &Map<String, Value>) -> Result<Value, ServeError> {
+        let target = match (request.get("stream"), request.get("query")) {
+            (Some(Value::String(stream)), None) => Target::Stream(stream.to_ascii_lowercase()),
+            (None, Some(Value::String(query))) => Target::Query(query.clone()),
+            _ => {
+                return Err(ServeError::Request(
+                    "subscribe needs \"stream\": \"...\" or \"query\": \"...\"".into(),
+                ));
+            }
+        };
+        let start = match request.get("from") {
+            None => StartAt::Latest,
+            Some(Value::String(from)) if from == "earliest" => StartAt::Earliest,
+            Some(Value::String(from)) if from == "latest" => StartAt::Latest,
+            Some(Value::Number(offset)) if offset.as_u64().is_some() => {
+                StartAt::Offset(offset.as_u64().unwrap_or_default())
+            }
+            Some(Value::Object(at)) if at.get("time").and_then(Value::as_i64).is_some() => {
+                StartAt::Time(at.get("time").and_then(Value::as_i64).unwrap_or_default())
+            }
+            Some(other) => {
+                return Err(ServeError::Request(format!(
+                    "\"from\" is \"earliest\", \"latest\", an offset or {{\"time\": ms}}, \
+                     not {other}"
+                )));
+            }
+        };
+        let group = match request.get("group") {
+            None => None,
+            Some(Value::String(group)) => Some(group.clone()),
+            Some(other) => {
+                return Err(ServeError::Request(format!("\"group\" is a name, not {other}")));
+            }
+        };
+        let (id, partitions) = self
+            .with_core(move |core| {
+                let id = core.subscribe(target, group, start)?;
+                Ok((id, core.assigned(id)?))
+            })
+            .await?;
+        let task = tokio::spawn(push(
+            Arc::clone(&self.shared),
+            id,
+            self.outgoing.clone(),
+        ));
+        self.subscriptions.insert(id, task);
+        Ok(json!({"subscription": id, "partitions": partitions}))
+    }
+}
+
+/// Sends a subscription's rows as they come, as fast as the client takes them.
+async fn push(shared: Arc<Shared>, id: u64, outgoing: mpsc::Sender<String>) {
+    loop {
+        let appended = shared.appended.notified();
+        let fetching = Arc::clone(&shared);
+        let fetched = tokio::task::spawn_blocking(move || {
+            let mut core = fetching
+                .core
+                .lock()
+                .map_err(|_| ServeError::Request("the server's state is unavailable".into()))?;
+            core.fetch(id, FETCH_ROWS)
+        })
+        .await;
+        let rows = match fetched {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(error)) => {
+                let notice = json!({"subscription": id, "error": error.to_string()});
+                let _ = outgoing.send(notice.to_string()).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        if rows.is_empty() {
+            // Also look again now and then: a group's partitions may have moved.
+            let _ = tokio::time::timeout(Duration::from_millis(200), appended).await;
+            continue;
+        }
+        for row in rows {
+            let line = format!(
+                "{{\"subscription\":{id},\"partition\":{},\"offset\":{},\"row\":{}}}",
+                row.partition, row.offset, row.row
+            );
+            if outgoing.send(line).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn text_field(request: &Map<String, Value>, name: &str) -> Result<String, ServeError> {
+    match request.get(name) {
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(other) => Err(ServeError::Request(format!(
+            "\"{name}\" must be a string, not {other}"
+        ))),
+        None => Err(ServeError::Request(format!("the request needs \"{name}\""))),
+    }
+}
+
+fn number_field(request: &Map<String, Value>, name: &str) -> Result<u64, ServeError> {
+    match request.get(name) {
+        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
+        Some(other) => Err(ServeError::Request(format!(
+            "\"{name}\" must be a whole number, not {other}"
+        ))),
+        None => Err(ServeError::Request(format!("the request needs \"{name}\""))),
+    }
+}

@@ -1,0 +1,668 @@
+//! The server's state: the SQL session, each stream's log, each standing query's result
+//! log, consumer groups and subscriptions. Connections reach it under one lock.
+//!
+//! A publish appends to the stream's log, then feeds the same rows to the engine, and the
+//! results each query emits are appended to the query's result log. What the server has
+//! been told (statements, registered and cancelled queries) is kept in `catalog.jsonl`; on
+//! start it is replayed, then every stream's retained records in the order they were
+//! appended, so queries are rebuilt; results a query's log already holds are not appended
+//! again.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{ArrayRef, AsArray, UInt8Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, UInt8Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sluice_engine::input::{FileFormat, reader};
+use sluice_engine::log::{Appended, Fetched, GroupOffsets, LogConfig, StreamLog};
+use sluice_engine::output::to_output_batch;
+use sluice_engine::time::Millis;
+use sluice_engine::{Changes, EngineError, QueryId};
+use sluice_sql::{Outcome, Session};
+
+use super::ServeError;
+
+/// The column a log record of changes keeps their kinds in.
+const KINDS_COLUMN: &str = "__op";
+
+/// What a subscription reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Stream(String),
+    Query(String),
+}
+
+impl Target {
+    fn key(&self) -> String {
+        match self {
+            Target::Stream(name) => format!("stream:{name}"),
+            Target::Query(name) => format!("query:{name}"),
+        }
+    }
+}
+
+/// Where a subscription starts reading a partition it has not read yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+    Offset(u64),
+    Time(Millis),
+}
+
+struct Subscription {
+    target: Target,
+    group: Option<String>,
+    start: StartAt,
+    /// The next offset to deliver, per partition read so far.
+    positions: BTreeMap<usize, u64>,
+}
+
+struct Query {
+    id: QueryId,
+    log: StreamLog,
+    /// Results the engine will emit again (on replay) that the log already holds.
+    skip: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum CatalogEntry {
+    Statement { sql: String },
+    Register { name: String, sql: String },
+    Cancel { name: String },
+}
+
+/// A row delivered to a subscriber.
+pub struct Delivered {
+    pub partition: usize,
+    pub offset: u64,
+    /// The row as a JSON object, `op` first.
+    pub row: String,
+}
+
+pub struct Core {
+    session: Session,
+    data_dir: PathBuf,
+    config: LogConfig,
+    streams: BTreeMap<String, StreamLog>,
+    queries: BTreeMap<String, Query>,
+    groups: BTreeMap<String, GroupOffsets>,
+    subscriptions: BTreeMap<u64, Subscription>,
+    next_subscription: u64,
+    /// While replaying on start: nothing is written to the catalog.
+    replaying: bool,
+    /// The append time given to the latest publish.
+    last_stamp: Millis,
+}
+
+fn now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn internal(error: impl std::fmt::Display) -> ServeError {
+    ServeError::Request(error.to_string())
+}
+
+impl Core {
+    /// Opens the server's state in `data_dir`, replaying what it holds.
+    pub fn open(data_dir: &Path, config: LogConfig) -> Result<Core, ServeError> {
+        std::fs::create_dir_all(data_dir)?;
+        let mut core = Core {
+            session: Session::new(),
+            data_dir: data_dir.to_path_buf(),
+            config,
+            streams: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            next_subscription: 1,
+            replaying: true,
+            last_stamp: 0,
+        };
+        let catalog = core.data_dir.join("catalog.jsonl");
+        let text = match std::fs::read_to_string(&catalog) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(error.into()),
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let entry: CatalogEntry = serde_json::from_str(line)
+                .map_err(|e| internal(format!("{} is unreadable: {e}", catalog.display())))?;
+            match entry {
+                CatalogEntry::Statement { sql } => {
+                    core.execute_sql(&sql)?;
+                }
+                CatalogEntry::Register { name, sql } => core.register(&name, &sql)?,
+                CatalogEntry::Cancel { name } => core.cancel(&name)?,
+            }
+        }
+        core.replay()?;
+        core.session.engine_mut().stop_retaining_history();
+        core.replaying = false;
+        Ok(core)
+    }
+
+    /// Feeds every stream's retained records to the engine in the order they were appended.
+    fn replay(&mut self) -> Result<(), ServeError> {
+        let mut records: Vec<(Millis, String, usize, Fetched)> = Vec::new();
+        for (name, log) in &self.streams {
+            for (partition, part) in log.partitions().iter().enumerate() {
+                let mut from = part.start();
+                loop {
+                    let fetched = part.read(from, 1 << 16)?;
+                    let Some(last) = fetched.last() else { break };
+                    from = last.offset + last.rows.num_rows() as u64;
+                    for record in fetched {
+                        let time = part.append_time(record.offset).unwrap_or_default();
+                        self.last_stamp = self.last_stamp.max(time);
+                        records.push((time, name.clone(), partition, record));
+                    }
+                }
+            }
+        }
+        records.sort_by(|a, b| (a.0, &a.1, a.2, a.3.offset).cmp(&(b.0, &b.1, b.2, b.3.offset)));
+        for (_, stream, _, record) in records {
+            let changes = split_kinds(&record.rows)?;
+            self.session
+                .engine_mut()
+                .append_changes(&stream, &changes)?;
+            self.collect_results()?;
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, entry: CatalogEntry) -> Result<(), ServeError> {
+        if self.replaying {
+            return Ok(());
+        }
+        let path = self.data_dir.join("catalog.jsonl");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let mut line = serde_json::to_string(&entry).map_err(internal)?;
+        line.push('\n');
+        file.write_all(line.as_bytes())?;
+        file.sync_data()?;
+        Ok(())
+    }
+
+    /// Runs SQL statements (DDL, `INSERT`, `SHOW`, `SET`, ...); gives a reply per statement.
+    pub fn execute_sql(&mut self, sql: &str) -> Result<Vec<Value>, ServeError> {
+        let outcomes = self.session.execute_sql(sql)?;
+        let mut replies = Vec::new();
+        let mut changed = false;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Created { kind, name } => {
+                    changed = true;
+                    if let Some(def) = self.session.engine().catalog().get(&name).cloned() {
+                        let logged = matches!(kind.noun(), "stream" | "table");
+                        if logged && !self.streams.contains_key(&name) {
+                            let partitions = match def.option("partitions") {
+                                None => 1,
+                                Some(text) => text.parse().map_err(|_| {
+                                    internal(format!(
+                                        "'partitions' = '{text}' is not a partition count"
+                                    ))
+                                })?,
+                            };
+                            let key = def.option("key");
+                            let dir = self.data_dir.join("streams").join(&name);
+                            let (log, _) = StreamLog::open(&dir, partitions, key, self.config)?;
+                            self.streams.insert(name.clone(), log);
+                        }
+                    }
+                    replies.push(json!({"created": kind.noun(), "name": name}));
+                }
+                Outcome::Dropped { kind, name } => {
+                    changed = true;
+                    replies.push(json!({"dropped": kind.noun(), "name": name}));
+                }
+                Outcome::Inserted { stream, rows } => {
+                    replies.push(json!({"inserted": rows, "stream": stream}));
+                }
+                Outcome::Started(query) | Outcome::Materialized(query) => {
+                    // A SELECT run as a statement: register it under its name instead.
+                    self.session.engine_mut().cancel(query.id)?;
+                    return Err(ServeError::Request(format!(
+                        "a query runs as a registered query: use {{\"op\":\"register\",\"name\":\
+                         \"...\",\"sql\":\"...\"}} (it would have been '{}')",
+                        query.name
+                    )));
+                }
+                Outcome::Rows(rows) => {
+                    replies.push(json!({"rows": rows_as_json(&rows)?}));
+                }
+                Outcome::Unchanged(text) => replies.push(json!({"unchanged": text})),
+                Outcome::Set { key, value } => {
+                    changed = true;
+                    replies.push(json!({"set": key, "value": value}));
+                }
+            }
+        }
+        if changed {
+            self.remember(CatalogEntry::Statement { sql: sql.to_string() })?;
+        }
+        self.collect_results()?;
+        Ok(replies)
+    }
+
+    /// Starts a standing query named `name` whose results go to its own log.
+    pub fn register(&mut self, name: &str, sql: &str) -> Result<(), ServeError> {
+        if self.queries.contains_key(name) {
+            return Err(ServeError::Request(format!("query '{name}' already exists")));
+        }
+        let view = format!("CREATE VIEW {name} AS {sql}");
+        self.session.execute_sql(&view)?;
+        let started = match self.session.start_view_query(name) {
+            Ok(started) => started,
+            Err(error) => {
+                // Leave no view behind a query that did not start.
+                let _ = self.session.execute_sql(&format!("DROP VIEW {name}"));
+                return Err(error.into());
+            }
+        };
+        let dir = self.data_dir.join("results").join(name);
+        let (log, _) = StreamLog::open(&dir, 1, None, self.config)?;
+        let skip = log.partitions().first().map_or(0, |p| p.end());
+        self.queries.insert(
+            name.to_string(),
+            Query {
+                id: started.id,
+                log,
+                skip,
+            },
+        );
+        self.remember(CatalogEntry::Register {
+            name: name.to_string(),
+            sql: sql.to_string(),
+        })
+    }
+
+    pub fn cancel(&mut self, name: &str) -> Result<(), ServeError> {
+        let query = self
+            .queries
+            .remove(name)
+            .ok_or_else(|| ServeError::Request(format!("no query named '{name}'")))?;
+        self.session.engine_mut().cancel(query.id)?;
+        self.session.execute_sql(&format!("DROP VIEW {name}"))?;
+        self.subscriptions
+            .retain(|_, s| s.target != Target::Query(name.to_string()));
+        self.remember(CatalogEntry::Cancel {
+            name: name.to_string(),
+        })
+    }
+
+    /// Decodes `events` (JSON objects) as rows of `stream`; all or none are accepted.
+    pub fn decode(&self, stream: &str, events: &[Value]) -> Result<Vec<Changes>, ServeError> {
+        let def = self
+            .session
+            .engine()
+            .catalog()
+            .get(stream)
+            .cloned()
+            .ok_or_else(|| ServeError::Request(format!("unknown stream '{stream}'")))?;
+        let mut text = String::new();
+        for (index, event) in events.iter().enumerate() {
+            if !event.is_object() {
+                return Err(ServeError::Request(format!(
+                    "event {} is not a JSON object",
+                    index + 1
+                )));
+            }
+            text.push_str(&event.to_string());
+            text.push('\n');
+        }
+        let mut rows = reader(text.as_bytes(), FileFormat::JsonLines, &def)?;
+        let mut batches = Vec::new();
+        while let Some(decoded) = rows.next_batch()? {
+            if let Some(error) = decoded.errors.first() {
+                return Err(ServeError::Request(format!(
+                    "event {} does not fit stream '{stream}': {}",
+                    error.line, error.reason
+                )));
+            }
+            batches.push(decoded.rows);
+        }
+        Ok(batches)
+    }
+
+    /// Appends decoded rows to `stream`'s log (durable once [`Core::sync`] has run); gives
+    /// what went to each partition, in the order the engine is to be fed it.
+    pub fn append(&mut self, stream: &str, changes: &Changes) -> Result<Vec<Appended>, ServeError> {
+        // Publishes are stamped in the order they happen, so a replay can follow it.
+        let stamp = now().max(self.last_stamp + 1);
+        self.last_stamp = stamp;
+        let log = self
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| ServeError::Request(format!("unknown stream '{stream}'")))?;
+        Ok(log.publish(&with_kinds(changes)?, stamp)?)
+    }
+
+    /// Makes every append durable.
+    pub fn sync(&mut self) -> Result<(), ServeError> {
+        for log in self.streams.values_mut() {
+            log.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Feeds rows now durable in `stream`'s log to the standing queries.
+    pub fn feed(&mut self, stream: &str, appended: &[Appended]) -> Result<(), ServeError> {
+        for part in appended {
+            let changes = split_kinds(&part.rows)?;
+            self.session.engine_mut().append_changes(stream, &changes)?;
+        }
+        self.collect_results()
+    }
+
+    /// Appends what the queries emitted to their result logs.
+    fn collect_results(&mut self) -> Result<(), ServeError> {
+        let results = self.session.engine_mut().drain_results();
+        let mut touched = false;
+        for (id, changes) in results {
+            let Some(query) = self.queries.values_mut().find(|q| q.id == id) else {
+                continue;
+            };
+            for change in changes {
+                let mut rows = to_output_batch(&change)?;
+                let skipped = query.skip.min(rows.num_rows() as u64) as usize;
+                query.skip -= skipped as u64;
+                rows = rows.slice(skipped, rows.num_rows() - skipped);
+                if rows.num_rows() > 0 {
+                    query.log.publish(&rows, now())?;
+                    touched = true;
+                }
+            }
+        }
+        self.session.engine_mut().drain_late_results();
+        if touched {
+            for query in self.queries.values_mut() {
+                query.log.sync()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn log(&self, target: &Target) -> Result<&StreamLog, ServeError> {
+        match target {
+            Target::Stream(name) => self
+                .streams
+                .get(name)
+                .ok_or_else(|| ServeError::Request(format!("unknown stream '{name}'"))),
+            Target::Query(name) => self
+                .queries
+                .get(name)
+                .map(|q| &q.log)
+                .ok_or_else(|| ServeError::Request(format!("no query named '{name}'"))),
+        }
+    }
+
+    pub fn subscribe(
+        &mut self,
+        target: Target,
+        group: Option<String>,
+        start: StartAt,
+    ) -> Result<u64, ServeError> {
+        self.log(&target)?;
+        if let Some(group) = &group
+            && !self.groups.contains_key(group)
+        {
+            let offsets = GroupOffsets::open(&self.data_dir.join("groups"), group)?;
+            self.groups.insert(group.clone(), offsets);
+        }
+        let id = self.next_subscription;
+        self.next_subscription += 1;
+        self.subscriptions.insert(
+            id,
+            Subscription {
+                target,
+                group,
+                start,
+                positions: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn unsubscribe(&mut self, id: u64) {
+        self.subscriptions.remove(&id);
+    }
+
+    /// The partitions of its target a subscription reads: all of them, or in a group its
+    /// share (partition `p` goes to the `p mod n`-th of the group's `n` subscriptions to
+    /// the target, by subscription number).
+    pub fn assigned(&self, id: u64) -> Result<Vec<usize>, ServeError> {
+        let subscription = self
+            .subscriptions
+            .get(&id)
+            .ok_or_else(|| ServeError::Request(format!("no subscription {id}")))?;
+        let partitions = self.log(&subscription.target)?.partitions().len();
+        let Some(group) = &subscription.group else {
+            return Ok((0..partitions).collect());
+        };
+        let members: Vec<u64> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.group.as_ref() == Some(group) && s.target == subscription.target)
+            .map(|(id, _)| *id)
+            .collect();
+        let me = members.iter().position(|m| *m == id).unwrap_or_default();
+        Ok((0..partitions)
+            .filter(|p| p % members.len().max(1) == me)
+            .collect())
+    }
+
+    /// The next rows for a subscription, at most about `max_rows`, from its assigned
+    /// partitions; advances its positions past them.
+    pub fn fetch(&mut self, id: u64, max_rows: usize) -> Result<Vec<Delivered>, ServeError> {
+        let assigned = self.assigned(id)?;
+        let Some(subscription) = self.subscriptions.get(&id) else {
+            return Ok(Vec::new());
+        };
+        let log = self.log(&subscription.target)?;
+        let mut delivered = Vec::new();
+        let mut positions = Vec::new();
+        for partition in assigned {
+            let Some(part) = log.partitions().get(partition) else {
+                continue;
+            };
+            let committed = subscription.group.as_ref().and_then(|g| {
+                self.groups
+                    .get(g)
+                    .and_then(|o| o.get(&subscription.target.key(), partition))
+            });
+            let position = match (subscription.positions.get(&partition), committed) {
+                (Some(position), _) => *position,
+                (None, Some(committed)) => committed,
+                (None, None) => match subscription.start {
+                    StartAt::Earliest => part.start(),
+                    StartAt::Latest => part.end(),
+                    StartAt::Offset(offset) => offset,
+                    StartAt::Time(time) => part.offset_at(time),
+                },
+            };
+            let mut next = position.max(part.start());
+            if delivered.len() < max_rows {
+                for fetched in part.read(next, max_rows - delivered.len())? {
+                    let rows = match subscription.target {
+                        Target::Stream(_) => to_output_batch(&split_kinds(&fetched.rows)?)?,
+                        Target::Query(_) => fetched.rows.clone(),
+                    };
+                    for (i, row) in json_rows(&rows)?.into_iter().enumerate() {
+                        delivered.push(Delivered {
+                            partition,
+                            offset: fetched.offset + i as u64,
+                            row,
+                        });
+                    }
+                    next = fetched.offset + fetched.rows.num_rows() as u64;
+                }
+            }
+            positions.push((partition, next));
+        }
+        if let Some(subscription) = self.subscriptions.get_mut(&id) {
+            subscription.positions.extend(positions);
+        }
+        Ok(delivered)
+    }
+
+    /// Acknowledges a subscription's rows up to `offset` of a partition: in a group, its
+    /// next offset there is committed durably.
+    pub fn ack(&mut self, id: u64, partition: usize, offset: u64) -> Result<(), ServeError> {
+        let subscription = self
+            .subscriptions
+            .get(&id)
+            .ok_or_else(|| ServeError::Request(format!("no subscription {id}")))?;
+        let Some(group) = &subscription.group else {
+            return Ok(());
+        };
+        let key = subscription.target.key();
+        if let Some(offsets) = self.groups.get_mut(group) {
+            let next = offsets.get(&key, partition).unwrap_or(0).max(offset + 1);
+            offsets.commit(&key, partition, next)?;
+        }
+        Ok(())
+    }
+
+    /// Streams, queries and groups with their offsets, lag and state.
+    pub fn stats(&self) -> Value {
+        let streams: Vec<Value> = self
+            .streams
+            .iter()
+            .map(|(name, log)| {
+                let partitions: Vec<Value> = log
+                    .partitions()
+                    .iter()
+                    .map(|p| json!({"start": p.start(), "end": p.end(), "bytes": p.bytes()}))
+                    .collect();
+                json!({"name": name, "partitions": partitions})
+            })
+            .collect();
+        let infos = self.session.engine().queries();
+        let queries: Vec<Value> = self
+            .queries
+            .iter()
+            .map(|(name, query)| {
+                let info = infos.iter().find(|i| i.id == query.id);
+                json!({
+                    "name": name,
+                    "results": query.log.partitions().first().map_or(0, |p| p.end()),
+                    "watermark": info.map(|i| i.watermark),
+                    "state_bytes": info.map(|i| i.state_bytes),
+                    "late_rows": info.map(|i| i.late_rows),
+                })
+            })
+            .collect();
+        let mut groups = Vec::new();
+        for (group, offsets) in &self.groups {
+            let targets: std::collections::BTreeSet<&Target> = self
+                .subscriptions
+                .values()
+                .filter(|s| s.group.as_ref() == Some(group))
+                .map(|s| &s.target)
+                .collect();
+            for target in targets {
+                let Ok(log) = self.log(target) else { continue };
+                for (partition, part) in log.partitions().iter().enumerate() {
+                    let committed = offsets.get(&target.key(), partition);
+                    let lag = part.end() - committed.unwrap_or(part.start()).min(part.end());
+                    groups.push(json!({
+                        "group": group,
+                        "target": target.key(),
+                        "partition": partition,
+                        "committed": committed,
+                        "lag": lag,
+                        "near_retention_edge": committed.is_some_and(|c| c < part.start()),
+                    }));
+                }
+            }
+        }
+        json!({"streams": streams, "queries": queries, "groups": groups})
+    }
+
+    pub fn names(&self) -> Value {
+        json!({
+            "streams": self.streams.keys().collect::<Vec<_>>(),
+            "queries": self.queries.keys().collect::<Vec<_>>(),
+        })
+    }
+
+    /// Applies retention to every log.
+    pub fn enforce_retention(&mut self) -> Result<(), ServeError> {
+        let now = now();
+        for log in self.streams.values_mut() {
+            log.enforce_retention(now)?;
+        }
+        for query in self.queries.values_mut() {
+            query.log.enforce_retention(now)?;
+        }
+        Ok(())
+    }
+}
+
+/// `changes` as a batch to log: its rows, and its kinds in [`KINDS_COLUMN`] when not all
+/// inserts.
+fn with_kinds(changes: &Changes) -> Result<RecordBatch, EngineError> {
+    let Some(kinds) = &changes.kinds else {
+        return Ok(changes.rows.clone());
+    };
+    let mut fields: Vec<Field> = changes
+        .rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(KINDS_COLUMN, DataType::UInt8, false));
+    let mut columns = changes.rows.columns().to_vec();
+    columns.push(std::sync::Arc::new(kinds.clone()) as ArrayRef);
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// A logged batch back as changes.
+fn split_kinds(batch: &RecordBatch) -> Result<Changes, EngineError> {
+    let Ok(index) = batch.schema().index_of(KINDS_COLUMN) else {
+        return Ok(Changes::inserts(batch.clone()));
+    };
+    let kinds: UInt8Array = batch.column(index).as_primitive::<UInt8Type>().clone();
+    let mut rows = batch.clone();
+    rows.remove_column(index);
+    Ok(Changes {
+        rows,
+        kinds: Some(kinds),
+    })
+}
+
+/// Each row of `rows` as a JSON object.
+fn json_rows(rows: &RecordBatch) -> Result<Vec<String>, ServeError> {
+    let mut bytes = Vec::new();
+    {
+        let mut writer = datafusion::arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut bytes);
+        writer.write(rows)?;
+        writer.finish()?;
+    }
+    let text = String::from_utf8(bytes).map_err(internal)?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// A bounded answer (`SHOW`, `DESCRIBE`) as JSON objects.
+fn rows_as_json(rows: &RecordBatch) -> Result<Vec<Value>, ServeError> {
+    let mut out = Vec::new();
+    for line in json_rows(rows)? {
+        out.push(serde_json::from_str(&line).map_err(internal)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,123 @@
+//! `sluice serve`: the TCP line protocol server (documented in `docs/protocol.md`).
+//!
+//! Each connection reads one JSON request per line and writes one JSON reply per request,
+//! plus pushed rows for its subscriptions (`connection.rs`). Publishes go through one
+//! writer thread that takes every publish waiting, appends them all, syncs the logs once
+//! and then acknowledges them (group commit, `publisher.rs`); its queue is bounded, so a
+//! producer that outruns the disk waits for its acknowledgements. The state behind it all
+//! is in `core.rs`.
+
+mod connection;
+mod core;
+mod publisher;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_engine::EngineError;
+use sluice_engine::log::LogConfig;
+use sluice_sql::SqlError;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+
+pub use self::core::Core;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Request(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+/// When publishes are made durable before they are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each group of waiting publishes is synced before any of them is acknowledged.
+    EveryBatch,
+    /// The logs are synced at most this often; publishes are acknowledged after the sync.
+    Interval(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Required (`{"op":"auth","token":...}`) before any other request when set.
+    pub token: Option<String>,
+    pub max_line_bytes: usize,
+    pub max_connections: usize,
+    pub durability: Durability,
+    pub log: LogConfig,
+}
+
+/// What connections share.
+pub(crate) struct Shared {
+    pub core: Mutex<Core>,
+    /// Woken after every append, for subscriptions waiting for rows.
+    pub appended: Notify,
+    pub config: ServeConfig,
+    pub publisher: publisher::Handle,
+}
+
+/// Runs the server until the process ends; `ready` is told the address it listens on.
+pub fn serve(
+    config: ServeConfig,
+    ready: impl FnOnce(SocketAddr) + Send + 'static,
+) -> Result<(), ServeError> {
+    let core = Core::open(&config.data_dir, config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(config.listen).await?;
+        ready(listener.local_addr()?);
+        let shared = Arc::new_cyclic(|weak| Shared {
+            core: Mutex::new(core),
+            appended: Notify::new(),
+            publisher: publisher::start(weak.clone(), config.durability),
+            config: config.clone(),
+        });
+        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let retention = Arc::clone(&shared);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                if let Ok(mut core) = retention.core.lock()
+                    && let Err(error) = core.enforce_retention()
+                {
+                    eprintln!("retention: {error}");
+                }
+            }
+        });
+        loop {
+            let (socket, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    eprintln!("accept: {error}");
+                    continue;
+                }
+            };
+            let shared = Arc::clone(&shared);
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => {
+                    tokio::spawn(async move {
+                        connection::run(socket, shared).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    tokio::spawn(connection::refuse(socket, config.max_connections));
+                }
+            }
+        }
+    })
+}
