@@ -254,19 +254,19 @@ mod tests {
     fn without_a_key_batches_go_to_each_partition_in_turn() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let (mut log, _) = StreamLog::open(dir.path(), 2, None, LogConfig::default())?;
-        let first = log.publish(&rows(&["a", "b"], &[1, 2])?, 0)?;
-        let second = log.publish(&rows(&["c"], &[3])?, 0)?;
-        let third = log.publish(&rows(&["d"], &[4])?, 0)?;
-        let appended = |partition, offset, rows| {
-            vec![Appended {
-                partition,
-                offset,
-                rows,
-            }]
-        };
-        assert_eq!(first, appended(0, 0, 2));
-        assert_eq!(second, appended(1, 0, 1));
-        assert_eq!(third, appended(0, 2, 1));
+        let mut places = Vec::new();
+        for (keys, values) in [
+            (&["a", "b"][..], &[1, 2][..]),
+            (&["c"], &[3]),
+            (&["d"], &[4]),
+        ] {
+            let batch = rows(keys, values)?;
+            for appended in log.publish(&batch, 0)? {
+                assert_eq!(appended.rows, batch);
+                places.push((appended.partition, appended.offset));
+            }
+        }
+        assert_eq!(places, vec![(0, 0), (1, 0), (0, 2)]);
         Ok(())
     }
 }

@@ -53,10 +53,12 @@ pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
     connection.serve(read).await;
     for (id, task) in std::mem::take(&mut connection.subscriptions) {
         task.abort();
-        let _ = connection.with_core(move |core| {
-            core.unsubscribe(id);
-            Ok(Value::Null)
-        });
+        let _ = connection
+            .with_core(move |core| {
+                core.unsubscribe(id);
+                Ok(())
+            })
+            .await;
     }
     drop(connection);
     let _ = writer.await;
@@ -91,7 +93,11 @@ impl Connection {
                 // Skip the rest of the line.
                 loop {
                     line.clear();
-                    match (&mut reader).take(1 << 16).read_until(b'\n', &mut line).await {
+                    match (&mut reader)
+                        .take(1 << 16)
+                        .read_until(b'\n', &mut line)
+                        .await
+                    {
                         Ok(0) | Err(_) => return,
                         Ok(_) if line.last() == Some(&b'\n') => break,
                         Ok(_) => {}
@@ -160,7 +166,10 @@ impl Connection {
             return (None, Err(ServeError::Request(error)), false);
         };
         let id = request.get("id").cloned();
-        let op = request.get("op").and_then(Value::as_str).unwrap_or_default();
+        let op = request
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !self.authenticated && op != "auth" {
             let error = "authenticate first: {\"op\":\"auth\",\"token\":\"...\"}".to_string();
             return (id, Err(ServeError::Request(error)), false);
@@ -170,11 +179,10 @@ impl Connection {
             "ping" => Ok(json!({"pong": true})),
             "auth" => self.auth(&request),
             "sql" => match text_field(&request, "sql") {
-                Ok(sql) => {
-                    self.with_core(move |core| core.execute_sql(&sql))
-                        .await
-                        .map(|results| json!({"results": results}))
-                }
+                Ok(sql) => self
+                    .with_core(move |core| core.execute_sql(&sql))
+                    .await
+                    .map(|results| json!({"results": results})),
                 Err(error) => Err(error),
             },
             "register" => match (text_field(&request, "name"), text_field(&request, "sql")) {
@@ -319,7 +327,9 @@ impl Connection {
             None => None,
             Some(Value::String(group)) => Some(group.clone()),
             Some(other) => {
-                return Err(ServeError::Request(format!("\"group\" is a name, not {other}")));
+                return Err(ServeError::Request(format!(
+                    "\"group\" is a name, not {other}"
+                )));
             }
         };
         let (id, partitions) = self
@@ -328,11 +338,7 @@ impl Connection {
                 Ok((id, core.assigned(id)?))
             })
             .await?;
-        let task = tokio::spawn(push(
-            Arc::clone(&self.shared),
-            id,
-            self.outgoing.clone(),
-        ));
+        let task = tokio::spawn(push(Arc::clone(&self.shared), id, self.outgoing.clone()));
         self.subscriptions.insert(id, task);
         Ok(json!({"subscription": id, "partitions": partitions}))
     }

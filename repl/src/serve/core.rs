@@ -247,7 +247,9 @@ impl Core {
             }
         }
         if changed {
-            self.remember(CatalogEntry::Statement { sql: sql.to_string() })?;
+            self.remember(CatalogEntry::Statement {
+                sql: sql.to_string(),
+            })?;
         }
         self.collect_results()?;
         Ok(replies)
@@ -256,7 +258,9 @@ impl Core {
     /// Starts a standing query named `name` whose results go to its own log.
     pub fn register(&mut self, name: &str, sql: &str) -> Result<(), ServeError> {
         if self.queries.contains_key(name) {
-            return Err(ServeError::Request(format!("query '{name}' already exists")));
+            return Err(ServeError::Request(format!(
+                "query '{name}' already exists"
+            )));
         }
         let view = format!("CREATE VIEW {name} AS {sql}");
         self.session.execute_sql(&view)?;

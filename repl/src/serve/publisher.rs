@@ -54,18 +54,24 @@ fn run(shared: Weak<Shared>, durability: Durability, mut queue: mpsc::Receiver<P
                 }
             }
         }
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let replies = {
-            let Ok(mut core) = shared.core.lock() else { return };
+            let Ok(mut core) = shared.core.lock() else {
+                return;
+            };
             let mut appended = Vec::with_capacity(group.len());
             for publish in &group {
-                let result = core.decode(&publish.stream, &publish.events).and_then(|all| {
-                    let mut parts = Vec::new();
-                    for changes in &all {
-                        parts.extend(core.append(&publish.stream, changes)?);
-                    }
-                    Ok(parts)
-                });
+                let result = core
+                    .decode(&publish.stream, &publish.events)
+                    .and_then(|all| {
+                        let mut parts = Vec::new();
+                        for changes in &all {
+                            parts.extend(core.append(&publish.stream, changes)?);
+                        }
+                        Ok(parts)
+                    });
                 appended.push(result);
             }
             let synced = core.sync();

@@ -1,0 +1,635 @@
+//! `sluice serve` end to end: the real binary over real sockets.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start sluice serve: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let mut first = String::new();
+        let mut stderr = BufReader::new(stderr);
+        if let Err(error) = stderr.read_line(&mut first) {
+            panic!("sluice serve said nothing: {error}");
+        }
+        let Some(address) = first.trim().strip_prefix("sluice: listening on ") else {
+            panic!("sluice serve did not start: {first}");
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Server {
+            address: address.to_string(),
+            child,
+        }
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(&self.address)
+    }
+
+    /// Ends the server as a crash would.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    pushed: VecDeque<Value>,
+    next_id: u64,
+}
+
+impl Client {
+    fn connect(address: &str) -> Client {
+        let stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("cannot connect: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
+        Client {
+            writer: stream,
+            reader,
+            pushed: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    fn send_line(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("cannot send: {e}"));
+    }
+
+    fn read_value(&mut self) -> Value {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the server closed the connection"),
+            Ok(_) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")),
+            Err(error) => panic!("no line from the server: {error}"),
+        }
+    }
+
+    /// The reply to the next line that has no id.
+    fn raw(&mut self, line: &str) -> Value {
+        self.send_line(line);
+        loop {
+            let value = self.read_value();
+            if value.get("subscription").is_some() && value.get("ok").is_none() {
+                self.pushed.push_back(value);
+            } else {
+                return value;
+            }
+        }
+    }
+
+    /// Sends `request` with a fresh id and gives its reply (rows pushed meanwhile are kept).
+    fn request(&mut self, mut request: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        request["id"] = json!(id);
+        self.send_line(&request.to_string());
+        loop {
+            let value = self.read_value();
+            if value.get("id") == Some(&json!(id)) {
+                return value;
+            }
+            assert!(
+                value.get("ok").is_none(),
+                "a reply to another request: {value}"
+            );
+            self.pushed.push_back(value);
+        }
+    }
+
+    fn ok(&mut self, request: Value) -> Value {
+        let reply = self.request(request.clone());
+        assert_eq!(reply["ok"], json!(true), "{request} was answered {reply}");
+        reply
+    }
+
+    /// The next `count` pushed rows.
+    fn pushed(&mut self, count: usize) -> Vec<Value> {
+        while self.pushed.len() < count {
+            let value = self.read_value();
+            self.pushed.push_back(value);
+        }
+        self.pushed.drain(..count).collect()
+    }
+}
+
+const CLICKS: &str = "CREATE TABLE clicks (user_id STRING, url STRING, ts TIMESTAMP(3), \
+    WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('partitions' = '4', 'key' = 'user_id')";
+
+fn click(user: usize, url: &str, second: usize) -> Value {
+    json!({"user_id": format!("u{user}"), "url": url,
+           "ts": format!("2024-01-01 10:{:02}:{:02}", second / 60, second % 60)})
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+}
+
+/// (user, url) of pushed stream rows.
+fn clicks_of(rows: &[Value]) -> Vec<(String, String)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["row"]["user_id"].as_str().unwrap_or_default().to_string(),
+                r["row"]["url"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn publish_subscribe_ack_and_resume_in_a_group() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": CLICKS}));
+    let events: Vec<Value> = (0..8).map(|i| click(i, &format!("/{i}"), i)).collect();
+    let reply = client.ok(json!({"op": "publish", "stream": "clicks", "events": events}));
+    let counted: u64 = reply["appended"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p["count"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0);
+    assert_eq!(counted, 8);
+
+    let mut reader = server.connect();
+    let subscribed = reader.ok(json!({"op": "subscribe", "stream": "clicks",
+                                      "from": "earliest", "group": "billing"}));
+    assert_eq!(subscribed["partitions"], json!([0, 1, 2, 3]));
+    let subscription = subscribed["subscription"].clone();
+    let first = reader.pushed(8);
+    let mut seen: Vec<(String, String)> = clicks_of(&first);
+    seen.sort();
+    let mut expected: Vec<(String, String)> =
+        (0..8).map(|i| (format!("u{i}"), format!("/{i}"))).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    // Acknowledge all but the last row of each partition.
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for row in &first {
+        let (partition, offset) = (row["partition"].as_u64(), row["offset"].as_u64());
+        if let (Some(p), Some(o)) = (partition, offset) {
+            let entry = last.entry(p).or_insert(o);
+            *entry = (*entry).max(o);
+        }
+    }
+    for row in &first {
+        let (p, o) = (
+            row["partition"].as_u64().unwrap_or(0),
+            row["offset"].as_u64().unwrap_or(0),
+        );
+        if last.get(&p) != Some(&o) {
+            reader.ok(json!({"op": "ack", "subscription": subscription,
+                             "partition": p, "offset": o}));
+        }
+    }
+    reader.ok(json!({"op": "quit"}));
+    // The group resumes after what it acknowledged: the unacknowledged rows come again,
+    // then new ones.
+    client.ok(json!({"op": "publish", "stream": "clicks", "event": click(1, "/new", 30)}));
+    let mut again = server.connect();
+    // Partitions the group committed nothing on start from the earliest row.
+    again.ok(
+        json!({"op": "subscribe", "stream": "clicks", "group": "billing",
+                    "from": "earliest"}),
+    );
+    let resumed = clicks_of(&again.pushed(last.len() + 1));
+    let unacked: BTreeSet<(String, String)> = first
+        .iter()
+        .filter(|r| {
+            last.get(&r["partition"].as_u64().unwrap_or(0)) == r["offset"].as_u64().as_ref()
+        })
+        .map(|r| clicks_of(std::slice::from_ref(r)).remove(0))
+        .collect();
+    let mut want: BTreeSet<(String, String)> = unacked;
+    want.insert(("u1".into(), "/new".into()));
+    assert_eq!(resumed.into_iter().collect::<BTreeSet<_>>(), want);
+    // Lag shows in stats.
+    let stats = client.ok(json!({"op": "stats"}));
+    assert_eq!(stats["streams"][0]["name"], json!("clicks"));
+}
+
+#[test]
+fn a_group_splits_the_partitions_and_every_group_sees_everything() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut producer = server.connect();
+    producer.ok(json!({"op": "sql", "sql": CLICKS}));
+    let mut members = [server.connect(), server.connect()];
+    for member in &mut members {
+        member.ok(
+            json!({"op": "subscribe", "stream": "clicks", "from": "earliest",
+                         "group": "split"}),
+        );
+    }
+    let events: Vec<Value> = (0..40).map(|i| click(i, "/x", i)).collect();
+    producer.ok(json!({"op": "publish", "stream": "clicks", "events": events}));
+    let stats = producer.ok(json!({"op": "stats"}));
+    let sizes: Vec<u64> = (0..4)
+        .map(|p| {
+            stats["streams"][0]["partitions"][p]["end"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 40);
+    // With both in the group, the first reads partitions 0 and 2, the second 1 and 3.
+    let mut users = BTreeSet::new();
+    for (member, share) in members.iter_mut().zip([[0usize, 2], [1, 3]]) {
+        let count = share.iter().map(|p| sizes[*p]).sum::<u64>() as usize;
+        for row in member.pushed(count) {
+            let partition = row["partition"].as_u64().unwrap_or(9) as usize;
+            assert!(
+                share.contains(&partition),
+                "partition {partition} outside {share:?}"
+            );
+            users.insert(
+                row["row"]["user_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    assert_eq!(users.len(), 40);
+    // Three other groups each get all 40 rows.
+    for group in ["a", "b", "c"] {
+        let mut reader = server.connect();
+        reader.ok(
+            json!({"op": "subscribe", "stream": "clicks", "from": "earliest",
+                         "group": group}),
+        );
+        let rows = reader.pushed(40);
+        let distinct: BTreeSet<String> = rows
+            .iter()
+            .map(|r| r["row"]["user_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(distinct.len(), 40, "group {group}");
+    }
+}
+
+#[test]
+fn a_restart_loses_nothing_acknowledged_and_repeats_no_result() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": CLICKS}));
+    client.ok(json!({"op": "register", "name": "per_minute", "sql":
+        "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), \
+         INTERVAL '1' MINUTE)) GROUP BY window_start, window_end"}));
+    for second in [0, 20, 70, 130] {
+        client
+            .ok(json!({"op": "publish", "stream": "clicks", "event": click(second, "/a", second)}));
+    }
+    server.kill();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "publish", "stream": "clicks", "event": click(9, "/b", 200)}));
+    client.ok(json!({"op": "subscribe", "query": "per_minute", "from": "earliest"}));
+    let results: Vec<(String, i64)> = client
+        .pushed(3)
+        .iter()
+        .map(|r| {
+            (
+                r["row"]["window_start"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                r["row"]["n"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            ("2024-01-01 10:00:00".to_string(), 2),
+            ("2024-01-01 10:01:00".to_string(), 1),
+            ("2024-01-01 10:02:00".to_string(), 1),
+        ]
+    );
+    client.ok(json!({"op": "subscribe", "stream": "clicks", "from": "earliest"}));
+    assert_eq!(client.pushed(5).len(), 5);
+    // Nothing more comes: a ping's reply is the next line.
+    assert_eq!(client.raw(r#"{"op":"ping"}"#)["pong"], json!(true));
+    assert!(client.pushed.is_empty(), "more rows: {:?}", client.pushed);
+}
+
+#[test]
+fn bad_lines_get_errors_and_the_server_stays_up() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &["--max-line-bytes", "4096"]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": CLICKS}));
+    let cases: [(&str, &str); 10] = [
+        ("not json", "the line is not JSON"),
+        ("[1, 2]", "a request is a JSON object"),
+        (r#"{"op": "fly"}"#, "unknown op 'fly'"),
+        (r#"{"id": 5}"#, "a request needs an \"op\""),
+        (r#"{"op": "sql", "sql": "SELEC 1"}"#, "SELEC"),
+        (
+            r#"{"op": "publish", "stream": "nope", "event": {}}"#,
+            "unknown stream 'nope'",
+        ),
+        (
+            r#"{"op": "publish", "stream": "clicks", "event": {"ts": "soon"}}"#,
+            "event 1 does not fit stream 'clicks'",
+        ),
+        (r#"{"op": "publish", "stream": "clicks"}"#, "publish needs"),
+        (
+            r#"{"op": "subscribe", "query": "nothing"}"#,
+            "no query named 'nothing'",
+        ),
+        (
+            r#"{"op": "ack", "subscription": 99, "partition": 0, "offset": 0}"#,
+            "no subscription 99",
+        ),
+    ];
+    for (line, expected) in cases {
+        let reply = client.raw(line);
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{line} gave {reply}");
+    }
+    let long = format!(r#"{{"op": "ping", "pad": "{}"}}"#, "x".repeat(10_000));
+    let reply = client.raw(&long);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("over the limit of 4096")
+    );
+    // Thousands of fuzzed lines: mutations of valid requests and random bytes.
+    let valid = [
+        r#"{"op":"publish","stream":"clicks","event":{"user_id":"u","url":"/","ts":"2024-01-01 10:00:00"}}"#,
+        r#"{"op":"subscribe","stream":"clicks","from":3}"#,
+        r#"{"op":"sql","sql":"SHOW TABLES"}"#,
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut stream = server.connect();
+    for i in 0..3_000 {
+        let mut bytes = valid[i % valid.len()].as_bytes().to_vec();
+        for _ in 0..(1 + random() % 4) {
+            let at = (random() as usize) % bytes.len();
+            bytes[at] = match random() % 3 {
+                0 => b' ' + (random() % 95) as u8,
+                1 => (random() % 256) as u8,
+                _ => b'"',
+            };
+        }
+        bytes.retain(|b| *b != b'\n');
+        stream.send_line(&String::from_utf8_lossy(&bytes));
+    }
+    // Every line was answered (pushed rows aside) and the server still answers.
+    let mut replies = 0;
+    while replies < 3_000 {
+        let value = stream.read_value();
+        if value.get("ok").is_some() {
+            replies += 1;
+        }
+    }
+    assert_eq!(client.ok(json!({"op": "ping"}))["pong"], json!(true));
+}
+
+#[test]
+fn a_token_is_asked_for_and_connections_are_limited() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &["--token", "s3cret", "--max-connections", "2"]);
+    let mut client = server.connect();
+    let refused = client.request(json!({"op": "ping"}));
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("authenticate first")
+    );
+    let wrong = client.request(json!({"op": "auth", "token": "guess"}));
+    assert_eq!(wrong["error"], json!("the token is wrong"));
+    client.ok(json!({"op": "auth", "token": "s3cret"}));
+    client.ok(json!({"op": "ping"}));
+    let _second = server.connect();
+    let mut third = server.connect();
+    let line = third.read_value();
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many connections")
+    );
+}
+
+#[test]
+fn a_slow_subscriber_does_not_grow_the_servers_memory() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut producer = server.connect();
+    producer.ok(json!({"op": "sql", "sql": CLICKS}));
+    let mut idle = server.connect();
+    idle.ok(json!({"op": "subscribe", "stream": "clicks", "from": "earliest"}));
+    let url = "/".repeat(200);
+    let publish = |producer: &mut Client, round: usize| {
+        let events: Vec<Value> = (0..1_000).map(|i| click(i, &url, round % 3_600)).collect();
+        producer.ok(json!({"op": "publish", "stream": "clicks", "events": events}));
+    };
+    for round in 0..20 {
+        publish(&mut producer, round);
+    }
+    let before = server.rss_kib();
+    // 200 000 more rows, about 60 MB as JSON, that the subscriber does not read.
+    for round in 20..220 {
+        publish(&mut producer, round);
+    }
+    let after = server.rss_kib();
+    assert!(before > 0, "no RSS reading");
+    assert!(
+        after < before + 48 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    assert_eq!(idle.pushed(1).len(), 1);
+}
+
+#[test]
+fn the_python_client_in_docs_talks_to_the_server() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let (host, port) = server.address.rsplit_once(':').unwrap_or_default();
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/client.py");
+    let mut child = Command::new("python3")
+        .arg(client)
+        .args([host, port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+    let requests = format!(
+        "{}\n{}\n{}\n",
+        json!({"id": 1, "op": "sql", "sql": CLICKS}),
+        json!({"id": 2, "op": "publish", "stream": "clicks", "event": click(1, "/p", 0)}),
+        json!({"id": 3, "op": "ping"}),
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(requests.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"id":1,"ok":true,"results":[{"created":"stream","name":"clicks"}]}"#,
+            r#"{"appended":[{"count":1,"offset":0,"partition":2}],"id":2,"ok":true}"#,
+            r#"{"id":3,"ok":true,"pong":true}"#,
+        ]
+    );
+}
+
+/// Kills the server at random moments while two producers publish, twenty times; after
+/// each restart every acknowledged event is there exactly once and offsets are contiguous.
+#[test]
+fn crashes_while_publishing_lose_no_acknowledged_event() {
+    let dir = temp_dir();
+    let mut acknowledged: BTreeSet<u64> = BTreeSet::new();
+    let mut next_event = 0u64;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..20 {
+        let server = Server::start(dir.path(), &[]);
+        if round == 0 {
+            server.connect().ok(json!({"op": "sql", "sql":
+                "CREATE TABLE events (n BIGINT, producer INT) WITH ('partitions' = '3', 'key' = 'n')"}));
+        }
+        let mut producers = Vec::new();
+        for producer in 0..2 {
+            let address = server.address.clone();
+            let first = next_event + producer * 1_000_000;
+            producers.push(std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let Ok(stream) = TcpStream::connect(&address) else {
+                    return acked;
+                };
+                let Ok(read) = stream.try_clone() else {
+                    return acked;
+                };
+                let mut writer = stream;
+                let mut reader = BufReader::new(read);
+                for n in first.. {
+                    let events: Vec<Value> = (0..3)
+                        .map(|k| json!({"n": n * 3 + k, "producer": producer}))
+                        .collect();
+                    let line = json!({"op": "publish", "stream": "events", "events": events});
+                    if writer.write_all(format!("{line}\n").as_bytes()).is_err() {
+                        break;
+                    }
+                    let mut reply = String::new();
+                    match reader.read_line(&mut reply) {
+                        Ok(n) if n > 0 && reply.contains(r#""ok":true"#) => {}
+                        _ => break,
+                    }
+                    acked.extend((0..3).map(|k| n * 3 + k));
+                }
+                acked
+            }));
+        }
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(50 + random() % 250));
+        server.kill();
+        for producer in producers {
+            acknowledged.extend(producer.join().unwrap_or_default());
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+        next_event += 10_000_000;
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "only {} events acknowledged",
+        acknowledged.len()
+    );
+    let server = Server::start(dir.path(), &[]);
+    let mut reader = server.connect();
+    let stats = reader.ok(json!({"op": "stats"}));
+    let total: u64 = (0..3)
+        .map(|p| {
+            stats["streams"][0]["partitions"][p]["end"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    reader.ok(json!({"op": "subscribe", "stream": "events", "from": "earliest"}));
+    let rows = reader.pushed(total as usize);
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut offsets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for row in &rows {
+        *seen
+            .entry(row["row"]["n"].as_u64().unwrap_or(u64::MAX))
+            .or_default() += 1;
+        offsets
+            .entry(row["partition"].as_u64().unwrap_or(9))
+            .or_default()
+            .push(row["offset"].as_u64().unwrap_or(0));
+    }
+    for (partition, offsets) in &offsets {
+        let expected: Vec<u64> = (0..offsets.len() as u64).collect();
+        assert_eq!(offsets, &expected, "partition {partition}'s offsets");
+    }
+    let missing: Vec<&u64> = acknowledged
+        .iter()
+        .filter(|n| !seen.contains_key(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost",
+        missing.len()
+    );
+    let repeated: Vec<(&u64, &usize)> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(repeated.is_empty(), "events stored twice: {repeated:?}");
+}
