@@ -528,10 +528,16 @@ fn the_python_client_in_docs_talks_to_the_server() {
     );
 }
 
-/// Kills the server at random moments while two producers publish, twenty times; after
-/// each restart every acknowledged event is there exactly once and offsets are contiguous.
+/// Kills the server at random moments while two producers publish, twenty times (or
+/// `SLUICE_CRASH_ROUNDS`: `repl/tests/crash_soak.sh` runs many more); after the last restart
+/// every acknowledged event is there exactly once and each partition's offsets are
+/// contiguous.
 #[test]
 fn crashes_while_publishing_lose_no_acknowledged_event() {
+    let rounds: u64 = std::env::var("SLUICE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
     let dir = temp_dir();
     let mut acknowledged: BTreeSet<u64> = BTreeSet::new();
     let mut next_event = 0u64;
@@ -542,7 +548,7 @@ fn crashes_while_publishing_lose_no_acknowledged_event() {
         state ^= state << 17;
         state
     };
-    for round in 0..20 {
+    for round in 0..rounds {
         let server = Server::start(dir.path(), &[]);
         if round == 0 {
             server.connect().ok(json!({"op": "sql", "sql":
