@@ -1,0 +1,263 @@
+//! `sluice serve` over loopback: publish throughput, and latency from publish to pushed
+//! result.
+//!
+//! ```text
+//! serve_bench ingest CONNECTIONS EVENTS BATCH batch|interval   # events/s and MB/s
+//! serve_bench latency RATE SECONDS                             # p50/p99 publish -> result
+//! ```
+//!
+//! Starts `target/release/sluice serve` (or `$SLUICE`) on a fresh data directory. Ingest
+//! pre-builds every request, then each connection pipelines its publishes while a reader
+//! counts the replies; the time is from the first send to the last acknowledgement. Latency
+//! publishes every millisecond RATE/1000 events carrying their send time, through a
+//! registered filter query, and measures when each result row arrives on a subscription.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sluice_benches::{count_argument, main_of};
+
+const DDL: &str = "CREATE TABLE ticks (symbol STRING, price BIGINT, sent BIGINT, \
+    ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+    WITH ('partitions' = '4', 'key' = 'symbol')";
+
+struct Server {
+    child: Child,
+    address: String,
+    _dir: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+fn start(fsync: &str) -> Result<Server, String> {
+    let binary = std::env::var("SLUICE").unwrap_or_else(|_| "target/release/sluice".into());
+    let dir = std::env::temp_dir().join(format!("serve_bench_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(&binary)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--fsync",
+            fsync,
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {binary}: {e}"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut stderr = BufReader::new(stderr);
+    let mut line = String::new();
+    stderr.read_line(&mut line).map_err(|e| e.to_string())?;
+    let address = line
+        .trim()
+        .strip_prefix("sluice: listening on ")
+        .ok_or(format!("the server did not start: {line}"))?
+        .to_string();
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    Ok(Server {
+        child,
+        address,
+        _dir: dir,
+    })
+}
+
+fn connect(address: &str) -> Result<(TcpStream, BufReader<TcpStream>), String> {
+    let stream = TcpStream::connect(address).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    Ok((stream, reader))
+}
+
+fn request(address: &str, line: &Value) -> Result<Value, String> {
+    let (mut writer, mut reader) = connect(address)?;
+    writer
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    reader.read_line(&mut reply).map_err(|e| e.to_string())?;
+    let reply: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
+    if reply["ok"] != json!(true) {
+        return Err(format!("{line} failed: {reply}"));
+    }
+    Ok(reply)
+}
+
+fn micros_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn event(n: u64, sent: i64) -> Value {
+    json!({"symbol": format!("S{}", n % 1000), "price": (n % 997) as i64 + 1, "sent": sent,
+           "ts": format!("2024-01-01 10:{:02}:{:02}.{:03}", (n / 60_000) % 60,
+                         (n / 1000) % 60, n % 1000)})
+}
+
+fn ingest() -> Result<(), String> {
+    let mut args = std::env::args().skip(2);
+    let connections = count_argument(args.next(), 1)? as usize;
+    let events = count_argument(args.next(), 1_000_000)?;
+    let batch = count_argument(args.next(), 1_000)?;
+    let fsync = args.next().unwrap_or_else(|| "batch".into());
+    let server = start(&fsync)?;
+    request(&server.address, &json!({"op": "sql", "sql": DDL}))?;
+    // Every request, built before the clock starts.
+    let per_connection = events / connections as u64;
+    let mut plans = Vec::new();
+    let mut bytes = 0usize;
+    for c in 0..connections as u64 {
+        let mut lines = Vec::new();
+        let mut n = c * per_connection;
+        while n < (c + 1) * per_connection {
+            let count = batch.min((c + 1) * per_connection - n);
+            let events: Vec<Value> = (n..n + count).map(|i| event(i, 0)).collect();
+            let line = format!(
+                "{}\n",
+                json!({"op": "publish", "stream": "ticks", "events": events})
+            );
+            bytes += line.len();
+            lines.push(line);
+            n += count;
+        }
+        plans.push(lines);
+    }
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for lines in plans {
+        let (mut writer, mut reader) = connect(&server.address)?;
+        let expected = lines.len();
+        threads.push(std::thread::spawn(move || -> Result<(), String> {
+            let sender = std::thread::spawn(move || {
+                for line in lines {
+                    if writer.write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut reply = String::new();
+            for _ in 0..expected {
+                reply.clear();
+                reader.read_line(&mut reply).map_err(|e| e.to_string())?;
+                if !reply.contains(r#""ok":true"#) {
+                    return Err(format!("a publish failed: {reply}"));
+                }
+            }
+            sender.join().map_err(|_| "the sender failed".to_string())
+        }));
+    }
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| "a connection failed".to_string())??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let sent = per_connection * connections as u64;
+    println!("connections: {connections}, batch: {batch}, fsync: {fsync}");
+    println!("events: {sent}, request bytes: {bytes}");
+    println!("seconds: {seconds:.2}");
+    println!("events/s: {:.0}", sent as f64 / seconds);
+    println!("MB/s: {:.1}", bytes as f64 / seconds / 1e6);
+    Ok(())
+}
+
+fn latency() -> Result<(), String> {
+    let mut args = std::env::args().skip(2);
+    let rate = count_argument(args.next(), 10_000)?;
+    let seconds = count_argument(args.next(), 10)?;
+    let server = start("batch")?;
+    request(&server.address, &json!({"op": "sql", "sql": DDL}))?;
+    request(
+        &server.address,
+        &json!({"op": "register", "name": "priced",
+                "sql": "SELECT symbol, price, sent FROM ticks WHERE price > 0"}),
+    )?;
+    let (mut subscriber, mut pushed) = connect(&server.address)?;
+    subscriber
+        .write_all(b"{\"op\":\"subscribe\",\"query\":\"priced\",\"from\":\"latest\"}\n")
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    pushed.read_line(&mut line).map_err(|e| e.to_string())?;
+    let expected = rate * seconds;
+    let receiver = std::thread::spawn(move || -> Result<Vec<i64>, String> {
+        let mut latencies = Vec::with_capacity(expected as usize);
+        let mut line = String::new();
+        while (latencies.len() as u64) < expected {
+            line.clear();
+            if pushed.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err("the subscription ended".into());
+            }
+            let value: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            if let Some(sent) = value["row"]["sent"].as_i64() {
+                latencies.push(micros_now() - sent);
+            }
+        }
+        Ok(latencies)
+    });
+    let (mut producer, mut acks) = connect(&server.address)?;
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while acks.read_line(&mut line).is_ok_and(|n| n > 0) {
+            line.clear();
+        }
+    });
+    let per_tick = (rate / 1000).max(1);
+    let started = Instant::now();
+    let mut n = 0u64;
+    for tick in 0..seconds * 1000 {
+        let due = started + Duration::from_millis(tick);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let now = micros_now();
+        let events: Vec<Value> = (n..n + per_tick).map(|i| event(i, now)).collect();
+        n += per_tick;
+        let line = format!(
+            "{}\n",
+            json!({"op": "publish", "stream": "ticks", "events": events})
+        );
+        producer
+            .write_all(line.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let mut latencies = receiver
+        .join()
+        .map_err(|_| "the receiver failed".to_string())??;
+    // The first second warms up.
+    let warm = (rate as usize).min(latencies.len() / 2);
+    let mut measured = latencies.split_off(warm);
+    if measured.is_empty() {
+        return Err("no result rows were measured".into());
+    }
+    measured.sort_unstable();
+    let at = |q: f64| measured[((measured.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    println!(
+        "rate: {rate} events/s for {seconds} s, {} rows measured",
+        measured.len()
+    );
+    println!(
+        "p50: {:.2} ms, p99: {:.2} ms, max: {:.2} ms",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("latency") => main_of("serve_bench", latency),
+        _ => main_of("serve_bench", ingest),
+    }
+}
