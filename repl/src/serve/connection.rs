@@ -347,7 +347,10 @@ impl Connection {
 /// Sends a subscription's rows as they come, as fast as the client takes them.
 async fn push(shared: Arc<Shared>, id: u64, outgoing: mpsc::Sender<String>) {
     loop {
+        // Registered before fetching, so an append during the fetch is not missed.
         let appended = shared.appended.notified();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
         let fetching = Arc::clone(&shared);
         let fetched = tokio::task::spawn_blocking(move || {
             let mut core = fetching
