@@ -82,23 +82,13 @@ impl RowStore {
         }
     }
 
-    /// Every chunk's batch, in chunk order: the sources [`RowStore::pick`] indexes.
-    pub(crate) fn sources(&self) -> impl Iterator<Item = &RecordBatch> {
-        self.chunks.iter().map(|c| &c.batch)
-    }
-
-    /// Where `row` is among [`RowStore::sources`], counted from `first_source`.
-    pub(crate) fn pick(row: RowRef, first_source: usize) -> (usize, usize) {
-        (first_source + row.chunk as usize, row.row as usize)
-    }
-
     /// The rows `rows` refers to, in order, as one batch.
     pub(crate) fn gather<'a>(&self, rows: impl Iterator<Item = &'a RowRef>) -> Result<RecordBatch> {
-        let picks: Vec<(usize, usize)> = rows.map(|r| Self::pick(*r, 0)).collect();
+        let picks: Vec<(usize, usize)> = rows.map(|r| (r.chunk as usize, r.row as usize)).collect();
         if picks.is_empty() {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         }
-        let sources: Vec<&RecordBatch> = self.sources().collect();
+        let sources: Vec<&RecordBatch> = self.chunks.iter().map(|c| &c.batch).collect();
         Ok(interleave_record_batch(&sources, &picks)?)
     }
 

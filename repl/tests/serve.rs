@@ -161,6 +161,16 @@ fn click(user: usize, url: &str, second: usize) -> Value {
            "ts": format!("2024-01-01 10:{:02}:{:02}", second / 60, second % 60)})
 }
 
+/// A xorshift generator: the same seed always gives the same numbers.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
 }
@@ -402,13 +412,7 @@ fn bad_lines_get_errors_and_the_server_stays_up() {
         r#"{"op":"subscribe","stream":"clicks","from":3}"#,
         r#"{"op":"sql","sql":"SHOW TABLES"}"#,
     ];
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut random = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = xorshift(0x2545_f491_4f6c_dd1du64);
     let mut stream = server.connect();
     for i in 0..3_000 {
         let mut bytes = valid[i % valid.len()].as_bytes().to_vec();
@@ -541,13 +545,7 @@ fn crashes_while_publishing_lose_no_acknowledged_event() {
     let dir = temp_dir();
     let mut acknowledged: BTreeSet<u64> = BTreeSet::new();
     let mut next_event = 0u64;
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut random = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = xorshift(0x9e37_79b9_7f4a_7c15u64);
     for round in 0..rounds {
         let server = Server::start(dir.path(), &[]);
         if round == 0 {

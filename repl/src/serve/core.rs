@@ -496,11 +496,15 @@ impl Core {
             let mut next = position.max(part.start());
             if delivered.len() < max_rows {
                 for fetched in part.read(next, max_rows - delivered.len())? {
+                    let converted;
                     let rows = match subscription.target {
-                        Target::Stream(_) => to_output_batch(&split_kinds(&fetched.rows)?)?,
-                        Target::Query(_) => fetched.rows.clone(),
+                        Target::Stream(_) => {
+                            converted = to_output_batch(&split_kinds(&fetched.rows)?)?;
+                            &converted
+                        }
+                        Target::Query(_) => &fetched.rows,
                     };
-                    for (i, row) in json_rows(&rows)?.into_iter().enumerate() {
+                    for (i, row) in json_rows(rows)?.into_iter().enumerate() {
                         delivered.push(Delivered {
                             partition,
                             offset: fetched.offset + i as u64,
