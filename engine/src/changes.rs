@@ -134,6 +134,28 @@ impl Changes {
         }
     }
 
+    /// `parts` (of one schema, at least one) as one batch, in order.
+    pub fn concat(parts: &[Changes]) -> Result<Self> {
+        let Some(first) = parts.first() else {
+            return Err(crate::EngineError::Input("nothing to concatenate".into()));
+        };
+        if parts.len() == 1 {
+            return Ok(first.clone());
+        }
+        let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.rows).collect();
+        let rows = datafusion::arrow::compute::concat_batches(&first.rows.schema(), batches)?;
+        let kinds = if parts.iter().all(|p| p.kinds.is_none()) {
+            None
+        } else {
+            let mut kinds = Vec::with_capacity(rows.num_rows());
+            for part in parts {
+                kinds.extend((0..part.num_rows()).map(|i| part.kind(i) as u8));
+            }
+            Some(UInt8Array::from(kinds))
+        };
+        Ok(Changes { rows, kinds })
+    }
+
     /// Rows `offset..offset + length`.
     pub fn slice(&self, offset: usize, length: usize) -> Self {
         Changes {

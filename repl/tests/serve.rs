@@ -637,3 +637,79 @@ fn crashes_while_publishing_lose_no_acknowledged_event() {
     let repeated: Vec<(&u64, &usize)> = seen.iter().filter(|(_, c)| **c > 1).collect();
     assert!(repeated.is_empty(), "events stored twice: {repeated:?}");
 }
+
+#[test]
+fn pipelined_publishes_are_answered_in_order() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": CLICKS}));
+    for i in 0..200 {
+        let request =
+            json!({"id": i, "op": "publish", "stream": "clicks", "event": click(i, "/p", i)});
+        client.send_line(&request.to_string());
+    }
+    let mut next_offsets = BTreeMap::new();
+    for i in 0..200 {
+        let reply = client.read_value();
+        assert_eq!(reply["id"], json!(i), "{reply}");
+        let appended = reply["appended"].as_array().cloned().unwrap_or_default();
+        assert_eq!(appended.len(), 1, "{reply}");
+        let partition = appended[0]["partition"].as_u64().unwrap_or(99);
+        let next = next_offsets.entry(partition).or_insert(0);
+        assert_eq!(appended[0]["offset"], json!(*next), "{reply}");
+        *next += 1;
+    }
+    assert_eq!(next_offsets.values().sum::<u64>(), 200);
+}
+
+#[test]
+fn a_query_sees_what_comes_after_it_and_a_restart_keeps_it_so() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": CLICKS}));
+    let before: Vec<Value> = (0..3).map(|i| click(i, "/before", i)).collect();
+    client.ok(json!({"op": "publish", "stream": "clicks", "events": before}));
+    client.ok(json!({"op": "register", "name": "urls", "sql": "SELECT user_id, url FROM clicks"}));
+    client.ok(json!({"op": "publish", "stream": "clicks", "event": click(3, "/after", 3)}));
+    client.ok(json!({"op": "sql", "sql":
+        "INSERT INTO clicks VALUES ('u4', '/inserted', TIMESTAMP '2024-01-01 10:00:04')"}));
+    let expected = vec![
+        ("u3".to_string(), "/after".to_string()),
+        ("u4".to_string(), "/inserted".to_string()),
+    ];
+    client.ok(json!({"op": "subscribe", "query": "urls", "from": "earliest"}));
+    assert_eq!(clicks_of(&client.pushed(2)), expected);
+    server.kill();
+
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "subscribe", "query": "urls", "from": "earliest"}));
+    assert_eq!(clicks_of(&client.pushed(2)), expected);
+    client.ok(json!({"op": "publish", "stream": "clicks", "event": click(5, "/later", 5)}));
+    assert_eq!(
+        clicks_of(&client.pushed(1)),
+        vec![("u5".to_string(), "/later".to_string())]
+    );
+    // The inserted row is in the stream's log too.
+    client.ok(json!({"op": "subscribe", "stream": "clicks", "from": "earliest"}));
+    let urls: BTreeSet<String> = clicks_of(&client.pushed(6))
+        .into_iter()
+        .map(|(_, url)| url)
+        .collect();
+    assert!(urls.contains("/inserted"), "{urls:?}");
+
+    // A query registered again under the same name starts afresh.
+    client.ok(json!({"op": "cancel", "name": "urls"}));
+    let mut client = server.connect();
+    client.ok(json!({"op": "register", "name": "urls", "sql": "SELECT user_id, url FROM clicks"}));
+    client.ok(json!({"op": "subscribe", "query": "urls", "from": "earliest"}));
+    client.ok(json!({"op": "publish", "stream": "clicks", "event": click(6, "/again", 6)}));
+    assert_eq!(
+        clicks_of(&client.pushed(1)),
+        vec![("u6".to_string(), "/again".to_string())]
+    );
+    assert_eq!(client.raw(r#"{"op":"ping"}"#)["pong"], json!(true));
+    assert!(client.pushed.is_empty(), "more rows: {:?}", client.pushed);
+}

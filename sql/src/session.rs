@@ -131,6 +131,9 @@ pub struct Session {
     selects: usize,
     /// INSERT ... SELECT queries started so far.
     inserts: usize,
+    /// Where `INSERT ... VALUES` rows go instead of the engine, once asked for (see
+    /// [`Session::capture_inserts`]).
+    captured: Option<Vec<(String, RecordBatch)>>,
 }
 
 impl Default for Session {
@@ -157,7 +160,23 @@ impl Session {
             settings: Settings::default(),
             selects: 0,
             inserts: 0,
+            captured: None,
         }
+    }
+
+    /// From now on, the rows of a bounded `INSERT` are kept for [`Session::take_inserted`]
+    /// rather than appended: a caller that logs its inputs appends them itself.
+    pub fn capture_inserts(&mut self) {
+        self.captured.get_or_insert_with(Vec::new);
+    }
+
+    /// The rows bounded `INSERT`s produced since the last call, by stream (the physical
+    /// columns), when captured.
+    pub fn take_inserted(&mut self) -> Vec<(String, RecordBatch)> {
+        self.captured
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -340,7 +359,10 @@ impl Session {
         for changes in results {
             rows += changes.num_rows();
             let physical = def.physical_part(&changes.rows)?;
-            self.engine.append(&target, &physical)?;
+            match &mut self.captured {
+                Some(captured) => captured.push((target.clone(), physical)),
+                None => self.engine.append(&target, &physical)?,
+            }
         }
         Ok(Outcome::Inserted {
             stream: target,

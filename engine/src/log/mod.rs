@@ -14,7 +14,7 @@ mod segment;
 mod stream;
 
 pub use groups::GroupOffsets;
-pub use partition::{Fetched, PartitionLog};
+pub use partition::{Fetched, PartitionLog, PendingSync};
 pub use segment::Recovered;
 pub use stream::{Appended, StreamLog};
 

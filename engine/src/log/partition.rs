@@ -3,8 +3,10 @@
 //!
 //! Appends go to the last (active) segment, which is sealed and a new one started once it
 //! passes the configured size. An append is durable only after [`PartitionLog::sync`];
-//! callers decide when (after each batch, or once for a group of them). Retention deletes
-//! whole segments from the oldest, never the active one.
+//! callers decide when (after each batch, or once for a group of them). The sync can also
+//! run apart from the log ([`PartitionLog::begin_sync`]), so readers are not held up by
+//! the disk; [`PartitionLog::durable_end`] says how far the log is known durable.
+//! Retention deletes whole segments from the oldest, never the active one.
 
 use std::fs::File;
 use std::io::Write;
@@ -27,6 +29,22 @@ pub struct PartitionLog {
     index_file: File,
     /// Whether an append has not been synced yet.
     unsynced: bool,
+    /// The offset every row before which is durable.
+    durable_end: u64,
+}
+
+/// A sync of a partition's appends so far, to run without holding the log.
+pub struct PendingSync {
+    file: File,
+    end: u64,
+}
+
+impl PendingSync {
+    /// Waits for the disk; gives the offset every row before which is now durable.
+    pub fn wait(self) -> Result<u64> {
+        self.file.sync_data()?;
+        Ok(self.end)
+    }
 }
 
 /// Rows read from a log, with the offset of the first.
@@ -70,6 +88,7 @@ impl PartitionLog {
             }
         }
         let (log_file, index_file) = active(&segments)?.writers()?;
+        let durable_end = active(&segments)?.end();
         Ok((
             PartitionLog {
                 dir: dir.to_path_buf(),
@@ -78,6 +97,7 @@ impl PartitionLog {
                 log_file,
                 index_file,
                 unsynced: false,
+                durable_end,
             },
             recovered,
         ))
@@ -130,11 +150,35 @@ impl PartitionLog {
 
     /// Makes every append so far durable.
     pub fn sync(&mut self) -> Result<()> {
-        if self.unsynced {
-            self.log_file.sync_data()?;
-            self.unsynced = false;
+        if let Some(pending) = self.begin_sync()? {
+            let end = pending.wait()?;
+            self.mark_durable(end);
         }
         Ok(())
+    }
+
+    /// A sync of the appends so far, for the caller to wait on and then report with
+    /// [`PartitionLog::mark_durable`]; `None` when there is nothing to sync.
+    pub fn begin_sync(&mut self) -> Result<Option<PendingSync>> {
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let file = self.log_file.try_clone()?;
+        self.unsynced = false;
+        Ok(Some(PendingSync {
+            file,
+            end: self.end(),
+        }))
+    }
+
+    /// Records that every row before `end` is durable.
+    pub fn mark_durable(&mut self, end: u64) {
+        self.durable_end = self.durable_end.max(end);
+    }
+
+    /// The offset every row before which is known durable.
+    pub fn durable_end(&self) -> u64 {
+        self.durable_end
     }
 
     fn roll(&mut self, base: u64) -> Result<()> {
@@ -179,14 +223,16 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// When the record starting at `offset` was appended.
+    /// When the record holding `offset` was appended.
     pub fn append_time(&self, offset: u64) -> Option<Millis> {
         let segment = self.segments.iter().rev().find(|s| s.base <= offset)?;
-        let at = segment.index.partition_point(|e| e.offset < offset);
+        let at = segment
+            .index
+            .partition_point(|e| e.offset + e.count as u64 <= offset);
         segment
             .index
             .get(at)
-            .filter(|e| e.offset == offset)
+            .filter(|e| e.offset <= offset)
             .map(|e| e.append_time)
     }
 

@@ -14,7 +14,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use serde::{Deserialize, Serialize};
 
 use super::partition::sync_dir;
-use super::{LogConfig, PartitionLog, Recovered};
+use super::{LogConfig, PartitionLog, PendingSync, Recovered};
 use crate::time::Millis;
 use crate::{EngineError, Result};
 
@@ -164,6 +164,18 @@ impl StreamLog {
             partition.sync()?;
         }
         Ok(())
+    }
+
+    /// Syncs of every partition with appends not yet synced, by partition, to wait on
+    /// without holding the log (see [`PartitionLog::begin_sync`]).
+    pub fn begin_sync(&mut self) -> Result<Vec<(usize, PendingSync)>> {
+        let mut pending = Vec::new();
+        for (index, partition) in self.partitions.iter_mut().enumerate() {
+            if let Some(sync) = partition.begin_sync()? {
+                pending.push((index, sync));
+            }
+        }
+        Ok(pending)
     }
 
     /// Applies retention to every partition; gives how many segments went.

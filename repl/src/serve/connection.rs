@@ -1,9 +1,12 @@
 //! One client connection: requests in, replies and pushed rows out.
 //!
 //! Lines are read up to the configured maximum; a longer line is answered with an error
-//! and skipped. Replies and pushed rows go through one bounded queue to the socket, so a
-//! subscriber that reads slowly only slows its own subscriptions, which read from the logs
-//! at its pace: the server holds no more than the queue for it.
+//! and skipped. Requests are answered in the order they came. A publish does not hold up
+//! the requests after it: up to [`IN_FLIGHT`] requests wait for their answers at once
+//! (publishes for their sync), and reading stops while that many do. Replies and pushed
+//! rows go through one bounded queue to the socket, so a subscriber that reads slowly only
+//! slows its own subscriptions, which read from the logs at its pace: the server holds no
+//! more than the queues for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +24,8 @@ use super::{ServeError, Shared};
 
 /// Lines waiting to be written to the socket.
 const OUTGOING: usize = 256;
+/// Requests of one connection waiting for their answers.
+const IN_FLIGHT: usize = 64;
 /// The most rows a subscription fetches at a time.
 const FETCH_ROWS: usize = 512;
 
@@ -44,11 +49,26 @@ pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
         }
         let _ = write.shutdown().await;
     });
+    let (replies, mut waiting) = mpsc::channel::<Reply>(IN_FLIGHT);
+    let answers = outgoing.clone();
+    let replier = tokio::spawn(async move {
+        while let Some(mut reply) = waiting.recv().await {
+            let line = reply.line().await;
+            if answers.send(line).await.is_err() {
+                break;
+            }
+            if let Some(sent) = reply.sent {
+                let _ = sent.send(());
+            }
+        }
+    });
     let mut connection = Connection {
         authenticated: shared.config.token.is_none(),
         shared,
         outgoing,
+        replies,
         subscriptions: BTreeMap::new(),
+        sent: None,
     };
     connection.serve(read).await;
     for (id, task) in std::mem::take(&mut connection.subscriptions) {
@@ -61,14 +81,59 @@ pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
             .await;
     }
     drop(connection);
+    let _ = replier.await;
     let _ = writer.await;
+}
+
+/// What a request is answered with: now, or once the publisher has answered.
+enum Answer {
+    Now(Result<Value, ServeError>),
+    Later(oneshot::Receiver<Result<Value, ServeError>>),
+}
+
+/// A reply waiting its turn to be written.
+struct Reply {
+    id: Option<Value>,
+    answer: Answer,
+    /// Told once the reply is on its way to the socket.
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl Reply {
+    async fn line(&mut self) -> String {
+        let answer = match &mut self.answer {
+            Answer::Now(answer) => std::mem::replace(answer, Ok(Value::Null)),
+            Answer::Later(receiver) => receiver
+                .await
+                .unwrap_or_else(|_| Err(ServeError::Request("the server is shutting down".into()))),
+        };
+        let mut reply = match answer {
+            Ok(Value::Object(fields)) => {
+                let mut out = Map::new();
+                out.insert("ok".into(), Value::Bool(true));
+                out.extend(fields);
+                Value::Object(out)
+            }
+            Ok(other) => json!({"ok": true, "result": other}),
+            Err(error) => json!({"ok": false, "error": error.to_string()}),
+        };
+        if let (Some(id), Value::Object(fields)) = (self.id.take(), &mut reply) {
+            fields.insert("id".into(), id);
+        }
+        reply.to_string()
+    }
 }
 
 struct Connection {
     shared: Arc<Shared>,
     authenticated: bool,
     outgoing: mpsc::Sender<String>,
+    /// Replies in request order, to the task that writes them.
+    replies: mpsc::Sender<Reply>,
     subscriptions: BTreeMap<u64, JoinHandle<()>>,
+    /// To tell when the current request's reply is sent (a subscription starts pushing
+    /// rows after its reply).
+    sent: Option<oneshot::Sender<()>>,
 }
 
 impl Connection {
@@ -87,9 +152,10 @@ impl Connection {
                 Ok(_) => {}
             }
             if line.last() != Some(&b'\n') && line.len() > max {
-                self.send(json!({"ok": false, "error": format!(
-                    "the line is over the limit of {max} bytes: it was skipped")}))
-                    .await;
+                self.send_error(format!(
+                    "the line is over the limit of {max} bytes: it was skipped"
+                ))
+                .await;
                 // Skip the rest of the line.
                 loop {
                     line.clear();
@@ -110,29 +176,25 @@ impl Connection {
             if text.is_empty() {
                 continue;
             }
-            let (id, reply, quit) = self.handle(text).await;
-            let mut reply = match reply {
-                Ok(Value::Object(fields)) => {
-                    let mut out = Map::new();
-                    out.insert("ok".into(), Value::Bool(true));
-                    out.extend(fields);
-                    Value::Object(out)
-                }
-                Ok(other) => json!({"ok": true, "result": other}),
-                Err(error) => json!({"ok": false, "error": error.to_string()}),
+            let (id, answer, quit) = self.handle(text).await;
+            let reply = Reply {
+                id,
+                answer,
+                sent: self.sent.take(),
             };
-            if let (Some(id), Value::Object(fields)) = (id, &mut reply) {
-                fields.insert("id".into(), id);
-            }
-            self.send(reply).await;
-            if quit {
+            if self.replies.send(reply).await.is_err() || quit {
                 return;
             }
         }
     }
 
-    async fn send(&self, line: Value) {
-        let _ = self.outgoing.send(line.to_string()).await;
+    async fn send_error(&self, error: String) {
+        let reply = Reply {
+            id: None,
+            answer: Answer::Now(Err(ServeError::Request(error))),
+            sent: None,
+        };
+        let _ = self.replies.send(reply).await;
     }
 
     /// Runs `work` on the core, off the connection's thread.
@@ -152,18 +214,18 @@ impl Connection {
         .map_err(|e| ServeError::Request(e.to_string()))?
     }
 
-    /// The request's id, the reply, and whether the connection ends.
-    async fn handle(&mut self, text: &str) -> (Option<Value>, Result<Value, ServeError>, bool) {
+    /// The request's id, the answer, and whether the connection ends.
+    async fn handle(&mut self, text: &str) -> (Option<Value>, Answer, bool) {
         let request: Value = match serde_json::from_str(text) {
             Ok(request) => request,
             Err(error) => {
                 let error = format!("the line is not JSON: {error}");
-                return (None, Err(ServeError::Request(error)), false);
+                return (None, Answer::Now(Err(ServeError::Request(error))), false);
             }
         };
         let Value::Object(request) = request else {
             let error = "a request is a JSON object with an \"op\"".to_string();
-            return (None, Err(ServeError::Request(error)), false);
+            return (None, Answer::Now(Err(ServeError::Request(error))), false);
         };
         let id = request.get("id").cloned();
         let op = request
@@ -172,10 +234,10 @@ impl Connection {
             .unwrap_or_default();
         if !self.authenticated && op != "auth" {
             let error = "authenticate first: {\"op\":\"auth\",\"token\":\"...\"}".to_string();
-            return (id, Err(ServeError::Request(error)), false);
+            return (id, Answer::Now(Err(ServeError::Request(error))), false);
         }
         let reply = match op {
-            "quit" => return (id, Ok(json!({"bye": true})), true),
+            "quit" => return (id, Answer::Now(Ok(json!({"bye": true}))), true),
             "ping" => Ok(json!({"pong": true})),
             "auth" => self.auth(&request),
             "sql" => match text_field(&request, "sql") {
@@ -205,7 +267,13 @@ impl Connection {
             },
             "list" => self.with_core(|core| Ok(core.names())).await,
             "stats" => self.with_core(|core| Ok(core.stats())).await,
-            "publish" => self.publish(&request).await,
+            "publish" => {
+                let answer = match self.publish(&request).await {
+                    Ok(receiver) => Answer::Later(receiver),
+                    Err(error) => Answer::Now(Err(error)),
+                };
+                return (id, answer, false);
+            }
             "subscribe" => self.subscribe(&request).await,
             "unsubscribe" => match number_field(&request, "subscription") {
                 Ok(subscription) => {
@@ -253,7 +321,7 @@ impl Connection {
                  ack, unsubscribe, stats, auth, quit)"
             ))),
         };
-        (id, reply, false)
+        (id, Answer::Now(reply), false)
     }
 
     fn auth(&mut self, request: &Map<String, Value>) -> Result<Value, ServeError> {
@@ -269,7 +337,11 @@ impl Connection {
         }
     }
 
-    async fn publish(&self, request: &Map<String, Value>) -> Result<Value, ServeError> {
+    /// Queues a publish; gives where its answer will come.
+    async fn publish(
+        &self,
+        request: &Map<String, Value>,
+    ) -> Result<oneshot::Receiver<Result<Value, ServeError>>, ServeError> {
         let stream = text_field(request, "stream")?;
         let events = match (request.get("events"), request.get("event")) {
             (Some(Value::Array(events)), None) => events.clone(),
@@ -291,9 +363,7 @@ impl Connection {
             .send(publish)
             .await
             .map_err(|_| ServeError::Request("the server is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| ServeError::Request("the server is shutting down".into()))?
+        Ok(answer)
     }
 
     async fn subscribe(&mut self, request: &Map<String, Value>) -> Result<Value, ServeError> {
@@ -338,7 +408,16 @@ impl Connection {
                 Ok((id, core.assigned(id)?))
             })
             .await?;
-        let task = tokio::spawn(push(Arc::clone(&self.shared), id, self.outgoing.clone()));
+        let (sent, replied) = oneshot::channel();
+        self.sent = Some(sent);
+        let shared = Arc::clone(&self.shared);
+        let outgoing = self.outgoing.clone();
+        let task = tokio::spawn(async move {
+            // Rows follow the reply that names the subscription.
+            if replied.await.is_ok() {
+                push(shared, id, outgoing).await;
+            }
+        });
         self.subscriptions.insert(id, task);
         Ok(json!({"subscription": id, "partitions": partitions}))
     }

@@ -1,24 +1,28 @@
 //! The server's state: the SQL session, each stream's log, each standing query's result
 //! log, consumer groups and subscriptions. Connections reach it under one lock.
 //!
-//! A publish appends to the stream's log, then feeds the same rows to the engine, and the
-//! results each query emits are appended to the query's result log. What the server has
-//! been told (statements, registered and cancelled queries) is kept in `catalog.jsonl`; on
-//! start it is replayed, then every stream's retained records in the order they were
-//! appended, so queries are rebuilt; results a query's log already holds are not appended
-//! again.
+//! A publish is stamped (strictly increasing), appended to the stream's log, synced, then
+//! fed to the engine; what each query emits goes to the query's result log under the same
+//! stamp. Stream subscribers see rows once durable. What the server has been told
+//! (statements, registered and cancelled queries) is kept in `catalog.jsonl` with the stamp
+//! of the last publish fed before it. On start, the entries and every stream's retained
+//! records are replayed in stamp order, so each query sees what it saw when live; results
+//! of stamps a result log already holds are not appended again. Result logs are therefore
+//! not synced: a restart makes them again from the streams' logs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, UInt8Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, UInt8Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sluice_engine::catalog::StreamDef;
 use sluice_engine::input::{FileFormat, reader};
-use sluice_engine::log::{Appended, Fetched, GroupOffsets, LogConfig, StreamLog};
+use sluice_engine::log::{Appended, Fetched, GroupOffsets, LogConfig, PendingSync, StreamLog};
 use sluice_engine::output::to_output_batch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, EngineError, QueryId};
@@ -64,17 +68,84 @@ struct Subscription {
 
 struct Query {
     id: QueryId,
+    /// The result log's directory under `results/`.
+    dir: String,
     log: StreamLog,
-    /// Results the engine will emit again (on replay) that the log already holds.
-    skip: u64,
+    /// What the result log held when the server started: results of earlier inputs are
+    /// not appended again while the inputs are replayed.
+    logged: Resume,
+}
+
+/// The last input stamp a result log holds results of, and how many results of it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resume {
+    stamp: Millis,
+    count: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum CatalogEntry {
-    Statement { sql: String },
-    Register { name: String, sql: String },
-    Cancel { name: String },
+    Statement {
+        sql: String,
+        /// The stamp of the latest publish when it ran.
+        #[serde(default)]
+        at: Millis,
+    },
+    Register {
+        name: String,
+        sql: String,
+        #[serde(default)]
+        at: Millis,
+        /// The result log's directory; the name when absent.
+        #[serde(default)]
+        dir: Option<String>,
+    },
+    Cancel {
+        name: String,
+        #[serde(default)]
+        at: Millis,
+    },
+}
+
+impl CatalogEntry {
+    fn at(&self) -> Millis {
+        match self {
+            CatalogEntry::Statement { at, .. }
+            | CatalogEntry::Register { at, .. }
+            | CatalogEntry::Cancel { at, .. } => *at,
+        }
+    }
+}
+
+/// Rows a publish appended to a stream's log, under one stamp.
+pub struct Logged {
+    pub stream: String,
+    pub stamp: Millis,
+    pub parts: Vec<Appended>,
+}
+
+/// A sync of one stream partition, to wait on without holding the core.
+pub struct StreamSync {
+    stream: String,
+    partition: usize,
+    pending: PendingSync,
+}
+
+impl StreamSync {
+    /// Waits for the disk; gives what to pass to [`Core::mark_durable`].
+    pub fn wait(self) -> Result<(String, usize, u64), ServeError> {
+        let end = self.pending.wait()?;
+        Ok((self.stream, self.partition, end))
+    }
+}
+
+/// Reads one stream partition's records in order, a chunk at a time, while replaying.
+struct Cursor {
+    stream: String,
+    partition: usize,
+    next: u64,
+    buffered: std::collections::VecDeque<(Millis, Fetched)>,
 }
 
 /// A row delivered to a subscriber.
@@ -98,6 +169,11 @@ pub struct Core {
     replaying: bool,
     /// The append time given to the latest publish.
     last_stamp: Millis,
+    /// The stamp of the latest publish fed to the engine: catalog entries record it, so a
+    /// replay applies them between the same publishes.
+    fed_stamp: Millis,
+    /// Queries registered so far, numbering their result logs.
+    registrations: u64,
 }
 
 fn now() -> Millis {
@@ -123,55 +199,120 @@ impl Core {
             next_subscription: 1,
             replaying: true,
             last_stamp: 0,
+            fed_stamp: 0,
+            registrations: 0,
         };
+        // A query sees what is published after it is registered, on replay as when live.
+        core.session.engine_mut().stop_retaining_history();
+        // Inserted rows go through the stream's log like published ones.
+        core.session.capture_inserts();
         let catalog = core.data_dir.join("catalog.jsonl");
         let text = match std::fs::read_to_string(&catalog) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(error) => return Err(error.into()),
         };
+        let mut entries = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let entry: CatalogEntry = serde_json::from_str(line)
                 .map_err(|e| internal(format!("{} is unreadable: {e}", catalog.display())))?;
-            match entry {
-                CatalogEntry::Statement { sql } => {
-                    core.execute_sql(&sql)?;
-                }
-                CatalogEntry::Register { name, sql } => core.register(&name, &sql)?,
-                CatalogEntry::Cancel { name } => core.cancel(&name)?,
-            }
+            entries.push(entry);
         }
-        core.replay()?;
-        core.session.engine_mut().stop_retaining_history();
+        core.replay(entries)?;
         core.replaying = false;
         Ok(core)
     }
 
-    /// Feeds every stream's retained records to the engine in the order they were appended.
-    fn replay(&mut self) -> Result<(), ServeError> {
-        let mut records: Vec<(Millis, String, usize, Fetched)> = Vec::new();
-        for (name, log) in &self.streams {
-            for (partition, part) in log.partitions().iter().enumerate() {
-                let mut from = part.start();
-                loop {
-                    let fetched = part.read(from, 1 << 16)?;
-                    let Some(last) = fetched.last() else { break };
-                    from = last.offset + last.rows.num_rows() as u64;
-                    for record in fetched {
-                        let time = part.append_time(record.offset).unwrap_or_default();
-                        self.last_stamp = self.last_stamp.max(time);
-                        records.push((time, name.clone(), partition, record));
+    /// Rebuilds the queries: applies the catalog's entries and feeds every stream's
+    /// retained records to the engine, in the order they happened (by publish stamp; an
+    /// entry comes after the publishes stamped up to its `at`).
+    fn replay(&mut self, entries: Vec<CatalogEntry>) -> Result<(), ServeError> {
+        let mut entries = entries.into_iter().peekable();
+        let mut cursors: Vec<Cursor> = Vec::new();
+        loop {
+            // Streams are created by entries: start reading the new ones.
+            for (name, log) in &self.streams {
+                for (partition, part) in log.partitions().iter().enumerate() {
+                    if !cursors
+                        .iter()
+                        .any(|c| &c.stream == name && c.partition == partition)
+                    {
+                        cursors.push(Cursor {
+                            stream: name.clone(),
+                            partition,
+                            next: part.start(),
+                            buffered: Default::default(),
+                        });
                     }
                 }
             }
-        }
-        records.sort_by(|a, b| (a.0, &a.1, a.2, a.3.offset).cmp(&(b.0, &b.1, b.2, b.3.offset)));
-        for (_, stream, _, record) in records {
+            for cursor in &mut cursors {
+                if cursor.buffered.is_empty() {
+                    self.fill(cursor)?;
+                }
+            }
+            let next = cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.buffered.front().map(|(stamp, _)| (*stamp, i)))
+                .min_by(|a, b| {
+                    let (ca, cb) = (&cursors[a.1], &cursors[b.1]);
+                    (a.0, &ca.stream, ca.partition).cmp(&(b.0, &cb.stream, cb.partition))
+                });
+            let entry_first = match (entries.peek(), next) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(entry), Some((stamp, _))) => entry.at() < stamp,
+            };
+            if entry_first {
+                if let Some(entry) = entries.next() {
+                    self.apply(entry)?;
+                }
+                continue;
+            }
+            let Some((stamp, index)) = next else { continue };
+            let Some((_, record)) = cursors[index].buffered.pop_front() else {
+                continue;
+            };
+            self.last_stamp = self.last_stamp.max(stamp);
+            self.fed_stamp = stamp;
             let changes = split_kinds(&record.rows)?;
+            let stream = cursors[index].stream.clone();
             self.session
                 .engine_mut()
                 .append_changes(&stream, &changes)?;
-            self.collect_results()?;
+            self.collect_results(stamp)?;
+        }
+    }
+
+    /// Reads the cursor's next chunk of records.
+    fn fill(&self, cursor: &mut Cursor) -> Result<(), ServeError> {
+        let Some(part) = self
+            .streams
+            .get(&cursor.stream)
+            .and_then(|log| log.partitions().get(cursor.partition))
+        else {
+            return Ok(());
+        };
+        for record in part.read(cursor.next, 1 << 14)? {
+            cursor.next = record.offset + record.rows.num_rows() as u64;
+            let stamp = part.append_time(record.offset).unwrap_or_default();
+            cursor.buffered.push_back((stamp, record));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, entry: CatalogEntry) -> Result<(), ServeError> {
+        match entry {
+            CatalogEntry::Statement { sql, .. } => {
+                self.execute_sql(&sql)?;
+            }
+            CatalogEntry::Register { name, sql, dir, .. } => {
+                let dir = dir.unwrap_or_else(|| name.clone());
+                self.start_query(&name, &sql, dir)?;
+            }
+            CatalogEntry::Cancel { name, .. } => self.cancel(&name)?,
         }
         Ok(())
     }
@@ -249,14 +390,31 @@ impl Core {
         if changed {
             self.remember(CatalogEntry::Statement {
                 sql: sql.to_string(),
+                at: self.fed_stamp,
             })?;
         }
-        self.collect_results()?;
+        self.collect_results(self.fed_stamp)?;
+        for (stream, rows) in self.session.take_inserted() {
+            let logged = self.append(&stream, &Changes::inserts(rows))?;
+            self.sync_now()?;
+            self.feed(&logged)?;
+        }
         Ok(replies)
     }
 
     /// Starts a standing query named `name` whose results go to its own log.
     pub fn register(&mut self, name: &str, sql: &str) -> Result<(), ServeError> {
+        let dir = format!("{name}.{}", self.registrations + 1);
+        self.start_query(name, sql, dir.clone())?;
+        self.remember(CatalogEntry::Register {
+            name: name.to_string(),
+            sql: sql.to_string(),
+            at: self.fed_stamp,
+            dir: Some(dir),
+        })
+    }
+
+    fn start_query(&mut self, name: &str, sql: &str, dir: String) -> Result<(), ServeError> {
         if self.queries.contains_key(name) {
             return Err(ServeError::Request(format!(
                 "query '{name}' already exists"
@@ -272,23 +430,41 @@ impl Core {
                 return Err(error.into());
             }
         };
-        let dir = self.data_dir.join("results").join(name);
-        let (log, _) = StreamLog::open(&dir, 1, None, self.config)?;
-        let skip = log.partitions().first().map_or(0, |p| p.end());
+        self.registrations += 1;
+        let (log, _) = StreamLog::open(
+            &self.data_dir.join("results").join(&dir),
+            1,
+            None,
+            self.config,
+        )?;
+        let logged = log.partitions().first().map_or(Resume::default(), |part| {
+            let last = part
+                .end()
+                .checked_sub(1)
+                .and_then(|offset| part.append_time(offset));
+            match last {
+                None => Resume::default(),
+                Some(stamp) => Resume {
+                    stamp,
+                    count: part.end() - part.offset_at(stamp),
+                },
+            }
+        });
+        self.last_stamp = self.last_stamp.max(logged.stamp);
         self.queries.insert(
             name.to_string(),
             Query {
                 id: started.id,
+                dir,
                 log,
-                skip,
+                logged,
             },
         );
-        self.remember(CatalogEntry::Register {
-            name: name.to_string(),
-            sql: sql.to_string(),
-        })
+        // Results of the registration itself (a table's current rows).
+        self.collect_results(self.fed_stamp)
     }
 
+    /// Stops query `name` and deletes its result log.
     pub fn cancel(&mut self, name: &str) -> Result<(), ServeError> {
         let query = self
             .queries
@@ -300,98 +476,118 @@ impl Core {
             .retain(|_, s| s.target != Target::Query(name.to_string()));
         self.remember(CatalogEntry::Cancel {
             name: name.to_string(),
-        })
+            at: self.fed_stamp,
+        })?;
+        drop(query.log);
+        let dir = self.data_dir.join("results").join(&query.dir);
+        match std::fs::remove_dir_all(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+            _ => Ok(()),
+        }
     }
 
-    /// Decodes `events` (JSON objects) as rows of `stream`; all or none are accepted.
-    pub fn decode(&self, stream: &str, events: &[Value]) -> Result<Vec<Changes>, ServeError> {
-        let def = self
-            .session
+    /// The definition of stream `name`, to decode events for it with [`decode`].
+    pub fn stream_def(&self, name: &str) -> Result<Arc<StreamDef>, ServeError> {
+        self.session
             .engine()
             .catalog()
-            .get(stream)
+            .get(name)
             .cloned()
-            .ok_or_else(|| ServeError::Request(format!("unknown stream '{stream}'")))?;
-        let mut text = String::new();
-        for (index, event) in events.iter().enumerate() {
-            if !event.is_object() {
-                return Err(ServeError::Request(format!(
-                    "event {} is not a JSON object",
-                    index + 1
-                )));
-            }
-            text.push_str(&event.to_string());
-            text.push('\n');
-        }
-        let mut rows = reader(text.as_bytes(), FileFormat::JsonLines, &def)?;
-        let mut batches = Vec::new();
-        while let Some(decoded) = rows.next_batch()? {
-            if let Some(error) = decoded.errors.first() {
-                return Err(ServeError::Request(format!(
-                    "event {} does not fit stream '{stream}': {}",
-                    error.line, error.reason
-                )));
-            }
-            batches.push(decoded.rows);
-        }
-        Ok(batches)
+            .ok_or_else(|| ServeError::Request(format!("unknown stream '{name}'")))
     }
 
-    /// Appends decoded rows to `stream`'s log (durable once [`Core::sync`] has run); gives
-    /// what went to each partition, in the order the engine is to be fed it.
-    pub fn append(&mut self, stream: &str, changes: &Changes) -> Result<Vec<Appended>, ServeError> {
+    /// Appends rows to `stream`'s log under a new stamp (durable once synced: see
+    /// [`Core::begin_sync`]); gives what went to each partition, in the order the engine is
+    /// to be fed it.
+    pub fn append(&mut self, stream: &str, changes: &Changes) -> Result<Logged, ServeError> {
         // Publishes are stamped in the order they happen, so a replay can follow it.
         let stamp = now().max(self.last_stamp + 1);
-        self.last_stamp = stamp;
         let log = self
             .streams
             .get_mut(stream)
             .ok_or_else(|| ServeError::Request(format!("unknown stream '{stream}'")))?;
-        Ok(log.publish(&with_kinds(changes)?, stamp)?)
+        let parts = log.publish(&with_kinds(changes)?, stamp)?;
+        self.last_stamp = stamp;
+        Ok(Logged {
+            stream: stream.to_string(),
+            stamp,
+            parts,
+        })
     }
 
-    /// Makes every append durable.
-    pub fn sync(&mut self) -> Result<(), ServeError> {
-        for log in self.streams.values_mut() {
-            log.sync()?;
+    /// Syncs of every stream partition appended to since its last sync.
+    pub fn begin_sync(&mut self) -> Result<Vec<StreamSync>, ServeError> {
+        let mut syncs = Vec::new();
+        for (name, log) in &mut self.streams {
+            for (partition, pending) in log.begin_sync()? {
+                syncs.push(StreamSync {
+                    stream: name.clone(),
+                    partition,
+                    pending,
+                });
+            }
+        }
+        Ok(syncs)
+    }
+
+    /// Makes every append durable before going on.
+    fn sync_now(&mut self) -> Result<(), ServeError> {
+        for sync in self.begin_sync()? {
+            let (stream, partition, end) = sync.wait()?;
+            self.mark_durable(&stream, partition, end);
         }
         Ok(())
     }
 
-    /// Feeds rows now durable in `stream`'s log to the standing queries.
-    pub fn feed(&mut self, stream: &str, appended: &[Appended]) -> Result<(), ServeError> {
-        for part in appended {
-            let changes = split_kinds(&part.rows)?;
-            self.session.engine_mut().append_changes(stream, &changes)?;
+    /// Records that a stream partition is durable up to `end`: subscribers see rows only
+    /// that far.
+    pub fn mark_durable(&mut self, stream: &str, partition: usize, end: u64) {
+        if let Some(part) = self
+            .streams
+            .get_mut(stream)
+            .and_then(|log| log.partition_mut(partition))
+        {
+            part.mark_durable(end);
         }
-        self.collect_results()
     }
 
-    /// Appends what the queries emitted to their result logs.
-    fn collect_results(&mut self) -> Result<(), ServeError> {
+    /// Feeds logged rows to the standing queries; their results go to the result logs.
+    pub fn feed(&mut self, logged: &Logged) -> Result<(), ServeError> {
+        self.fed_stamp = logged.stamp;
+        for part in &logged.parts {
+            let changes = split_kinds(&part.rows)?;
+            self.session
+                .engine_mut()
+                .append_changes(&logged.stream, &changes)?;
+        }
+        self.collect_results(logged.stamp)
+    }
+
+    /// Appends what the queries emitted to their result logs, stamped with the publish
+    /// that caused it. The result logs are not synced: they are made again from the
+    /// streams' logs on a restart.
+    fn collect_results(&mut self, stamp: Millis) -> Result<(), ServeError> {
         let results = self.session.engine_mut().drain_results();
-        let mut touched = false;
         for (id, changes) in results {
             let Some(query) = self.queries.values_mut().find(|q| q.id == id) else {
                 continue;
             };
             for change in changes {
                 let mut rows = to_output_batch(&change)?;
-                let skipped = query.skip.min(rows.num_rows() as u64) as usize;
-                query.skip -= skipped as u64;
-                rows = rows.slice(skipped, rows.num_rows() - skipped);
+                if stamp < query.logged.stamp {
+                    continue;
+                }
+                if stamp == query.logged.stamp {
+                    let skipped = query.logged.count.min(rows.num_rows() as u64) as usize;
+                    query.logged.count -= skipped as u64;
+                    rows = rows.slice(skipped, rows.num_rows() - skipped);
+                }
                 if rows.num_rows() > 0 {
-                    query.log.publish(&rows, now())?;
-                    touched = true;
+                    query.log.publish(&rows, stamp)?;
                 }
             }
         }
         self.session.engine_mut().drain_late_results();
-        if touched {
-            for query in self.queries.values_mut() {
-                query.log.sync()?;
-            }
-        }
         Ok(())
     }
 
@@ -494,8 +690,16 @@ impl Core {
                 },
             };
             let mut next = position.max(part.start());
-            if delivered.len() < max_rows {
+            // Stream rows are delivered once durable; results are made again on a restart.
+            let end = match subscription.target {
+                Target::Stream(_) => part.durable_end(),
+                Target::Query(_) => part.end(),
+            };
+            if delivered.len() < max_rows && next < end {
                 for fetched in part.read(next, max_rows - delivered.len())? {
+                    if fetched.offset >= end {
+                        break;
+                    }
                     let converted;
                     let rows = match subscription.target {
                         Target::Stream(_) => {
@@ -614,6 +818,37 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// Decodes `events` (JSON objects) as rows of `def`'s stream, in one batch: all are
+/// accepted or none.
+pub fn decode(def: &StreamDef, events: &[Value]) -> Result<Changes, ServeError> {
+    let mut text = String::new();
+    for (index, event) in events.iter().enumerate() {
+        if !event.is_object() {
+            return Err(ServeError::Request(format!(
+                "event {} is not a JSON object",
+                index + 1
+            )));
+        }
+        text.push_str(&event.to_string());
+        text.push('\n');
+    }
+    let mut rows = reader(text.as_bytes(), FileFormat::JsonLines, def)?;
+    let mut batches = Vec::new();
+    while let Some(decoded) = rows.next_batch()? {
+        if let Some(error) = decoded.errors.first() {
+            return Err(ServeError::Request(format!(
+                "event {} does not fit stream '{}': {}",
+                error.line, def.name, error.reason
+            )));
+        }
+        batches.push(decoded.rows);
+    }
+    if batches.is_empty() {
+        return Err(ServeError::Request("the publish has no events".into()));
+    }
+    Ok(Changes::concat(&batches)?)
 }
 
 /// `changes` as a batch to log: its rows, and its kinds in [`KINDS_COLUMN`] when not all

@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use super::core::{Logged, StreamSync, decode};
 use super::{Durability, ServeError, Shared};
 
 const QUEUE: usize = 1024;
@@ -57,53 +58,70 @@ fn run(shared: Weak<Shared>, durability: Durability, mut queue: mpsc::Receiver<P
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let replies = {
-            let Ok(mut core) = shared.core.lock() else {
-                return;
-            };
-            let mut appended = Vec::with_capacity(group.len());
-            for publish in &group {
-                let result = core
-                    .decode(&publish.stream, &publish.events)
-                    .and_then(|all| {
-                        let mut parts = Vec::new();
-                        for changes in &all {
-                            parts.extend(core.append(&publish.stream, changes)?);
-                        }
-                        Ok(parts)
-                    });
-                appended.push(result);
-            }
-            let synced = core.sync();
-            last_sync = Instant::now();
-            let mut replies = Vec::with_capacity(group.len());
-            for (publish, result) in group.iter().zip(appended) {
-                replies.push(match (&synced, result) {
-                    (Err(error), Ok(_)) => Err(ServeError::Request(format!(
-                        "the events were written but could not be made durable: {error}"
-                    ))),
-                    (_, Err(error)) => Err(error),
-                    (Ok(()), Ok(parts)) => {
-                        let places: Vec<Value> = parts
-                            .iter()
-                            .map(|p| {
-                                json!({"partition": p.partition, "offset": p.offset,
-                                       "count": p.rows.num_rows()})
-                            })
-                            .collect();
-                        match core.feed(&publish.stream, &parts) {
-                            Ok(()) => Ok(json!({"appended": places})),
-                            Err(error) => Ok(json!({"appended": places,
-                                "warning": format!("a standing query failed on them: {error}")})),
-                        }
-                    }
-                });
-            }
-            replies
+        let Some(replies) = commit(&shared, &group) else {
+            return;
         };
+        last_sync = Instant::now();
         shared.appended.notify_waiters();
         for (publish, reply) in group.into_iter().zip(replies) {
             let _ = publish.reply.send(reply);
         }
     }
+}
+
+/// Decodes, appends, syncs and feeds a group of publishes; gives each one's reply, or
+/// `None` once the server's state is gone. The core is held while appending and while
+/// feeding, not while decoding or waiting for the disk.
+fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeError>>> {
+    let defs: Vec<_> = {
+        let core = shared.core.lock().ok()?;
+        group.iter().map(|p| core.stream_def(&p.stream)).collect()
+    };
+    let decoded: Vec<_> = group
+        .iter()
+        .zip(defs)
+        .map(|(publish, def)| def.and_then(|def| decode(&def, &publish.events)))
+        .collect();
+    let (logged, syncs) = {
+        let mut core = shared.core.lock().ok()?;
+        let logged: Vec<Result<Logged, ServeError>> = group
+            .iter()
+            .zip(decoded)
+            .map(|(publish, changes)| changes.and_then(|c| core.append(&publish.stream, &c)))
+            .collect();
+        (logged, core.begin_sync())
+    };
+    let synced: Result<Vec<_>, ServeError> =
+        syncs.and_then(|syncs| syncs.into_iter().map(StreamSync::wait).collect());
+    let mut core = shared.core.lock().ok()?;
+    if let Ok(ends) = &synced {
+        for (stream, partition, end) in ends {
+            core.mark_durable(stream, *partition, *end);
+        }
+    }
+    let replies = logged
+        .into_iter()
+        .map(|result| {
+            let logged = result?;
+            // Fed even when the sync failed: the log holds the rows, and a restart would
+            // feed them.
+            let fed = core.feed(&logged);
+            if let Err(error) = &synced {
+                return Err(ServeError::Request(format!(
+                    "the events were written but could not be made durable: {error}"
+                )));
+            }
+            let places: Vec<Value> = logged
+                .parts
+                .iter()
+                .map(|p| json!({"partition": p.partition, "offset": p.offset, "count": p.rows.num_rows()}))
+                .collect();
+            Ok(match fed {
+                Ok(()) => json!({"appended": places}),
+                Err(error) => json!({"appended": places,
+                    "warning": format!("a standing query failed on them: {error}")}),
+            })
+        })
+        .collect();
+    Some(replies)
 }
