@@ -64,7 +64,11 @@ fn start(fsync: &str) -> Result<Server, String> {
         .strip_prefix("sluice: listening on ")
         .ok_or(format!("the server did not start: {line}"))?
         .to_string();
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    std::thread::spawn(move || {
+        for l in stderr.lines().map_while(Result::ok) {
+            eprintln!("{l}");
+        }
+    });
     Ok(Server {
         child,
         address,
@@ -206,11 +210,19 @@ fn latency() -> Result<(), String> {
         Ok(latencies)
     });
     let (mut producer, mut acks) = connect(&server.address)?;
-    std::thread::spawn(move || {
+    // Publishes are answered in order: the n-th acknowledgement is the n-th publish's.
+    let (send_times, sent_at) = std::sync::mpsc::channel::<i64>();
+    let acknowledged = std::thread::spawn(move || {
+        let mut waits = Vec::new();
         let mut line = String::new();
         while acks.read_line(&mut line).is_ok_and(|n| n > 0) {
             line.clear();
+            match sent_at.recv() {
+                Ok(sent) => waits.push(micros_now() - sent),
+                Err(_) => break,
+            }
         }
+        waits
     });
     let per_tick = (rate / 1000).max(1);
     let started = Instant::now();
@@ -230,7 +242,9 @@ fn latency() -> Result<(), String> {
         producer
             .write_all(line.as_bytes())
             .map_err(|e| e.to_string())?;
+        let _ = send_times.send(now);
     }
+    drop(send_times);
     let mut latencies = receiver
         .join()
         .map_err(|_| "the receiver failed".to_string())??;
@@ -240,19 +254,33 @@ fn latency() -> Result<(), String> {
     if measured.is_empty() {
         return Err("no result rows were measured".into());
     }
-    measured.sort_unstable();
-    let at = |q: f64| measured[((measured.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
     println!(
         "rate: {rate} events/s for {seconds} s, {} rows measured",
         measured.len()
     );
-    println!(
+    println!("publish to result pushed: {}", percentiles(&mut measured));
+    let _ = producer.shutdown(std::net::Shutdown::Write);
+    let mut waits = acknowledged
+        .join()
+        .map_err(|_| "the acknowledgement reader failed".to_string())?;
+    let warm = waits.len().min(1000);
+    let mut waits = waits.split_off(warm);
+    if !waits.is_empty() {
+        println!("publish to acknowledgement: {}", percentiles(&mut waits));
+    }
+    Ok(())
+}
+
+/// p50, p99 and the maximum of `micros`, in milliseconds.
+fn percentiles(micros: &mut [i64]) -> String {
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    format!(
         "p50: {:.2} ms, p99: {:.2} ms, max: {:.2} ms",
         at(0.5),
         at(0.99),
         at(1.0)
-    );
-    Ok(())
+    )
 }
 
 fn main() -> std::process::ExitCode {

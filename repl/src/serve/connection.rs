@@ -38,12 +38,23 @@ pub(crate) async fn refuse(mut socket: TcpStream, limit: usize) {
 }
 
 pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
+    // Replies and rows go out at once, not held back to fill a packet.
+    let _ = socket.set_nodelay(true);
     let (read, mut write) = socket.into_split();
     let (outgoing, mut lines) = mpsc::channel::<String>(OUTGOING);
     let writer = tokio::spawn(async move {
-        while let Some(mut line) = lines.recv().await {
-            line.push('\n');
-            if write.write_all(line.as_bytes()).await.is_err() {
+        let mut buffer = String::new();
+        while let Some(line) = lines.recv().await {
+            // Whatever else is waiting goes in the same write.
+            buffer.clear();
+            buffer.push_str(&line);
+            buffer.push('\n');
+            while buffer.len() < 1 << 16 {
+                let Ok(line) = lines.try_recv() else { break };
+                buffer.push_str(&line);
+                buffer.push('\n');
+            }
+            if write.write_all(buffer.as_bytes()).await.is_err() {
                 break;
             }
         }
