@@ -65,6 +65,9 @@ enum Command {
         /// Delete a partition's segments once their last append is this many seconds old.
         #[arg(long)]
         retention_seconds: Option<i64>,
+        /// Start a new segment file once a partition's current one would pass this size.
+        #[arg(long, default_value_t = 64 << 20)]
+        segment_bytes: u64,
     },
 }
 
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             fsync_interval_ms,
             retention_bytes,
             retention_seconds,
+            segment_bytes,
         } => {
             let config = ServeConfig {
                 listen,
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
                 log: LogConfig {
                     retention_bytes,
                     retention_age: retention_seconds.map(|s| s.saturating_mul(1000)),
-                    ..LogConfig::default()
+                    segment_bytes,
                 },
             };
             let ready = |address| eprintln!("sluice: listening on {address}");

@@ -713,3 +713,46 @@ fn a_query_sees_what_comes_after_it_and_a_restart_keeps_it_so() {
     assert_eq!(client.raw(r#"{"op":"ping"}"#)["pong"], json!(true));
     assert!(client.pushed.is_empty(), "more rows: {:?}", client.pushed);
 }
+
+#[test]
+fn a_group_is_warned_as_retention_nears_and_passes_its_offset() {
+    let dir = temp_dir();
+    let limits = ["--segment-bytes", "4000", "--retention-bytes", "12000"];
+    let server = Server::start(dir.path(), &limits);
+    let mut consumer = server.connect();
+    let mut producer = server.connect();
+    producer.ok(json!({"op": "sql", "sql": "CREATE TABLE pings (n BIGINT)"}));
+    producer.ok(json!({"op": "publish", "stream": "pings", "event": {"n": 0}}));
+    let subscribed = consumer.ok(json!({"op": "subscribe", "stream": "pings",
+                                        "group": "slow", "from": "earliest"}));
+    let subscription = subscribed["subscription"].clone();
+    assert_eq!(consumer.pushed(1)[0]["row"]["n"], json!(0));
+    consumer.ok(json!({"op": "ack", "subscription": subscription, "partition": 0, "offset": 0}));
+    let mut warnings = Vec::new();
+    for n in 1..60 {
+        producer.ok(json!({"op": "publish", "stream": "pings", "event": {"n": n}}));
+        let line = consumer.pushed(1).remove(0);
+        if let Some(warning) = line["warning"].as_str() {
+            warnings.push(warning.to_string());
+            consumer.pushed(1);
+        }
+    }
+    assert!(
+        warnings.len() == 2
+            && warnings[0].starts_with(
+                "group 'slow' is near the retention edge of partition 0: committed offset 1"
+            )
+            && warnings[1].starts_with(
+                "group 'slow' has fallen behind the retention edge of partition 0: \
+                 committed offset 1"
+            ),
+        "{warnings:?}"
+    );
+    let stats = producer.ok(json!({"op": "stats"}));
+    assert_eq!(
+        stats["groups"][0]["retention_edge"],
+        json!("behind"),
+        "{stats}"
+    );
+    assert_eq!(stats["groups"][0]["committed"], json!(1), "{stats}");
+}

@@ -113,6 +113,15 @@ impl PartitionLog {
         self.segments.last().map_or(0, Segment::end)
     }
 
+    /// The offset after the oldest segment: rows before it go first when retention deletes
+    /// (`None` while there is only the active segment, which is never deleted).
+    pub fn oldest_segment_end(&self) -> Option<u64> {
+        match self.segments.as_slice() {
+            [oldest, _, ..] => Some(oldest.end()),
+            _ => None,
+        }
+    }
+
     /// The bytes the partition's records take.
     pub fn bytes(&self) -> u64 {
         self.segments.iter().map(Segment::bytes).sum()

@@ -450,8 +450,8 @@ async fn push(shared: Arc<Shared>, id: u64, outgoing: mpsc::Sender<String>) {
             core.fetch(id, FETCH_ROWS)
         })
         .await;
-        let rows = match fetched {
-            Ok(Ok(rows)) => rows,
+        let fetch = match fetched {
+            Ok(Ok(fetch)) => fetch,
             Ok(Err(error)) => {
                 let notice = json!({"subscription": id, "error": error.to_string()});
                 let _ = outgoing.send(notice.to_string()).await;
@@ -459,12 +459,18 @@ async fn push(shared: Arc<Shared>, id: u64, outgoing: mpsc::Sender<String>) {
             }
             Err(_) => return,
         };
-        if rows.is_empty() {
+        for warning in fetch.warnings {
+            let notice = json!({"subscription": id, "warning": warning});
+            if outgoing.send(notice.to_string()).await.is_err() {
+                return;
+            }
+        }
+        if fetch.rows.is_empty() {
             // Also look again now and then: a group's partitions may have moved.
             let _ = tokio::time::timeout(Duration::from_millis(200), appended).await;
             continue;
         }
-        for row in rows {
+        for row in fetch.rows {
             let line = format!(
                 "{{\"subscription\":{id},\"partition\":{},\"offset\":{},\"row\":{}}}",
                 row.partition, row.offset, row.row

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_engine::catalog::StreamDef;
 use sluice_engine::input::{FileFormat, reader};
-use sluice_engine::log::{Appended, Fetched, GroupOffsets, LogConfig, PendingSync, StreamLog};
+use sluice_engine::log::{
+    Appended, Fetched, GroupOffsets, LogConfig, PartitionLog, PendingSync, StreamLog,
+};
 use sluice_engine::output::to_output_batch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, EngineError, QueryId};
@@ -64,6 +66,9 @@ struct Subscription {
     start: StartAt,
     /// The next offset to deliver, per partition read so far.
     positions: BTreeMap<usize, u64>,
+    /// Partitions the subscription's group was last told are near the retention edge
+    /// (`false`) or behind it (`true`).
+    warned: BTreeMap<usize, bool>,
 }
 
 struct Query {
@@ -146,6 +151,16 @@ struct Cursor {
     partition: usize,
     next: u64,
     buffered: std::collections::VecDeque<(Millis, Fetched)>,
+}
+
+/// What a subscription is sent next: rows, and notices about its group.
+#[derive(Default)]
+pub struct Fetch {
+    pub rows: Vec<Delivered>,
+    /// A line for each partition whose group's committed offset has come near the retention
+    /// edge (within the oldest segment, which retention deletes next) or fallen behind it;
+    /// said once until it is no longer so.
+    pub warnings: Vec<String>,
 }
 
 /// A row delivered to a subscriber.
@@ -627,6 +642,7 @@ impl Core {
                 group,
                 start,
                 positions: BTreeMap::new(),
+                warned: Default::default(),
             },
         );
         Ok(id)
@@ -662,10 +678,11 @@ impl Core {
 
     /// The next rows for a subscription, at most about `max_rows`, from its assigned
     /// partitions; advances its positions past them.
-    pub fn fetch(&mut self, id: u64, max_rows: usize) -> Result<Vec<Delivered>, ServeError> {
+    pub fn fetch(&mut self, id: u64, max_rows: usize) -> Result<Fetch, ServeError> {
         let assigned = self.assigned(id)?;
+        let mut warnings = self.retention_warnings(id, &assigned);
         let Some(subscription) = self.subscriptions.get(&id) else {
-            return Ok(Vec::new());
+            return Ok(Fetch::default());
         };
         let log = self.log(&subscription.target)?;
         let mut delivered = Vec::new();
@@ -689,6 +706,13 @@ impl Core {
                     StartAt::Time(time) => part.offset_at(time),
                 },
             };
+            if position < part.start() {
+                warnings.push(format!(
+                    "rows {position}..{} of partition {partition} were deleted by retention \
+                     before they were delivered",
+                    part.start()
+                ));
+            }
             let mut next = position.max(part.start());
             // Stream rows are delivered once durable; results are made again on a restart.
             let end = match subscription.target {
@@ -723,7 +747,69 @@ impl Core {
         if let Some(subscription) = self.subscriptions.get_mut(&id) {
             subscription.positions.extend(positions);
         }
-        Ok(delivered)
+        Ok(Fetch {
+            rows: delivered,
+            warnings,
+        })
+    }
+
+    /// Whether a group's committed offset `committed` in `part` is behind the retention edge
+    /// (`Some(true)`), near it (`Some(false)`: within the oldest segment, which retention
+    /// deletes next), or neither.
+    fn retention_edge(&self, part: &PartitionLog, committed: u64) -> Option<bool> {
+        let retained = self.config.retention_bytes.is_some() || self.config.retention_age.is_some();
+        if committed < part.start() {
+            Some(true)
+        } else if retained && part.oldest_segment_end().is_some_and(|end| committed < end) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Warnings for a group subscription's partitions whose committed offset has come near
+    /// the retention edge or passed it, each said once until that changes.
+    fn retention_warnings(&mut self, id: u64, assigned: &[usize]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let Some(subscription) = self.subscriptions.get(&id) else {
+            return warnings;
+        };
+        let (Some(group), Ok(log)) = (&subscription.group, self.log(&subscription.target)) else {
+            return warnings;
+        };
+        let Some(offsets) = self.groups.get(group) else {
+            return warnings;
+        };
+        let mut near = Vec::new();
+        for &partition in assigned {
+            let Some(part) = log.partitions().get(partition) else {
+                continue;
+            };
+            let Some(committed) = offsets.get(&subscription.target.key(), partition) else {
+                continue;
+            };
+            let Some(behind) = self.retention_edge(part, committed) else {
+                continue;
+            };
+            near.push((partition, behind));
+            if subscription.warned.get(&partition) != Some(&behind) {
+                let state = if behind {
+                    "has fallen behind"
+                } else {
+                    "is near"
+                };
+                warnings.push(format!(
+                    "group '{group}' {state} the retention edge of partition {partition}: \
+                     committed offset {committed}, oldest kept {}, end {}",
+                    part.start(),
+                    part.end()
+                ));
+            }
+        }
+        if let Some(subscription) = self.subscriptions.get_mut(&id) {
+            subscription.warned = near.into_iter().collect();
+        }
+        warnings
     }
 
     /// Acknowledges a subscription's rows up to `offset` of a partition: in a group, its
@@ -792,7 +878,11 @@ impl Core {
                         "partition": partition,
                         "committed": committed,
                         "lag": lag,
-                        "near_retention_edge": committed.is_some_and(|c| c < part.start()),
+                        "retention_edge": match committed.and_then(|c| self.retention_edge(part, c)) {
+                            Some(true) => "behind",
+                            Some(false) => "near",
+                            None => "clear",
+                        },
                     }));
                 }
             }

@@ -123,5 +123,9 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
             })
         })
         .collect();
+    // Size limits are kept as logs grow (age limits also on a timer).
+    if let Err(error) = core.enforce_retention() {
+        eprintln!("retention: {error}");
+    }
     Some(replies)
 }
