@@ -9,16 +9,36 @@ use std::time::Duration;
 use sluice_engine::log::LogConfig;
 use sluice_repl::run::{Format, RunArgs, run};
 use sluice_repl::serve::{Durability, ServeConfig, serve};
+use sluice_repl::shell::{self, Target};
 
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "Streaming SQL over event streams")]
 struct Cli {
+    /// What to do; with none, the interactive shell opens on the embedded engine.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct ReplArgs {
+    /// Where the embedded engine keeps its data.
+    #[arg(long, value_name = "DIR", default_value = "sluice-data")]
+    data_dir: PathBuf,
+    /// Keep the data in a throwaway directory instead.
+    #[arg(long, conflicts_with = "data_dir")]
+    memory: bool,
+    /// Drive a running `sluice serve` at HOST:PORT instead of an embedded engine.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["memory"])]
+    connect: Option<String>,
+    /// The server's token (with --connect).
+    #[arg(long, env = "SLUICE_TOKEN", requires = "connect")]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The interactive shell: SQL at a prompt, standing queries' rows live above it.
+    Repl(ReplArgs),
     /// Run a SQL script over input files and write each query's results.
     Run {
         /// The script: CREATE TABLE/STREAM, CREATE VIEW, SELECT, INSERT statements.
@@ -97,7 +117,30 @@ fn parse_input(value: &str) -> Result<(String, PathBuf), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Repl(ReplArgs {
+        data_dir: PathBuf::from("sluice-data"),
+        memory: false,
+        connect: None,
+        token: std::env::var("SLUICE_TOKEN").ok(),
+    }));
+    match command {
+        Command::Repl(args) => {
+            let target = match args.connect {
+                Some(address) => Target::Remote {
+                    address,
+                    token: args.token,
+                },
+                None if args.memory => Target::Embedded(None),
+                None => Target::Embedded(Some(args.data_dir)),
+            };
+            match shell::run(target) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("sluice: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             listen,
             data_dir,

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::core::{Core, StartAt, Target};
+use super::core::{Core, Payload, StartAt, Target};
 use super::publisher::Publish;
 use super::{ServeError, Shared};
 
@@ -354,19 +354,26 @@ impl Connection {
         request: &Map<String, Value>,
     ) -> Result<oneshot::Receiver<Result<Value, ServeError>>, ServeError> {
         let stream = text_field(request, "stream")?;
-        let events = match (request.get("events"), request.get("event")) {
-            (Some(Value::Array(events)), None) => events.clone(),
-            (None, Some(event)) => vec![event.clone()],
+        let payload = match (
+            request.get("events"),
+            request.get("event"),
+            request.get("csv"),
+        ) {
+            (Some(Value::Array(events)), None, None) => Payload::Events(events.clone()),
+            (None, Some(event), None) => Payload::Events(vec![event.clone()]),
+            (None, None, Some(Value::String(csv))) => Payload::Csv(csv.clone()),
             _ => {
                 return Err(ServeError::Request(
-                    "publish needs \"event\": {...} or \"events\": [{...}, ...]".into(),
+                    "publish needs \"event\": {...}, \"events\": [{...}, ...] or \"csv\": \
+                     \"header\\nrows...\""
+                        .into(),
                 ));
             }
         };
         let (reply, answer) = oneshot::channel();
         let publish = Publish {
             stream,
-            events,
+            payload,
             reply,
         };
         self.shared

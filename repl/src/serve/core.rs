@@ -910,27 +910,46 @@ impl Core {
     }
 }
 
-/// Decodes `events` (JSON objects) as rows of `def`'s stream, in one batch: all are
-/// accepted or none.
-pub fn decode(def: &StreamDef, events: &[Value]) -> Result<Changes, ServeError> {
-    let mut text = String::new();
-    for (index, event) in events.iter().enumerate() {
-        if !event.is_object() {
-            return Err(ServeError::Request(format!(
-                "event {} is not a JSON object",
-                index + 1
-            )));
+/// What a publish carries.
+pub enum Payload {
+    /// JSON objects.
+    Events(Vec<Value>),
+    /// CSV text with a header line.
+    Csv(String),
+}
+
+/// Decodes a publish's rows for `def`'s stream, in one batch: all are accepted or none.
+pub fn decode(def: &StreamDef, payload: &Payload) -> Result<Changes, ServeError> {
+    let (text, format) = match payload {
+        Payload::Csv(text) => (std::borrow::Cow::Borrowed(text.as_str()), FileFormat::Csv),
+        Payload::Events(events) => {
+            let mut text = String::new();
+            for (index, event) in events.iter().enumerate() {
+                if !event.is_object() {
+                    return Err(ServeError::Request(format!(
+                        "event {} is not a JSON object",
+                        index + 1
+                    )));
+                }
+                text.push_str(&event.to_string());
+                text.push('\n');
+            }
+            (std::borrow::Cow::Owned(text), FileFormat::JsonLines)
         }
-        text.push_str(&event.to_string());
-        text.push('\n');
-    }
-    let mut rows = reader(text.as_bytes(), FileFormat::JsonLines, def)?;
+    };
+    let mut rows = reader(text.as_bytes(), format, def)?;
     let mut batches = Vec::new();
     while let Some(decoded) = rows.next_batch()? {
         if let Some(error) = decoded.errors.first() {
             return Err(ServeError::Request(format!(
-                "event {} does not fit stream '{}': {}",
-                error.line, def.name, error.reason
+                "{} {} does not fit stream '{}': {}",
+                match payload {
+                    Payload::Csv(_) => "line",
+                    Payload::Events(_) => "event",
+                },
+                error.line,
+                def.name,
+                error.reason
             )));
         }
         batches.push(decoded.rows);

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::core::{Logged, StreamSync, decode};
+use super::core::{Logged, Payload, StreamSync, decode};
 use super::{Durability, ServeError, Shared};
 
 const QUEUE: usize = 1024;
@@ -21,7 +21,7 @@ const GROUP: usize = 256;
 
 pub(crate) struct Publish {
     pub stream: String,
-    pub events: Vec<Value>,
+    pub payload: Payload,
     pub reply: oneshot::Sender<Result<Value, ServeError>>,
 }
 
@@ -80,7 +80,7 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
     let decoded: Vec<_> = group
         .iter()
         .zip(defs)
-        .map(|(publish, def)| def.and_then(|def| decode(&def, &publish.events)))
+        .map(|(publish, def)| def.and_then(|def| decode(&def, &publish.payload)))
         .collect();
     let (logged, syncs) = {
         let mut core = shared.core.lock().ok()?;

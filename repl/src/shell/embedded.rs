@@ -1,0 +1,71 @@
+//! The engine the shell starts in its own process: `sluice serve` on a loopback port only
+//! this process knows the token for.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sluice_engine::log::LogConfig;
+
+use super::ShellError;
+use crate::serve::{Durability, ServeConfig, serve};
+
+pub struct Embedded {
+    pub address: String,
+    pub token: String,
+    /// A throwaway data directory, deleted when the shell ends.
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Starts the engine with its data in `dir` (a fresh temporary directory when `None`).
+pub fn start(dir: Option<PathBuf>) -> Result<Embedded, ShellError> {
+    let secret = || RandomState::new().build_hasher().finish();
+    let token = format!("{:016x}{:016x}", secret(), secret());
+    let scratch = match dir {
+        Some(_) => None,
+        None => {
+            Some(std::env::temp_dir().join(format!("sluice-{}-{:x}", std::process::id(), secret())))
+        }
+    };
+    let data_dir = dir.or_else(|| scratch.clone()).unwrap_or_default();
+    let config = ServeConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir,
+        token: Some(token.clone()),
+        max_line_bytes: 64 << 20,
+        max_connections: 64,
+        durability: Durability::EveryBatch,
+        log: LogConfig::default(),
+    };
+    let (ready, listening) = mpsc::channel();
+    let failed = ready.clone();
+    std::thread::spawn(move || {
+        let told = ready.clone();
+        if let Err(error) = serve(config, move |address| {
+            let _ = told.send(Ok(address));
+        }) {
+            let _ = failed.send(Err(error.to_string()));
+        }
+    });
+    match listening.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(address)) => Ok(Embedded {
+            address: address.to_string(),
+            token,
+            scratch,
+        }),
+        Ok(Err(error)) => Err(ShellError::Usage(format!(
+            "the engine did not start: {error}"
+        ))),
+        Err(_) => Err(ShellError::Usage("the engine did not start in time".into())),
+    }
+}

@@ -1,0 +1,452 @@
+//! The interactive shell: SQL and backslash commands at a rustyline prompt, with standing
+//! queries' results printed live above it.
+//!
+//! The shell is a client of the line protocol (`docs/protocol.md`): it drives a server
+//! started in the same process on a loopback port (the embedded engine, data in
+//! `./sluice-data`, `--data-dir`, or a throwaway directory with `--memory`), or a running
+//! `sluice serve` (`--connect`). A `SELECT` typed at the prompt is registered as a standing
+//! query (`q1`, `q2`, ...) and subscribed to; its rows are printed as they come, marked with
+//! their op, while typing goes on. Ctrl-C cancels the foreground query, `\bg` mutes it,
+//! `\fg NAME` shows a query's rows again; Ctrl-D leaves.
+
+mod client;
+mod commands;
+mod complete;
+mod display;
+mod embedded;
+mod statements;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::{Editor, ExternalPrinter};
+use serde_json::{Value, json};
+
+use self::client::{Client, Pushed};
+use self::complete::ShellHelper;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("{0}")]
+    Connection(String),
+    #[error("{0}")]
+    Server(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the prompt failed: {0}")]
+    Prompt(#[from] ReadlineError),
+}
+
+/// Where the shell's engine is.
+pub enum Target {
+    /// An engine in this process, its data in the directory (a throwaway one when `None`).
+    Embedded(Option<PathBuf>),
+    /// A running `sluice serve`.
+    Remote {
+        address: String,
+        token: Option<String>,
+    },
+}
+
+/// A subscription whose rows the shell shows.
+struct Shown {
+    name: String,
+    muted: bool,
+}
+
+/// What the reader thread needs to show pushed rows.
+struct Screen {
+    shown: BTreeMap<u64, Shown>,
+    print: Box<dyn FnMut(String) + Send>,
+}
+
+impl Screen {
+    fn show(&mut self, pushed: Vec<Pushed>) {
+        let mut runs: Vec<(u64, Vec<Pushed>)> = Vec::new();
+        for line in pushed {
+            let id = line.value["subscription"].as_u64().unwrap_or_default();
+            match runs.last_mut() {
+                Some((last, run)) if *last == id => run.push(line),
+                _ => runs.push((id, vec![line])),
+            }
+        }
+        for (id, run) in runs {
+            let Some(shown) = self.shown.get(&id) else {
+                continue;
+            };
+            if shown.muted {
+                continue;
+            }
+            let name = shown.name.clone();
+            let (notices, rows): (Vec<_>, Vec<_>) =
+                run.into_iter().partition(|p| p.value.get("row").is_none());
+            for notice in notices {
+                let text = notice.value["warning"]
+                    .as_str()
+                    .or(notice.value["error"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                (self.print)(format!("{name}: {text}"));
+            }
+            if let Some(first) = rows.first() {
+                let values: Vec<&Value> = rows.iter().map(|p| &p.value["row"]).collect();
+                (self.print)(format!(
+                    "{name}:\n{}",
+                    display::table(&first.columns, &values)
+                ));
+            }
+        }
+    }
+}
+
+/// The shell's state between lines.
+pub struct Shell {
+    client: Client,
+    screen: Arc<Mutex<Screen>>,
+    names: Arc<Mutex<Vec<String>>>,
+    /// The query whose rows show and which Ctrl-C cancels: name and subscription.
+    foreground: Option<(String, u64)>,
+    /// Queries started at the prompt so far.
+    started: usize,
+    /// Results counted at the last `\list`, per query, and when.
+    last_list: (std::time::Instant, BTreeMap<String, u64>),
+    /// Said to the user (live rows go through the screen).
+    out: Box<dyn FnMut(String)>,
+}
+
+/// Runs the shell until Ctrl-D or `\quit`.
+pub fn run(target: Target) -> Result<(), ShellError> {
+    let (address, token, _embedded) = match target {
+        Target::Remote { address, token } => (address, token, None),
+        Target::Embedded(dir) => {
+            let engine = embedded::start(dir)?;
+            (
+                engine.address.clone(),
+                Some(engine.token.clone()),
+                Some(engine),
+            )
+        }
+    };
+    let mut editor: Editor<ShellHelper, DefaultHistory> = Editor::new()?;
+    let names = Arc::new(Mutex::new(Vec::new()));
+    editor.set_helper(Some(ShellHelper {
+        names: Arc::clone(&names),
+    }));
+    let history = history_path();
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let print: Box<dyn FnMut(String) + Send> = match editor.create_external_printer() {
+        Ok(mut printer) => Box::new(move |text| {
+            let _ = printer.print(format!("{text}\n"));
+        }),
+        Err(_) => Box::new(|text| println!("{text}")),
+    };
+    let screen = Arc::new(Mutex::new(Screen {
+        shown: BTreeMap::new(),
+        print,
+    }));
+    // Rows are shown by a thread of their own, so the reader never waits for the screen.
+    let (rows, to_show) = std::sync::mpsc::channel::<Vec<Pushed>>();
+    let shown_by = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        while let Ok(pushed) = to_show.recv() {
+            if let Ok(mut screen) = shown_by.lock() {
+                screen.show(pushed);
+            }
+        }
+    });
+    let client = Client::connect(&address, token.as_deref(), move |pushed| {
+        let _ = rows.send(pushed);
+    })?;
+    let mut shell = Shell {
+        client,
+        screen,
+        names,
+        foreground: None,
+        started: 0,
+        last_list: (std::time::Instant::now(), BTreeMap::new()),
+        out: Box::new(|text| println!("{text}")),
+    };
+    shell.refresh_names();
+    println!(
+        "sluice {} — SQL ending in ';', \\help for commands, Ctrl-D to leave",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() {
+            "sluice> "
+        } else {
+            "     -> "
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if buffer.is_empty() && line.trim_start().starts_with('\\') {
+                    let _ = editor.add_history_entry(line.trim());
+                    if !shell.command(line.trim())? {
+                        break;
+                    }
+                    continue;
+                }
+                buffer.push_str(&line);
+                buffer.push('\n');
+                let (done, rest) = statements::split(&buffer);
+                if !done.is_empty() {
+                    let _ = editor.add_history_entry(buffer.trim());
+                }
+                buffer = rest;
+                for statement in done {
+                    shell.statement(&statement)?;
+                }
+            }
+            Err(ReadlineError::Interrupted) => {
+                if !buffer.is_empty() {
+                    buffer.clear();
+                } else if let Some((name, _)) = shell.foreground.clone() {
+                    shell.cancel(&name)?;
+                } else {
+                    shell.say("(Ctrl-D or \\quit leaves)".into());
+                }
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    Ok(())
+}
+
+fn history_path() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".sluice_history"))
+}
+
+impl Shell {
+    fn say(&mut self, text: String) {
+        (self.out)(text);
+    }
+
+    /// Runs one SQL statement; errors are shown, not returned, unless the connection is
+    /// gone.
+    fn statement(&mut self, statement: &str) -> Result<(), ShellError> {
+        let outcome = if statements::is_query(statement) {
+            self.start_query(statement)
+        } else {
+            self.sql(statement)
+        };
+        match outcome {
+            Err(ShellError::Connection(error)) => Err(ShellError::Connection(error)),
+            Err(error) => {
+                self.say(display::error(statement, &error.to_string()));
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    fn sql(&mut self, statement: &str) -> Result<(), ShellError> {
+        let reply = self
+            .client
+            .request(json!({"op": "sql", "sql": statement}))?;
+        for result in reply["results"].as_array().cloned().unwrap_or_default() {
+            let text = if let Some(rows) = result["rows"].as_array() {
+                let columns: Vec<String> = rows
+                    .first()
+                    .and_then(Value::as_object)
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                let rows: Vec<&Value> = rows.iter().collect();
+                if rows.is_empty() {
+                    "(no rows)".to_string()
+                } else {
+                    display::table(&columns, &rows)
+                }
+            } else if let Some(noun) = result["created"].as_str() {
+                format!(
+                    "created {noun} {}",
+                    result["name"].as_str().unwrap_or_default()
+                )
+            } else if let Some(noun) = result["dropped"].as_str() {
+                format!(
+                    "dropped {noun} {}",
+                    result["name"].as_str().unwrap_or_default()
+                )
+            } else if let Some(rows) = result["inserted"].as_u64() {
+                format!(
+                    "inserted {rows} row(s) into {}",
+                    result["stream"].as_str().unwrap_or_default()
+                )
+            } else if let Some(key) = result["set"].as_str() {
+                format!(
+                    "set {key} = {}",
+                    result["value"].as_str().unwrap_or_default()
+                )
+            } else if let Some(text) = result["unchanged"].as_str() {
+                text.to_string()
+            } else {
+                result.to_string()
+            };
+            self.say(text);
+        }
+        self.refresh_names();
+        Ok(())
+    }
+
+    /// Registers `query` under the next free `qN` and shows its rows from the start.
+    fn start_query(&mut self, query: &str) -> Result<(), ShellError> {
+        let taken = self.query_names()?;
+        let name = loop {
+            self.started += 1;
+            let name = format!("q{}", self.started);
+            if !taken.contains(&name) {
+                break name;
+            }
+        };
+        self.client
+            .request(json!({"op": "register", "name": name, "sql": query}))?;
+        let id = self.follow(
+            json!({"op": "subscribe", "query": name, "from": "earliest"}),
+            &name,
+        )?;
+        self.mute_foreground();
+        self.foreground = Some((name.clone(), id));
+        self.say(format!(
+            "{name}: running; its rows appear above the prompt (Ctrl-C cancels it, \\bg mutes it)"
+        ));
+        self.refresh_names();
+        Ok(())
+    }
+
+    /// Subscribes with `request` and shows the rows under `name`; gives the subscription.
+    fn follow(&mut self, request: Value, name: &str) -> Result<u64, ShellError> {
+        // The screen learns of the subscription before any of its rows is shown: its rows
+        // follow the reply, and are shown once the screen is free.
+        let mut screen = self
+            .screen
+            .lock()
+            .map_err(|_| ShellError::Usage("the screen is unavailable".into()))?;
+        let reply = self.client.request(request)?;
+        let id = reply["subscription"].as_u64().unwrap_or_default();
+        screen.shown.insert(
+            id,
+            Shown {
+                name: name.to_string(),
+                muted: false,
+            },
+        );
+        Ok(id)
+    }
+
+    fn mute_foreground(&mut self) {
+        if let Some((_, id)) = self.foreground.take()
+            && let Ok(mut screen) = self.screen.lock()
+            && let Some(shown) = screen.shown.get_mut(&id)
+        {
+            shown.muted = true;
+        }
+    }
+
+    fn cancel(&mut self, name: &str) -> Result<(), ShellError> {
+        let outcome = if let Some(stream) = name.strip_prefix("tail:") {
+            let id = self.subscription_of(name);
+            match id {
+                Some(id) => self
+                    .client
+                    .request(json!({"op": "unsubscribe", "subscription": id}))
+                    .map(|_| ()),
+                None => Err(ShellError::Usage(format!("no tail of {stream}"))),
+            }
+        } else {
+            self.client
+                .request(json!({"op": "cancel", "name": name}))
+                .map(|_| ())
+        };
+        match outcome {
+            Ok(()) => {
+                if let Ok(mut screen) = self.screen.lock() {
+                    screen.shown.retain(|_, s| s.name != name);
+                }
+                if self.foreground.as_ref().is_some_and(|(n, _)| n == name) {
+                    self.foreground = None;
+                }
+                self.say(format!("cancelled {name}"));
+                self.refresh_names();
+                Ok(())
+            }
+            Err(ShellError::Connection(error)) => Err(ShellError::Connection(error)),
+            Err(error) => {
+                self.say(format!("error: {error}"));
+                Ok(())
+            }
+        }
+    }
+
+    fn subscription_of(&self, name: &str) -> Option<u64> {
+        let screen = self.screen.lock().ok()?;
+        screen
+            .shown
+            .iter()
+            .find(|(_, s)| s.name == name)
+            .map(|(id, _)| *id)
+    }
+
+    fn query_names(&mut self) -> Result<Vec<String>, ShellError> {
+        let listed = self.client.request(json!({"op": "list"}))?;
+        Ok(listed["queries"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Reloads the names tab completion offers: streams, views, queries and columns.
+    fn refresh_names(&mut self) {
+        let mut names = Vec::new();
+        if let Ok(listed) = self.client.request(json!({"op": "list"})) {
+            for kind in ["streams", "queries"] {
+                for name in listed[kind].as_array().cloned().unwrap_or_default() {
+                    if let Some(name) = name.as_str() {
+                        names.push(name.to_string());
+                    }
+                }
+            }
+        }
+        let streams = names.clone();
+        for stream in streams {
+            let described = self
+                .client
+                .request(json!({"op": "sql", "sql": format!("DESCRIBE {stream}")}));
+            if let Ok(described) = described {
+                for row in described["results"][0]["rows"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    if let Some(column) = row
+                        .as_object()
+                        .and_then(|o| o.values().next())
+                        .and_then(Value::as_str)
+                    {
+                        names.push(column.to_string());
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        if let Ok(mut shared) = self.names.lock() {
+            *shared = names;
+        }
+    }
+}
