@@ -9,6 +9,7 @@ use std::time::Duration;
 use sluice_engine::log::LogConfig;
 use sluice_repl::run::{Format, RunArgs, run};
 use sluice_repl::serve::{Durability, ServeConfig, serve};
+use sluice_repl::shell::demo::DemoArgs;
 use sluice_repl::shell::{self, Target};
 
 #[derive(Parser)]
@@ -39,6 +40,21 @@ struct ReplArgs {
 enum Command {
     /// The interactive shell: SQL at a prompt, standing queries' rows live above it.
     Repl(ReplArgs),
+    /// Generated card transactions and listings through the queries of queries/demo/.
+    Demo {
+        /// Stop after this many seconds (by default, run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Transactions published per second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Minutes of event time per second.
+        #[arg(long, default_value_t = 1)]
+        speed: u64,
+        /// Write a sample of the events as CSV files in DIR instead.
+        #[arg(long, value_name = "DIR")]
+        sample: Option<PathBuf>,
+    },
     /// Run a SQL script over input files and write each query's results.
     Run {
         /// The script: CREATE TABLE/STREAM, CREATE VIEW, SELECT, INSERT statements.
@@ -134,6 +150,26 @@ fn main() -> ExitCode {
                 None => Target::Embedded(Some(args.data_dir)),
             };
             match shell::run(target) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("sluice: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo {
+            seconds,
+            rate,
+            speed,
+            sample,
+        } => {
+            let args = DemoArgs {
+                seconds,
+                rate,
+                speed,
+                sample,
+            };
+            match shell::demo::run(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("sluice: {error}");

@@ -36,11 +36,25 @@ fn write(dir: &Path, name: &str, contents: &str) -> String {
     path.display().to_string()
 }
 
-/// Runs the example `queries/flights/SCRIPT` over `inputs` (stream, file in
-/// `queries/flights/`), checks that each of `outputs` equals its file in
-/// `queries/flights/expected/`, and returns what it wrote on stderr.
+/// The example scripts in `queries/`, each run by a test here.
+const EXAMPLES: &[&str] = &[
+    "demo/demo.sql",
+    "flights/delay_streaks.sql",
+    "flights/delays.sql",
+    "flights/hourly.sql",
+    "flights/weather.sql",
+];
+
+/// Runs the example `queries/SCRIPT` over `inputs` (stream, file beside the script), checks
+/// that each of `outputs` equals its file in `expected/` beside the script, and returns
+/// what it wrote on stderr.
 fn run_example(script: &str, inputs: &[(&str, &str)], outputs: &[&str]) -> String {
-    let examples = repository().join("queries/flights");
+    assert!(
+        EXAMPLES.contains(&script),
+        "{script} is not listed in EXAMPLES"
+    );
+    let (folder, script) = script.split_once('/').unwrap_or(("", script));
+    let examples = repository().join("queries").join(folder);
     let out = temp_dir();
     let mut args = vec![
         "run".to_string(),
@@ -66,7 +80,7 @@ fn run_example(script: &str, inputs: &[(&str, &str)], outputs: &[&str]) -> Strin
 #[test]
 fn the_flights_example_writes_its_expected_outputs() {
     let stderr = run_example(
-        "delays.sql",
+        "flights/delays.sql",
         &[("flights", "flights-2013-01-01.csv")],
         &["long_delays", "jfk_long_delays", "q1"],
     );
@@ -79,7 +93,7 @@ fn the_flights_example_writes_its_expected_outputs() {
 #[test]
 fn the_hourly_flights_example_writes_windows_changelog_and_late_outputs() {
     let stderr = run_example(
-        "hourly.sql",
+        "flights/hourly.sql",
         &[("flights", "flights-2013-01-01.csv")],
         &[
             "hourly_departures",
@@ -97,7 +111,7 @@ fn the_hourly_flights_example_writes_windows_changelog_and_late_outputs() {
 #[test]
 fn the_weather_example_joins_each_flight_with_the_weather_then() {
     let stderr = run_example(
-        "weather.sql",
+        "flights/weather.sql",
         &[
             ("flights", "flights-2013-01-01.csv"),
             ("weather", "weather-2013-01-01.csv"),
@@ -114,7 +128,7 @@ fn the_weather_example_joins_each_flight_with_the_weather_then() {
 #[test]
 fn the_delay_streaks_example_finds_row_patterns() {
     let stderr = run_example(
-        "delay_streaks.sql",
+        "flights/delay_streaks.sql",
         &[("flights", "flights-2013-01-01.csv")],
         &["delay_streaks", "delay_streaks.late"],
     );
@@ -123,6 +137,52 @@ fn the_delay_streaks_example_finds_row_patterns() {
         "delay_streaks: 1 late row(s), written to delay_streaks.late\n\
          delay_streaks: 11 row(s)\ndelay_streaks.late: 1 row(s)\n"
     );
+}
+
+#[test]
+fn the_demo_script_runs_over_its_sample_events() {
+    let stderr = run_example(
+        "demo/demo.sql",
+        &[
+            ("cardholders", "cardholders.csv"),
+            ("transactions", "transactions.csv"),
+            ("listings", "listings.csv"),
+        ],
+        &[
+            "dashboard",
+            "card_testing",
+            "big_spenders",
+            "listing_prices",
+        ],
+    );
+    assert_eq!(
+        stderr,
+        "dashboard: 27 row(s)\ndashboard.late: 0 row(s)\ncard_testing: 10 row(s)\n\
+         card_testing.late: 0 row(s)\nbig_spenders: 172 row(s)\nlisting_prices: 24 row(s)\n\
+         listing_prices.late: 0 row(s)\n"
+    );
+}
+
+#[test]
+fn every_example_script_is_run_by_a_test() {
+    let mut found = Vec::new();
+    let queries = repository().join("queries");
+    for folder in fs::read_dir(&queries)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        for file in fs::read_dir(folder.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+        {
+            let name = file.file_name().to_string_lossy().to_string();
+            if name.ends_with(".sql") {
+                found.push(format!("{}/{name}", folder.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found.sort();
+    assert_eq!(found, EXAMPLES);
 }
 
 #[test]

@@ -123,3 +123,34 @@ fn the_shell_drives_a_running_server() -> Result<()> {
     let _ = server.wait();
     outcome
 }
+
+#[test]
+fn the_demo_runs_headless_and_every_query_shows_rows() -> Result<()> {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--seconds", "5", "--speed", "10"])
+        .output()?;
+    let stdout = String::from_utf8(output.stdout)?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for query in [
+        "dashboard",
+        "card_testing",
+        "big_spenders",
+        "listing_prices",
+    ] {
+        // A table under the query's name: border, header, border, then a row.
+        let shown = stdout.split(&format!("\n{query}:\n")).skip(1).any(|table| {
+            let lines: Vec<&str> = table.lines().take(4).collect();
+            lines.len() == 4 && lines[1].contains(" op ") && lines[3].contains(" +I ")
+        });
+        assert!(shown, "no rows of {query} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains(" timeout "),
+        "no card-testing timeout in:\n{stdout}"
+    );
+    Ok(())
+}

@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -27,6 +27,32 @@ impl Drop for Embedded {
     }
 }
 
+/// Deletes the throwaway directories of shells that ended without deleting theirs (killed,
+/// or stopped by Ctrl-C in the demo).
+fn forget_abandoned_scratch() {
+    // Whether a process is alive is read from /proc.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("sluice-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Starts the engine with its data in `dir` (a fresh temporary directory when `None`).
 pub fn start(dir: Option<PathBuf>) -> Result<Embedded, ShellError> {
     let secret = || RandomState::new().build_hasher().finish();
@@ -34,7 +60,9 @@ pub fn start(dir: Option<PathBuf>) -> Result<Embedded, ShellError> {
     let scratch = match dir {
         Some(_) => None,
         None => {
-            Some(std::env::temp_dir().join(format!("sluice-{}-{:x}", std::process::id(), secret())))
+            forget_abandoned_scratch();
+            let name = format!("sluice-{}-{:x}", std::process::id(), secret());
+            Some(std::env::temp_dir().join(name))
         }
     };
     let data_dir = dir.or_else(|| scratch.clone()).unwrap_or_default();

@@ -12,8 +12,10 @@
 mod client;
 mod commands;
 mod complete;
+pub mod demo;
 mod display;
 mod embedded;
+mod generator;
 mod statements;
 
 use std::collections::BTreeMap;
