@@ -11,6 +11,36 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 const CLICKS: &str = "CREATE TABLE clicks (user_id STRING, url STRING, ts TIMESTAMP(3), \
     WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);";
 
+/// Waits until every one of `patterns` has been printed, in any order (a query's rows and
+/// the reply to the statement that caused them may come either way round); gives what was
+/// printed meanwhile.
+fn expect_all(session: &mut PtySession, patterns: &[&str]) -> Result<String> {
+    let regexes = patterns
+        .iter()
+        .map(|p| regex::Regex::new(p))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let any = patterns
+        .iter()
+        .map(|p| format!("(?:{p})"))
+        .collect::<Vec<_>>()
+        .join("|");
+    let mut seen = String::new();
+    while !regexes.iter().all(|r| r.is_match(&seen)) {
+        let (before, matched) = session.exp_regex(&any)?;
+        seen.push_str(&before);
+        seen.push_str(&matched);
+    }
+    Ok(seen)
+}
+
+/// Presses Ctrl-`key` once the prompt is reading (keys typed while the shell is busy go
+/// to the terminal's line discipline, which drops a Ctrl-D).
+fn press(session: &mut PtySession, key: char) -> Result<()> {
+    session.exp_string("sluice> ")?;
+    session.send_control(key)?;
+    Ok(())
+}
+
 fn shell(args: &[&str], home: &std::path::Path) -> Result<PtySession> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command.args(args).env("HOME", home).env("TERM", "xterm");
@@ -37,14 +67,42 @@ fn the_shell_runs_statements_shows_live_rows_and_cancels() -> Result<()> {
          ('u2', '/skip', TIMESTAMP '2024-01-01 10:00:01'), \
          ('u3', '/cart', TIMESTAMP '2024-01-01 10:00:02');",
     )?;
-    p.exp_string("inserted 3 row(s) into clicks")?;
-    p.exp_regex(r"q1:\r\n[^\n]*\n[^\n]*op[^\n]*user_id[^\n]*url")?;
-    p.exp_regex(r"\+I[^\n]*u1[^\n]*/home")?;
-    p.exp_regex(r"\+I[^\n]*u3[^\n]*/cart")?;
+    let printed = expect_all(
+        &mut p,
+        &[
+            r"inserted 3 row\(s\) into clicks",
+            r"q1:\r\n[^\n]*\n[^\n]*op[^\n]*user_id[^\n]*url",
+            r"\+I[^\n]*u1[^\n]*/home",
+            r"\+I[^\n]*u3[^\n]*/cart",
+        ],
+    )?;
+    assert!(
+        !printed.contains("/skip "),
+        "a filtered row was shown: {printed}"
+    );
     p.send_line("\\list")?;
     p.exp_regex(r"q1[^\n]*foreground[^\n]* 2 ")?;
+    // Muted, a query's rows are not shown; shown again, the next ones are.
+    p.send_line("\\bg")?;
+    p.exp_string("q1 runs in the background, muted")?;
+    p.send_line("INSERT INTO clicks VALUES ('u5', '/muted', TIMESTAMP '2024-01-01 10:00:05');")?;
+    p.exp_string("inserted 1 row(s) into clicks")?;
+    p.send_line("\\fg q1")?;
+    p.exp_string("q1 shown")?;
+    p.send_line("INSERT INTO clicks VALUES ('u6', '/shown', TIMESTAMP '2024-01-01 10:00:06');")?;
+    let before = expect_all(
+        &mut p,
+        &[
+            r"inserted 1 row\(s\) into clicks",
+            r"\+I[^\n]*u6[^\n]*/shown",
+        ],
+    )?;
+    let muted_row = before.lines().any(|l| l.contains("+I") && l.contains("u5"));
+    assert!(!muted_row, "a muted row was shown: {before}");
+    p.send_line("\\explain SELECT url FROM clicks WHERE url <> '/'")?;
+    p.exp_regex(r"1[^\n]*filter[^\n]*0")?;
     // Ctrl-C cancels the foreground query, not the shell.
-    p.send_control('c')?;
+    press(&mut p, 'c')?;
     p.exp_string("cancelled q1")?;
     p.send_line("\\list")?;
     p.exp_string("no queries")?;
@@ -57,9 +115,9 @@ fn the_shell_runs_statements_shows_live_rows_and_cancels() -> Result<()> {
     p.exp_string("nope")?;
     p.send_line("\\frobnicate")?;
     p.exp_string("unknown command \\frobnicate")?;
-    p.send_control('c')?;
+    press(&mut p, 'c')?;
     p.exp_string("Ctrl-D or \\quit leaves")?;
-    p.send_control('d')?;
+    press(&mut p, 'd')?;
     p.exp_eof()?;
 
     // The data directory is consistent: the stream and its rows are there again.
@@ -110,12 +168,17 @@ fn the_shell_drives_a_running_server() -> Result<()> {
         p.send_line("\\tail clicks")?;
         p.exp_string("tail:clicks: showing rows")?;
         p.send_line(&format!("\\publish clicks {csv}"))?;
-        p.exp_string("100% 2 rows")?;
-        p.exp_regex(r"\+I[^\n]*u1[^\n]*/home")?;
-        p.exp_regex(r"\+I[^\n]*u2[^\n]*/cart")?;
-        p.send_control('c')?;
+        expect_all(
+            &mut p,
+            &[
+                r"100% 2 rows",
+                r"\+I[^\n]*u1[^\n]*/home",
+                r"\+I[^\n]*u2[^\n]*/cart",
+            ],
+        )?;
+        press(&mut p, 'c')?;
         p.exp_string("cancelled tail:clicks")?;
-        p.send_control('d')?;
+        press(&mut p, 'd')?;
         p.exp_eof()?;
         Ok(())
     })();

@@ -393,7 +393,13 @@ impl Core {
                     )));
                 }
                 Outcome::Rows(rows) => {
-                    replies.push(json!({"rows": rows_as_json(&rows)?}));
+                    let columns: Vec<String> = rows
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect();
+                    replies.push(json!({"columns": columns, "rows": rows_as_json(&rows)?}));
                 }
                 Outcome::Unchanged(text) => replies.push(json!({"unchanged": text})),
                 Outcome::Set { key, value } => {
@@ -626,12 +632,27 @@ impl Core {
         group: Option<String>,
         start: StartAt,
     ) -> Result<u64, ServeError> {
-        self.log(&target)?;
         if let Some(group) = &group
             && !self.groups.contains_key(group)
         {
             let offsets = GroupOffsets::open(&self.data_dir.join("groups"), group)?;
             self.groups.insert(group.clone(), offsets);
+        }
+        // "Latest" means the end as of now, not as of the first read, for each partition
+        // the group has no committed offset in.
+        let mut positions = BTreeMap::new();
+        if start == StartAt::Latest {
+            let offsets = group.as_ref().and_then(|g| self.groups.get(g));
+            for (partition, part) in self.log(&target)?.partitions().iter().enumerate() {
+                if offsets.is_some_and(|o| o.get(&target.key(), partition).is_some()) {
+                    continue;
+                }
+                let end = match target {
+                    Target::Stream(_) => part.durable_end(),
+                    Target::Query(_) => part.end(),
+                };
+                positions.insert(partition, end);
+            }
         }
         let id = self.next_subscription;
         self.next_subscription += 1;
@@ -641,7 +662,7 @@ impl Core {
                 target,
                 group,
                 start,
-                positions: BTreeMap::new(),
+                positions,
                 warned: Default::default(),
             },
         );

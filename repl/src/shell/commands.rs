@@ -166,9 +166,18 @@ impl Shell {
                 "no query named '{name}' started here"
             )));
         };
+        // Shown again, a query's rows follow on from its results so far: the ones that
+        // came while it was muted are skipped.
+        let mut results = 0;
         if show {
             self.mute_foreground();
             self.foreground = Some((name.to_string(), id));
+            let stats = self.client.request(json!({"op": "stats"}))?;
+            results = stats["queries"]
+                .as_array()
+                .and_then(|queries| queries.iter().find(|q| q["name"] == json!(name)))
+                .and_then(|q| q["results"].as_u64())
+                .unwrap_or_default();
         } else if self.foreground.as_ref().is_some_and(|(f, _)| f == name) {
             self.foreground = None;
         }
@@ -176,6 +185,7 @@ impl Shell {
             && let Some(shown) = screen.shown.get_mut(&id)
         {
             shown.muted = !show;
+            shown.show_from = shown.show_from.max(results);
         }
         self.say(format!("{name} {}", if show { "shown" } else { "muted" }));
         Ok(())

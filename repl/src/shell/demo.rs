@@ -83,6 +83,7 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
             Shown {
                 name: view,
                 muted: false,
+                show_from: 0,
             },
         );
     }

@@ -59,6 +59,8 @@ pub enum Target {
 struct Shown {
     name: String,
     muted: bool,
+    /// Rows before this offset are not shown (those that came while it was muted).
+    show_from: u64,
 }
 
 /// What the reader thread needs to show pushed rows.
@@ -85,8 +87,13 @@ impl Screen {
                 continue;
             }
             let name = shown.name.clone();
+            let show_from = shown.show_from;
             let (notices, rows): (Vec<_>, Vec<_>) =
                 run.into_iter().partition(|p| p.value.get("row").is_none());
+            let rows: Vec<Pushed> = rows
+                .into_iter()
+                .filter(|p| p.value["offset"].as_u64().unwrap_or_default() >= show_from)
+                .collect();
             for notice in notices {
                 let text = notice.value["warning"]
                     .as_str()
@@ -259,10 +266,14 @@ impl Shell {
             .request(json!({"op": "sql", "sql": statement}))?;
         for result in reply["results"].as_array().cloned().unwrap_or_default() {
             let text = if let Some(rows) = result["rows"].as_array() {
-                let columns: Vec<String> = rows
-                    .first()
-                    .and_then(Value::as_object)
-                    .map(|o| o.keys().cloned().collect())
+                let columns: Vec<String> = result["columns"]
+                    .as_array()
+                    .map(|c| {
+                        c.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let rows: Vec<&Value> = rows.iter().collect();
                 if rows.is_empty() {
@@ -341,6 +352,7 @@ impl Shell {
             Shown {
                 name: name.to_string(),
                 muted: false,
+                show_from: 0,
             },
         );
         Ok(id)
