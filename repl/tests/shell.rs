@@ -111,8 +111,9 @@ fn the_shell_runs_statements_shows_live_rows_and_cancels() -> Result<()> {
     p.exp_regex(r"error: [^\n]*Line: 1, Column: \d+")?;
     p.exp_string("^")?;
     p.send_line("SELECT nope FROM clicks;")?;
-    p.exp_string("error: ")?;
-    p.exp_string("nope")?;
+    p.exp_regex(
+        r"error: No field named nope\. [^\n]*\r\n\s+SELECT nope FROM clicks\r\n\s+\^\^\^\^",
+    )?;
     p.send_line("\\frobnicate")?;
     p.exp_string("unknown command \\frobnicate")?;
     press(&mut p, 'c')?;

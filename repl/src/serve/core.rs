@@ -873,6 +873,7 @@ impl Core {
                 let info = infos.iter().find(|i| i.id == query.id);
                 json!({
                     "name": name,
+                    "inputs": info.map(|i| &i.sources),
                     "results": query.log.partitions().first().map_or(0, |p| p.end()),
                     "watermark": info.map(|i| i.watermark),
                     "state_bytes": info.map(|i| i.state_bytes),
@@ -908,7 +909,38 @@ impl Core {
                 }
             }
         }
-        json!({"streams": streams, "queries": queries, "groups": groups})
+        let mut subscriptions = Vec::new();
+        for (id, subscription) in &self.subscriptions {
+            let Ok(log) = self.log(&subscription.target) else {
+                continue;
+            };
+            let mut lag = 0;
+            for partition in self.assigned(*id).unwrap_or_default() {
+                let Some(part) = log.partitions().get(partition) else {
+                    continue;
+                };
+                let committed = subscription.group.as_ref().and_then(|g| {
+                    self.groups
+                        .get(g)
+                        .and_then(|o| o.get(&subscription.target.key(), partition))
+                });
+                let position = subscription
+                    .positions
+                    .get(&partition)
+                    .copied()
+                    .or(committed)
+                    .unwrap_or(part.start());
+                lag += part.end().saturating_sub(position);
+            }
+            subscriptions.push(json!({
+                "subscription": id,
+                "target": subscription.target.key(),
+                "group": subscription.group,
+                "lag": lag,
+            }));
+        }
+        json!({"streams": streams, "queries": queries, "groups": groups,
+               "subscriptions": subscriptions})
     }
 
     pub fn names(&self) -> Value {

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use sluice_engine::time::format_millis;
 
 use super::{Shell, ShellError, display, statements};
 
@@ -13,7 +14,8 @@ SQL statements end with ';' and may span lines. A SELECT runs as a standing quer
 appear above the prompt as they come, each marked with its op (+I, -U, +U, -D).
 
   \\help                 this text
-  \\list                 queries: shown or muted, results, rate, watermark, state
+  \\list                 queries: shown or muted, input and output rates (since the last
+                        \\list), results, rows not yet shown, watermark, state
   \\cancel NAME          stop a query (Ctrl-C stops the one in the foreground)
   \\bg                   mute the foreground query; it keeps running
   \\fg NAME              show a query's rows again, in the foreground
@@ -104,13 +106,31 @@ impl Shell {
         let (then, before) =
             std::mem::replace(&mut self.last_list, (Instant::now(), BTreeMap::new()));
         let seconds = then.elapsed().as_secs_f64().max(1e-3);
-        let shown: BTreeMap<String, bool> = self
+        let shown: BTreeMap<String, (u64, bool)> = self
             .screen
             .lock()
             .map(|s| {
                 s.shown
-                    .values()
-                    .map(|v| (v.name.clone(), v.muted))
+                    .iter()
+                    .map(|(id, v)| (v.name.clone(), (*id, v.muted)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Rows each stream holds, to tell how fast the queries' inputs grow.
+        let mut stream_rows = BTreeMap::new();
+        for stream in stats["streams"].as_array().cloned().unwrap_or_default() {
+            let rows: u64 = stream["partitions"]
+                .as_array()
+                .map(|parts| parts.iter().filter_map(|p| p["end"].as_u64()).sum())
+                .unwrap_or_default();
+            let name = stream["name"].as_str().unwrap_or_default().to_string();
+            stream_rows.insert(name, rows);
+        }
+        let lags: BTreeMap<u64, u64> = stats["subscriptions"]
+            .as_array()
+            .map(|subs| {
+                subs.iter()
+                    .filter_map(|s| Some((s["subscription"].as_u64()?, s["lag"].as_u64()?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -118,22 +138,46 @@ impl Shell {
         for query in stats["queries"].as_array().cloned().unwrap_or_default() {
             let name = query["name"].as_str().unwrap_or_default().to_string();
             let results = query["results"].as_u64().unwrap_or_default();
-            let rate = before.get(&name).map_or("-".to_string(), |b| {
-                format!("{:.1}/s", results.saturating_sub(*b) as f64 / seconds)
-            });
+            let inputs: u64 = query["inputs"]
+                .as_array()
+                .map(|inputs| {
+                    let names = inputs.iter().filter_map(Value::as_str);
+                    names.filter_map(|i| stream_rows.get(i)).sum()
+                })
+                .unwrap_or_default();
+            let rate = |now: u64, key: &str| {
+                before.get(key).map_or("-".to_string(), |b| {
+                    format!("{:.1}/s", now.saturating_sub(*b) as f64 / seconds)
+                })
+            };
+            let input_key = format!("{name} input");
+            let output_rate = rate(results, &name);
+            let input_rate = rate(inputs, &input_key);
             self.last_list.1.insert(name.clone(), results);
+            self.last_list.1.insert(input_key, inputs);
+            let foreground = self.foreground.as_ref().is_some_and(|(f, _)| *f == name);
             let state = match shown.get(&name) {
-                _ if self.foreground.as_ref().is_some_and(|(f, _)| *f == name) => "foreground",
-                Some(false) => "shown",
-                Some(true) => "muted",
+                _ if foreground => "foreground",
+                Some((_, false)) => "shown",
+                Some((_, true)) => "muted",
                 None => "running",
+            };
+            let lag = shown
+                .get(&name)
+                .and_then(|(id, _)| lags.get(id))
+                .map_or(json!(null), |lag| json!(lag));
+            let watermark = match query["watermark"].as_i64() {
+                Some(at) if at > i64::MIN => json!(format_millis(at)),
+                _ => json!("-"),
             };
             rows.push(json!({
                 "query": name,
                 "state": state,
+                "input_rate": input_rate,
                 "results": results,
-                "rate": rate,
-                "watermark": query["watermark"],
+                "output_rate": output_rate,
+                "lag": lag,
+                "watermark": watermark,
                 "state_bytes": query["state_bytes"],
                 "late_rows": query["late_rows"],
             }));
@@ -145,8 +189,10 @@ impl Shell {
         let columns: Vec<String> = [
             "query",
             "state",
+            "input_rate",
             "results",
-            "rate",
+            "output_rate",
+            "lag",
             "watermark",
             "state_bytes",
             "late_rows",

@@ -58,12 +58,18 @@ pub fn row_columns(line: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// An error about `statement`, with the position it names (`Line: L, Column: C`) marked
-/// under the offending line.
+/// An error about `statement` as one line, with the offending text marked under it: at the
+/// position the error names (`Line: L, Column: C`), or else where the name it quotes
+/// (`'name'`, `No field named name`) appears in the statement.
 pub fn error(statement: &str, message: &str) -> String {
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out = format!("error: {message}");
-    let Some((line, column)) = position(message) else {
-        return out;
+    let (line, column, width) = match position(&message) {
+        Some((line, column)) => (line, column, 1),
+        None => match offending_name(&message).and_then(|name| find_word(statement, &name)) {
+            Some(found) => found,
+            None => return out,
+        },
     };
     let Some(text) = statement.lines().nth(line.saturating_sub(1)) else {
         return out;
@@ -73,8 +79,42 @@ pub fn error(statement: &str, message: &str) -> String {
         .take(column.saturating_sub(1))
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
-    out.push_str(&format!("\n  {text}\n  {pad}^"));
+    out.push_str(&format!("\n  {text}\n  {pad}{}", "^".repeat(width.max(1))));
     out
+}
+
+/// The name an error is about, when it quotes one.
+fn offending_name(message: &str) -> Option<String> {
+    if let Some(rest) = message.split("No field named ").nth(1) {
+        let name = rest.split([' ', ',']).next()?.trim_end_matches('.');
+        let name = name.rsplit('.').next()?.trim_matches('"');
+        return Some(name.to_string());
+    }
+    let start = message.find('\'')? + 1;
+    let end = start + message[start..].find('\'')?;
+    Some(message[start..end].to_string()).filter(|name| !name.is_empty())
+}
+
+/// Where `word` first stands on its own in `text`: line and column (from 1), and its width.
+fn find_word(text: &str, word: &str) -> Option<(usize, usize, usize)> {
+    let lower = word.to_lowercase();
+    for (index, line) in text.lines().enumerate() {
+        let haystack = line.to_lowercase();
+        let mut from = 0;
+        while let Some(found) = haystack[from..].find(&lower) {
+            let at = from + found;
+            let end = at + lower.len();
+            let before = haystack[..at].chars().next_back();
+            let after = haystack[end..].chars().next();
+            let part_of_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            if !part_of_word(before) && !part_of_word(after) {
+                let column = haystack[..at].chars().count() + 1;
+                return Some((index + 1, column, word.chars().count()));
+            }
+            from = end;
+        }
+    }
+    None
 }
 
 fn position(message: &str) -> Option<(usize, usize)> {
@@ -107,6 +147,25 @@ mod tests {
             shown,
             "error: sql parser error: Expected end of statement, found: a at Line: 2, \
              Column: 13\n  FROM t WHER a > 1\n              ^"
+        );
+    }
+
+    #[test]
+    fn marks_the_name_an_error_quotes() {
+        assert_eq!(
+            error(
+                "SELECT a, nope\nFROM t",
+                "No field named nope.\nValid fields are t.a."
+            ),
+            "error: No field named nope. Valid fields are t.a.\n  SELECT a, nope\n            ^^^^"
+        );
+        assert_eq!(
+            error("SELECT a FROM nothere", "unknown stream or view 'nothere'"),
+            "error: unknown stream or view 'nothere'\n  SELECT a FROM nothere\n                ^^^^^^^"
+        );
+        assert_eq!(
+            error("SELECT 1", "something broke"),
+            "error: something broke"
         );
     }
 
