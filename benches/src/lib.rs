@@ -7,10 +7,10 @@ pub mod nexmark;
 pub mod ticker;
 
 /// A xorshift generator: the same seed always gives the same numbers.
-pub(crate) struct Xorshift(pub(crate) u64);
+pub struct Xorshift(pub u64);
 
 impl Xorshift {
-    pub(crate) fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

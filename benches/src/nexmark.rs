@@ -75,7 +75,7 @@ impl BidGenerator {
         let mut date_time = Vec::with_capacity(rows);
         let mut extra = Vec::with_capacity(rows);
         for _ in 0..rows {
-            let r = self.random.next();
+            let r = self.random.draw();
             let event = self.next_event;
             self.next_event += 1;
             auction.push(if r % 100 < 80 {
@@ -83,7 +83,7 @@ impl BidGenerator {
             } else {
                 HOT_AUCTIONS + (r >> 8) % AUCTIONS
             } as i64);
-            let s = self.random.next();
+            let s = self.random.draw();
             bidder.push(if s % 100 < 80 {
                 (s >> 8) % HOT_BIDDERS
             } else {
@@ -177,7 +177,7 @@ impl AuctionBidGenerator {
         let mut sellers = Vec::with_capacity(auctions);
         let mut categories = Vec::with_capacity(auctions);
         for _ in 0..auctions {
-            let r = self.random.next();
+            let r = self.random.draw();
             sellers.push((r % 100_000) as i64);
             categories.push((r >> 20) as i64 % 20);
         }
@@ -200,7 +200,7 @@ impl AuctionBidGenerator {
         let mut prices = Vec::with_capacity(bids as usize);
         let mut bid_times = Vec::with_capacity(bids as usize);
         for n in 0..bids {
-            let r = self.random.next();
+            let r = self.random.draw();
             // A bid at this point of the span, on an auction opened at most `live` before.
             let now = first + n / self.bids_per_auction;
             let back = r % self.live_auctions.min(now + 1);
@@ -297,7 +297,7 @@ impl PersonAuctionGenerator {
             (vec![], vec![], vec![], vec![], vec![]);
         let mut new_people = 0;
         for _ in 0..persons {
-            let r = self.random.next();
+            let r = self.random.draw();
             let id = if self.next_person > 0 && r % 100 < self.update_percent {
                 (r >> 8) % self.next_person
             } else {
@@ -327,7 +327,7 @@ impl PersonAuctionGenerator {
         let auctions = new_people * 3;
         let (mut ids, mut sellers, mut categories, mut times) = (vec![], vec![], vec![], vec![]);
         for _ in 0..auctions {
-            let r = self.random.next();
+            let r = self.random.draw();
             // Most sellers registered recently; some long ago.
             let window = if r % 10 < 9 { 1_000 } else { self.next_person };
             let back = (r >> 8) % window.clamp(1, self.next_person.max(1));

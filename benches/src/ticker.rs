@@ -72,7 +72,7 @@ impl TickerGenerator {
         let (mut symbols, mut prices, mut times) = (vec![], vec![], vec![]);
         for _ in 0..rows {
             let symbol = (self.next_event % self.symbols.len() as u64) as usize;
-            let step = (self.random.next() % 21) as i64 - 10;
+            let step = (self.random.draw() % 21) as i64 - 10;
             self.prices[symbol] = (self.prices[symbol] + step).max(1);
             symbols.push(self.symbols[symbol].as_str());
             prices.push(self.prices[symbol]);
@@ -119,7 +119,7 @@ impl PaymentGenerator {
     pub fn batch(&mut self, rows: usize) -> Result<RecordBatch, ArrowError> {
         let (mut cards, mut amounts, mut countries, mut times) = (vec![], vec![], vec![], vec![]);
         for _ in 0..rows {
-            let r = self.random.next();
+            let r = self.random.draw();
             cards.push(self.cards[(r % self.cards.len() as u64) as usize].as_str());
             amounts.push(match (r >> 24) % 10 {
                 0..=2 => ((r >> 32) % 5) as i64,

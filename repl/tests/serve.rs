@@ -756,3 +756,20 @@ fn a_group_is_warned_as_retention_nears_and_passes_its_offset() {
     );
     assert_eq!(stats["groups"][0]["committed"], json!(1), "{stats}");
 }
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() {
+    let dir = temp_dir();
+    let _first = Server::start(dir.path(), &[]);
+    let second = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sluice serve: {e}"));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another sluice process"),
+        "{stderr}"
+    );
+}

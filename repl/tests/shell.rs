@@ -114,6 +114,14 @@ fn the_shell_runs_statements_shows_live_rows_and_cancels() -> Result<()> {
     p.exp_regex(
         r"error: No field named nope\. [^\n]*\r\n\s+SELECT nope FROM clicks\r\n\s+\^\^\^\^",
     )?;
+    let script = dir.path().join("views.sql");
+    std::fs::write(
+        &script,
+        "-- a view, then a look at it\nCREATE VIEW homes AS SELECT * FROM clicks WHERE url = '/home';\nSHOW VIEWS;\n",
+    )?;
+    p.send_line(&format!("\\load {}", script.display()))?;
+    p.exp_string("created view homes")?;
+    p.exp_regex(r"[^\n]*homes[^\n]*\r\n")?;
     p.send_line("\\frobnicate")?;
     p.exp_string("unknown command \\frobnicate")?;
     press(&mut p, 'c')?;

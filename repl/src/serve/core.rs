@@ -172,6 +172,8 @@ pub struct Delivered {
 }
 
 pub struct Core {
+    /// Held locked while the server runs, so no second one opens the same directory.
+    _lock: std::fs::File,
     session: Session,
     data_dir: PathBuf,
     config: LogConfig,
@@ -203,7 +205,17 @@ impl Core {
     /// Opens the server's state in `data_dir`, replaying what it holds.
     pub fn open(data_dir: &Path, config: LogConfig) -> Result<Core, ServeError> {
         std::fs::create_dir_all(data_dir)?;
+        let lock = std::fs::File::create(data_dir.join("lock"))?;
+        if let Err(error) = lock.try_lock() {
+            return Err(match error {
+                std::fs::TryLockError::WouldBlock => {
+                    ServeError::InUse(data_dir.display().to_string())
+                }
+                std::fs::TryLockError::Error(error) => error.into(),
+            });
+        }
         let mut core = Core {
+            _lock: lock,
             session: Session::new(),
             data_dir: data_dir.to_path_buf(),
             config,
@@ -712,21 +724,7 @@ impl Core {
             let Some(part) = log.partitions().get(partition) else {
                 continue;
             };
-            let committed = subscription.group.as_ref().and_then(|g| {
-                self.groups
-                    .get(g)
-                    .and_then(|o| o.get(&subscription.target.key(), partition))
-            });
-            let position = match (subscription.positions.get(&partition), committed) {
-                (Some(position), _) => *position,
-                (None, Some(committed)) => committed,
-                (None, None) => match subscription.start {
-                    StartAt::Earliest => part.start(),
-                    StartAt::Latest => part.end(),
-                    StartAt::Offset(offset) => offset,
-                    StartAt::Time(time) => part.offset_at(time),
-                },
-            };
+            let position = self.next_offset(subscription, partition, part);
             if position < part.start() {
                 warnings.push(format!(
                     "rows {position}..{} of partition {partition} were deleted by retention \
@@ -833,6 +831,30 @@ impl Core {
         warnings
     }
 
+    /// The next offset `subscription` reads in `partition` (`part`): where it got to, or
+    /// its group's committed offset, or where it was asked to start.
+    fn next_offset(
+        &self,
+        subscription: &Subscription,
+        partition: usize,
+        part: &PartitionLog,
+    ) -> u64 {
+        if let Some(position) = subscription.positions.get(&partition) {
+            return *position;
+        }
+        let committed = subscription.group.as_ref().and_then(|g| {
+            self.groups
+                .get(g)
+                .and_then(|o| o.get(&subscription.target.key(), partition))
+        });
+        committed.unwrap_or(match subscription.start {
+            StartAt::Earliest => part.start(),
+            StartAt::Latest => part.end(),
+            StartAt::Offset(offset) => offset,
+            StartAt::Time(time) => part.offset_at(time),
+        })
+    }
+
     /// Acknowledges a subscription's rows up to `offset` of a partition: in a group, its
     /// next offset there is committed durably.
     pub fn ack(&mut self, id: u64, partition: usize, offset: u64) -> Result<(), ServeError> {
@@ -919,17 +941,7 @@ impl Core {
                 let Some(part) = log.partitions().get(partition) else {
                     continue;
                 };
-                let committed = subscription.group.as_ref().and_then(|g| {
-                    self.groups
-                        .get(g)
-                        .and_then(|o| o.get(&subscription.target.key(), partition))
-                });
-                let position = subscription
-                    .positions
-                    .get(&partition)
-                    .copied()
-                    .or(committed)
-                    .unwrap_or(part.start());
+                let position = self.next_offset(subscription, partition, part);
                 lag += part.end().saturating_sub(position);
             }
             subscriptions.push(json!({

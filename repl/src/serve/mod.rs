@@ -36,6 +36,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("{0} is in use by another sluice process")]
+    InUse(String),
 }
 
 /// When publishes are made durable before they are acknowledged.

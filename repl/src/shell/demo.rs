@@ -8,14 +8,13 @@
 //! instead, the ones shipped beside the script.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::client::{Client, Pushed};
+use super::client::Client;
 use super::generator::Generator;
-use super::{Screen, ShellError, Shown, embedded, statements};
+use super::{ShellError, connect, embedded, follow, statements};
 
 const DEMO_SQL: &str = include_str!("../../../queries/demo/demo.sql");
 /// 2026-01-05 09:00:00 UTC.
@@ -54,38 +53,12 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
         return write_sample(dir);
     }
     let engine = embedded::start(None)?;
-    let screen = Arc::new(Mutex::new(Screen {
-        shown: Default::default(),
-        print: Box::new(|text| println!("{text}")),
-    }));
-    let (rows, to_show) = std::sync::mpsc::channel::<Vec<Pushed>>();
-    let shown_by = Arc::clone(&screen);
-    std::thread::spawn(move || {
-        while let Ok(pushed) = to_show.recv() {
-            if let Ok(mut screen) = shown_by.lock() {
-                screen.show(pushed);
-            }
-        }
-    });
-    let mut client = Client::connect(&engine.address, Some(&engine.token), move |pushed| {
-        let _ = rows.send(pushed);
-    })?;
+    let print = Box::new(|text| println!("{text}"));
+    let (mut client, screen) = connect(&engine.address, Some(&engine.token), print)?;
     for (view, query) in run_script(&mut client)? {
         client.request(json!({"op": "register", "name": view, "sql": query}))?;
-        let mut screen = screen
-            .lock()
-            .map_err(|_| ShellError::Usage("the screen is unavailable".into()))?;
-        let reply =
-            client.request(json!({"op": "subscribe", "query": view, "from": "earliest"}))?;
-        let id = reply["subscription"].as_u64().unwrap_or_default();
-        screen.shown.insert(
-            id,
-            Shown {
-                name: view,
-                muted: false,
-                show_from: 0,
-            },
-        );
+        let subscribe = json!({"op": "subscribe", "query": view, "from": "earliest"});
+        follow(&mut client, &screen, subscribe, &view)?;
     }
     println!("{INTRO}");
     client.request(json!({"op": "publish", "stream": "cardholders",

@@ -113,6 +113,57 @@ impl Screen {
     }
 }
 
+/// Connects to the server; pushed rows are shown on a screen that `print`s them.
+fn connect(
+    address: &str,
+    token: Option<&str>,
+    print: Box<dyn FnMut(String) + Send>,
+) -> Result<(Client, Arc<Mutex<Screen>>), ShellError> {
+    let screen = Arc::new(Mutex::new(Screen {
+        shown: BTreeMap::new(),
+        print,
+    }));
+    // Rows are shown by a thread of their own, so the reader never waits for the screen.
+    let (rows, to_show) = std::sync::mpsc::channel::<Vec<Pushed>>();
+    let shown_by = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        while let Ok(pushed) = to_show.recv() {
+            if let Ok(mut screen) = shown_by.lock() {
+                screen.show(pushed);
+            }
+        }
+    });
+    let client = Client::connect(address, token, move |pushed| {
+        let _ = rows.send(pushed);
+    })?;
+    Ok((client, screen))
+}
+
+/// Subscribes with `request` and shows the rows under `name`; gives the subscription.
+fn follow(
+    client: &mut Client,
+    screen: &Mutex<Screen>,
+    request: Value,
+    name: &str,
+) -> Result<u64, ShellError> {
+    // The screen learns of the subscription before any of its rows is shown: its rows
+    // follow the reply, and are shown once the screen is free.
+    let mut screen = screen
+        .lock()
+        .map_err(|_| ShellError::Usage("the screen is unavailable".into()))?;
+    let reply = client.request(request)?;
+    let id = reply["subscription"].as_u64().unwrap_or_default();
+    screen.shown.insert(
+        id,
+        Shown {
+            name: name.to_string(),
+            muted: false,
+            show_from: 0,
+        },
+    );
+    Ok(id)
+}
+
 /// The shell's state between lines.
 pub struct Shell {
     client: Client,
@@ -156,23 +207,7 @@ pub fn run(target: Target) -> Result<(), ShellError> {
         }),
         Err(_) => Box::new(|text| println!("{text}")),
     };
-    let screen = Arc::new(Mutex::new(Screen {
-        shown: BTreeMap::new(),
-        print,
-    }));
-    // Rows are shown by a thread of their own, so the reader never waits for the screen.
-    let (rows, to_show) = std::sync::mpsc::channel::<Vec<Pushed>>();
-    let shown_by = Arc::clone(&screen);
-    std::thread::spawn(move || {
-        while let Ok(pushed) = to_show.recv() {
-            if let Ok(mut screen) = shown_by.lock() {
-                screen.show(pushed);
-            }
-        }
-    });
-    let client = Client::connect(&address, token.as_deref(), move |pushed| {
-        let _ = rows.send(pushed);
-    })?;
+    let (client, screen) = connect(&address, token.as_deref(), print)?;
     let mut shell = Shell {
         client,
         screen,
@@ -339,23 +374,7 @@ impl Shell {
 
     /// Subscribes with `request` and shows the rows under `name`; gives the subscription.
     fn follow(&mut self, request: Value, name: &str) -> Result<u64, ShellError> {
-        // The screen learns of the subscription before any of its rows is shown: its rows
-        // follow the reply, and are shown once the screen is free.
-        let mut screen = self
-            .screen
-            .lock()
-            .map_err(|_| ShellError::Usage("the screen is unavailable".into()))?;
-        let reply = self.client.request(request)?;
-        let id = reply["subscription"].as_u64().unwrap_or_default();
-        screen.shown.insert(
-            id,
-            Shown {
-                name: name.to_string(),
-                muted: false,
-                show_from: 0,
-            },
-        );
-        Ok(id)
+        follow(&mut self.client, &self.screen, request, name)
     }
 
     fn mute_foreground(&mut self) {

@@ -1,0 +1,570 @@
+//! An alert's condition compiled for evaluating one row at a time under SQL's three-valued
+//! logic, and the parts of it an index can use.
+//!
+//! Comparisons of a column with a literal (`=`, `<>`, `<`, `<=`, `>`, `>=`, `BETWEEN`,
+//! `IN`, `LIKE 'prefix%'`, `IS [NOT] NULL`), `AND`, `OR` and `NOT` are compiled; anything
+//! else (arithmetic, functions, general `LIKE`) stays a DataFusion expression, evaluated on
+//! the whole batch when an alert that has one is a candidate (a residual).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Expr, Operator, expr::InList, expr::Like};
+use datafusion::physical_expr::execution_props::ExecutionProps;
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+
+use crate::{CepError, Result};
+
+/// The type a column is compared in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Int,
+    Float,
+    Str,
+    Bool,
+}
+
+impl Family {
+    fn data_type(self) -> DataType {
+        match self {
+            Family::Int => DataType::Int64,
+            Family::Float => DataType::Float64,
+            Family::Str => DataType::Utf8,
+            Family::Bool => DataType::Boolean,
+        }
+    }
+}
+
+/// A literal, in its family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+}
+
+impl Lit {
+    fn family(&self) -> Family {
+        match self {
+            Lit::Int(_) => Family::Int,
+            Lit::Float(_) => Family::Float,
+            Lit::Str(_) => Family::Str,
+            Lit::Bool(_) => Family::Bool,
+        }
+    }
+
+    /// `None` for a NULL literal; an error for a type no comparison here handles.
+    fn from_scalar(value: &ScalarValue) -> Result<Option<Lit>, ()> {
+        use ScalarValue as S;
+        Ok(match value {
+            S::Int8(v) => v.map(|v| Lit::Int(v.into())),
+            S::Int16(v) => v.map(|v| Lit::Int(v.into())),
+            S::Int32(v) | S::Date32(v) => v.map(|v| Lit::Int(v.into())),
+            S::Int64(v) | S::Date64(v) => v.map(Lit::Int),
+            S::UInt8(v) => v.map(|v| Lit::Int(v.into())),
+            S::UInt16(v) => v.map(|v| Lit::Int(v.into())),
+            S::UInt32(v) => v.map(|v| Lit::Int(v.into())),
+            S::TimestampSecond(v, _)
+            | S::TimestampMillisecond(v, _)
+            | S::TimestampMicrosecond(v, _)
+            | S::TimestampNanosecond(v, _) => v.map(Lit::Int),
+            S::Float32(v) => v.map(|v| Lit::Float(v.into())),
+            S::Float64(v) => v.map(Lit::Float),
+            S::Utf8(v) | S::LargeUtf8(v) | S::Utf8View(v) => v.clone().map(Lit::Str),
+            S::Boolean(v) => v.map(Lit::Bool),
+            _ => return Err(()),
+        })
+    }
+}
+
+/// How a column value compares with a literal of its family (`None` for NULL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+impl Compare {
+    fn from_operator(op: Operator) -> Option<Compare> {
+        Some(match op {
+            Operator::Eq => Compare::Eq,
+            Operator::NotEq => Compare::NotEq,
+            Operator::Lt => Compare::Lt,
+            Operator::LtEq => Compare::LtEq,
+            Operator::Gt => Compare::Gt,
+            Operator::GtEq => Compare::GtEq,
+            _ => return None,
+        })
+    }
+
+    /// The same test with the sides swapped (`lit < col` is `col > lit`).
+    fn flipped(self) -> Compare {
+        match self {
+            Compare::Lt => Compare::Gt,
+            Compare::LtEq => Compare::GtEq,
+            Compare::Gt => Compare::Lt,
+            Compare::GtEq => Compare::LtEq,
+            other => other,
+        }
+    }
+
+    fn holds(self, ordering: Ordering) -> bool {
+        match self {
+            Compare::Eq => ordering == Ordering::Equal,
+            Compare::NotEq => ordering != Ordering::Equal,
+            Compare::Lt => ordering == Ordering::Less,
+            Compare::LtEq => ordering != Ordering::Greater,
+            Compare::Gt => ordering == Ordering::Greater,
+            Compare::GtEq => ordering != Ordering::Less,
+        }
+    }
+}
+
+/// A column read in a family: which of a batch's [`Views`] a test reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ColumnRef {
+    pub column: usize,
+    pub family: Family,
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+    /// `TRUE`, `FALSE` or `NULL`.
+    Const(Option<bool>),
+    Compare {
+        column: ColumnRef,
+        op: Compare,
+        lit: Lit,
+    },
+    Between {
+        column: ColumnRef,
+        low: Lit,
+        high: Lit,
+        negated: bool,
+    },
+    In {
+        column: ColumnRef,
+        list: Vec<Lit>,
+        negated: bool,
+    },
+    Prefix {
+        column: ColumnRef,
+        prefix: String,
+        negated: bool,
+    },
+    IsNull {
+        column: usize,
+        negated: bool,
+    },
+    /// A boolean column on its own.
+    Truth(ColumnRef),
+    /// Expression `n` of the alert's residuals.
+    Residual(usize),
+}
+
+/// A condition compiled against a stream's schema, with its residual expressions.
+pub struct Compiled {
+    pub cond: Cond,
+    pub residuals: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+/// Compiles `expr` (a type-coerced boolean expression over `schema`).
+pub fn compile(expr: &Expr, schema: &Arc<Schema>) -> Result<Compiled> {
+    let df_schema =
+        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| CepError::Alert(e.to_string()))?;
+    let mut compiler = Compiler {
+        schema,
+        df_schema: &df_schema,
+        props: ExecutionProps::new(),
+        residuals: Vec::new(),
+    };
+    let cond = compiler.compile(expr)?;
+    Ok(Compiled {
+        cond,
+        residuals: compiler.residuals,
+    })
+}
+
+struct Compiler<'a> {
+    schema: &'a Arc<Schema>,
+    df_schema: &'a DFSchema,
+    props: ExecutionProps,
+    residuals: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Compiler<'_> {
+    fn compile(&mut self, expr: &Expr) -> Result<Cond> {
+        let compiled = match expr {
+            Expr::BinaryExpr(binary) if binary.op == Operator::And => Some(Cond::And(vec![
+                self.compile(&binary.left)?,
+                self.compile(&binary.right)?,
+            ])),
+            Expr::BinaryExpr(binary) if binary.op == Operator::Or => Some(Cond::Or(vec![
+                self.compile(&binary.left)?,
+                self.compile(&binary.right)?,
+            ])),
+            Expr::Not(inner) => Some(Cond::Not(Box::new(self.compile(inner)?))),
+            Expr::Literal(ScalarValue::Boolean(value), _) => Some(Cond::Const(*value)),
+            Expr::BinaryExpr(binary) => Compare::from_operator(binary.op).and_then(|op| {
+                match (self.column(&binary.left), literal(&binary.right)) {
+                    (Some(column), Some(lit)) => Some(compare(column, op, lit)),
+                    _ => match (literal(&binary.left), self.column(&binary.right)) {
+                        (Some(lit), Some(column)) => Some(compare(column, op.flipped(), lit)),
+                        _ => None,
+                    },
+                }
+            }),
+            Expr::Between(between) => {
+                match (
+                    self.column(&between.expr),
+                    literal(&between.low),
+                    literal(&between.high),
+                ) {
+                    (Some(column), Some(Some(low)), Some(Some(high)))
+                        if low.family() == column.1 && high.family() == column.1 =>
+                    {
+                        Some(Cond::Between {
+                            column: ColumnRef {
+                                column: column.0,
+                                family: column.1,
+                            },
+                            low,
+                            high,
+                            negated: between.negated,
+                        })
+                    }
+                    _ => None,
+                }
+            }
+            Expr::InList(InList {
+                expr,
+                list,
+                negated,
+            }) => self.column(expr).and_then(|column| {
+                let lits: Option<Vec<Lit>> = list
+                    .iter()
+                    .map(|item| literal(item).flatten().filter(|l| l.family() == column.1))
+                    .collect();
+                lits.map(|list| Cond::In {
+                    column: ColumnRef {
+                        column: column.0,
+                        family: column.1,
+                    },
+                    list,
+                    negated: *negated,
+                })
+            }),
+            Expr::Like(Like {
+                negated,
+                expr,
+                pattern,
+                escape_char: None,
+                case_insensitive: false,
+            }) => match (self.column(expr), literal(pattern)) {
+                (Some(column), Some(Some(Lit::Str(pattern)))) if column.1 == Family::Str => {
+                    prefix_of(&pattern).map(|prefix| Cond::Prefix {
+                        column: ColumnRef {
+                            column: column.0,
+                            family: Family::Str,
+                        },
+                        prefix,
+                        negated: *negated,
+                    })
+                }
+                _ => None,
+            },
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                self.column(inner).map(|column| Cond::IsNull {
+                    column: column.0,
+                    negated: matches!(expr, Expr::IsNotNull(_)),
+                })
+            }
+            Expr::Column(_) => self
+                .column(expr)
+                .filter(|column| column.1 == Family::Bool)
+                .map(|column| {
+                    Cond::Truth(ColumnRef {
+                        column: column.0,
+                        family: Family::Bool,
+                    })
+                }),
+            _ => None,
+        };
+        match compiled {
+            Some(cond) => Ok(cond),
+            None => {
+                let physical = create_physical_expr(
+                    expr,
+                    self.df_schema,
+                    &self.props,
+                    &PhysicalPlanningContext::default(),
+                )
+                .map_err(|e| CepError::Alert(e.to_string()))?;
+                self.residuals.push(physical);
+                Ok(Cond::Residual(self.residuals.len() - 1))
+            }
+        }
+    }
+
+    /// A column (possibly cast) and the family it is compared in.
+    fn column(&self, expr: &Expr) -> Option<(usize, Family)> {
+        let (column, data_type) = match expr {
+            Expr::Column(column) => {
+                let index = self.schema.index_of(&column.name).ok()?;
+                (index, self.schema.field(index).data_type().clone())
+            }
+            Expr::Cast(cast) => match cast.expr.as_ref() {
+                Expr::Column(column) => (
+                    self.schema.index_of(&column.name).ok()?,
+                    cast.field.data_type().clone(),
+                ),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        family_of(&data_type).map(|family| (column, family))
+    }
+}
+
+fn compare(column: (usize, Family), op: Compare, lit: Option<Lit>) -> Cond {
+    match lit {
+        Some(lit) if lit.family() == column.1 => Cond::Compare {
+            column: ColumnRef {
+                column: column.0,
+                family: column.1,
+            },
+            op,
+            lit,
+        },
+        // A comparison with NULL is NULL.
+        None => Cond::Const(None),
+        // Families differ only when coercion left them so: not compiled.
+        Some(_) => Cond::Const(None),
+    }
+}
+
+/// `Some(None)` for a NULL literal, `Some(Some(..))` for a usable one.
+fn literal(expr: &Expr) -> Option<Option<Lit>> {
+    match expr {
+        Expr::Literal(value, _) => Lit::from_scalar(value).ok(),
+        _ => None,
+    }
+}
+
+fn family_of(data_type: &DataType) -> Option<Family> {
+    use DataType as D;
+    Some(match data_type {
+        D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 => Family::Int,
+        D::Date32 | D::Date64 | D::Timestamp(_, _) => Family::Int,
+        D::Float32 | D::Float64 => Family::Float,
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => Family::Str,
+        D::Boolean => Family::Bool,
+        _ => return None,
+    })
+}
+
+/// The prefix of a `LIKE` pattern of the form `abc%` (no other wildcards or escapes).
+fn prefix_of(pattern: &str) -> Option<String> {
+    let prefix = pattern.strip_suffix('%')?;
+    if prefix.contains(['%', '_', '\\']) {
+        return None;
+    }
+    Some(prefix.to_string())
+}
+
+/// A batch's columns, each in the families its alerts compare it in.
+pub struct Views {
+    ints: Vec<Option<Int64Array>>,
+    floats: Vec<Option<Float64Array>>,
+    strs: Vec<Option<StringArray>>,
+    bools: Vec<Option<BooleanArray>>,
+    nulls: Vec<Option<Arc<dyn Array>>>,
+}
+
+impl Views {
+    /// Views of `batch`'s columns in each of `used`.
+    pub fn new(batch: &RecordBatch, used: &[ColumnRef]) -> Result<Views> {
+        let width = batch.num_columns();
+        let mut views = Views {
+            ints: vec![None; width],
+            floats: vec![None; width],
+            strs: vec![None; width],
+            bools: vec![None; width],
+            nulls: batch
+                .columns()
+                .iter()
+                .map(|c| Some(Arc::clone(c)))
+                .collect(),
+        };
+        for column in used {
+            let Some(source) = batch.columns().get(column.column) else {
+                continue;
+            };
+            let cast = cast(source, &column.family.data_type())
+                .map_err(|e| CepError::Alert(e.to_string()))?;
+            let any = cast.as_any();
+            match column.family {
+                Family::Int => {
+                    views.ints[column.column] = any.downcast_ref::<Int64Array>().cloned()
+                }
+                Family::Float => {
+                    views.floats[column.column] = any.downcast_ref::<Float64Array>().cloned()
+                }
+                Family::Str => {
+                    views.strs[column.column] = any.downcast_ref::<StringArray>().cloned()
+                }
+                Family::Bool => {
+                    views.bools[column.column] = any.downcast_ref::<BooleanArray>().cloned()
+                }
+            }
+        }
+        Ok(views)
+    }
+
+    pub fn int(&self, column: usize, row: usize) -> Option<i64> {
+        let array = self.ints.get(column)?.as_ref()?;
+        array.is_valid(row).then(|| array.value(row))
+    }
+
+    pub fn float(&self, column: usize, row: usize) -> Option<f64> {
+        let array = self.floats.get(column)?.as_ref()?;
+        array.is_valid(row).then(|| array.value(row))
+    }
+
+    pub fn str(&self, column: usize, row: usize) -> Option<&str> {
+        let array = self.strs.get(column)?.as_ref()?;
+        array.is_valid(row).then(|| array.value(row))
+    }
+
+    pub fn bool(&self, column: usize, row: usize) -> Option<bool> {
+        let array = self.bools.get(column)?.as_ref()?;
+        array.is_valid(row).then(|| array.value(row))
+    }
+
+    fn is_null(&self, column: usize, row: usize) -> bool {
+        self.nulls
+            .get(column)
+            .and_then(Option::as_ref)
+            .is_none_or(|array| array.is_null(row))
+    }
+
+    /// How the value of `column` at `row` orders against `lit` (`None` for NULL).
+    fn order(&self, column: ColumnRef, row: usize, lit: &Lit) -> Option<Ordering> {
+        Some(match lit {
+            Lit::Int(lit) => self.int(column.column, row)?.cmp(lit),
+            Lit::Float(lit) => self.float(column.column, row)?.total_cmp(lit),
+            Lit::Str(lit) => self.str(column.column, row)?.cmp(lit.as_str()),
+            Lit::Bool(lit) => self.bool(column.column, row)?.cmp(lit),
+        })
+    }
+}
+
+/// The truth of `cond` at `row`; `residual(n)` gives residual `n`'s results for the batch.
+pub fn evaluate(
+    cond: &Cond,
+    views: &Views,
+    row: usize,
+    residual: &mut dyn FnMut(usize) -> Result<Option<bool>>,
+) -> Result<Option<bool>> {
+    Ok(match cond {
+        Cond::And(parts) => {
+            let mut result = Some(true);
+            for part in parts {
+                match evaluate(part, views, row, residual)? {
+                    Some(false) => return Ok(Some(false)),
+                    None => result = None,
+                    Some(true) => {}
+                }
+            }
+            result
+        }
+        Cond::Or(parts) => {
+            let mut result = Some(false);
+            for part in parts {
+                match evaluate(part, views, row, residual)? {
+                    Some(true) => return Ok(Some(true)),
+                    None => result = None,
+                    Some(false) => {}
+                }
+            }
+            result
+        }
+        Cond::Not(inner) => evaluate(inner, views, row, residual)?.map(|b| !b),
+        Cond::Const(value) => *value,
+        Cond::Compare { column, op, lit } => views.order(*column, row, lit).map(|o| op.holds(o)),
+        Cond::Between {
+            column,
+            low,
+            high,
+            negated,
+        } => {
+            let above = views.order(*column, row, low).map(|o| o != Ordering::Less);
+            let below = views
+                .order(*column, row, high)
+                .map(|o| o != Ordering::Greater);
+            let within = match (above, below) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            };
+            within.map(|w| w != *negated)
+        }
+        Cond::In {
+            column,
+            list,
+            negated,
+        } => {
+            let mut found = Some(false);
+            for lit in list {
+                match views.order(*column, row, lit) {
+                    None => found = None,
+                    Some(Ordering::Equal) => {
+                        found = Some(true);
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            }
+            found.map(|f| f != *negated)
+        }
+        Cond::Prefix {
+            column,
+            prefix,
+            negated,
+        } => views
+            .str(column.column, row)
+            .map(|value| value.starts_with(prefix.as_str()) != *negated),
+        Cond::IsNull { column, negated } => Some(views.is_null(*column, row) != *negated),
+        Cond::Truth(column) => views.bool(column.column, row),
+        Cond::Residual(index) => residual(*index)?,
+    })
+}
+
+/// The columns (and families) `cond` reads.
+pub fn columns_used(cond: &Cond, out: &mut Vec<ColumnRef>) {
+    match cond {
+        Cond::And(parts) | Cond::Or(parts) => parts.iter().for_each(|p| columns_used(p, out)),
+        Cond::Not(inner) => columns_used(inner, out),
+        Cond::Compare { column, .. }
+        | Cond::Between { column, .. }
+        | Cond::In { column, .. }
+        | Cond::Prefix { column, .. }
+        | Cond::Truth(column) => out.push(*column),
+        Cond::Const(_) | Cond::IsNull { .. } | Cond::Residual(_) => {}
+    }
+}
