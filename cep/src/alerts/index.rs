@@ -1,13 +1,15 @@
 //! The alert index: which alerts might hold for a row, found without evaluating them all.
 //!
 //! Each alert gets access keys: tests that must hold for its condition to be true. For a
-//! conjunction, one conjunct's keys (an equality or `IN` first, then a prefix, then a
-//! range); for a disjunction, the keys of every branch. Equalities and `IN` lists go in a
-//! hash map per column, prefixes in a hash map per column probed with each prefix length in
-//! use, and numeric ranges in a list per column sorted by their lower bound. Alerts with no
-//! usable key (a `NOT`, `IS NULL`, a residual expression on its own) are candidates for
-//! every row. Candidates are then evaluated exactly, so the keys only need to be implied by
-//! the condition.
+//! conjunction, its equalities together (`city = 'Seoul' AND district IN ('Mapo', 'Jung')`
+//! gives one key per combination of values), else one prefix or range conjunct; for a
+//! disjunction, the keys of every branch. Equality keys are hashed tuples, kept per set of
+//! columns: a row is looked up once per set in use. Prefixes are kept per column and
+//! probed with each prefix length in use; numeric ranges in a list per column sorted by
+//! their lower bound. Alerts with no usable key (a `NOT`, `IS NULL`, a residual expression
+//! on its own) are candidates for every row. Candidates are then evaluated exactly, so a
+//! key only has to be implied by the condition, and two tuples hashing alike only add a
+//! candidate.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -26,7 +28,8 @@ pub type AlertId = u32;
 /// A test that must hold for an alert to be true.
 #[derive(Debug, Clone)]
 enum Key {
-    Equal(ColumnRef, Lit),
+    /// Each column equals its value (columns in order, each once).
+    Equal(Vec<(ColumnRef, Lit)>),
     Prefix(ColumnRef, String),
     Range(ColumnRef, Bound, Bound),
 }
@@ -38,27 +41,91 @@ enum Bound {
     At(f64, bool),
 }
 
-/// How costly a set of keys is as an access path: equalities first, then prefixes, then
-/// ranges; fewer keys before more.
-fn cost(keys: &[Key]) -> (u8, usize) {
-    let worst = keys
-        .iter()
-        .map(|k| match k {
-            Key::Equal(..) => 0,
-            Key::Prefix(..) => 1,
-            Key::Range(..) => 2,
-        })
-        .max()
-        .unwrap_or(0);
-    (worst, keys.len())
+/// The most value combinations one conjunction's equalities are indexed under; past that
+/// its largest list is left to evaluation.
+const MAX_COMBINATIONS: usize = 256;
+
+/// The values a column must equal for `cond` to be true, when it says that much.
+fn equal_values(cond: &Cond) -> Option<(ColumnRef, Vec<Lit>)> {
+    match cond {
+        Cond::Compare {
+            column,
+            op: Compare::Eq,
+            lit,
+        } => Some((*column, vec![lit.clone()])),
+        Cond::In {
+            column,
+            list,
+            negated: false,
+        } => Some((*column, list.clone())),
+        Cond::Truth(column) => Some((*column, vec![Lit::Bool(true)])),
+        Cond::Or(parts) => {
+            let mut all: Option<(ColumnRef, Vec<Lit>)> = None;
+            for part in parts {
+                let (column, values) = equal_values(part)?;
+                match &mut all {
+                    None => all = Some((column, values)),
+                    Some((known, list)) if *known == column => list.extend(values),
+                    Some(_) => return None,
+                }
+            }
+            all
+        }
+        Cond::And(parts) => {
+            // A conjunction of equalities on one column: any one of them will do.
+            parts.iter().find_map(equal_values)
+        }
+        _ => None,
+    }
+}
+
+/// Equality keys for a conjunction's `parts`: one per combination of their values.
+fn equal_keys(parts: &[Cond]) -> Option<Vec<Key>> {
+    let mut columns: Vec<(ColumnRef, Vec<Lit>)> = Vec::new();
+    for (column, values) in parts.iter().filter_map(equal_values) {
+        match columns.iter_mut().find(|(c, _)| *c == column) {
+            // Two conditions on one column: keep the narrower.
+            Some((_, known)) if values.len() < known.len() => *known = values,
+            Some(_) => {}
+            None => columns.push((column, values)),
+        }
+    }
+    columns.sort_by_key(|c| c.0);
+    while columns.iter().map(|(_, v)| v.len().max(1)).product::<usize>() > MAX_COMBINATIONS {
+        let largest = columns
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, (_, v))| v.len())
+            .map(|(i, _)| i)?;
+        columns.remove(largest);
+    }
+    if columns.is_empty() {
+        return None;
+    }
+    let mut keys: Vec<Vec<(ColumnRef, Lit)>> = vec![Vec::new()];
+    for (column, values) in &columns {
+        keys = keys
+            .into_iter()
+            .flat_map(|key| {
+                values.iter().map(move |value| {
+                    let mut key = key.clone();
+                    key.push((*column, value.clone()));
+                    key
+                })
+            })
+            .collect();
+    }
+    Some(keys.into_iter().map(Key::Equal).collect())
 }
 
 /// Keys implied by `cond`, or `None` when it has no usable ones.
 fn keys(cond: &Cond) -> Option<Vec<Key>> {
     match cond {
-        Cond::Compare { column, op, lit } => match (op, lit) {
-            (Compare::Eq, _) => Some(vec![Key::Equal(*column, lit.clone())]),
-            (op, Lit::Int(_) | Lit::Float(_)) if *op != Compare::NotEq => {
+        Cond::Compare { .. } | Cond::In { .. } | Cond::Truth(_) if equal_values(cond).is_some() => {
+            equal_keys(std::slice::from_ref(cond))
+        }
+        Cond::Compare { column, op, lit } => match lit {
+            Lit::Int(_) | Lit::Float(_) if *op != Compare::NotEq => {
                 let value = number(lit)?;
                 let (low, high) = match op {
                     Compare::Lt => (Bound::Open, Bound::At(value, false)),
@@ -83,29 +150,28 @@ fn keys(cond: &Cond) -> Option<Vec<Key>> {
             )]),
             _ => None,
         },
-        Cond::In {
-            column,
-            list,
-            negated: false,
-        } => Some(
-            list.iter()
-                .map(|lit| Key::Equal(*column, lit.clone()))
-                .collect(),
-        ),
         Cond::Prefix {
             column,
             prefix,
             negated: false,
         } => Some(vec![Key::Prefix(*column, prefix.clone())]),
-        Cond::Truth(column) => Some(vec![Key::Equal(*column, Lit::Bool(true))]),
-        Cond::And(parts) => parts.iter().filter_map(keys).min_by_key(|k| cost(k)),
-        Cond::Or(parts) => {
-            let mut all = Vec::new();
-            for part in parts {
-                all.extend(keys(part)?);
+        Cond::And(parts) => equal_keys(parts).or_else(|| {
+            // No equality: the cheapest other conjunct, prefixes before ranges.
+            parts.iter().filter_map(keys).min_by_key(|keys| {
+                let ranges = keys.iter().filter(|k| matches!(k, Key::Range(..))).count();
+                (ranges, keys.len())
+            })
+        }),
+        Cond::Or(parts) => match equal_values(cond) {
+            Some(_) => equal_keys(std::slice::from_ref(cond)),
+            None => {
+                let mut all = Vec::new();
+                for part in parts {
+                    all.extend(keys(part)?);
+                }
+                Some(all)
             }
-            Some(all)
-        }
+        },
         _ => None,
     }
 }
@@ -118,23 +184,41 @@ fn number(lit: &Lit) -> Option<f64> {
     }
 }
 
-/// A value as a hash key: integers, float bits, strings, booleans.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum HashKey {
-    Int(i64),
-    Float(u64),
-    Str(Box<str>),
-    Bool(bool),
-}
+/// Hashes of values, the same for a literal and for a row holding that value (FNV-1a over
+/// the value's bytes, tagged by type).
+#[derive(Clone, Copy)]
+struct TupleHash(u64);
 
-impl HashKey {
-    fn of(lit: &Lit) -> HashKey {
-        match lit {
-            Lit::Int(v) => HashKey::Int(*v),
-            Lit::Float(v) => HashKey::Float(v.to_bits()),
-            Lit::Str(v) => HashKey::Str(v.as_str().into()),
-            Lit::Bool(v) => HashKey::Bool(*v),
+impl TupleHash {
+    fn new() -> TupleHash {
+        TupleHash(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(mut self, tag: u8, bytes: &[u8]) -> TupleHash {
+        for byte in std::iter::once(tag).chain(bytes.iter().copied()) {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
+        self
+    }
+
+    fn lit(self, lit: &Lit) -> TupleHash {
+        match lit {
+            Lit::Int(v) => self.bytes(1, &v.to_le_bytes()),
+            Lit::Float(v) => self.bytes(2, &v.to_bits().to_le_bytes()),
+            Lit::Str(v) => self.bytes(3, v.as_bytes()).bytes(0, &[]),
+            Lit::Bool(v) => self.bytes(4, &[u8::from(*v)]),
+        }
+    }
+
+    /// The hash with the value of `column` at `row` added; `None` when it is NULL.
+    fn row(self, views: &Views, column: ColumnRef, row: usize) -> Option<TupleHash> {
+        Some(match column.family {
+            Family::Int => self.bytes(1, &views.int(column.column, row)?.to_le_bytes()),
+            Family::Float => self.bytes(2, &views.float(column.column, row)?.to_bits().to_le_bytes()),
+            Family::Str => self.bytes(3, views.str(column.column, row)?.as_bytes()).bytes(0, &[]),
+            Family::Bool => self.bytes(4, &[u8::from(views.bool(column.column, row)?)]),
+        })
     }
 }
 
@@ -147,7 +231,9 @@ struct Alert {
 pub struct AlertIndex {
     alerts: Vec<Option<Alert>>,
     live: usize,
-    equal: HashMap<(ColumnRef, HashKey), Vec<AlertId>>,
+    /// The sets of columns equality keys are on, and the alerts by (set, tuple hash).
+    signatures: Vec<Vec<ColumnRef>>,
+    equal: HashMap<(usize, u64), Vec<AlertId>>,
     /// Per column: the prefixes' lengths in use, and the alerts by (column, prefix).
     prefix_lengths: HashMap<ColumnRef, BTreeSet<usize>>,
     prefixes: HashMap<(ColumnRef, Box<str>), Vec<AlertId>>,
@@ -199,8 +285,19 @@ impl AlertIndex {
 
     fn add_key(&mut self, key: Key, id: AlertId) {
         match key {
-            Key::Equal(column, lit) => {
-                let list = self.equal.entry((column, HashKey::of(&lit))).or_default();
+            Key::Equal(pairs) => {
+                let signature: Vec<ColumnRef> = pairs.iter().map(|(c, _)| *c).collect();
+                let at = match self.signatures.iter().position(|s| *s == signature) {
+                    Some(at) => at,
+                    None => {
+                        self.signatures.push(signature);
+                        self.signatures.len() - 1
+                    }
+                };
+                let hash = pairs
+                    .iter()
+                    .fold(TupleHash::new(), |hash, (_, lit)| hash.lit(lit));
+                let list = self.equal.entry((at, hash.0)).or_default();
                 if list.last() != Some(&id) {
                     list.push(id);
                 }
@@ -344,19 +441,12 @@ impl AlertIndex {
                 }
             }
         };
-        for column in &self.used {
-            let key = match column.family {
-                Family::Int => views.int(column.column, row).map(HashKey::Int),
-                Family::Float => views
-                    .float(column.column, row)
-                    .map(|v| HashKey::Float(v.to_bits())),
-                Family::Str => views
-                    .str(column.column, row)
-                    .map(|v| HashKey::Str(v.into())),
-                Family::Bool => views.bool(column.column, row).map(HashKey::Bool),
-            };
-            if let Some(key) = key
-                && let Some(ids) = self.equal.get(&(*column, key))
+        for (at, signature) in self.signatures.iter().enumerate() {
+            let hash = signature
+                .iter()
+                .try_fold(TupleHash::new(), |hash, column| hash.row(views, *column, row));
+            if let Some(hash) = hash
+                && let Some(ids) = self.equal.get(&(at, hash.0))
             {
                 add(ids, out);
             }
