@@ -91,7 +91,12 @@ fn equal_keys(parts: &[Cond]) -> Option<Vec<Key>> {
         }
     }
     columns.sort_by_key(|c| c.0);
-    while columns.iter().map(|(_, v)| v.len().max(1)).product::<usize>() > MAX_COMBINATIONS {
+    while columns
+        .iter()
+        .map(|(_, v)| v.len().max(1))
+        .product::<usize>()
+        > MAX_COMBINATIONS
+    {
         let largest = columns
             .iter()
             .enumerate()
@@ -215,8 +220,12 @@ impl TupleHash {
     fn row(self, views: &Views, column: ColumnRef, row: usize) -> Option<TupleHash> {
         Some(match column.family {
             Family::Int => self.bytes(1, &views.int(column.column, row)?.to_le_bytes()),
-            Family::Float => self.bytes(2, &views.float(column.column, row)?.to_bits().to_le_bytes()),
-            Family::Str => self.bytes(3, views.str(column.column, row)?.as_bytes()).bytes(0, &[]),
+            Family::Float => {
+                self.bytes(2, &views.float(column.column, row)?.to_bits().to_le_bytes())
+            }
+            Family::Str => self
+                .bytes(3, views.str(column.column, row)?.as_bytes())
+                .bytes(0, &[]),
             Family::Bool => self.bytes(4, &[u8::from(views.bool(column.column, row)?)]),
         })
     }
@@ -442,9 +451,9 @@ impl AlertIndex {
             }
         };
         for (at, signature) in self.signatures.iter().enumerate() {
-            let hash = signature
-                .iter()
-                .try_fold(TupleHash::new(), |hash, column| hash.row(views, *column, row));
+            let hash = signature.iter().try_fold(TupleHash::new(), |hash, column| {
+                hash.row(views, *column, row)
+            });
             if let Some(hash) = hash
                 && let Some(ids) = self.equal.get(&(at, hash.0))
             {
