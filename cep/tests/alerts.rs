@@ -22,21 +22,9 @@ use sluice_cep::alerts::{AlertIndex, compile};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// A xorshift generator: the same seed always gives the same numbers.
-struct Random(u64);
+mod common;
 
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
+use common::Random;
 
 const CITIES: [&str; 4] = ["Seoul", "Busan", "Lisbon", "Porto"];
 const DISTRICTS: [&str; 5] = ["Mapo", "Gangnam", "Alfama", "Foz", "Belém"];

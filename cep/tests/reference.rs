@@ -8,17 +8,9 @@
 
 use sluice_cep::{Binding, Found, Pattern, Program, Rows};
 
-/// A xorshift generator: the same seed always gives the same numbers.
-struct Random(u64);
+mod common;
 
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use common::Random;
 
 const LETTERS: [&str; 3] = ["a", "b", "c"];
 
