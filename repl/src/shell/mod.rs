@@ -175,8 +175,6 @@ pub struct Shell {
     started: usize,
     /// Results counted at the last `\list`, per query, and when.
     last_list: (std::time::Instant, BTreeMap<String, u64>),
-    /// Said to the user (live rows go through the screen).
-    out: Box<dyn FnMut(String)>,
 }
 
 /// Runs the shell until Ctrl-D or `\quit`.
@@ -215,7 +213,6 @@ pub fn run(target: Target) -> Result<(), ShellError> {
         foreground: None,
         started: 0,
         last_list: (std::time::Instant::now(), BTreeMap::new()),
-        out: Box::new(|text| println!("{text}")),
     };
     shell.refresh_names();
     println!(
@@ -273,8 +270,9 @@ fn history_path() -> Option<PathBuf> {
 }
 
 impl Shell {
+    /// Tells the user something (live rows go through the screen instead).
     fn say(&mut self, text: String) {
-        (self.out)(text);
+        println!("{text}");
     }
 
     /// Runs one SQL statement; errors are shown, not returned, unless the connection is
