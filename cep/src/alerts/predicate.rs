@@ -222,9 +222,9 @@ impl Compiler<'_> {
             Expr::Literal(ScalarValue::Boolean(value), _) => Some(Cond::Const(*value)),
             Expr::BinaryExpr(binary) => Compare::from_operator(binary.op).and_then(|op| {
                 match (self.column(&binary.left), literal(&binary.right)) {
-                    (Some(column), Some(lit)) => Some(compare(column, op, lit)),
+                    (Some(column), Some(lit)) => compare(column, op, lit),
                     _ => match (literal(&binary.left), self.column(&binary.right)) {
-                        (Some(lit), Some(column)) => Some(compare(column, op.flipped(), lit)),
+                        (Some(lit), Some(column)) => compare(column, op.flipped(), lit),
                         _ => None,
                     },
                 }
@@ -341,20 +341,20 @@ impl Compiler<'_> {
     }
 }
 
-fn compare(column: (usize, Family), op: Compare, lit: Option<Lit>) -> Cond {
+/// `column op lit`; `None` when the literal is of another family (left to DataFusion).
+fn compare(column: (usize, Family), op: Compare, lit: Option<Lit>) -> Option<Cond> {
     match lit {
-        Some(lit) if lit.family() == column.1 => Cond::Compare {
+        Some(lit) if lit.family() == column.1 => Some(Cond::Compare {
             column: ColumnRef {
                 column: column.0,
                 family: column.1,
             },
             op,
             lit,
-        },
+        }),
         // A comparison with NULL is NULL.
-        None => Cond::Const(None),
-        // Families differ only when coercion left them so: not compiled.
-        Some(_) => Cond::Const(None),
+        None => Some(Cond::Const(None)),
+        Some(_) => None,
     }
 }
 

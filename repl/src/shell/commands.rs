@@ -69,12 +69,10 @@ impl Shell {
             "\\publish" => self.publish(rest),
             "\\tail" => one_name(rest, "\\tail STREAM").and_then(|stream| {
                 let name = format!("tail:{stream}");
-                let id = self.follow(
+                self.follow(
                     json!({"op": "subscribe", "stream": stream, "from": "latest"}),
                     &name,
                 )?;
-                self.mute_foreground();
-                self.foreground = Some((name.clone(), id));
                 self.say(format!(
                     "{name}: showing rows as they are published (Ctrl-C stops)"
                 ));

@@ -297,7 +297,8 @@ impl Shell {
         let reply = self
             .client
             .request(json!({"op": "sql", "sql": statement}))?;
-        for result in reply["results"].as_array().cloned().unwrap_or_default() {
+        let results = reply["results"].as_array().cloned().unwrap_or_default();
+        for result in &results {
             let text = if let Some(rows) = result["rows"].as_array() {
                 let columns: Vec<String> = result["columns"]
                     .as_array()
@@ -341,7 +342,12 @@ impl Shell {
             };
             self.say(text);
         }
-        self.refresh_names();
+        if results
+            .iter()
+            .any(|r| r.get("created").is_some() || r.get("dropped").is_some())
+        {
+            self.refresh_names();
+        }
         Ok(())
     }
 
@@ -357,12 +363,10 @@ impl Shell {
         };
         self.client
             .request(json!({"op": "register", "name": name, "sql": query}))?;
-        let id = self.follow(
+        self.follow(
             json!({"op": "subscribe", "query": name, "from": "earliest"}),
             &name,
         )?;
-        self.mute_foreground();
-        self.foreground = Some((name.clone(), id));
         self.say(format!(
             "{name}: running; its rows appear above the prompt (Ctrl-C cancels it, \\bg mutes it)"
         ));
@@ -370,9 +374,13 @@ impl Shell {
         Ok(())
     }
 
-    /// Subscribes with `request` and shows the rows under `name`; gives the subscription.
-    fn follow(&mut self, request: Value, name: &str) -> Result<u64, ShellError> {
-        follow(&mut self.client, &self.screen, request, name)
+    /// Subscribes with `request` and shows the rows under `name` in the foreground (the
+    /// query there before is muted).
+    fn follow(&mut self, request: Value, name: &str) -> Result<(), ShellError> {
+        let id = follow(&mut self.client, &self.screen, request, name)?;
+        self.mute_foreground();
+        self.foreground = Some((name.to_string(), id));
+        Ok(())
     }
 
     fn mute_foreground(&mut self) {
