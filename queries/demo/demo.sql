@@ -59,3 +59,16 @@ CREATE VIEW listing_prices AS
 SELECT window_start, city, COUNT(*) AS listings, median(price) AS median_price
 FROM TABLE(TUMBLE(TABLE listings, DESCRIPTOR(ts), INTERVAL '10' MINUTE))
 GROUP BY window_start, window_end, city;
+
+-- Alerts: standing conditions matched against every new event through an index. Each
+-- firing is the alert's name and the event; `sluice run` writes each alert's events to
+-- its own file.
+CREATE ALERT seoul_flat_under_600k ON listings
+WHERE city = 'Seoul' AND kind = 'flat' AND price < 600000 AND rooms >= 2;
+
+CREATE ALERT lisbon_or_porto_large ON listings
+WHERE city IN ('Lisbon', 'Porto') AND area_m2 BETWEEN 100 AND 160 AND district LIKE 'A%';
+
+-- A listing under 250 000, at most once per city every 10 minutes.
+CREATE ALERT bargain ON listings WHERE price < 250000
+WITH ('suppress' = '10 minutes', 'suppress.key' = 'city');

@@ -183,7 +183,7 @@ fn deliver(
     sinks: &mut BTreeMap<String, Sink>,
     counts: &mut BTreeMap<String, u64>,
 ) -> Result<(), CliError> {
-    for (name, changes) in script.drain() {
+    for (name, changes) in script.drain()? {
         *counts.entry(name.clone()).or_insert(0) += changes.num_rows() as u64;
         match sinks.get_mut(&name) {
             Some(Sink::File(writer)) => writer.write(&changes)?,

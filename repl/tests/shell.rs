@@ -212,6 +212,7 @@ fn the_demo_runs_headless_and_every_query_shows_rows() -> Result<()> {
         "card_testing",
         "big_spenders",
         "listing_prices",
+        "alerts on listings",
     ] {
         // A table under the query's name: border, header, border, then a row.
         let shown = stdout.split(&format!("\n{query}:\n")).skip(1).any(|table| {
@@ -223,6 +224,10 @@ fn the_demo_runs_headless_and_every_query_shows_rows() -> Result<()> {
     assert!(
         stdout.contains(" timeout "),
         "no card-testing timeout in:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(" bargain "),
+        "no firing of the alert 'bargain' in:\n{stdout}"
     );
     Ok(())
 }

@@ -4,12 +4,16 @@
 //! under an output name: a `CREATE VIEW` starts a query named after the view, an
 //! `INSERT INTO sink SELECT ...` collects what it writes under the sink's name, and each
 //! plain `SELECT` is named `q1`, `q2`, ... in script order. A query with windows also has a
-//! late side output, named after its output with `.late` appended.
+//! late side output, named after its output with `.late` appended. Each alert is an output
+//! too, named after the alert: its firings, as the event's columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, StringArray, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, QueryId, StreamDef};
 
@@ -31,6 +35,8 @@ pub struct Script {
     output_of: BTreeMap<QueryId, String>,
     /// Late side output names, for queries that have one.
     late_output_of: BTreeMap<QueryId, String>,
+    /// The queries running alerts: their results are split by alert.
+    alert_queries: BTreeSet<QueryId>,
     /// The query started for each view, stopped when the view is dropped.
     view_queries: BTreeMap<String, QueryId>,
     /// Results of stopped queries, not drained yet.
@@ -58,7 +64,7 @@ impl Script {
     pub fn execute(&mut self, statement: &ParsedStatement) -> Result<Outcome> {
         if matches!(statement.statement, Statement::Drop(_)) {
             // Dropping may stop queries: keep what they emitted so far.
-            let early = self.drain();
+            let early = self.drain()?;
             self.drained_early.extend(early);
         }
         let outcome = self.session.execute(statement)?;
@@ -68,12 +74,20 @@ impl Script {
                 name,
             } => {
                 if let Some(id) = self.view_queries.remove(name) {
-                    let early = self.drain();
+                    let early = self.drain()?;
                     self.drained_early.extend(early);
                     self.session.engine_mut().cancel(id)?;
                 }
             }
             Outcome::Started(query) | Outcome::Materialized(query) => self.collect(query),
+            Outcome::AlertCreated { name, started } => {
+                if let Some(query) = started {
+                    self.alert_queries.insert(query.id);
+                }
+                if let Some(events) = self.session.alert_events(name) {
+                    self.add_output(name, &events);
+                }
+            }
             Outcome::Created {
                 kind: ObjectKind::View,
                 name,
@@ -106,10 +120,14 @@ impl Script {
     }
 
     /// Results emitted since the last call, with their output names.
-    pub fn drain(&mut self) -> Vec<(String, Changes)> {
+    pub fn drain(&mut self) -> Result<Vec<(String, Changes)>> {
         let mut drained = std::mem::take(&mut self.drained_early);
         for (id, results) in self.session.engine_mut().drain_results() {
-            if let Some(name) = self.output_of.get(&id) {
+            if self.alert_queries.contains(&id) {
+                for changes in results {
+                    drained.extend(by_alert(&changes.rows)?);
+                }
+            } else if let Some(name) = self.output_of.get(&id) {
                 drained.extend(results.into_iter().map(|changes| (name.clone(), changes)));
             }
         }
@@ -118,7 +136,7 @@ impl Script {
                 drained.extend(late.into_iter().map(|changes| (name.clone(), changes)));
             }
         }
-        drained
+        Ok(drained)
     }
 
     /// Stops keeping stream history for later queries (call once every query is started).
@@ -169,4 +187,32 @@ impl Script {
             });
         }
     }
+}
+
+/// Firings (the alert's name, then the event's columns) split by alert, in the order each
+/// alert first fired; each part keeps the event's columns only.
+fn by_alert(firings: &RecordBatch) -> Result<Vec<(String, Changes)>> {
+    let names = firings
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| SqlError::Invalid("firings without an alert name".into()))?;
+    let mut rows: Vec<(&str, Vec<u32>)> = Vec::new();
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    for row in 0..names.len() {
+        let name = names.value(row);
+        let at = *position.entry(name).or_insert_with(|| {
+            rows.push((name, Vec::new()));
+            rows.len() - 1
+        });
+        rows[at].1.push(row as u32);
+    }
+    let mut events = firings.clone();
+    events.remove_column(0);
+    rows.into_iter()
+        .map(|(name, indices)| {
+            let part = take_record_batch(&events, &UInt32Array::from(indices))?;
+            Ok((name.to_string(), Changes::inserts(part)))
+        })
+        .collect()
 }

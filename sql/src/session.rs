@@ -29,7 +29,10 @@ use crate::settings::Settings;
 use crate::statement::{self, ObjectKind, ParsedStatement, Show, Statement, parse_statements};
 use crate::{Result, SqlError};
 
+mod alerts;
 mod materialized;
+
+pub use alerts::alerts_query_name;
 
 /// A view: a named query, inlined wherever it is read.
 #[derive(Debug, Clone)]
@@ -80,6 +83,18 @@ pub enum Outcome {
     Materialized(StartedQuery),
     /// A bounded answer: `SHOW`, `DESCRIBE`.
     Rows(RecordBatch),
+    /// An alert was registered; with the source's first alert, the query that runs the
+    /// source's alerts started.
+    AlertCreated {
+        name: String,
+        started: Option<StartedQuery>,
+    },
+    /// An alert was dropped; with the source's last alert, the query that ran the
+    /// source's alerts stopped (its id and name).
+    AlertDropped {
+        name: String,
+        stopped: Option<(QueryId, String)>,
+    },
     /// Nothing changed (`IF EXISTS` / `IF NOT EXISTS`).
     Unchanged(String),
     /// A session setting changed.
@@ -102,6 +117,8 @@ impl fmt::Display for Outcome {
             Outcome::Materialized(query) => {
                 write!(f, "created materialized view {}", query.output)
             }
+            Outcome::AlertCreated { name, .. } => write!(f, "created alert {name}"),
+            Outcome::AlertDropped { name, .. } => write!(f, "dropped alert {name}"),
             Outcome::Rows(rows) => write!(f, "{} row(s)", rows.num_rows()),
             Outcome::Unchanged(reason) => f.write_str(reason),
             Outcome::Set { key, value } => write!(f, "set '{key}' = '{value}'"),
@@ -116,6 +133,7 @@ impl ObjectKind {
             ObjectKind::Table => "table",
             ObjectKind::View => "view",
             ObjectKind::MaterializedView => "materialized view",
+            ObjectKind::Alert => "alert",
         }
     }
 }
@@ -131,6 +149,7 @@ pub struct Session {
     selects: usize,
     /// INSERT ... SELECT queries started so far.
     inserts: usize,
+    alerts: alerts::Alerts,
     /// Where `INSERT ... VALUES` rows go instead of the engine, once asked for (see
     /// [`Session::capture_inserts`]).
     captured: Option<Vec<(String, RecordBatch)>>,
@@ -160,6 +179,7 @@ impl Session {
             settings: Settings::default(),
             selects: 0,
             inserts: 0,
+            alerts: alerts::Alerts::default(),
             captured: None,
         }
     }
@@ -191,9 +211,15 @@ impl Session {
         self.views.values()
     }
 
-    /// Parses and runs every statement of `sql`, stopping at the first error.
+    /// Parses and runs every statement of `sql`, stopping at the first error. A script of
+    /// only `CREATE ALERT` and `DROP ALERT` statements runs all or nothing.
     pub fn execute_sql(&mut self, sql: &str) -> Result<Vec<Outcome>> {
-        parse_statements(sql)?
+        let statements = parse_statements(sql)?;
+        if statements.len() > 1 && Self::all_alert_statements(statements.iter().map(|s| &s.statement)) {
+            let group: Vec<&Statement> = statements.iter().map(|s| &s.statement).collect();
+            return self.alter_alerts(&group);
+        }
+        statements
             .iter()
             .map(|statement| self.execute(statement))
             .collect()
@@ -222,6 +248,10 @@ impl Session {
                     kind,
                     name: create.name.clone(),
                 })
+            }
+            Statement::CreateAlert(_) => self.alter_alert(&parsed.statement),
+            Statement::Drop(drop) if drop.kind == ObjectKind::Alert => {
+                self.alter_alert(&parsed.statement)
             }
             Statement::Drop(drop) => self.drop(drop),
             Statement::Show(show) => self.show(*show).map(Outcome::Rows),
@@ -427,6 +457,7 @@ impl Session {
             ObjectKind::View => is_view,
             ObjectKind::MaterializedView => is_materialized,
             ObjectKind::Stream | ObjectKind::Table => is_stream,
+            ObjectKind::Alert => false,
         };
         if !found {
             if is_view || is_stream || is_materialized {
@@ -448,6 +479,11 @@ impl Session {
             return Err(SqlError::Invalid(format!(
                 "unknown {} '{name}'",
                 drop.kind.noun()
+            )));
+        }
+        if let Some(alert) = self.alert_reading(name) {
+            return Err(SqlError::Invalid(format!(
+                "cannot drop '{name}': alert '{alert}' reads it"
             )));
         }
         if let Some(user) = self.views.values().find(|v| v.dependencies.contains(name)) {
@@ -489,6 +525,7 @@ impl Session {
 
     fn show(&self, show: Show) -> Result<RecordBatch> {
         match show {
+            Show::Alerts => self.show_alerts(),
             Show::Tables => {
                 let rows = self
                     .engine

@@ -2,7 +2,8 @@
 //!
 //! Queries, views and inserts are parsed by `sqlparser` itself. The statements that are
 //! Flink's rather than standard SQL (`CREATE TABLE ... (WATERMARK FOR ...)`, `CREATE STREAM`)
-//! and sluice's catalog commands (`SHOW`, `DESCRIBE`, `DROP`) are parsed here with the same
+//! sluice's alerts (`CREATE ALERT`) and its catalog commands (`SHOW`, `DESCRIBE`, `DROP`)
+//! are parsed here with the same
 //! parser's token-level API, so positions and error messages stay consistent.
 
 use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName};
@@ -17,6 +18,7 @@ use crate::dialect::SluiceDialect;
 #[derive(Debug, Clone)]
 pub enum Statement {
     CreateStream(Box<CreateStream>),
+    CreateAlert(Box<CreateAlert>),
     Drop(Drop),
     Show(Show),
     Describe(String),
@@ -50,6 +52,17 @@ pub struct CreateStream {
     pub options: Vec<(String, String)>,
 }
 
+/// `CREATE ALERT [IF NOT EXISTS] name ON source WHERE condition [WITH (...)]`.
+#[derive(Debug, Clone)]
+pub struct CreateAlert {
+    pub name: String,
+    pub if_not_exists: bool,
+    /// The stream or view whose rows the condition is tested on.
+    pub source: String,
+    pub condition: ast::Expr,
+    pub options: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ColumnDecl {
     pub name: String,
@@ -74,6 +87,7 @@ pub enum ObjectKind {
     Table,
     View,
     MaterializedView,
+    Alert,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +105,7 @@ pub enum Show {
     Queries,
     /// Every operator of every query, with its metrics.
     Operators,
+    Alerts,
 }
 
 /// Splits `sql` into statements separated by `;`.
@@ -127,6 +142,9 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
     if parser.peek_keyword(Keyword::CREATE) && is_create_stream(parser) {
         return parse_create_stream(parser).map(|c| Statement::CreateStream(Box::new(c)));
     }
+    if parser.peek_keyword(Keyword::CREATE) && is_create_alert(parser) {
+        return parse_create_alert(parser).map(|c| Statement::CreateAlert(Box::new(c)));
+    }
     if parser.parse_keyword(Keyword::DROP) {
         return parse_drop(parser).map(Statement::Drop);
     }
@@ -157,6 +175,34 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
 fn is_create_stream(parser: &Parser) -> bool {
     let second = parser.peek_nth_token(1);
     matches!(&second.token, Token::Word(w) if w.keyword == Keyword::TABLE || w.keyword == Keyword::STREAM)
+}
+
+fn is_create_alert(parser: &Parser) -> bool {
+    let second = parser.peek_nth_token(1);
+    matches!(&second.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("ALERT"))
+}
+
+fn parse_create_alert(parser: &mut Parser) -> Result<CreateAlert, ParserError> {
+    parser.expect_keyword(Keyword::CREATE)?;
+    parser.next_token();
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = object_name(&parser.parse_object_name(false)?)?;
+    parser.expect_keyword(Keyword::ON)?;
+    let source = object_name(&parser.parse_object_name(false)?)?;
+    parser.expect_keyword(Keyword::WHERE)?;
+    let condition = parser.parse_expr()?;
+    let options = if parser.parse_keyword(Keyword::WITH) {
+        parse_with_options(parser)?
+    } else {
+        Vec::new()
+    };
+    Ok(CreateAlert {
+        name,
+        if_not_exists,
+        source,
+        condition,
+        options,
+    })
 }
 
 fn parse_create_stream(parser: &mut Parser) -> Result<CreateStream, ParserError> {
@@ -309,9 +355,10 @@ fn parse_drop(parser: &mut Parser) -> Result<Drop, ParserError> {
         Some(Keyword::TABLE) => ObjectKind::Table,
         Some(Keyword::STREAM) => ObjectKind::Stream,
         Some(_) => ObjectKind::View,
+        None if parse_word(parser, "ALERT") => ObjectKind::Alert,
         None => {
             return parser.expected(
-                "TABLE, STREAM, VIEW or MATERIALIZED VIEW after DROP",
+                "TABLE, STREAM, VIEW, MATERIALIZED VIEW or ALERT after DROP",
                 parser.peek_token(),
             );
         }
@@ -334,9 +381,11 @@ fn parse_show(parser: &mut Parser) -> Result<Show, ParserError> {
         Ok(Show::Queries)
     } else if parse_word(parser, "OPERATORS") {
         Ok(Show::Operators)
+    } else if parse_word(parser, "ALERTS") {
+        Ok(Show::Alerts)
     } else {
         parser.expected(
-            "TABLES, STREAMS, VIEWS, QUERIES or OPERATORS after SHOW",
+            "TABLES, STREAMS, VIEWS, QUERIES, OPERATORS or ALERTS after SHOW",
             parser.peek_token(),
         )
     }

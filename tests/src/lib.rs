@@ -258,7 +258,7 @@ impl Runner {
 
     /// Moves newly emitted results into `emitted`, as CSV lines.
     fn collect(&mut self) -> Result<(), String> {
-        for (name, changes) in self.script.drain() {
+        for (name, changes) in self.script.drain().map_err(|e| e.to_string())? {
             let schema = changes.rows.schema();
             let text = csv_text(&schema, std::slice::from_ref(&changes))?;
             let rows = text.split_once('\n').map_or("", |(_, rows)| rows);

@@ -3,10 +3,15 @@
 //!
 //! [`predicate`] compiles a condition (a type-coerced DataFusion expression) for exact
 //! evaluation under SQL's three-valued logic; [`AlertIndex`] finds the alerts that might
-//! hold for a row and evaluates only those.
+//! hold for a row and evaluates only those; [`AlertSet`] names the alerts, suppresses
+//! repeated firings and makes firing rows; [`AlertOperator`] runs a set in a query.
 
 mod index;
+mod operator;
 mod predicate;
+mod set;
 
 pub use index::{AlertId, AlertIndex};
+pub use operator::{AlertOperator, SharedAlerts, lock};
 pub use predicate::{Compiled, compile};
+pub use set::{ALERT_COLUMN, AlertSet, AlertState, Suppression, is_time_type};

@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use sluice_sql::session::alerts_query_name;
+
 use super::core::{Core, Payload, StartAt, Target};
 use super::publisher::Publish;
 use super::{ServeError, Shared};
@@ -385,12 +387,24 @@ impl Connection {
     }
 
     async fn subscribe(&mut self, request: &Map<String, Value>) -> Result<Value, ServeError> {
-        let target = match (request.get("stream"), request.get("query")) {
-            (Some(Value::String(stream)), None) => Target::Stream(stream.to_ascii_lowercase()),
-            (None, Some(Value::String(query))) => Target::Query(query.clone()),
+        let named = |key: &str| match request.get(key) {
+            Some(Value::String(name)) => Some(name.clone()),
+            _ => None,
+        };
+        let targets = [
+            named("stream").map(|s| Target::Stream(s.to_ascii_lowercase())),
+            named("query").map(Target::Query),
+            named("alert").map(|a| Target::Alert(a.to_ascii_lowercase())),
+            named("alerts").map(|s| Target::Query(alerts_query_name(&s.to_ascii_lowercase()))),
+        ];
+        let mut targets = targets.into_iter().flatten();
+        let target = match (targets.next(), targets.next()) {
+            (Some(target), None) => target,
             _ => {
                 return Err(ServeError::Request(
-                    "subscribe needs \"stream\": \"...\" or \"query\": \"...\"".into(),
+                    "subscribe needs one of \"stream\", \"query\", \"alert\" (one alert's \
+                     firings) or \"alerts\" (every firing on a stream or view), naming it"
+                        .into(),
                 ));
             }
         };

@@ -15,7 +15,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, UInt8Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array, UInt8Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, UInt8Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,8 @@ use sluice_engine::log::{
 use sluice_engine::output::to_output_batch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, EngineError, QueryId};
-use sluice_sql::{Outcome, Session};
+use sluice_sql::session::alerts_query_name;
+use sluice_sql::{ALERT_COLUMN, Outcome, Session};
 
 use super::ServeError;
 
@@ -39,7 +41,10 @@ const KINDS_COLUMN: &str = "__op";
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     Stream(String),
+    /// A query's results; `alerts:SOURCE` is every firing of the alerts on SOURCE.
     Query(String),
+    /// One alert's firings: those of its source's alert query, filtered.
+    Alert(String),
 }
 
 impl Target {
@@ -47,6 +52,7 @@ impl Target {
         match self {
             Target::Stream(name) => format!("stream:{name}"),
             Target::Query(name) => format!("query:{name}"),
+            Target::Alert(name) => format!("alert:{name}"),
         }
     }
 }
@@ -395,6 +401,24 @@ impl Core {
                 Outcome::Inserted { stream, rows } => {
                     replies.push(json!({"inserted": rows, "stream": stream}));
                 }
+                Outcome::AlertCreated { name, started } => {
+                    changed = true;
+                    if let Some(query) = started {
+                        let source = self.session.alert_source_of(&name).unwrap_or(&name);
+                        let dir = format!("alerts.{source}.{}", self.registrations + 1);
+                        self.add_query(&query.name, query.id, dir)?;
+                    }
+                    replies.push(json!({"created": "alert", "name": name}));
+                }
+                Outcome::AlertDropped { name, stopped } => {
+                    changed = true;
+                    self.subscriptions
+                        .retain(|_, s| s.target != Target::Alert(name.clone()));
+                    if let Some((_, query)) = stopped {
+                        self.remove_query(&query)?;
+                    }
+                    replies.push(json!({"dropped": "alert", "name": name}));
+                }
                 Outcome::Started(query) | Outcome::Materialized(query) => {
                     // A SELECT run as a statement: register it under its name instead.
                     self.session.engine_mut().cancel(query.id)?;
@@ -463,6 +487,11 @@ impl Core {
                 return Err(error.into());
             }
         };
+        self.add_query(name, started.id, dir)
+    }
+
+    /// Keeps the results of running query `id` in result log `dir`, under `name`.
+    fn add_query(&mut self, name: &str, id: QueryId, dir: String) -> Result<(), ServeError> {
         self.registrations += 1;
         let (log, _) = StreamLog::open(
             &self.data_dir.join("results").join(&dir),
@@ -487,7 +516,7 @@ impl Core {
         self.queries.insert(
             name.to_string(),
             Query {
-                id: started.id,
+                id,
                 dir,
                 log,
                 logged,
@@ -501,16 +530,29 @@ impl Core {
     pub fn cancel(&mut self, name: &str) -> Result<(), ServeError> {
         let query = self
             .queries
-            .remove(name)
+            .get(name)
             .ok_or_else(|| ServeError::Request(format!("no query named '{name}'")))?;
+        if name.starts_with("alerts:") {
+            return Err(ServeError::Request(format!(
+                "'{name}' runs alerts: it stops when its last alert is dropped (DROP ALERT)"
+            )));
+        }
         self.session.engine_mut().cancel(query.id)?;
         self.session.execute_sql(&format!("DROP VIEW {name}"))?;
-        self.subscriptions
-            .retain(|_, s| s.target != Target::Query(name.to_string()));
         self.remember(CatalogEntry::Cancel {
             name: name.to_string(),
             at: self.fed_stamp,
         })?;
+        self.remove_query(name)
+    }
+
+    /// Forgets query `name` (stopped already), its subscribers and its result log.
+    fn remove_query(&mut self, name: &str) -> Result<(), ServeError> {
+        let Some(query) = self.queries.remove(name) else {
+            return Ok(());
+        };
+        self.subscriptions
+            .retain(|_, s| s.target != Target::Query(name.to_string()));
         drop(query.log);
         let dir = self.data_dir.join("results").join(&query.dir);
         match std::fs::remove_dir_all(dir) {
@@ -635,6 +677,12 @@ impl Core {
                 .get(name)
                 .map(|q| &q.log)
                 .ok_or_else(|| ServeError::Request(format!("no query named '{name}'"))),
+            Target::Alert(name) => self
+                .session
+                .alert_source_of(name)
+                .and_then(|source| self.queries.get(&alerts_query_name(source)))
+                .map(|q| &q.log)
+                .ok_or_else(|| ServeError::Request(format!("no alert named '{name}'"))),
         }
     }
 
@@ -661,7 +709,7 @@ impl Core {
                 }
                 let end = match target {
                     Target::Stream(_) => part.durable_end(),
-                    Target::Query(_) => part.end(),
+                    Target::Query(_) | Target::Alert(_) => part.end(),
                 };
                 positions.insert(partition, end);
             }
@@ -736,25 +784,28 @@ impl Core {
             // Stream rows are delivered once durable; results are made again on a restart.
             let end = match subscription.target {
                 Target::Stream(_) => part.durable_end(),
-                Target::Query(_) => part.end(),
+                Target::Query(_) | Target::Alert(_) => part.end(),
             };
             if delivered.len() < max_rows && next < end {
                 for fetched in part.read(next, max_rows - delivered.len())? {
                     if fetched.offset >= end {
                         break;
                     }
-                    let converted;
-                    let rows = match subscription.target {
+                    let (rows, offsets) = match &subscription.target {
                         Target::Stream(_) => {
-                            converted = to_output_batch(&split_kinds(&fetched.rows)?)?;
-                            &converted
+                            (to_output_batch(&split_kinds(&fetched.rows)?)?, None)
                         }
-                        Target::Query(_) => &fetched.rows,
+                        Target::Query(_) => (fetched.rows.clone(), None),
+                        Target::Alert(name) => {
+                            let (rows, kept) = firings_of(&fetched.rows, name)?;
+                            (rows, Some(kept))
+                        }
                     };
-                    for (i, row) in json_rows(rows)?.into_iter().enumerate() {
+                    for (i, row) in json_rows(&rows)?.into_iter().enumerate() {
+                        let at = offsets.as_ref().and_then(|o| o.get(i)).copied();
                         delivered.push(Delivered {
                             partition,
-                            offset: fetched.offset + i as u64,
+                            offset: fetched.offset + at.unwrap_or(i) as u64,
                             row,
                         });
                     }
@@ -1059,6 +1110,20 @@ fn split_kinds(batch: &RecordBatch) -> Result<Changes, EngineError> {
         rows,
         kinds: Some(kinds),
     })
+}
+
+/// The rows of result rows `rows` (of an alert query) that are firings of alert `name`,
+/// and their positions in `rows`.
+fn firings_of(rows: &RecordBatch, name: &str) -> Result<(RecordBatch, Vec<usize>), ServeError> {
+    let names = rows
+        .column_by_name(ALERT_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| internal("alert results without the alert's name"))?;
+    let kept: Vec<usize> = (0..names.len())
+        .filter(|&row| names.is_valid(row) && names.value(row) == name)
+        .collect();
+    let indices = UInt32Array::from_iter_values(kept.iter().map(|&row| row as u32));
+    Ok((take_record_batch(rows, &indices)?, kept))
 }
 
 /// Each row of `rows` as a JSON object.

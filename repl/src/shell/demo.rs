@@ -42,6 +42,8 @@ the standing queries of queries/demo/demo.sql show their rows below as they come
                   (MATCH_RECOGNIZE; 'timeout' rows are tiny charges nothing followed)
   big_spenders    transactions over 1 000 joined with their cardholder (a table)
   listing_prices  every 10 minutes per city: new listings and their median price
+  alerts          listings matching standing conditions (CREATE ALERT), e.g. a flat in
+                  Seoul under 600 000, or a bargain (at most once per city in 10 minutes)
 
 Each row is marked with its op (+I insert, timeout). Ctrl-C stops the demo.
 ";
@@ -55,10 +57,15 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
     let engine = embedded::start(None)?;
     let print = Box::new(|text| println!("{text}"));
     let (mut client, screen) = connect(&engine.address, Some(&engine.token), print)?;
-    for (view, query) in run_script(&mut client)? {
+    let script = run_script(&mut client)?;
+    for (view, query) in script.views {
         client.request(json!({"op": "register", "name": view, "sql": query}))?;
         let subscribe = json!({"op": "subscribe", "query": view, "from": "earliest"});
         follow(&mut client, &screen, subscribe, &view)?;
+    }
+    for source in script.alerted {
+        let subscribe = json!({"op": "subscribe", "alerts": source, "from": "earliest"});
+        follow(&mut client, &screen, subscribe, &format!("alerts on {source}"))?;
     }
     println!("{INTRO}");
     client.request(json!({"op": "publish", "stream": "cardholders",
@@ -89,11 +96,19 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
     Ok(())
 }
 
-/// Runs the script's statements other than its views; gives the views (name, query), to
-/// register as standing queries.
-fn run_script(client: &mut Client) -> Result<Vec<(String, String)>, ShellError> {
+/// What the demo script set up.
+struct Script {
+    /// Its views (name, query), to register as standing queries.
+    views: Vec<(String, String)>,
+    /// The streams it put alerts on.
+    alerted: Vec<String>,
+}
+
+/// Runs the script's statements other than its views.
+fn run_script(client: &mut Client) -> Result<Script, ShellError> {
     let (statements, _) = statements::split(DEMO_SQL);
     let mut views = Vec::new();
+    let mut alerted = Vec::new();
     for statement in statements {
         let mut words = statement.split_whitespace();
         let head: Vec<String> = words
@@ -111,9 +126,15 @@ fn run_script(client: &mut Client) -> Result<Vec<(String, String)>, ShellError> 
             views.push((name, rest));
         } else {
             client.request(json!({"op": "sql", "sql": statement}))?;
+            if head == ["CREATE", "ALERT"]
+                && let Some(source) = words.nth(2).map(str::to_ascii_lowercase)
+                && !alerted.contains(&source)
+            {
+                alerted.push(source);
+            }
         }
     }
-    Ok(views)
+    Ok(Script { views, alerted })
 }
 
 /// Writes a sample of the demo's events (every cardholder, 3 000 transactions at one every

@@ -1,0 +1,84 @@
+//! The operator that matches every row of its input against a shared [`AlertSet`].
+//!
+//! The set is shared with whoever registers and drops alerts, so alerts come and go
+//! between batches without the query being restarted; an alert sees only rows that arrive
+//! after it was registered. It emits, for each batch, the firings the batch causes (all
+//! `+I`), at once: nothing waits for the watermark. The watermark only expires
+//! suppression keys (see [`AlertSet::expire`]); end of input emits nothing more.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use sluice_engine::operator::{Operator, OperatorMetrics};
+use sluice_engine::time::Millis;
+use sluice_engine::{Changes, EngineError, Result};
+
+use super::AlertSet;
+
+/// An [`AlertSet`] that an operator reads while others change it.
+pub type SharedAlerts = Arc<Mutex<AlertSet>>;
+
+/// Bytes an alert takes in the index, roughly, for the state metric.
+const BYTES_PER_ALERT: usize = 1200;
+
+pub struct AlertOperator {
+    alerts: SharedAlerts,
+    schema: SchemaRef,
+}
+
+impl AlertOperator {
+    pub fn new(alerts: SharedAlerts) -> Result<AlertOperator> {
+        let schema = lock(&alerts)?.firings().clone();
+        Ok(AlertOperator { alerts, schema })
+    }
+}
+
+/// The set, locked; a set left poisoned by a panic elsewhere is still consistent between
+/// batches, but is reported rather than trusted.
+pub fn lock(alerts: &SharedAlerts) -> Result<MutexGuard<'_, AlertSet>> {
+    alerts
+        .lock()
+        .map_err(|_| EngineError::Input("the alert set was left unusable by an earlier failure".into()))
+}
+
+impl Operator for AlertOperator {
+    fn name(&self) -> &str {
+        "alerts"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
+        let fired = lock(&self.alerts)?
+            .fire(&changes)
+            .map_err(|e| EngineError::Input(e.to_string()))?;
+        if let Some(rows) = fired {
+            out.push(Changes::inserts(rows));
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, _out: &mut Vec<Changes>) -> Result<()> {
+        lock(&self.alerts)?.expire(watermark);
+        Ok(())
+    }
+
+    fn metrics(&self) -> OperatorMetrics {
+        match self.alerts.lock() {
+            Ok(set) => OperatorMetrics {
+                state_bytes: set.len() * BYTES_PER_ALERT + set.suppressed_keys() * 64,
+                open_windows: set.suppressed_keys(),
+            },
+            Err(_) => OperatorMetrics::default(),
+        }
+    }
+
+    fn explain(&self) -> String {
+        match self.alerts.lock() {
+            Ok(set) => format!("{} alert(s)", set.len()),
+            Err(_) => String::new(),
+        }
+    }
+}

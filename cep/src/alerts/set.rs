@@ -1,0 +1,278 @@
+//! The named alerts over one source, matched together through one [`AlertIndex`], with
+//! each alert's optional suppression.
+//!
+//! A firing is a row of the source that made an alert's condition TRUE. Only rows that
+//! hold from then on fire: inserts and the new versions of updated rows (`+I`, `+U`);
+//! retractions and deletes never do. An alert with a suppression interval fires at most
+//! once per key per interval: after a firing at event time `t` for a key, rows of that key
+//! less than `interval` away from `t` (either side, as rows may come out of order) are
+//! passed over. The state is the index, and per suppressed
+//! alert the time of the last firing of each key; a key's entry is dropped once the
+//! watermark reaches the end of its interval, since no row that is on time can be
+//! suppressed by it any more.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
+use datafusion::arrow::compute::{filter_record_batch, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use sluice_engine::time::Millis;
+use sluice_engine::{Changes, RowKind};
+
+use super::{AlertId, AlertIndex, Compiled};
+use crate::{CepError, Result};
+
+/// The column of a firing that names the alert; the event's columns follow it.
+pub const ALERT_COLUMN: &str = "alert";
+
+/// At most one firing per key per `interval` of event time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub interval: Millis,
+    /// The event's columns that make the key (none: one key for the whole alert).
+    pub key: Vec<usize>,
+    /// The event-time column (a timestamp).
+    pub time: usize,
+}
+
+struct Registered {
+    name: Arc<str>,
+    suppression: Option<Suppression>,
+    /// Per key, the event time of its last firing.
+    last_fired: HashMap<Vec<ScalarValue>, Millis>,
+    fired: u64,
+}
+
+/// What [`AlertSet::describe`] tells of one alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertState {
+    pub name: String,
+    pub fired: u64,
+    /// Keys whose suppression interval is running.
+    pub suppressed_keys: usize,
+}
+
+pub struct AlertSet {
+    events: SchemaRef,
+    firings: SchemaRef,
+    index: AlertIndex,
+    alerts: HashMap<AlertId, Registered>,
+    by_name: HashMap<Arc<str>, AlertId>,
+}
+
+impl AlertSet {
+    /// An empty set over events of schema `events`.
+    pub fn new(events: SchemaRef) -> Result<AlertSet> {
+        if events.field_with_name(ALERT_COLUMN).is_ok() {
+            return Err(CepError::Alert(format!(
+                "the events already have a column '{ALERT_COLUMN}', which firings use for the \
+                 alert's name: rename it in a view and put the alerts on the view"
+            )));
+        }
+        let mut fields = vec![Arc::new(Field::new(ALERT_COLUMN, DataType::Utf8, false))];
+        fields.extend(events.fields().iter().cloned());
+        Ok(AlertSet {
+            firings: Arc::new(Schema::new(fields)),
+            events,
+            index: AlertIndex::new(),
+            alerts: HashMap::new(),
+            by_name: HashMap::new(),
+        })
+    }
+
+    /// The schema of the events the alerts are on.
+    pub fn events(&self) -> &SchemaRef {
+        &self.events
+    }
+
+    /// The schema of firings: the alert's name, then the event's columns.
+    pub fn firings(&self) -> &SchemaRef {
+        &self.firings
+    }
+
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Registers alert `name` (compiled against [`AlertSet::events`]).
+    pub fn insert(
+        &mut self,
+        name: &str,
+        compiled: Compiled,
+        suppression: Option<Suppression>,
+    ) -> Result<()> {
+        if self.contains(name) {
+            return Err(CepError::Alert(format!("alert '{name}' already exists")));
+        }
+        let name: Arc<str> = name.into();
+        let id = self.index.insert(compiled);
+        self.by_name.insert(name.clone(), id);
+        self.alerts.insert(
+            id,
+            Registered {
+                name,
+                suppression,
+                last_fired: HashMap::new(),
+                fired: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes alert `name`; gives whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(id) = self.by_name.remove(name) else {
+            return false;
+        };
+        self.alerts.remove(&id);
+        self.index.remove(id)
+    }
+
+    /// Every alert, by name.
+    pub fn describe(&self) -> Vec<AlertState> {
+        let mut states: Vec<AlertState> = self
+            .alerts
+            .values()
+            .map(|alert| AlertState {
+                name: alert.name.to_string(),
+                fired: alert.fired,
+                suppressed_keys: alert.last_fired.len(),
+            })
+            .collect();
+        states.sort_by(|a, b| a.name.cmp(&b.name));
+        states
+    }
+
+    /// Keys under suppression, over all alerts.
+    pub fn suppressed_keys(&self) -> usize {
+        self.alerts.values().map(|a| a.last_fired.len()).sum()
+    }
+
+    /// The firings `changes` cause, in row order and, within a row, in registration order.
+    pub fn fire(&mut self, changes: &Changes) -> Result<Option<RecordBatch>> {
+        if self.alerts.is_empty() || changes.num_rows() == 0 {
+            return Ok(None);
+        }
+        let events = match &changes.kinds {
+            None => changes.rows.clone(),
+            Some(_) => {
+                let holds: Vec<bool> = (0..changes.num_rows())
+                    .map(|row| {
+                        matches!(changes.kind(row), RowKind::Insert | RowKind::UpdateAfter)
+                    })
+                    .collect();
+                filter_record_batch(&changes.rows, &holds.into()).map_err(arrow_error)?
+            }
+        };
+        let matches = self.index.matches(&events)?;
+        let mut names = Vec::with_capacity(matches.len());
+        let mut rows = Vec::with_capacity(matches.len());
+        for (row, id) in matches {
+            let Some(alert) = self.alerts.get_mut(&id) else {
+                continue;
+            };
+            if let Some(suppression) = &alert.suppression
+                && suppressed(suppression, &mut alert.last_fired, &events, row)?
+            {
+                continue;
+            }
+            alert.fired += 1;
+            names.push(alert.name.clone());
+            rows.push(row as u32);
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let indices = UInt32Array::from(rows);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.firings.fields().len());
+        columns.push(Arc::new(StringArray::from_iter_values(
+            names.iter().map(|n| n.as_ref()),
+        )));
+        for column in events.columns() {
+            columns.push(take(column, &indices, None).map_err(arrow_error)?);
+        }
+        RecordBatch::try_new(self.firings.clone(), columns)
+            .map(Some)
+            .map_err(arrow_error)
+    }
+
+    /// Forgets suppression keys whose interval ended at or before `watermark`.
+    pub fn expire(&mut self, watermark: Millis) {
+        for alert in self.alerts.values_mut() {
+            if let Some(suppression) = &alert.suppression {
+                let interval = suppression.interval;
+                alert
+                    .last_fired
+                    .retain(|_, at| at.saturating_add(interval) > watermark);
+            }
+        }
+    }
+}
+
+/// Whether the firing of `row` is suppressed; records it when it is not.
+fn suppressed(
+    suppression: &Suppression,
+    last_fired: &mut HashMap<Vec<ScalarValue>, Millis>,
+    events: &RecordBatch,
+    row: usize,
+) -> Result<bool> {
+    let Some(time) = event_millis(events.column(suppression.time), row)? else {
+        // No event time, nothing to measure the interval from: always notify.
+        return Ok(false);
+    };
+    let key = suppression
+        .key
+        .iter()
+        .map(|&column| ScalarValue::try_from_array(events.column(column), row))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CepError::Alert(e.to_string()))?;
+    if let Some(&at) = last_fired.get(&key)
+        && time.abs_diff(at) < suppression.interval.unsigned_abs()
+    {
+        return Ok(true);
+    }
+    let at = last_fired.entry(key).or_insert(time);
+    *at = (*at).max(time);
+    Ok(false)
+}
+
+/// The value at `row` of a timestamp column, in milliseconds.
+fn event_millis(column: &ArrayRef, row: usize) -> Result<Option<Millis>> {
+    if column.is_null(row) {
+        return Ok(None);
+    }
+    let value = ScalarValue::try_from_array(column, row).map_err(|e| CepError::Alert(e.to_string()))?;
+    let millis = match value {
+        ScalarValue::TimestampSecond(Some(v), _) => v.saturating_mul(1000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v,
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v / 1000,
+        ScalarValue::TimestampNanosecond(Some(v), _) => v / 1_000_000,
+        other => {
+            return Err(CepError::Alert(format!(
+                "the suppression's time column is {}, not a timestamp",
+                other.data_type()
+            )));
+        }
+    };
+    Ok(Some(millis))
+}
+
+/// Whether `data_type` can be a suppression's time column.
+pub fn is_time_type(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond, _))
+}
+
+fn arrow_error(error: datafusion::arrow::error::ArrowError) -> CepError {
+    CepError::Alert(error.to_string())
+}

@@ -1,0 +1,468 @@
+//! Alerts: `CREATE ALERT`, `DROP ALERT` and `SHOW ALERTS`.
+//!
+//! The alerts on one source (a stream or a view) form one [`AlertSet`], run by one query
+//! named `alerts:SOURCE` that reads the source and emits the firings: the alert's name
+//! and the event's columns. The query starts with the source's first alert and stops when
+//! its last alert is dropped. A group of alert statements is all or nothing: every
+//! condition is compiled before any alert is registered, so one bad condition registers
+//! nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::ExprSchemable;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::sql::planner::{PlannerContext, SqlToRel};
+use datafusion::arrow::datatypes::DataType;
+use sluice_cep::alerts::{
+    AlertOperator, AlertSet, Compiled, SharedAlerts, Suppression, compile, is_time_type, lock,
+};
+use sluice_engine::time::parse_duration;
+use sluice_engine::{QueryGraph, QueryId};
+
+use super::{Outcome, Session, StartedQuery, text_batch};
+use crate::hints::QueryHints;
+use crate::statement::{CreateAlert, ObjectKind, Statement};
+use crate::{Result, SqlError};
+
+/// The options `WITH (...)` takes after an alert's condition.
+const OPTIONS: [&str; 3] = ["suppress", "suppress.key", "suppress.time"];
+
+/// The session's alerts, and the running set of each source.
+#[derive(Default)]
+pub(super) struct Alerts {
+    sets: BTreeMap<String, RunningSet>,
+    defs: BTreeMap<String, AlertDef>,
+}
+
+struct RunningSet {
+    query: QueryId,
+    shared: SharedAlerts,
+    /// The events' event-time column, if they have one.
+    event_time: Option<usize>,
+}
+
+struct AlertDef {
+    source: String,
+    condition: String,
+    options: Vec<(String, String)>,
+}
+
+/// A statement of a group, checked and compiled, ready to apply.
+enum Step {
+    Create {
+        create: CreateAlert,
+        compiled: Compiled,
+        suppression: Option<Suppression>,
+    },
+    Drop(String),
+    Unchanged(String),
+}
+
+/// A source with no running set yet: the query that would run its first alerts.
+struct NewSet {
+    graph: QueryGraph,
+    shared: SharedAlerts,
+    event_time: Option<usize>,
+}
+
+/// What compiling a condition on a source needs.
+struct Source {
+    events: SchemaRef,
+    df_schema: Arc<DFSchema>,
+    event_time: Option<usize>,
+}
+
+/// The name of the query that runs the alerts on `source`.
+pub fn alerts_query_name(source: &str) -> String {
+    format!("alerts:{source}")
+}
+
+impl Session {
+    /// Whether every statement is `CREATE ALERT` or `DROP ALERT`.
+    pub(super) fn all_alert_statements<'a>(
+        statements: impl IntoIterator<Item = &'a Statement>,
+    ) -> bool {
+        statements.into_iter().all(|statement| match statement {
+            Statement::CreateAlert(_) => true,
+            Statement::Drop(drop) => drop.kind == ObjectKind::Alert,
+            _ => false,
+        })
+    }
+
+    /// Runs one `CREATE ALERT` or `DROP ALERT`.
+    pub(super) fn alter_alert(&mut self, statement: &Statement) -> Result<Outcome> {
+        self.alter_alerts(&[statement])?
+            .pop()
+            .ok_or_else(|| SqlError::Invalid("an alert statement did nothing".into()))
+    }
+
+    /// Runs a group of `CREATE ALERT` / `DROP ALERT` statements, all or nothing.
+    pub(super) fn alter_alerts(&mut self, statements: &[&Statement]) -> Result<Vec<Outcome>> {
+        let (steps, mut new_sets) = self.prepare_alerts(statements)?;
+        let mut outcomes = Vec::with_capacity(steps.len());
+        // Per source whose alerts were dropped, the outcome of its last drop.
+        let mut last_drop: BTreeMap<String, usize> = BTreeMap::new();
+        for step in steps {
+            match step {
+                Step::Unchanged(reason) => outcomes.push(Outcome::Unchanged(reason)),
+                Step::Create {
+                    create,
+                    compiled,
+                    suppression,
+                } => {
+                    let mut started = None;
+                    if !self.alerts.sets.contains_key(&create.source)
+                        && let Some(new) = new_sets.remove(&create.source)
+                    {
+                        started = Some(self.start_alert_set(&create.source, new)?);
+                    }
+                    let set = self.alerts.sets.get(&create.source).ok_or_else(|| {
+                        SqlError::Invalid(format!("no alerts run on '{}'", create.source))
+                    })?;
+                    lock(&set.shared)?
+                        .insert(&create.name, compiled, suppression)
+                        .map_err(|e| SqlError::Invalid(e.to_string()))?;
+                    self.alerts.defs.insert(
+                        create.name.clone(),
+                        AlertDef {
+                            source: create.source.clone(),
+                            condition: create.condition.to_string(),
+                            options: create.options.clone(),
+                        },
+                    );
+                    outcomes.push(Outcome::AlertCreated {
+                        name: create.name,
+                        started,
+                    });
+                }
+                Step::Drop(name) => {
+                    if let Some(def) = self.alerts.defs.remove(&name) {
+                        if let Some(set) = self.alerts.sets.get(&def.source) {
+                            lock(&set.shared)?.remove(&name);
+                        }
+                        last_drop.insert(def.source, outcomes.len());
+                    }
+                    outcomes.push(Outcome::AlertDropped {
+                        name,
+                        stopped: None,
+                    });
+                }
+            }
+        }
+        for (source, at) in last_drop {
+            let empty = match self.alerts.sets.get(&source) {
+                Some(set) => lock(&set.shared)?.is_empty(),
+                None => false,
+            };
+            if empty && let Some(set) = self.alerts.sets.remove(&source) {
+                self.engine.cancel(set.query)?;
+                if let Some(Outcome::AlertDropped { stopped, .. }) = outcomes.get_mut(at) {
+                    *stopped = Some((set.query, alerts_query_name(&source)));
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Checks every statement of a group and compiles its conditions.
+    fn prepare_alerts(
+        &self,
+        statements: &[&Statement],
+    ) -> Result<(Vec<Step>, BTreeMap<String, NewSet>)> {
+        let mut names: BTreeSet<String> = self.alerts.defs.keys().cloned().collect();
+        let mut sources: HashMap<String, Source> = HashMap::new();
+        let mut new_sets = BTreeMap::new();
+        let context = self.planning_context();
+        let planner = SqlToRel::new(&context);
+        let mut steps = Vec::with_capacity(statements.len());
+        for statement in statements {
+            match statement {
+                Statement::CreateAlert(create) => {
+                    let name = &create.name;
+                    if names.contains(name) {
+                        if create.if_not_exists {
+                            steps.push(Step::Unchanged(format!("alert '{name}' already exists")));
+                            continue;
+                        }
+                        return Err(SqlError::Invalid(format!("alert '{name}' already exists")));
+                    }
+                    if self.exists(name) {
+                        return Err(self.already_exists(name));
+                    }
+                    let in_alert = |e: SqlError| SqlError::Invalid(format!("alert '{name}': {e}"));
+                    if !sources.contains_key(&create.source) {
+                        let source = self
+                            .alert_source(&create.source, &mut new_sets)
+                            .map_err(in_alert)?;
+                        sources.insert(create.source.clone(), source);
+                    }
+                    let Some(source) = sources.get(&create.source) else {
+                        continue;
+                    };
+                    let expr = planner
+                        .sql_to_expr(
+                            create.condition.clone(),
+                            &source.df_schema,
+                            &mut PlannerContext::new(),
+                        )
+                        .map_err(|e| in_alert(e.into()))?;
+                    let simplifier = ExprSimplifier::new(
+                        SimplifyContext::builder()
+                            .with_schema(source.df_schema.clone())
+                            .build(),
+                    );
+                    let expr = simplifier
+                        .coerce(expr, &source.df_schema)
+                        .map_err(|e| in_alert(e.into()))?;
+                    let data_type = expr
+                        .get_type(&source.df_schema)
+                        .map_err(|e| in_alert(e.into()))?;
+                    if !matches!(data_type, DataType::Boolean | DataType::Null) {
+                        return Err(in_alert(SqlError::Invalid(format!(
+                            "the condition '{}' is {}, not a boolean",
+                            create.condition,
+                            sluice_engine::types::sql_type_name(&data_type)
+                        ))));
+                    }
+                    let compiled = compile(&expr, &source.events)
+                        .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
+                    let suppression = suppression(create, source).map_err(in_alert)?;
+                    names.insert(name.clone());
+                    steps.push(Step::Create {
+                        create: create.as_ref().clone(),
+                        compiled,
+                        suppression,
+                    });
+                }
+                Statement::Drop(drop) => {
+                    if names.remove(&drop.name) {
+                        steps.push(Step::Drop(drop.name.clone()));
+                    } else if drop.if_exists {
+                        steps.push(Step::Unchanged(format!(
+                            "alert '{}' does not exist",
+                            drop.name
+                        )));
+                    } else {
+                        return Err(SqlError::Invalid(format!("unknown alert '{}'", drop.name)));
+                    }
+                }
+                _ => {
+                    return Err(SqlError::Invalid(
+                        "only CREATE ALERT and DROP ALERT run in a group of alert statements"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok((steps, new_sets))
+    }
+
+    /// The events of `source` as alerts see them; for a source with no alerts yet, also
+    /// the query that would run them (added to `new_sets`).
+    fn alert_source(
+        &self,
+        source: &str,
+        new_sets: &mut BTreeMap<String, NewSet>,
+    ) -> Result<Source> {
+        let (events, event_time) = match self.alerts.sets.get(source) {
+            Some(set) => (lock(&set.shared)?.events().clone(), set.event_time),
+            None => {
+                let new = self.new_alert_set(source)?;
+                let events = lock(&new.shared)?.events().clone();
+                let event_time = new.event_time;
+                new_sets.insert(source.to_string(), new);
+                (events, event_time)
+            }
+        };
+        let df_schema = Arc::new(DFSchema::try_from(events.as_ref().clone())?);
+        Ok(Source {
+            events,
+            df_schema,
+            event_time,
+        })
+    }
+
+    /// The query that reads `source` and runs an (empty) alert set over it.
+    fn new_alert_set(&self, source: &str) -> Result<NewSet> {
+        if !self.exists(source) {
+            return Err(SqlError::Invalid(format!(
+                "unknown stream or view '{source}'"
+            )));
+        }
+        let quoted = source.replace('"', "\"\"");
+        let select = crate::parse_statements(&format!("SELECT * FROM \"{quoted}\""))?;
+        let Some(Statement::Sql(statement)) = select.into_iter().next().map(|s| s.statement)
+        else {
+            return Err(SqlError::Invalid(format!("cannot read '{source}'")));
+        };
+        let plan = self.plan(*statement)?;
+        let optimized = self.state.optimize(&plan)?;
+        let mut lowering = self.lowering(QueryHints::default());
+        let lowered = lowering.lower(&optimized)?;
+        let events = lowering.builder.schema(lowered.node);
+        let set = AlertSet::new(events).map_err(|e| SqlError::Invalid(e.to_string()))?;
+        let shared = Arc::new(Mutex::new(set));
+        let operator = AlertOperator::new(shared.clone())?;
+        let node = lowering.builder.add(Box::new(operator), &[lowered.node]);
+        Ok(NewSet {
+            graph: lowering.builder.build(node),
+            shared,
+            event_time: lowered.event_time,
+        })
+    }
+
+    fn start_alert_set(&mut self, source: &str, new: NewSet) -> Result<StartedQuery> {
+        let name = alerts_query_name(source);
+        let schema = new.graph.schema();
+        let id = self.engine.register_query(&name, new.graph, None)?;
+        self.alerts.sets.insert(
+            source.to_string(),
+            RunningSet {
+                query: id,
+                shared: new.shared,
+                event_time: new.event_time,
+            },
+        );
+        Ok(StartedQuery {
+            id,
+            name: name.clone(),
+            output: name,
+            schema,
+            late_schema: None,
+            target: None,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The schema of alert `name`'s firings in a file: the event's columns.
+    pub fn alert_events(&self, name: &str) -> Option<SchemaRef> {
+        let def = self.alerts.defs.get(name)?;
+        let set = self.alerts.sets.get(&def.source)?;
+        lock(&set.shared).ok().map(|set| set.events().clone())
+    }
+
+    /// The source alert `name` is on.
+    pub fn alert_source_of(&self, name: &str) -> Option<&str> {
+        self.alerts.defs.get(name).map(|def| def.source.as_str())
+    }
+
+    /// An alert reading `name`, if any: a stream or view with alerts cannot be dropped.
+    pub(super) fn alert_reading(&self, name: &str) -> Option<&str> {
+        self.alerts
+            .defs
+            .iter()
+            .find(|(_, def)| def.source == name)
+            .map(|(alert, _)| alert.as_str())
+    }
+
+    /// `SHOW ALERTS`: name, source, condition, options and firings so far, by name.
+    pub(super) fn show_alerts(&self) -> Result<RecordBatch> {
+        let mut fired: HashMap<String, u64> = HashMap::new();
+        for set in self.alerts.sets.values() {
+            for state in lock(&set.shared)?.describe() {
+                fired.insert(state.name, state.fired);
+            }
+        }
+        let rows = self
+            .alerts
+            .defs
+            .iter()
+            .map(|(name, def)| {
+                let options = def
+                    .options
+                    .iter()
+                    .map(|(k, v)| format!("'{k}' = '{v}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                vec![
+                    name.clone(),
+                    def.source.clone(),
+                    def.condition.clone(),
+                    options,
+                    fired.get(name).copied().unwrap_or(0).to_string(),
+                ]
+            })
+            .collect();
+        text_batch(&["name", "source", "condition", "options", "fired"], rows)
+    }
+}
+
+/// The suppression `WITH (...)` asks for, checked against the source's columns.
+fn suppression(create: &CreateAlert, source: &Source) -> Result<Option<Suppression>> {
+    let mut interval = None;
+    let mut key = Vec::new();
+    let mut time = source.event_time;
+    let column = |name: &str| -> Result<usize> {
+        let name = name.trim();
+        source
+            .events
+            .index_of(name)
+            .or_else(|_| source.events.index_of(&name.to_ascii_lowercase()))
+            .map_err(|_| {
+                SqlError::Invalid(format!(
+                    "unknown column '{name}' in '{}'",
+                    create.source
+                ))
+            })
+    };
+    for (option, value) in &create.options {
+        match option.as_str() {
+            "suppress" => {
+                interval = Some(parse_duration(value).map_err(|e| {
+                    SqlError::Invalid(format!("option 'suppress': {e}"))
+                })?);
+            }
+            "suppress.key" => {
+                key = value
+                    .split(',')
+                    .map(column)
+                    .collect::<Result<Vec<_>>>()?;
+            }
+            "suppress.time" => {
+                let at = column(value)?;
+                if !is_time_type(source.events.field(at).data_type()) {
+                    return Err(SqlError::Invalid(format!(
+                        "option 'suppress.time': '{value}' is not a timestamp column"
+                    )));
+                }
+                time = Some(at);
+            }
+            other => {
+                return Err(SqlError::Invalid(format!(
+                    "unknown option '{other}' (an alert takes {})",
+                    OPTIONS.join(", ")
+                )));
+            }
+        }
+    }
+    let Some(interval) = interval else {
+        if create.options.is_empty() {
+            return Ok(None);
+        }
+        return Err(SqlError::Invalid(
+            "'suppress.key' and 'suppress.time' need 'suppress' (the interval)".into(),
+        ));
+    };
+    if interval <= 0 {
+        return Err(SqlError::Invalid(
+            "option 'suppress': the interval must be positive".into(),
+        ));
+    }
+    let Some(time) = time else {
+        return Err(SqlError::Invalid(format!(
+            "'{}' has no event-time column to measure 'suppress' in: name a timestamp \
+             column with 'suppress.time'",
+            create.source
+        )));
+    };
+    Ok(Some(Suppression {
+        interval,
+        key,
+        time,
+    }))
+}
