@@ -773,3 +773,184 @@ fn a_second_server_on_the_same_directory_is_refused() {
         "{stderr}"
     );
 }
+
+const LISTINGS: &str = "CREATE STREAM listings (id BIGINT, city STRING, rooms INT, \
+    price BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)";
+
+fn listing(id: u64, city: &str, rooms: u64, price: u64) -> Value {
+    json!({"id": id, "city": city, "rooms": rooms, "price": price,
+           "ts": format!("2024-01-01 10:{:02}:{:02}", id / 60 % 60, id % 60)})
+}
+
+/// (alert, listing id) of pushed firings.
+fn firings_of(rows: &[Value]) -> Vec<(String, u64)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["row"]["alert"].as_str().unwrap_or_default().to_string(),
+                r["row"]["id"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_notify_through_the_socket_and_a_restart_keeps_them() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": LISTINGS}));
+    let created = client.ok(json!({"op": "sql", "sql":
+        "CREATE ALERT seoul_cheap ON listings WHERE city = 'Seoul' AND price < 500000 \
+           AND rooms >= 2; \
+         CREATE ALERT big_in_city ON listings WHERE rooms >= 4 \
+           WITH ('suppress' = '1 minute', 'suppress.key' = 'city')"}));
+    assert_eq!(
+        created["results"],
+        json!([{"created": "alert", "name": "seoul_cheap"},
+               {"created": "alert", "name": "big_in_city"}])
+    );
+    // A bad condition anywhere in a group registers nothing of it.
+    let refused = client.request(json!({"op": "sql", "sql":
+        "CREATE ALERT fine ON listings WHERE price > 1; \
+         CREATE ALERT broken ON listings WHERE floor_area > 50"}));
+    assert_eq!(refused["ok"], json!(false), "{refused}");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("alert 'broken'") && error.contains("floor_area"),
+        "{error}"
+    );
+    let shown = client.ok(json!({"op": "sql", "sql": "SHOW ALERTS"}));
+    let names: Vec<&str> = shown["results"][0]["rows"]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["big_in_city", "seoul_cheap"]);
+
+    client.ok(json!({"op": "subscribe", "alert": "seoul_cheap", "group": "phone",
+                     "from": "earliest"}));
+    client.ok(json!({"op": "publish", "stream": "listings", "events": [
+        listing(1, "Seoul", 2, 450_000),  // seoul_cheap
+        listing(2, "Seoul", 1, 300_000),  // too few rooms
+        listing(3, "Busan", 4, 200_000),  // big_in_city (Busan)
+        listing(4, "Busan", 5, 900_000),  // suppressed: Busan fired 1 s ago
+        listing(5, "Seoul", 4, 480_000),  // both (big_in_city for Seoul)
+    ]}));
+    let first = client.pushed(2);
+    assert_eq!(
+        firings_of(&first),
+        [("seoul_cheap".to_string(), 1), ("seoul_cheap".to_string(), 5)]
+    );
+    // The phone saw both but acknowledged only the first.
+    let subscription = first[0]["subscription"].clone();
+    client.ok(json!({"op": "ack", "subscription": subscription,
+                     "partition": first[0]["partition"], "offset": first[0]["offset"]}));
+    let mut all = server.connect();
+    all.ok(json!({"op": "subscribe", "alerts": "listings", "from": "earliest"}));
+    assert_eq!(
+        firings_of(&all.pushed(4)),
+        [
+            ("seoul_cheap".to_string(), 1),
+            ("big_in_city".to_string(), 3),
+            ("seoul_cheap".to_string(), 5),
+            ("big_in_city".to_string(), 5),
+        ]
+    );
+    server.kill();
+
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "subscribe", "alert": "seoul_cheap", "group": "phone"}));
+    client.ok(json!({"op": "publish", "stream": "listings", "events": [
+        listing(70, "Busan", 4, 100_000),  // big_in_city: a minute after the last Busan one
+        listing(71, "Seoul", 3, 499_999),  // seoul_cheap
+    ]}));
+    // The unacknowledged firing comes again, then the new one; no firing repeats.
+    assert_eq!(
+        firings_of(&client.pushed(2)),
+        [("seoul_cheap".to_string(), 5), ("seoul_cheap".to_string(), 71)]
+    );
+    let mut all = server.connect();
+    all.ok(json!({"op": "subscribe", "alerts": "listings", "from": "earliest"}));
+    assert_eq!(
+        firings_of(&all.pushed(6)),
+        [
+            ("seoul_cheap".to_string(), 1),
+            ("big_in_city".to_string(), 3),
+            ("seoul_cheap".to_string(), 5),
+            ("big_in_city".to_string(), 5),
+            ("big_in_city".to_string(), 70),
+            ("seoul_cheap".to_string(), 71),
+        ]
+    );
+    // Dropping the last alert stops the alerts' query; its subscribers are told nothing
+    // more, and new alerts start afresh.
+    client.ok(json!({"op": "sql", "sql": "DROP ALERT seoul_cheap; DROP ALERT big_in_city"}));
+    let refused = client.request(json!({"op": "subscribe", "alert": "seoul_cheap"}));
+    assert_eq!(refused["error"], json!("no alert named 'seoul_cheap'"));
+    client.ok(json!({"op": "sql", "sql": "CREATE ALERT any_seoul ON listings WHERE city = 'Seoul'"}));
+    client.ok(json!({"op": "subscribe", "alerts": "listings", "from": "earliest"}));
+    client.ok(json!({"op": "publish", "stream": "listings", "event": listing(80, "Seoul", 1, 1)}));
+    assert_eq!(firings_of(&client.pushed(1)), [("any_seoul".to_string(), 80)]);
+    assert_eq!(client.raw(r#"{"op":"ping"}"#)["pong"], json!(true));
+    assert!(client.pushed.is_empty(), "more rows: {:?}", client.pushed);
+}
+
+#[test]
+fn thousands_of_alerts_are_registered_and_dropped_in_bulk() {
+    const CITIES: [&str; 5] = ["Seoul", "Busan", "Lisbon", "Porto", "Austin"];
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": LISTINGS}));
+    // Alert n: a city and a price ceiling.
+    let alert = |n: u64| (CITIES[(n % 5) as usize], 10_000 * (n % 97 + 1));
+    let create: Vec<String> = (0..5_000)
+        .map(|n| {
+            let (city, ceiling) = alert(n);
+            format!("CREATE ALERT a{n} ON listings WHERE city = '{city}' AND price < {ceiling}")
+        })
+        .collect();
+    let reply = client.ok(json!({"op": "sql", "sql": create.join(";\n")}));
+    assert_eq!(reply["results"].as_array().map(Vec::len), Some(5_000));
+    client.ok(json!({"op": "subscribe", "alerts": "listings", "from": "earliest"}));
+
+    let mut random = xorshift(7);
+    let mut listings = Vec::new();
+    for id in 0..40 {
+        let city = CITIES[(random() % 5) as usize];
+        listings.push((id, city, 5_000 * (random() % 200)));
+    }
+    let expected = |alive: &dyn Fn(u64) -> bool| -> Vec<(String, u64)> {
+        let mut fired = Vec::new();
+        for (id, city, price) in &listings {
+            for n in (0..5_000).filter(|n| alive(*n)) {
+                let (at, ceiling) = alert(n);
+                if at == *city && *price < ceiling {
+                    fired.push((format!("a{n}"), *id));
+                }
+            }
+        }
+        fired
+    };
+    let events: Vec<Value> = listings
+        .iter()
+        .map(|(id, city, price)| listing(*id, city, 1, *price))
+        .collect();
+    client.ok(json!({"op": "publish", "stream": "listings", "events": events.clone()}));
+    let want = expected(&|_| true);
+    assert!(want.len() > 1_000, "too few firings to test: {}", want.len());
+    assert_eq!(firings_of(&client.pushed(want.len())), want);
+
+    // Drop four in five, in one request.
+    let drop: Vec<String> = (0..5_000)
+        .filter(|n| n % 5 != 0)
+        .map(|n| format!("DROP ALERT a{n}"))
+        .collect();
+    client.ok(json!({"op": "sql", "sql": drop.join(";")}));
+    client.ok(json!({"op": "publish", "stream": "listings", "events": events}));
+    let want = expected(&|n| n % 5 == 0);
+    assert_eq!(firings_of(&client.pushed(want.len())), want);
+    assert_eq!(client.raw(r#"{"op":"ping"}"#)["pong"], json!(true));
+    assert!(client.pushed.is_empty(), "more rows: {:?}", client.pushed.len());
+}
