@@ -139,6 +139,54 @@ fn the_shell_runs_statements_shows_live_rows_and_cancels() -> Result<()> {
 }
 
 #[test]
+fn alerts_are_registered_shown_and_loaded_in_bulk_in_the_shell() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut p = shell(&["repl", "--memory"], dir.path())?;
+    p.send_line(CLICKS)?;
+    p.exp_string("created stream clicks")?;
+    p.send_line("CREATE ALERT home_visit ON clicks WHERE url = '/home' AND user_id LIKE 'u1%';")?;
+    p.exp_string("alert:home_visit: its firings appear above the prompt")?;
+    p.send_line(
+        "INSERT INTO clicks VALUES ('u1', '/home', TIMESTAMP '2024-01-01 10:00:00'), \
+         ('u2', '/home', TIMESTAMP '2024-01-01 10:00:01'), \
+         ('u12', '/home', TIMESTAMP '2024-01-01 10:00:02');",
+    )?;
+    let printed = expect_all(
+        &mut p,
+        &[
+            r"inserted 3 row\(s\) into clicks",
+            r"alert:home_visit:\r\n[^\n]*\n[^\n]*op[^\n]*alert[^\n]*user_id[^\n]*url",
+            r"\+I[^\n]*home_visit[^\n]*u1 [^\n]*/home",
+            r"\+I[^\n]*home_visit[^\n]*u12[^\n]*/home",
+        ],
+    )?;
+    assert!(!printed.contains(" u2 "), "a row that fires nothing was shown: {printed}");
+    // A bad condition: a clear error, and no alert.
+    p.send_line("CREATE ALERT broken ON clicks WHERE url > 3 +;")?;
+    p.exp_regex(r"error: [^\n]*")?;
+    // Many alerts from a file: one request, summed up.
+    let script = dir.path().join("alerts.sql");
+    let alerts: String = (0..300)
+        .map(|n| format!("CREATE ALERT page{n} ON clicks WHERE url = '/page/{n}';\n"))
+        .collect();
+    std::fs::write(&script, alerts)?;
+    p.send_line(&format!("\\load {}", script.display()))?;
+    p.exp_string("created 300 alert(s)")?;
+    p.send_line("SHOW ALERTS;")?;
+    p.exp_regex(r"page299[^\n]*clicks[^\n]*url = '/page/299'")?;
+    // Ctrl-C stops showing the alert; it stays registered.
+    press(&mut p, 'c')?;
+    p.exp_string("stopped showing alert:home_visit")?;
+    p.send_line("DROP ALERT home_visit;")?;
+    p.exp_string("dropped alert home_visit")?;
+    p.send_line("DROP ALERT broken;")?;
+    p.exp_string("error: unknown alert 'broken'")?;
+    p.send_line("\\quit")?;
+    p.exp_eof()?;
+    Ok(())
+}
+
+#[test]
 fn the_shell_drives_a_running_server() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut server = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -186,7 +234,7 @@ fn the_shell_drives_a_running_server() -> Result<()> {
             ],
         )?;
         press(&mut p, 'c')?;
-        p.exp_string("cancelled tail:clicks")?;
+        p.exp_string("stopped showing tail:clicks")?;
         press(&mut p, 'd')?;
         p.exp_eof()?;
         Ok(())

@@ -12,6 +12,9 @@ use super::{Shell, ShellError, display, statements};
 const HELP: &str = "\
 SQL statements end with ';' and may span lines. A SELECT runs as a standing query: its rows
 appear above the prompt as they come, each marked with its op (+I, -U, +U, -D).
+CREATE ALERT name ON stream WHERE condition [WITH ('suppress' = '10 minutes',
+'suppress.key' = 'col')] shows the alert's firings the same way; DROP ALERT name removes it
+and SHOW ALERTS lists them.
 
   \\help                 this text
   \\list                 queries: shown or muted, input and output rates (since the last
@@ -21,7 +24,7 @@ appear above the prompt as they come, each marked with its op (+I, -U, +U, -D).
   \\fg NAME              show a query's rows again, in the foreground
   \\mute NAME            mute a query
   \\stats                streams, queries and groups as the server reports them
-  \\load FILE.sql        run the statements in a file
+  \\load FILE.sql        run the statements in a file (alert statements in bulk)
   \\publish STREAM FILE  publish a .csv (with a header) or .jsonl file's rows
   \\tail STREAM          show a stream's rows as they are published
   \\explain QUERY        the plan of a query
@@ -29,6 +32,9 @@ appear above the prompt as they come, each marked with its op (+I, -U, +U, -D).
 
 /// Rows sent per publish by `\publish`.
 const PUBLISH_ROWS: usize = 5_000;
+/// The most alert statements `\load` sends in one request, in bytes (the server takes
+/// lines of up to 1 MiB by default).
+const ALERT_REQUEST_BYTES: usize = 512 * 1024;
 
 impl Shell {
     /// Runs a backslash command; gives whether the shell goes on.
@@ -245,8 +251,25 @@ impl Shell {
         if !rest.trim().is_empty() {
             done.push(rest.trim().to_string());
         }
+        // Runs of alert statements go in requests of up to `ALERT_REQUEST_BYTES`, each
+        // all or nothing.
+        let mut alerts = String::new();
         for statement in done {
+            if statements::is_alert_statement(&statement) {
+                if !alerts.is_empty() && alerts.len() + statement.len() > ALERT_REQUEST_BYTES {
+                    self.statement(&std::mem::take(&mut alerts))?;
+                }
+                alerts.push_str(&statement);
+                alerts.push_str(";\n");
+                continue;
+            }
+            if !alerts.is_empty() {
+                self.statement(&std::mem::take(&mut alerts))?;
+            }
             self.statement(&statement)?;
+        }
+        if !alerts.is_empty() {
+            self.statement(&alerts)?;
         }
         Ok(())
     }

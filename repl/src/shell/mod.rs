@@ -298,7 +298,33 @@ impl Shell {
             .client
             .request(json!({"op": "sql", "sql": statement}))?;
         let results = reply["results"].as_array().cloned().unwrap_or_default();
-        for result in &results {
+        if results.len() > SUMMARIZED_RESULTS {
+            self.say(summary(&results));
+        } else {
+            self.show_results(&results);
+        }
+        if let [result] = results.as_slice()
+            && result["created"] == "alert"
+            && let Some(alert) = result["name"].as_str()
+        {
+            let label = format!("alert:{alert}");
+            self.follow(json!({"op": "subscribe", "alert": alert}), &label)?;
+            self.say(format!(
+                "{label}: its firings appear above the prompt (Ctrl-C stops showing them; \
+                 DROP ALERT {alert} removes it)"
+            ));
+        }
+        if results
+            .iter()
+            .any(|r| r.get("created").is_some() || r.get("dropped").is_some())
+        {
+            self.refresh_names();
+        }
+        Ok(())
+    }
+
+    fn show_results(&mut self, results: &[Value]) {
+        for result in results {
             let text = if let Some(rows) = result["rows"].as_array() {
                 let columns: Vec<String> = result["columns"]
                     .as_array()
@@ -342,13 +368,6 @@ impl Shell {
             };
             self.say(text);
         }
-        if results
-            .iter()
-            .any(|r| r.get("created").is_some() || r.get("dropped").is_some())
-        {
-            self.refresh_names();
-        }
-        Ok(())
     }
 
     /// Registers `query` under the next free `qN` and shows its rows from the start.
@@ -393,14 +412,17 @@ impl Shell {
     }
 
     fn cancel(&mut self, name: &str) -> Result<(), ShellError> {
-        let outcome = if let Some(stream) = name.strip_prefix("tail:") {
+        let subscribed = name
+            .strip_prefix("tail:")
+            .or_else(|| name.strip_prefix("alert:"));
+        let outcome = if subscribed.is_some() {
             let id = self.subscription_of(name);
             match id {
                 Some(id) => self
                     .client
                     .request(json!({"op": "unsubscribe", "subscription": id}))
                     .map(|_| ()),
-                None => Err(ShellError::Usage(format!("no tail of {stream}"))),
+                None => Err(ShellError::Usage(format!("{name} is not shown"))),
             }
         } else {
             self.client
@@ -415,7 +437,11 @@ impl Shell {
                 if self.foreground.as_ref().is_some_and(|(n, _)| n == name) {
                     self.foreground = None;
                 }
-                self.say(format!("cancelled {name}"));
+                if subscribed.is_some() {
+                    self.say(format!("stopped showing {name}"));
+                } else {
+                    self.say(format!("cancelled {name}"));
+                }
                 self.refresh_names();
                 Ok(())
             }
@@ -488,4 +514,31 @@ impl Shell {
             *shared = names;
         }
     }
+}
+
+/// Replies to more statements than this are summed up rather than shown one by one.
+const SUMMARIZED_RESULTS: usize = 8;
+
+/// What many statements did, counted: e.g. `created 5000 alert(s)`.
+fn summary(results: &[Value]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for result in results {
+        let what = ["created", "dropped"]
+            .iter()
+            .find_map(|verb| {
+                result[*verb]
+                    .as_str()
+                    .map(|noun| format!("{verb} {{}} {noun}(s)"))
+            })
+            .unwrap_or_else(|| "{} other statement(s)".to_string());
+        match counts.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((what, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(what, count)| what.replacen("{}", &count.to_string(), 1))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -53,9 +53,30 @@ pub fn is_query(statement: &str) -> bool {
     matches!(first.trim_start_matches('('), "SELECT" | "WITH" | "VALUES")
 }
 
+/// Whether `statement` is `CREATE ALERT` or `DROP ALERT`.
+pub fn is_alert_statement(statement: &str) -> bool {
+    let mut words = statement
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .flat_map(str::split_whitespace)
+        .map(str::to_ascii_uppercase);
+    matches!(
+        (words.next().as_deref(), words.next().as_deref()),
+        (Some("CREATE" | "DROP"), Some("ALERT"))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_statements_are_told_apart() {
+        assert!(is_alert_statement("-- cheap\ncreate alert a ON s WHERE x > 1"));
+        assert!(is_alert_statement("DROP  ALERT a"));
+        assert!(!is_alert_statement("CREATE VIEW alert AS SELECT 1"));
+        assert!(!is_alert_statement("SELECT * FROM alert"));
+    }
 
     #[test]
     fn splits_at_semicolons_outside_quotes_and_comments() {
