@@ -115,6 +115,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
     let dialect = SluiceDialect;
     let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
     let mut statements = Vec::new();
+    let mut lines = LineStarts::new(sql);
     loop {
         while parser.consume_token(&Token::SemiColon) {}
         let first = parser.peek_token();
@@ -128,8 +129,8 @@ pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
                 .expected("';' after the statement", next)
                 .map_err(Into::into);
         }
-        let start = offset_of(sql, first.span.start);
-        let end = offset_of(sql, next.span.start);
+        let start = lines.offset_of(first.span.start);
+        let end = lines.offset_of(next.span.start);
         statements.push(ParsedStatement {
             statement,
             text: sql[start..end.max(start)].trim().to_string(),
@@ -418,6 +419,50 @@ pub fn object_name(name: &ObjectName) -> Result<String, ParserError> {
         _ => Err(ParserError::ParserError(format!(
             "'{name}': qualified names are not supported"
         ))),
+    }
+}
+
+/// Byte offsets of locations in a text, found from where the previous one was, so a
+/// script's statements are located in one pass over it rather than one each.
+struct LineStarts<'a> {
+    text: &'a str,
+    /// The 1-based line of the last location, and the byte offset it starts at.
+    line: u64,
+    line_start: usize,
+}
+
+impl<'a> LineStarts<'a> {
+    fn new(text: &'a str) -> Self {
+        LineStarts {
+            text,
+            line: 1,
+            line_start: 0,
+        }
+    }
+
+    /// Byte offset of a 1-based line and column (counted in characters).
+    fn offset_of(&mut self, location: Location) -> usize {
+        if location.line == 0 {
+            return self.text.len();
+        }
+        if location.line < self.line {
+            self.line = 1;
+            self.line_start = 0;
+        }
+        while self.line < location.line {
+            match self.text[self.line_start..].find('\n') {
+                Some(at) => {
+                    self.line_start += at + 1;
+                    self.line += 1;
+                }
+                None => return self.text.len(),
+            }
+        }
+        let line_start = self.line_start;
+        self.text[line_start..]
+            .char_indices()
+            .nth(location.column.saturating_sub(1) as usize)
+            .map_or(self.text.len(), |(offset, _)| line_start + offset)
     }
 }
 

@@ -2,14 +2,19 @@
 //!
 //! Each alert gets access keys: tests that must hold for its condition to be true. For a
 //! conjunction, its equalities together (`city = 'Seoul' AND district IN ('Mapo', 'Jung')`
-//! gives one key per combination of values), else one prefix or range conjunct; for a
-//! disjunction, the keys of every branch. Equality keys are hashed tuples, kept per set of
-//! columns: a row is looked up once per set in use. Prefixes are kept per column and
-//! probed with each prefix length in use; numeric ranges in a list per column sorted by
-//! their lower bound. Alerts with no usable key (a `NOT`, `IS NULL`, a residual expression
-//! on its own) are candidates for every row. Candidates are then evaluated exactly, so a
-//! key only has to be implied by the condition, and two tuples hashing alike only add a
-//! candidate.
+//! gives one key per combination of values) with, when it has one, a bounded numeric range
+//! (`price BETWEEN 400000 AND 500000`); else one prefix or range conjunct; for a
+//! disjunction, the keys of every branch.
+//!
+//! Equality keys are hashed tuples, kept per shape (set of columns, and range column and
+//! cell size): a row is looked up once per shape in use. A bounded range is put in cells
+//! of the smallest power-of-two size at least its width, so it covers one or two cells; a
+//! row is looked up in the cell its value falls in, once per cell size in use. Prefixes are
+//! kept per column and probed with each prefix length in use; half-open numeric ranges in
+//! a list per column sorted by their lower bound. Alerts with no usable key (a `NOT`,
+//! `IS NULL`, a residual expression on its own) are candidates for every row. Candidates
+//! are then evaluated exactly, so a key only has to be implied by the condition, and two
+//! tuples hashing alike only add a candidate.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -28,8 +33,9 @@ pub type AlertId = u32;
 /// A test that must hold for an alert to be true.
 #[derive(Debug, Clone)]
 enum Key {
-    /// Each column equals its value (columns in order, each once).
-    Equal(Vec<(ColumnRef, Lit)>),
+    /// Each column equals its value (columns in order, each once), and the range column's
+    /// value is within the range when there is one.
+    Equal(Vec<(ColumnRef, Lit)>, Option<Cells>),
     Prefix(ColumnRef, String),
     Range(ColumnRef, Bound, Bound),
 }
@@ -40,6 +46,43 @@ enum Bound {
     Open,
     At(f64, bool),
 }
+
+/// A bounded numeric range, as the cells of one size it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cells {
+    column: ColumnRef,
+    /// Cells are `2^level` wide.
+    level: i32,
+    first: i64,
+    last: i64,
+}
+
+impl Cells {
+    /// The cells of `[low, high]`: one or two of the smallest size at least its width.
+    fn of(column: ColumnRef, low: f64, high: f64) -> Option<Cells> {
+        if !(low.is_finite() && high.is_finite() && low <= high) {
+            return None;
+        }
+        let level = (high - low).max(f64::MIN_POSITIVE).log2().ceil().clamp(-40.0, 62.0) as i32;
+        let first = cell(low, level)?;
+        let last = cell(high, level)?;
+        Some(Cells {
+            column,
+            level,
+            first,
+            last,
+        })
+    }
+}
+
+/// The cell of size `2^level` that `value` falls in.
+fn cell(value: f64, level: i32) -> Option<i64> {
+    let cell = (value / 2f64.powi(level)).floor();
+    (cell.is_finite() && cell.abs() < 9.0e18).then_some(cell as i64)
+}
+
+/// The most columns an equality key has; equalities on more columns are left to evaluation.
+const MAX_KEY_COLUMNS: usize = 8;
 
 /// The most value combinations one conjunction's equalities are indexed under; past that
 /// its largest list is left to evaluation.
@@ -91,6 +134,7 @@ fn equal_keys(parts: &[Cond]) -> Option<Vec<Key>> {
         }
     }
     columns.sort_by_key(|c| c.0);
+    columns.truncate(MAX_KEY_COLUMNS);
     while columns
         .iter()
         .map(|(_, v)| v.len().max(1))
@@ -120,7 +164,49 @@ fn equal_keys(parts: &[Cond]) -> Option<Vec<Key>> {
             })
             .collect();
     }
-    Some(keys.into_iter().map(Key::Equal).collect())
+    Some(keys.into_iter().map(|key| Key::Equal(key, None)).collect())
+}
+
+/// A bounded numeric range a conjunction's `parts` imply (a `BETWEEN`, or a lower and an
+/// upper bound on one column), as cells; the narrowest, when there are several.
+fn bounded_range(parts: &[Cond]) -> Option<Cells> {
+    let mut bounds: Vec<(ColumnRef, f64, f64)> = Vec::new();
+    let mut narrow = |column: ColumnRef, low: f64, high: f64| {
+        match bounds.iter_mut().find(|(c, _, _)| *c == column) {
+            Some((_, known_low, known_high)) => {
+                *known_low = known_low.max(low);
+                *known_high = known_high.min(high);
+            }
+            None => bounds.push((column, low, high)),
+        }
+    };
+    for part in parts {
+        match part {
+            Cond::Between {
+                column,
+                low,
+                high,
+                negated: false,
+            } => {
+                if let (Some(low), Some(high)) = (number(low), number(high)) {
+                    narrow(*column, low, high);
+                }
+            }
+            Cond::Compare { column, op, lit } => {
+                let Some(value) = number(lit) else { continue };
+                match op {
+                    Compare::Gt | Compare::GtEq => narrow(*column, value, f64::INFINITY),
+                    Compare::Lt | Compare::LtEq => narrow(*column, f64::NEG_INFINITY, value),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    bounds
+        .into_iter()
+        .filter_map(|(column, low, high)| Cells::of(column, low, high))
+        .min_by_key(|cells| cells.level)
 }
 
 /// Keys implied by `cond`, or `None` when it has no usable ones.
@@ -148,11 +234,10 @@ fn keys(cond: &Cond) -> Option<Vec<Key>> {
             high,
             negated: false,
         } => match (number(low), number(high)) {
-            (Some(low), Some(high)) => Some(vec![Key::Range(
-                *column,
-                Bound::At(low, true),
-                Bound::At(high, true),
-            )]),
+            (Some(low), Some(high)) => Some(vec![match Cells::of(*column, low, high) {
+                Some(cells) => Key::Equal(Vec::new(), Some(cells)),
+                None => Key::Range(*column, Bound::At(low, true), Bound::At(high, true)),
+            }]),
             _ => None,
         },
         Cond::Prefix {
@@ -160,13 +245,24 @@ fn keys(cond: &Cond) -> Option<Vec<Key>> {
             prefix,
             negated: false,
         } => Some(vec![Key::Prefix(*column, prefix.clone())]),
-        Cond::And(parts) => equal_keys(parts).or_else(|| {
-            // No equality: the cheapest other conjunct, prefixes before ranges.
+        Cond::And(parts) => {
+            let range = bounded_range(parts);
+            let equal = equal_keys(parts).or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
+            if let Some(mut equal) = equal {
+                for key in &mut equal {
+                    if let Key::Equal(_, cells) = key {
+                        *cells = range;
+                    }
+                }
+                return Some(equal);
+            }
+            // No equality nor bounded range: the cheapest other conjunct, prefixes before
+            // ranges.
             parts.iter().filter_map(keys).min_by_key(|keys| {
                 let ranges = keys.iter().filter(|k| matches!(k, Key::Range(..))).count();
                 (ranges, keys.len())
             })
-        }),
+        }
         Cond::Or(parts) => match equal_values(cond) {
             Some(_) => equal_keys(std::slice::from_ref(cond)),
             None => {
@@ -181,6 +277,15 @@ fn keys(cond: &Cond) -> Option<Vec<Key>> {
     }
 }
 
+/// The value of numeric column `column` at `row`, as a float.
+fn number_at(views: &Views, column: ColumnRef, row: usize) -> Option<f64> {
+    match column.family {
+        Family::Int => views.int(column.column, row).map(|v| v as f64),
+        Family::Float => views.float(column.column, row),
+        _ => None,
+    }
+}
+
 fn number(lit: &Lit) -> Option<f64> {
     match lit {
         Lit::Int(v) => Some(*v as f64),
@@ -189,50 +294,85 @@ fn number(lit: &Lit) -> Option<f64> {
     }
 }
 
-/// Hashes of values, the same for a literal and for a row holding that value (FNV-1a over
-/// the value's bytes, tagged by type).
-#[derive(Clone, Copy)]
-struct TupleHash(u64);
-
-impl TupleHash {
-    fn new() -> TupleHash {
-        TupleHash(0xcbf2_9ce4_8422_2325)
+/// The hash of a value, the same for a literal and for a row holding that value (FNV-1a
+/// over the value's bytes, tagged by type).
+fn value_hash(tag: u8, bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in std::iter::once(tag).chain(bytes.iter().copied()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    hash
+}
 
-    fn bytes(mut self, tag: u8, bytes: &[u8]) -> TupleHash {
-        for byte in std::iter::once(tag).chain(bytes.iter().copied()) {
-            self.0 ^= u64::from(byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self
-    }
-
-    fn lit(self, lit: &Lit) -> TupleHash {
-        match lit {
-            Lit::Int(v) => self.bytes(1, &v.to_le_bytes()),
-            Lit::Float(v) => self.bytes(2, &v.to_bits().to_le_bytes()),
-            Lit::Str(v) => self.bytes(3, v.as_bytes()).bytes(0, &[]),
-            Lit::Bool(v) => self.bytes(4, &[u8::from(*v)]),
-        }
-    }
-
-    /// The hash with the value of `column` at `row` added; `None` when it is NULL.
-    fn row(self, views: &Views, column: ColumnRef, row: usize) -> Option<TupleHash> {
-        Some(match column.family {
-            Family::Int => self.bytes(1, &views.int(column.column, row)?.to_le_bytes()),
-            Family::Float => {
-                self.bytes(2, &views.float(column.column, row)?.to_bits().to_le_bytes())
-            }
-            Family::Str => self
-                .bytes(3, views.str(column.column, row)?.as_bytes())
-                .bytes(0, &[]),
-            Family::Bool => self.bytes(4, &[u8::from(views.bool(column.column, row)?)]),
-        })
+fn lit_hash(lit: &Lit) -> u64 {
+    match lit {
+        Lit::Int(v) => value_hash(1, &v.to_le_bytes()),
+        Lit::Float(v) => value_hash(2, &v.to_bits().to_le_bytes()),
+        Lit::Str(v) => value_hash(3, v.as_bytes()),
+        Lit::Bool(v) => value_hash(4, &[u8::from(*v)]),
     }
 }
 
+/// The hash of the value of `column` at `row`; `None` when it is NULL.
+fn row_hash(views: &Views, column: ColumnRef, row: usize) -> Option<u64> {
+    Some(match column.family {
+        Family::Int => value_hash(1, &views.int(column.column, row)?.to_le_bytes()),
+        Family::Float => value_hash(2, &views.float(column.column, row)?.to_bits().to_le_bytes()),
+        Family::Str => value_hash(3, views.str(column.column, row)?.as_bytes()),
+        Family::Bool => value_hash(4, &[u8::from(views.bool(column.column, row)?)]),
+    })
+}
+
+/// Adds `value` to the hash `hash` of the values before it (order matters).
+fn mix(hash: u64, value: u64) -> u64 {
+    (hash.rotate_left(5) ^ value).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+/// The index key of a tuple of value hashes in shape `shape`, in `cell` of its range.
+fn key_of(shape: usize, values: impl IntoIterator<Item = u64>, cell: Option<i64>) -> u64 {
+    let mut hash = mix(0x2545_f491_4f6c_dd1d, shape as u64);
+    for value in values {
+        hash = mix(hash, value);
+    }
+    if let Some(cell) = cell {
+        hash = mix(hash, cell as u64 ^ 0x9e37_79b9_7f4a_7c15);
+    }
+    // Spread the high bits into the low ones, which pick the hash table's bucket.
+    hash ^ (hash >> 29)
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = mix(self.0, u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type KeyMap = HashMap<u64, Vec<AlertId>, std::hash::BuildHasherDefault<Prehashed>>;
+
 struct Alert {
     compiled: Compiled,
+}
+
+/// The shape of an equality key: its columns, and the range column and cell size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    columns: Vec<ColumnRef>,
+    range: Option<(ColumnRef, i32)>,
 }
 
 /// Registered alerts over one stream, and the index over them.
@@ -240,9 +380,9 @@ struct Alert {
 pub struct AlertIndex {
     alerts: Vec<Option<Alert>>,
     live: usize,
-    /// The sets of columns equality keys are on, and the alerts by (set, tuple hash).
-    signatures: Vec<Vec<ColumnRef>>,
-    equal: HashMap<(usize, u64), Vec<AlertId>>,
+    /// The shapes of equality keys in use, and the alerts by (shape, tuple and cell hash).
+    signatures: Vec<Shape>,
+    equal: KeyMap,
     /// Per column: the prefixes' lengths in use, and the alerts by (column, prefix).
     prefix_lengths: HashMap<ColumnRef, BTreeSet<usize>>,
     prefixes: HashMap<(ColumnRef, Box<str>), Vec<AlertId>>,
@@ -294,21 +434,26 @@ impl AlertIndex {
 
     fn add_key(&mut self, key: Key, id: AlertId) {
         match key {
-            Key::Equal(pairs) => {
-                let signature: Vec<ColumnRef> = pairs.iter().map(|(c, _)| *c).collect();
-                let at = match self.signatures.iter().position(|s| *s == signature) {
+            Key::Equal(pairs, cells) => {
+                let shape = Shape {
+                    columns: pairs.iter().map(|(c, _)| *c).collect(),
+                    range: cells.map(|c| (c.column, c.level)),
+                };
+                let at = match self.signatures.iter().position(|s| *s == shape) {
                     Some(at) => at,
                     None => {
-                        self.signatures.push(signature);
+                        self.signatures.push(shape);
                         self.signatures.len() - 1
                     }
                 };
-                let hash = pairs
-                    .iter()
-                    .fold(TupleHash::new(), |hash, (_, lit)| hash.lit(lit));
-                let list = self.equal.entry((at, hash.0)).or_default();
-                if list.last() != Some(&id) {
-                    list.push(id);
+                let values: Vec<u64> = pairs.iter().map(|(_, lit)| lit_hash(lit)).collect();
+                let covered = cells.map_or(0..=0, |c| c.first..=c.last);
+                for cell in covered {
+                    let key = key_of(at, values.iter().copied(), cells.map(|_| cell));
+                    let list = self.equal.entry(key).or_default();
+                    if list.last() != Some(&id) {
+                        list.push(id);
+                    }
                 }
             }
             Key::Prefix(column, prefix) => {
@@ -395,12 +540,25 @@ impl AlertIndex {
         let mut residuals: HashMap<(AlertId, usize), BooleanArray> = HashMap::new();
         let mut fired = Vec::new();
         let mut candidates: Vec<AlertId> = Vec::new();
+        // The hashes of the key columns' values, once per batch.
+        let mut hashes: HashMap<ColumnRef, Vec<Option<u64>>> = HashMap::new();
+        if indexed {
+            for shape in &self.signatures {
+                for column in &shape.columns {
+                    hashes.entry(*column).or_insert_with(|| {
+                        (0..batch.num_rows())
+                            .map(|row| row_hash(&views, *column, row))
+                            .collect()
+                    });
+                }
+            }
+        }
         for row in 0..batch.num_rows() {
             self.stamp += 1;
             candidates.clear();
+            let first_fired = fired.len();
             if indexed {
-                self.candidates(&views, row, &mut candidates);
-                candidates.sort_unstable();
+                self.candidates(&views, &hashes, row, &mut candidates);
             } else {
                 candidates.extend(0..self.alerts.len() as AlertId);
             }
@@ -432,12 +590,21 @@ impl AlertIndex {
                     fired.push((row, id));
                 }
             }
+            // A row's firings in registration order.
+            fired[first_fired..].sort_unstable();
         }
         Ok(fired)
     }
 
-    /// Every alert whose keys hold at `row`, once each.
-    fn candidates(&mut self, views: &Views, row: usize, out: &mut Vec<AlertId>) {
+    /// Every alert whose keys hold at `row`, once each; `hashes` are the hashes of the
+    /// values of the key columns, by row.
+    fn candidates(
+        &mut self,
+        views: &Views,
+        hashes: &HashMap<ColumnRef, Vec<Option<u64>>>,
+        row: usize,
+        out: &mut Vec<AlertId>,
+    ) {
         let stamp = self.stamp;
         let marks = &mut self.marks;
         let mut add = |ids: &[AlertId], out: &mut Vec<AlertId>| {
@@ -450,13 +617,29 @@ impl AlertIndex {
                 }
             }
         };
-        for (at, signature) in self.signatures.iter().enumerate() {
-            let hash = signature.iter().try_fold(TupleHash::new(), |hash, column| {
-                hash.row(views, *column, row)
-            });
-            if let Some(hash) = hash
-                && let Some(ids) = self.equal.get(&(at, hash.0))
-            {
+        for (at, shape) in self.signatures.iter().enumerate() {
+            let mut values = [0u64; MAX_KEY_COLUMNS];
+            let mut complete = shape.columns.len() <= MAX_KEY_COLUMNS;
+            for (slot, column) in values.iter_mut().zip(&shape.columns) {
+                match hashes.get(column).and_then(|h| h[row]) {
+                    Some(hash) => *slot = hash,
+                    None => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            let cell = match shape.range {
+                None => None,
+                Some((column, level)) => {
+                    match number_at(views, column, row).and_then(|v| cell(v, level)) {
+                        Some(cell) => Some(cell),
+                        None => continue,
+                    }
+                }
+            };
+            let key = key_of(at, values[..shape.columns.len()].iter().copied(), cell);
+            if let Some(ids) = self.equal.get(&key) {
                 add(ids, out);
             }
         }
@@ -474,12 +657,9 @@ impl AlertIndex {
             }
         }
         for (column, ranges) in &self.ranges {
-            let value = match column.family {
-                Family::Int => views.int(column.column, row).map(|v| v as f64),
-                Family::Float => views.float(column.column, row),
-                _ => None,
+            let Some(value) = number_at(views, *column, row) else {
+                continue;
             };
-            let Some(value) = value else { continue };
             for (sort, _, high, id) in ranges {
                 if *sort > value {
                     break;

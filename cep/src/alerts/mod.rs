@@ -13,5 +13,5 @@ mod set;
 
 pub use index::{AlertId, AlertIndex};
 pub use operator::{AlertOperator, SharedAlerts, lock};
-pub use predicate::{Compiled, compile};
+pub use predicate::{Compiled, compile, compile_coerced};
 pub use set::{ALERT_COLUMN, AlertSet, AlertState, Suppression, is_time_type};

@@ -177,6 +177,26 @@ pub enum Cond {
     Residual(usize),
 }
 
+impl Cond {
+    /// How costly evaluating the condition is, roughly: numbers before strings, lists and
+    /// trees, residual expressions last.
+    fn cost(&self) -> u8 {
+        match self {
+            Cond::Const(_) => 0,
+            Cond::IsNull { .. } | Cond::Truth(_) => 1,
+            Cond::Compare { column, .. } | Cond::Between { column, .. }
+                if column.family != Family::Str =>
+            {
+                2
+            }
+            Cond::Compare { .. } | Cond::Between { .. } | Cond::Prefix { .. } => 3,
+            Cond::In { .. } => 4,
+            Cond::And(_) | Cond::Or(_) | Cond::Not(_) => 5,
+            Cond::Residual(_) => 6,
+        }
+    }
+}
+
 /// A condition compiled against a stream's schema, with its residual expressions.
 pub struct Compiled {
     pub cond: Cond,
@@ -200,6 +220,30 @@ pub fn compile(expr: &Expr, schema: &Arc<Schema>) -> Result<Compiled> {
     })
 }
 
+/// Compiles `expr` (type-coerced); when parts of it are left to DataFusion, also compiles
+/// it as `simplify` rewrites it (constants folded, casts unwrapped), and keeps whichever
+/// leaves fewer parts to DataFusion. Simplifying costs more than compiling, so plain
+/// conditions are not simplified.
+pub fn compile_coerced(
+    expr: Expr,
+    schema: &Arc<Schema>,
+    simplify: &dyn Fn(Expr) -> datafusion::error::Result<Expr>,
+) -> Result<Compiled> {
+    let compiled = compile(&expr, schema)?;
+    if compiled.residuals.is_empty() {
+        return Ok(compiled);
+    }
+    let Ok(simpler) = simplify(expr) else {
+        return Ok(compiled);
+    };
+    let other = compile(&simpler, schema)?;
+    Ok(if other.residuals.len() < compiled.residuals.len() {
+        other
+    } else {
+        compiled
+    })
+}
+
 struct Compiler<'a> {
     schema: &'a Arc<Schema>,
     df_schema: &'a DFSchema,
@@ -210,14 +254,28 @@ struct Compiler<'a> {
 impl Compiler<'_> {
     fn compile(&mut self, expr: &Expr) -> Result<Cond> {
         let compiled = match expr {
-            Expr::BinaryExpr(binary) if binary.op == Operator::And => Some(Cond::And(vec![
-                self.compile(&binary.left)?,
-                self.compile(&binary.right)?,
-            ])),
-            Expr::BinaryExpr(binary) if binary.op == Operator::Or => Some(Cond::Or(vec![
-                self.compile(&binary.left)?,
-                self.compile(&binary.right)?,
-            ])),
+            Expr::BinaryExpr(binary) if binary.op == Operator::And => {
+                let mut parts = Vec::new();
+                for side in [&binary.left, &binary.right] {
+                    match self.compile(side)? {
+                        Cond::And(more) => parts.extend(more),
+                        part => parts.push(part),
+                    }
+                }
+                // Cheap and selective tests first: evaluation stops at the first false.
+                parts.sort_by_key(Cond::cost);
+                Some(Cond::And(parts))
+            }
+            Expr::BinaryExpr(binary) if binary.op == Operator::Or => {
+                let mut parts = Vec::new();
+                for side in [&binary.left, &binary.right] {
+                    match self.compile(side)? {
+                        Cond::Or(more) => parts.extend(more),
+                        part => parts.push(part),
+                    }
+                }
+                Some(Cond::Or(parts))
+            }
             Expr::Not(inner) => Some(Cond::Not(Box::new(self.compile(inner)?))),
             Expr::Literal(ScalarValue::Boolean(value), _) => Some(Cond::Const(*value)),
             Expr::BinaryExpr(binary) => Compare::from_operator(binary.op).and_then(|op| {
@@ -362,6 +420,14 @@ fn compare(column: (usize, Family), op: Compare, lit: Option<Lit>) -> Option<Con
 fn literal(expr: &Expr) -> Option<Option<Lit>> {
     match expr {
         Expr::Literal(value, _) => Lit::from_scalar(value).ok(),
+        // A literal the type coercion cast: cast it now.
+        Expr::Cast(cast) => match cast.expr.as_ref() {
+            Expr::Literal(value, _) => {
+                let value = value.cast_to(cast.field.data_type()).ok()?;
+                Lit::from_scalar(&value).ok()
+            }
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -506,6 +572,13 @@ pub fn evaluate(
         }
         Cond::Not(inner) => evaluate(inner, views, row, residual)?.map(|b| !b),
         Cond::Const(value) => *value,
+        Cond::Compare {
+            column,
+            op: op @ (Compare::Eq | Compare::NotEq),
+            lit: Lit::Str(lit),
+        } => views
+            .str(column.column, row)
+            .map(|value| (value == lit) == (*op == Compare::Eq)),
         Cond::Compare { column, op, lit } => views.order(*column, row, lit).map(|o| op.holds(o)),
         Cond::Between {
             column,

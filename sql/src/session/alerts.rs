@@ -19,7 +19,8 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::planner::{PlannerContext, SqlToRel};
 use datafusion::arrow::datatypes::DataType;
 use sluice_cep::alerts::{
-    AlertOperator, AlertSet, Compiled, SharedAlerts, Suppression, compile, is_time_type, lock,
+    AlertOperator, AlertSet, Compiled, SharedAlerts, Suppression, compile_coerced, is_time_type,
+    lock,
 };
 use sluice_engine::time::parse_duration;
 use sluice_engine::{QueryGraph, QueryId};
@@ -55,7 +56,8 @@ struct AlertDef {
 /// A statement of a group, checked and compiled, ready to apply.
 enum Step {
     Create {
-        create: CreateAlert,
+        name: String,
+        def: AlertDef,
         compiled: Compiled,
         suppression: Option<Suppression>,
     },
@@ -111,34 +113,25 @@ impl Session {
             match step {
                 Step::Unchanged(reason) => outcomes.push(Outcome::Unchanged(reason)),
                 Step::Create {
-                    create,
+                    name,
+                    def,
                     compiled,
                     suppression,
                 } => {
                     let mut started = None;
-                    if !self.alerts.sets.contains_key(&create.source)
-                        && let Some(new) = new_sets.remove(&create.source)
+                    if !self.alerts.sets.contains_key(&def.source)
+                        && let Some(new) = new_sets.remove(&def.source)
                     {
-                        started = Some(self.start_alert_set(&create.source, new)?);
+                        started = Some(self.start_alert_set(&def.source, new)?);
                     }
-                    let set = self.alerts.sets.get(&create.source).ok_or_else(|| {
-                        SqlError::Invalid(format!("no alerts run on '{}'", create.source))
+                    let set = self.alerts.sets.get(&def.source).ok_or_else(|| {
+                        SqlError::Invalid(format!("no alerts run on '{}'", def.source))
                     })?;
                     lock(&set.shared)?
-                        .insert(&create.name, compiled, suppression)
+                        .insert(&name, compiled, suppression)
                         .map_err(|e| SqlError::Invalid(e.to_string()))?;
-                    self.alerts.defs.insert(
-                        create.name.clone(),
-                        AlertDef {
-                            source: create.source.clone(),
-                            condition: create.condition.to_string(),
-                            options: create.options.clone(),
-                        },
-                    );
-                    outcomes.push(Outcome::AlertCreated {
-                        name: create.name,
-                        started,
-                    });
+                    self.alerts.defs.insert(name.clone(), def);
+                    outcomes.push(Outcome::AlertCreated { name, started });
                 }
                 Step::Drop(name) => {
                     if let Some(def) = self.alerts.defs.remove(&name) {
@@ -229,12 +222,18 @@ impl Session {
                             sluice_engine::types::sql_type_name(&data_type)
                         ))));
                     }
-                    let compiled = compile(&expr, &source.events)
-                        .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
+                    let compiled =
+                        compile_coerced(expr, &source.events, &|e| simplifier.simplify(e))
+                            .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
                     let suppression = suppression(create, source).map_err(in_alert)?;
                     names.insert(name.clone());
                     steps.push(Step::Create {
-                        create: create.as_ref().clone(),
+                        name: name.clone(),
+                        def: AlertDef {
+                            source: create.source.clone(),
+                            condition: create.condition.to_string(),
+                            options: create.options.clone(),
+                        },
                         compiled,
                         suppression,
                     });
