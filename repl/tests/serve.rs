@@ -886,6 +886,12 @@ fn alerts_notify_through_the_socket_and_a_restart_keeps_them() {
     // Dropping the last alert stops the alerts' query; its subscribers are told nothing
     // more, and new alerts start afresh.
     client.ok(json!({"op": "sql", "sql": "DROP ALERT seoul_cheap; DROP ALERT big_in_city"}));
+    let ended = client.pushed(1);
+    assert_eq!(
+        ended[0]["error"],
+        json!("alert 'seoul_cheap' was dropped"),
+        "{ended:?}"
+    );
     let refused = client.request(json!({"op": "subscribe", "alert": "seoul_cheap"}));
     assert_eq!(refused["error"], json!("no alert named 'seoul_cheap'"));
     client.ok(json!({"op": "sql", "sql": "CREATE ALERT any_seoul ON listings WHERE city = 'Seoul'"}));

@@ -187,6 +187,8 @@ pub struct Core {
     queries: BTreeMap<String, Query>,
     groups: BTreeMap<String, GroupOffsets>,
     subscriptions: BTreeMap<u64, Subscription>,
+    /// Subscriptions whose target went away, with what happened, until their reader is told.
+    ended: BTreeMap<u64, String>,
     next_subscription: u64,
     /// While replaying on start: nothing is written to the catalog.
     replaying: bool,
@@ -229,6 +231,7 @@ impl Core {
             queries: BTreeMap::new(),
             groups: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
+            ended: BTreeMap::new(),
             next_subscription: 1,
             replaying: true,
             last_stamp: 0,
@@ -412,8 +415,10 @@ impl Core {
                 }
                 Outcome::AlertDropped { name, stopped } => {
                     changed = true;
-                    self.subscriptions
-                        .retain(|_, s| s.target != Target::Alert(name.clone()));
+                    self.end_subscriptions(
+                        &Target::Alert(name.clone()),
+                        &format!("alert '{name}' was dropped"),
+                    );
                     if let Some((_, query)) = stopped {
                         self.remove_query(&query)?;
                     }
@@ -551,8 +556,10 @@ impl Core {
         let Some(query) = self.queries.remove(name) else {
             return Ok(());
         };
-        self.subscriptions
-            .retain(|_, s| s.target != Target::Query(name.to_string()));
+        self.end_subscriptions(
+            &Target::Query(name.to_string()),
+            &format!("query '{name}' was stopped"),
+        );
         drop(query.log);
         let dir = self.data_dir.join("results").join(&query.dir);
         match std::fs::remove_dir_all(dir) {
@@ -729,7 +736,22 @@ impl Core {
         Ok(id)
     }
 
+    /// Ends every subscription to `target`; each reader is told `reason` at its next fetch.
+    fn end_subscriptions(&mut self, target: &Target, reason: &str) {
+        let ended: Vec<u64> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.target == *target)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            self.subscriptions.remove(&id);
+            self.ended.insert(id, reason.to_string());
+        }
+    }
+
     pub fn unsubscribe(&mut self, id: u64) {
+        self.ended.remove(&id);
         self.subscriptions.remove(&id);
     }
 
@@ -760,6 +782,9 @@ impl Core {
     /// The next rows for a subscription, at most about `max_rows`, from its assigned
     /// partitions; advances its positions past them.
     pub fn fetch(&mut self, id: u64, max_rows: usize) -> Result<Fetch, ServeError> {
+        if let Some(reason) = self.ended.remove(&id) {
+            return Err(ServeError::Request(reason));
+        }
         let assigned = self.assigned(id)?;
         let mut warnings = self.retention_warnings(id, &assigned);
         let Some(subscription) = self.subscriptions.get(&id) else {
