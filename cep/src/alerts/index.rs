@@ -16,16 +16,68 @@
 //! are then evaluated exactly, so a key only has to be implied by the condition, and two
 //! tuples hashing alike only add a candidate.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::predicate::{
-    ColumnRef, Compare, Compiled, Cond, Family, Lit, Views, columns_used, evaluate,
+    ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used, evaluate,
 };
 use crate::{CepError, Result};
+
+/// Residual expression `index` of `compiled`, evaluated on `batch`.
+fn evaluate_residual(compiled: &Compiled, index: usize, batch: &RecordBatch) -> Result<BooleanArray> {
+    let expr = compiled
+        .residuals
+        .get(index)
+        .ok_or_else(|| CepError::Alert(format!("no residual {index}")))?;
+    let values = expr
+        .evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(|e| CepError::Alert(e.to_string()))?;
+    values
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .cloned()
+        .ok_or_else(|| CepError::Alert("a condition is not boolean".into()))
+}
+
+/// `pairs` of (alert, row), grouped by alert (of `alerts` numbers), each group in the
+/// order the pairs came: a counting sort.
+fn group_by_alert(pairs: Vec<(AlertId, u32)>, alerts: usize) -> Vec<(AlertId, u32)> {
+    let mut starts = vec![0usize; alerts + 1];
+    for &(id, _) in &pairs {
+        if let Some(count) = starts.get_mut(id as usize + 1) {
+            *count += 1;
+        }
+    }
+    for at in 1..starts.len() {
+        starts[at] += starts[at - 1];
+    }
+    let mut grouped = vec![(0, 0); pairs.len()];
+    for pair in pairs {
+        if let Some(next) = starts.get_mut(pair.0 as usize)
+            && let Some(slot) = grouped.get_mut(*next)
+        {
+            *slot = pair;
+            *next += 1;
+        }
+    }
+    grouped
+}
+
+/// Adds the columns `cond` compares by symbol to `out`.
+fn symbol_columns(cond: &Cond, out: &mut BTreeSet<usize>) {
+    match cond {
+        Cond::And(parts) | Cond::Or(parts) => parts.iter().for_each(|p| symbol_columns(p, out)),
+        Cond::Not(inner) => symbol_columns(inner, out),
+        Cond::SymbolEq { column, .. } | Cond::SymbolIn { column, .. } => {
+            out.insert(column.column);
+        }
+        _ => {}
+    }
+}
 
 /// An alert's number in the index.
 pub type AlertId = u32;
@@ -48,13 +100,16 @@ enum Bound {
 }
 
 /// A bounded numeric range, as the cells of one size it covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Cells {
     column: ColumnRef,
     /// Cells are `2^level` wide.
     level: i32,
     first: i64,
     last: i64,
+    /// The range itself, checked before the alert is made a candidate.
+    low: f64,
+    high: f64,
 }
 
 impl Cells {
@@ -71,6 +126,8 @@ impl Cells {
             level,
             first,
             last,
+            low,
+            high,
         })
     }
 }
@@ -80,6 +137,9 @@ fn cell(value: f64, level: i32) -> Option<i64> {
     let cell = (value / 2f64.powi(level)).floor();
     (cell.is_finite() && cell.abs() < 9.0e18).then_some(cell as i64)
 }
+
+/// Removed alerts tolerated in the index before it is rebuilt, however few are left.
+const MIN_DEAD_TO_REBUILD: usize = 64;
 
 /// The most columns an equality key has; equalities on more columns are left to evaluation.
 const MAX_KEY_COLUMNS: usize = 8;
@@ -362,7 +422,23 @@ impl std::hash::Hasher for Prehashed {
     }
 }
 
-type KeyMap = HashMap<u64, Vec<AlertId>, std::hash::BuildHasherDefault<Prehashed>>;
+/// The hashes of a batch's key column values (per key column, by row), and per shape
+/// which key columns it is on.
+struct KeyHashes<'a> {
+    slots: &'a [Vec<usize>],
+    hashes: &'a [Vec<Option<u64>>],
+}
+
+/// An alert under an equality key, with the range its value must be in when the key has
+/// one (else unbounded).
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    id: AlertId,
+    low: f64,
+    high: f64,
+}
+
+type KeyMap = HashMap<u64, Vec<Posting>, std::hash::BuildHasherDefault<Prehashed>>;
 
 struct Alert {
     compiled: Compiled,
@@ -393,6 +469,11 @@ pub struct AlertIndex {
     unindexed: Vec<AlertId>,
     /// The columns the alerts read, in the families they read them in.
     used: BTreeSet<ColumnRef>,
+    /// The strings alerts compare for equality, and the columns compared by them.
+    symbols: Symbols,
+    symbol_columns: BTreeSet<usize>,
+    /// Removed alerts whose index entries are still there.
+    dead: usize,
     /// Per alert: the row it was last made a candidate for (to list each once).
     marks: Vec<u64>,
     stamp: u64,
@@ -413,7 +494,7 @@ impl AlertIndex {
     }
 
     /// Registers an alert; gives its number.
-    pub fn insert(&mut self, compiled: Compiled) -> AlertId {
+    pub fn insert(&mut self, mut compiled: Compiled) -> AlertId {
         let id = self.alerts.len() as AlertId;
         let mut used = Vec::new();
         columns_used(&compiled.cond, &mut used);
@@ -426,6 +507,8 @@ impl AlertIndex {
             }
             None => self.unindexed.push(id),
         }
+        compiled.cond = self.symbols.intern(compiled.cond);
+        symbol_columns(&compiled.cond, &mut self.symbol_columns);
         self.alerts.push(Some(Alert { compiled }));
         self.marks.push(0);
         self.live += 1;
@@ -451,8 +534,12 @@ impl AlertIndex {
                 for cell in covered {
                     let key = key_of(at, values.iter().copied(), cells.map(|_| cell));
                     let list = self.equal.entry(key).or_default();
-                    if list.last() != Some(&id) {
-                        list.push(id);
+                    if list.last().is_none_or(|p| p.id != id) {
+                        list.push(Posting {
+                            id,
+                            low: cells.map_or(f64::NEG_INFINITY, |c| c.low),
+                            high: cells.map_or(f64::INFINITY, |c| c.high),
+                        });
                     }
                 }
             }
@@ -481,7 +568,8 @@ impl AlertIndex {
     }
 
     /// Removes alert `id`; gives whether it was registered. Its index entries are dropped
-    /// when the index is next rebuilt (once half the entries are of removed alerts).
+    /// when the index is next rebuilt, once more alerts have been removed since the last
+    /// rebuild than are registered.
     pub fn remove(&mut self, id: AlertId) -> bool {
         let Some(slot) = self.alerts.get_mut(id as usize) else {
             return false;
@@ -490,7 +578,8 @@ impl AlertIndex {
             return false;
         }
         self.live -= 1;
-        if self.live * 2 < self.alerts.len() {
+        self.dead += 1;
+        if self.dead > self.live.max(MIN_DEAD_TO_REBUILD) {
             self.rebuild();
         }
         true
@@ -499,10 +588,13 @@ impl AlertIndex {
     /// Rebuilds the index from the alerts still registered, keeping their numbers.
     fn rebuild(&mut self) {
         let alerts = std::mem::take(&mut self.alerts);
+        let symbols = std::mem::take(&mut self.symbols);
         let mut fresh = AlertIndex::new();
         for alert in alerts {
             match alert {
-                Some(alert) => {
+                Some(mut alert) => {
+                    // Keys are found in the conditions as written, before symbols.
+                    alert.compiled.cond = symbols.restore(alert.compiled.cond);
                     fresh.insert(alert.compiled);
                 }
                 None => {
@@ -536,64 +628,100 @@ impl AlertIndex {
             self.ranges_sorted = true;
         }
         let used: Vec<ColumnRef> = self.used.iter().copied().collect();
-        let views = Views::new(batch, &used)?;
-        let mut residuals: HashMap<(AlertId, usize), BooleanArray> = HashMap::new();
-        let mut fired = Vec::new();
-        let mut candidates: Vec<AlertId> = Vec::new();
-        // The hashes of the key columns' values, once per batch.
-        let mut hashes: HashMap<ColumnRef, Vec<Option<u64>>> = HashMap::new();
-        if indexed {
-            for shape in &self.signatures {
-                for column in &shape.columns {
-                    hashes.entry(*column).or_insert_with(|| {
-                        (0..batch.num_rows())
-                            .map(|row| row_hash(&views, *column, row))
-                            .collect()
-                    });
-                }
+        let mut views = Views::new(batch, &used)?;
+        let symbol_columns: Vec<usize> = self.symbol_columns.iter().copied().collect();
+        self.symbols.look_up(&mut views, &symbol_columns);
+        let rows = batch.num_rows();
+        // The hashes of the key columns' values, once per batch, and where each shape's
+        // columns are among them.
+        let mut key_columns: Vec<ColumnRef> = Vec::new();
+        let mut slots: Vec<Vec<usize>> = Vec::with_capacity(self.signatures.len());
+        for shape in &self.signatures {
+            let mut shape_slots = Vec::with_capacity(shape.columns.len());
+            for column in &shape.columns {
+                let slot = match key_columns.iter().position(|c| c == column) {
+                    Some(slot) => slot,
+                    None => {
+                        key_columns.push(*column);
+                        key_columns.len() - 1
+                    }
+                };
+                shape_slots.push(slot);
             }
+            slots.push(shape_slots);
         }
-        for row in 0..batch.num_rows() {
+        let hashes: Vec<Vec<Option<u64>>> = key_columns
+            .iter()
+            .map(|column| (0..rows).map(|row| row_hash(&views, *column, row)).collect())
+            .collect();
+        let key_hashes = KeyHashes {
+            slots: &slots,
+            hashes: &hashes,
+        };
+        let mut fired: Vec<(usize, AlertId)> = Vec::new();
+        if !indexed {
+            for id in 0..self.alerts.len() as AlertId {
+                self.fire(id, 0..rows as u32, &views, batch, &mut fired)?;
+            }
+            fired.sort_unstable();
+            return Ok(fired);
+        }
+        // The candidate rows of each alert: (alert, row) pairs, grouped by alert so that
+        // each alert's condition is read once for all its rows.
+        let mut pairs: Vec<(AlertId, u32)> = Vec::new();
+        let mut candidates: Vec<AlertId> = Vec::new();
+        for row in 0..rows {
             self.stamp += 1;
             candidates.clear();
-            let first_fired = fired.len();
-            if indexed {
-                self.candidates(&views, &hashes, row, &mut candidates);
-            } else {
-                candidates.extend(0..self.alerts.len() as AlertId);
-            }
-            for &id in &candidates {
-                let Some(Some(alert)) = self.alerts.get(id as usize) else {
-                    continue;
-                };
-                let mut residual = |index: usize| -> Result<Option<bool>> {
-                    let values = match residuals.entry((id, index)) {
-                        Entry::Occupied(known) => known.into_mut(),
-                        Entry::Vacant(slot) => {
-                            let values = alert.compiled.residuals[index]
-                                .evaluate(batch)
-                                .and_then(|v| v.into_array(batch.num_rows()))
-                                .map_err(|e| CepError::Alert(e.to_string()))?;
-                            let values = values
-                                .as_any()
-                                .downcast_ref::<BooleanArray>()
-                                .cloned()
-                                .ok_or_else(|| {
-                                    CepError::Alert("a condition is not boolean".into())
-                                })?;
-                            slot.insert(values)
-                        }
-                    };
-                    Ok(values.is_valid(row).then(|| values.value(row)))
-                };
-                if evaluate(&alert.compiled.cond, &views, row, &mut residual)? == Some(true) {
-                    fired.push((row, id));
-                }
-            }
-            // A row's firings in registration order.
-            fired[first_fired..].sort_unstable();
+            self.candidates(&views, &key_hashes, row, &mut candidates);
+            pairs.extend(candidates.iter().map(|&id| (id, row as u32)));
         }
+        let pairs = group_by_alert(pairs, self.alerts.len());
+        let mut at = 0;
+        while at < pairs.len() {
+            let id = pairs[at].0;
+            let end = at + pairs[at..].iter().take_while(|(other, _)| *other == id).count();
+            self.fire(id, pairs[at..end].iter().map(|(_, row)| *row), &views, batch, &mut fired)?;
+            at = end;
+        }
+        // By row, then by alert (each alert's rows were taken in order).
+        fired.sort_unstable();
         Ok(fired)
+    }
+
+    /// Adds `(row, id)` to `fired` for each of `rows` where alert `id` is true.
+    fn fire(
+        &self,
+        id: AlertId,
+        rows: impl Iterator<Item = u32>,
+        views: &Views,
+        batch: &RecordBatch,
+        fired: &mut Vec<(usize, AlertId)>,
+    ) -> Result<()> {
+        let Some(Some(alert)) = self.alerts.get(id as usize) else {
+            return Ok(());
+        };
+        // Residual expressions are evaluated on the whole batch, once, when needed.
+        let mut residuals: Vec<Option<BooleanArray>> =
+            vec![None; alert.compiled.residuals.len()];
+        for row in rows {
+            let row = row as usize;
+            let mut residual = |index: usize| -> Result<Option<bool>> {
+                let slot = residuals
+                    .get_mut(index)
+                    .ok_or_else(|| CepError::Alert(format!("no residual {index}")))?;
+                if slot.is_none() {
+                    *slot = Some(evaluate_residual(&alert.compiled, index, batch)?);
+                }
+                Ok(slot
+                    .as_ref()
+                    .and_then(|values| values.is_valid(row).then(|| values.value(row))))
+            };
+            if evaluate(&alert.compiled.cond, views, row, &mut residual)? == Some(true) {
+                fired.push((row, id));
+            }
+        }
+        Ok(())
     }
 
     /// Every alert whose keys hold at `row`, once each; `hashes` are the hashes of the
@@ -601,12 +729,13 @@ impl AlertIndex {
     fn candidates(
         &mut self,
         views: &Views,
-        hashes: &HashMap<ColumnRef, Vec<Option<u64>>>,
+        key_hashes: &KeyHashes,
         row: usize,
         out: &mut Vec<AlertId>,
     ) {
         let stamp = self.stamp;
         let marks = &mut self.marks;
+        // Lists each of `ids` not listed for this row already.
         let mut add = |ids: &[AlertId], out: &mut Vec<AlertId>| {
             for &id in ids {
                 if let Some(mark) = marks.get_mut(id as usize)
@@ -620,27 +749,36 @@ impl AlertIndex {
         for (at, shape) in self.signatures.iter().enumerate() {
             let mut values = [0u64; MAX_KEY_COLUMNS];
             let mut complete = shape.columns.len() <= MAX_KEY_COLUMNS;
-            for (slot, column) in values.iter_mut().zip(&shape.columns) {
-                match hashes.get(column).and_then(|h| h[row]) {
-                    Some(hash) => *slot = hash,
+            let shape_slots = key_hashes.slots.get(at).map_or(&[][..], Vec::as_slice);
+            for (value, slot) in values.iter_mut().zip(shape_slots) {
+                match key_hashes.hashes.get(*slot).and_then(|h| h[row]) {
+                    Some(hash) => *value = hash,
                     None => complete = false,
                 }
             }
             if !complete {
                 continue;
             }
-            let cell = match shape.range {
-                None => None,
+            let (cell, value) = match shape.range {
+                None => (None, 0.0),
                 Some((column, level)) => {
-                    match number_at(views, column, row).and_then(|v| cell(v, level)) {
-                        Some(cell) => Some(cell),
-                        None => continue,
-                    }
+                    let Some(value) = number_at(views, column, row) else {
+                        continue;
+                    };
+                    let Some(cell) = cell(value, level) else {
+                        continue;
+                    };
+                    (Some(cell), value)
                 }
             };
             let key = key_of(at, values[..shape.columns.len()].iter().copied(), cell);
-            if let Some(ids) = self.equal.get(&key) {
-                add(ids, out);
+            let Some(postings) = self.equal.get(&key) else {
+                continue;
+            };
+            for posting in postings {
+                if cell.is_none() || (posting.low <= value && value <= posting.high) {
+                    add(&[posting.id], out);
+                }
             }
         }
         for (column, lengths) in &self.prefix_lengths {

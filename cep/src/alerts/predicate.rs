@@ -13,7 +13,10 @@ use datafusion::arrow::array::{Array, BooleanArray, Float64Array, Int64Array, St
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::RecordBatchOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, Operator, expr::InList, expr::Like};
 use datafusion::physical_expr::execution_props::ExecutionProps;
@@ -173,6 +176,19 @@ pub enum Cond {
     },
     /// A boolean column on its own.
     Truth(ColumnRef),
+    /// A string column equal (or, negated, not equal) to a string, by its [`Symbols`]
+    /// number: made by [`Symbols::intern`] when an alert is registered.
+    SymbolEq {
+        column: ColumnRef,
+        symbol: u32,
+        negated: bool,
+    },
+    /// A string column in (or not in) a list of strings, by their symbols.
+    SymbolIn {
+        column: ColumnRef,
+        symbols: Vec<u32>,
+        negated: bool,
+    },
     /// Expression `n` of the alert's residuals.
     Residual(usize),
 }
@@ -183,14 +199,14 @@ impl Cond {
     fn cost(&self) -> u8 {
         match self {
             Cond::Const(_) => 0,
-            Cond::IsNull { .. } | Cond::Truth(_) => 1,
+            Cond::IsNull { .. } | Cond::Truth(_) | Cond::SymbolEq { .. } => 1,
             Cond::Compare { column, .. } | Cond::Between { column, .. }
                 if column.family != Family::Str =>
             {
                 2
             }
             Cond::Compare { .. } | Cond::Between { .. } | Cond::Prefix { .. } => 3,
-            Cond::In { .. } => 4,
+            Cond::In { .. } | Cond::SymbolIn { .. } => 4,
             Cond::And(_) | Cond::Or(_) | Cond::Not(_) => 5,
             Cond::Residual(_) => 6,
         }
@@ -221,27 +237,60 @@ pub fn compile(expr: &Expr, schema: &Arc<Schema>) -> Result<Compiled> {
 }
 
 /// Compiles `expr` (type-coerced); when parts of it are left to DataFusion, also compiles
-/// it as `simplify` rewrites it (constants folded, casts unwrapped), and keeps whichever
-/// leaves fewer parts to DataFusion. Simplifying costs more than compiling, so plain
-/// conditions are not simplified.
-pub fn compile_coerced(
-    expr: Expr,
-    schema: &Arc<Schema>,
-    simplify: &dyn Fn(Expr) -> datafusion::error::Result<Expr>,
-) -> Result<Compiled> {
+/// it with its constant parts evaluated (`price < 1000 * 500` becomes a comparison with a
+/// literal), and keeps whichever leaves fewer parts to DataFusion. Folding costs more than
+/// compiling, so plain conditions are not folded. (DataFusion's own simplifier is not used:
+/// some of its rewrites do not keep SQL's three-valued logic under `NOT`.)
+pub fn compile_coerced(expr: Expr, schema: &Arc<Schema>) -> Result<Compiled> {
     let compiled = compile(&expr, schema)?;
     if compiled.residuals.is_empty() {
         return Ok(compiled);
     }
-    let Ok(simpler) = simplify(expr) else {
-        return Ok(compiled);
-    };
-    let other = compile(&simpler, schema)?;
+    let folded = fold_constants(expr)?;
+    let other = compile(&folded, schema)?;
     Ok(if other.residuals.len() < compiled.residuals.len() {
         other
     } else {
         compiled
     })
+}
+
+/// `expr` with each largest part that reads no column (and calls no volatile function)
+/// replaced by its value.
+fn fold_constants(expr: Expr) -> Result<Expr> {
+    let no_columns = DFSchema::empty();
+    let props = ExecutionProps::new();
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        Vec::new(),
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .map_err(|e| CepError::Alert(e.to_string()))?;
+    expr.transform_down(|part| {
+        let foldable = !matches!(part, Expr::Literal(..))
+            && part.column_refs().is_empty()
+            && !part.is_volatile();
+        if !foldable {
+            return Ok(Transformed::no(part));
+        }
+        let physical = create_physical_expr(
+            &part,
+            &no_columns,
+            &props,
+            &PhysicalPlanningContext::default(),
+        )?;
+        let value = match physical.evaluate(&one_row)? {
+            ColumnarValue::Scalar(value) => value,
+            ColumnarValue::Array(array) => ScalarValue::try_from_array(&array, 0)?,
+        };
+        Ok(Transformed::new(
+            Expr::Literal(value, None),
+            true,
+            TreeNodeRecursion::Jump,
+        ))
+    })
+    .map(|transformed| transformed.data)
+    .map_err(|e| CepError::Alert(e.to_string()))
 }
 
 struct Compiler<'a> {
@@ -460,6 +509,134 @@ pub struct Views {
     strs: Vec<Option<StringArray>>,
     bools: Vec<Option<BooleanArray>>,
     nulls: Vec<Option<Arc<dyn Array>>>,
+    /// Per string column compared by symbol: each row's symbol ([`NO_SYMBOL`] for a string
+    /// no alert names, [`NULL_SYMBOL`] for NULL).
+    symbols: Vec<Option<Vec<u32>>>,
+}
+
+/// The symbol of a string no alert compares with.
+const NO_SYMBOL: u32 = u32::MAX;
+/// The symbol of NULL.
+const NULL_SYMBOL: u32 = u32::MAX - 1;
+
+/// The strings alerts compare string columns with for equality, numbered: rows are
+/// compared by number, once each string is looked up per row.
+#[derive(Default)]
+pub struct Symbols {
+    numbers: std::collections::HashMap<Box<str>, u32>,
+    /// The strings, by number.
+    texts: Vec<Box<str>>,
+}
+
+impl Symbols {
+    fn number(&mut self, text: &str) -> u32 {
+        if let Some(&number) = self.numbers.get(text) {
+            return number;
+        }
+        let number = self.texts.len() as u32;
+        self.numbers.insert(text.into(), number);
+        self.texts.push(text.into());
+        number
+    }
+
+    fn text(&self, symbol: u32) -> Lit {
+        Lit::Str(
+            self.texts
+                .get(symbol as usize)
+                .map_or_else(String::new, |t| t.to_string()),
+        )
+    }
+
+    /// `cond` as it was before [`Symbols::intern`].
+    pub fn restore(&self, cond: Cond) -> Cond {
+        match cond {
+            Cond::And(parts) => Cond::And(parts.into_iter().map(|p| self.restore(p)).collect()),
+            Cond::Or(parts) => Cond::Or(parts.into_iter().map(|p| self.restore(p)).collect()),
+            Cond::Not(inner) => Cond::Not(Box::new(self.restore(*inner))),
+            Cond::SymbolEq {
+                column,
+                symbol,
+                negated,
+            } => Cond::Compare {
+                column,
+                op: if negated { Compare::NotEq } else { Compare::Eq },
+                lit: self.text(symbol),
+            },
+            Cond::SymbolIn {
+                column,
+                symbols,
+                negated,
+            } => Cond::In {
+                column,
+                list: symbols.into_iter().map(|s| self.text(s)).collect(),
+                negated,
+            },
+            other => other,
+        }
+    }
+
+    /// `cond` with its string equalities and lists compared by symbol.
+    pub fn intern(&mut self, cond: Cond) -> Cond {
+        match cond {
+            Cond::And(parts) => Cond::And(parts.into_iter().map(|p| self.intern(p)).collect()),
+            Cond::Or(parts) => Cond::Or(parts.into_iter().map(|p| self.intern(p)).collect()),
+            Cond::Not(inner) => Cond::Not(Box::new(self.intern(*inner))),
+            Cond::Compare {
+                column,
+                op: op @ (Compare::Eq | Compare::NotEq),
+                lit: Lit::Str(text),
+            } if column.family == Family::Str => Cond::SymbolEq {
+                column,
+                symbol: self.number(&text),
+                negated: op == Compare::NotEq,
+            },
+            Cond::In {
+                column,
+                list,
+                negated,
+            } if column.family == Family::Str
+                && list.iter().all(|lit| matches!(lit, Lit::Str(_))) =>
+            {
+                let symbols = list
+                    .iter()
+                    .filter_map(|lit| match lit {
+                        Lit::Str(text) => Some(self.number(text)),
+                        _ => None,
+                    })
+                    .collect();
+                Cond::SymbolIn {
+                    column,
+                    symbols,
+                    negated,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Gives `views` the symbols of the string columns in `columns`.
+    pub fn look_up(&self, views: &mut Views, columns: &[usize]) {
+        for &column in columns {
+            let Some(Some(strings)) = views.strs.get(column) else {
+                continue;
+            };
+            let numbers = (0..strings.len())
+                .map(|row| {
+                    if strings.is_null(row) {
+                        NULL_SYMBOL
+                    } else {
+                        self.numbers
+                            .get(strings.value(row))
+                            .copied()
+                            .unwrap_or(NO_SYMBOL)
+                    }
+                })
+                .collect();
+            if let Some(slot) = views.symbols.get_mut(column) {
+                *slot = Some(numbers);
+            }
+        }
+    }
 }
 
 impl Views {
@@ -476,6 +653,7 @@ impl Views {
                 .iter()
                 .map(|c| Some(Arc::clone(c)))
                 .collect(),
+            symbols: vec![None; width],
         };
         for column in used {
             let Some(source) = batch.columns().get(column.column) else {
@@ -515,6 +693,12 @@ impl Views {
     pub fn str(&self, column: usize, row: usize) -> Option<&str> {
         let array = self.strs.get(column)?.as_ref()?;
         array.is_valid(row).then(|| array.value(row))
+    }
+
+    /// The symbol of the string at `row` (`None` for NULL).
+    pub fn symbol(&self, column: usize, row: usize) -> Option<u32> {
+        let symbols = self.symbols.get(column)?.as_ref()?;
+        symbols.get(row).copied().filter(|s| *s != NULL_SYMBOL)
     }
 
     pub fn bool(&self, column: usize, row: usize) -> Option<bool> {
@@ -572,13 +756,20 @@ pub fn evaluate(
         }
         Cond::Not(inner) => evaluate(inner, views, row, residual)?.map(|b| !b),
         Cond::Const(value) => *value,
-        Cond::Compare {
+        Cond::SymbolEq {
             column,
-            op: op @ (Compare::Eq | Compare::NotEq),
-            lit: Lit::Str(lit),
+            symbol,
+            negated,
         } => views
-            .str(column.column, row)
-            .map(|value| (value == lit) == (*op == Compare::Eq)),
+            .symbol(column.column, row)
+            .map(|value| (value == *symbol) != *negated),
+        Cond::SymbolIn {
+            column,
+            symbols,
+            negated,
+        } => views
+            .symbol(column.column, row)
+            .map(|value| symbols.contains(&value) != *negated),
         Cond::Compare { column, op, lit } => views.order(*column, row, lit).map(|o| op.holds(o)),
         Cond::Between {
             column,
@@ -637,7 +828,70 @@ pub fn columns_used(cond: &Cond, out: &mut Vec<ColumnRef>) {
         | Cond::Between { column, .. }
         | Cond::In { column, .. }
         | Cond::Prefix { column, .. }
+        | Cond::SymbolEq { column, .. }
+        | Cond::SymbolIn { column, .. }
         | Cond::Truth(column) => out.push(*column),
         Cond::Const(_) | Cond::IsNull { .. } | Cond::Residual(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    #[test]
+    fn constant_parts_are_folded_only_when_something_is_left_to_datafusion() -> Result<()> {
+        let schema = Arc::new(Schema::new(vec![Field::new("price", DataType::Int64, true)]));
+        let plain = compile_coerced(col("price").lt(lit(500_000i64)), &schema)?;
+        assert!(plain.residuals.is_empty());
+        let arithmetic = col("price").lt(lit(1000i64) * lit(500i64));
+        assert_eq!(compile(&arithmetic, &schema)?.residuals.len(), 1);
+        let folded = compile_coerced(arithmetic, &schema)?;
+        assert!(folded.residuals.is_empty());
+        assert!(matches!(
+            folded.cond,
+            Cond::Compare {
+                op: Compare::Lt,
+                lit: Lit::Int(500_000),
+                ..
+            }
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn string_equalities_compare_by_symbol_and_come_back_as_written() {
+        let column = ColumnRef {
+            column: 0,
+            family: Family::Str,
+        };
+        let cond = Cond::And(vec![
+            Cond::Compare {
+                column,
+                op: Compare::NotEq,
+                lit: Lit::Str("Seoul".into()),
+            },
+            Cond::In {
+                column,
+                list: vec![Lit::Str("Busan".into()), Lit::Str("Seoul".into())],
+                negated: false,
+            },
+        ]);
+        let mut symbols = Symbols::default();
+        let interned = symbols.intern(cond.clone());
+        assert!(matches!(
+            &interned,
+            Cond::And(parts) if matches!(
+                parts.as_slice(),
+                [
+                    Cond::SymbolEq { symbol: 0, negated: true, .. },
+                    Cond::SymbolIn { symbols, negated: false, .. },
+                ] if symbols == &[1, 0]
+            )
+        ));
+        assert_eq!(format!("{:?}", symbols.restore(interned)), format!("{cond:?}"));
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, StringBuilder, UInt32Array};
 use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -40,10 +40,20 @@ pub struct Suppression {
 
 struct Registered {
     name: Arc<str>,
-    suppression: Option<Suppression>,
-    /// Per key, the event time of its last firing.
-    last_fired: HashMap<Vec<ScalarValue>, Millis>,
+    suppression: Option<Box<Suppressed>>,
     fired: u64,
+}
+
+/// A suppression, and per key the event time of its last firing.
+struct Suppressed {
+    rule: Suppression,
+    last_fired: HashMap<Vec<ScalarValue>, Millis>,
+}
+
+impl Registered {
+    fn suppressed_keys(&self) -> usize {
+        self.suppression.as_ref().map_or(0, |s| s.last_fired.len())
+    }
 }
 
 /// What [`AlertSet::describe`] tells of one alert.
@@ -59,7 +69,11 @@ pub struct AlertSet {
     events: SchemaRef,
     firings: SchemaRef,
     index: AlertIndex,
-    alerts: HashMap<AlertId, Registered>,
+    /// By alert number (numbers are not reused).
+    alerts: Vec<Option<Registered>>,
+    live: usize,
+    /// The alerts with a suppression, which the watermark expires keys of.
+    suppressing: Vec<AlertId>,
     by_name: HashMap<Arc<str>, AlertId>,
 }
 
@@ -78,7 +92,9 @@ impl AlertSet {
             firings: Arc::new(Schema::new(fields)),
             events,
             index: AlertIndex::new(),
-            alerts: HashMap::new(),
+            alerts: Vec::new(),
+            live: 0,
+            suppressing: Vec::new(),
             by_name: HashMap::new(),
         })
     }
@@ -94,11 +110,11 @@ impl AlertSet {
     }
 
     pub fn len(&self) -> usize {
-        self.alerts.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.alerts.is_empty()
+        self.live == 0
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -118,15 +134,24 @@ impl AlertSet {
         let name: Arc<str> = name.into();
         let id = self.index.insert(compiled);
         self.by_name.insert(name.clone(), id);
-        self.alerts.insert(
-            id,
-            Registered {
-                name,
-                suppression,
-                last_fired: HashMap::new(),
-                fired: 0,
-            },
-        );
+        let slot = id as usize;
+        if self.alerts.len() <= slot {
+            self.alerts.resize_with(slot + 1, || None);
+        }
+        if suppression.is_some() {
+            self.suppressing.push(id);
+        }
+        self.alerts[slot] = Some(Registered {
+            name,
+            suppression: suppression.map(|rule| {
+                Box::new(Suppressed {
+                    rule,
+                    last_fired: HashMap::new(),
+                })
+            }),
+            fired: 0,
+        });
+        self.live += 1;
         Ok(())
     }
 
@@ -135,7 +160,12 @@ impl AlertSet {
         let Some(id) = self.by_name.remove(name) else {
             return false;
         };
-        self.alerts.remove(&id);
+        if let Some(slot) = self.alerts.get_mut(id as usize)
+            && slot.take().is_some()
+        {
+            self.live -= 1;
+        }
+        self.suppressing.retain(|s| *s != id);
         self.index.remove(id)
     }
 
@@ -143,11 +173,12 @@ impl AlertSet {
     pub fn describe(&self) -> Vec<AlertState> {
         let mut states: Vec<AlertState> = self
             .alerts
-            .values()
+            .iter()
+            .flatten()
             .map(|alert| AlertState {
                 name: alert.name.to_string(),
                 fired: alert.fired,
-                suppressed_keys: alert.last_fired.len(),
+                suppressed_keys: alert.suppressed_keys(),
             })
             .collect();
         states.sort_by(|a, b| a.name.cmp(&b.name));
@@ -156,12 +187,12 @@ impl AlertSet {
 
     /// Keys under suppression, over all alerts.
     pub fn suppressed_keys(&self) -> usize {
-        self.alerts.values().map(|a| a.last_fired.len()).sum()
+        self.alerts.iter().flatten().map(Registered::suppressed_keys).sum()
     }
 
     /// The firings `changes` cause, in row order and, within a row, in registration order.
     pub fn fire(&mut self, changes: &Changes) -> Result<Option<RecordBatch>> {
-        if self.alerts.is_empty() || changes.num_rows() == 0 {
+        if self.live == 0 || changes.num_rows() == 0 {
             return Ok(None);
         }
         let events = match &changes.kinds {
@@ -176,19 +207,19 @@ impl AlertSet {
             }
         };
         let matches = self.index.matches(&events)?;
-        let mut names = Vec::with_capacity(matches.len());
+        let mut names = StringBuilder::with_capacity(matches.len(), matches.len() * 16);
         let mut rows = Vec::with_capacity(matches.len());
         for (row, id) in matches {
-            let Some(alert) = self.alerts.get_mut(&id) else {
+            let Some(Some(alert)) = self.alerts.get_mut(id as usize) else {
                 continue;
             };
-            if let Some(suppression) = &alert.suppression
-                && suppressed(suppression, &mut alert.last_fired, &events, row)?
+            if let Some(suppressed) = &mut alert.suppression
+                && is_suppressed(&suppressed.rule, &mut suppressed.last_fired, &events, row)?
             {
                 continue;
             }
             alert.fired += 1;
-            names.push(alert.name.clone());
+            names.append_value(&alert.name);
             rows.push(row as u32);
         }
         if rows.is_empty() {
@@ -196,9 +227,7 @@ impl AlertSet {
         }
         let indices = UInt32Array::from(rows);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.firings.fields().len());
-        columns.push(Arc::new(StringArray::from_iter_values(
-            names.iter().map(|n| n.as_ref()),
-        )));
+        columns.push(Arc::new(names.finish()));
         for column in events.columns() {
             columns.push(take(column, &indices, None).map_err(arrow_error)?);
         }
@@ -209,19 +238,24 @@ impl AlertSet {
 
     /// Forgets suppression keys whose interval ended at or before `watermark`.
     pub fn expire(&mut self, watermark: Millis) {
-        for alert in self.alerts.values_mut() {
-            if let Some(suppression) = &alert.suppression {
-                let interval = suppression.interval;
-                alert
-                    .last_fired
-                    .retain(|_, at| at.saturating_add(interval) > watermark);
-            }
+        for &id in &self.suppressing {
+            let Some(Some(Registered {
+                suppression: Some(suppressed),
+                ..
+            })) = self.alerts.get_mut(id as usize)
+            else {
+                continue;
+            };
+            let interval = suppressed.rule.interval;
+            suppressed
+                .last_fired
+                .retain(|_, at| at.saturating_add(interval) > watermark);
         }
     }
 }
 
 /// Whether the firing of `row` is suppressed; records it when it is not.
-fn suppressed(
+fn is_suppressed(
     suppression: &Suppression,
     last_fired: &mut HashMap<Vec<ScalarValue>, Millis>,
     events: &RecordBatch,

@@ -222,9 +222,8 @@ impl Session {
                             sluice_engine::types::sql_type_name(&data_type)
                         ))));
                     }
-                    let compiled =
-                        compile_coerced(expr, &source.events, &|e| simplifier.simplify(e))
-                            .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
+                    let compiled = compile_coerced(expr, &source.events)
+                        .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
                     let suppression = suppression(create, source).map_err(in_alert)?;
                     names.insert(name.clone());
                     steps.push(Step::Create {
