@@ -161,8 +161,6 @@ fn plan(context: &SessionContext, sql: &str, schema: &DFSchema) -> Result<Expr> 
     Ok(simplifier.coerce(expr, schema)?)
 }
 
-
-
 #[test]
 fn the_index_fires_exactly_the_alerts_datafusion_finds_true() -> Result<()> {
     let schema = schema();
@@ -195,7 +193,12 @@ fn the_index_fires_exactly_the_alerts_datafusion_finds_true() -> Result<()> {
     }
     // Two in three alerts go (so the index is rebuilt): it keeps answering for those
     // still registered.
-    for (id, _, _) in alerts.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, a)| a) {
+    for (id, _, _) in alerts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, a)| a)
+    {
         assert!(index.remove(*id));
     }
     let kept: Vec<_> = alerts.iter().step_by(3).collect();
@@ -253,4 +256,3 @@ fn the_index_fires_exactly_the_alerts_datafusion_finds_true() -> Result<()> {
     );
     Ok(())
 }
-

@@ -827,8 +827,10 @@ fn alerts_notify_through_the_socket_and_a_restart_keeps_them() {
         .unwrap_or_default();
     assert_eq!(names, ["big_in_city", "seoul_cheap"]);
 
-    client.ok(json!({"op": "subscribe", "alert": "seoul_cheap", "group": "phone",
-                     "from": "earliest"}));
+    client.ok(
+        json!({"op": "subscribe", "alert": "seoul_cheap", "group": "phone",
+                     "from": "earliest"}),
+    );
     client.ok(json!({"op": "publish", "stream": "listings", "events": [
         listing(1, "Seoul", 2, 450_000),  // seoul_cheap
         listing(2, "Seoul", 1, 300_000),  // too few rooms
@@ -839,7 +841,10 @@ fn alerts_notify_through_the_socket_and_a_restart_keeps_them() {
     let first = client.pushed(2);
     assert_eq!(
         firings_of(&first),
-        [("seoul_cheap".to_string(), 1), ("seoul_cheap".to_string(), 5)]
+        [
+            ("seoul_cheap".to_string(), 1),
+            ("seoul_cheap".to_string(), 5)
+        ]
     );
     // The phone saw both but acknowledged only the first.
     let subscription = first[0]["subscription"].clone();
@@ -868,7 +873,10 @@ fn alerts_notify_through_the_socket_and_a_restart_keeps_them() {
     // The unacknowledged firing comes again, then the new one; no firing repeats.
     assert_eq!(
         firings_of(&client.pushed(2)),
-        [("seoul_cheap".to_string(), 5), ("seoul_cheap".to_string(), 71)]
+        [
+            ("seoul_cheap".to_string(), 5),
+            ("seoul_cheap".to_string(), 71)
+        ]
     );
     let mut all = server.connect();
     all.ok(json!({"op": "subscribe", "alerts": "listings", "from": "earliest"}));
@@ -894,10 +902,14 @@ fn alerts_notify_through_the_socket_and_a_restart_keeps_them() {
     );
     let refused = client.request(json!({"op": "subscribe", "alert": "seoul_cheap"}));
     assert_eq!(refused["error"], json!("no alert named 'seoul_cheap'"));
-    client.ok(json!({"op": "sql", "sql": "CREATE ALERT any_seoul ON listings WHERE city = 'Seoul'"}));
+    client
+        .ok(json!({"op": "sql", "sql": "CREATE ALERT any_seoul ON listings WHERE city = 'Seoul'"}));
     client.ok(json!({"op": "subscribe", "alerts": "listings", "from": "earliest"}));
     client.ok(json!({"op": "publish", "stream": "listings", "event": listing(80, "Seoul", 1, 1)}));
-    assert_eq!(firings_of(&client.pushed(1)), [("any_seoul".to_string(), 80)]);
+    assert_eq!(
+        firings_of(&client.pushed(1)),
+        [("any_seoul".to_string(), 80)]
+    );
     assert_eq!(client.raw(r#"{"op":"ping"}"#)["pong"], json!(true));
     assert!(client.pushed.is_empty(), "more rows: {:?}", client.pushed);
 }
@@ -945,7 +957,11 @@ fn thousands_of_alerts_are_registered_and_dropped_in_bulk() {
         .collect();
     client.ok(json!({"op": "publish", "stream": "listings", "events": events.clone()}));
     let want = expected(&|_| true);
-    assert!(want.len() > 1_000, "too few firings to test: {}", want.len());
+    assert!(
+        want.len() > 1_000,
+        "too few firings to test: {}",
+        want.len()
+    );
     assert_eq!(firings_of(&client.pushed(want.len())), want);
 
     // Drop four in five, in one request.
@@ -958,5 +974,9 @@ fn thousands_of_alerts_are_registered_and_dropped_in_bulk() {
     let want = expected(&|n| n % 5 == 0);
     assert_eq!(firings_of(&client.pushed(want.len())), want);
     assert_eq!(client.raw(r#"{"op":"ping"}"#)["pong"], json!(true));
-    assert!(client.pushed.is_empty(), "more rows: {:?}", client.pushed.len());
+    assert!(
+        client.pushed.is_empty(),
+        "more rows: {:?}",
+        client.pushed.len()
+    );
 }

@@ -160,7 +160,10 @@ fn alerts_are_registered_shown_and_loaded_in_bulk_in_the_shell() -> Result<()> {
             r"\+I[^\n]*home_visit[^\n]*u12[^\n]*/home",
         ],
     )?;
-    assert!(!printed.contains(" u2 "), "a row that fires nothing was shown: {printed}");
+    assert!(
+        !printed.contains(" u2 "),
+        "a row that fires nothing was shown: {printed}"
+    );
     // A bad condition: a clear error, and no alert.
     p.send_line("CREATE ALERT broken ON clicks WHERE url > 3 +;")?;
     p.exp_regex(r"error: [^\n]*")?;

@@ -27,7 +27,7 @@ pub mod types;
 pub mod window_tvf;
 
 pub use error::{Result, SqlError};
-pub use sluice_cep::alerts::ALERT_COLUMN;
 pub use script::Script;
 pub use session::{Outcome, Session, StartedQuery};
+pub use sluice_cep::alerts::ALERT_COLUMN;
 pub use statement::{ParsedStatement, parse_statements};

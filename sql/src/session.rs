@@ -215,8 +215,10 @@ impl Session {
     /// only `CREATE ALERT` and `DROP ALERT` statements runs all or nothing.
     pub fn execute_sql(&mut self, sql: &str) -> Result<Vec<Outcome>> {
         let statements = parse_statements(sql)?;
-        if statements.len() > 1 && Self::all_alert_statements(statements.iter().map(|s| &s.statement)) {
-            let group: Vec<&Statement> = statements.iter().map(|s| &s.statement).collect();
+        if statements.len() > 1
+            && Self::all_alert_statements(statements.iter().map(|s| &s.statement))
+        {
+            let group: Vec<&ParsedStatement> = statements.iter().collect();
             return self.alter_alerts(&group);
         }
         statements
@@ -249,10 +251,8 @@ impl Session {
                     name: create.name.clone(),
                 })
             }
-            Statement::CreateAlert(_) => self.alter_alert(&parsed.statement),
-            Statement::Drop(drop) if drop.kind == ObjectKind::Alert => {
-                self.alter_alert(&parsed.statement)
-            }
+            Statement::CreateAlert(_) => self.alter_alert(parsed),
+            Statement::Drop(drop) if drop.kind == ObjectKind::Alert => self.alter_alert(parsed),
             Statement::Drop(drop) => self.drop(drop),
             Statement::Show(show) => self.show(*show).map(Outcome::Rows),
             Statement::Describe(name) => self.describe(name).map(Outcome::Rows),

@@ -100,13 +100,19 @@ fn alert(random: &mut Xorshift) -> String {
             .collect();
         format!("district IN ({})", districts.join(", "))
     });
-    maybe(40, &mut |random| format!("kind = '{}'", pick(random, &KINDS)));
-    maybe(40, &mut |random| format!("rooms >= {}", 1 + random.draw() % 4));
+    maybe(40, &mut |random| {
+        format!("kind = '{}'", pick(random, &KINDS))
+    });
+    maybe(40, &mut |random| {
+        format!("rooms >= {}", 1 + random.draw() % 4)
+    });
     maybe(25, &mut |random| {
         let low = 30 + random.draw() % 60;
         format!("area BETWEEN {low} AND {}", low + 20 + random.draw() % 60)
     });
-    maybe(10, &mut |random| format!("title LIKE '{}%'", pick(random, &WORDS)));
+    maybe(10, &mut |random| {
+        format!("title LIKE '{}%'", pick(random, &WORDS))
+    });
     maybe(10, &mut |_| "garden".to_string());
     conjuncts.join(" AND ")
 }

@@ -27,7 +27,11 @@ use super::predicate::{
 use crate::{CepError, Result};
 
 /// Residual expression `index` of `compiled`, evaluated on `batch`.
-fn evaluate_residual(compiled: &Compiled, index: usize, batch: &RecordBatch) -> Result<BooleanArray> {
+fn evaluate_residual(
+    compiled: &Compiled,
+    index: usize,
+    batch: &RecordBatch,
+) -> Result<BooleanArray> {
     let expr = compiled
         .residuals
         .get(index)
@@ -118,7 +122,11 @@ impl Cells {
         if !(low.is_finite() && high.is_finite() && low <= high) {
             return None;
         }
-        let level = (high - low).max(f64::MIN_POSITIVE).log2().ceil().clamp(-40.0, 62.0) as i32;
+        let level = (high - low)
+            .max(f64::MIN_POSITIVE)
+            .log2()
+            .ceil()
+            .clamp(-40.0, 62.0) as i32;
         let first = cell(low, level)?;
         let last = cell(high, level)?;
         Some(Cells {
@@ -231,14 +239,15 @@ fn equal_keys(parts: &[Cond]) -> Option<Vec<Key>> {
 /// upper bound on one column), as cells; the narrowest, when there are several.
 fn bounded_range(parts: &[Cond]) -> Option<Cells> {
     let mut bounds: Vec<(ColumnRef, f64, f64)> = Vec::new();
-    let mut narrow = |column: ColumnRef, low: f64, high: f64| {
-        match bounds.iter_mut().find(|(c, _, _)| *c == column) {
-            Some((_, known_low, known_high)) => {
-                *known_low = known_low.max(low);
-                *known_high = known_high.min(high);
-            }
-            None => bounds.push((column, low, high)),
+    let mut narrow = |column: ColumnRef, low: f64, high: f64| match bounds
+        .iter_mut()
+        .find(|(c, _, _)| *c == column)
+    {
+        Some((_, known_low, known_high)) => {
+            *known_low = known_low.max(low);
+            *known_high = known_high.min(high);
         }
+        None => bounds.push((column, low, high)),
     };
     for part in parts {
         match part {
@@ -307,7 +316,8 @@ fn keys(cond: &Cond) -> Option<Vec<Key>> {
         } => Some(vec![Key::Prefix(*column, prefix.clone())]),
         Cond::And(parts) => {
             let range = bounded_range(parts);
-            let equal = equal_keys(parts).or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
+            let equal =
+                equal_keys(parts).or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
             if let Some(mut equal) = equal {
                 for key in &mut equal {
                     if let Key::Equal(_, cells) = key {
@@ -652,7 +662,11 @@ impl AlertIndex {
         }
         let hashes: Vec<Vec<Option<u64>>> = key_columns
             .iter()
-            .map(|column| (0..rows).map(|row| row_hash(&views, *column, row)).collect())
+            .map(|column| {
+                (0..rows)
+                    .map(|row| row_hash(&views, *column, row))
+                    .collect()
+            })
             .collect();
         let key_hashes = KeyHashes {
             slots: &slots,
@@ -680,8 +694,18 @@ impl AlertIndex {
         let mut at = 0;
         while at < pairs.len() {
             let id = pairs[at].0;
-            let end = at + pairs[at..].iter().take_while(|(other, _)| *other == id).count();
-            self.fire(id, pairs[at..end].iter().map(|(_, row)| *row), &views, batch, &mut fired)?;
+            let end = at
+                + pairs[at..]
+                    .iter()
+                    .take_while(|(other, _)| *other == id)
+                    .count();
+            self.fire(
+                id,
+                pairs[at..end].iter().map(|(_, row)| *row),
+                &views,
+                batch,
+                &mut fired,
+            )?;
             at = end;
         }
         // By row, then by alert (each alert's rows were taken in order).
@@ -702,8 +726,7 @@ impl AlertIndex {
             return Ok(());
         };
         // Residual expressions are evaluated on the whole batch, once, when needed.
-        let mut residuals: Vec<Option<BooleanArray>> =
-            vec![None; alert.compiled.residuals.len()];
+        let mut residuals: Vec<Option<BooleanArray>> = vec![None; alert.compiled.residuals.len()];
         for row in rows {
             let row = row as usize;
             let mut residual = |index: usize| -> Result<Option<bool>> {

@@ -36,9 +36,9 @@ impl AlertOperator {
 /// The set, locked; a set left poisoned by a panic elsewhere is still consistent between
 /// batches, but is reported rather than trusted.
 pub fn lock(alerts: &SharedAlerts) -> Result<MutexGuard<'_, AlertSet>> {
-    alerts
-        .lock()
-        .map_err(|_| EngineError::Input("the alert set was left unusable by an earlier failure".into()))
+    alerts.lock().map_err(|_| {
+        EngineError::Input("the alert set was left unusable by an earlier failure".into())
+    })
 }
 
 impl Operator for AlertOperator {

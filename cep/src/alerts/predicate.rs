@@ -844,7 +844,11 @@ mod tests {
 
     #[test]
     fn constant_parts_are_folded_only_when_something_is_left_to_datafusion() -> Result<()> {
-        let schema = Arc::new(Schema::new(vec![Field::new("price", DataType::Int64, true)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "price",
+            DataType::Int64,
+            true,
+        )]));
         let plain = compile_coerced(col("price").lt(lit(500_000i64)), &schema)?;
         assert!(plain.residuals.is_empty());
         let arithmetic = col("price").lt(lit(1000i64) * lit(500i64));
@@ -892,6 +896,9 @@ mod tests {
                 ] if symbols == &[1, 0]
             )
         ));
-        assert_eq!(format!("{:?}", symbols.restore(interned)), format!("{cond:?}"));
+        assert_eq!(
+            format!("{:?}", symbols.restore(interned)),
+            format!("{cond:?}")
+        );
     }
 }

@@ -187,7 +187,11 @@ impl AlertSet {
 
     /// Keys under suppression, over all alerts.
     pub fn suppressed_keys(&self) -> usize {
-        self.alerts.iter().flatten().map(Registered::suppressed_keys).sum()
+        self.alerts
+            .iter()
+            .flatten()
+            .map(Registered::suppressed_keys)
+            .sum()
     }
 
     /// The firings `changes` cause, in row order and, within a row, in registration order.
@@ -199,9 +203,7 @@ impl AlertSet {
             None => changes.rows.clone(),
             Some(_) => {
                 let holds: Vec<bool> = (0..changes.num_rows())
-                    .map(|row| {
-                        matches!(changes.kind(row), RowKind::Insert | RowKind::UpdateAfter)
-                    })
+                    .map(|row| matches!(changes.kind(row), RowKind::Insert | RowKind::UpdateAfter))
                     .collect();
                 filter_record_batch(&changes.rows, &holds.into()).map_err(arrow_error)?
             }
@@ -286,7 +288,8 @@ fn event_millis(column: &ArrayRef, row: usize) -> Result<Option<Millis>> {
     if column.is_null(row) {
         return Ok(None);
     }
-    let value = ScalarValue::try_from_array(column, row).map_err(|e| CepError::Alert(e.to_string()))?;
+    let value =
+        ScalarValue::try_from_array(column, row).map_err(|e| CepError::Alert(e.to_string()))?;
     let millis = match value {
         ScalarValue::TimestampSecond(Some(v), _) => v.saturating_mul(1000),
         ScalarValue::TimestampMillisecond(Some(v), _) => v,
@@ -304,7 +307,13 @@ fn event_millis(column: &ArrayRef, row: usize) -> Result<Option<Millis>> {
 
 /// Whether `data_type` can be a suppression's time column.
 pub fn is_time_type(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond, _))
+    matches!(
+        data_type,
+        DataType::Timestamp(
+            TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond,
+            _
+        )
+    )
 }
 
 fn arrow_error(error: datafusion::arrow::error::ArrowError) -> CepError {

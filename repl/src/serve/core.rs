@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array, UInt8Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt8Array, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, UInt8Type};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -817,9 +817,7 @@ impl Core {
                         break;
                     }
                     let (rows, offsets) = match &subscription.target {
-                        Target::Stream(_) => {
-                            (to_output_batch(&split_kinds(&fetched.rows)?)?, None)
-                        }
+                        Target::Stream(_) => (to_output_batch(&split_kinds(&fetched.rows)?)?, None),
                         Target::Query(_) => (fetched.rows.clone(), None),
                         Target::Alert(name) => {
                             let (rows, kept) = firings_of(&fetched.rows, name)?;

@@ -65,7 +65,12 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
     }
     for source in script.alerted {
         let subscribe = json!({"op": "subscribe", "alerts": source, "from": "earliest"});
-        follow(&mut client, &screen, subscribe, &format!("alerts on {source}"))?;
+        follow(
+            &mut client,
+            &screen,
+            subscribe,
+            &format!("alerts on {source}"),
+        )?;
     }
     println!("{INTRO}");
     client.request(json!({"op": "publish", "stream": "cardholders",

@@ -72,7 +72,9 @@ mod tests {
 
     #[test]
     fn alert_statements_are_told_apart() {
-        assert!(is_alert_statement("-- cheap\ncreate alert a ON s WHERE x > 1"));
+        assert!(is_alert_statement(
+            "-- cheap\ncreate alert a ON s WHERE x > 1"
+        ));
         assert!(is_alert_statement("DROP  ALERT a"));
         assert!(!is_alert_statement("CREATE VIEW alert AS SELECT 1"));
         assert!(!is_alert_statement("SELECT * FROM alert"));

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
@@ -17,7 +18,6 @@ use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::planner::{PlannerContext, SqlToRel};
-use datafusion::arrow::datatypes::DataType;
 use sluice_cep::alerts::{
     AlertOperator, AlertSet, Compiled, SharedAlerts, Suppression, compile_coerced, is_time_type,
     lock,
@@ -27,7 +27,7 @@ use sluice_engine::{QueryGraph, QueryId};
 
 use super::{Outcome, Session, StartedQuery, text_batch};
 use crate::hints::QueryHints;
-use crate::statement::{CreateAlert, ObjectKind, Statement};
+use crate::statement::{CreateAlert, ObjectKind, ParsedStatement, Statement};
 use crate::{Result, SqlError};
 
 /// The options `WITH (...)` takes after an alert's condition.
@@ -49,8 +49,8 @@ struct RunningSet {
 
 struct AlertDef {
     source: String,
-    condition: String,
-    options: Vec<(String, String)>,
+    /// The `CREATE ALERT` statement, as written.
+    text: String,
 }
 
 /// A statement of a group, checked and compiled, ready to apply.
@@ -76,6 +76,8 @@ struct NewSet {
 struct Source {
     events: SchemaRef,
     df_schema: Arc<DFSchema>,
+    /// Coerces conditions' types.
+    simplifier: ExprSimplifier,
     event_time: Option<usize>,
 }
 
@@ -97,14 +99,14 @@ impl Session {
     }
 
     /// Runs one `CREATE ALERT` or `DROP ALERT`.
-    pub(super) fn alter_alert(&mut self, statement: &Statement) -> Result<Outcome> {
+    pub(super) fn alter_alert(&mut self, statement: &ParsedStatement) -> Result<Outcome> {
         self.alter_alerts(&[statement])?
             .pop()
             .ok_or_else(|| SqlError::Invalid("an alert statement did nothing".into()))
     }
 
     /// Runs a group of `CREATE ALERT` / `DROP ALERT` statements, all or nothing.
-    pub(super) fn alter_alerts(&mut self, statements: &[&Statement]) -> Result<Vec<Outcome>> {
+    pub(super) fn alter_alerts(&mut self, statements: &[&ParsedStatement]) -> Result<Vec<Outcome>> {
         let (steps, mut new_sets) = self.prepare_alerts(statements)?;
         let mut outcomes = Vec::with_capacity(steps.len());
         // Per source whose alerts were dropped, the outcome of its last drop.
@@ -165,7 +167,7 @@ impl Session {
     /// Checks every statement of a group and compiles its conditions.
     fn prepare_alerts(
         &self,
-        statements: &[&Statement],
+        statements: &[&ParsedStatement],
     ) -> Result<(Vec<Step>, BTreeMap<String, NewSet>)> {
         let mut names: BTreeSet<String> = self.alerts.defs.keys().cloned().collect();
         let mut sources: HashMap<String, Source> = HashMap::new();
@@ -173,8 +175,8 @@ impl Session {
         let context = self.planning_context();
         let planner = SqlToRel::new(&context);
         let mut steps = Vec::with_capacity(statements.len());
-        for statement in statements {
-            match statement {
+        for parsed in statements {
+            match &parsed.statement {
                 Statement::CreateAlert(create) => {
                     let name = &create.name;
                     if names.contains(name) {
@@ -204,12 +206,8 @@ impl Session {
                             &mut PlannerContext::new(),
                         )
                         .map_err(|e| in_alert(e.into()))?;
-                    let simplifier = ExprSimplifier::new(
-                        SimplifyContext::builder()
-                            .with_schema(source.df_schema.clone())
-                            .build(),
-                    );
-                    let expr = simplifier
+                    let expr = source
+                        .simplifier
                         .coerce(expr, &source.df_schema)
                         .map_err(|e| in_alert(e.into()))?;
                     let data_type = expr
@@ -230,8 +228,7 @@ impl Session {
                         name: name.clone(),
                         def: AlertDef {
                             source: create.source.clone(),
-                            condition: create.condition.to_string(),
-                            options: create.options.clone(),
+                            text: parsed.text.clone(),
                         },
                         compiled,
                         suppression,
@@ -278,9 +275,15 @@ impl Session {
             }
         };
         let df_schema = Arc::new(DFSchema::try_from(events.as_ref().clone())?);
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(df_schema.clone())
+                .build(),
+        );
         Ok(Source {
             events,
             df_schema,
+            simplifier,
             event_time,
         })
     }
@@ -294,8 +297,7 @@ impl Session {
         }
         let quoted = source.replace('"', "\"\"");
         let select = crate::parse_statements(&format!("SELECT * FROM \"{quoted}\""))?;
-        let Some(Statement::Sql(statement)) = select.into_iter().next().map(|s| s.statement)
-        else {
+        let Some(Statement::Sql(statement)) = select.into_iter().next().map(|s| s.statement) else {
             return Err(SqlError::Invalid(format!("cannot read '{source}'")));
         };
         let plan = self.plan(*statement)?;
@@ -366,26 +368,33 @@ impl Session {
                 fired.insert(state.name, state.fired);
             }
         }
-        let rows = self
-            .alerts
-            .defs
-            .iter()
-            .map(|(name, def)| {
-                let options = def
-                    .options
-                    .iter()
-                    .map(|(k, v)| format!("'{k}' = '{v}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                vec![
-                    name.clone(),
-                    def.source.clone(),
-                    def.condition.clone(),
-                    options,
-                    fired.get(name).copied().unwrap_or(0).to_string(),
-                ]
-            })
-            .collect();
+        let mut rows = Vec::with_capacity(self.alerts.defs.len());
+        for (name, def) in &self.alerts.defs {
+            // The condition and options as SQL prints them, from the statement as written.
+            let (condition, options) = match crate::parse_statements(&def.text)?
+                .into_iter()
+                .next()
+                .map(|s| s.statement)
+            {
+                Some(Statement::CreateAlert(create)) => {
+                    let options = create
+                        .options
+                        .iter()
+                        .map(|(k, v)| format!("'{k}' = '{v}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    (create.condition.to_string(), options)
+                }
+                _ => (def.text.clone(), String::new()),
+            };
+            rows.push(vec![
+                name.clone(),
+                def.source.clone(),
+                condition,
+                options,
+                fired.get(name).copied().unwrap_or(0).to_string(),
+            ]);
+        }
         text_batch(&["name", "source", "condition", "options", "fired"], rows)
     }
 }
@@ -402,24 +411,19 @@ fn suppression(create: &CreateAlert, source: &Source) -> Result<Option<Suppressi
             .index_of(name)
             .or_else(|_| source.events.index_of(&name.to_ascii_lowercase()))
             .map_err(|_| {
-                SqlError::Invalid(format!(
-                    "unknown column '{name}' in '{}'",
-                    create.source
-                ))
+                SqlError::Invalid(format!("unknown column '{name}' in '{}'", create.source))
             })
     };
     for (option, value) in &create.options {
         match option.as_str() {
             "suppress" => {
-                interval = Some(parse_duration(value).map_err(|e| {
-                    SqlError::Invalid(format!("option 'suppress': {e}"))
-                })?);
+                interval = Some(
+                    parse_duration(value)
+                        .map_err(|e| SqlError::Invalid(format!("option 'suppress': {e}")))?,
+                );
             }
             "suppress.key" => {
-                key = value
-                    .split(',')
-                    .map(column)
-                    .collect::<Result<Vec<_>>>()?;
+                key = value.split(',').map(column).collect::<Result<Vec<_>>>()?;
             }
             "suppress.time" => {
                 let at = column(value)?;
