@@ -303,27 +303,23 @@ struct Compiler<'a> {
 impl Compiler<'_> {
     fn compile(&mut self, expr: &Expr) -> Result<Cond> {
         let compiled = match expr {
-            Expr::BinaryExpr(binary) if binary.op == Operator::And => {
+            Expr::BinaryExpr(binary) if matches!(binary.op, Operator::And | Operator::Or) => {
+                // Nested ANDs (ORs) become one list.
+                let and = binary.op == Operator::And;
                 let mut parts = Vec::new();
                 for side in [&binary.left, &binary.right] {
-                    match self.compile(side)? {
-                        Cond::And(more) => parts.extend(more),
-                        part => parts.push(part),
+                    match (self.compile(side)?, and) {
+                        (Cond::And(more), true) | (Cond::Or(more), false) => parts.extend(more),
+                        (part, _) => parts.push(part),
                     }
                 }
-                // Cheap and selective tests first: evaluation stops at the first false.
-                parts.sort_by_key(Cond::cost);
-                Some(Cond::And(parts))
-            }
-            Expr::BinaryExpr(binary) if binary.op == Operator::Or => {
-                let mut parts = Vec::new();
-                for side in [&binary.left, &binary.right] {
-                    match self.compile(side)? {
-                        Cond::Or(more) => parts.extend(more),
-                        part => parts.push(part),
-                    }
+                if and {
+                    // Cheap and selective tests first: evaluation stops at the first false.
+                    parts.sort_by_key(Cond::cost);
+                    Some(Cond::And(parts))
+                } else {
+                    Some(Cond::Or(parts))
                 }
-                Some(Cond::Or(parts))
             }
             Expr::Not(inner) => Some(Cond::Not(Box::new(self.compile(inner)?))),
             Expr::Literal(ScalarValue::Boolean(value), _) => Some(Cond::Const(*value)),

@@ -7,7 +7,7 @@
 //! condition is compiled before any alert is registered, so one bad condition registers
 //! nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::DataType;
@@ -79,6 +79,32 @@ struct Source {
     /// Coerces conditions' types.
     simplifier: ExprSimplifier,
     event_time: Option<usize>,
+}
+
+/// The alert names there are as a group of statements is checked.
+struct GroupNames<'a> {
+    registered: &'a BTreeMap<String, AlertDef>,
+    added: HashSet<String>,
+    removed: HashSet<String>,
+}
+
+impl GroupNames<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.added.contains(name)
+            || (self.registered.contains_key(name) && !self.removed.contains(name))
+    }
+
+    fn add(&mut self, name: &str) {
+        self.added.insert(name.to_string());
+    }
+
+    /// Removes `name`; gives whether it was there.
+    fn remove(&mut self, name: &str) -> bool {
+        if self.added.remove(name) {
+            return true;
+        }
+        self.contains(name) && self.removed.insert(name.to_string())
+    }
 }
 
 /// The name of the query that runs the alerts on `source`.
@@ -169,7 +195,12 @@ impl Session {
         &self,
         statements: &[&ParsedStatement],
     ) -> Result<(Vec<Step>, BTreeMap<String, NewSet>)> {
-        let mut names: BTreeSet<String> = self.alerts.defs.keys().cloned().collect();
+        // The alerts the group creates and drops, on top of those registered.
+        let mut names = GroupNames {
+            registered: &self.alerts.defs,
+            added: HashSet::new(),
+            removed: HashSet::new(),
+        };
         let mut sources: HashMap<String, Source> = HashMap::new();
         let mut new_sets = BTreeMap::new();
         let context = self.planning_context();
@@ -223,7 +254,7 @@ impl Session {
                     let compiled = compile_coerced(expr, &source.events)
                         .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
                     let suppression = suppression(create, source).map_err(in_alert)?;
-                    names.insert(name.clone());
+                    names.add(name);
                     steps.push(Step::Create {
                         name: name.clone(),
                         def: AlertDef {
