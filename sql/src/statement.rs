@@ -108,8 +108,95 @@ pub enum Show {
     Alerts,
 }
 
+/// Scripts at least this long are parsed on every core, in pieces.
+const PARALLEL_PARSE_BYTES: usize = 256 * 1024;
+
 /// Splits `sql` into statements separated by `;`.
 pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if sql.len() >= PARALLEL_PARSE_BYTES
+        && threads > 1
+        && let Some(pieces) = pieces(sql, threads)
+        && let Some(statements) = parse_pieces(sql, &pieces)
+    {
+        return Ok(statements);
+    }
+    parse_in_one_piece(sql)
+}
+
+/// `sql` cut at statement ends into about `count` pieces of similar size, as byte ranges;
+/// `None` when the text has anything a plain scan could misread (block comments, escapes,
+/// dollar quotes, `MATCH_RECOGNIZE`, which is rewritten first).
+fn pieces(sql: &str, count: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    if sql.contains(['$', '\\'])
+        || sql.contains("/*")
+        || sql.to_ascii_uppercase().contains("MATCH_RECOGNIZE")
+    {
+        return None;
+    }
+    let target = sql.len().div_ceil(count);
+    let bytes = sql.as_bytes();
+    let mut pieces = Vec::with_capacity(count);
+    let mut start = 0;
+    let mut quote: Option<u8> = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        match quote {
+            Some(q) if byte == q => quote = None,
+            Some(_) => {}
+            None => match byte {
+                b'\'' | b'"' | b'`' => quote = Some(byte),
+                b'-' if bytes.get(at + 1) == Some(&b'-') => {
+                    at += bytes[at..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .unwrap_or(bytes.len() - at);
+                    continue;
+                }
+                b';' if at + 1 - start >= target => {
+                    pieces.push(start..at + 1);
+                    start = at + 1;
+                }
+                _ => {}
+            },
+        }
+        at += 1;
+    }
+    if quote.is_some() {
+        return None;
+    }
+    pieces.push(start..sql.len());
+    Some(pieces)
+}
+
+/// The statements of each piece of `sql`, parsed at once, with their lines in the whole
+/// text; `None` when any piece fails to parse (the error is then found, with its place
+/// in the whole text, by parsing it in one piece).
+fn parse_pieces(sql: &str, pieces: &[std::ops::Range<usize>]) -> Option<Vec<ParsedStatement>> {
+    let parsed: Vec<Option<Vec<ParsedStatement>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = pieces
+            .iter()
+            .map(|piece| scope.spawn(move || parse_in_one_piece(&sql[piece.clone()]).ok()))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().ok().flatten())
+            .collect()
+    });
+    let mut statements = Vec::new();
+    for (piece, parsed) in pieces.iter().zip(parsed) {
+        let lines_before = sql[..piece.start].matches('\n').count() as u64;
+        statements.extend(parsed?.into_iter().map(|mut statement| {
+            statement.line += lines_before;
+            statement
+        }));
+    }
+    Some(statements)
+}
+
+/// Splits `sql` into statements separated by `;`, in one pass.
+fn parse_in_one_piece(sql: &str) -> Result<Vec<ParsedStatement>> {
     let rewritten = crate::match_recognize::rewrite_match_recognize(sql)?;
     let sql = rewritten.as_ref();
     let dialect = SluiceDialect;
@@ -510,6 +597,33 @@ mod tests {
                 .as_ref()
                 .map(|(c, e)| (c.as_str(), e.to_string())),
             Some(("ts", "ts - INTERVAL '5' SECOND".to_string()))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_script_parses_in_pieces_as_in_one() -> Result<()> {
+        let mut script = String::from("-- alerts; many of them\n");
+        for n in 0..6_000 {
+            script.push_str(&format!(
+                "CREATE ALERT a{n} ON s WHERE note = 'a;b''c' -- why; not\n  AND x > {n};\n"
+            ));
+        }
+        assert!(script.len() >= PARALLEL_PARSE_BYTES);
+        let pieces = pieces(&script, 2).unwrap_or_default();
+        assert_eq!(pieces.len(), 2);
+        let parallel = parse_pieces(&script, &pieces).unwrap_or_default();
+        let serial = parse_in_one_piece(&script)?;
+        assert_eq!(parallel.len(), 6_000);
+        for (a, b) in parallel.iter().zip(&serial) {
+            assert_eq!((a.line, &a.text), (b.line, &b.text));
+        }
+        // A syntax error is reported where it is in the whole text.
+        script.push_str("CREATE ALERT bad ON s WHERE;");
+        let error = parse_statements(&script).err().map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("syntax error: Expected: an expression, found: ; at Line: 12002, Column: 28")
         );
         Ok(())
     }

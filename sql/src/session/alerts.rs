@@ -26,6 +26,7 @@ use sluice_engine::time::parse_duration;
 use sluice_engine::{QueryGraph, QueryId};
 
 use super::{Outcome, Session, StartedQuery, text_batch};
+use crate::context::PlanningContext;
 use crate::hints::QueryHints;
 use crate::statement::{CreateAlert, ObjectKind, ParsedStatement, Statement};
 use crate::{Result, SqlError};
@@ -63,6 +64,105 @@ enum Step {
     },
     Drop(String),
     Unchanged(String),
+}
+
+/// A statement of a group, checked: ready to apply, or a condition still to compile.
+enum Checked<'a> {
+    Ready(Step),
+    Create(&'a ParsedStatement, &'a CreateAlert),
+}
+
+/// Creates below this many compile on the calling thread alone.
+const PARALLEL_FROM: usize = 512;
+
+/// The `Step::Create` of each of `creates`, in order, compiled on every core for a large
+/// group; the first bad condition, in statement order, is the error.
+fn compile_all(
+    context: &PlanningContext,
+    creates: &[(&ParsedStatement, &CreateAlert)],
+    sources: &HashMap<String, Source>,
+) -> Result<Vec<Step>> {
+    let compile_chunk = |chunk: &[(&ParsedStatement, &CreateAlert)]| -> Result<Vec<Step>> {
+        let planner = SqlToRel::new(context);
+        chunk
+            .iter()
+            .map(|(parsed, create)| compile_create(&planner, parsed, create, sources))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if creates.len() < PARALLEL_FROM || threads < 2 {
+        return compile_chunk(creates);
+    }
+    let per_thread = creates.len().div_ceil(threads);
+    let results: Vec<Result<Vec<Step>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = creates
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || compile_chunk(chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(SqlError::Invalid("compiling alerts failed".into())))
+            })
+            .collect()
+    });
+    let mut steps = Vec::with_capacity(creates.len());
+    for result in results {
+        steps.extend(result?);
+    }
+    Ok(steps)
+}
+
+/// Plans, type-checks and compiles the condition of `create` on its source.
+fn compile_create(
+    planner: &SqlToRel<PlanningContext>,
+    parsed: &ParsedStatement,
+    create: &CreateAlert,
+    sources: &HashMap<String, Source>,
+) -> Result<Step> {
+    let name = &create.name;
+    let in_alert = |e: SqlError| SqlError::Invalid(format!("alert '{name}': {e}"));
+    let source = sources.get(&create.source).ok_or_else(|| {
+        in_alert(SqlError::Invalid(format!(
+            "unknown stream or view '{}'",
+            create.source
+        )))
+    })?;
+    let expr = planner
+        .sql_to_expr(
+            create.condition.clone(),
+            &source.df_schema,
+            &mut PlannerContext::new(),
+        )
+        .map_err(|e| in_alert(e.into()))?;
+    let expr = source
+        .simplifier
+        .coerce(expr, &source.df_schema)
+        .map_err(|e| in_alert(e.into()))?;
+    let data_type = expr
+        .get_type(&source.df_schema)
+        .map_err(|e| in_alert(e.into()))?;
+    if !matches!(data_type, DataType::Boolean | DataType::Null) {
+        return Err(in_alert(SqlError::Invalid(format!(
+            "the condition '{}' is {}, not a boolean",
+            create.condition,
+            sluice_engine::types::sql_type_name(&data_type)
+        ))));
+    }
+    let compiled = compile_coerced(expr, &source.events)
+        .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
+    let suppression = suppression(create, source).map_err(in_alert)?;
+    Ok(Step::Create {
+        name: name.clone(),
+        def: AlertDef {
+            source: create.source.clone(),
+            text: parsed.text.clone(),
+        },
+        compiled,
+        suppression,
+    })
 }
 
 /// A source with no running set yet: the query that would run its first alerts.
@@ -204,7 +304,6 @@ impl Session {
         let mut sources: HashMap<String, Source> = HashMap::new();
         let mut new_sets = BTreeMap::new();
         let context = self.planning_context();
-        let planner = SqlToRel::new(&context);
         let mut steps = Vec::with_capacity(statements.len());
         for parsed in statements {
             match &parsed.statement {
@@ -212,7 +311,9 @@ impl Session {
                     let name = &create.name;
                     if names.contains(name) {
                         if create.if_not_exists {
-                            steps.push(Step::Unchanged(format!("alert '{name}' already exists")));
+                            steps.push(Checked::Ready(Step::Unchanged(format!(
+                                "alert '{name}' already exists"
+                            ))));
                             continue;
                         }
                         return Err(SqlError::Invalid(format!("alert '{name}' already exists")));
@@ -227,52 +328,17 @@ impl Session {
                             .map_err(in_alert)?;
                         sources.insert(create.source.clone(), source);
                     }
-                    let Some(source) = sources.get(&create.source) else {
-                        continue;
-                    };
-                    let expr = planner
-                        .sql_to_expr(
-                            create.condition.clone(),
-                            &source.df_schema,
-                            &mut PlannerContext::new(),
-                        )
-                        .map_err(|e| in_alert(e.into()))?;
-                    let expr = source
-                        .simplifier
-                        .coerce(expr, &source.df_schema)
-                        .map_err(|e| in_alert(e.into()))?;
-                    let data_type = expr
-                        .get_type(&source.df_schema)
-                        .map_err(|e| in_alert(e.into()))?;
-                    if !matches!(data_type, DataType::Boolean | DataType::Null) {
-                        return Err(in_alert(SqlError::Invalid(format!(
-                            "the condition '{}' is {}, not a boolean",
-                            create.condition,
-                            sluice_engine::types::sql_type_name(&data_type)
-                        ))));
-                    }
-                    let compiled = compile_coerced(expr, &source.events)
-                        .map_err(|e| in_alert(SqlError::Invalid(e.to_string())))?;
-                    let suppression = suppression(create, source).map_err(in_alert)?;
                     names.add(name);
-                    steps.push(Step::Create {
-                        name: name.clone(),
-                        def: AlertDef {
-                            source: create.source.clone(),
-                            text: parsed.text.clone(),
-                        },
-                        compiled,
-                        suppression,
-                    });
+                    steps.push(Checked::Create(parsed, create));
                 }
                 Statement::Drop(drop) => {
                     if names.remove(&drop.name) {
-                        steps.push(Step::Drop(drop.name.clone()));
+                        steps.push(Checked::Ready(Step::Drop(drop.name.clone())));
                     } else if drop.if_exists {
-                        steps.push(Step::Unchanged(format!(
+                        steps.push(Checked::Ready(Step::Unchanged(format!(
                             "alert '{}' does not exist",
                             drop.name
-                        )));
+                        ))));
                     } else {
                         return Err(SqlError::Invalid(format!("unknown alert '{}'", drop.name)));
                     }
@@ -285,7 +351,22 @@ impl Session {
                 }
             }
         }
-        Ok((steps, new_sets))
+        let conditions: Vec<(&ParsedStatement, &CreateAlert)> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Checked::Create(parsed, create) => Some((*parsed, *create)),
+                Checked::Ready(_) => None,
+            })
+            .collect();
+        let mut compiled = compile_all(&context, &conditions, &sources)?.into_iter();
+        let mut ready = Vec::with_capacity(steps.len());
+        for step in steps {
+            match step {
+                Checked::Ready(step) => ready.push(step),
+                Checked::Create(..) => ready.extend(compiled.next()),
+            }
+        }
+        Ok((ready, new_sets))
     }
 
     /// The events of `source` as alerts see them; for a source with no alerts yet, also
