@@ -194,6 +194,17 @@ pub enum Cond {
 }
 
 impl Cond {
+    /// `self` with each test (each part that is not `AND`, `OR` or `NOT`) replaced by what
+    /// `map` makes of it.
+    fn map_tests(self, map: &mut impl FnMut(Cond) -> Cond) -> Cond {
+        match self {
+            Cond::And(parts) => Cond::And(parts.into_iter().map(|p| p.map_tests(map)).collect()),
+            Cond::Or(parts) => Cond::Or(parts.into_iter().map(|p| p.map_tests(map)).collect()),
+            Cond::Not(inner) => Cond::Not(Box::new(inner.map_tests(map))),
+            test => map(test),
+        }
+    }
+
     /// How costly evaluating the condition is, roughly: numbers before strings, lists and
     /// trees, residual expressions last.
     fn cost(&self) -> u8 {
@@ -545,10 +556,7 @@ impl Symbols {
 
     /// `cond` as it was before [`Symbols::intern`].
     pub fn restore(&self, cond: Cond) -> Cond {
-        match cond {
-            Cond::And(parts) => Cond::And(parts.into_iter().map(|p| self.restore(p)).collect()),
-            Cond::Or(parts) => Cond::Or(parts.into_iter().map(|p| self.restore(p)).collect()),
-            Cond::Not(inner) => Cond::Not(Box::new(self.restore(*inner))),
+        cond.map_tests(&mut |test| match test {
             Cond::SymbolEq {
                 column,
                 symbol,
@@ -568,15 +576,12 @@ impl Symbols {
                 negated,
             },
             other => other,
-        }
+        })
     }
 
     /// `cond` with its string equalities and lists compared by symbol.
     pub fn intern(&mut self, cond: Cond) -> Cond {
-        match cond {
-            Cond::And(parts) => Cond::And(parts.into_iter().map(|p| self.intern(p)).collect()),
-            Cond::Or(parts) => Cond::Or(parts.into_iter().map(|p| self.intern(p)).collect()),
-            Cond::Not(inner) => Cond::Not(Box::new(self.intern(*inner))),
+        cond.map_tests(&mut |test| match test {
             Cond::Compare {
                 column,
                 op: op @ (Compare::Eq | Compare::NotEq),
@@ -607,7 +612,7 @@ impl Symbols {
                 }
             }
             other => other,
-        }
+        })
     }
 
     /// Gives `views` the symbols of the string columns in `columns`.
