@@ -468,7 +468,9 @@ pub struct AlertIndex {
     live: usize,
     /// The shapes of equality keys in use, and the alerts by (shape, tuple and cell hash).
     signatures: Vec<Shape>,
-    equal: KeyMap,
+    /// Partitioned by the hash of the first value of the key (0 for keys with no column),
+    /// so rows visited by that value probe one small map after another.
+    equal: HashMap<u64, KeyMap, std::hash::BuildHasherDefault<Prehashed>>,
     /// Per column: the prefixes' lengths in use, and the alerts by (column, prefix).
     prefix_lengths: HashMap<ColumnRef, BTreeSet<usize>>,
     prefixes: HashMap<(ColumnRef, Box<str>), Vec<AlertId>>,
@@ -543,7 +545,13 @@ impl AlertIndex {
                 let covered = cells.map_or(0..=0, |c| c.first..=c.last);
                 for cell in covered {
                     let key = key_of(at, values.iter().copied(), cells.map(|_| cell));
-                    let list = self.equal.entry(key).or_default();
+                    let partition = values.first().copied().unwrap_or(0);
+                    let list = self
+                        .equal
+                        .entry(partition)
+                        .or_default()
+                        .entry(key)
+                        .or_default();
                     if list.last().is_none_or(|p| p.id != id) {
                         list.push(Posting {
                             id,
@@ -684,7 +692,14 @@ impl AlertIndex {
         // each alert's condition is read once for all its rows.
         let mut pairs: Vec<(AlertId, u32)> = Vec::new();
         let mut candidates: Vec<AlertId> = Vec::new();
-        for row in 0..rows {
+        // Rows with the same first key value one after another: they probe the same
+        // partition of the keys, which then stays in cache.
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        if let Some(first) = hashes.first() {
+            order.sort_by_key(|&row| first[row as usize]);
+        }
+        for row in order {
+            let row = row as usize;
             self.stamp += 1;
             candidates.clear();
             self.candidates(&views, &key_hashes, row, &mut candidates);
@@ -795,7 +810,8 @@ impl AlertIndex {
                 }
             };
             let key = key_of(at, values[..shape.columns.len()].iter().copied(), cell);
-            let Some(postings) = self.equal.get(&key) else {
+            let partition = values[..shape.columns.len()].first().copied().unwrap_or(0);
+            let Some(postings) = self.equal.get(&partition).and_then(|keys| keys.get(&key)) else {
                 continue;
             };
             for posting in postings {
