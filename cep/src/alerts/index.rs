@@ -15,6 +15,12 @@
 //! `IS NULL`, a residual expression on its own) are candidates for every row. Candidates
 //! are then evaluated exactly, so a key only has to be implied by the condition, and two
 //! tuples hashing alike only add a candidate.
+//!
+//! Per batch: the key columns' values are hashed once; equality keys are partitioned by
+//! their first value and rows are visited in that value's order, so each partition is
+//! probed while it is in cache; the (alert, row) candidates are then grouped by alert and
+//! each alert is evaluated on all its rows at once. String equalities compare symbols
+//! (numbers given to the strings alerts name), looked up once per row.
 
 use std::collections::{BTreeSet, HashMap};
 
