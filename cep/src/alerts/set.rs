@@ -6,10 +6,10 @@
 //! retractions and deletes never do. An alert with a suppression interval fires at most
 //! once per key per interval: after a firing at event time `t` for a key, rows of that key
 //! less than `interval` away from `t` (either side, as rows may come out of order) are
-//! passed over. The state is the index, and per suppressed
-//! alert the time of the last firing of each key; a key's entry is dropped once the
-//! watermark reaches the end of its interval, since no row that is on time can be
-//! suppressed by it any more.
+//! passed over. The state is the index, and per suppressed alert the time of the last
+//! firing of each key; a key's entry is dropped once the watermark reaches the end of its
+//! interval, since no row that is on time can be suppressed by it any more (a late row
+//! that comes after that fires again).
 
 use std::collections::HashMap;
 use std::sync::Arc;

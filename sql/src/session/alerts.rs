@@ -4,8 +4,8 @@
 //! named `alerts:SOURCE` that reads the source and emits the firings: the alert's name
 //! and the event's columns. The query starts with the source's first alert and stops when
 //! its last alert is dropped. A group of alert statements is all or nothing: every
-//! condition is compiled before any alert is registered, so one bad condition registers
-//! nothing.
+//! condition is compiled (a large group on every core) before any alert is registered, so
+//! one bad condition registers nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
