@@ -17,6 +17,7 @@ pub mod interval_join;
 pub mod lower;
 pub mod match_recognize;
 pub mod over;
+mod parallel;
 pub mod script;
 pub mod session;
 pub mod settings;

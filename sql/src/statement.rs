@@ -113,7 +113,7 @@ const PARALLEL_PARSE_BYTES: usize = 256 * 1024;
 
 /// Splits `sql` into statements separated by `;`.
 pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::parallel::cores();
     if sql.len() >= PARALLEL_PARSE_BYTES
         && threads > 1
         && let Some(pieces) = pieces(sql, threads)
@@ -174,16 +174,8 @@ fn pieces(sql: &str, count: usize) -> Option<Vec<std::ops::Range<usize>>> {
 /// text; `None` when any piece fails to parse (the error is then found, with its place
 /// in the whole text, by parsing it in one piece).
 fn parse_pieces(sql: &str, pieces: &[std::ops::Range<usize>]) -> Option<Vec<ParsedStatement>> {
-    let parsed: Vec<Option<Vec<ParsedStatement>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = pieces
-            .iter()
-            .map(|piece| scope.spawn(move || parse_in_one_piece(&sql[piece.clone()]).ok()))
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| worker.join().ok().flatten())
-            .collect()
-    });
+    let parsed =
+        crate::parallel::on_each(pieces, |piece| parse_in_one_piece(&sql[piece.clone()]).ok())?;
     let mut statements = Vec::new();
     for (piece, parsed) in pieces.iter().zip(parsed) {
         let lines_before = sql[..piece.start].matches('\n').count() as u64;

@@ -656,6 +656,14 @@ impl AlertIndex {
         let symbol_columns: Vec<usize> = self.symbol_columns.iter().copied().collect();
         self.symbols.look_up(&mut views, &symbol_columns);
         let rows = batch.num_rows();
+        let mut fired: Vec<(usize, AlertId)> = Vec::new();
+        if !indexed {
+            for id in 0..self.alerts.len() as AlertId {
+                self.fire(id, 0..rows as u32, &views, batch, &mut fired)?;
+            }
+            fired.sort_unstable();
+            return Ok(fired);
+        }
         // The hashes of the key columns' values, once per batch, and where each shape's
         // columns are among them.
         let mut key_columns: Vec<ColumnRef> = Vec::new();
@@ -686,14 +694,6 @@ impl AlertIndex {
             slots: &slots,
             hashes: &hashes,
         };
-        let mut fired: Vec<(usize, AlertId)> = Vec::new();
-        if !indexed {
-            for id in 0..self.alerts.len() as AlertId {
-                self.fire(id, 0..rows as u32, &views, batch, &mut fired)?;
-            }
-            fired.sort_unstable();
-            return Ok(fired);
-        }
         // The candidate rows of each alert: (alert, row) pairs, grouped by alert so that
         // each alert's condition is read once for all its rows.
         let mut pairs: Vec<(AlertId, u32)> = Vec::new();
@@ -712,24 +712,11 @@ impl AlertIndex {
             pairs.extend(candidates.iter().map(|&id| (id, row as u32)));
         }
         let pairs = group_by_alert(pairs, self.alerts.len());
-        let mut at = 0;
-        while at < pairs.len() {
-            let id = pairs[at].0;
-            let end = at
-                + pairs[at..]
-                    .iter()
-                    .take_while(|(other, _)| *other == id)
-                    .count();
-            self.fire(
-                id,
-                pairs[at..end].iter().map(|(_, row)| *row),
-                &views,
-                batch,
-                &mut fired,
-            )?;
-            at = end;
+        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
+            let rows = group.iter().map(|(_, row)| *row);
+            self.fire(group[0].0, rows, &views, batch, &mut fired)?;
         }
-        // By row, then by alert (each alert's rows were taken in order).
+        // By row, then by alert.
         fired.sort_unstable();
         Ok(fired)
     }

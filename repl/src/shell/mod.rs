@@ -521,16 +521,13 @@ const SUMMARIZED_RESULTS: usize = 8;
 
 /// What many statements did, counted: e.g. `created 5000 alert(s)`.
 fn summary(results: &[Value]) -> String {
-    let mut counts: Vec<(String, usize)> = Vec::new();
+    // (verb, noun) in order of first appearance, with how many.
+    let mut counts: Vec<((&str, &str), usize)> = Vec::new();
     for result in results {
         let what = ["created", "dropped"]
-            .iter()
-            .find_map(|verb| {
-                result[*verb]
-                    .as_str()
-                    .map(|noun| format!("{verb} {{}} {noun}(s)"))
-            })
-            .unwrap_or_else(|| "{} other statement(s)".to_string());
+            .into_iter()
+            .find_map(|verb| result[verb].as_str().map(|noun| (verb, noun)))
+            .unwrap_or(("ran", "other statement"));
         match counts.iter_mut().find(|(w, _)| *w == what) {
             Some((_, count)) => *count += 1,
             None => counts.push((what, 1)),
@@ -538,7 +535,7 @@ fn summary(results: &[Value]) -> String {
     }
     counts
         .iter()
-        .map(|(what, count)| what.replacen("{}", &count.to_string(), 1))
+        .map(|((verb, noun), count)| format!("{verb} {count} {noun}(s)"))
         .collect::<Vec<_>>()
         .join(", ")
 }

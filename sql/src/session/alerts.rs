@@ -89,28 +89,16 @@ fn compile_all(
             .map(|(parsed, create)| compile_create(&planner, parsed, create, sources))
             .collect()
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::parallel::cores();
     if creates.len() < PARALLEL_FROM || threads < 2 {
         return compile_chunk(creates);
     }
-    let per_thread = creates.len().div_ceil(threads);
-    let results: Vec<Result<Vec<Step>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = creates
-            .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || compile_chunk(chunk)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|_| Err(SqlError::Invalid("compiling alerts failed".into())))
-            })
-            .collect()
-    });
+    let chunks: Vec<_> = creates.chunks(creates.len().div_ceil(threads)).collect();
+    let compiled = crate::parallel::on_each(&chunks, |chunk| compile_chunk(chunk))
+        .ok_or_else(|| SqlError::Invalid("compiling alerts failed".into()))?;
     let mut steps = Vec::with_capacity(creates.len());
-    for result in results {
-        steps.extend(result?);
+    for chunk in compiled {
+        steps.extend(chunk?);
     }
     Ok(steps)
 }
