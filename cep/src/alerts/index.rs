@@ -27,8 +27,9 @@ use std::collections::{BTreeSet, HashMap};
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
 
+use super::conjuncts::{Conjunct, conjuncts, keep};
 use super::predicate::{
-    ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used, evaluate,
+    ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used,
 };
 use crate::{CepError, Result};
 
@@ -53,28 +54,41 @@ fn evaluate_residual(
         .ok_or_else(|| CepError::Alert("a condition is not boolean".into()))
 }
 
-/// `pairs` of (alert, row), grouped by alert (of `alerts` numbers), each group in the
-/// order the pairs came: a counting sort.
-fn group_by_alert(pairs: Vec<(AlertId, u32)>, alerts: usize) -> Vec<(AlertId, u32)> {
-    let mut starts = vec![0usize; alerts + 1];
-    for &(id, _) in &pairs {
-        if let Some(count) = starts.get_mut(id as usize + 1) {
+/// `items` in order of their bucket (of `buckets`), in the order they came within one: a
+/// counting sort.
+fn counting_sort<T: Copy + Default>(
+    items: Vec<T>,
+    buckets: usize,
+    bucket: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut starts = vec![0usize; buckets + 1];
+    for item in &items {
+        if let Some(count) = starts.get_mut(bucket(item) + 1) {
             *count += 1;
         }
     }
     for at in 1..starts.len() {
         starts[at] += starts[at - 1];
     }
-    let mut grouped = vec![(0, 0); pairs.len()];
-    for pair in pairs {
-        if let Some(next) = starts.get_mut(pair.0 as usize)
-            && let Some(slot) = grouped.get_mut(*next)
+    let mut sorted = vec![T::default(); items.len()];
+    for item in items {
+        if let Some(next) = starts.get_mut(bucket(&item))
+            && let Some(slot) = sorted.get_mut(*next)
         {
-            *slot = pair;
+            *slot = item;
             *next += 1;
         }
     }
-    grouped
+    sorted
+}
+
+/// `fired` (row, alert) pairs, made alert by alert in increasing order, by row then by
+/// alert.
+fn by_row(fired: Vec<(u32, AlertId)>, rows: usize) -> Vec<(usize, AlertId)> {
+    counting_sort(fired, rows, |pair| pair.0 as usize)
+        .into_iter()
+        .map(|(row, id)| (row as usize, id))
+        .collect()
 }
 
 /// Adds the columns `cond` compares by symbol to `out`.
@@ -148,7 +162,16 @@ impl Cells {
 
 /// The cell of size `2^level` that `value` falls in.
 fn cell(value: f64, level: i32) -> Option<i64> {
-    let cell = (value / 2f64.powi(level)).floor();
+    cell_of_width(value, cell_width(level))
+}
+
+fn cell_width(level: i32) -> f64 {
+    2f64.powi(level)
+}
+
+/// The cell of size `width` that `value` falls in.
+fn cell_of_width(value: f64, width: f64) -> Option<i64> {
+    let cell = (value / width).floor();
     (cell.is_finite() && cell.abs() < 9.0e18).then_some(cell as i64)
 }
 
@@ -443,6 +466,8 @@ impl std::hash::Hasher for Prehashed {
 struct KeyHashes<'a> {
     slots: &'a [Vec<usize>],
     hashes: &'a [Vec<Option<u64>>],
+    /// Per shape, the width of its range's cells (1 when it has no range).
+    widths: &'a [f64],
 }
 
 /// An alert under an equality key, with the range its value must be in when the key has
@@ -492,9 +517,10 @@ pub struct AlertIndex {
     symbol_columns: BTreeSet<usize>,
     /// Removed alerts whose index entries are still there.
     dead: usize,
-    /// Per alert: the row it was last made a candidate for (to list each once).
-    marks: Vec<u64>,
-    stamp: u64,
+    /// The alerts' conditions as conjuncts, alert after alert, and per alert where its
+    /// own are (empty once it is removed): read in order of alert, one batch after another.
+    conjuncts: Vec<Conjunct>,
+    spans: Vec<(u32, u32)>,
 }
 
 impl AlertIndex {
@@ -527,8 +553,10 @@ impl AlertIndex {
         }
         compiled.cond = self.symbols.intern(compiled.cond);
         symbol_columns(&compiled.cond, &mut self.symbol_columns);
+        let start = self.conjuncts.len() as u32;
+        self.conjuncts.extend(conjuncts(&compiled.cond));
+        self.spans.push((start, self.conjuncts.len() as u32));
         self.alerts.push(Some(Alert { compiled }));
-        self.marks.push(0);
         self.live += 1;
         id
     }
@@ -601,6 +629,9 @@ impl AlertIndex {
         if slot.take().is_none() {
             return false;
         }
+        if let Some(span) = self.spans.get_mut(id as usize) {
+            *span = (0, 0);
+        }
         self.live -= 1;
         self.dead += 1;
         if self.dead > self.live.max(MIN_DEAD_TO_REBUILD) {
@@ -623,7 +654,7 @@ impl AlertIndex {
                 }
                 None => {
                     fresh.alerts.push(None);
-                    fresh.marks.push(0);
+                    fresh.spans.push((0, 0));
                 }
             }
         }
@@ -656,13 +687,15 @@ impl AlertIndex {
         let symbol_columns: Vec<usize> = self.symbol_columns.iter().copied().collect();
         self.symbols.look_up(&mut views, &symbol_columns);
         let rows = batch.num_rows();
-        let mut fired: Vec<(usize, AlertId)> = Vec::new();
+        let mut fired: Vec<(u32, AlertId)> = Vec::new();
+        let mut scratch: Vec<u32> = Vec::new();
         if !indexed {
             for id in 0..self.alerts.len() as AlertId {
-                self.fire(id, 0..rows as u32, &views, batch, &mut fired)?;
+                scratch.clear();
+                scratch.extend(0..rows as u32);
+                self.fire(id, &mut scratch, &views, batch, &mut fired)?;
             }
-            fired.sort_unstable();
-            return Ok(fired);
+            return Ok(by_row(fired, rows));
         }
         // The hashes of the key columns' values, once per batch, and where each shape's
         // columns are among them.
@@ -690,14 +723,19 @@ impl AlertIndex {
                     .collect()
             })
             .collect();
+        let widths: Vec<f64> = self
+            .signatures
+            .iter()
+            .map(|shape| shape.range.map_or(1.0, |(_, level)| cell_width(level)))
+            .collect();
         let key_hashes = KeyHashes {
             slots: &slots,
             hashes: &hashes,
+            widths: &widths,
         };
         // The candidate rows of each alert: (alert, row) pairs, grouped by alert so that
         // each alert's condition is read once for all its rows.
         let mut pairs: Vec<(AlertId, u32)> = Vec::new();
-        let mut candidates: Vec<AlertId> = Vec::new();
         // Rows with the same first key value one after another: they probe the same
         // partition of the keys, which then stays in cache.
         let mut order: Vec<u32> = (0..rows as u32).collect();
@@ -705,78 +743,75 @@ impl AlertIndex {
             order.sort_by_key(|&row| first[row as usize]);
         }
         for row in order {
-            let row = row as usize;
-            self.stamp += 1;
-            candidates.clear();
-            self.candidates(&views, &key_hashes, row, &mut candidates);
-            pairs.extend(candidates.iter().map(|&id| (id, row as u32)));
+            self.candidates(&views, &key_hashes, row, &mut pairs);
         }
-        let pairs = group_by_alert(pairs, self.alerts.len());
+        let pairs = counting_sort(pairs, self.alerts.len(), |pair| pair.0 as usize);
         for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-            let rows = group.iter().map(|(_, row)| *row);
-            self.fire(group[0].0, rows, &views, batch, &mut fired)?;
+            scratch.clear();
+            scratch.extend(group.iter().map(|(_, row)| *row));
+            // An alert found through two keys for one row: the row's pairs came together.
+            scratch.dedup();
+            self.fire(group[0].0, &mut scratch, &views, batch, &mut fired)?;
         }
-        // By row, then by alert.
-        fired.sort_unstable();
-        Ok(fired)
+        Ok(by_row(fired, rows))
     }
 
-    /// Adds `(row, id)` to `fired` for each of `rows` where alert `id` is true.
+    /// Keeps those of `rows` where alert `id` is true, and adds `(row, id)` to `fired` for
+    /// each.
     fn fire(
         &self,
         id: AlertId,
-        rows: impl Iterator<Item = u32>,
+        rows: &mut Vec<u32>,
         views: &Views,
         batch: &RecordBatch,
-        fired: &mut Vec<(usize, AlertId)>,
+        fired: &mut Vec<(u32, AlertId)>,
     ) -> Result<()> {
-        let Some(Some(alert)) = self.alerts.get(id as usize) else {
+        let Some(conjuncts) = self
+            .spans
+            .get(id as usize)
+            .and_then(|&(start, end)| self.conjuncts.get(start as usize..end as usize))
+            .filter(|conjuncts| !conjuncts.is_empty())
+        else {
             return Ok(());
         };
         // Residual expressions are evaluated on the whole batch, once, when needed.
-        let mut residuals: Vec<Option<BooleanArray>> = vec![None; alert.compiled.residuals.len()];
-        for row in rows {
-            let row = row as usize;
-            let mut residual = |index: usize| -> Result<Option<bool>> {
-                let slot = residuals
-                    .get_mut(index)
-                    .ok_or_else(|| CepError::Alert(format!("no residual {index}")))?;
-                if slot.is_none() {
-                    *slot = Some(evaluate_residual(&alert.compiled, index, batch)?);
-                }
-                Ok(slot
-                    .as_ref()
-                    .and_then(|values| values.is_valid(row).then(|| values.value(row))))
+        let mut residuals: Vec<Option<BooleanArray>> = Vec::new();
+        let mut residual = |index: usize, row: usize| -> Result<Option<bool>> {
+            let Some(Some(alert)) = self.alerts.get(id as usize) else {
+                return Ok(None);
             };
-            if evaluate(&alert.compiled.cond, views, row, &mut residual)? == Some(true) {
-                fired.push((row, id));
+            residuals.resize(alert.compiled.residuals.len(), None);
+            let slot = residuals
+                .get_mut(index)
+                .ok_or_else(|| CepError::Alert(format!("no residual {index}")))?;
+            if slot.is_none() {
+                *slot = Some(evaluate_residual(&alert.compiled, index, batch)?);
             }
-        }
+            Ok(slot
+                .as_ref()
+                .and_then(|values| values.is_valid(row).then(|| values.value(row))))
+        };
+        keep(conjuncts, views, rows, &mut residual)?;
+        fired.extend(rows.iter().map(|&row| (row, id)));
         Ok(())
     }
 
-    /// Every alert whose keys hold at `row`, once each; `hashes` are the hashes of the
-    /// values of the key columns, by row.
+    /// Adds (alert, `row`) to `out` for every alert whose keys hold at `row` (twice for
+    /// an alert found through two keys); `key_hashes` are the hashes of the values of the
+    /// key columns, by row.
     fn candidates(
-        &mut self,
+        &self,
         views: &Views,
         key_hashes: &KeyHashes,
-        row: usize,
-        out: &mut Vec<AlertId>,
+        row: u32,
+        out: &mut Vec<(AlertId, u32)>,
     ) {
-        let stamp = self.stamp;
-        let marks = &mut self.marks;
-        // Lists each of `ids` not listed for this row already.
-        let mut add = |ids: &[AlertId], out: &mut Vec<AlertId>| {
-            for &id in ids {
-                if let Some(mark) = marks.get_mut(id as usize)
-                    && *mark != stamp
-                {
-                    *mark = stamp;
-                    out.push(id);
-                }
-            }
+        let add = |ids: &[AlertId], out: &mut Vec<(AlertId, u32)>| {
+            out.extend(ids.iter().map(|&id| (id, row)));
         };
+        let row_number = row;
+        let row = row as usize;
+        let mut partition: Option<(u64, Option<&KeyMap>)> = None;
         for (at, shape) in self.signatures.iter().enumerate() {
             let mut values = [0u64; MAX_KEY_COLUMNS];
             let mut complete = shape.columns.len() <= MAX_KEY_COLUMNS;
@@ -792,24 +827,34 @@ impl AlertIndex {
             }
             let (cell, value) = match shape.range {
                 None => (None, 0.0),
-                Some((column, level)) => {
+                Some((column, _)) => {
                     let Some(value) = number_at(views, column, row) else {
                         continue;
                     };
-                    let Some(cell) = cell(value, level) else {
+                    let width = key_hashes.widths.get(at).copied().unwrap_or(1.0);
+                    let Some(cell) = cell_of_width(value, width) else {
                         continue;
                     };
                     (Some(cell), value)
                 }
             };
             let key = key_of(at, values[..shape.columns.len()].iter().copied(), cell);
-            let partition = values[..shape.columns.len()].first().copied().unwrap_or(0);
-            let Some(postings) = self.equal.get(&partition).and_then(|keys| keys.get(&key)) else {
+            let first = values[..shape.columns.len()].first().copied().unwrap_or(0);
+            // Shapes mostly start with the same column: its partition is found once.
+            let keys = match partition {
+                Some((known, keys)) if known == first => keys,
+                _ => {
+                    let keys = self.equal.get(&first);
+                    partition = Some((first, keys));
+                    keys
+                }
+            };
+            let Some(postings) = keys.and_then(|keys| keys.get(&key)) else {
                 continue;
             };
             for posting in postings {
                 if cell.is_none() || (posting.low <= value && value <= posting.high) {
-                    add(&[posting.id], out);
+                    out.push((posting.id, row_number));
                 }
             }
         }

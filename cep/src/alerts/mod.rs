@@ -6,6 +6,7 @@
 //! hold for a row and evaluates only those; [`AlertSet`] names the alerts, suppresses
 //! repeated firings and makes firing rows; [`AlertOperator`] runs a set in a query.
 
+mod conjuncts;
 mod index;
 mod operator;
 mod predicate;

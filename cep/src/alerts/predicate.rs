@@ -122,7 +122,7 @@ impl Compare {
         }
     }
 
-    fn holds(self, ordering: Ordering) -> bool {
+    pub(super) fn holds(self, ordering: Ordering) -> bool {
         match self {
             Compare::Eq => ordering == Ordering::Equal,
             Compare::NotEq => ordering != Ordering::Equal,
@@ -705,6 +705,23 @@ impl Views {
     pub fn bool(&self, column: usize, row: usize) -> Option<bool> {
         let array = self.bools.get(column)?.as_ref()?;
         array.is_valid(row).then(|| array.value(row))
+    }
+
+    pub(super) fn int_array(&self, column: usize) -> Option<&Int64Array> {
+        self.ints.get(column)?.as_ref()
+    }
+
+    pub(super) fn float_array(&self, column: usize) -> Option<&Float64Array> {
+        self.floats.get(column)?.as_ref()
+    }
+
+    pub(super) fn bool_array(&self, column: usize) -> Option<&BooleanArray> {
+        self.bools.get(column)?.as_ref()
+    }
+
+    /// Each row's symbol in string column `column`, when alerts compare it by symbol.
+    pub(super) fn symbols_of(&self, column: usize) -> Option<&[u32]> {
+        self.symbols.get(column)?.as_deref()
     }
 
     fn is_null(&self, column: usize, row: usize) -> bool {
