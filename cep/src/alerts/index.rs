@@ -22,7 +22,7 @@
 //! each alert is evaluated on all its rows at once. String equalities compare symbols
 //! (numbers given to the strings alerts name), looked up once per row.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -178,12 +178,12 @@ fn cell_of_width(value: f64, width: f64) -> Option<i64> {
 /// Removed alerts tolerated in the index before it is rebuilt, however few are left.
 const MIN_DEAD_TO_REBUILD: usize = 64;
 
-/// The most columns an equality key has; equalities on more columns are left to evaluation.
-const MAX_KEY_COLUMNS: usize = 8;
+/// The most columns an equality key has.
+const MAX_KEY_COLUMNS: usize = 1;
 
-/// The most value combinations one conjunction's equalities are indexed under; past that
-/// its largest list is left to evaluation.
-const MAX_COMBINATIONS: usize = 256;
+/// The most values one conjunction's equalities are indexed under; a longer list is left to
+/// evaluation.
+const MAX_KEYS: usize = 256;
 
 /// The values a column must equal for `cond` to be true, when it says that much.
 fn equal_values(cond: &Cond) -> Option<(ColumnRef, Vec<Lit>)> {
@@ -219,8 +219,10 @@ fn equal_values(cond: &Cond) -> Option<(ColumnRef, Vec<Lit>)> {
     }
 }
 
-/// Equality keys for a conjunction's `parts`: one per combination of their values.
-fn equal_keys(parts: &[Cond]) -> Option<Vec<Key>> {
+/// Equality keys for a conjunction's `parts`: on the one column of its equalities whose
+/// values are likeliest to pick few rows (the most values among the alerts', as
+/// `distinct` counts them; then the fewest in this list), one key per value.
+fn equal_keys(parts: &[Cond], distinct: &dyn Fn(ColumnRef) -> usize) -> Option<Vec<Key>> {
     let mut columns: Vec<(ColumnRef, Vec<Lit>)> = Vec::new();
     for (column, values) in parts.iter().filter_map(equal_values) {
         match columns.iter_mut().find(|(c, _)| *c == column) {
@@ -230,38 +232,22 @@ fn equal_keys(parts: &[Cond]) -> Option<Vec<Key>> {
             None => columns.push((column, values)),
         }
     }
-    columns.sort_by_key(|c| c.0);
-    columns.truncate(MAX_KEY_COLUMNS);
-    while columns
-        .iter()
-        .map(|(_, v)| v.len().max(1))
-        .product::<usize>()
-        > MAX_COMBINATIONS
-    {
-        let largest = columns
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, (_, v))| v.len())
-            .map(|(i, _)| i)?;
-        columns.remove(largest);
-    }
-    if columns.is_empty() {
-        return None;
-    }
-    let mut keys: Vec<Vec<(ColumnRef, Lit)>> = vec![Vec::new()];
-    for (column, values) in &columns {
-        keys = keys
+    let (column, values) = columns
+        .into_iter()
+        .filter(|(_, values)| !values.is_empty() && values.len() <= MAX_KEYS)
+        .max_by_key(|(column, values)| {
+            (
+                distinct(*column),
+                std::cmp::Reverse(values.len()),
+                std::cmp::Reverse(*column),
+            )
+        })?;
+    Some(
+        values
             .into_iter()
-            .flat_map(|key| {
-                values.iter().map(move |value| {
-                    let mut key = key.clone();
-                    key.push((*column, value.clone()));
-                    key
-                })
-            })
-            .collect();
-    }
-    Some(keys.into_iter().map(|key| Key::Equal(key, None)).collect())
+            .map(|value| Key::Equal(vec![(column, value)], None))
+            .collect(),
+    )
 }
 
 /// A bounded numeric range a conjunction's `parts` imply (a `BETWEEN`, or a lower and an
@@ -307,11 +293,27 @@ fn bounded_range(parts: &[Cond]) -> Option<Cells> {
         .min_by_key(|cells| cells.level)
 }
 
+/// Adds the values `cond` compares columns with for equality to `distinct`.
+fn note_values(cond: &Cond, distinct: &mut HashMap<ColumnRef, HashSet<u64>>) {
+    match cond {
+        Cond::And(parts) | Cond::Or(parts) => parts.iter().for_each(|p| note_values(p, distinct)),
+        Cond::Not(inner) => note_values(inner, distinct),
+        _ => {
+            if let Some((column, values)) = equal_values(cond) {
+                distinct
+                    .entry(column)
+                    .or_default()
+                    .extend(values.iter().map(lit_hash));
+            }
+        }
+    }
+}
+
 /// Keys implied by `cond`, or `None` when it has no usable ones.
-fn keys(cond: &Cond) -> Option<Vec<Key>> {
+fn keys(cond: &Cond, distinct: &dyn Fn(ColumnRef) -> usize) -> Option<Vec<Key>> {
     match cond {
         Cond::Compare { .. } | Cond::In { .. } | Cond::Truth(_) if equal_values(cond).is_some() => {
-            equal_keys(std::slice::from_ref(cond))
+            equal_keys(std::slice::from_ref(cond), distinct)
         }
         Cond::Compare { column, op, lit } => match lit {
             Lit::Int(_) | Lit::Float(_) if *op != Compare::NotEq => {
@@ -346,7 +348,7 @@ fn keys(cond: &Cond) -> Option<Vec<Key>> {
         Cond::And(parts) => {
             let range = bounded_range(parts);
             let equal =
-                equal_keys(parts).or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
+                equal_keys(parts, distinct).or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
             if let Some(mut equal) = equal {
                 for key in &mut equal {
                     if let Key::Equal(_, cells) = key {
@@ -357,17 +359,17 @@ fn keys(cond: &Cond) -> Option<Vec<Key>> {
             }
             // No equality nor bounded range: the cheapest other conjunct, prefixes before
             // ranges.
-            parts.iter().filter_map(keys).min_by_key(|keys| {
+            parts.iter().filter_map(|part| keys(part, distinct)).min_by_key(|keys| {
                 let ranges = keys.iter().filter(|k| matches!(k, Key::Range(..))).count();
                 (ranges, keys.len())
             })
         }
         Cond::Or(parts) => match equal_values(cond) {
-            Some(_) => equal_keys(std::slice::from_ref(cond)),
+            Some(_) => equal_keys(std::slice::from_ref(cond), distinct),
             None => {
                 let mut all = Vec::new();
                 for part in parts {
-                    all.extend(keys(part)?);
+                    all.extend(keys(part, distinct)?);
                 }
                 Some(all)
             }
@@ -515,6 +517,8 @@ pub struct AlertIndex {
     /// The strings alerts compare for equality, and the columns compared by them.
     symbols: Symbols,
     symbol_columns: BTreeSet<usize>,
+    /// Per column, the hashes of the values alerts compare it with for equality.
+    distinct: HashMap<ColumnRef, HashSet<u64>>,
     /// Removed alerts whose index entries are still there.
     dead: usize,
     /// The alerts' conditions as conjuncts, alert after alert, and per alert where its
@@ -543,7 +547,9 @@ impl AlertIndex {
         let mut used = Vec::new();
         columns_used(&compiled.cond, &mut used);
         self.used.extend(used);
-        match keys(&compiled.cond) {
+        note_values(&compiled.cond, &mut self.distinct);
+        let distinct = |column: ColumnRef| self.distinct.get(&column).map_or(0, HashSet::len);
+        match keys(&compiled.cond, &distinct) {
             Some(keys) => {
                 for key in keys {
                     self.add_key(key, id);
