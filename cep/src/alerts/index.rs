@@ -1,26 +1,28 @@
 //! The alert index: which alerts might hold for a row, found without evaluating them all.
 //!
 //! Each alert gets access keys: tests that must hold for its condition to be true. For a
-//! conjunction, its equalities together (`city = 'Seoul' AND district IN ('Mapo', 'Jung')`
-//! gives one key per combination of values) with, when it has one, a bounded numeric range
+//! conjunction, the equality (or `IN` list) on the column whose values among the alerts are
+//! most varied, so likeliest to pick few rows (`city = 'Seoul' AND district IN ('Mapo',
+//! 'Jung')` gives one key per district), with, when it has one, a bounded numeric range
 //! (`price BETWEEN 400000 AND 500000`); else one prefix or range conjunct; for a
 //! disjunction, the keys of every branch.
 //!
-//! Equality keys are hashed tuples, kept per shape (set of columns, and range column and
-//! cell size): a row is looked up once per shape in use. A bounded range is put in cells
-//! of the smallest power-of-two size at least its width, so it covers one or two cells; a
-//! row is looked up in the cell its value falls in, once per cell size in use. Prefixes are
-//! kept per column and probed with each prefix length in use; half-open numeric ranges in
-//! a list per column sorted by their lower bound. Alerts with no usable key (a `NOT`,
-//! `IS NULL`, a residual expression on its own) are candidates for every row. Candidates
-//! are then evaluated exactly, so a key only has to be implied by the condition, and two
-//! tuples hashing alike only add a candidate.
+//! Equality keys are hashed, kept per shape (column, and range column and cell size): a
+//! row is looked up once per shape in use. A bounded range is put in cells of the smallest
+//! power-of-two size at least its width, so it covers one or two cells; a row is looked up
+//! in the cell its value falls in, once per cell size in use. Prefixes are kept per column
+//! and probed with each prefix length in use; half-open numeric ranges in a list per column
+//! sorted by their lower bound. Alerts with no usable key (a `NOT`, `IS NULL`, a residual
+//! expression on its own) are candidates for every row. Candidates are then evaluated
+//! exactly, so a key only has to be implied by the condition, and two values hashing alike
+//! only add a candidate.
 //!
-//! Per batch: the key columns' values are hashed once; equality keys are partitioned by
-//! their first value and rows are visited in that value's order, so each partition is
-//! probed while it is in cache; the (alert, row) candidates are then grouped by alert and
-//! each alert is evaluated on all its rows at once. String equalities compare symbols
-//! (numbers given to the strings alerts name), looked up once per row.
+//! Per batch: the key columns' values are hashed once; keys are partitioned by their value
+//! and rows are visited in the order of the first key column's value, so each partition is
+//! probed while it is in cache; the (alert, row) candidates are then grouped by alert
+//! (a counting sort), and each alert's conjuncts, laid out alert after alert, filter its
+//! rows ([`keep`]). String equalities compare symbols (numbers given to the strings alerts
+//! name), looked up once per row. The firings are put in row order by a counting sort.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -347,8 +349,8 @@ fn keys(cond: &Cond, distinct: &dyn Fn(ColumnRef) -> usize) -> Option<Vec<Key>> 
         } => Some(vec![Key::Prefix(*column, prefix.clone())]),
         Cond::And(parts) => {
             let range = bounded_range(parts);
-            let equal =
-                equal_keys(parts, distinct).or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
+            let equal = equal_keys(parts, distinct)
+                .or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
             if let Some(mut equal) = equal {
                 for key in &mut equal {
                     if let Key::Equal(_, cells) = key {
@@ -359,10 +361,13 @@ fn keys(cond: &Cond, distinct: &dyn Fn(ColumnRef) -> usize) -> Option<Vec<Key>> 
             }
             // No equality nor bounded range: the cheapest other conjunct, prefixes before
             // ranges.
-            parts.iter().filter_map(|part| keys(part, distinct)).min_by_key(|keys| {
-                let ranges = keys.iter().filter(|k| matches!(k, Key::Range(..))).count();
-                (ranges, keys.len())
-            })
+            parts
+                .iter()
+                .filter_map(|part| keys(part, distinct))
+                .min_by_key(|keys| {
+                    let ranges = keys.iter().filter(|k| matches!(k, Key::Range(..))).count();
+                    (ranges, keys.len())
+                })
         }
         Cond::Or(parts) => match equal_values(cond) {
             Some(_) => equal_keys(std::slice::from_ref(cond), distinct),

@@ -266,12 +266,9 @@ impl AlertSet {
         }
         let indices = UInt32Array::from(rows);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.firings.fields().len());
-        let names = StringArray::try_new(
-            OffsetBuffer::new(name_ends.into()),
-            name_bytes.into(),
-            None,
-        )
-        .map_err(arrow_error)?;
+        let names =
+            StringArray::try_new(OffsetBuffer::new(name_ends.into()), name_bytes.into(), None)
+                .map_err(arrow_error)?;
         columns.push(Arc::new(names));
         for column in events.columns() {
             columns.push(take(column, &indices, None).map_err(arrow_error)?);
