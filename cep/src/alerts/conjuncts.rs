@@ -9,7 +9,7 @@
 //! The tests are applied in the condition's order (cheapest first), each to the rows the
 //! ones before it kept, and stop when no row is left.
 
-use datafusion::arrow::array::Array;
+use datafusion::arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
 
 use super::predicate::{Compare, Cond, Family, Lit, Views, evaluate};
 use crate::Result;
@@ -132,8 +132,21 @@ fn passes(value: f64, bound: Option<(f64, Compare)>) -> bool {
     bound.is_none_or(|(bound, op)| op.holds(value.total_cmp(&bound)))
 }
 
+/// Keeps those of `rows` where `array` is not NULL and its value passes `test`.
+fn retain_valid<T: ArrowPrimitiveType>(
+    array: &PrimitiveArray<T>,
+    rows: &mut Vec<u32>,
+    test: impl Fn(T::Native) -> bool,
+) {
+    let values = array.values();
+    rows.retain(|&row| {
+        let row = row as usize;
+        array.is_valid(row) && values.get(row).is_some_and(|v| test(*v))
+    });
+}
+
 /// Keeps the `rows` of the batch behind `views` where every one of `conjuncts` is TRUE;
-/// `residual(n)` gives residual `n`'s result at a row.
+/// `residual(n, row)` gives residual `n`'s result at `row`.
 pub fn keep(
     conjuncts: &[Conjunct],
     views: &Views,
@@ -146,27 +159,11 @@ pub fn keep(
         }
         match conjunct {
             Conjunct::Int { column, low, high } => match views.int_array(*column) {
-                Some(array) => {
-                    let values = array.values();
-                    rows.retain(|&row| {
-                        let row = row as usize;
-                        array.is_valid(row)
-                            && values.get(row).is_some_and(|v| low <= v && v <= high)
-                    });
-                }
+                Some(array) => retain_valid(array, rows, |v| *low <= v && v <= *high),
                 None => rows.clear(),
             },
             Conjunct::Float { column, low, high } => match views.float_array(*column) {
-                Some(array) => {
-                    let values = array.values();
-                    rows.retain(|&row| {
-                        let row = row as usize;
-                        array.is_valid(row)
-                            && values
-                                .get(row)
-                                .is_some_and(|v| passes(*v, *low) && passes(*v, *high))
-                    });
-                }
+                Some(array) => retain_valid(array, rows, |v| passes(v, *low) && passes(v, *high)),
                 None => rows.clear(),
             },
             Conjunct::Symbol { column, symbol } => match views.symbols_of(*column) {
