@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, StringBuilder, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -38,10 +39,41 @@ pub struct Suppression {
     pub time: usize,
 }
 
+/// A registered alert: what its firings read and change (its name is in [`Names`]).
 struct Registered {
-    name: Arc<str>,
-    suppression: Option<Box<Suppressed>>,
     fired: u64,
+    suppression: Option<Box<Suppressed>>,
+}
+
+/// The alerts' names, by number, one after another: a firing's name is copied from here.
+#[derive(Default)]
+struct Names {
+    bytes: Vec<u8>,
+    /// Where each alert's name ends in `bytes` (it starts where the one before ends).
+    ends: Vec<usize>,
+}
+
+impl Names {
+    fn name(&self, id: AlertId) -> &[u8] {
+        let id = id as usize;
+        let start = match id.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(id).copied().unwrap_or(start);
+        self.bytes.get(start..end).unwrap_or_default()
+    }
+
+    /// Sets alert `id`'s name: alerts are numbered in order, so it is the next one or a
+    /// number given before (whose name stays).
+    fn set(&mut self, id: AlertId, name: &str) {
+        while self.ends.len() <= id as usize {
+            if self.ends.len() == id as usize {
+                self.bytes.extend_from_slice(name.as_bytes());
+            }
+            self.ends.push(self.bytes.len());
+        }
+    }
 }
 
 /// A suppression, and per key the event time of its last firing.
@@ -71,6 +103,7 @@ pub struct AlertSet {
     index: AlertIndex,
     /// By alert number (numbers are not reused).
     alerts: Vec<Option<Registered>>,
+    names: Names,
     live: usize,
     /// The alerts with a suppression, which the watermark expires keys of.
     suppressing: Vec<AlertId>,
@@ -93,6 +126,7 @@ impl AlertSet {
             events,
             index: AlertIndex::new(),
             alerts: Vec::new(),
+            names: Names::default(),
             live: 0,
             suppressing: Vec::new(),
             by_name: HashMap::new(),
@@ -131,9 +165,9 @@ impl AlertSet {
         if self.contains(name) {
             return Err(CepError::Alert(format!("alert '{name}' already exists")));
         }
-        let name: Arc<str> = name.into();
         let id = self.index.insert(compiled);
-        self.by_name.insert(name.clone(), id);
+        self.names.set(id, name);
+        self.by_name.insert(name.into(), id);
         let slot = id as usize;
         if self.alerts.len() <= slot {
             self.alerts.resize_with(slot + 1, || None);
@@ -142,7 +176,6 @@ impl AlertSet {
             self.suppressing.push(id);
         }
         self.alerts[slot] = Some(Registered {
-            name,
             suppression: suppression.map(|rule| {
                 Box::new(Suppressed {
                     rule,
@@ -174,9 +207,10 @@ impl AlertSet {
         let mut states: Vec<AlertState> = self
             .alerts
             .iter()
-            .flatten()
-            .map(|alert| AlertState {
-                name: alert.name.to_string(),
+            .enumerate()
+            .filter_map(|(id, alert)| Some((id as AlertId, alert.as_ref()?)))
+            .map(|(id, alert)| AlertState {
+                name: String::from_utf8_lossy(self.names.name(id)).into_owned(),
                 fired: alert.fired,
                 suppressed_keys: alert.suppressed_keys(),
             })
@@ -209,7 +243,9 @@ impl AlertSet {
             }
         };
         let matches = self.index.matches(&events)?;
-        let mut names = StringBuilder::with_capacity(matches.len(), matches.len() * 16);
+        let mut name_bytes: Vec<u8> = Vec::with_capacity(matches.len() * 8);
+        let mut name_ends: Vec<i32> = Vec::with_capacity(matches.len() + 1);
+        name_ends.push(0);
         let mut rows = Vec::with_capacity(matches.len());
         for (row, id) in matches {
             let Some(Some(alert)) = self.alerts.get_mut(id as usize) else {
@@ -221,7 +257,8 @@ impl AlertSet {
                 continue;
             }
             alert.fired += 1;
-            names.append_value(&alert.name);
+            name_bytes.extend_from_slice(self.names.name(id));
+            name_ends.push(i32::try_from(name_bytes.len()).map_err(|_| too_many_firings())?);
             rows.push(row as u32);
         }
         if rows.is_empty() {
@@ -229,7 +266,10 @@ impl AlertSet {
         }
         let indices = UInt32Array::from(rows);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.firings.fields().len());
-        columns.push(Arc::new(names.finish()));
+        let names =
+            StringArray::try_new(OffsetBuffer::new(name_ends.into()), name_bytes.into(), None)
+                .map_err(arrow_error)?;
+        columns.push(Arc::new(names));
         for column in events.columns() {
             columns.push(take(column, &indices, None).map_err(arrow_error)?);
         }
@@ -314,6 +354,10 @@ pub fn is_time_type(data_type: &DataType) -> bool {
             _
         )
     )
+}
+
+fn too_many_firings() -> CepError {
+    CepError::Alert("the firings of one batch have over 2 GiB of alert names".into())
 }
 
 fn arrow_error(error: datafusion::arrow::error::ArrowError) -> CepError {
