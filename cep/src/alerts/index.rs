@@ -8,8 +8,9 @@
 //! disjunction, the keys of every branch.
 //!
 //! Equality keys are hashed, kept per shape (column, and range column and cell size): a
-//! row is looked up once per shape in use. A bounded range is put in cells of the smallest
-//! power-of-two size at least its width, so it covers one or two cells; a row is looked up
+//! row is looked up once per shape in use. A bounded range is put in cells of a quarter of
+//! the smallest power-of-two size at least its width, so it covers two to five cells and
+//! most of the alerts a cell lists hold for a value in it; a row is looked up
 //! in the cell its value falls in, once per cell size in use. Prefixes are kept per column
 //! and probed with each prefix length in use; half-open numeric ranges in a list per column
 //! sorted by their lower bound. Alerts with no usable key (a `NOT`, `IS NULL`, a residual
@@ -139,7 +140,8 @@ struct Cells {
 }
 
 impl Cells {
-    /// The cells of `[low, high]`: one or two of the smallest size at least its width.
+    /// The cells of `[low, high]`: two to five of a quarter of the smallest power-of-two
+    /// size at least its width.
     fn of(column: ColumnRef, low: f64, high: f64) -> Option<Cells> {
         if !(low.is_finite() && high.is_finite() && low <= high) {
             return None;
@@ -148,7 +150,8 @@ impl Cells {
             .max(f64::MIN_POSITIVE)
             .log2()
             .ceil()
-            .clamp(-40.0, 62.0) as i32;
+            .clamp(-40.0, 62.0) as i32
+            - CELLS_PER_WIDTH_LOG2;
         let first = cell(low, level)?;
         let last = cell(high, level)?;
         Some(Cells {
@@ -161,6 +164,9 @@ impl Cells {
         })
     }
 }
+
+/// How much smaller than a range's width its cells are, as a power of two.
+const CELLS_PER_WIDTH_LOG2: i32 = 2;
 
 /// The cell of size `2^level` that `value` falls in.
 fn cell(value: f64, level: i32) -> Option<i64> {
