@@ -1,6 +1,6 @@
 //! The alert index against DataFusion: for thousands of random alerts (comparisons, ranges,
 //! `IN`, `LIKE`, `IS NULL`, functions and arithmetic, under `AND`, `OR` and `NOT`) and random
-//! rows with NULLs, the (row, alert) pairs the index fires must be exactly those where
+//! rows with NULLs (and NaN areas), the (row, alert) pairs the index fires must be exactly those where
 //! DataFusion evaluates the alert's condition to TRUE.
 
 use std::sync::Arc;
@@ -62,7 +62,10 @@ fn rows(random: &mut Random, count: usize) -> Result<RecordBatch> {
         district.push((!null(random)).then(|| random.pick(&DISTRICTS).to_string()));
         rooms.push((!null(random)).then(|| random.below(6) as i32));
         price.push((!null(random)).then(|| 100_000 * random.below(10) as i64));
-        area.push((!null(random)).then(|| 20.0 + random.below(20) as f64 * 4.5));
+        area.push((!null(random)).then(|| match random.below(20) {
+            0 => f64::NAN,
+            _ => 20.0 + random.below(20) as f64 * 4.5,
+        }));
         title.push((!null(random)).then(|| random.pick(&TITLES).to_string()));
         garden.push((!null(random)).then(|| random.below(2) == 0));
     }

@@ -4,7 +4,9 @@
 //! An alert fires on a row only when its condition is TRUE, and a conjunction is TRUE only
 //! when each of its parts is TRUE, so at the top level a NULL may count as FALSE: a
 //! comparison of a column with a literal becomes a bound check on the column's values, an
-//! equality of strings a comparison of symbols. Anything else (`OR`, `NOT`, residual
+//! equality of strings a comparison of symbols, an `IN` list or an `OR` of equalities on
+//! one column a list of symbols (kept inline when short), a `LIKE 'prefix%'` a prefix
+//! check. Anything else (`OR`, `NOT`, residual
 //! expressions) is evaluated under three-valued logic by [`evaluate`] and kept when TRUE.
 //! The tests are applied in the condition's order (cheapest first), each to the rows the
 //! ones before it kept, and stop when no row is left.
@@ -14,33 +16,103 @@ use datafusion::arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
 use super::predicate::{Compare, Cond, Family, Lit, Views, evaluate};
 use crate::Result;
 
-/// One conjunct, as a test of a row.
+/// One conjunct, as a test of a row: small and flat (24 bytes), so the conjuncts of many
+/// alerts are read one after another.
 #[derive(Debug)]
 pub enum Conjunct {
     /// An integer column within `[low, high]`.
-    Int { column: usize, low: i64, high: i64 },
-    /// A float column ordered against the bounds (in `f64::total_cmp`'s order, as
-    /// [`evaluate`] compares) as each bound's orderings allow.
+    Int { column: u32, low: i64, high: i64 },
+    /// A float column between the bounds, in `f64::total_cmp`'s order (as [`evaluate`]
+    /// compares), each bound included or not.
     Float {
-        column: usize,
-        low: Option<(f64, Compare)>,
-        high: Option<(f64, Compare)>,
+        column: u32,
+        low: f64,
+        high: f64,
+        low_included: bool,
+        high_included: bool,
     },
     /// A string column equal to a symbol.
-    Symbol { column: usize, symbol: u32 },
+    Symbol { column: u32, symbol: u32 },
+    /// A string column equal to one of a few symbols (some of them repeated).
+    FewSymbols {
+        column: u32,
+        symbols: [u32; FEW_SYMBOLS],
+    },
     /// A string column equal to one of the symbols.
-    Symbols { column: usize, symbols: Box<[u32]> },
+    Symbols { column: u32, symbols: Box<[u32]> },
+    /// A string column starting with a prefix.
+    Prefix { column: u32, prefix: Box<str> },
     /// A boolean column TRUE.
-    Truth { column: usize },
+    Truth { column: u32 },
     /// Any other condition, evaluated row by row.
     General(Box<Cond>),
 }
+
+/// The most symbols a list is kept inline for.
+const FEW_SYMBOLS: usize = 4;
+
+/// The least and the greatest floats in `f64::total_cmp`'s order (NaNs with every payload
+/// bit set): the bounds of a float range with no bound on that side.
+const LEAST: f64 = f64::from_bits(u64::MAX);
+const GREATEST: f64 = f64::from_bits(i64::MAX as u64);
 
 /// The conjuncts of `cond` (its symbols interned), in its order.
 pub fn conjuncts(cond: &Cond) -> Box<[Conjunct]> {
     match cond {
         Cond::And(parts) => parts.iter().map(conjunct).collect(),
         other => Box::new([conjunct(other)]),
+    }
+}
+
+/// The symbols `cond` says a string column equals one of, when it is an `OR` of equalities
+/// on one column (as `IN` is).
+fn either_symbol(cond: &Cond) -> Option<(u32, Vec<u32>)> {
+    let Cond::Or(parts) = cond else { return None };
+    let mut column = None;
+    let mut symbols = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Cond::SymbolEq {
+            column: at,
+            symbol,
+            negated: false,
+        } = part
+        else {
+            return None;
+        };
+        if column.is_some_and(|known| known != at.column) {
+            return None;
+        }
+        column = Some(at.column);
+        symbols.push(*symbol);
+    }
+    Some((column? as u32, symbols))
+}
+
+fn symbols(column: u32, list: &[u32]) -> Conjunct {
+    match list.first() {
+        Some(&first) if list.len() <= FEW_SYMBOLS => {
+            // The rest repeat the first: all of them can be compared.
+            let mut few = [first; FEW_SYMBOLS];
+            few[..list.len()].copy_from_slice(list);
+            Conjunct::FewSymbols {
+                column,
+                symbols: few,
+            }
+        }
+        _ => Conjunct::Symbols {
+            column,
+            symbols: list.into(),
+        },
+    }
+}
+
+fn float(column: u32, low: (f64, bool), high: (f64, bool)) -> Conjunct {
+    Conjunct::Float {
+        column,
+        low: low.0,
+        high: high.0,
+        low_included: low.1,
+        high_included: high.1,
     }
 }
 
@@ -62,7 +134,7 @@ fn conjunct(cond: &Cond) -> Conjunct {
                 _ => return general(),
             };
             Conjunct::Int {
-                column: column.column,
+                column: column.column as u32,
                 low,
                 high,
             }
@@ -73,7 +145,7 @@ fn conjunct(cond: &Cond) -> Conjunct {
             high: Lit::Int(high),
             negated: false,
         } if column.family == Family::Int => Conjunct::Int {
-            column: column.column,
+            column: column.column as u32,
             low: *low,
             high: *high,
         },
@@ -81,17 +153,16 @@ fn conjunct(cond: &Cond) -> Conjunct {
             column,
             op,
             lit: Lit::Float(value),
-        } if column.family == Family::Float && *op != Compare::NotEq => {
-            let bound = Some((*value, *op));
-            let (low, high) = match op {
-                Compare::Lt | Compare::LtEq => (None, bound),
-                Compare::Gt | Compare::GtEq => (bound, None),
-                _ => (bound, None),
-            };
-            Conjunct::Float {
-                column: column.column,
-                low,
-                high,
+        } if column.family == Family::Float => {
+            let column = column.column as u32;
+            let value = *value;
+            match op {
+                Compare::Eq => float(column, (value, true), (value, true)),
+                Compare::Lt => float(column, (LEAST, true), (value, false)),
+                Compare::LtEq => float(column, (LEAST, true), (value, true)),
+                Compare::Gt => float(column, (value, false), (GREATEST, true)),
+                Compare::GtEq => float(column, (value, true), (GREATEST, true)),
+                Compare::NotEq => general(),
             }
         }
         Cond::Between {
@@ -99,37 +170,61 @@ fn conjunct(cond: &Cond) -> Conjunct {
             low: Lit::Float(low),
             high: Lit::Float(high),
             negated: false,
-        } if column.family == Family::Float => Conjunct::Float {
-            column: column.column,
-            low: Some((*low, Compare::GtEq)),
-            high: Some((*high, Compare::LtEq)),
-        },
+        } if column.family == Family::Float => {
+            float(column.column as u32, (*low, true), (*high, true))
+        }
         Cond::SymbolEq {
             column,
             symbol,
             negated: false,
         } => Conjunct::Symbol {
-            column: column.column,
+            column: column.column as u32,
             symbol: *symbol,
         },
         Cond::SymbolIn {
             column,
-            symbols,
+            symbols: list,
             negated: false,
-        } => Conjunct::Symbols {
-            column: column.column,
-            symbols: symbols.clone().into_boxed_slice(),
+        } => symbols(column.column as u32, list),
+        Cond::Or(_) => match either_symbol(cond) {
+            Some((column, list)) => symbols(column, &list),
+            None => general(),
+        },
+        Cond::Prefix {
+            column,
+            prefix,
+            negated: false,
+        } => Conjunct::Prefix {
+            column: column.column as u32,
+            prefix: prefix.as_str().into(),
         },
         Cond::Truth(column) => Conjunct::Truth {
-            column: column.column,
+            column: column.column as u32,
         },
         _ => general(),
     }
 }
 
-/// Whether float `value` passes `bound` (the value on the left, the bound on the right).
-fn passes(value: f64, bound: Option<(f64, Compare)>) -> bool {
-    bound.is_none_or(|(bound, op)| op.holds(value.total_cmp(&bound)))
+/// Whether `value` is on the right side of `bound`: above it when `above`, else below it;
+/// or equal to it when `included`.
+fn passes(value: f64, bound: f64, included: bool, above: bool) -> bool {
+    match value.total_cmp(&bound) {
+        std::cmp::Ordering::Equal => included,
+        std::cmp::Ordering::Greater => above,
+        std::cmp::Ordering::Less => !above,
+    }
+}
+
+/// Keeps those of `rows` where string column `column` is one of `symbols`.
+fn retain_in(views: &Views, column: usize, symbols: &[u32], rows: &mut Vec<u32>) {
+    match views.symbols_of(column) {
+        Some(values) => rows.retain(|&row| {
+            values
+                .get(row as usize)
+                .is_some_and(|value| symbols.contains(value))
+        }),
+        None => rows.clear(),
+    }
 }
 
 /// Keeps those of `rows` where `array` is not NULL and its value passes `test`.
@@ -157,31 +252,46 @@ pub fn keep(
         if rows.is_empty() {
             break;
         }
+        let column = match conjunct {
+            Conjunct::General(_) => 0,
+            Conjunct::Int { column, .. }
+            | Conjunct::Float { column, .. }
+            | Conjunct::Symbol { column, .. }
+            | Conjunct::FewSymbols { column, .. }
+            | Conjunct::Symbols { column, .. }
+            | Conjunct::Prefix { column, .. }
+            | Conjunct::Truth { column } => *column as usize,
+        };
         match conjunct {
-            Conjunct::Int { column, low, high } => match views.int_array(*column) {
+            Conjunct::Int { low, high, .. } => match views.int_array(column) {
                 Some(array) => retain_valid(array, rows, |v| *low <= v && v <= *high),
                 None => rows.clear(),
             },
-            Conjunct::Float { column, low, high } => match views.float_array(*column) {
-                Some(array) => retain_valid(array, rows, |v| passes(v, *low) && passes(v, *high)),
-                None => rows.clear(),
-            },
-            Conjunct::Symbol { column, symbol } => match views.symbols_of(*column) {
-                // NULLs and strings no alert names have symbols no alert uses.
-                Some(symbols) => {
-                    rows.retain(|&row| symbols.get(row as usize) == Some(symbol));
-                }
-                None => rows.clear(),
-            },
-            Conjunct::Symbols { column, symbols } => match views.symbols_of(*column) {
-                Some(values) => rows.retain(|&row| {
-                    values
-                        .get(row as usize)
-                        .is_some_and(|value| symbols.contains(value))
+            Conjunct::Float {
+                low,
+                high,
+                low_included,
+                high_included,
+                ..
+            } => match views.float_array(column) {
+                Some(array) => retain_valid(array, rows, |v| {
+                    passes(v, *low, *low_included, true) && passes(v, *high, *high_included, false)
                 }),
                 None => rows.clear(),
             },
-            Conjunct::Truth { column } => match views.bool_array(*column) {
+            // NULLs and strings no alert names have symbols no alert uses.
+            Conjunct::Symbol { symbol, .. } => match views.symbols_of(column) {
+                Some(values) => rows.retain(|&row| values.get(row as usize) == Some(symbol)),
+                None => rows.clear(),
+            },
+            Conjunct::FewSymbols { symbols, .. } => retain_in(views, column, symbols, rows),
+            Conjunct::Symbols { symbols, .. } => retain_in(views, column, symbols, rows),
+            Conjunct::Prefix { prefix, .. } => rows.retain(|&row| {
+                views
+                    .str(column, row as usize)
+                    .is_some_and(|value| value.starts_with(&**prefix))
+            }),
+            Conjunct::Truth { .. } => match views.bool_array(column) {
                 Some(array) => rows.retain(|&row| {
                     let row = row as usize;
                     row < array.len() && array.is_valid(row) && array.value(row)
