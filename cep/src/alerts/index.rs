@@ -57,15 +57,18 @@ fn evaluate_residual(
         .ok_or_else(|| CepError::Alert("a condition is not boolean".into()))
 }
 
-/// `items` in order of their bucket (of `buckets`), in the order they came within one: a
-/// counting sort.
+/// `items` into `sorted`, in order of their bucket (of `buckets`), in the order they came
+/// within one: a counting sort (`starts` is its scratch space).
 fn counting_sort<T: Copy + Default>(
-    items: Vec<T>,
+    items: &[T],
     buckets: usize,
     bucket: impl Fn(&T) -> usize,
-) -> Vec<T> {
-    let mut starts = vec![0usize; buckets + 1];
-    for item in &items {
+    starts: &mut Vec<usize>,
+    sorted: &mut Vec<T>,
+) {
+    starts.clear();
+    starts.resize(buckets + 1, 0);
+    for item in items {
         if let Some(count) = starts.get_mut(bucket(item) + 1) {
             *count += 1;
         }
@@ -73,25 +76,47 @@ fn counting_sort<T: Copy + Default>(
     for at in 1..starts.len() {
         starts[at] += starts[at - 1];
     }
-    let mut sorted = vec![T::default(); items.len()];
+    sorted.clear();
+    sorted.resize(items.len(), T::default());
     for item in items {
-        if let Some(next) = starts.get_mut(bucket(&item))
+        if let Some(next) = starts.get_mut(bucket(item))
             && let Some(slot) = sorted.get_mut(*next)
         {
-            *slot = item;
+            *slot = *item;
             *next += 1;
         }
     }
-    sorted
 }
 
-/// `fired` (row, alert) pairs, made alert by alert in increasing order, by row then by
-/// alert.
-fn by_row(fired: Vec<(u32, AlertId)>, rows: usize) -> Vec<(usize, AlertId)> {
-    counting_sort(fired, rows, |pair| pair.0 as usize)
-        .into_iter()
-        .map(|(row, id)| (row as usize, id))
-        .collect()
+/// What matching a batch needs room for, kept from one batch to the next: these grow to
+/// megabytes, which fresh allocations would fault in again each time.
+#[derive(Default)]
+struct Buffers {
+    /// Candidates as (alert, row), as found and grouped by alert.
+    pairs: Vec<(AlertId, u32)>,
+    grouped: Vec<(AlertId, u32)>,
+    /// Firings as (row, alert), as found and by row.
+    fired: Vec<(u32, AlertId)>,
+    by_row: Vec<(u32, AlertId)>,
+    starts: Vec<usize>,
+    rows: Vec<u32>,
+}
+
+impl Buffers {
+    /// The firings, made alert by alert in increasing order, by row then by alert.
+    fn fired_by_row(&mut self, rows: usize) -> Vec<(usize, AlertId)> {
+        counting_sort(
+            &self.fired,
+            rows,
+            |pair| pair.0 as usize,
+            &mut self.starts,
+            &mut self.by_row,
+        );
+        self.by_row
+            .iter()
+            .map(|&(row, id)| (row as usize, id))
+            .collect()
+    }
 }
 
 /// Adds the columns `cond` compares by symbol to `out`.
@@ -530,6 +555,8 @@ pub struct AlertIndex {
     symbol_columns: BTreeSet<usize>,
     /// Per column, the hashes of the values alerts compare it with for equality.
     distinct: HashMap<ColumnRef, HashSet<u64>>,
+    /// Room for matching a batch, kept for the next.
+    buffers: Buffers,
     /// Removed alerts whose index entries are still there.
     dead: usize,
     /// The alerts' conditions as conjuncts, alert after alert, and per alert where its
@@ -704,15 +731,17 @@ impl AlertIndex {
         let symbol_columns: Vec<usize> = self.symbol_columns.iter().copied().collect();
         self.symbols.look_up(&mut views, &symbol_columns);
         let rows = batch.num_rows();
-        let mut fired: Vec<(u32, AlertId)> = Vec::new();
-        let mut scratch: Vec<u32> = Vec::new();
+        let mut buffers = std::mem::take(&mut self.buffers);
+        buffers.fired.clear();
         if !indexed {
             for id in 0..self.alerts.len() as AlertId {
-                scratch.clear();
-                scratch.extend(0..rows as u32);
-                self.fire(id, &mut scratch, &views, batch, &mut fired)?;
+                buffers.rows.clear();
+                buffers.rows.extend(0..rows as u32);
+                self.fire(id, &mut buffers.rows, &views, batch, &mut buffers.fired)?;
             }
-            return Ok(by_row(fired, rows));
+            let fired = buffers.fired_by_row(rows);
+            self.buffers = buffers;
+            return Ok(fired);
         }
         // The hashes of the key columns' values, once per batch, and where each shape's
         // columns are among them.
@@ -752,7 +781,7 @@ impl AlertIndex {
         };
         // The candidate rows of each alert: (alert, row) pairs, grouped by alert so that
         // each alert's condition is read once for all its rows.
-        let mut pairs: Vec<(AlertId, u32)> = Vec::new();
+        buffers.pairs.clear();
         // Rows with the same first key value one after another: they probe the same
         // partition of the keys, which then stays in cache.
         let mut order: Vec<u32> = (0..rows as u32).collect();
@@ -760,17 +789,31 @@ impl AlertIndex {
             order.sort_by_key(|&row| first[row as usize]);
         }
         for row in order {
-            self.candidates(&views, &key_hashes, row, &mut pairs);
+            self.candidates(&views, &key_hashes, row, &mut buffers.pairs);
         }
-        let pairs = counting_sort(pairs, self.alerts.len(), |pair| pair.0 as usize);
-        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-            scratch.clear();
-            scratch.extend(group.iter().map(|(_, row)| *row));
+        counting_sort(
+            &buffers.pairs,
+            self.alerts.len(),
+            |pair| pair.0 as usize,
+            &mut buffers.starts,
+            &mut buffers.grouped,
+        );
+        for group in buffers.grouped.chunk_by(|a, b| a.0 == b.0) {
+            buffers.rows.clear();
+            buffers.rows.extend(group.iter().map(|(_, row)| *row));
             // An alert found through two keys for one row: the row's pairs came together.
-            scratch.dedup();
-            self.fire(group[0].0, &mut scratch, &views, batch, &mut fired)?;
+            buffers.rows.dedup();
+            self.fire(
+                group[0].0,
+                &mut buffers.rows,
+                &views,
+                batch,
+                &mut buffers.fired,
+            )?;
         }
-        Ok(by_row(fired, rows))
+        let fired = buffers.fired_by_row(rows);
+        self.buffers = buffers;
+        Ok(fired)
     }
 
     /// Keeps those of `rows` where alert `id` is true, and adds `(row, id)` to `fired` for
