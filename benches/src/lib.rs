@@ -6,6 +6,10 @@
 pub mod nexmark;
 pub mod ticker;
 
+/// The benchmarks allocate as the `sluice` binary does, through mimalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A xorshift generator: the same seed always gives the same numbers.
 pub struct Xorshift(pub u64);
 

@@ -12,6 +12,12 @@ use sluice_repl::serve::{Durability, ServeConfig, serve};
 use sluice_repl::shell::demo::DemoArgs;
 use sluice_repl::shell::{self, Target};
 
+/// mimalloc rather than the system's allocator: batches of megabytes are made and dropped
+/// all the time, and the system's allocator gives them back and faults them in again (see
+/// the alerts section of docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "Streaming SQL over event streams")]
 struct Cli {
