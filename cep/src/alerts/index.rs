@@ -137,9 +137,9 @@ pub type AlertId = u32;
 /// A test that must hold for an alert to be true.
 #[derive(Debug, Clone)]
 enum Key {
-    /// Each column equals its value (columns in order, each once), and the range column's
-    /// value is within the range when there is one.
-    Equal(Vec<(ColumnRef, Lit)>, Option<Cells>),
+    /// The column equals its value when there is one, and the range column's value is
+    /// within the range when there is one.
+    Equal(Option<(ColumnRef, Lit)>, Option<Cells>),
     Prefix(ColumnRef, String),
     Range(ColumnRef, Bound, Bound),
 }
@@ -211,9 +211,6 @@ fn cell_of_width(value: f64, width: f64) -> Option<i64> {
 /// Removed alerts tolerated in the index before it is rebuilt, however few are left.
 const MIN_DEAD_TO_REBUILD: usize = 64;
 
-/// The most columns an equality key has.
-const MAX_KEY_COLUMNS: usize = 1;
-
 /// The most values one conjunction's equalities are indexed under; a longer list is left to
 /// evaluation.
 const MAX_KEYS: usize = 256;
@@ -278,7 +275,7 @@ fn equal_keys(parts: &[Cond], distinct: &dyn Fn(ColumnRef) -> usize) -> Option<V
     Some(
         values
             .into_iter()
-            .map(|value| Key::Equal(vec![(column, value)], None))
+            .map(|value| Key::Equal(Some((column, value)), None))
             .collect(),
     )
 }
@@ -368,7 +365,7 @@ fn keys(cond: &Cond, distinct: &dyn Fn(ColumnRef) -> usize) -> Option<Vec<Key>> 
             negated: false,
         } => match (number(low), number(high)) {
             (Some(low), Some(high)) => Some(vec![match Cells::of(*column, low, high) {
-                Some(cells) => Key::Equal(Vec::new(), Some(cells)),
+                Some(cells) => Key::Equal(None, Some(cells)),
                 None => Key::Range(*column, Bound::At(low, true), Bound::At(high, true)),
             }]),
             _ => None,
@@ -380,8 +377,8 @@ fn keys(cond: &Cond, distinct: &dyn Fn(ColumnRef) -> usize) -> Option<Vec<Key>> 
         } => Some(vec![Key::Prefix(*column, prefix.clone())]),
         Cond::And(parts) => {
             let range = bounded_range(parts);
-            let equal = equal_keys(parts, distinct)
-                .or_else(|| range.map(|_| vec![Key::Equal(Vec::new(), None)]));
+            let equal =
+                equal_keys(parts, distinct).or_else(|| range.map(|_| vec![Key::Equal(None, None)]));
             if let Some(mut equal) = equal {
                 for key in &mut equal {
                     if let Key::Equal(_, cells) = key {
@@ -466,10 +463,10 @@ fn mix(hash: u64, value: u64) -> u64 {
     (hash.rotate_left(5) ^ value).wrapping_mul(0x517c_c1b7_2722_0a95)
 }
 
-/// The index key of a tuple of value hashes in shape `shape`, in `cell` of its range.
-fn key_of(shape: usize, values: impl IntoIterator<Item = u64>, cell: Option<i64>) -> u64 {
+/// The index key of a value's hash in shape `shape`, in `cell` of its range.
+fn key_of(shape: usize, value: Option<u64>, cell: Option<i64>) -> u64 {
     let mut hash = mix(0x2545_f491_4f6c_dd1d, shape as u64);
-    for value in values {
+    if let Some(value) = value {
         hash = mix(hash, value);
     }
     if let Some(cell) = cell {
@@ -500,9 +497,9 @@ impl std::hash::Hasher for Prehashed {
 }
 
 /// The hashes of a batch's key column values (per key column, by row), and per shape
-/// which key columns it is on.
+/// which key column it is on.
 struct KeyHashes<'a> {
-    slots: &'a [Vec<usize>],
+    slots: &'a [Option<usize>],
     hashes: &'a [Vec<Option<u64>>],
     /// Per shape, the width of its range's cells (1 when it has no range).
     widths: &'a [f64],
@@ -523,10 +520,10 @@ struct Alert {
     compiled: Compiled,
 }
 
-/// The shape of an equality key: its columns, and the range column and cell size.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The shape of an equality key: its column, and the range column and cell size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
-    columns: Vec<ColumnRef>,
+    column: Option<ColumnRef>,
     range: Option<(ColumnRef, i32)>,
 }
 
@@ -607,9 +604,9 @@ impl AlertIndex {
 
     fn add_key(&mut self, key: Key, id: AlertId) {
         match key {
-            Key::Equal(pairs, cells) => {
+            Key::Equal(equal, cells) => {
                 let shape = Shape {
-                    columns: pairs.iter().map(|(c, _)| *c).collect(),
+                    column: equal.as_ref().map(|(column, _)| *column),
                     range: cells.map(|c| (c.column, c.level)),
                 };
                 let at = match self.signatures.iter().position(|s| *s == shape) {
@@ -619,11 +616,11 @@ impl AlertIndex {
                         self.signatures.len() - 1
                     }
                 };
-                let values: Vec<u64> = pairs.iter().map(|(_, lit)| lit_hash(lit)).collect();
+                let value = equal.as_ref().map(|(_, lit)| lit_hash(lit));
                 let covered = cells.map_or(0..=0, |c| c.first..=c.last);
                 for cell in covered {
-                    let key = key_of(at, values.iter().copied(), cells.map(|_| cell));
-                    let partition = values.first().copied().unwrap_or(0);
+                    let key = key_of(at, value, cells.map(|_| cell));
+                    let partition = value.unwrap_or(0);
                     let list = self
                         .equal
                         .entry(partition)
@@ -746,20 +743,17 @@ impl AlertIndex {
         // The hashes of the key columns' values, once per batch, and where each shape's
         // columns are among them.
         let mut key_columns: Vec<ColumnRef> = Vec::new();
-        let mut slots: Vec<Vec<usize>> = Vec::with_capacity(self.signatures.len());
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(self.signatures.len());
         for shape in &self.signatures {
-            let mut shape_slots = Vec::with_capacity(shape.columns.len());
-            for column in &shape.columns {
-                let slot = match key_columns.iter().position(|c| c == column) {
+            slots.push(shape.column.map(
+                |column| match key_columns.iter().position(|c| *c == column) {
                     Some(slot) => slot,
                     None => {
-                        key_columns.push(*column);
+                        key_columns.push(column);
                         key_columns.len() - 1
                     }
-                };
-                shape_slots.push(slot);
-            }
-            slots.push(shape_slots);
+                },
+            ));
         }
         let hashes: Vec<Vec<Option<u64>>> = key_columns
             .iter()
@@ -873,18 +867,14 @@ impl AlertIndex {
         let row = row as usize;
         let mut partition: Option<(u64, Option<&KeyMap>)> = None;
         for (at, shape) in self.signatures.iter().enumerate() {
-            let mut values = [0u64; MAX_KEY_COLUMNS];
-            let mut complete = shape.columns.len() <= MAX_KEY_COLUMNS;
-            let shape_slots = key_hashes.slots.get(at).map_or(&[][..], Vec::as_slice);
-            for (value, slot) in values.iter_mut().zip(shape_slots) {
-                match key_hashes.hashes.get(*slot).and_then(|h| h[row]) {
-                    Some(hash) => *value = hash,
-                    None => complete = false,
-                }
-            }
-            if !complete {
-                continue;
-            }
+            // The hash of the row's value in the shape's column; no key when it is NULL.
+            let hash = match key_hashes.slots.get(at).copied().flatten() {
+                None => None,
+                Some(slot) => match key_hashes.hashes.get(slot).and_then(|h| h.get(row)) {
+                    Some(Some(hash)) => Some(*hash),
+                    _ => continue,
+                },
+            };
             let (cell, value) = match shape.range {
                 None => (None, 0.0),
                 Some((column, _)) => {
@@ -898,9 +888,9 @@ impl AlertIndex {
                     (Some(cell), value)
                 }
             };
-            let key = key_of(at, values[..shape.columns.len()].iter().copied(), cell);
-            let first = values[..shape.columns.len()].first().copied().unwrap_or(0);
-            // Shapes mostly start with the same column: its partition is found once.
+            let key = key_of(at, hash, cell);
+            let first = hash.unwrap_or(0);
+            // Shapes are mostly on the same column: its partition is found once.
             let keys = match partition {
                 Some((known, keys)) if known == first => keys,
                 _ => {
