@@ -740,8 +740,8 @@ impl AlertIndex {
             self.buffers = buffers;
             return Ok(fired);
         }
-        // The hashes of the key columns' values, once per batch, and where each shape's
-        // columns are among them.
+        // The hashes of the key columns' values, once per batch, and which of them each
+        // shape's column is.
         let mut key_columns: Vec<ColumnRef> = Vec::new();
         let mut slots: Vec<Option<usize>> = Vec::with_capacity(self.signatures.len());
         for shape in &self.signatures {
