@@ -216,8 +216,8 @@ fn passes(value: f64, bound: f64, included: bool, above: bool) -> bool {
 }
 
 /// Keeps those of `rows` where string column `column` is one of `symbols`.
-fn retain_in(views: &Views, column: usize, symbols: &[u32], rows: &mut Vec<u32>) {
-    match views.symbols_of(column) {
+fn retain_in(views: &Views, column: u32, symbols: &[u32], rows: &mut Vec<u32>) {
+    match views.symbols_of(column as usize) {
         Some(values) => rows.retain(|&row| {
             values
                 .get(row as usize)
@@ -252,52 +252,38 @@ pub fn keep(
         if rows.is_empty() {
             break;
         }
-        let column = match conjunct {
-            Conjunct::General(_) => 0,
-            Conjunct::Int { column, .. }
-            | Conjunct::Float { column, .. }
-            | Conjunct::Symbol { column, .. }
-            | Conjunct::FewSymbols { column, .. }
-            | Conjunct::Symbols { column, .. }
-            | Conjunct::Prefix { column, .. }
-            | Conjunct::Truth { column } => *column as usize,
-        };
         match conjunct {
-            Conjunct::Int { low, high, .. } => match views.int_array(column) {
+            Conjunct::Int { column, low, high } => match views.int_array(*column as usize) {
                 Some(array) => retain_valid(array, rows, |v| *low <= v && v <= *high),
                 None => rows.clear(),
             },
             Conjunct::Float {
+                column,
                 low,
                 high,
                 low_included,
                 high_included,
-                ..
-            } => match views.float_array(column) {
+            } => match views.float_array(*column as usize) {
                 Some(array) => retain_valid(array, rows, |v| {
                     passes(v, *low, *low_included, true) && passes(v, *high, *high_included, false)
                 }),
                 None => rows.clear(),
             },
             // NULLs and strings no alert names have symbols no alert uses.
-            Conjunct::Symbol { symbol, .. } => match views.symbols_of(column) {
+            Conjunct::Symbol { column, symbol } => match views.symbols_of(*column as usize) {
                 Some(values) => rows.retain(|&row| values.get(row as usize) == Some(symbol)),
                 None => rows.clear(),
             },
-            Conjunct::FewSymbols { symbols, .. } => retain_in(views, column, symbols, rows),
-            Conjunct::Symbols { symbols, .. } => retain_in(views, column, symbols, rows),
-            Conjunct::Prefix { prefix, .. } => rows.retain(|&row| {
+            Conjunct::FewSymbols { column, symbols } => retain_in(views, *column, symbols, rows),
+            Conjunct::Symbols { column, symbols } => retain_in(views, *column, symbols, rows),
+            Conjunct::Prefix { column, prefix } => rows.retain(|&row| {
                 views
-                    .str(column, row as usize)
+                    .str(*column as usize, row as usize)
                     .is_some_and(|value| value.starts_with(&**prefix))
             }),
-            Conjunct::Truth { .. } => match views.bool_array(column) {
-                Some(array) => rows.retain(|&row| {
-                    let row = row as usize;
-                    row < array.len() && array.is_valid(row) && array.value(row)
-                }),
-                None => rows.clear(),
-            },
+            Conjunct::Truth { column } => {
+                rows.retain(|&row| views.bool(*column as usize, row as usize) == Some(true))
+            }
             Conjunct::General(cond) => {
                 let mut failed = None;
                 rows.retain(|&row| {

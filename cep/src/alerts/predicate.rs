@@ -715,10 +715,6 @@ impl Views {
         self.floats.get(column)?.as_ref()
     }
 
-    pub(super) fn bool_array(&self, column: usize) -> Option<&BooleanArray> {
-        self.bools.get(column)?.as_ref()
-    }
-
     /// Each row's symbol in string column `column`, when alerts compare it by symbol.
     pub(super) fn symbols_of(&self, column: usize) -> Option<&[u32]> {
         self.symbols.get(column)?.as_deref()
