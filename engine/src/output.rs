@@ -1,12 +1,14 @@
 //! Writing results: CSV, JSON lines or aligned tables, each row led by its `op`.
 //!
 //! Timestamps are written `YYYY-MM-DD HH:MM:SS[.fff]` (zoned ones in UTC with their offset
-//! dropped), dates `YYYY-MM-DD`, NULL as an empty CSV field or JSON `null`.
+//! dropped), dates `YYYY-MM-DD`, NULL as an empty CSV field or JSON `null`. Dictionary
+//! columns (as alert firings refer to their events) are written as their values.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::{LineDelimitedWriter, WriterBuilder as JsonWriterBuilder};
@@ -42,22 +44,55 @@ fn format_options() -> FormatOptions<'static> {
         .with_datetime_format(Some(TIMESTAMP_FORMAT))
 }
 
-/// The schema of written rows: `op`, then the result columns, times and nested values as text.
+/// The schema of written rows: `op`, then the result columns, times and nested values as
+/// text, dictionaries as their values.
 pub fn output_schema(schema: &SchemaRef) -> SchemaRef {
     let mut fields = vec![Field::new("op", DataType::Utf8, false)];
     fields.extend(schema.fields().iter().map(|field| {
-        if written_as_text(field.data_type()) {
+        let data_type = value_type(field.data_type());
+        if written_as_text(data_type) {
             Field::new(field.name(), DataType::Utf8, true)
         } else {
-            field.as_ref().clone().with_nullable(true)
+            Field::new(field.name(), data_type.clone(), true)
         }
     }));
     Arc::new(Schema::new(fields))
 }
 
+/// The type of a column's values: a dictionary's value type, else its own.
+pub fn value_type(data_type: &DataType) -> &DataType {
+    match data_type {
+        DataType::Dictionary(_, values) => value_type(values),
+        other => other,
+    }
+}
+
+/// `rows` with each dictionary column replaced by its values, row by row.
+pub fn unpacked(rows: &RecordBatch) -> Result<RecordBatch> {
+    if !rows
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
+    {
+        return Ok(rows.clone());
+    }
+    let mut fields = Vec::with_capacity(rows.num_columns());
+    let mut columns = Vec::with_capacity(rows.num_columns());
+    for (field, column) in rows.schema().fields().iter().zip(rows.columns()) {
+        let data_type = value_type(field.data_type());
+        columns.push(cast(column, data_type)?);
+        fields.push(field.as_ref().clone().with_data_type(data_type.clone()));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 /// `changes` as written rows: the `op` column first, times and nested values as text.
 pub fn to_output_batch(changes: &Changes) -> Result<RecordBatch> {
-    let rows = &changes.rows;
+    let rows = &unpacked(&changes.rows)?;
     let codes: StringArray = (0..rows.num_rows())
         .map(|row| Some(changes.kind(row).code()))
         .collect();

@@ -14,6 +14,7 @@ use datafusion::arrow::array::{Array, StringArray, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use sluice_engine::output::unpacked;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, QueryId, StreamDef};
 
@@ -192,6 +193,7 @@ impl Script {
 /// Firings (the alert's name, then the event's columns) split by alert, in the order each
 /// alert first fired; each part keeps the event's columns only.
 fn by_alert(firings: &RecordBatch) -> Result<Vec<(String, Changes)>> {
+    let firings = &unpacked(firings)?;
     let names = firings
         .column(0)
         .as_any()

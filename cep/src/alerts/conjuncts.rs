@@ -1,36 +1,29 @@
-//! An alert's condition as filters over its candidate rows: each top-level conjunct a
-//! typed test that keeps the rows where it is TRUE.
+//! An alert's condition as tests of a partition's rows, as bits: each top-level conjunct
+//! a typed test that clears the bits of the rows where it is not TRUE.
 //!
 //! An alert fires on a row only when its condition is TRUE, and a conjunction is TRUE only
 //! when each of its parts is TRUE, so at the top level a NULL may count as FALSE: a
-//! comparison of a column with a literal becomes a bound check on the column's values, an
-//! equality of strings a comparison of symbols, an `IN` list or an `OR` of equalities on
-//! one column a list of symbols (kept inline when short), a `LIKE 'prefix%'` a prefix
-//! check. Anything else (`OR`, `NOT`, residual
-//! expressions) is evaluated under three-valued logic by [`evaluate`] and kept when TRUE.
-//! The tests are applied in the condition's order (cheapest first), each to the rows the
-//! ones before it kept, and stop when no row is left.
+//! comparison of a column with a literal becomes a bound check on the column's values (for
+//! floats, on keys in `f64::total_cmp`'s order), an equality of strings a comparison of
+//! symbols, an `IN` list or an `OR` of equalities on one column a list of symbols (kept
+//! inline when short), a `LIKE 'prefix%'` a prefix check. Anything else (`OR`, `NOT`,
+//! residual expressions) is evaluated under three-valued logic by [`evaluate`], row by row,
+//! for the rows still set. The tests are applied in the condition's order (cheapest first)
+//! over a partition's gathered values ([`Arranged`]), and stop when no bit is left.
 
-use datafusion::arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
-
-use super::predicate::{Compare, Cond, Family, Lit, Views, evaluate};
+use super::arranged::{Arranged, Numbers, Part, total_key};
+use super::predicate::{Compare, Cond, Family, Lit, Views};
 use crate::Result;
 
 /// One conjunct, as a test of a row: small and flat (24 bytes), so the conjuncts of many
 /// alerts are read one after another.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Conjunct {
     /// An integer column within `[low, high]`.
     Int { column: u32, low: i64, high: i64 },
-    /// A float column between the bounds, in `f64::total_cmp`'s order (as [`evaluate`]
-    /// compares), each bound included or not.
-    Float {
-        column: u32,
-        low: f64,
-        high: f64,
-        low_included: bool,
-        high_included: bool,
-    },
+    /// A float column within `[low, high]`, as keys in `f64::total_cmp`'s order (as
+    /// [`evaluate`] compares; see [`total_key`]).
+    Float { column: u32, low: i64, high: i64 },
     /// A string column equal to a symbol.
     Symbol { column: u32, symbol: u32 },
     /// A string column equal to one of a few symbols (some of them repeated).
@@ -46,6 +39,18 @@ pub enum Conjunct {
     Truth { column: u32 },
     /// Any other condition, evaluated row by row.
     General(Box<Cond>),
+}
+
+impl Conjunct {
+    /// Whether a symbol test holds for `symbol` (false for other tests).
+    fn holds_for_symbol(&self, symbol: u32) -> bool {
+        match self {
+            Conjunct::Symbol { symbol: own, .. } => *own == symbol,
+            Conjunct::FewSymbols { symbols, .. } => symbols.contains(&symbol),
+            Conjunct::Symbols { symbols, .. } => symbols.contains(&symbol),
+            _ => false,
+        }
+    }
 }
 
 /// The most symbols a list is kept inline for.
@@ -106,13 +111,24 @@ fn symbols(column: u32, list: &[u32]) -> Conjunct {
     }
 }
 
+/// A float column between bounds, each included or not.
 fn float(column: u32, low: (f64, bool), high: (f64, bool)) -> Conjunct {
-    Conjunct::Float {
-        column,
-        low: low.0,
-        high: high.0,
-        low_included: low.1,
-        high_included: high.1,
+    let low = match low {
+        (value, true) => Some(total_key(value)),
+        (value, false) => total_key(value).checked_add(1),
+    };
+    let high = match high {
+        (value, true) => Some(total_key(value)),
+        (value, false) => total_key(value).checked_sub(1),
+    };
+    match (low, high) {
+        (Some(low), Some(high)) => Conjunct::Float { column, low, high },
+        // Nothing is above the greatest float or below the least.
+        _ => Conjunct::Float {
+            column,
+            low: i64::MAX,
+            high: i64::MIN,
+        },
     }
 }
 
@@ -205,102 +221,153 @@ fn conjunct(cond: &Cond) -> Conjunct {
     }
 }
 
-/// Whether `value` is on the right side of `bound`: above it when `above`, else below it;
-/// or equal to it when `included`.
-fn passes(value: f64, bound: f64, included: bool, above: bool) -> bool {
-    match value.total_cmp(&bound) {
-        std::cmp::Ordering::Equal => included,
-        std::cmp::Ordering::Greater => above,
-        std::cmp::Ordering::Less => !above,
-    }
-}
-
-/// Keeps those of `rows` where string column `column` is one of `symbols`.
-fn retain_in(views: &Views, column: u32, symbols: &[u32], rows: &mut Vec<u32>) {
-    match views.symbols_of(column as usize) {
-        Some(values) => rows.retain(|&row| {
-            values
-                .get(row as usize)
-                .is_some_and(|value| symbols.contains(value))
-        }),
-        None => rows.clear(),
-    }
-}
-
-/// Keeps those of `rows` where `array` is not NULL and its value passes `test`.
-fn retain_valid<T: ArrowPrimitiveType>(
-    array: &PrimitiveArray<T>,
-    rows: &mut Vec<u32>,
-    test: impl Fn(T::Native) -> bool,
-) {
-    let values = array.values();
-    rows.retain(|&row| {
-        let row = row as usize;
-        array.is_valid(row) && values.get(row).is_some_and(|v| test(*v))
-    });
-}
-
-/// Keeps the `rows` of the batch behind `views` where every one of `conjuncts` is TRUE;
-/// `residual(n, row)` gives residual `n`'s result at `row`.
-pub fn keep(
-    conjuncts: &[Conjunct],
-    views: &Views,
-    rows: &mut Vec<u32>,
-    residual: &mut dyn FnMut(usize, usize) -> Result<Option<bool>>,
-) -> Result<()> {
-    for conjunct in conjuncts {
-        if rows.is_empty() {
-            break;
+/// Clears the bits of `words` for which `test` fails on the value at that position of
+/// `values` (bit `i` of word `w` is position `64 w + i`). A word with few bits left is
+/// tested bit by bit, else all its values are.
+fn narrow_by<T: Copy>(words: &mut [u64], values: &[T], test: impl Fn(T) -> bool) {
+    for (word, chunk) in words.iter_mut().zip(values.chunks(64)) {
+        if *word == 0 {
+            continue;
         }
-        match conjunct {
-            Conjunct::Int { column, low, high } => match views.int_array(*column as usize) {
-                Some(array) => retain_valid(array, rows, |v| *low <= v && v <= *high),
-                None => rows.clear(),
-            },
-            Conjunct::Float {
-                column,
-                low,
-                high,
-                low_included,
-                high_included,
-            } => match views.float_array(*column as usize) {
-                Some(array) => retain_valid(array, rows, |v| {
-                    passes(v, *low, *low_included, true) && passes(v, *high, *high_included, false)
-                }),
-                None => rows.clear(),
-            },
-            // NULLs and strings no alert names have symbols no alert uses.
-            Conjunct::Symbol { column, symbol } => match views.symbols_of(*column as usize) {
-                Some(values) => rows.retain(|&row| values.get(row as usize) == Some(symbol)),
-                None => rows.clear(),
-            },
-            Conjunct::FewSymbols { column, symbols } => retain_in(views, *column, symbols, rows),
-            Conjunct::Symbols { column, symbols } => retain_in(views, *column, symbols, rows),
-            Conjunct::Prefix { column, prefix } => rows.retain(|&row| {
-                views
-                    .str(*column as usize, row as usize)
-                    .is_some_and(|value| value.starts_with(&**prefix))
-            }),
-            Conjunct::Truth { column } => {
-                rows.retain(|&row| views.bool(*column as usize, row as usize) == Some(true))
-            }
-            Conjunct::General(cond) => {
-                let mut failed = None;
-                rows.retain(|&row| {
-                    let row = row as usize;
-                    let mut at_row = |index: usize| residual(index, row);
-                    match evaluate(cond, views, row, &mut at_row) {
-                        Ok(value) => value == Some(true),
-                        Err(error) => {
-                            failed.get_or_insert(error);
-                            false
-                        }
-                    }
-                });
-                if let Some(error) = failed {
-                    return Err(error);
+        if (word.count_ones() as usize) * SPARSE < chunk.len() {
+            let mut bits = *word;
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if !chunk.get(bit).is_some_and(|value| test(*value)) {
+                    *word &= !(1u64 << bit);
                 }
             }
+        } else {
+            let mut bits = 0u64;
+            for (bit, value) in chunk.iter().enumerate() {
+                bits |= u64::from(test(*value)) << bit;
+            }
+            *word &= bits;
+        }
+    }
+}
+
+/// A word is tested bit by bit when fewer than one in `SPARSE` of its values are left.
+const SPARSE: usize = 4;
+
+/// Clears the bits of `words` (positions of `rows`) for which `test` of the row fails.
+fn narrow_rows(
+    words: &mut [u64],
+    rows: &[u32],
+    mut test: impl FnMut(usize) -> Result<bool>,
+) -> Result<()> {
+    for (at, word) in words.iter_mut().enumerate() {
+        let mut bits = *word;
+        while bits != 0 {
+            let bit = bits.trailing_zeros();
+            bits &= bits - 1;
+            let Some(&row) = rows.get(at * 64 + bit as usize) else {
+                break;
+            };
+            if !test(row as usize)? {
+                *word &= !(1u64 << bit);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Clears the bits of the positions of `part` whose number is NULL or outside
+/// `[low, high]`.
+fn narrow_numbers(words: &mut [u64], numbers: &Numbers, part: Part, low: i64, high: i64) {
+    if let Some(values) = numbers.values.get(part.start..part.end) {
+        narrow_by(words, values, |v| (low <= v) & (v <= high));
+    }
+    if let Some(valid) = numbers
+        .valid
+        .as_ref()
+        .and_then(|v| v.get(part.start..part.end))
+    {
+        narrow_by(words, valid, |v| v);
+    }
+}
+
+/// Clears the bits (bit `i` for position `part.start + i` of `arranged`) of the rows where
+/// one of `conjuncts` is not TRUE; `general(cond, row)` evaluates a general conjunct.
+pub fn narrow(
+    conjuncts: &[Conjunct],
+    arranged: &Arranged,
+    part: Part,
+    views: &Views,
+    words: &mut [u64],
+    general: &mut dyn FnMut(&Cond, usize) -> Result<Option<bool>>,
+) -> Result<()> {
+    let range = part.start..part.end;
+    let rows = arranged.rows.get(range.clone()).unwrap_or_default();
+    for conjunct in conjuncts {
+        match conjunct {
+            Conjunct::Int { column, low, high } => match arranged.ints(*column) {
+                Some(numbers) => narrow_numbers(words, numbers, part, *low, *high),
+                None => words.fill(0),
+            },
+            Conjunct::Float { column, low, high } => match arranged.floats(*column) {
+                Some(numbers) => narrow_numbers(words, numbers, part, *low, *high),
+                None => words.fill(0),
+            },
+            // A partition all of one symbol in the column is passed or cleared at once.
+            Conjunct::Symbol { column, symbol }
+            | Conjunct::FewSymbols {
+                column,
+                symbols: [symbol, ..],
+            } if part.same == Some((*column, *symbol)) => {}
+            Conjunct::Symbol { column, .. }
+            | Conjunct::FewSymbols { column, .. }
+            | Conjunct::Symbols { column, .. }
+                if part.same.is_some_and(|(same, _)| same == *column) =>
+            {
+                if let Some((_, symbol)) = part.same
+                    && !conjunct.holds_for_symbol(symbol)
+                {
+                    words.fill(0);
+                }
+            }
+            // NULLs and strings no alert names have symbols no alert uses.
+            Conjunct::Symbol { column, symbol } => {
+                match arranged.symbols(*column).and_then(|s| s.get(range.clone())) {
+                    Some(values) => narrow_by(words, values, |v| v == *symbol),
+                    None => words.fill(0),
+                }
+            }
+            Conjunct::FewSymbols { column, symbols } => {
+                match arranged.symbols(*column).and_then(|s| s.get(range.clone())) {
+                    Some(values) => narrow_by(words, values, |v| {
+                        (v == symbols[0])
+                            | (v == symbols[1])
+                            | (v == symbols[2])
+                            | (v == symbols[3])
+                    }),
+                    None => words.fill(0),
+                }
+            }
+            Conjunct::Symbols { column, symbols } => {
+                match arranged.symbols(*column).and_then(|s| s.get(range.clone())) {
+                    Some(values) => narrow_by(words, values, |v| symbols.contains(&v)),
+                    None => words.fill(0),
+                }
+            }
+            Conjunct::Prefix { column, prefix } => narrow_rows(words, rows, |row| {
+                Ok(views
+                    .str(*column as usize, row)
+                    .is_some_and(|value| value.starts_with(&**prefix)))
+            })?,
+            Conjunct::Truth { column } => {
+                match arranged.truths(*column).and_then(|t| t.get(range.clone())) {
+                    Some(values) => narrow_by(words, values, |v| v),
+                    None => words.fill(0),
+                }
+            }
+            Conjunct::General(cond) => {
+                narrow_rows(words, rows, |row| Ok(general(cond, row)? == Some(true)))?
+            }
+        }
+        if words.iter().all(|word| *word == 0) {
+            break;
         }
     }
     Ok(())

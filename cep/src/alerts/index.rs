@@ -1,38 +1,35 @@
-//! The alert index: which alerts might hold for a row, found without evaluating them all.
+//! The alert index: which alerts might hold for which rows, found without testing every
+//! alert on every row.
 //!
-//! Each alert gets access keys: tests that must hold for its condition to be true. For a
-//! conjunction, the equality (or `IN` list) on the column whose values among the alerts are
-//! most varied, so likeliest to pick few rows (`city = 'Seoul' AND district IN ('Mapo',
-//! 'Jung')` gives one key per district), with, when it has one, a bounded numeric range
-//! (`price BETWEEN 400000 AND 500000`); else one prefix or range conjunct; for a
-//! disjunction, the keys of every branch.
+//! Each alert gets access keys: tests that must hold for its condition to be true, each
+//! of a shape that puts every row in at most one partition. For a conjunction, the
+//! equality (or `IN` list) on the column whose values among the alerts are most varied, so
+//! likeliest to pick few rows (`city = 'Seoul' AND district IN ('Mapo', 'Jung')` gives one
+//! key per district: shape "the district's value"); else a bounded numeric range, as the
+//! cells it covers (shape "the cell of the price, cells 2^k wide"), a cell a quarter of
+//! the smallest power of two at least the range's width; else a prefix (shape "the first n
+//! bytes of the title"); for a disjunction, the keys of every branch. Alerts with no usable
+//! key (a `NOT`, `IS NULL`, a half-open range, a residual expression on its own) are under
+//! the shape that puts all rows in one partition. Keys are hashes: two values hashing
+//! alike only put more rows in a partition, as every conjunct is tested.
 //!
-//! Equality keys are hashed, kept per shape (column, and range column and cell size): a
-//! row is looked up once per shape in use. A bounded range is put in cells of a quarter of
-//! the smallest power-of-two size at least its width, so it covers two to five cells and
-//! most of the alerts a cell lists hold for a value in it; a row is looked up
-//! in the cell its value falls in, once per cell size in use. Prefixes are kept per column
-//! and probed with each prefix length in use; half-open numeric ranges in a list per column
-//! sorted by their lower bound. Alerts with no usable key (a `NOT`, `IS NULL`, a residual
-//! expression on its own) are candidates for every row. Candidates are then evaluated
-//! exactly, so a key only has to be implied by the condition, and two values hashing alike
-//! only add a candidate.
-//!
-//! Per batch: the key columns' values are hashed once; keys are partitioned by their value
-//! and rows are visited in the order of the first key column's value, so each partition is
-//! probed while it is in cache; the (alert, row) candidates are then grouped by alert
-//! (a counting sort), and each alert's conjuncts, laid out alert after alert, filter its
-//! rows ([`keep`]). String equalities compare symbols (numbers given to the strings alerts
-//! name), looked up once per row. The firings are put in row order by a counting sort.
+//! Per batch and shape in use: each row's hash is computed and the rows are laid out by
+//! partition ([`Arranged`]); each alert listed under a partition's hash is then tested on
+//! all the partition's rows at once, as bits ([`narrow`]), so an alert is visited once per
+//! partition of a batch, not once per row. String equalities compare symbols (numbers given
+//! to the strings alerts name), looked up once per row. The firings are put in order of
+//! row, then alert, by counting sorts, and an alert found through keys of two shapes fires
+//! once.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::conjuncts::{Conjunct, conjuncts, keep};
+use super::arranged::{Arranged, Part};
+use super::conjuncts::{Conjunct, conjuncts, narrow};
 use super::predicate::{
-    ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used,
+    ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used, evaluate,
 };
 use crate::{CepError, Result};
 
@@ -92,30 +89,43 @@ fn counting_sort<T: Copy + Default>(
 /// megabytes, which fresh allocations would fault in again each time.
 #[derive(Default)]
 struct Buffers {
-    /// Candidates as (alert, row), as found and grouped by alert.
-    pairs: Vec<(AlertId, u32)>,
-    grouped: Vec<(AlertId, u32)>,
-    /// Firings as (row, alert), as found and by row.
-    fired: Vec<(u32, AlertId)>,
-    by_row: Vec<(u32, AlertId)>,
+    /// Firings as (alert, row), as found, by alert, and by row.
+    found: Vec<(AlertId, u32)>,
+    by_alert: Vec<(AlertId, u32)>,
+    by_row: Vec<(AlertId, u32)>,
     starts: Vec<usize>,
-    rows: Vec<u32>,
+    /// An alert's bits over the rows of a partition.
+    words: Vec<u64>,
+    /// The residual expressions evaluated on this batch, by alert and residual.
+    residuals: HashMap<(AlertId, usize), BooleanArray>,
 }
 
 impl Buffers {
-    /// The firings, made alert by alert in increasing order, by row then by alert.
-    fn fired_by_row(&mut self, rows: usize) -> Vec<(usize, AlertId)> {
+    /// The firings, by row then by alert, each once.
+    fn fired_by_row(&mut self, alerts: usize, rows: usize) -> Vec<(usize, AlertId)> {
         counting_sort(
-            &self.fired,
-            rows,
+            &self.found,
+            alerts,
             |pair| pair.0 as usize,
+            &mut self.starts,
+            &mut self.by_alert,
+        );
+        counting_sort(
+            &self.by_alert,
+            rows,
+            |pair| pair.1 as usize,
             &mut self.starts,
             &mut self.by_row,
         );
-        self.by_row
-            .iter()
-            .map(|&(row, id)| (row as usize, id))
-            .collect()
+        let mut fired: Vec<(usize, AlertId)> = Vec::with_capacity(self.by_row.len());
+        for &(id, row) in &self.by_row {
+            let pair = (row as usize, id);
+            // An alert found through keys of two shapes.
+            if fired.last() != Some(&pair) {
+                fired.push(pair);
+            }
+        }
+        fired
     }
 }
 
@@ -137,18 +147,66 @@ pub type AlertId = u32;
 /// A test that must hold for an alert to be true.
 #[derive(Debug, Clone)]
 enum Key {
-    /// The column equals its value when there is one, and the range column's value is
-    /// within the range when there is one.
-    Equal(Option<(ColumnRef, Lit)>, Option<Cells>),
+    /// The column equals the value.
+    Value(ColumnRef, Lit),
+    /// The numeric column's value is within the range.
+    Cells(Cells),
+    /// The string column starts with the prefix.
     Prefix(ColumnRef, String),
-    Range(ColumnRef, Bound, Bound),
 }
 
-/// One end of a numeric range: the value, and whether it is included.
-#[derive(Debug, Clone, Copy)]
-enum Bound {
-    Open,
-    At(f64, bool),
+/// How rows are put in partitions: by a column's value, by the cell of a numeric
+/// column's value (cells `2^level` wide), by a string column's first bytes, or all in one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Value(ColumnRef),
+    Cell(ColumnRef, i32),
+    Prefix(ColumnRef, usize),
+    All,
+}
+
+impl Key {
+    /// The key's shape, and the hashes of the partitions it lists its alert under.
+    fn partitions(&self) -> (Shape, Vec<u64>) {
+        match self {
+            Key::Value(column, lit) => (Shape::Value(*column), vec![lit_hash(lit)]),
+            Key::Cells(cells) => (
+                Shape::Cell(cells.column, cells.level),
+                (cells.first..=cells.last).map(cell_hash).collect(),
+            ),
+            Key::Prefix(column, prefix) => (
+                Shape::Prefix(*column, prefix.len()),
+                vec![value_hash(3, prefix.as_bytes())],
+            ),
+        }
+    }
+}
+
+impl Shape {
+    /// The string column partitions are by the value of, when there is one.
+    fn symbol_column(self) -> Option<usize> {
+        match self {
+            Shape::Value(column) if column.family == Family::Str => Some(column.column),
+            _ => None,
+        }
+    }
+
+    /// The hash of the partition `row` is in; `None` when it is in none (a NULL, a string
+    /// shorter than the prefix).
+    fn row_hash(self, views: &Views, row: usize) -> Option<u64> {
+        match self {
+            Shape::Value(column) => row_hash(views, column, row),
+            Shape::Cell(column, level) => {
+                cell_of_width(number_at(views, column, row)?, cell_width(level)).map(cell_hash)
+            }
+            Shape::Prefix(column, length) => {
+                let value = views.str(column.column, row)?;
+                let prefix = value.get(..length)?;
+                Some(value_hash(3, prefix.as_bytes()))
+            }
+            Shape::All => Some(0),
+        }
+    }
 }
 
 /// A bounded numeric range, as the cells of one size it covers.
@@ -159,9 +217,6 @@ struct Cells {
     level: i32,
     first: i64,
     last: i64,
-    /// The range itself, checked before the alert is made a candidate.
-    low: f64,
-    high: f64,
 }
 
 impl Cells {
@@ -184,8 +239,6 @@ impl Cells {
             level,
             first,
             last,
-            low,
-            high,
         })
     }
 }
@@ -208,13 +261,16 @@ fn cell_of_width(value: f64, width: f64) -> Option<i64> {
     (cell.is_finite() && cell.abs() < 9.0e18).then_some(cell as i64)
 }
 
+fn cell_hash(cell: i64) -> u64 {
+    value_hash(5, &cell.to_le_bytes())
+}
+
 /// Removed alerts tolerated in the index before it is rebuilt, however few are left.
 const MIN_DEAD_TO_REBUILD: usize = 64;
 
 /// The most values one conjunction's equalities are indexed under; a longer list is left to
 /// evaluation.
 const MAX_KEYS: usize = 256;
-
 /// The values a column must equal for `cond` to be true, when it says that much.
 fn equal_values(cond: &Cond) -> Option<(ColumnRef, Vec<Lit>)> {
     match cond {
@@ -275,7 +331,7 @@ fn equal_keys(parts: &[Cond], distinct: &dyn Fn(ColumnRef) -> usize) -> Option<V
     Some(
         values
             .into_iter()
-            .map(|value| Key::Equal(Some((column, value)), None))
+            .map(|value| Key::Value(column, value))
             .collect(),
     )
 }
@@ -345,58 +401,22 @@ fn keys(cond: &Cond, distinct: &dyn Fn(ColumnRef) -> usize) -> Option<Vec<Key>> 
         Cond::Compare { .. } | Cond::In { .. } | Cond::Truth(_) if equal_values(cond).is_some() => {
             equal_keys(std::slice::from_ref(cond), distinct)
         }
-        Cond::Compare { column, op, lit } => match lit {
-            Lit::Int(_) | Lit::Float(_) if *op != Compare::NotEq => {
-                let value = number(lit)?;
-                let (low, high) = match op {
-                    Compare::Lt => (Bound::Open, Bound::At(value, false)),
-                    Compare::LtEq => (Bound::Open, Bound::At(value, true)),
-                    Compare::Gt => (Bound::At(value, false), Bound::Open),
-                    _ => (Bound::At(value, true), Bound::Open),
-                };
-                Some(vec![Key::Range(*column, low, high)])
-            }
-            _ => None,
-        },
-        Cond::Between {
-            column,
-            low,
-            high,
-            negated: false,
-        } => match (number(low), number(high)) {
-            (Some(low), Some(high)) => Some(vec![match Cells::of(*column, low, high) {
-                Some(cells) => Key::Equal(None, Some(cells)),
-                None => Key::Range(*column, Bound::At(low, true), Bound::At(high, true)),
-            }]),
-            _ => None,
-        },
+        Cond::Between { .. } => {
+            bounded_range(std::slice::from_ref(cond)).map(|c| vec![Key::Cells(c)])
+        }
         Cond::Prefix {
             column,
             prefix,
             negated: false,
         } => Some(vec![Key::Prefix(*column, prefix.clone())]),
-        Cond::And(parts) => {
-            let range = bounded_range(parts);
-            let equal =
-                equal_keys(parts, distinct).or_else(|| range.map(|_| vec![Key::Equal(None, None)]));
-            if let Some(mut equal) = equal {
-                for key in &mut equal {
-                    if let Key::Equal(_, cells) = key {
-                        *cells = range;
-                    }
-                }
-                return Some(equal);
-            }
-            // No equality nor bounded range: the cheapest other conjunct, prefixes before
-            // ranges.
-            parts
-                .iter()
-                .filter_map(|part| keys(part, distinct))
-                .min_by_key(|keys| {
-                    let ranges = keys.iter().filter(|k| matches!(k, Key::Range(..))).count();
-                    (ranges, keys.len())
-                })
-        }
+        Cond::And(parts) => equal_keys(parts, distinct)
+            .or_else(|| bounded_range(parts).map(|cells| vec![Key::Cells(cells)]))
+            .or_else(|| {
+                parts
+                    .iter()
+                    .filter_map(|part| keys(part, distinct))
+                    .min_by_key(Vec::len)
+            }),
         Cond::Or(parts) => match equal_values(cond) {
             Some(_) => equal_keys(std::slice::from_ref(cond), distinct),
             None => {
@@ -463,19 +483,6 @@ fn mix(hash: u64, value: u64) -> u64 {
     (hash.rotate_left(5) ^ value).wrapping_mul(0x517c_c1b7_2722_0a95)
 }
 
-/// The index key of a value's hash in shape `shape`, in `cell` of its range.
-fn key_of(shape: usize, value: Option<u64>, cell: Option<i64>) -> u64 {
-    let mut hash = mix(0x2545_f491_4f6c_dd1d, shape as u64);
-    if let Some(value) = value {
-        hash = mix(hash, value);
-    }
-    if let Some(cell) = cell {
-        hash = mix(hash, cell as u64 ^ 0x9e37_79b9_7f4a_7c15);
-    }
-    // Spread the high bits into the low ones, which pick the hash table's bucket.
-    hash ^ (hash >> 29)
-}
-
 /// A hasher for keys that are hashes already.
 #[derive(Default)]
 struct Prehashed(u64);
@@ -496,35 +503,68 @@ impl std::hash::Hasher for Prehashed {
     }
 }
 
-/// The hashes of a batch's key column values (per key column, by row), and per shape
-/// which key column it is on.
-struct KeyHashes<'a> {
-    slots: &'a [Option<usize>],
-    hashes: &'a [Vec<Option<u64>>],
-    /// Per shape, the width of its range's cells (1 when it has no range).
-    widths: &'a [f64],
+/// The alerts listed under one partition, in order of alert, with their conjuncts one
+/// after another in that order: visiting the partition reads memory in order.
+#[derive(Default)]
+struct Listed {
+    ids: Vec<AlertId>,
+    /// Where each alert's conjuncts end in `conjuncts`.
+    ends: Vec<u32>,
+    conjuncts: Vec<Conjunct>,
 }
 
-/// An alert under an equality key, with the range its value must be in when the key has
-/// one (else unbounded).
-#[derive(Debug, Clone, Copy)]
-struct Posting {
-    id: AlertId,
-    low: f64,
-    high: f64,
+impl Listed {
+    fn push(&mut self, id: AlertId, conjuncts: &[Conjunct]) {
+        self.ids.push(id);
+        self.conjuncts.extend_from_slice(conjuncts);
+        self.ends.push(self.conjuncts.len() as u32);
+    }
+
+    fn remove(&mut self, id: AlertId) {
+        let Some(at) = self.ids.iter().position(|known| *known == id) else {
+            return;
+        };
+        let start = match at.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(at).copied().unwrap_or(start);
+        self.ids.remove(at);
+        self.ends.remove(at);
+        self.conjuncts.drain(start as usize..end as usize);
+        for later in self.ends.iter_mut().skip(at) {
+            *later -= end - start;
+        }
+    }
+
+    /// The alerts and their conjuncts.
+    fn iter(&self) -> impl Iterator<Item = (AlertId, &[Conjunct])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.ids
+            .iter()
+            .zip(starts.zip(self.ends.iter().copied()))
+            .map(|(&id, (start, end))| {
+                let conjuncts = self.conjuncts.get(start as usize..end as usize);
+                (id, conjuncts.unwrap_or_default())
+            })
+    }
 }
 
-type KeyMap = HashMap<u64, Vec<Posting>, std::hash::BuildHasherDefault<Prehashed>>;
+type Lists = HashMap<u64, Listed, std::hash::BuildHasherDefault<Prehashed>>;
 
 struct Alert {
     compiled: Compiled,
+    /// The partitions it is listed under: (shape, hash).
+    places: Vec<(usize, u64)>,
 }
 
-/// The shape of an equality key: its column, and the range column and cell size.
+/// How [`AlertIndex::matches_without_index`] goes through the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Shape {
-    column: Option<ColumnRef>,
-    range: Option<(ColumnRef, i32)>,
+pub enum Unindexed {
+    /// Each alert on all rows of the batch at once, as bits.
+    WholeBatch,
+    /// Each row on its own, every alert on it.
+    RowByRow,
 }
 
 /// Registered alerts over one stream, and the index over them.
@@ -532,19 +572,10 @@ struct Shape {
 pub struct AlertIndex {
     alerts: Vec<Option<Alert>>,
     live: usize,
-    /// The shapes of equality keys in use, and the alerts by (shape, tuple and cell hash).
-    signatures: Vec<Shape>,
-    /// Partitioned by the hash of the first value of the key (0 for keys with no column),
-    /// so rows visited by that value probe one small map after another.
-    equal: HashMap<u64, KeyMap, std::hash::BuildHasherDefault<Prehashed>>,
-    /// Per column: the prefixes' lengths in use, and the alerts by (column, prefix).
-    prefix_lengths: HashMap<ColumnRef, BTreeSet<usize>>,
-    prefixes: HashMap<(ColumnRef, Box<str>), Vec<AlertId>>,
-    /// Per column: (lower bound as a sort key, range, alert), by lower bound.
-    ranges: HashMap<ColumnRef, Vec<(f64, Bound, Bound, AlertId)>>,
-    ranges_sorted: bool,
-    /// Alerts with no key: candidates for every row.
-    unindexed: Vec<AlertId>,
+    /// The shapes of the keys in use and, per shape, the alerts by partition hash, each
+    /// list in order of alert.
+    shapes: Vec<Shape>,
+    lists: Vec<Lists>,
     /// The columns the alerts read, in the families they read them in.
     used: BTreeSet<ColumnRef>,
     /// The strings alerts compare for equality, and the columns compared by them.
@@ -557,7 +588,7 @@ pub struct AlertIndex {
     /// Removed alerts whose index entries are still there.
     dead: usize,
     /// The alerts' conditions as conjuncts, alert after alert, and per alert where its
-    /// own are (empty once it is removed): read in order of alert, one batch after another.
+    /// own are (empty once it is removed): for testing every alert without the index.
     conjuncts: Vec<Conjunct>,
     spans: Vec<(u32, u32)>,
 }
@@ -584,79 +615,52 @@ impl AlertIndex {
         self.used.extend(used);
         note_values(&compiled.cond, &mut self.distinct);
         let distinct = |column: ColumnRef| self.distinct.get(&column).map_or(0, HashSet::len);
-        match keys(&compiled.cond, &distinct) {
-            Some(keys) => {
-                for key in keys {
-                    self.add_key(key, id);
-                }
-            }
-            None => self.unindexed.push(id),
-        }
+        let partitions: Vec<(Shape, Vec<u64>)> = match keys(&compiled.cond, &distinct) {
+            Some(keys) => keys.iter().map(Key::partitions).collect(),
+            None => vec![(Shape::All, vec![0])],
+        };
         compiled.cond = self.symbols.intern(compiled.cond);
         symbol_columns(&compiled.cond, &mut self.symbol_columns);
+        let own = conjuncts(&compiled.cond);
+        let mut places = Vec::new();
+        for (shape, hashes) in partitions {
+            self.list(shape, &hashes, id, &own, &mut places);
+        }
         let start = self.conjuncts.len() as u32;
-        self.conjuncts.extend(conjuncts(&compiled.cond));
+        self.conjuncts.extend(own);
         self.spans.push((start, self.conjuncts.len() as u32));
-        self.alerts.push(Some(Alert { compiled }));
+        self.alerts.push(Some(Alert { compiled, places }));
         self.live += 1;
         id
     }
 
-    fn add_key(&mut self, key: Key, id: AlertId) {
-        match key {
-            Key::Equal(equal, cells) => {
-                let shape = Shape {
-                    column: equal.as_ref().map(|(column, _)| *column),
-                    range: cells.map(|c| (c.column, c.level)),
-                };
-                let at = match self.signatures.iter().position(|s| *s == shape) {
-                    Some(at) => at,
-                    None => {
-                        self.signatures.push(shape);
-                        self.signatures.len() - 1
-                    }
-                };
-                let value = equal.as_ref().map(|(_, lit)| lit_hash(lit));
-                let covered = cells.map_or(0..=0, |c| c.first..=c.last);
-                for cell in covered {
-                    let key = key_of(at, value, cells.map(|_| cell));
-                    let partition = value.unwrap_or(0);
-                    let list = self
-                        .equal
-                        .entry(partition)
-                        .or_default()
-                        .entry(key)
-                        .or_default();
-                    if list.last().is_none_or(|p| p.id != id) {
-                        list.push(Posting {
-                            id,
-                            low: cells.map_or(f64::NEG_INFINITY, |c| c.low),
-                            high: cells.map_or(f64::INFINITY, |c| c.high),
-                        });
-                    }
-                }
+    /// Lists alert `id` with its `conjuncts` under the partitions `hashes` of `shape`, and
+    /// adds where to `places`.
+    fn list(
+        &mut self,
+        shape: Shape,
+        hashes: &[u64],
+        id: AlertId,
+        conjuncts: &[Conjunct],
+        places: &mut Vec<(usize, u64)>,
+    ) {
+        let at = match self.shapes.iter().position(|s| *s == shape) {
+            Some(at) => at,
+            None => {
+                self.shapes.push(shape);
+                self.lists.push(Lists::default());
+                self.shapes.len() - 1
             }
-            Key::Prefix(column, prefix) => {
-                self.prefix_lengths
-                    .entry(column)
-                    .or_default()
-                    .insert(prefix.len());
-                self.prefixes
-                    .entry((column, prefix.into()))
-                    .or_default()
-                    .push(id);
+        };
+        let Some(lists) = self.lists.get_mut(at) else {
+            return;
+        };
+        for &hash in hashes {
+            if places.contains(&(at, hash)) {
+                continue;
             }
-            Key::Range(column, low, high) => {
-                let sort = match low {
-                    Bound::Open => f64::NEG_INFINITY,
-                    Bound::At(value, _) => value,
-                };
-                self.ranges
-                    .entry(column)
-                    .or_default()
-                    .push((sort, low, high, id));
-                self.ranges_sorted = false;
-            }
+            lists.entry(hash).or_default().push(id, conjuncts);
+            places.push((at, hash));
         }
     }
 
@@ -667,8 +671,18 @@ impl AlertIndex {
         let Some(slot) = self.alerts.get_mut(id as usize) else {
             return false;
         };
-        if slot.take().is_none() {
+        let Some(alert) = slot.take() else {
             return false;
+        };
+        for (shape, hash) in alert.places {
+            if let Some(lists) = self.lists.get_mut(shape)
+                && let Some(listed) = lists.get_mut(&hash)
+            {
+                listed.remove(id);
+                if listed.ids.is_empty() {
+                    lists.remove(&hash);
+                }
+            }
         }
         if let Some(span) = self.spans.get_mut(id as usize) {
             *span = (0, 0);
@@ -704,24 +718,26 @@ impl AlertIndex {
 
     /// The (row, alert) pairs of `batch` whose condition is true, by row, then by alert.
     pub fn matches(&mut self, batch: &RecordBatch) -> Result<Vec<(usize, AlertId)>> {
-        self.find(batch, true)
+        self.find(batch, None)
     }
 
-    /// The same as [`AlertIndex::matches`], found by evaluating every alert on every row:
+    /// The same as [`AlertIndex::matches`], found by testing every alert on every row:
     /// what the index saves, for comparison.
-    pub fn matches_without_index(&mut self, batch: &RecordBatch) -> Result<Vec<(usize, AlertId)>> {
-        self.find(batch, false)
+    pub fn matches_without_index(
+        &mut self,
+        batch: &RecordBatch,
+        how: Unindexed,
+    ) -> Result<Vec<(usize, AlertId)>> {
+        self.find(batch, Some(how))
     }
 
-    fn find(&mut self, batch: &RecordBatch, indexed: bool) -> Result<Vec<(usize, AlertId)>> {
+    fn find(
+        &mut self,
+        batch: &RecordBatch,
+        unindexed: Option<Unindexed>,
+    ) -> Result<Vec<(usize, AlertId)>> {
         if self.live == 0 || batch.num_rows() == 0 {
             return Ok(Vec::new());
-        }
-        if !self.ranges_sorted {
-            for ranges in self.ranges.values_mut() {
-                ranges.sort_by(|a, b| a.0.total_cmp(&b.0));
-            }
-            self.ranges_sorted = true;
         }
         let used: Vec<ColumnRef> = self.used.iter().copied().collect();
         let mut views = Views::new(batch, &used)?;
@@ -729,216 +745,125 @@ impl AlertIndex {
         self.symbols.look_up(&mut views, &symbol_columns);
         let rows = batch.num_rows();
         let mut buffers = std::mem::take(&mut self.buffers);
-        buffers.fired.clear();
-        if !indexed {
-            for id in 0..self.alerts.len() as AlertId {
-                buffers.rows.clear();
-                buffers.rows.extend(0..rows as u32);
-                self.fire(id, &mut buffers.rows, &views, batch, &mut buffers.fired)?;
-            }
-            let fired = buffers.fired_by_row(rows);
-            self.buffers = buffers;
-            return Ok(fired);
-        }
-        // The hashes of the key columns' values, once per batch, and which of them each
-        // shape's column is.
-        let mut key_columns: Vec<ColumnRef> = Vec::new();
-        let mut slots: Vec<Option<usize>> = Vec::with_capacity(self.signatures.len());
-        for shape in &self.signatures {
-            slots.push(shape.column.map(
-                |column| match key_columns.iter().position(|c| *c == column) {
-                    Some(slot) => slot,
-                    None => {
-                        key_columns.push(column);
-                        key_columns.len() - 1
+        buffers.found.clear();
+        buffers.residuals.clear();
+        let found = match unindexed {
+            None => self
+                .shapes
+                .iter()
+                .zip(&self.lists)
+                .try_for_each(|(shape, lists)| {
+                    let arranged = match shape {
+                        Shape::All => Arranged::whole(&views, rows, &used, false),
+                        shape => Arranged::by_hash(
+                            &views,
+                            rows,
+                            &used,
+                            |row| shape.row_hash(&views, row),
+                            shape.symbol_column(),
+                        ),
+                    };
+                    for part in &arranged.parts {
+                        let Some(listed) = lists.get(&part.hash) else {
+                            continue;
+                        };
+                        for (id, conjuncts) in listed.iter() {
+                            self.fire(
+                                id,
+                                conjuncts,
+                                &arranged,
+                                *part,
+                                &views,
+                                batch,
+                                &mut buffers,
+                            )?;
+                        }
                     }
-                },
-            ));
-        }
-        let hashes: Vec<Vec<Option<u64>>> = key_columns
-            .iter()
-            .map(|column| {
-                (0..rows)
-                    .map(|row| row_hash(&views, *column, row))
-                    .collect()
-            })
-            .collect();
-        let widths: Vec<f64> = self
-            .signatures
-            .iter()
-            .map(|shape| shape.range.map_or(1.0, |(_, level)| cell_width(level)))
-            .collect();
-        let key_hashes = KeyHashes {
-            slots: &slots,
-            hashes: &hashes,
-            widths: &widths,
+                    Ok(())
+                }),
+            Some(how) => {
+                let arranged = Arranged::whole(&views, rows, &used, how == Unindexed::RowByRow);
+                arranged.parts.iter().try_for_each(|part| {
+                    self.spans
+                        .iter()
+                        .enumerate()
+                        .try_for_each(|(id, &(start, end))| {
+                            let conjuncts = self.conjuncts.get(start as usize..end as usize);
+                            let conjuncts = conjuncts.unwrap_or_default();
+                            self.fire(
+                                id as AlertId,
+                                conjuncts,
+                                &arranged,
+                                *part,
+                                &views,
+                                batch,
+                                &mut buffers,
+                            )
+                        })
+                })
+            }
         };
-        // The candidate rows of each alert: (alert, row) pairs, grouped by alert so that
-        // each alert's condition is read once for all its rows.
-        buffers.pairs.clear();
-        // Rows with the same first key value one after another: they probe the same
-        // partition of the keys, which then stays in cache.
-        let mut order: Vec<u32> = (0..rows as u32).collect();
-        if let Some(first) = hashes.first() {
-            order.sort_by_key(|&row| first[row as usize]);
-        }
-        for row in order {
-            self.candidates(&views, &key_hashes, row, &mut buffers.pairs);
-        }
-        counting_sort(
-            &buffers.pairs,
-            self.alerts.len(),
-            |pair| pair.0 as usize,
-            &mut buffers.starts,
-            &mut buffers.grouped,
-        );
-        for group in buffers.grouped.chunk_by(|a, b| a.0 == b.0) {
-            buffers.rows.clear();
-            buffers.rows.extend(group.iter().map(|(_, row)| *row));
-            // An alert found through two keys for one row: the row's pairs came together.
-            buffers.rows.dedup();
-            self.fire(
-                group[0].0,
-                &mut buffers.rows,
-                &views,
-                batch,
-                &mut buffers.fired,
-            )?;
-        }
-        let fired = buffers.fired_by_row(rows);
+        let fired = buffers.fired_by_row(self.alerts.len(), rows);
         self.buffers = buffers;
-        Ok(fired)
+        found.map(|()| fired)
     }
 
-    /// Keeps those of `rows` where alert `id` is true, and adds `(row, id)` to `fired` for
-    /// each.
+    /// Adds `(id, row)` to the firings for each row of `part` where alert `id` is true.
+    #[allow(clippy::too_many_arguments)]
     fn fire(
         &self,
         id: AlertId,
-        rows: &mut Vec<u32>,
+        conjuncts: &[Conjunct],
+        arranged: &Arranged,
+        part: Part,
         views: &Views,
         batch: &RecordBatch,
-        fired: &mut Vec<(u32, AlertId)>,
+        buffers: &mut Buffers,
     ) -> Result<()> {
-        let Some(conjuncts) = self
-            .spans
-            .get(id as usize)
-            .and_then(|&(start, end)| self.conjuncts.get(start as usize..end as usize))
-            .filter(|conjuncts| !conjuncts.is_empty())
-        else {
+        if conjuncts.is_empty() {
             return Ok(());
-        };
+        }
+        let Buffers {
+            found,
+            words,
+            residuals,
+            ..
+        } = buffers;
+        let size = part.end - part.start;
+        words.clear();
+        words.resize(size.div_ceil(64), u64::MAX);
+        if let Some(last) = words.last_mut()
+            && !size.is_multiple_of(64)
+        {
+            *last = (1u64 << (size % 64)) - 1;
+        }
         // Residual expressions are evaluated on the whole batch, once, when needed.
-        let mut residuals: Vec<Option<BooleanArray>> = Vec::new();
-        let mut residual = |index: usize, row: usize| -> Result<Option<bool>> {
-            let Some(Some(alert)) = self.alerts.get(id as usize) else {
-                return Ok(None);
-            };
-            residuals.resize(alert.compiled.residuals.len(), None);
-            let slot = residuals
-                .get_mut(index)
-                .ok_or_else(|| CepError::Alert(format!("no residual {index}")))?;
-            if slot.is_none() {
-                *slot = Some(evaluate_residual(&alert.compiled, index, batch)?);
-            }
-            Ok(slot
-                .as_ref()
-                .and_then(|values| values.is_valid(row).then(|| values.value(row))))
-        };
-        keep(conjuncts, views, rows, &mut residual)?;
-        fired.extend(rows.iter().map(|&row| (row, id)));
-        Ok(())
-    }
-
-    /// Adds (alert, `row`) to `out` for every alert whose keys hold at `row` (twice for
-    /// an alert found through two keys); `key_hashes` are the hashes of the values of the
-    /// key columns, by row.
-    fn candidates(
-        &self,
-        views: &Views,
-        key_hashes: &KeyHashes,
-        row: u32,
-        out: &mut Vec<(AlertId, u32)>,
-    ) {
-        let add = |ids: &[AlertId], out: &mut Vec<(AlertId, u32)>| {
-            out.extend(ids.iter().map(|&id| (id, row)));
-        };
-        let row_number = row;
-        let row = row as usize;
-        let mut partition: Option<(u64, Option<&KeyMap>)> = None;
-        for (at, shape) in self.signatures.iter().enumerate() {
-            // The hash of the row's value in the shape's column; no key when it is NULL.
-            let hash = match key_hashes.slots.get(at).copied().flatten() {
-                None => None,
-                Some(slot) => match key_hashes.hashes.get(slot).and_then(|h| h.get(row)) {
-                    Some(Some(hash)) => Some(*hash),
-                    _ => continue,
-                },
-            };
-            let (cell, value) = match shape.range {
-                None => (None, 0.0),
-                Some((column, _)) => {
-                    let Some(value) = number_at(views, column, row) else {
-                        continue;
-                    };
-                    let width = key_hashes.widths.get(at).copied().unwrap_or(1.0);
-                    let Some(cell) = cell_of_width(value, width) else {
-                        continue;
-                    };
-                    (Some(cell), value)
-                }
-            };
-            let key = key_of(at, hash, cell);
-            let first = hash.unwrap_or(0);
-            // Shapes are mostly on the same column: its partition is found once.
-            let keys = match partition {
-                Some((known, keys)) if known == first => keys,
-                _ => {
-                    let keys = self.equal.get(&first);
-                    partition = Some((first, keys));
-                    keys
-                }
-            };
-            let Some(postings) = keys.and_then(|keys| keys.get(&key)) else {
-                continue;
-            };
-            for posting in postings {
-                if cell.is_none() || (posting.low <= value && value <= posting.high) {
-                    out.push((posting.id, row_number));
-                }
-            }
-        }
-        for (column, lengths) in &self.prefix_lengths {
-            let Some(value) = views.str(column.column, row) else {
-                continue;
-            };
-            for &length in lengths.range(..=value.len()) {
-                if !value.is_char_boundary(length) {
-                    continue;
-                }
-                if let Some(ids) = self.prefixes.get(&(*column, value[..length].into())) {
-                    add(ids, out);
-                }
-            }
-        }
-        for (column, ranges) in &self.ranges {
-            let Some(value) = number_at(views, *column, row) else {
-                continue;
-            };
-            for (sort, _, high, id) in ranges {
-                if *sort > value {
-                    break;
-                }
-                let below = match high {
-                    Bound::Open => true,
-                    Bound::At(bound, true) => value <= *bound,
-                    Bound::At(bound, false) => value < *bound,
+        let mut general = |cond: &Cond, row: usize| -> Result<Option<bool>> {
+            evaluate(cond, views, row, &mut |index| {
+                let values = match residuals.entry((id, index)) {
+                    std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let Some(Some(alert)) = self.alerts.get(id as usize) else {
+                            return Ok(None);
+                        };
+                        slot.insert(evaluate_residual(&alert.compiled, index, batch)?)
+                    }
                 };
-                if below {
-                    add(&[*id], out);
+                Ok(values.is_valid(row).then(|| values.value(row)))
+            })
+        };
+        narrow(conjuncts, arranged, part, views, words, &mut general)?;
+        let rows = arranged.rows.get(part.start..part.end).unwrap_or_default();
+        for (at, word) in words.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(&row) = rows.get(at * 64 + bit) {
+                    found.push((id, row));
                 }
             }
         }
-        add(&self.unindexed, out);
+        Ok(())
     }
 }

@@ -6,13 +6,14 @@
 //! hold for a row and evaluates only those; [`AlertSet`] names the alerts, suppresses
 //! repeated firings and makes firing rows; [`AlertOperator`] runs a set in a query.
 
+mod arranged;
 mod conjuncts;
 mod index;
 mod operator;
 mod predicate;
 mod set;
 
-pub use index::{AlertId, AlertIndex};
+pub use index::{AlertId, AlertIndex, Unindexed};
 pub use operator::{AlertOperator, SharedAlerts, lock};
 pub use predicate::{Compiled, compile, compile_coerced};
 pub use set::{ALERT_COLUMN, AlertSet, AlertState, Suppression, is_time_type};

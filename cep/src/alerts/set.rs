@@ -10,11 +10,16 @@
 //! firing of each key; a key's entry is dropped once the watermark reaches the end of its
 //! interval, since no row that is on time can be suppressed by it any more (a late row
 //! that comes after that fires again).
+//!
+//! Firing rows refer to their events rather than copy them: each column is a dictionary
+//! over the event batch's column (the alert's name over all the alerts' names), keyed by
+//! the firing's row, one key buffer shared by all columns. Written output
+//! (`sluice_engine::output`) turns them into plain values.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, Int32Array, Int32DictionaryArray, StringArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -45,12 +50,14 @@ struct Registered {
     suppression: Option<Box<Suppressed>>,
 }
 
-/// The alerts' names, by number, one after another: a firing's name is copied from here.
+/// The alerts' names, by number, one after another, and as an array (made when firings
+/// first need it after a change): a firing's name is its alert's number in that array.
 #[derive(Default)]
 struct Names {
     bytes: Vec<u8>,
     /// Where each alert's name ends in `bytes` (it starts where the one before ends).
     ends: Vec<usize>,
+    array: Option<ArrayRef>,
 }
 
 impl Names {
@@ -64,9 +71,31 @@ impl Names {
         self.bytes.get(start..end).unwrap_or_default()
     }
 
+    /// The names as an array, by alert number.
+    fn array(&mut self) -> Result<ArrayRef> {
+        if let Some(array) = &self.array {
+            return Ok(array.clone());
+        }
+        let mut ends = Vec::with_capacity(self.ends.len() + 1);
+        ends.push(0i32);
+        for &end in &self.ends {
+            ends.push(i32::try_from(end).map_err(|_| too_many_names())?);
+        }
+        let names = StringArray::try_new(
+            OffsetBuffer::new(ends.into()),
+            self.bytes.clone().into(),
+            None,
+        )
+        .map_err(arrow_error)?;
+        let array: ArrayRef = Arc::new(names);
+        self.array = Some(array.clone());
+        Ok(array)
+    }
+
     /// Sets alert `id`'s name: alerts are numbered in order, so it is the next one or a
     /// number given before (whose name stays).
     fn set(&mut self, id: AlertId, name: &str) {
+        self.array = None;
         while self.ends.len() <= id as usize {
             if self.ends.len() == id as usize {
                 self.bytes.extend_from_slice(name.as_bytes());
@@ -119,8 +148,19 @@ impl AlertSet {
                  alert's name: rename it in a view and put the alerts on the view"
             )));
         }
-        let mut fields = vec![Arc::new(Field::new(ALERT_COLUMN, DataType::Utf8, false))];
-        fields.extend(events.fields().iter().cloned());
+        let mut fields = vec![Arc::new(Field::new(
+            ALERT_COLUMN,
+            referring(&DataType::Utf8),
+            false,
+        ))];
+        fields.extend(events.fields().iter().map(|field| {
+            Arc::new(
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(referring(field.data_type())),
+            )
+        }));
         Ok(AlertSet {
             firings: Arc::new(Schema::new(fields)),
             events,
@@ -138,7 +178,8 @@ impl AlertSet {
         &self.events
     }
 
-    /// The schema of firings: the alert's name, then the event's columns.
+    /// The schema of firings: the alert's name, then the event's columns (each a
+    /// dictionary over the values it refers to).
     pub fn firings(&self) -> &SchemaRef {
         &self.firings
     }
@@ -243,10 +284,8 @@ impl AlertSet {
             }
         };
         let matches = self.index.matches(&events)?;
-        let mut name_bytes: Vec<u8> = Vec::with_capacity(matches.len() * 8);
-        let mut name_ends: Vec<i32> = Vec::with_capacity(matches.len() + 1);
-        name_ends.push(0);
-        let mut rows = Vec::with_capacity(matches.len());
+        let mut rows: Vec<i32> = Vec::with_capacity(matches.len());
+        let mut alerts: Vec<i32> = Vec::with_capacity(matches.len());
         for (row, id) in matches {
             let Some(Some(alert)) = self.alerts.get_mut(id as usize) else {
                 continue;
@@ -257,21 +296,19 @@ impl AlertSet {
                 continue;
             }
             alert.fired += 1;
-            name_bytes.extend_from_slice(self.names.name(id));
-            name_ends.push(i32::try_from(name_bytes.len()).map_err(|_| too_many_firings())?);
-            rows.push(row as u32);
+            rows.push(i32::try_from(row).map_err(|_| too_many_rows())?);
+            alerts.push(i32::try_from(id).map_err(|_| too_many_names())?);
         }
         if rows.is_empty() {
             return Ok(None);
         }
-        let indices = UInt32Array::from(rows);
+        let rows = Int32Array::from(rows);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.firings.fields().len());
-        let names =
-            StringArray::try_new(OffsetBuffer::new(name_ends.into()), name_bytes.into(), None)
-                .map_err(arrow_error)?;
+        let names = Int32DictionaryArray::try_new(Int32Array::from(alerts), self.names.array()?)
+            .map_err(arrow_error)?;
         columns.push(Arc::new(names));
         for column in events.columns() {
-            columns.push(take(column, &indices, None).map_err(arrow_error)?);
+            columns.push(refer(column, &rows)?);
         }
         RecordBatch::try_new(self.firings.clone(), columns)
             .map(Some)
@@ -356,8 +393,31 @@ pub fn is_time_type(data_type: &DataType) -> bool {
     )
 }
 
-fn too_many_firings() -> CepError {
-    CepError::Alert("the firings of one batch have over 2 GiB of alert names".into())
+/// The type of a firing's column that refers to values of type `data_type`.
+fn referring(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Dictionary(..) => data_type.clone(),
+        values => DataType::Dictionary(Box::new(DataType::Int32), Box::new(values.clone())),
+    }
+}
+
+/// The values of `column` at `rows`, as a column of type [`referring`] its type: a
+/// dictionary over it keyed by the rows (the rows' keys, when it is a dictionary already).
+fn refer(column: &ArrayRef, rows: &Int32Array) -> Result<ArrayRef> {
+    if matches!(column.data_type(), DataType::Dictionary(..)) {
+        return take(column, rows, None).map_err(arrow_error);
+    }
+    let referring =
+        Int32DictionaryArray::try_new(rows.clone(), column.clone()).map_err(arrow_error)?;
+    Ok(Arc::new(referring))
+}
+
+fn too_many_names() -> CepError {
+    CepError::Alert("the alerts' names take over 2 GiB, or there are over 2^31 alerts".into())
+}
+
+fn too_many_rows() -> CepError {
+    CepError::Alert("a batch of events has over 2^31 rows".into())
 }
 
 fn arrow_error(error: datafusion::arrow::error::ArrowError) -> CepError {

@@ -1,0 +1,212 @@
+//! A batch's rows laid out in partitions: the rows of each partition one after another,
+//! with the columns alerts test gathered in that order, so an alert is tested on all of a
+//! partition's rows at once, as bits.
+//!
+//! A partition is a run of positions whose rows share a hash (of a column's value, of
+//! the cell a number falls in, of a string's first bytes; see the index's shapes). Integer
+//! columns are gathered as they are, float columns as keys that order as
+//! `f64::total_cmp` orders the floats, string columns compared by symbol as symbols, and
+//! boolean columns as TRUE or not; integers and floats keep which rows are NULL.
+
+use datafusion::arrow::array::Array;
+
+use super::predicate::{ColumnRef, Family, Views};
+
+/// A gathered number column: values by position, and when some are NULL, which are valid.
+pub struct Numbers {
+    pub values: Vec<i64>,
+    pub valid: Option<Vec<bool>>,
+}
+
+/// A partition: the rows' shared hash and its positions, and when all its rows have one
+/// symbol in the column hashed, (that column, the symbol).
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    pub hash: u64,
+    pub start: usize,
+    pub end: usize,
+    pub same: Option<(u32, u32)>,
+}
+
+/// A batch's rows in partition order, with the tested columns gathered.
+pub struct Arranged {
+    /// The batch row at each position.
+    pub rows: Vec<u32>,
+    pub parts: Vec<Part>,
+    /// By column: integers, float keys, symbols, and whether a boolean is TRUE.
+    ints: Vec<Option<Numbers>>,
+    floats: Vec<Option<Numbers>>,
+    symbols: Vec<Option<Vec<u32>>>,
+    truths: Vec<Option<Vec<bool>>>,
+}
+
+/// `value` as a key that orders as [`f64::total_cmp`] orders floats.
+pub fn total_key(value: f64) -> i64 {
+    let bits = value.to_bits() as i64;
+    bits ^ (((bits >> 63) as u64) >> 1) as i64
+}
+
+impl Arranged {
+    /// The rows with a hash (given by `hash` per row), grouped by it, in order of hash
+    /// then row, with the columns in `used` gathered; `hashed` is the string column the
+    /// hash is of, when it is one compared by symbol.
+    pub fn by_hash(
+        views: &Views,
+        rows: usize,
+        used: &[ColumnRef],
+        hash: impl Fn(usize) -> Option<u64>,
+        hashed: Option<usize>,
+    ) -> Arranged {
+        let mut keyed: Vec<(u64, u32)> = (0..rows)
+            .filter_map(|row| Some((hash(row)?, row as u32)))
+            .collect();
+        keyed.sort_unstable();
+        let mut parts: Vec<Part> = Vec::new();
+        for (at, (hash, _)) in keyed.iter().enumerate() {
+            match parts.last_mut() {
+                Some(part) if part.hash == *hash => part.end = at + 1,
+                _ => parts.push(Part {
+                    hash: *hash,
+                    start: at,
+                    end: at + 1,
+                    same: None,
+                }),
+            }
+        }
+        let order = keyed.into_iter().map(|(_, row)| row).collect();
+        let mut arranged = Arranged::gathered(views, order, parts, used);
+        if let Some(column) = hashed
+            && let Some(Some(symbols)) = arranged.symbols.get(column)
+        {
+            for part in &mut arranged.parts {
+                let mut all = symbols.get(part.start..part.end).unwrap_or_default().iter();
+                if let Some(&first) = all.next()
+                    && all.all(|s| *s == first)
+                {
+                    part.same = Some((column as u32, first));
+                }
+            }
+        }
+        arranged
+    }
+
+    /// All rows in order, in one partition (hash 0) or, when `alone`, each in its own.
+    pub fn whole(views: &Views, rows: usize, used: &[ColumnRef], alone: bool) -> Arranged {
+        let parts = if alone {
+            (0..rows)
+                .map(|at| Part {
+                    hash: 0,
+                    start: at,
+                    end: at + 1,
+                    same: None,
+                })
+                .collect()
+        } else {
+            vec![Part {
+                hash: 0,
+                start: 0,
+                end: rows,
+                same: None,
+            }]
+        };
+        Arranged::gathered(views, (0..rows as u32).collect(), parts, used)
+    }
+
+    fn gathered(views: &Views, rows: Vec<u32>, parts: Vec<Part>, used: &[ColumnRef]) -> Arranged {
+        let width = used.iter().map(|c| c.column + 1).max().unwrap_or(0);
+        let mut arranged = Arranged {
+            rows,
+            parts,
+            ints: (0..width).map(|_| None).collect(),
+            floats: (0..width).map(|_| None).collect(),
+            symbols: vec![None; width],
+            truths: vec![None; width],
+        };
+        let rows = &arranged.rows;
+        for column in used {
+            let at = column.column;
+            match column.family {
+                Family::Int => {
+                    if let Some(array) = views.int_array(at) {
+                        let values = array.values();
+                        arranged.ints[at] = Some(Numbers {
+                            values: rows.iter().map(|&r| values[r as usize]).collect(),
+                            valid: (array.null_count() > 0).then(|| {
+                                rows.iter().map(|&r| array.is_valid(r as usize)).collect()
+                            }),
+                        });
+                    }
+                }
+                Family::Float => {
+                    if let Some(array) = views.float_array(at) {
+                        let values = array.values();
+                        arranged.floats[at] = Some(Numbers {
+                            values: rows
+                                .iter()
+                                .map(|&r| total_key(values[r as usize]))
+                                .collect(),
+                            valid: (array.null_count() > 0).then(|| {
+                                rows.iter().map(|&r| array.is_valid(r as usize)).collect()
+                            }),
+                        });
+                    }
+                }
+                Family::Str => {
+                    if let Some(symbols) = views.symbols_of(at) {
+                        arranged.symbols[at] =
+                            Some(rows.iter().map(|&r| symbols[r as usize]).collect());
+                    }
+                }
+                Family::Bool => {
+                    arranged.truths[at] = Some(
+                        rows.iter()
+                            .map(|&r| views.bool(at, r as usize) == Some(true))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        arranged
+    }
+
+    pub fn ints(&self, column: u32) -> Option<&Numbers> {
+        self.ints.get(column as usize)?.as_ref()
+    }
+
+    pub fn floats(&self, column: u32) -> Option<&Numbers> {
+        self.floats.get(column as usize)?.as_ref()
+    }
+
+    pub fn symbols(&self, column: u32) -> Option<&[u32]> {
+        self.symbols.get(column as usize)?.as_deref()
+    }
+
+    pub fn truths(&self, column: u32) -> Option<&[bool]> {
+        self.truths.get(column as usize)?.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_keys_order_as_total_cmp() {
+        let values = [
+            f64::NEG_INFINITY,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            3.0,
+            f64::INFINITY,
+            f64::NAN,
+            -f64::NAN,
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(total_key(a).cmp(&total_key(b)), a.total_cmp(&b), "{a} {b}");
+            }
+        }
+    }
+}
