@@ -181,6 +181,35 @@ impl Arranged {
         self.symbols.get(column as usize)?.as_deref()
     }
 
+    /// The least and the greatest value of a number column over the rows of `part` where
+    /// it is not NULL (greatest below least when there are none).
+    pub fn extent(&self, (column, float): (u32, bool), part: Part) -> Option<(i64, i64)> {
+        let numbers = if float {
+            self.floats(column)
+        } else {
+            self.ints(column)
+        }?;
+        let values = numbers.values.get(part.start..part.end)?;
+        let mut extent = (i64::MAX, i64::MIN);
+        match numbers
+            .valid
+            .as_ref()
+            .and_then(|v| v.get(part.start..part.end))
+        {
+            Some(valid) => {
+                for (&value, _) in values.iter().zip(valid).filter(|(_, valid)| **valid) {
+                    extent = (extent.0.min(value), extent.1.max(value));
+                }
+            }
+            None => {
+                for &value in values {
+                    extent = (extent.0.min(value), extent.1.max(value));
+                }
+            }
+        }
+        Some(extent)
+    }
+
     pub fn truths(&self, column: u32) -> Option<&[bool]> {
         self.truths.get(column as usize)?.as_deref()
     }

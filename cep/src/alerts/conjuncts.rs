@@ -41,6 +41,28 @@ pub enum Conjunct {
     General(Box<Cond>),
 }
 
+/// A numeric column: its number, and whether it is read as floats (as keys in
+/// `f64::total_cmp`'s order) rather than integers.
+pub type NumberColumn = (u32, bool);
+
+/// The bounds the first of `conjuncts` that bounds a numeric column (`column`, when given)
+/// puts on it, with the column.
+pub fn bounds(
+    conjuncts: &[Conjunct],
+    column: Option<NumberColumn>,
+) -> Option<(NumberColumn, i64, i64)> {
+    conjuncts.iter().find_map(|conjunct| {
+        let (on, low, high) = match conjunct {
+            Conjunct::Int { column, low, high } => ((*column, false), *low, *high),
+            Conjunct::Float { column, low, high } => ((*column, true), *low, *high),
+            _ => return None,
+        };
+        column
+            .is_none_or(|wanted| wanted == on)
+            .then_some((on, low, high))
+    })
+}
+
 impl Conjunct {
     /// Whether a symbol test holds for `symbol` (false for other tests).
     fn holds_for_symbol(&self, symbol: u32) -> bool {

@@ -27,7 +27,7 @@ use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::arranged::{Arranged, Part};
-use super::conjuncts::{Conjunct, conjuncts, narrow};
+use super::conjuncts::{Conjunct, NumberColumn, bounds, conjuncts, narrow};
 use super::predicate::{
     ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used, evaluate,
 };
@@ -89,11 +89,12 @@ fn counting_sort<T: Copy + Default>(
 /// megabytes, which fresh allocations would fault in again each time.
 #[derive(Default)]
 struct Buffers {
-    /// Firings as (alert, row), as found, by alert, and by row.
-    found: Vec<(AlertId, u32)>,
-    by_alert: Vec<(AlertId, u32)>,
-    by_row: Vec<(AlertId, u32)>,
-    starts: Vec<usize>,
+    /// Firings as (alert, row): per shape as found (each row's in order of alert, as a
+    /// row is in one partition of a shape, listing its alerts in order), then by row.
+    found: Vec<Vec<(AlertId, u32)>>,
+    by_row: Vec<Vec<(AlertId, u32)>>,
+    /// Per shape, where each row's firings start in `by_row`.
+    starts: Vec<Vec<usize>>,
     /// An alert's bits over the rows of a partition.
     words: Vec<u64>,
     /// The residual expressions evaluated on this batch, by alert and residual.
@@ -101,28 +102,88 @@ struct Buffers {
 }
 
 impl Buffers {
-    /// The firings, by row then by alert, each once.
-    fn fired_by_row(&mut self, alerts: usize, rows: usize) -> Vec<(usize, AlertId)> {
-        counting_sort(
-            &self.found,
-            alerts,
-            |pair| pair.0 as usize,
-            &mut self.starts,
-            &mut self.by_alert,
-        );
-        counting_sort(
-            &self.by_alert,
-            rows,
-            |pair| pair.1 as usize,
-            &mut self.starts,
-            &mut self.by_row,
-        );
-        let mut fired: Vec<(usize, AlertId)> = Vec::with_capacity(self.by_row.len());
-        for &(id, row) in &self.by_row {
-            let pair = (row as usize, id);
-            // An alert found through keys of two shapes.
-            if fired.last() != Some(&pair) {
-                fired.push(pair);
+    /// Room for the firings of `shapes` shapes, empty.
+    fn clear(&mut self, shapes: usize) {
+        self.found.resize_with(shapes, Vec::new);
+        self.found.iter_mut().for_each(Vec::clear);
+        self.by_row.resize_with(shapes, Vec::new);
+        self.starts.resize_with(shapes, Vec::new);
+        self.residuals.clear();
+    }
+
+    /// The firings, by row then by alert, each once: each shape's put in order of row,
+    /// then each row's merged over the shapes.
+    fn fired_by_row(&mut self, rows: usize) -> Vec<(usize, AlertId)> {
+        for ((found, starts), sorted) in self
+            .found
+            .iter()
+            .zip(&mut self.starts)
+            .zip(&mut self.by_row)
+        {
+            counting_sort(found, rows, |pair| pair.1 as usize, starts, sorted);
+        }
+        // Per shape with firings: where each row's start, and the firings by row.
+        type ByRow<'a> = (&'a [usize], &'a [(AlertId, u32)]);
+        let shapes: Vec<ByRow> = self
+            .starts
+            .iter()
+            .zip(&self.by_row)
+            .filter(|(_, sorted)| !sorted.is_empty())
+            .map(|(starts, sorted)| (starts.as_slice(), sorted.as_slice()))
+            .collect();
+        let total = shapes.iter().map(|(_, sorted)| sorted.len()).sum();
+        let mut fired: Vec<(usize, AlertId)> = Vec::with_capacity(total);
+        if let [(_, sorted)] = shapes.as_slice() {
+            fired.extend(sorted.iter().map(|&(id, row)| (row as usize, id)));
+            return fired;
+        }
+        let mut heads: Vec<&[(AlertId, u32)]> = Vec::with_capacity(shapes.len());
+        for row in 0..rows {
+            heads.clear();
+            for (starts, sorted) in &shapes {
+                // After the sort, `starts[row]` is where the next row's firings start.
+                let end = starts.get(row).copied().unwrap_or(0);
+                let begin = match row.checked_sub(1) {
+                    Some(before) => starts.get(before).copied().unwrap_or(0),
+                    None => 0,
+                };
+                if let Some(slice) = sorted.get(begin..end)
+                    && !slice.is_empty()
+                {
+                    heads.push(slice);
+                }
+            }
+            // Merged by alert; an alert found through keys of two shapes fires once.
+            while let [first, rest @ ..] = heads.as_slice() {
+                let mut next = first;
+                let mut at = 0;
+                for (other, head) in rest.iter().enumerate() {
+                    if head.first().map(|p| p.0) < next.first().map(|p| p.0) {
+                        next = head;
+                        at = other + 1;
+                    }
+                }
+                let Some((&(id, _), left)) = next.split_first() else {
+                    heads.swap_remove(at);
+                    continue;
+                };
+                // Of one head, the run of alerts below every other head's first goes at once.
+                let bound = heads
+                    .iter()
+                    .enumerate()
+                    .filter(|(other, _)| *other != at)
+                    .filter_map(|(_, head)| head.first().map(|p| p.0))
+                    .min()
+                    .unwrap_or(AlertId::MAX);
+                if fired.last() != Some(&(row, id)) {
+                    fired.push((row, id));
+                }
+                let run = left.iter().take_while(|p| p.0 < bound).count();
+                fired.extend(left.iter().take(run).map(|&(id, _)| (row, id)));
+                heads[at] = left.get(run..).unwrap_or_default();
+                if heads[at].is_empty() {
+                    heads.swap_remove(at);
+                }
             }
         }
         fired
@@ -139,6 +200,17 @@ fn symbol_columns(cond: &Cond, out: &mut BTreeSet<usize>) {
         }
         _ => {}
     }
+}
+
+/// A partition being tested: the batch and its rows laid out for one shape (firings go
+/// to that shape's list), and the partition.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    arranged: &'a Arranged,
+    part: Part,
+    views: &'a Views,
+    batch: &'a RecordBatch,
+    shape: usize,
 }
 
 /// An alert's number in the index.
@@ -504,18 +576,34 @@ impl std::hash::Hasher for Prehashed {
 }
 
 /// The alerts listed under one partition, in order of alert, with their conjuncts one
-/// after another in that order: visiting the partition reads memory in order.
+/// after another in that order: visiting the partition reads memory in order. The bounds
+/// alerts put on one number column (the first an alert of the list bounds) are kept
+/// beside, so that alerts whose bounds no row of a partition is within are passed over
+/// without reading their conjuncts.
 #[derive(Default)]
 struct Listed {
     ids: Vec<AlertId>,
     /// Where each alert's conjuncts end in `conjuncts`.
     ends: Vec<u32>,
     conjuncts: Vec<Conjunct>,
+    bounded: Option<NumberColumn>,
+    /// Per alert, its bounds on `bounded` (the widest when it has none).
+    lows: Vec<i64>,
+    highs: Vec<i64>,
 }
 
 impl Listed {
     fn push(&mut self, id: AlertId, conjuncts: &[Conjunct]) {
+        let (low, high) = match bounds(conjuncts, self.bounded) {
+            Some((column, low, high)) => {
+                self.bounded = Some(column);
+                (low, high)
+            }
+            None => (i64::MIN, i64::MAX),
+        };
         self.ids.push(id);
+        self.lows.push(low);
+        self.highs.push(high);
         self.conjuncts.extend_from_slice(conjuncts);
         self.ends.push(self.conjuncts.len() as u32);
     }
@@ -530,6 +618,8 @@ impl Listed {
         };
         let end = self.ends.get(at).copied().unwrap_or(start);
         self.ids.remove(at);
+        self.lows.remove(at);
+        self.highs.remove(at);
         self.ends.remove(at);
         self.conjuncts.drain(start as usize..end as usize);
         for later in self.ends.iter_mut().skip(at) {
@@ -537,13 +627,16 @@ impl Listed {
         }
     }
 
-    /// The alerts and their conjuncts.
-    fn iter(&self) -> impl Iterator<Item = (AlertId, &[Conjunct])> {
+    /// The alerts and their conjuncts, but for those whose bounds no value within
+    /// `extent` (the least and the greatest value of the bounded column) is within.
+    fn within(&self, extent: (i64, i64)) -> impl Iterator<Item = (AlertId, &[Conjunct])> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.ids
             .iter()
             .zip(starts.zip(self.ends.iter().copied()))
-            .map(|(&id, (start, end))| {
+            .zip(self.lows.iter().zip(&self.highs))
+            .filter(move |(_, (low, high))| **low <= extent.1 && extent.0 <= **high)
+            .map(|((&id, (start, end)), _)| {
                 let conjuncts = self.conjuncts.get(start as usize..end as usize);
                 (id, conjuncts.unwrap_or_default())
             })
@@ -745,81 +838,103 @@ impl AlertIndex {
         self.symbols.look_up(&mut views, &symbol_columns);
         let rows = batch.num_rows();
         let mut buffers = std::mem::take(&mut self.buffers);
-        buffers.found.clear();
-        buffers.residuals.clear();
+        buffers.clear(self.shapes.len().max(1));
         let found = match unindexed {
             None => self
                 .shapes
                 .iter()
                 .zip(&self.lists)
-                .try_for_each(|(shape, lists)| {
-                    let arranged = match shape {
-                        Shape::All => Arranged::whole(&views, rows, &used, false),
-                        shape => Arranged::by_hash(
-                            &views,
-                            rows,
-                            &used,
-                            |row| shape.row_hash(&views, row),
-                            shape.symbol_column(),
-                        ),
-                    };
-                    for part in &arranged.parts {
-                        let Some(listed) = lists.get(&part.hash) else {
-                            continue;
-                        };
-                        for (id, conjuncts) in listed.iter() {
-                            self.fire(
-                                id,
-                                conjuncts,
-                                &arranged,
-                                *part,
-                                &views,
-                                batch,
-                                &mut buffers,
-                            )?;
-                        }
-                    }
-                    Ok(())
+                .enumerate()
+                .try_for_each(|(at, (shape, lists))| {
+                    self.fire_listed(at, *shape, lists, &views, &used, batch, &mut buffers)
                 }),
             Some(how) => {
                 let arranged = Arranged::whole(&views, rows, &used, how == Unindexed::RowByRow);
-                arranged.parts.iter().try_for_each(|part| {
+                arranged.parts.iter().try_for_each(|&part| {
+                    let place = Place {
+                        arranged: &arranged,
+                        part,
+                        views: &views,
+                        batch,
+                        shape: 0,
+                    };
                     self.spans
                         .iter()
                         .enumerate()
                         .try_for_each(|(id, &(start, end))| {
                             let conjuncts = self.conjuncts.get(start as usize..end as usize);
                             let conjuncts = conjuncts.unwrap_or_default();
-                            self.fire(
-                                id as AlertId,
-                                conjuncts,
-                                &arranged,
-                                *part,
-                                &views,
-                                batch,
-                                &mut buffers,
-                            )
+                            self.fire(id as AlertId, conjuncts, &place, &mut buffers)
                         })
                 })
             }
         };
-        let fired = buffers.fired_by_row(self.alerts.len(), rows);
+        let fired = buffers.fired_by_row(rows);
         self.buffers = buffers;
         found.map(|()| fired)
     }
 
-    /// Adds `(id, row)` to the firings for each row of `part` where alert `id` is true.
+    /// Tests the alerts of `lists` (of `shape`) on the rows of their partitions.
     #[allow(clippy::too_many_arguments)]
+    fn fire_listed(
+        &self,
+        at: usize,
+        shape: Shape,
+        lists: &Lists,
+        views: &Views,
+        used: &[ColumnRef],
+        batch: &RecordBatch,
+        buffers: &mut Buffers,
+    ) -> Result<()> {
+        let rows = batch.num_rows();
+        let arranged = match shape {
+            Shape::All => Arranged::whole(views, rows, used, false),
+            shape => Arranged::by_hash(
+                views,
+                rows,
+                used,
+                |row| shape.row_hash(views, row),
+                shape.symbol_column(),
+            ),
+        };
+        for &part in &arranged.parts {
+            let Some(listed) = lists.get(&part.hash) else {
+                continue;
+            };
+            let place = Place {
+                arranged: &arranged,
+                part,
+                views,
+                batch,
+                shape: at,
+            };
+            let extent = listed
+                .bounded
+                .and_then(|column| arranged.extent(column, part))
+                .unwrap_or((i64::MIN, i64::MAX));
+            for (id, conjuncts) in listed.within(extent) {
+                self.fire(id, conjuncts, &place, buffers)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `(id, row)` to the firings of the place's shape for each row of its partition
+    /// where alert `id` (with `conjuncts`) is true.
     fn fire(
         &self,
         id: AlertId,
         conjuncts: &[Conjunct],
-        arranged: &Arranged,
-        part: Part,
-        views: &Views,
-        batch: &RecordBatch,
+        place: &Place,
         buffers: &mut Buffers,
     ) -> Result<()> {
+        let Place {
+            arranged,
+            part,
+            views,
+            batch,
+            shape,
+        } = *place;
         if conjuncts.is_empty() {
             return Ok(());
         }
@@ -829,6 +944,9 @@ impl AlertIndex {
             residuals,
             ..
         } = buffers;
+        let Some(found) = found.get_mut(shape) else {
+            return Ok(());
+        };
         let size = part.end - part.start;
         words.clear();
         words.resize(size.div_ceil(64), u64::MAX);

@@ -44,9 +44,9 @@ pub struct Suppression {
     pub time: usize,
 }
 
-/// A registered alert: what its firings read and change (its name is in [`Names`]).
+/// A registered alert's suppression, when it has one (its name is in [`Names`], its count
+/// of firings in [`AlertSet`]'s `fired`).
 struct Registered {
-    fired: u64,
     suppression: Option<Box<Suppressed>>,
 }
 
@@ -132,6 +132,9 @@ pub struct AlertSet {
     index: AlertIndex,
     /// By alert number (numbers are not reused).
     alerts: Vec<Option<Registered>>,
+    /// By alert number: how many times it fired, and whether it has a suppression.
+    fired: Vec<u64>,
+    suppresses: Vec<bool>,
     names: Names,
     live: usize,
     /// The alerts with a suppression, which the watermark expires keys of.
@@ -166,6 +169,8 @@ impl AlertSet {
             events,
             index: AlertIndex::new(),
             alerts: Vec::new(),
+            fired: Vec::new(),
+            suppresses: Vec::new(),
             names: Names::default(),
             live: 0,
             suppressing: Vec::new(),
@@ -212,7 +217,11 @@ impl AlertSet {
         let slot = id as usize;
         if self.alerts.len() <= slot {
             self.alerts.resize_with(slot + 1, || None);
+            self.fired.resize(slot + 1, 0);
+            self.suppresses.resize(slot + 1, false);
         }
+        self.fired[slot] = 0;
+        self.suppresses[slot] = suppression.is_some();
         if suppression.is_some() {
             self.suppressing.push(id);
         }
@@ -223,7 +232,6 @@ impl AlertSet {
                     last_fired: HashMap::new(),
                 })
             }),
-            fired: 0,
         });
         self.live += 1;
         Ok(())
@@ -239,6 +247,9 @@ impl AlertSet {
         {
             self.live -= 1;
         }
+        if let Some(suppresses) = self.suppresses.get_mut(id as usize) {
+            *suppresses = false;
+        }
         self.suppressing.retain(|s| *s != id);
         self.index.remove(id)
     }
@@ -252,7 +263,7 @@ impl AlertSet {
             .filter_map(|(id, alert)| Some((id as AlertId, alert.as_ref()?)))
             .map(|(id, alert)| AlertState {
                 name: String::from_utf8_lossy(self.names.name(id)).into_owned(),
-                fired: alert.fired,
+                fired: self.fired.get(id as usize).copied().unwrap_or(0),
                 suppressed_keys: alert.suppressed_keys(),
             })
             .collect();
@@ -287,15 +298,18 @@ impl AlertSet {
         let mut rows: Vec<i32> = Vec::with_capacity(matches.len());
         let mut alerts: Vec<i32> = Vec::with_capacity(matches.len());
         for (row, id) in matches {
-            let Some(Some(alert)) = self.alerts.get_mut(id as usize) else {
-                continue;
-            };
-            if let Some(suppressed) = &mut alert.suppression
+            let at = id as usize;
+            if self.suppresses.get(at).copied().unwrap_or(false)
+                && let Some(Some(Registered {
+                    suppression: Some(suppressed),
+                })) = self.alerts.get_mut(at)
                 && is_suppressed(&suppressed.rule, &mut suppressed.last_fired, &events, row)?
             {
                 continue;
             }
-            alert.fired += 1;
+            if let Some(fired) = self.fired.get_mut(at) {
+                *fired += 1;
+            }
             rows.push(i32::try_from(row).map_err(|_| too_many_rows())?);
             alerts.push(i32::try_from(id).map_err(|_| too_many_names())?);
         }
