@@ -48,8 +48,9 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
-fn rows(random: &mut Random, count: usize) -> Result<RecordBatch> {
-    let null = |random: &mut Random| random.below(7) == 0;
+/// `count` random rows; one value in `null_one_in` is NULL (none when it is 0).
+fn rows(random: &mut Random, count: usize, null_one_in: u64) -> Result<RecordBatch> {
+    let null = |random: &mut Random| null_one_in > 0 && random.below(null_one_in) == 0;
     let mut city = Vec::new();
     let mut district = Vec::new();
     let mut rooms = Vec::new();
@@ -170,8 +171,11 @@ fn the_index_fires_exactly_the_alerts_datafusion_finds_true() -> Result<()> {
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
     let context = SessionContext::new();
     let mut random = Random(0x5eed_a1e7);
-    let batches: Vec<RecordBatch> = (0..3)
-        .map(|_| rows(&mut random, 300))
+    // Batches with NULLs, and without (where partitions' rows are ordered by a bounded
+    // number column and alerts' bounds are bisected).
+    let batches: Vec<RecordBatch> = [7, 7, 7, 0, 0]
+        .into_iter()
+        .map(|null_one_in| rows(&mut random, 300, null_one_in))
         .collect::<Result<_>>()?;
     let mut index = AlertIndex::new();
     let mut alerts = Vec::new();

@@ -38,6 +38,8 @@ pub struct Arranged {
     floats: Vec<Option<Numbers>>,
     symbols: Vec<Option<Vec<u32>>>,
     truths: Vec<Option<Vec<bool>>>,
+    /// The number column each partition's rows are in order of.
+    ordered_by: Option<(u32, bool)>,
 }
 
 /// `value` as a key that orders as [`f64::total_cmp`] orders floats.
@@ -47,22 +49,31 @@ pub fn total_key(value: f64) -> i64 {
 }
 
 impl Arranged {
-    /// The rows with a hash (given by `hash` per row), grouped by it, in order of hash
-    /// then row, with the columns in `used` gathered; `hashed` is the string column the
-    /// hash is of, when it is one compared by symbol.
+    /// The rows with a hash (given by `hash` per row), grouped by it, in order of hash,
+    /// then of the value of number column `order` when given (NULLs last), then of row,
+    /// with the columns in `used` gathered; `hashed` is the string column the hash is of,
+    /// when it is one compared by symbol.
     pub fn by_hash(
         views: &Views,
         rows: usize,
         used: &[ColumnRef],
         hash: impl Fn(usize) -> Option<u64>,
         hashed: Option<usize>,
+        order: Option<(u32, bool)>,
     ) -> Arranged {
-        let mut keyed: Vec<(u64, u32)> = (0..rows)
-            .filter_map(|row| Some((hash(row)?, row as u32)))
+        let value = |row: usize| match order {
+            Some((column, false)) => views.int(column as usize, row).unwrap_or(i64::MAX),
+            Some((column, true)) => views
+                .float(column as usize, row)
+                .map_or(i64::MAX, total_key),
+            None => 0,
+        };
+        let mut keyed: Vec<(u64, i64, u32)> = (0..rows)
+            .filter_map(|row| Some((hash(row)?, value(row), row as u32)))
             .collect();
         keyed.sort_unstable();
         let mut parts: Vec<Part> = Vec::new();
-        for (at, (hash, _)) in keyed.iter().enumerate() {
+        for (at, (hash, _, _)) in keyed.iter().enumerate() {
             match parts.last_mut() {
                 Some(part) if part.hash == *hash => part.end = at + 1,
                 _ => parts.push(Part {
@@ -73,8 +84,9 @@ impl Arranged {
                 }),
             }
         }
-        let order = keyed.into_iter().map(|(_, row)| row).collect();
-        let mut arranged = Arranged::gathered(views, order, parts, used);
+        let positions = keyed.into_iter().map(|(_, _, row)| row).collect();
+        let mut arranged = Arranged::gathered(views, positions, parts, used);
+        arranged.ordered_by = order;
         if let Some(column) = hashed
             && let Some(Some(symbols)) = arranged.symbols.get(column)
         {
@@ -121,6 +133,7 @@ impl Arranged {
             floats: (0..width).map(|_| None).collect(),
             symbols: vec![None; width],
             truths: vec![None; width],
+            ordered_by: None,
         };
         let rows = &arranged.rows;
         for column in used {
@@ -179,6 +192,23 @@ impl Arranged {
 
     pub fn symbols(&self, column: u32) -> Option<&[u32]> {
         self.symbols.get(column as usize)?.as_deref()
+    }
+
+    /// The values of number column `column` over `part`, when the rows are in their order
+    /// and none is NULL.
+    pub fn ordered(&self, column: (u32, bool), part: Part) -> Option<&[i64]> {
+        if self.ordered_by != Some(column) {
+            return None;
+        }
+        let numbers = if column.1 {
+            self.floats(column.0)
+        } else {
+            self.ints(column.0)
+        }?;
+        if numbers.valid.is_some() {
+            return None;
+        }
+        numbers.values.get(part.start..part.end)
     }
 
     /// The least and the greatest value of a number column over the rows of `part` where

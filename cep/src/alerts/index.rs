@@ -593,8 +593,14 @@ struct Listed {
 }
 
 impl Listed {
-    fn push(&mut self, id: AlertId, conjuncts: &[Conjunct]) {
-        let (low, high) = match bounds(conjuncts, self.bounded) {
+    /// Adds alert `id`; the first alert with bounds picks the bounded column, `preferred`
+    /// when it bounds that one.
+    fn push(&mut self, id: AlertId, conjuncts: &[Conjunct], preferred: Option<NumberColumn>) {
+        let found = match self.bounded {
+            Some(column) => bounds(conjuncts, Some(column)),
+            None => bounds(conjuncts, preferred).or_else(|| bounds(conjuncts, None)),
+        };
+        let (low, high) = match found {
             Some((column, low, high)) => {
                 self.bounded = Some(column);
                 (low, high)
@@ -627,18 +633,16 @@ impl Listed {
         }
     }
 
-    /// The alerts and their conjuncts, but for those whose bounds no value within
-    /// `extent` (the least and the greatest value of the bounded column) is within.
-    fn within(&self, extent: (i64, i64)) -> impl Iterator<Item = (AlertId, &[Conjunct])> {
+    /// The alerts, with their conjuncts and their bounds on the bounded column.
+    fn alerts(&self) -> impl Iterator<Item = (AlertId, &[Conjunct], i64, i64)> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.ids
             .iter()
             .zip(starts.zip(self.ends.iter().copied()))
             .zip(self.lows.iter().zip(&self.highs))
-            .filter(move |(_, (low, high))| **low <= extent.1 && extent.0 <= **high)
-            .map(|((&id, (start, end)), _)| {
+            .map(|((&id, (start, end)), (&low, &high))| {
                 let conjuncts = self.conjuncts.get(start as usize..end as usize);
-                (id, conjuncts.unwrap_or_default())
+                (id, conjuncts.unwrap_or_default(), low, high)
             })
     }
 }
@@ -669,6 +673,9 @@ pub struct AlertIndex {
     /// list in order of alert.
     shapes: Vec<Shape>,
     lists: Vec<Lists>,
+    /// Per shape, the number column its partitions' rows are ordered by (the first one an
+    /// alert under it bounds).
+    orders: Vec<Option<NumberColumn>>,
     /// The columns the alerts read, in the families they read them in.
     used: BTreeSet<ColumnRef>,
     /// The strings alerts compare for equality, and the columns compared by them.
@@ -742,17 +749,21 @@ impl AlertIndex {
             None => {
                 self.shapes.push(shape);
                 self.lists.push(Lists::default());
+                self.orders.push(None);
                 self.shapes.len() - 1
             }
         };
-        let Some(lists) = self.lists.get_mut(at) else {
+        let (Some(lists), Some(order)) = (self.lists.get_mut(at), self.orders.get_mut(at)) else {
             return;
         };
+        if order.is_none() {
+            *order = bounds(conjuncts, None).map(|(column, _, _)| column);
+        }
         for &hash in hashes {
             if places.contains(&(at, hash)) {
                 continue;
             }
-            lists.entry(hash).or_default().push(id, conjuncts);
+            lists.entry(hash).or_default().push(id, conjuncts, *order);
             places.push((at, hash));
         }
     }
@@ -840,14 +851,8 @@ impl AlertIndex {
         let mut buffers = std::mem::take(&mut self.buffers);
         buffers.clear(self.shapes.len().max(1));
         let found = match unindexed {
-            None => self
-                .shapes
-                .iter()
-                .zip(&self.lists)
-                .enumerate()
-                .try_for_each(|(at, (shape, lists))| {
-                    self.fire_listed(at, *shape, lists, &views, &used, batch, &mut buffers)
-                }),
+            None => (0..self.shapes.len())
+                .try_for_each(|at| self.fire_listed(at, &views, &used, batch, &mut buffers)),
             Some(how) => {
                 let arranged = Arranged::whole(&views, rows, &used, how == Unindexed::RowByRow);
                 arranged.parts.iter().try_for_each(|&part| {
@@ -864,7 +869,8 @@ impl AlertIndex {
                         .try_for_each(|(id, &(start, end))| {
                             let conjuncts = self.conjuncts.get(start as usize..end as usize);
                             let conjuncts = conjuncts.unwrap_or_default();
-                            self.fire(id as AlertId, conjuncts, &place, &mut buffers)
+                            let all = 0..part.end - part.start;
+                            self.fire(id as AlertId, conjuncts, &place, all, &mut buffers)
                         })
                 })
             }
@@ -874,18 +880,23 @@ impl AlertIndex {
         found.map(|()| fired)
     }
 
-    /// Tests the alerts of `lists` (of `shape`) on the rows of their partitions.
-    #[allow(clippy::too_many_arguments)]
+    /// Tests the alerts of shape `at` on the rows of their partitions. When a list's
+    /// bounded column is the one the rows are ordered by, the rows within an alert's
+    /// bounds are found by bisection, and the alert is passed over when there are none;
+    /// else it is when its bounds miss the partition's least to greatest value.
     fn fire_listed(
         &self,
         at: usize,
-        shape: Shape,
-        lists: &Lists,
         views: &Views,
         used: &[ColumnRef],
         batch: &RecordBatch,
         buffers: &mut Buffers,
     ) -> Result<()> {
+        let (Some(&shape), Some(lists), Some(&order)) =
+            (self.shapes.get(at), self.lists.get(at), self.orders.get(at))
+        else {
+            return Ok(());
+        };
         let rows = batch.num_rows();
         let arranged = match shape {
             Shape::All => Arranged::whole(views, rows, used, false),
@@ -895,6 +906,7 @@ impl AlertIndex {
                 used,
                 |row| shape.row_hash(views, row),
                 shape.symbol_column(),
+                order,
             ),
         };
         for &part in &arranged.parts {
@@ -908,24 +920,44 @@ impl AlertIndex {
                 batch,
                 shape: at,
             };
-            let extent = listed
+            let size = part.end - part.start;
+            match listed
                 .bounded
-                .and_then(|column| arranged.extent(column, part))
-                .unwrap_or((i64::MIN, i64::MAX));
-            for (id, conjuncts) in listed.within(extent) {
-                self.fire(id, conjuncts, &place, buffers)?;
+                .and_then(|column| arranged.ordered(column, part))
+            {
+                Some(values) => {
+                    for (id, conjuncts, low, high) in listed.alerts() {
+                        let from = values.partition_point(|v| *v < low);
+                        let to = values.partition_point(|v| *v <= high);
+                        if from < to {
+                            self.fire(id, conjuncts, &place, from..to, buffers)?;
+                        }
+                    }
+                }
+                None => {
+                    let (least, greatest) = listed
+                        .bounded
+                        .and_then(|column| arranged.extent(column, part))
+                        .unwrap_or((i64::MIN, i64::MAX));
+                    for (id, conjuncts, low, high) in listed.alerts() {
+                        if low <= greatest && least <= high {
+                            self.fire(id, conjuncts, &place, 0..size, buffers)?;
+                        }
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Adds `(id, row)` to the firings of the place's shape for each row of its partition
-    /// where alert `id` (with `conjuncts`) is true.
+    /// Adds `(id, row)` to the firings of the place's shape for each row at `positions`
+    /// of its partition where alert `id` (with `conjuncts`) is true.
     fn fire(
         &self,
         id: AlertId,
         conjuncts: &[Conjunct],
         place: &Place,
+        positions: std::ops::Range<usize>,
         buffers: &mut Buffers,
     ) -> Result<()> {
         let Place {
@@ -949,11 +981,14 @@ impl AlertIndex {
         };
         let size = part.end - part.start;
         words.clear();
-        words.resize(size.div_ceil(64), u64::MAX);
-        if let Some(last) = words.last_mut()
-            && !size.is_multiple_of(64)
-        {
-            *last = (1u64 << (size % 64)) - 1;
+        words.resize(size.div_ceil(64), 0);
+        for (at, word) in words.iter_mut().enumerate() {
+            // The bits of `positions` within this word's 64.
+            let from = positions.start.saturating_sub(at * 64).min(64);
+            let to = positions.end.saturating_sub(at * 64).min(64);
+            if from < to {
+                *word = (u64::MAX >> (64 - (to - from))) << from;
+            }
         }
         // Residual expressions are evaluated on the whole batch, once, when needed.
         let mut general = |cond: &Cond, row: usize| -> Result<Option<bool>> {
