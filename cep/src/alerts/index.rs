@@ -14,12 +14,14 @@
 //! alike only put more rows in a partition, as every conjunct is tested.
 //!
 //! Per batch and shape in use: each row's hash is computed and the rows are laid out by
-//! partition ([`Arranged`]); each alert listed under a partition's hash is then tested on
-//! all the partition's rows at once, as bits ([`narrow`]), so an alert is visited once per
-//! partition of a batch, not once per row. String equalities compare symbols (numbers given
-//! to the strings alerts name), looked up once per row. The firings are put in order of
-//! row, then alert, by counting sorts, and an alert found through keys of two shapes fires
-//! once.
+//! partition ([`Arranged`]), within one in order of the number column the shape's alerts
+//! bound (the price, say); each alert listed under a partition's hash is then tested on the
+//! partition's rows within its bounds (found by bisection; none, and the alert is passed
+//! over) at once, as bits ([`narrow`]), so an alert is visited once per partition of a
+//! batch, not once per row. String equalities compare symbols (numbers given to the strings
+//! alerts name), looked up once per row. The firings of each shape are put in order of row
+//! by a counting sort and merged over the shapes by alert; an alert found through keys of
+//! two shapes fires once.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -122,7 +124,7 @@ impl Buffers {
         {
             counting_sort(found, rows, |pair| pair.1 as usize, starts, sorted);
         }
-        // Per shape with firings: where each row's start, and the firings by row.
+        // Per shape with firings: where each row's firings end, and the firings by row.
         type ByRow<'a> = (&'a [usize], &'a [(AlertId, u32)]);
         let shapes: Vec<ByRow> = self
             .starts
@@ -153,40 +155,49 @@ impl Buffers {
                     heads.push(slice);
                 }
             }
-            // Merged by alert; an alert found through keys of two shapes fires once.
-            while let [first, rest @ ..] = heads.as_slice() {
-                let mut next = first;
-                let mut at = 0;
-                for (other, head) in rest.iter().enumerate() {
-                    if head.first().map(|p| p.0) < next.first().map(|p| p.0) {
-                        next = head;
-                        at = other + 1;
-                    }
-                }
-                let Some((&(id, _), left)) = next.split_first() else {
-                    heads.swap_remove(at);
-                    continue;
-                };
-                // Of one head, the run of alerts below every other head's first goes at once.
-                let bound = heads
-                    .iter()
-                    .enumerate()
-                    .filter(|(other, _)| *other != at)
-                    .filter_map(|(_, head)| head.first().map(|p| p.0))
-                    .min()
-                    .unwrap_or(AlertId::MAX);
-                if fired.last() != Some(&(row, id)) {
-                    fired.push((row, id));
-                }
-                let run = left.iter().take_while(|p| p.0 < bound).count();
-                fired.extend(left.iter().take(run).map(|&(id, _)| (row, id)));
-                heads[at] = left.get(run..).unwrap_or_default();
-                if heads[at].is_empty() {
-                    heads.swap_remove(at);
-                }
-            }
+            merge_by_alert(row, &mut heads, &mut fired);
         }
         fired
+    }
+}
+
+/// Adds the firings of `row` in `heads` (each in order of alert) to `fired`, in order of
+/// alert; an alert found through keys of two shapes fires once.
+fn merge_by_alert(
+    row: usize,
+    heads: &mut Vec<&[(AlertId, u32)]>,
+    fired: &mut Vec<(usize, AlertId)>,
+) {
+    while let [first, rest @ ..] = heads.as_slice() {
+        let mut next = first;
+        let mut at = 0;
+        for (other, head) in rest.iter().enumerate() {
+            if head.first().map(|p| p.0) < next.first().map(|p| p.0) {
+                next = head;
+                at = other + 1;
+            }
+        }
+        let Some((&(id, _), left)) = next.split_first() else {
+            heads.swap_remove(at);
+            continue;
+        };
+        // The run of this head's alerts below every other head's first goes at once.
+        let bound = heads
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != at)
+            .filter_map(|(_, head)| head.first().map(|p| p.0))
+            .min()
+            .unwrap_or(AlertId::MAX);
+        if fired.last() != Some(&(row, id)) {
+            fired.push((row, id));
+        }
+        let run = left.iter().take_while(|p| p.0 < bound).count();
+        fired.extend(left.iter().take(run).map(|&(id, _)| (row, id)));
+        heads[at] = left.get(run..).unwrap_or_default();
+        if heads[at].is_empty() {
+            heads.swap_remove(at);
+        }
     }
 }
 
@@ -685,7 +696,7 @@ pub struct AlertIndex {
     distinct: HashMap<ColumnRef, HashSet<u64>>,
     /// Room for matching a batch, kept for the next.
     buffers: Buffers,
-    /// Removed alerts whose index entries are still there.
+    /// Alerts removed since the last rebuild.
     dead: usize,
     /// The alerts' conditions as conjuncts, alert after alert, and per alert where its
     /// own are (empty once it is removed): for testing every alert without the index.
@@ -768,9 +779,9 @@ impl AlertIndex {
         }
     }
 
-    /// Removes alert `id`; gives whether it was registered. Its index entries are dropped
-    /// when the index is next rebuilt, once more alerts have been removed since the last
-    /// rebuild than are registered.
+    /// Removes alert `id`; gives whether it was registered. It leaves its lists at once;
+    /// its symbols and value counts go when the index is next rebuilt, once more alerts
+    /// have been removed since the last rebuild than are registered.
     pub fn remove(&mut self, id: AlertId) -> bool {
         let Some(slot) = self.alerts.get_mut(id as usize) else {
             return false;
