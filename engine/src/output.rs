@@ -187,3 +187,68 @@ pub fn format_table(schema: &SchemaRef, changes: &[Changes]) -> Result<String> {
     }
     Ok(pretty_format_batches_with_options(&batches, &format_options())?.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int32Array, Int32DictionaryArray, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::TimeUnit;
+
+    use super::*;
+
+    /// Rows whose columns refer to values (as alert firings do): a name and a time.
+    fn referring() -> Result<RecordBatch> {
+        let names: ArrayRef = Arc::new(StringArray::from(vec!["cheap", "near"]));
+        let times: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![0, 61_000]));
+        let keys = Int32Array::from(vec![1, 0, 1]);
+        let name = Int32DictionaryArray::try_new(keys.clone(), names)?;
+        let time = Int32DictionaryArray::try_new(Int32Array::from(vec![0, 1, 1]), times)?;
+        let dictionary =
+            |values: DataType| DataType::Dictionary(Box::new(DataType::Int32), Box::new(values));
+        let schema = Schema::new(vec![
+            Field::new("alert", dictionary(DataType::Utf8), false),
+            Field::new(
+                "at",
+                dictionary(DataType::Timestamp(TimeUnit::Millisecond, None)),
+                true,
+            ),
+        ]);
+        Ok(RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(name), Arc::new(time)],
+        )?)
+    }
+
+    #[test]
+    fn dictionary_columns_are_written_as_their_values() -> Result<()> {
+        let rows = referring()?;
+        let plain = unpacked(&rows)?;
+        assert_eq!(plain.schema().field(0).data_type(), &DataType::Utf8);
+        let names = plain
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map(|a| a.iter().flatten().collect::<Vec<_>>());
+        assert_eq!(names, Some(vec!["near", "cheap", "near"]));
+        let schema = output_schema(&rows.schema());
+        let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(
+            types,
+            vec![&DataType::Utf8, &DataType::Utf8, &DataType::Utf8]
+        );
+        let table = format_table(&rows.schema(), &[Changes::inserts(rows.clone())])?;
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "+----+-------+---------------------+",
+                "| op | alert | at                  |",
+                "+----+-------+---------------------+",
+                "| +I | near  | 1970-01-01 00:00:00 |",
+                "| +I | cheap | 1970-01-01 00:01:01 |",
+                "| +I | near  | 1970-01-01 00:01:01 |",
+                "+----+-------+---------------------+",
+            ]
+        );
+        Ok(())
+    }
+}
