@@ -333,11 +333,6 @@ pub fn narrow(
                 None => words.fill(0),
             },
             // A partition all of one symbol in the column is passed or cleared at once.
-            Conjunct::Symbol { column, symbol }
-            | Conjunct::FewSymbols {
-                column,
-                symbols: [symbol, ..],
-            } if part.same == Some((*column, *symbol)) => {}
             Conjunct::Symbol { column, .. }
             | Conjunct::FewSymbols { column, .. }
             | Conjunct::Symbols { column, .. }
