@@ -8,14 +8,34 @@
 //! `f64::total_cmp` orders the floats, string columns compared by symbol as symbols, and
 //! boolean columns as TRUE or not; integers and floats keep which rows are NULL.
 
-use datafusion::arrow::array::Array;
+use datafusion::arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
 
 use super::predicate::{ColumnRef, Family, Views};
+
+/// A number column: its number, and whether it is read as floats (as keys in
+/// `f64::total_cmp`'s order) rather than integers.
+pub type NumberColumn = (u32, bool);
 
 /// A gathered number column: values by position, and when some are NULL, which are valid.
 pub struct Numbers {
     pub values: Vec<i64>,
     pub valid: Option<Vec<bool>>,
+}
+
+impl Numbers {
+    /// The values of `array` at `rows`, each made a key by `key`.
+    fn gather<T: ArrowPrimitiveType>(
+        array: &PrimitiveArray<T>,
+        rows: &[u32],
+        key: impl Fn(T::Native) -> i64,
+    ) -> Numbers {
+        let values = array.values();
+        Numbers {
+            values: rows.iter().map(|&r| key(values[r as usize])).collect(),
+            valid: (array.null_count() > 0)
+                .then(|| rows.iter().map(|&r| array.is_valid(r as usize)).collect()),
+        }
+    }
 }
 
 /// A partition: the rows' shared hash and its positions, and when all its rows have one
@@ -39,7 +59,7 @@ pub struct Arranged {
     symbols: Vec<Option<Vec<u32>>>,
     truths: Vec<Option<Vec<bool>>>,
     /// The number column each partition's rows are in order of.
-    ordered_by: Option<(u32, bool)>,
+    ordered_by: Option<NumberColumn>,
 }
 
 /// `value` as a key that orders as [`f64::total_cmp`] orders floats.
@@ -59,7 +79,7 @@ impl Arranged {
         used: &[ColumnRef],
         hash: impl Fn(usize) -> Option<u64>,
         hashed: Option<usize>,
-        order: Option<(u32, bool)>,
+        order: Option<NumberColumn>,
     ) -> Arranged {
         let value = |row: usize| match order {
             Some((column, false)) => views.int(column as usize, row).unwrap_or(i64::MAX),
@@ -140,29 +160,13 @@ impl Arranged {
             let at = column.column;
             match column.family {
                 Family::Int => {
-                    if let Some(array) = views.int_array(at) {
-                        let values = array.values();
-                        arranged.ints[at] = Some(Numbers {
-                            values: rows.iter().map(|&r| values[r as usize]).collect(),
-                            valid: (array.null_count() > 0).then(|| {
-                                rows.iter().map(|&r| array.is_valid(r as usize)).collect()
-                            }),
-                        });
-                    }
+                    arranged.ints[at] =
+                        views.int_array(at).map(|a| Numbers::gather(a, rows, |v| v));
                 }
                 Family::Float => {
-                    if let Some(array) = views.float_array(at) {
-                        let values = array.values();
-                        arranged.floats[at] = Some(Numbers {
-                            values: rows
-                                .iter()
-                                .map(|&r| total_key(values[r as usize]))
-                                .collect(),
-                            valid: (array.null_count() > 0).then(|| {
-                                rows.iter().map(|&r| array.is_valid(r as usize)).collect()
-                            }),
-                        });
-                    }
+                    arranged.floats[at] = views
+                        .float_array(at)
+                        .map(|a| Numbers::gather(a, rows, total_key));
                 }
                 Family::Str => {
                     if let Some(symbols) = views.symbols_of(at) {
@@ -194,17 +198,21 @@ impl Arranged {
         self.symbols.get(column as usize)?.as_deref()
     }
 
+    /// Number column `column`, gathered.
+    fn numbers(&self, (column, float): NumberColumn) -> Option<&Numbers> {
+        match float {
+            true => self.floats(column),
+            false => self.ints(column),
+        }
+    }
+
     /// The values of number column `column` over `part`, when the rows are in their order
     /// and none is NULL.
-    pub fn ordered(&self, column: (u32, bool), part: Part) -> Option<&[i64]> {
+    pub fn ordered(&self, column: NumberColumn, part: Part) -> Option<&[i64]> {
         if self.ordered_by != Some(column) {
             return None;
         }
-        let numbers = if column.1 {
-            self.floats(column.0)
-        } else {
-            self.ints(column.0)
-        }?;
+        let numbers = self.numbers(column)?;
         if numbers.valid.is_some() {
             return None;
         }
@@ -213,12 +221,8 @@ impl Arranged {
 
     /// The least and the greatest value of a number column over the rows of `part` where
     /// it is not NULL (greatest below least when there are none).
-    pub fn extent(&self, (column, float): (u32, bool), part: Part) -> Option<(i64, i64)> {
-        let numbers = if float {
-            self.floats(column)
-        } else {
-            self.ints(column)
-        }?;
+    pub fn extent(&self, column: NumberColumn, part: Part) -> Option<(i64, i64)> {
+        let numbers = self.numbers(column)?;
         let values = numbers.values.get(part.start..part.end)?;
         let mut extent = (i64::MAX, i64::MIN);
         match numbers

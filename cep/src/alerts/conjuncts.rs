@@ -11,7 +11,7 @@
 //! for the rows still set. The tests are applied in the condition's order (cheapest first)
 //! over a partition's gathered values ([`Arranged`]), and stop when no bit is left.
 
-use super::arranged::{Arranged, Numbers, Part, total_key};
+use super::arranged::{Arranged, NumberColumn, Numbers, Part, total_key};
 use super::predicate::{Compare, Cond, Family, Lit, Views};
 use crate::Result;
 
@@ -40,10 +40,6 @@ pub enum Conjunct {
     /// Any other condition, evaluated row by row.
     General(Box<Cond>),
 }
-
-/// A numeric column: its number, and whether it is read as floats (as keys in
-/// `f64::total_cmp`'s order) rather than integers.
-pub type NumberColumn = (u32, bool);
 
 /// The bounds the first of `conjuncts` that bounds a numeric column (`column`, when given)
 /// puts on it, with the column.

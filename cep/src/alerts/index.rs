@@ -28,8 +28,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::arranged::{Arranged, Part};
-use super::conjuncts::{Conjunct, NumberColumn, bounds, conjuncts, narrow};
+use super::arranged::{Arranged, NumberColumn, Part};
+use super::conjuncts::{Conjunct, bounds, conjuncts, narrow};
 use super::predicate::{
     ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used, evaluate,
 };

@@ -132,7 +132,8 @@ pub struct AlertSet {
     index: AlertIndex,
     /// By alert number (numbers are not reused).
     alerts: Vec<Option<Registered>>,
-    /// By alert number: how many times it fired, and whether it has a suppression.
+    /// By alert number: how many times it fired, and whether it has a suppression (apart
+    /// from `alerts`, so that the loop over a batch's firings reads two dense arrays).
     fired: Vec<u64>,
     suppresses: Vec<bool>,
     names: Names,
