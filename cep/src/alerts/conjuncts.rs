@@ -7,17 +7,17 @@
 //! floats, on keys in `f64::total_cmp`'s order), an equality of strings a comparison of
 //! symbols, an `IN` list or an `OR` of equalities on one column a list of symbols (kept
 //! inline when short), a `LIKE 'prefix%'` a prefix check. Anything else (`OR`, `NOT`,
-//! residual expressions) is evaluated under three-valued logic by [`evaluate`], row by row,
-//! for the rows still set. The tests are applied in the condition's order (cheapest first)
-//! over a partition's gathered values ([`Arranged`]), and stop when no bit is left.
+//! residual expressions) is a general conjunct, evaluated under three-valued logic by
+//! [`evaluate`](super::predicate::evaluate), row by row, for the rows the tests left set.
+//! Tests read a partition's gathered values ([`Arranged`]).
 
 use super::arranged::{Arranged, NumberColumn, Numbers, Part, total_key};
 use super::predicate::{Compare, Cond, Family, Lit, Views};
 use crate::Result;
 
-/// One conjunct, as a test of a row: small and flat (24 bytes), so the conjuncts of many
-/// alerts are read one after another.
-#[derive(Debug, Clone)]
+/// One conjunct, as a typed test of a row (24 bytes); equal tests of different alerts are
+/// equal values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Conjunct {
     /// An integer column within `[low, high]`.
     Int { column: u32, low: i64, high: i64 },
@@ -37,8 +37,14 @@ pub enum Conjunct {
     Prefix { column: u32, prefix: Box<str> },
     /// A boolean column TRUE.
     Truth { column: u32 },
-    /// Any other condition, evaluated row by row.
-    General(Box<Cond>),
+}
+
+/// An alert's condition as its top-level conjuncts: the typed tests, and the general
+/// conjuncts, each in the condition's order.
+#[derive(Debug, Default)]
+pub struct Split {
+    pub tests: Vec<Conjunct>,
+    pub generals: Vec<Cond>,
 }
 
 /// The bounds the first of `conjuncts` that bounds a numeric column (`column`, when given)
@@ -79,12 +85,20 @@ const FEW_SYMBOLS: usize = 4;
 const LEAST: f64 = f64::from_bits(u64::MAX);
 const GREATEST: f64 = f64::from_bits(i64::MAX as u64);
 
-/// The conjuncts of `cond` (its symbols interned), in its order.
-pub fn conjuncts(cond: &Cond) -> Box<[Conjunct]> {
-    match cond {
-        Cond::And(parts) => parts.iter().map(conjunct).collect(),
-        other => Box::new([conjunct(other)]),
+/// The conjuncts of `cond` (its symbols interned).
+pub fn split(cond: &Cond) -> Split {
+    let mut split = Split::default();
+    let parts = match cond {
+        Cond::And(parts) => parts.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    for part in parts {
+        match conjunct(part) {
+            Some(test) => split.tests.push(test),
+            None => split.generals.push(part.clone()),
+        }
     }
+    split
 }
 
 /// The symbols `cond` says a string column equals one of, when it is an `OR` of equalities
@@ -150,9 +164,9 @@ fn float(column: u32, low: (f64, bool), high: (f64, bool)) -> Conjunct {
     }
 }
 
-fn conjunct(cond: &Cond) -> Conjunct {
-    let general = || Conjunct::General(Box::new(cond.clone()));
-    match cond {
+/// `cond` as a typed test, when it is one.
+fn conjunct(cond: &Cond) -> Option<Conjunct> {
+    let test = match cond {
         Cond::Compare {
             column,
             op,
@@ -165,7 +179,7 @@ fn conjunct(cond: &Cond) -> Conjunct {
                 Compare::LtEq => (i64::MIN, value),
                 Compare::Gt if value < i64::MAX => (value + 1, i64::MAX),
                 Compare::GtEq => (value, i64::MAX),
-                _ => return general(),
+                _ => return None,
             };
             Conjunct::Int {
                 column: column.column as u32,
@@ -196,7 +210,7 @@ fn conjunct(cond: &Cond) -> Conjunct {
                 Compare::LtEq => float(column, (LEAST, true), (value, true)),
                 Compare::Gt => float(column, (value, false), (GREATEST, true)),
                 Compare::GtEq => float(column, (value, true), (GREATEST, true)),
-                Compare::NotEq => general(),
+                Compare::NotEq => return None,
             }
         }
         Cond::Between {
@@ -220,10 +234,10 @@ fn conjunct(cond: &Cond) -> Conjunct {
             symbols: list,
             negated: false,
         } => symbols(column.column as u32, list),
-        Cond::Or(_) => match either_symbol(cond) {
-            Some((column, list)) => symbols(column, &list),
-            None => general(),
-        },
+        Cond::Or(_) => {
+            let (column, list) = either_symbol(cond)?;
+            symbols(column, &list)
+        }
         Cond::Prefix {
             column,
             prefix,
@@ -235,8 +249,9 @@ fn conjunct(cond: &Cond) -> Conjunct {
         Cond::Truth(column) => Conjunct::Truth {
             column: column.column as u32,
         },
-        _ => general(),
-    }
+        _ => return None,
+    };
+    Some(test)
 }
 
 /// Clears the bits of `words` for which `test` fails on the value at that position of
@@ -270,11 +285,7 @@ fn narrow_by<T: Copy>(words: &mut [u64], values: &[T], test: impl Fn(T) -> bool)
 const SPARSE: usize = 4;
 
 /// Clears the bits of `words` (positions of `rows`) for which `test` of the row fails.
-fn narrow_rows(
-    words: &mut [u64],
-    rows: &[u32],
-    mut test: impl FnMut(usize) -> Result<bool>,
-) -> Result<()> {
+fn narrow_rows(words: &mut [u64], rows: &[u32], mut test: impl FnMut(usize) -> bool) {
     for (at, word) in words.iter_mut().enumerate() {
         let mut bits = *word;
         while bits != 0 {
@@ -283,12 +294,11 @@ fn narrow_rows(
             let Some(&row) = rows.get(at * 64 + bit as usize) else {
                 break;
             };
-            if !test(row as usize)? {
+            if !test(row as usize) {
                 *word &= !(1u64 << bit);
             }
         }
     }
-    Ok(())
 }
 
 /// Clears the bits of the positions of `part` whose number is NULL or outside
@@ -307,19 +317,18 @@ fn narrow_numbers(words: &mut [u64], numbers: &Numbers, part: Part, low: i64, hi
 }
 
 /// Clears the bits (bit `i` for position `part.start + i` of `arranged`) of the rows where
-/// one of `conjuncts` is not TRUE; `general(cond, row)` evaluates a general conjunct.
-pub fn narrow(
-    conjuncts: &[Conjunct],
+/// one of `tests` fails; stops when no bit is left.
+pub fn narrow<'a>(
+    tests: impl IntoIterator<Item = &'a Conjunct>,
     arranged: &Arranged,
     part: Part,
     views: &Views,
     words: &mut [u64],
-    general: &mut dyn FnMut(&Cond, usize) -> Result<Option<bool>>,
-) -> Result<()> {
+) {
     let range = part.start..part.end;
     let rows = arranged.rows.get(range.clone()).unwrap_or_default();
-    for conjunct in conjuncts {
-        match conjunct {
+    for test in tests {
+        match test {
             Conjunct::Int { column, low, high } => match arranged.ints(*column) {
                 Some(numbers) => narrow_numbers(words, numbers, part, *low, *high),
                 None => words.fill(0),
@@ -335,7 +344,7 @@ pub fn narrow(
                 if part.same.is_some_and(|(same, _)| same == *column) =>
             {
                 if let Some((_, symbol)) = part.same
-                    && !conjunct.holds_for_symbol(symbol)
+                    && !test.holds_for_symbol(symbol)
                 {
                     words.fill(0);
                 }
@@ -365,22 +374,44 @@ pub fn narrow(
                 }
             }
             Conjunct::Prefix { column, prefix } => narrow_rows(words, rows, |row| {
-                Ok(views
+                views
                     .str(*column as usize, row)
-                    .is_some_and(|value| value.starts_with(&**prefix)))
-            })?,
+                    .is_some_and(|value| value.starts_with(&**prefix))
+            }),
             Conjunct::Truth { column } => {
                 match arranged.truths(*column).and_then(|t| t.get(range.clone())) {
                     Some(values) => narrow_by(words, values, |v| v),
                     None => words.fill(0),
                 }
             }
-            Conjunct::General(cond) => {
-                narrow_rows(words, rows, |row| Ok(general(cond, row)? == Some(true)))?
-            }
         }
         if words.iter().all(|word| *word == 0) {
             break;
+        }
+    }
+}
+
+/// Clears the bits (as for [`narrow`]) of the rows where one of `generals` is not TRUE, as
+/// `general(cond, row)` evaluates it.
+pub fn narrow_generals(
+    generals: &[Cond],
+    arranged: &Arranged,
+    part: Part,
+    words: &mut [u64],
+    general: &mut dyn FnMut(&Cond, usize) -> Result<Option<bool>>,
+) -> Result<()> {
+    let rows = arranged.rows.get(part.start..part.end).unwrap_or_default();
+    for cond in generals {
+        let mut failed = None;
+        narrow_rows(words, rows, |row| match general(cond, row) {
+            Ok(value) => value == Some(true),
+            Err(error) => {
+                failed.get_or_insert(error);
+                false
+            }
+        });
+        if let Some(error) = failed {
+            return Err(error);
         }
     }
     Ok(())

@@ -17,9 +17,11 @@
 //! partition ([`Arranged`]), within one in order of the number column the shape's alerts
 //! bound (the price, say); each alert listed under a partition's hash is then tested on the
 //! partition's rows within its bounds (found by bisection; none, and the alert is passed
-//! over) at once, as bits ([`narrow`]), so an alert is visited once per partition of a
-//! batch, not once per row. String equalities compare symbols (numbers given to the strings
-//! alerts name), looked up once per row. The firings of each shape are put in order of row
+//! over) at once, as bits, so an alert is visited once per partition of a batch, not once
+//! per row. Its tests are numbered, one number per distinct test over all alerts, and each
+//! is made on a partition's rows once, for the first alert that asks ([`Masks`]); the
+//! alerts after it AND its bits. String equalities compare symbols (numbers given to the
+//! strings alerts name), looked up once per row. The firings of each shape are put in order of row
 //! by a counting sort and merged over the shapes by alert; an alert found through keys of
 //! two shapes fires once.
 
@@ -29,7 +31,8 @@ use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::arranged::{Arranged, NumberColumn, Part};
-use super::conjuncts::{Conjunct, bounds, conjuncts, narrow};
+use super::conjuncts::{Conjunct, bounds, narrow, narrow_generals, split};
+use super::masks::{Masks, TestTable, set_positions};
 use super::predicate::{
     ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used, evaluate,
 };
@@ -99,6 +102,8 @@ struct Buffers {
     starts: Vec<Vec<usize>>,
     /// An alert's bits over the rows of a partition.
     words: Vec<u64>,
+    /// The results of the tests made on the current partition.
+    masks: Masks,
     /// The residual expressions evaluated on this batch, by alert and residual.
     residuals: HashMap<(AlertId, usize), BooleanArray>,
 }
@@ -586,17 +591,18 @@ impl std::hash::Hasher for Prehashed {
     }
 }
 
-/// The alerts listed under one partition, in order of alert, with their conjuncts one
-/// after another in that order: visiting the partition reads memory in order. The bounds
-/// alerts put on one number column (the first an alert of the list bounds) are kept
-/// beside, so that alerts whose bounds no row of a partition is within are passed over
-/// without reading their conjuncts.
+/// The alerts listed under one partition, in order of alert, with their tests' numbers
+/// one after another in that order (then [`GENERALS`] for an alert with general
+/// conjuncts): visiting the partition reads memory in order. The bounds alerts put on one
+/// number column (the first an alert of the list bounds) are kept beside, so that alerts
+/// whose bounds no row of a partition is within are passed over without reading their
+/// tests.
 #[derive(Default)]
 struct Listed {
     ids: Vec<AlertId>,
-    /// Where each alert's conjuncts end in `conjuncts`.
+    /// Where each alert's test numbers end in `numbers`.
     ends: Vec<u32>,
-    conjuncts: Vec<Conjunct>,
+    numbers: Vec<u32>,
     bounded: Option<NumberColumn>,
     /// Per alert, its bounds on `bounded` (the widest when it has none).
     lows: Vec<i64>,
@@ -604,12 +610,18 @@ struct Listed {
 }
 
 impl Listed {
-    /// Adds alert `id`; the first alert with bounds picks the bounded column, `preferred`
-    /// when it bounds that one.
-    fn push(&mut self, id: AlertId, conjuncts: &[Conjunct], preferred: Option<NumberColumn>) {
+    /// Adds alert `id`, with its `tests` and their `numbers`; the first alert with bounds
+    /// picks the bounded column, `preferred` when it bounds that one.
+    fn push(
+        &mut self,
+        id: AlertId,
+        tests: &[Conjunct],
+        numbers: &[u32],
+        preferred: Option<NumberColumn>,
+    ) {
         let found = match self.bounded {
-            Some(column) => bounds(conjuncts, Some(column)),
-            None => bounds(conjuncts, preferred).or_else(|| bounds(conjuncts, None)),
+            Some(column) => bounds(tests, Some(column)),
+            None => bounds(tests, preferred).or_else(|| bounds(tests, None)),
         };
         let (low, high) = match found {
             Some((column, low, high)) => {
@@ -621,8 +633,8 @@ impl Listed {
         self.ids.push(id);
         self.lows.push(low);
         self.highs.push(high);
-        self.conjuncts.extend_from_slice(conjuncts);
-        self.ends.push(self.conjuncts.len() as u32);
+        self.numbers.extend_from_slice(numbers);
+        self.ends.push(self.numbers.len() as u32);
     }
 
     fn remove(&mut self, id: AlertId) {
@@ -638,22 +650,22 @@ impl Listed {
         self.lows.remove(at);
         self.highs.remove(at);
         self.ends.remove(at);
-        self.conjuncts.drain(start as usize..end as usize);
+        self.numbers.drain(start as usize..end as usize);
         for later in self.ends.iter_mut().skip(at) {
             *later -= end - start;
         }
     }
 
-    /// The alerts, with their conjuncts and their bounds on the bounded column.
-    fn alerts(&self) -> impl Iterator<Item = (AlertId, &[Conjunct], i64, i64)> {
+    /// The alerts, with their test numbers and their bounds on the bounded column.
+    fn alerts(&self) -> impl Iterator<Item = (AlertId, &[u32], i64, i64)> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.ids
             .iter()
             .zip(starts.zip(self.ends.iter().copied()))
             .zip(self.lows.iter().zip(&self.highs))
             .map(|((&id, (start, end)), (&low, &high))| {
-                let conjuncts = self.conjuncts.get(start as usize..end as usize);
-                (id, conjuncts.unwrap_or_default(), low, high)
+                let numbers = self.numbers.get(start as usize..end as usize);
+                (id, numbers.unwrap_or_default(), low, high)
             })
     }
 }
@@ -698,11 +710,18 @@ pub struct AlertIndex {
     buffers: Buffers,
     /// Alerts removed since the last rebuild.
     dead: usize,
-    /// The alerts' conditions as conjuncts, alert after alert, and per alert where its
-    /// own are (empty once it is removed): for testing every alert without the index.
-    conjuncts: Vec<Conjunct>,
+    /// The distinct tests of the alerts' conditions.
+    tests: TestTable,
+    /// By alert, its general conjuncts (those not tests).
+    generals: Vec<Box<[Cond]>>,
+    /// The alerts' test numbers, alert after alert, and per alert where its own are
+    /// (empty once it is removed): for testing every alert without the index.
+    numbers: Vec<u32>,
     spans: Vec<(u32, u32)>,
 }
+
+/// Stands among an alert's test numbers for its general conjuncts.
+const GENERALS: u32 = u32::MAX;
 
 impl AlertIndex {
     pub fn new() -> AlertIndex {
@@ -732,27 +751,36 @@ impl AlertIndex {
         };
         compiled.cond = self.symbols.intern(compiled.cond);
         symbol_columns(&compiled.cond, &mut self.symbol_columns);
-        let own = conjuncts(&compiled.cond);
+        let own = split(&compiled.cond);
+        let mut numbers: Vec<u32> = own
+            .tests
+            .iter()
+            .map(|test| self.tests.number(test.clone()))
+            .collect();
+        if !own.generals.is_empty() {
+            numbers.push(GENERALS);
+        }
         let mut places = Vec::new();
         for (shape, hashes) in partitions {
-            self.list(shape, &hashes, id, &own, &mut places);
+            self.list(shape, &hashes, id, (&own.tests, &numbers), &mut places);
         }
-        let start = self.conjuncts.len() as u32;
-        self.conjuncts.extend(own);
-        self.spans.push((start, self.conjuncts.len() as u32));
+        let start = self.numbers.len() as u32;
+        self.numbers.extend(numbers);
+        self.spans.push((start, self.numbers.len() as u32));
+        self.generals.push(own.generals.into());
         self.alerts.push(Some(Alert { compiled, places }));
         self.live += 1;
         id
     }
 
-    /// Lists alert `id` with its `conjuncts` under the partitions `hashes` of `shape`, and
-    /// adds where to `places`.
+    /// Lists alert `id` with its tests and their numbers under the partitions `hashes` of
+    /// `shape`, and adds where to `places`.
     fn list(
         &mut self,
         shape: Shape,
         hashes: &[u64],
         id: AlertId,
-        conjuncts: &[Conjunct],
+        (tests, numbers): (&[Conjunct], &[u32]),
         places: &mut Vec<(usize, u64)>,
     ) {
         let at = match self.shapes.iter().position(|s| *s == shape) {
@@ -768,13 +796,16 @@ impl AlertIndex {
             return;
         };
         if order.is_none() {
-            *order = bounds(conjuncts, None).map(|(column, _, _)| column);
+            *order = bounds(tests, None).map(|(column, _, _)| column);
         }
         for &hash in hashes {
             if places.contains(&(at, hash)) {
                 continue;
             }
-            lists.entry(hash).or_default().push(id, conjuncts, *order);
+            lists
+                .entry(hash)
+                .or_default()
+                .push(id, tests, numbers, *order);
             places.push((at, hash));
         }
     }
@@ -802,6 +833,9 @@ impl AlertIndex {
         if let Some(span) = self.spans.get_mut(id as usize) {
             *span = (0, 0);
         }
+        if let Some(generals) = self.generals.get_mut(id as usize) {
+            *generals = Box::default();
+        }
         self.live -= 1;
         self.dead += 1;
         if self.dead > self.live.max(MIN_DEAD_TO_REBUILD) {
@@ -825,6 +859,7 @@ impl AlertIndex {
                 None => {
                     fresh.alerts.push(None);
                     fresh.spans.push((0, 0));
+                    fresh.generals.push(Box::default());
                 }
             }
         }
@@ -878,10 +913,10 @@ impl AlertIndex {
                         .iter()
                         .enumerate()
                         .try_for_each(|(id, &(start, end))| {
-                            let conjuncts = self.conjuncts.get(start as usize..end as usize);
-                            let conjuncts = conjuncts.unwrap_or_default();
+                            let numbers = self.numbers.get(start as usize..end as usize);
+                            let numbers = numbers.unwrap_or_default();
                             let all = 0..part.end - part.start;
-                            self.fire(id as AlertId, conjuncts, &place, all, &mut buffers)
+                            self.fire(id as AlertId, numbers, &place, all, &mut buffers)
                         })
                 })
             }
@@ -932,16 +967,17 @@ impl AlertIndex {
                 shape: at,
             };
             let size = part.end - part.start;
+            buffers.masks.start(size, self.tests.len());
             match listed
                 .bounded
                 .and_then(|column| arranged.ordered(column, part))
             {
                 Some(values) => {
-                    for (id, conjuncts, low, high) in listed.alerts() {
+                    for (id, numbers, low, high) in listed.alerts() {
                         let from = values.partition_point(|v| *v < low);
                         let to = values.partition_point(|v| *v <= high);
                         if from < to {
-                            self.fire(id, conjuncts, &place, from..to, buffers)?;
+                            self.fire_shared(id, numbers, &place, from..to, buffers)?;
                         }
                     }
                 }
@@ -950,9 +986,9 @@ impl AlertIndex {
                         .bounded
                         .and_then(|column| arranged.extent(column, part))
                         .unwrap_or((i64::MIN, i64::MAX));
-                    for (id, conjuncts, low, high) in listed.alerts() {
+                    for (id, numbers, low, high) in listed.alerts() {
                         if low <= greatest && least <= high {
-                            self.fire(id, conjuncts, &place, 0..size, buffers)?;
+                            self.fire_shared(id, numbers, &place, 0..size, buffers)?;
                         }
                     }
                 }
@@ -962,11 +998,12 @@ impl AlertIndex {
     }
 
     /// Adds `(id, row)` to the firings of the place's shape for each row at `positions`
-    /// of its partition where alert `id` (with `conjuncts`) is true.
-    fn fire(
+    /// of its partition where alert `id` (with tests `numbers`) is true, ANDing the
+    /// results of its tests over the partition, made once for all its alerts.
+    fn fire_shared(
         &self,
         id: AlertId,
-        conjuncts: &[Conjunct],
+        numbers: &[u32],
         place: &Place,
         positions: std::ops::Range<usize>,
         buffers: &mut Buffers,
@@ -975,31 +1012,81 @@ impl AlertIndex {
             arranged,
             part,
             views,
-            batch,
-            shape,
-        } = *place;
-        if conjuncts.is_empty() {
-            return Ok(());
-        }
-        let Buffers {
-            found,
-            words,
-            residuals,
             ..
-        } = buffers;
-        let Some(found) = found.get_mut(shape) else {
-            return Ok(());
-        };
+        } = *place;
         let size = part.end - part.start;
-        words.clear();
-        words.resize(size.div_ceil(64), 0);
-        for (at, word) in words.iter_mut().enumerate() {
-            // The bits of `positions` within this word's 64.
-            let from = positions.start.saturating_sub(at * 64).min(64);
-            let to = positions.end.saturating_sub(at * 64).min(64);
-            if from < to {
-                *word = (u64::MAX >> (64 - (to - from))) << from;
+        buffers.words.resize(size.div_ceil(64), 0);
+        set_positions(&mut buffers.words, positions);
+        for &number in numbers {
+            if number == GENERALS {
+                return self.fire_general(id, place, buffers);
             }
+            let mask = buffers
+                .masks
+                .get(number, |mask| match self.tests.get(number) {
+                    Some(test) => narrow([test], arranged, part, views, mask),
+                    None => mask.fill(0),
+                });
+            let mut left = 0;
+            for (word, mask) in buffers.words.iter_mut().zip(mask) {
+                *word &= mask;
+                left |= *word;
+            }
+            if left == 0 {
+                return Ok(());
+            }
+        }
+        push_found(buffers, id, place);
+        Ok(())
+    }
+
+    /// Adds `(id, row)` to the firings of the place's shape for each row at `positions`
+    /// of its partition where alert `id` (with tests `numbers`) is true, testing it on its
+    /// own.
+    fn fire(
+        &self,
+        id: AlertId,
+        numbers: &[u32],
+        place: &Place,
+        positions: std::ops::Range<usize>,
+        buffers: &mut Buffers,
+    ) -> Result<()> {
+        let Place {
+            arranged,
+            part,
+            views,
+            ..
+        } = *place;
+        let size = part.end - part.start;
+        buffers.words.resize(size.div_ceil(64), 0);
+        set_positions(&mut buffers.words, positions);
+        let tests = numbers.iter().filter_map(|&number| self.tests.get(number));
+        narrow(tests, arranged, part, views, &mut buffers.words);
+        match numbers.last() {
+            Some(&GENERALS) => self.fire_general(id, place, buffers),
+            _ => {
+                push_found(buffers, id, place);
+                Ok(())
+            }
+        }
+    }
+
+    /// Tests the general conjuncts of alert `id` on the rows of the place's partition
+    /// left set in `buffers.words`, then adds the rows still set to the firings.
+    fn fire_general(&self, id: AlertId, place: &Place, buffers: &mut Buffers) -> Result<()> {
+        let Place {
+            arranged,
+            part,
+            views,
+            batch,
+            ..
+        } = *place;
+        let Buffers {
+            words, residuals, ..
+        } = buffers;
+        let generals = self.generals.get(id as usize).map_or(&[][..], |g| &g[..]);
+        if words.iter().all(|word| *word == 0) {
+            return Ok(());
         }
         // Residual expressions are evaluated on the whole batch, once, when needed.
         let mut general = |cond: &Cond, row: usize| -> Result<Option<bool>> {
@@ -1016,18 +1103,29 @@ impl AlertIndex {
                 Ok(values.is_valid(row).then(|| values.value(row)))
             })
         };
-        narrow(conjuncts, arranged, part, views, words, &mut general)?;
-        let rows = arranged.rows.get(part.start..part.end).unwrap_or_default();
-        for (at, word) in words.iter().enumerate() {
-            let mut bits = *word;
-            while bits != 0 {
-                let bit = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if let Some(&row) = rows.get(at * 64 + bit) {
-                    found.push((id, row));
-                }
+        narrow_generals(generals, arranged, part, words, &mut general)?;
+        push_found(buffers, id, place);
+        Ok(())
+    }
+}
+
+/// Adds `(id, row)` to the firings of the place's shape for each row of its partition
+/// set in `buffers.words`.
+fn push_found(buffers: &mut Buffers, id: AlertId, place: &Place) {
+    let Some(found) = buffers.found.get_mut(place.shape) else {
+        return;
+    };
+    let part = place.part;
+    let rows = place.arranged.rows.get(part.start..part.end);
+    let rows = rows.unwrap_or_default();
+    for (at, word) in buffers.words.iter().enumerate() {
+        let mut bits = *word;
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(&row) = rows.get(at * 64 + bit) {
+                found.push((id, row));
             }
         }
-        Ok(())
     }
 }

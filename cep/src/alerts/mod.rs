@@ -9,6 +9,7 @@
 mod arranged;
 mod conjuncts;
 mod index;
+mod masks;
 mod operator;
 mod predicate;
 mod set;
