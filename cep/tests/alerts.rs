@@ -3,6 +3,7 @@
 //! rows with NULLs (and NaN areas), the (row, alert) pairs the index fires must be exactly those where
 //! DataFusion evaluates the alert's condition to TRUE.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -210,8 +211,9 @@ fn the_index_fires_exactly_the_alerts_datafusion_finds_true() -> Result<()> {
     }
     let kept: Vec<_> = alerts.iter().step_by(3).collect();
     let mut fired_total = 0;
+    let mut fired_per_alert: HashMap<u32, u64> = HashMap::new();
     for batch in &batches {
-        let fired = index.matches(batch)?;
+        let fired: Vec<(usize, u32)> = index.matches(batch)?.pairs().collect();
         let mut expected = Vec::new();
         for (id, _, physical) in &kept {
             let values = physical.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -254,6 +256,14 @@ fn the_index_fires_exactly_the_alerts_datafusion_finds_true() -> Result<()> {
             return Err(format!("missing {missing:?}, extra {extra:?}").into());
         }
         fired_total += fired.len();
+        for (_, id) in &fired {
+            *fired_per_alert.entry(*id).or_default() += 1;
+        }
+    }
+    // Each alert counts the rows it fired on, once per row.
+    for (id, _, _) in &kept {
+        let expected = fired_per_alert.get(id).copied().unwrap_or(0);
+        assert_eq!(index.fired(*id), expected, "alert {id}");
     }
     // The test means something only if alerts fire, and not all of them always.
     let pairs = kept.len() * batches.iter().map(RecordBatch::num_rows).sum::<usize>();

@@ -106,6 +106,9 @@ struct Buffers {
     masks: Masks,
     /// The residual expressions evaluated on this batch, by alert and residual.
     residuals: HashMap<(AlertId, usize), BooleanArray>,
+    /// By alert, the rows it has fired on so far, over all batches (counted here, where
+    /// each alert's rows are found together).
+    fired: Vec<u64>,
 }
 
 impl Buffers {
@@ -120,7 +123,7 @@ impl Buffers {
 
     /// The firings, by row then by alert, each once: each shape's put in order of row,
     /// then each row's merged over the shapes.
-    fn fired_by_row(&mut self, rows: usize) -> Vec<(usize, AlertId)> {
+    fn fired_by_row(&mut self, rows: usize) -> Matches {
         for ((found, starts), sorted) in self
             .found
             .iter()
@@ -139,9 +142,13 @@ impl Buffers {
             .map(|(starts, sorted)| (starts.as_slice(), sorted.as_slice()))
             .collect();
         let total = shapes.iter().map(|(_, sorted)| sorted.len()).sum();
-        let mut fired: Vec<(usize, AlertId)> = Vec::with_capacity(total);
+        let mut fired = Matches {
+            rows: Vec::with_capacity(total),
+            alerts: Vec::with_capacity(total),
+        };
         if let [(_, sorted)] = shapes.as_slice() {
-            fired.extend(sorted.iter().map(|&(id, row)| (row as usize, id)));
+            fired.rows.extend(sorted.iter().map(|&(_, row)| row));
+            fired.alerts.extend(sorted.iter().map(|&(id, _)| id));
             return fired;
         }
         let mut heads: Vec<&[(AlertId, u32)]> = Vec::with_capacity(shapes.len());
@@ -160,19 +167,50 @@ impl Buffers {
                     heads.push(slice);
                 }
             }
-            merge_by_alert(row, &mut heads, &mut fired);
+            let before = fired.alerts.len();
+            merge_by_alert(&mut heads, &mut fired.alerts, &mut self.fired);
+            let added = fired.alerts.len() - before;
+            fired.rows.resize(fired.rows.len() + added, row as u32);
         }
         fired
     }
 }
 
-/// Adds the firings of `row` in `heads` (each in order of alert) to `fired`, in order of
-/// alert; an alert found through keys of two shapes fires once.
+/// The firings of a batch: row `rows[i]` made alert `alerts[i]` true; in order of row,
+/// then of alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matches {
+    pub rows: Vec<u32>,
+    pub alerts: Vec<AlertId>,
+}
+
+impl Matches {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The firings as (row, alert).
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, AlertId)> + '_ {
+        self.rows
+            .iter()
+            .zip(&self.alerts)
+            .map(|(&row, &id)| (row as usize, id))
+    }
+}
+
+/// Adds the alerts of one row's firings in `heads` (each in order of alert) to `fired`, in
+/// order of alert; an alert found through keys of two shapes is added once, and counted
+/// once in `counts`.
 fn merge_by_alert(
-    row: usize,
     heads: &mut Vec<&[(AlertId, u32)]>,
-    fired: &mut Vec<(usize, AlertId)>,
+    fired: &mut Vec<AlertId>,
+    counts: &mut [u64],
 ) {
+    let row_start = fired.len();
     while let [first, rest @ ..] = heads.as_slice() {
         let mut next = first;
         let mut at = 0;
@@ -194,11 +232,15 @@ fn merge_by_alert(
             .filter_map(|(_, head)| head.first().map(|p| p.0))
             .min()
             .unwrap_or(AlertId::MAX);
-        if fired.last() != Some(&(row, id)) {
-            fired.push((row, id));
+        if fired.len() > row_start && fired.last() == Some(&id) {
+            if let Some(count) = counts.get_mut(id as usize) {
+                *count = count.saturating_sub(1);
+            }
+        } else {
+            fired.push(id);
         }
         let run = left.iter().take_while(|p| p.0 < bound).count();
-        fired.extend(left.iter().take(run).map(|&(id, _)| (row, id)));
+        fired.extend(left.iter().take(run).map(|&(id, _)| id));
         heads[at] = left.get(run..).unwrap_or_default();
         if heads[at].is_empty() {
             heads.swap_remove(at);
@@ -769,8 +811,15 @@ impl AlertIndex {
         self.spans.push((start, self.numbers.len() as u32));
         self.generals.push(own.generals.into());
         self.alerts.push(Some(Alert { compiled, places }));
+        self.buffers.fired.resize(self.alerts.len(), 0);
         self.live += 1;
         id
+    }
+
+    /// How many rows alert `id` has fired on, over the batches matched so far (an alert
+    /// found through two shapes counted once per row).
+    pub fn fired(&self, id: AlertId) -> u64 {
+        self.buffers.fired.get(id as usize).copied().unwrap_or(0)
     }
 
     /// Lists alert `id` with its tests and their numbers under the partitions `hashes` of
@@ -846,6 +895,7 @@ impl AlertIndex {
 
     /// Rebuilds the index from the alerts still registered, keeping their numbers.
     fn rebuild(&mut self) {
+        let fired = std::mem::take(&mut self.buffers.fired);
         let alerts = std::mem::take(&mut self.alerts);
         let symbols = std::mem::take(&mut self.symbols);
         let mut fresh = AlertIndex::new();
@@ -864,10 +914,11 @@ impl AlertIndex {
             }
         }
         *self = fresh;
+        self.buffers.fired = fired;
     }
 
     /// The (row, alert) pairs of `batch` whose condition is true, by row, then by alert.
-    pub fn matches(&mut self, batch: &RecordBatch) -> Result<Vec<(usize, AlertId)>> {
+    pub fn matches(&mut self, batch: &RecordBatch) -> Result<Matches> {
         self.find(batch, None)
     }
 
@@ -877,17 +928,13 @@ impl AlertIndex {
         &mut self,
         batch: &RecordBatch,
         how: Unindexed,
-    ) -> Result<Vec<(usize, AlertId)>> {
+    ) -> Result<Matches> {
         self.find(batch, Some(how))
     }
 
-    fn find(
-        &mut self,
-        batch: &RecordBatch,
-        unindexed: Option<Unindexed>,
-    ) -> Result<Vec<(usize, AlertId)>> {
+    fn find(&mut self, batch: &RecordBatch, unindexed: Option<Unindexed>) -> Result<Matches> {
         if self.live == 0 || batch.num_rows() == 0 {
-            return Ok(Vec::new());
+            return Ok(Matches::default());
         }
         let used: Vec<ColumnRef> = self.used.iter().copied().collect();
         let mut views = Views::new(batch, &used)?;
@@ -1115,6 +1162,13 @@ fn push_found(buffers: &mut Buffers, id: AlertId, place: &Place) {
     let Some(found) = buffers.found.get_mut(place.shape) else {
         return;
     };
+    let count: u32 = buffers.words.iter().map(|word| word.count_ones()).sum();
+    if count == 0 {
+        return;
+    }
+    if let Some(fired) = buffers.fired.get_mut(id as usize) {
+        *fired += u64::from(count);
+    }
     let part = place.part;
     let rows = place.arranged.rows.get(part.start..part.end);
     let rows = rows.unwrap_or_default();

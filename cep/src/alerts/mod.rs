@@ -14,7 +14,7 @@ mod operator;
 mod predicate;
 mod set;
 
-pub use index::{AlertId, AlertIndex, Unindexed};
+pub use index::{AlertId, AlertIndex, Matches, Unindexed};
 pub use operator::{AlertOperator, SharedAlerts, lock};
 pub use predicate::{Compiled, compile, compile_coerced};
 pub use set::{ALERT_COLUMN, AlertSet, AlertState, Suppression, is_time_type};

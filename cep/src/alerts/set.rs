@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int32Array, Int32DictionaryArray, StringArray};
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -28,7 +28,7 @@ use datafusion::common::ScalarValue;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, RowKind};
 
-use super::{AlertId, AlertIndex, Compiled};
+use super::{AlertId, AlertIndex, Compiled, Matches};
 use crate::{CepError, Result};
 
 /// The column of a firing that names the alert; the event's columns follow it.
@@ -44,8 +44,8 @@ pub struct Suppression {
     pub time: usize,
 }
 
-/// A registered alert's suppression, when it has one (its name is in [`Names`], its count
-/// of firings in [`AlertSet`]'s `fired`).
+/// A registered alert's suppression, when it has one (its name is in [`Names`]; the index
+/// counts the rows it matched).
 struct Registered {
     suppression: Option<Box<Suppressed>>,
 }
@@ -105,15 +105,21 @@ impl Names {
     }
 }
 
-/// A suppression, and per key the event time of its last firing.
+/// A suppression, per key the event time of its last firing, and how many matched rows
+/// it passed over.
 struct Suppressed {
     rule: Suppression,
     last_fired: HashMap<Vec<ScalarValue>, Millis>,
+    passed_over: u64,
 }
 
 impl Registered {
     fn suppressed_keys(&self) -> usize {
         self.suppression.as_ref().map_or(0, |s| s.last_fired.len())
+    }
+
+    fn passed_over(&self) -> u64 {
+        self.suppression.as_ref().map_or(0, |s| s.passed_over)
     }
 }
 
@@ -132,9 +138,8 @@ pub struct AlertSet {
     index: AlertIndex,
     /// By alert number (numbers are not reused).
     alerts: Vec<Option<Registered>>,
-    /// By alert number: how many times it fired, and whether it has a suppression (apart
-    /// from `alerts`, so that the loop over a batch's firings reads two dense arrays).
-    fired: Vec<u64>,
+    /// By alert number: whether it has a suppression (apart from `alerts`, so that the loop
+    /// over a batch's firings reads a dense array).
     suppresses: Vec<bool>,
     names: Names,
     live: usize,
@@ -170,7 +175,6 @@ impl AlertSet {
             events,
             index: AlertIndex::new(),
             alerts: Vec::new(),
-            fired: Vec::new(),
             suppresses: Vec::new(),
             names: Names::default(),
             live: 0,
@@ -218,10 +222,8 @@ impl AlertSet {
         let slot = id as usize;
         if self.alerts.len() <= slot {
             self.alerts.resize_with(slot + 1, || None);
-            self.fired.resize(slot + 1, 0);
             self.suppresses.resize(slot + 1, false);
         }
-        self.fired[slot] = 0;
         self.suppresses[slot] = suppression.is_some();
         if suppression.is_some() {
             self.suppressing.push(id);
@@ -231,6 +233,7 @@ impl AlertSet {
                 Box::new(Suppressed {
                     rule,
                     last_fired: HashMap::new(),
+                    passed_over: 0,
                 })
             }),
         });
@@ -264,7 +267,7 @@ impl AlertSet {
             .filter_map(|(id, alert)| Some((id as AlertId, alert.as_ref()?)))
             .map(|(id, alert)| AlertState {
                 name: String::from_utf8_lossy(self.names.name(id)).into_owned(),
-                fired: self.fired.get(id as usize).copied().unwrap_or(0),
+                fired: self.index.fired(id).saturating_sub(alert.passed_over()),
                 suppressed_keys: alert.suppressed_keys(),
             })
             .collect();
@@ -295,31 +298,20 @@ impl AlertSet {
                 filter_record_batch(&changes.rows, &holds.into()).map_err(arrow_error)?
             }
         };
-        let matches = self.index.matches(&events)?;
-        let mut rows: Vec<i32> = Vec::with_capacity(matches.len());
-        let mut alerts: Vec<i32> = Vec::with_capacity(matches.len());
-        for (row, id) in matches {
-            let at = id as usize;
-            if self.suppresses.get(at).copied().unwrap_or(false)
-                && let Some(Some(Registered {
-                    suppression: Some(suppressed),
-                })) = self.alerts.get_mut(at)
-                && is_suppressed(&suppressed.rule, &mut suppressed.last_fired, &events, row)?
-            {
-                continue;
-            }
-            if let Some(fired) = self.fired.get_mut(at) {
-                *fired += 1;
-            }
-            rows.push(i32::try_from(row).map_err(|_| too_many_rows())?);
-            alerts.push(i32::try_from(id).map_err(|_| too_many_names())?);
+        if events.num_rows() > i32::MAX as usize {
+            return Err(too_many_rows());
         }
+        let Matches { rows, alerts } = self.index.matches(&events)?;
+        let (rows, alerts) = match self.suppressing.is_empty() {
+            true => (rows, alerts),
+            false => self.unsuppressed(&events, rows, alerts)?,
+        };
         if rows.is_empty() {
             return Ok(None);
         }
-        let rows = Int32Array::from(rows);
+        let rows = keys(rows);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.firings.fields().len());
-        let names = Int32DictionaryArray::try_new(Int32Array::from(alerts), self.names.array()?)
+        let names = Int32DictionaryArray::try_new(keys(alerts), self.names.array()?)
             .map_err(arrow_error)?;
         columns.push(Arc::new(names));
         for column in events.columns() {
@@ -328,6 +320,39 @@ impl AlertSet {
         RecordBatch::try_new(self.firings.clone(), columns)
             .map(Some)
             .map_err(arrow_error)
+    }
+
+    /// The firings (`rows`, `alerts`) that no suppression passes over.
+    fn unsuppressed(
+        &mut self,
+        events: &RecordBatch,
+        rows: Vec<u32>,
+        alerts: Vec<AlertId>,
+    ) -> Result<(Vec<u32>, Vec<AlertId>)> {
+        let mut kept = (
+            Vec::with_capacity(rows.len()),
+            Vec::with_capacity(rows.len()),
+        );
+        for (row, id) in rows.into_iter().zip(alerts) {
+            let at = id as usize;
+            if self.suppresses.get(at).copied().unwrap_or(false)
+                && let Some(Some(Registered {
+                    suppression: Some(suppressed),
+                })) = self.alerts.get_mut(at)
+                && is_suppressed(
+                    &suppressed.rule,
+                    &mut suppressed.last_fired,
+                    events,
+                    row as usize,
+                )?
+            {
+                suppressed.passed_over += 1;
+                continue;
+            }
+            kept.0.push(row);
+            kept.1.push(id);
+        }
+        Ok(kept)
     }
 
     /// Forgets suppression keys whose interval ended at or before `watermark`.
@@ -425,6 +450,12 @@ fn refer(column: &ArrayRef, rows: &Int32Array) -> Result<ArrayRef> {
     let referring =
         Int32DictionaryArray::try_new(rows.clone(), column.clone()).map_err(arrow_error)?;
     Ok(Arc::new(referring))
+}
+
+/// `values` (each below 2^31) as dictionary keys, without copying them.
+fn keys(values: Vec<u32>) -> Int32Array {
+    let length = values.len();
+    Int32Array::new(ScalarBuffer::new(Buffer::from_vec(values), 0, length), None)
 }
 
 fn too_many_names() -> CepError {
