@@ -665,9 +665,18 @@ impl Listed {
             Some(column) => bounds(tests, Some(column)),
             None => bounds(tests, preferred).or_else(|| bounds(tests, None)),
         };
+        let mut numbers = numbers.to_vec();
         let (low, high) = match found {
             Some((column, low, high)) => {
                 self.bounded = Some(column);
+                // The test its bounds come from goes first (see `Listed::unbisected`).
+                let gives_bounds =
+                    |test: &Conjunct| bounds(std::slice::from_ref(test), Some(column)).is_some();
+                if let Some(at) = tests.iter().position(gives_bounds)
+                    && let Some(before) = numbers.get_mut(..=at)
+                {
+                    before.rotate_right(1);
+                }
                 (low, high)
             }
             None => (i64::MIN, i64::MAX),
@@ -675,7 +684,7 @@ impl Listed {
         self.ids.push(id);
         self.lows.push(low);
         self.highs.push(high);
-        self.numbers.extend_from_slice(numbers);
+        self.numbers.extend_from_slice(&numbers);
         self.ends.push(self.numbers.len() as u32);
     }
 
@@ -695,6 +704,16 @@ impl Listed {
         self.numbers.drain(start as usize..end as usize);
         for later in self.ends.iter_mut().skip(at) {
             *later -= end - start;
+        }
+    }
+
+    /// The tests of `numbers` (an alert's, with bounds `low` and `high`) left to make on
+    /// rows known to be within its bounds: all but the first, which gave the bounds, when
+    /// it has any.
+    fn unbisected(numbers: &[u32], low: i64, high: i64) -> &[u32] {
+        match (low, high) == (i64::MIN, i64::MAX) {
+            true => numbers,
+            false => numbers.get(1..).unwrap_or_default(),
         }
     }
 
@@ -1024,7 +1043,8 @@ impl AlertIndex {
                         let from = values.partition_point(|v| *v < low);
                         let to = values.partition_point(|v| *v <= high);
                         if from < to {
-                            self.fire_shared(id, numbers, &place, from..to, buffers)?;
+                            let left = Listed::unbisected(numbers, low, high);
+                            self.fire_shared(id, left, &place, from..to, buffers)?;
                         }
                     }
                 }

@@ -19,7 +19,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int32Array, Int32DictionaryArray, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int32Array, Int32DictionaryArray, NullArray, StringArray,
+};
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -309,7 +311,10 @@ impl AlertSet {
         if rows.is_empty() {
             return Ok(None);
         }
-        let rows = keys(rows);
+        // The rows, checked once to be rows of the batch, then put over each column.
+        let rows =
+            Int32DictionaryArray::try_new(keys(rows), Arc::new(NullArray::new(events.num_rows())))
+                .map_err(arrow_error)?;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.firings.fields().len());
         let names = Int32DictionaryArray::try_new(keys(alerts), self.names.array()?)
             .map_err(arrow_error)?;
@@ -441,15 +446,21 @@ fn referring(data_type: &DataType) -> DataType {
     }
 }
 
-/// The values of `column` at `rows`, as a column of type [`referring`] its type: a
-/// dictionary over it keyed by the rows (the rows' keys, when it is a dictionary already).
-fn refer(column: &ArrayRef, rows: &Int32Array) -> Result<ArrayRef> {
+/// The values of `column` at `rows` (keys over the batch's rows), as a column of type
+/// [`referring`] its type: a dictionary over it keyed by the rows (the rows' keys, when it
+/// is a dictionary already).
+fn refer(column: &ArrayRef, rows: &Int32DictionaryArray) -> Result<ArrayRef> {
     if matches!(column.data_type(), DataType::Dictionary(..)) {
-        return take(column, rows, None).map_err(arrow_error);
+        return take(column, rows.keys(), None).map_err(arrow_error);
     }
-    let referring =
-        Int32DictionaryArray::try_new(rows.clone(), column.clone()).map_err(arrow_error)?;
-    Ok(Arc::new(referring))
+    if column.len() < rows.values().len() {
+        return Err(CepError::Alert(format!(
+            "a column of {} rows in a batch of {}",
+            column.len(),
+            rows.values().len()
+        )));
+    }
+    Ok(Arc::new(rows.with_values(column.clone())))
 }
 
 /// `values` (each below 2^31) as dictionary keys, without copying them.
