@@ -669,7 +669,7 @@ impl Listed {
         let (low, high) = match found {
             Some((column, low, high)) => {
                 self.bounded = Some(column);
-                // The test its bounds come from goes first (see `Listed::unbisected`).
+                // The test its bounds come from goes first (see `Listed::bounding`).
                 let gives_bounds =
                     |test: &Conjunct| bounds(std::slice::from_ref(test), Some(column)).is_some();
                 if let Some(at) = tests.iter().position(gives_bounds)
@@ -707,13 +707,13 @@ impl Listed {
         }
     }
 
-    /// The tests of `numbers` (an alert's, with bounds `low` and `high`) left to make on
-    /// rows known to be within its bounds: all but the first, which gave the bounds, when
-    /// it has any.
-    fn unbisected(numbers: &[u32], low: i64, high: i64) -> &[u32] {
+    /// When an alert (with test `numbers` and bounds `low`, `high`) has bounds: the number
+    /// of the test they come from (its first), and the tests left to make on the rows
+    /// within them.
+    fn bounding(numbers: &[u32], low: i64, high: i64) -> Option<(u32, &[u32])> {
         match (low, high) == (i64::MIN, i64::MAX) {
-            true => numbers,
-            false => numbers.get(1..).unwrap_or_default(),
+            true => None,
+            false => numbers.split_first().map(|(&first, left)| (first, left)),
         }
     }
 
@@ -1040,11 +1040,19 @@ impl AlertIndex {
             {
                 Some(values) => {
                     for (id, numbers, low, high) in listed.alerts() {
-                        let from = values.partition_point(|v| *v < low);
-                        let to = values.partition_point(|v| *v <= high);
-                        if from < to {
-                            let left = Listed::unbisected(numbers, low, high);
-                            self.fire_shared(id, left, &place, from..to, buffers)?;
+                        let (positions, left) = match Listed::bounding(numbers, low, high) {
+                            Some((number, left)) => {
+                                // Alerts bounded by one test share its bisection.
+                                let positions = buffers.masks.range(number, || {
+                                    let from = values.partition_point(|v| *v < low);
+                                    from..values.partition_point(|v| *v <= high)
+                                });
+                                (positions, left)
+                            }
+                            None => (0..size, numbers),
+                        };
+                        if !positions.is_empty() {
+                            self.fire_shared(id, left, &place, positions, buffers)?;
                         }
                     }
                 }

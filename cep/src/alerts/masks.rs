@@ -41,6 +41,9 @@ pub struct Masks {
     /// By test number: (generation, where its words start in `words`).
     made: Vec<(u32, u32)>,
     words: Vec<u64>,
+    /// By number of a test that bounds the column the partition's rows are in order of:
+    /// (generation, the positions within its bounds).
+    ranges: Vec<(u32, std::ops::Range<u32>)>,
     generation: u32,
     /// The current partition's positions.
     size: usize,
@@ -54,9 +57,11 @@ impl Masks {
         if self.generation == 0 {
             // Generation 0 is never current: results of 2^32 partitions ago stay unused.
             self.made.iter_mut().for_each(|made| made.0 = 0);
+            self.ranges.iter_mut().for_each(|range| range.0 = 0);
             self.generation = 1;
         }
         self.made.resize(tests, (0, 0));
+        self.ranges.resize(tests, (0, 0..0));
         self.words.clear();
         self.size = size;
     }
@@ -80,6 +85,27 @@ impl Masks {
             }
         };
         self.words.get(at..at + width).unwrap_or_default()
+    }
+
+    /// The positions within the bounds of test `number`, found by `find` when not found
+    /// for this partition yet.
+    pub fn range(
+        &mut self,
+        number: u32,
+        find: impl FnOnce() -> std::ops::Range<usize>,
+    ) -> std::ops::Range<usize> {
+        match self.ranges.get_mut(number as usize) {
+            Some((generation, range)) if *generation == self.generation => {
+                range.start as usize..range.end as usize
+            }
+            Some((generation, range)) => {
+                let found = find();
+                *generation = self.generation;
+                *range = found.start as u32..found.end as u32;
+                found
+            }
+            None => find(),
+        }
     }
 }
 
