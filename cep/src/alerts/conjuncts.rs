@@ -66,6 +66,19 @@ pub fn bounds(
 }
 
 impl Conjunct {
+    /// Whether this is a symbol test of column `column` that holds for `symbol`: true of
+    /// every row with that symbol in that column.
+    pub fn implied_by(&self, column: u32, symbol: u32) -> bool {
+        match self {
+            Conjunct::Symbol { column: on, .. }
+            | Conjunct::FewSymbols { column: on, .. }
+            | Conjunct::Symbols { column: on, .. } => {
+                *on == column && self.holds_for_symbol(symbol)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a symbol test holds for `symbol` (false for other tests).
     fn holds_for_symbol(&self, symbol: u32) -> bool {
         match self {

@@ -296,6 +296,16 @@ enum Shape {
 }
 
 impl Key {
+    /// The string column and the string, of a key that a string column equals a string.
+    fn text(&self) -> Option<(usize, &str)> {
+        match self {
+            Key::Value(column, Lit::Str(text)) if column.family == Family::Str => {
+                Some((column.column, text))
+            }
+            _ => None,
+        }
+    }
+
     /// The key's shape, and the hashes of the partitions it lists its alert under.
     fn partitions(&self) -> (Shape, Vec<u64>) {
         match self {
@@ -633,78 +643,103 @@ impl std::hash::Hasher for Prehashed {
     }
 }
 
-/// The alerts listed under one partition, in order of alert, with their tests' numbers
-/// one after another in that order (then [`GENERALS`] for an alert with general
-/// conjuncts): visiting the partition reads memory in order. The bounds alerts put on one
-/// number column (the first an alert of the list bounds) are kept beside, so that alerts
+/// The alerts listed under one partition, in order of alert, one record after another in
+/// one vector, so that visiting the partition reads memory in order: the alert's number,
+/// how many tests it has, how many of them its partition's string implies, its bounds on
+/// one number column (the first an alert of the list bounds; the widest when it has none)
+/// and its tests' numbers (then [`GENERALS`] for an alert with general conjuncts). Alerts
 /// whose bounds no row of a partition is within are passed over without reading their
 /// tests.
 #[derive(Default)]
 struct Listed {
-    ids: Vec<AlertId>,
-    /// Where each alert's test numbers end in `numbers`.
-    ends: Vec<u32>,
-    numbers: Vec<u32>,
+    records: Vec<u32>,
     bounded: Option<NumberColumn>,
-    /// Per alert, its bounds on `bounded` (the widest when it has none).
-    lows: Vec<i64>,
-    highs: Vec<i64>,
+    /// (column, symbol) when every alert is listed for rows with that string in that
+    /// column (see [`Listed::implied`]).
+    symbol: Option<(u32, u32)>,
+    alerts: usize,
 }
 
+/// The words of a record before its tests' numbers: alert, tests, implied tests, low
+/// (two), high (two).
+const HEADER: usize = 7;
+
+/// An alert as a list visits it: its number, its tests' numbers, how many of them follow
+/// the first when it has bounds (or come first when not) and are implied by the list's
+/// string, and its bounds.
+type Visit<'a> = (AlertId, &'a [u32], usize, i64, i64);
+
 impl Listed {
-    /// Adds alert `id`, with its `tests` and their `numbers`; the first alert with bounds
-    /// picks the bounded column, `preferred` when it bounds that one.
+    /// Adds alert `id`, with its `tests` and their `numbers`, for rows whose value is
+    /// `symbol` (column, symbol) when given; the first alert with bounds picks the bounded
+    /// column, `preferred` when it bounds that one. Its numbers go in the order of
+    /// [`Listed::bounding`] and [`Listed::implied`].
     fn push(
         &mut self,
-        id: AlertId,
-        tests: &[Conjunct],
-        numbers: &[u32],
+        (id, tests, numbers): (AlertId, &[Conjunct], &[u32]),
         preferred: Option<NumberColumn>,
+        symbol: Option<(u32, u32)>,
     ) {
         let found = match self.bounded {
             Some(column) => bounds(tests, Some(column)),
             None => bounds(tests, preferred).or_else(|| bounds(tests, None)),
         };
-        let mut numbers = numbers.to_vec();
-        let (low, high) = match found {
-            Some((column, low, high)) => {
-                self.bounded = Some(column);
-                // The test its bounds come from goes first (see `Listed::bounding`).
-                let gives_bounds =
-                    |test: &Conjunct| bounds(std::slice::from_ref(test), Some(column)).is_some();
-                if let Some(at) = tests.iter().position(gives_bounds)
-                    && let Some(before) = numbers.get_mut(..=at)
-                {
-                    before.rotate_right(1);
-                }
-                (low, high)
-            }
-            None => (i64::MIN, i64::MAX),
+        self.symbol = match self.alerts {
+            0 => symbol,
+            _ => self.symbol.filter(|known| Some(*known) == symbol),
         };
-        self.ids.push(id);
-        self.lows.push(low);
-        self.highs.push(high);
-        self.numbers.extend_from_slice(&numbers);
-        self.ends.push(self.numbers.len() as u32);
+        // The test the bounds come from first, then those the string implies, then the rest
+        // (GENERALS, past the tests, stays last).
+        // Bounds that are the widest bound nothing (see `Listed::bounding`).
+        let found = found.filter(|&(_, low, high)| (low, high) != (i64::MIN, i64::MAX));
+        let bounding = found.and_then(|(column, _, _)| {
+            self.bounded = Some(column);
+            tests
+                .iter()
+                .position(|test| bounds(std::slice::from_ref(test), Some(column)).is_some())
+        });
+        let implied = |at: usize| {
+            symbol.is_some_and(|(column, symbol)| {
+                tests
+                    .get(at)
+                    .is_some_and(|test| test.implied_by(column, symbol))
+            })
+        };
+        let mut order: Vec<usize> = bounding.into_iter().collect();
+        order.extend((0..numbers.len()).filter(|&at| implied(at)));
+        let implied_count = order.len() - usize::from(bounding.is_some());
+        order.extend((0..numbers.len()).filter(|&at| Some(at) != bounding && !implied(at)));
+        let (low, high) = found.map_or((i64::MIN, i64::MAX), |(_, low, high)| (low, high));
+        let [low, high] = [low, high].map(|bound| bound as u64);
+        self.records.extend([
+            id,
+            numbers.len() as u32,
+            implied_count as u32,
+            low as u32,
+            (low >> 32) as u32,
+            high as u32,
+            (high >> 32) as u32,
+        ]);
+        self.records
+            .extend(order.iter().filter_map(|&at| numbers.get(at)));
+        self.alerts += 1;
     }
 
     fn remove(&mut self, id: AlertId) {
-        let Some(at) = self.ids.iter().position(|known| *known == id) else {
-            return;
-        };
-        let start = match at.checked_sub(1) {
-            Some(before) => self.ends.get(before).copied().unwrap_or(0),
-            None => 0,
-        };
-        let end = self.ends.get(at).copied().unwrap_or(start);
-        self.ids.remove(at);
-        self.lows.remove(at);
-        self.highs.remove(at);
-        self.ends.remove(at);
-        self.numbers.drain(start as usize..end as usize);
-        for later in self.ends.iter_mut().skip(at) {
-            *later -= end - start;
+        let mut at = 0;
+        while let Some(&[alert, count]) = self.records.get(at..).and_then(|r| r.first_chunk()) {
+            let end = at + HEADER + count as usize;
+            if alert == id {
+                self.records.drain(at..end.min(self.records.len()));
+                self.alerts -= 1;
+                return;
+            }
+            at = end;
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.alerts == 0
     }
 
     /// When an alert (with test `numbers` and bounds `low`, `high`) has bounds: the number
@@ -717,17 +752,25 @@ impl Listed {
         }
     }
 
-    /// The alerts, with their test numbers and their bounds on the bounded column.
-    fn alerts(&self) -> impl Iterator<Item = (AlertId, &[u32], i64, i64)> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        self.ids
-            .iter()
-            .zip(starts.zip(self.ends.iter().copied()))
-            .zip(self.lows.iter().zip(&self.highs))
-            .map(|((&id, (start, end)), (&low, &high))| {
-                let numbers = self.numbers.get(start as usize..end as usize);
-                (id, numbers.unwrap_or_default(), low, high)
-            })
+    /// Whether the symbol tests that come first in `numbers` (after [`Listed::bounding`]),
+    /// `implied` of them, hold on every row of `part`: they hold for the list's string, and
+    /// all the partition's rows have it.
+    fn implied(&self, part: Part) -> bool {
+        self.symbol.is_some() && part.same == self.symbol
+    }
+
+    /// The alerts, as they are visited.
+    fn alerts(&self) -> impl Iterator<Item = Visit<'_>> {
+        let mut rest = self.records.as_slice();
+        std::iter::from_fn(move || {
+            let (&[id, count, implied, low, low_high, high, high_high], after) =
+                rest.split_first_chunk::<HEADER>()?;
+            let (numbers, after) = after.split_at_checked(count as usize)?;
+            rest = after;
+            let join = |low: u32, high: u32| (u64::from(high) << 32 | u64::from(low)) as i64;
+            let bounds = (join(low, low_high), join(high, high_high));
+            Some((id, numbers, implied as usize, bounds.0, bounds.1))
+        })
     }
 }
 
@@ -806,11 +849,23 @@ impl AlertIndex {
         self.used.extend(used);
         note_values(&compiled.cond, &mut self.distinct);
         let distinct = |column: ColumnRef| self.distinct.get(&column).map_or(0, HashSet::len);
-        let partitions: Vec<(Shape, Vec<u64>)> = match keys(&compiled.cond, &distinct) {
-            Some(keys) => keys.iter().map(Key::partitions).collect(),
-            None => vec![(Shape::All, vec![0])],
-        };
+        let keys = keys(&compiled.cond, &distinct);
         compiled.cond = self.symbols.intern(compiled.cond);
+        // Each key's shape and partitions, and for a string's, (column, the string's symbol).
+        type Partitions = (Shape, Vec<u64>, Option<(u32, u32)>);
+        let partitions: Vec<Partitions> = match &keys {
+            Some(keys) => keys
+                .iter()
+                .map(|key| {
+                    let (shape, hashes) = key.partitions();
+                    let symbol = key.text().and_then(|(column, text)| {
+                        Some((column as u32, self.symbols.symbol(text)?))
+                    });
+                    (shape, hashes, symbol)
+                })
+                .collect(),
+            None => vec![(Shape::All, vec![0], None)],
+        };
         symbol_columns(&compiled.cond, &mut self.symbol_columns);
         let own = split(&compiled.cond);
         let mut numbers: Vec<u32> = own
@@ -822,8 +877,9 @@ impl AlertIndex {
             numbers.push(GENERALS);
         }
         let mut places = Vec::new();
-        for (shape, hashes) in partitions {
-            self.list(shape, &hashes, id, (&own.tests, &numbers), &mut places);
+        for (shape, hashes, symbol) in partitions {
+            let alert = (id, own.tests.as_slice(), numbers.as_slice());
+            self.list(shape, &hashes, symbol, alert, &mut places);
         }
         let start = self.numbers.len() as u32;
         self.numbers.extend(numbers);
@@ -842,13 +898,14 @@ impl AlertIndex {
     }
 
     /// Lists alert `id` with its tests and their numbers under the partitions `hashes` of
-    /// `shape`, and adds where to `places`.
+    /// `shape` (of a string column's value, `symbol`: (column, the value's symbol)), and
+    /// adds where to `places`.
     fn list(
         &mut self,
         shape: Shape,
         hashes: &[u64],
-        id: AlertId,
-        (tests, numbers): (&[Conjunct], &[u32]),
+        symbol: Option<(u32, u32)>,
+        (id, tests, numbers): (AlertId, &[Conjunct], &[u32]),
         places: &mut Vec<(usize, u64)>,
     ) {
         let at = match self.shapes.iter().position(|s| *s == shape) {
@@ -870,10 +927,8 @@ impl AlertIndex {
             if places.contains(&(at, hash)) {
                 continue;
             }
-            lists
-                .entry(hash)
-                .or_default()
-                .push(id, tests, numbers, *order);
+            let alert = (id, tests, numbers);
+            lists.entry(hash).or_default().push(alert, *order, symbol);
             places.push((at, hash));
         }
     }
@@ -893,7 +948,7 @@ impl AlertIndex {
                 && let Some(listed) = lists.get_mut(&hash)
             {
                 listed.remove(id);
-                if listed.ids.is_empty() {
+                if listed.is_empty() {
                     lists.remove(&hash);
                 }
             }
@@ -1039,7 +1094,8 @@ impl AlertIndex {
                 .and_then(|column| arranged.ordered(column, part))
             {
                 Some(values) => {
-                    for (id, numbers, low, high) in listed.alerts() {
+                    let implied = listed.implied(part);
+                    for (id, numbers, skip, low, high) in listed.alerts() {
                         let (positions, left) = match Listed::bounding(numbers, low, high) {
                             Some((number, left)) => {
                                 // Alerts bounded by one test share its bisection.
@@ -1051,6 +1107,10 @@ impl AlertIndex {
                             }
                             None => (0..size, numbers),
                         };
+                        let left = match implied {
+                            true => left.get(skip..).unwrap_or_default(),
+                            false => left,
+                        };
                         if !positions.is_empty() {
                             self.fire_shared(id, left, &place, positions, buffers)?;
                         }
@@ -1061,7 +1121,7 @@ impl AlertIndex {
                         .bounded
                         .and_then(|column| arranged.extent(column, part))
                         .unwrap_or((i64::MIN, i64::MAX));
-                    for (id, numbers, low, high) in listed.alerts() {
+                    for (id, numbers, _, low, high) in listed.alerts() {
                         if low <= greatest && least <= high {
                             self.fire_shared(id, numbers, &place, 0..size, buffers)?;
                         }

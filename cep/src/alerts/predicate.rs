@@ -546,6 +546,11 @@ impl Symbols {
         number
     }
 
+    /// The symbol of `text`, when an alert compares with it.
+    pub fn symbol(&self, text: &str) -> Option<u32> {
+        self.numbers.get(text).copied()
+    }
+
     fn text(&self, symbol: u32) -> Lit {
         Lit::Str(
             self.texts
