@@ -59,32 +59,20 @@ fn evaluate_residual(
         .ok_or_else(|| CepError::Alert("a condition is not boolean".into()))
 }
 
-/// `items` into `sorted`, in order of their bucket (of `buckets`), in the order they came
-/// within one: a counting sort (`starts` is its scratch space).
-fn counting_sort<T: Copy + Default>(
-    items: &[T],
-    buckets: usize,
-    bucket: impl Fn(&T) -> usize,
-    starts: &mut Vec<usize>,
-    sorted: &mut Vec<T>,
-) {
-    starts.clear();
-    starts.resize(buckets + 1, 0);
-    for item in items {
-        if let Some(count) = starts.get_mut(bucket(item) + 1) {
-            *count += 1;
-        }
-    }
+/// `found` (firings as (alert, row)) into `sorted`, in order of row, in the order they came
+/// within one: a counting sort, given `starts[row + 1]`, the count of each row's firings;
+/// after it, `starts[row]` is where the next row's firings start.
+fn sort_by_row(found: &[(AlertId, u32)], starts: &mut [usize], sorted: &mut Vec<(AlertId, u32)>) {
     for at in 1..starts.len() {
         starts[at] += starts[at - 1];
     }
     sorted.clear();
-    sorted.resize(items.len(), T::default());
-    for item in items {
-        if let Some(next) = starts.get_mut(bucket(item))
+    sorted.resize(found.len(), (0, 0));
+    for &(id, row) in found {
+        if let Some(next) = starts.get_mut(row as usize)
             && let Some(slot) = sorted.get_mut(*next)
         {
-            *slot = *item;
+            *slot = (id, row);
             *next += 1;
         }
     }
@@ -98,7 +86,8 @@ struct Buffers {
     /// row is in one partition of a shape, listing its alerts in order), then by row.
     found: Vec<Vec<(AlertId, u32)>>,
     by_row: Vec<Vec<(AlertId, u32)>>,
-    /// Per shape, where each row's firings start in `by_row`.
+    /// Per shape, each row's count of firings (at `row + 1`), then where they start in
+    /// `by_row`.
     starts: Vec<Vec<usize>>,
     /// An alert's bits over the rows of a partition.
     words: Vec<u64>,
@@ -113,11 +102,15 @@ struct Buffers {
 
 impl Buffers {
     /// Room for the firings of `shapes` shapes, empty.
-    fn clear(&mut self, shapes: usize) {
+    fn clear(&mut self, shapes: usize, rows: usize) {
         self.found.resize_with(shapes, Vec::new);
         self.found.iter_mut().for_each(Vec::clear);
         self.by_row.resize_with(shapes, Vec::new);
         self.starts.resize_with(shapes, Vec::new);
+        for starts in &mut self.starts {
+            starts.clear();
+            starts.resize(rows + 1, 0);
+        }
         self.residuals.clear();
     }
 
@@ -130,7 +123,7 @@ impl Buffers {
             .zip(&mut self.starts)
             .zip(&mut self.by_row)
         {
-            counting_sort(found, rows, |pair| pair.1 as usize, starts, sorted);
+            sort_by_row(found, starts, sorted);
         }
         // Per shape with firings: where each row's firings end, and the firings by row.
         type ByRow<'a> = (&'a [usize], &'a [(AlertId, u32)]);
@@ -1016,7 +1009,7 @@ impl AlertIndex {
         self.symbols.look_up(&mut views, &symbol_columns);
         let rows = batch.num_rows();
         let mut buffers = std::mem::take(&mut self.buffers);
-        buffers.clear(self.shapes.len().max(1));
+        buffers.clear(self.shapes.len().max(1), rows);
         let found = match unindexed {
             None => (0..self.shapes.len())
                 .try_for_each(|at| self.fire_listed(at, &views, &used, batch, &mut buffers)),
@@ -1245,9 +1238,12 @@ impl AlertIndex {
 }
 
 /// Adds `(id, row)` to the firings of the place's shape for each row of its partition
-/// set in `buffers.words`.
+/// set in `buffers.words`, and counts them.
 fn push_found(buffers: &mut Buffers, id: AlertId, place: &Place) {
-    let Some(found) = buffers.found.get_mut(place.shape) else {
+    let (Some(found), Some(starts)) = (
+        buffers.found.get_mut(place.shape),
+        buffers.starts.get_mut(place.shape),
+    ) else {
         return;
     };
     let count: u32 = buffers.words.iter().map(|word| word.count_ones()).sum();
@@ -1260,14 +1256,26 @@ fn push_found(buffers: &mut Buffers, id: AlertId, place: &Place) {
     let part = place.part;
     let rows = place.arranged.rows.get(part.start..part.end);
     let rows = rows.unwrap_or_default();
-    for (at, word) in buffers.words.iter().enumerate() {
-        let mut bits = *word;
-        while bits != 0 {
+    let from = found.len();
+    found.resize(from + count as usize, (id, 0));
+    let positions = buffers.words.iter().enumerate().flat_map(|(at, &word)| {
+        let mut bits = word;
+        std::iter::from_fn(move || {
             let bit = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if let Some(&row) = rows.get(at * 64 + bit) {
-                found.push((id, row));
-            }
+            bits &= bits.wrapping_sub(1);
+            (bit < 64).then_some(at * 64 + bit)
+        })
+    });
+    let mut written = from;
+    for (slot, position) in found.iter_mut().skip(from).zip(positions) {
+        let Some(&row) = rows.get(position) else {
+            break;
+        };
+        slot.1 = row;
+        if let Some(count) = starts.get_mut(row as usize + 1) {
+            *count += 1;
         }
+        written += 1;
     }
+    found.truncate(written);
 }

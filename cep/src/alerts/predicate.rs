@@ -530,7 +530,7 @@ const NULL_SYMBOL: u32 = u32::MAX - 1;
 /// compared by number, once each string is looked up per row.
 #[derive(Default)]
 pub struct Symbols {
-    numbers: std::collections::HashMap<Box<str>, u32>,
+    numbers: datafusion::common::HashMap<Box<str>, u32>,
     /// The strings, by number.
     texts: Vec<Box<str>>,
 }
