@@ -817,6 +817,9 @@ pub struct AlertIndex {
     spans: Vec<(u32, u32)>,
 }
 
+/// A partition of at most this many rows has its tests made for each alert, not shared.
+const FEW_ROWS: usize = 4;
+
 /// Stands among an alert's test numbers for its general conjuncts.
 const GENERALS: u32 = u32::MAX;
 
@@ -1091,11 +1094,16 @@ impl AlertIndex {
                     for (id, numbers, skip, low, high) in listed.alerts() {
                         let (positions, left) = match Listed::bounding(numbers, low, high) {
                             Some((number, left)) => {
-                                // Alerts bounded by one test share its bisection.
-                                let positions = buffers.masks.range(number, || {
+                                let bisect = || {
                                     let from = values.partition_point(|v| *v < low);
                                     from..values.partition_point(|v| *v <= high)
-                                });
+                                };
+                                // Alerts bounded by one test share its bisection of a
+                                // partition larger than a few rows.
+                                let positions = match size <= FEW_ROWS {
+                                    true => bisect(),
+                                    false => buffers.masks.range(number, bisect),
+                                };
                                 (positions, left)
                             }
                             None => (0..size, numbers),
@@ -1148,6 +1156,15 @@ impl AlertIndex {
         for &number in numbers {
             if number == GENERALS {
                 return self.fire_general(id, place, buffers);
+            }
+            if size <= FEW_ROWS {
+                // Made on the alert's rows left: few are shared on a partition this small.
+                let test = self.tests.get(number);
+                narrow(test, arranged, part, views, &mut buffers.words);
+                if buffers.words.iter().all(|word| *word == 0) {
+                    return Ok(());
+                }
+                continue;
             }
             let mask = buffers
                 .masks
