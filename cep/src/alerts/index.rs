@@ -59,20 +59,20 @@ fn evaluate_residual(
         .ok_or_else(|| CepError::Alert("a condition is not boolean".into()))
 }
 
-/// `found` (firings as (alert, row)) into `sorted`, in order of row, in the order they came
-/// within one: a counting sort, given `starts[row + 1]`, the count of each row's firings;
-/// after it, `starts[row]` is where the next row's firings start.
-fn sort_by_row(found: &[(AlertId, u32)], starts: &mut [usize], sorted: &mut Vec<(AlertId, u32)>) {
+/// The alerts of `found` (firings as (alert, row)) into `sorted`, in order of row, in the
+/// order they came within one: a counting sort, given `starts[row + 1]`, the count of each
+/// row's firings; after it, `starts[row]` is where the next row's firings start.
+fn sort_by_row(found: &[(AlertId, u32)], starts: &mut [usize], sorted: &mut Vec<AlertId>) {
     for at in 1..starts.len() {
         starts[at] += starts[at - 1];
     }
     sorted.clear();
-    sorted.resize(found.len(), (0, 0));
+    sorted.resize(found.len(), 0);
     for &(id, row) in found {
         if let Some(next) = starts.get_mut(row as usize)
             && let Some(slot) = sorted.get_mut(*next)
         {
-            *slot = (id, row);
+            *slot = id;
             *next += 1;
         }
     }
@@ -85,7 +85,7 @@ struct Buffers {
     /// Firings as (alert, row): per shape as found (each row's in order of alert, as a
     /// row is in one partition of a shape, listing its alerts in order), then by row.
     found: Vec<Vec<(AlertId, u32)>>,
-    by_row: Vec<Vec<(AlertId, u32)>>,
+    by_row: Vec<Vec<AlertId>>,
     /// Per shape, each row's count of firings (at `row + 1`), then where they start in
     /// `by_row`.
     starts: Vec<Vec<usize>>,
@@ -125,8 +125,8 @@ impl Buffers {
         {
             sort_by_row(found, starts, sorted);
         }
-        // Per shape with firings: where each row's firings end, and the firings by row.
-        type ByRow<'a> = (&'a [usize], &'a [(AlertId, u32)]);
+        // Per shape with firings: where each row's firings end, and their alerts by row.
+        type ByRow<'a> = (&'a [usize], &'a [AlertId]);
         let shapes: Vec<ByRow> = self
             .starts
             .iter()
@@ -139,12 +139,18 @@ impl Buffers {
             rows: Vec::with_capacity(total),
             alerts: Vec::with_capacity(total),
         };
-        if let [(_, sorted)] = shapes.as_slice() {
-            fired.rows.extend(sorted.iter().map(|&(_, row)| row));
-            fired.alerts.extend(sorted.iter().map(|&(id, _)| id));
+        if let [(starts, sorted)] = shapes.as_slice() {
+            fired.alerts.extend_from_slice(sorted);
+            let mut begin = 0;
+            for (row, &end) in starts.iter().take(rows).enumerate() {
+                fired
+                    .rows
+                    .resize(fired.rows.len() + (end - begin), row as u32);
+                begin = end;
+            }
             return fired;
         }
-        let mut heads: Vec<&[(AlertId, u32)]> = Vec::with_capacity(shapes.len());
+        let mut heads: Vec<&[AlertId]> = Vec::with_capacity(shapes.len());
         for row in 0..rows {
             heads.clear();
             for (starts, sorted) in &shapes {
@@ -198,22 +204,18 @@ impl Matches {
 /// Adds the alerts of one row's firings in `heads` (each in order of alert) to `fired`, in
 /// order of alert; an alert found through keys of two shapes is added once, and counted
 /// once in `counts`.
-fn merge_by_alert(
-    heads: &mut Vec<&[(AlertId, u32)]>,
-    fired: &mut Vec<AlertId>,
-    counts: &mut [u64],
-) {
+fn merge_by_alert(heads: &mut Vec<&[AlertId]>, fired: &mut Vec<AlertId>, counts: &mut [u64]) {
     let row_start = fired.len();
     while let [first, rest @ ..] = heads.as_slice() {
         let mut next = first;
         let mut at = 0;
         for (other, head) in rest.iter().enumerate() {
-            if head.first().map(|p| p.0) < next.first().map(|p| p.0) {
+            if head.first() < next.first() {
                 next = head;
                 at = other + 1;
             }
         }
-        let Some((&(id, _), left)) = next.split_first() else {
+        let Some((&id, left)) = next.split_first() else {
             heads.swap_remove(at);
             continue;
         };
@@ -222,7 +224,7 @@ fn merge_by_alert(
             .iter()
             .enumerate()
             .filter(|(other, _)| *other != at)
-            .filter_map(|(_, head)| head.first().map(|p| p.0))
+            .filter_map(|(_, head)| head.first().copied())
             .min()
             .unwrap_or(AlertId::MAX);
         if fired.len() > row_start && fired.last() == Some(&id) {
@@ -232,9 +234,9 @@ fn merge_by_alert(
         } else {
             fired.push(id);
         }
-        let run = left.iter().take_while(|p| p.0 < bound).count();
-        fired.extend(left.iter().take(run).map(|&(id, _)| id));
-        heads[at] = left.get(run..).unwrap_or_default();
+        let (run, after) = left.split_at(left.partition_point(|&other| other < bound));
+        fired.extend_from_slice(run);
+        heads[at] = after;
         if heads[at].is_empty() {
             heads.swap_remove(at);
         }
