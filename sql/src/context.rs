@@ -1,6 +1,7 @@
 //! What the DataFusion SQL planner sees: sluice's streams and views as tables, and the
 //! session's functions.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use crate::session::View;
 
 /// A [`ContextProvider`] over the streams and views of one moment of the catalog.
 pub struct PlanningContext<'a> {
-    state: &'a SessionState,
+    state: Cow<'a, SessionState>,
     tables: HashMap<String, Arc<dyn TableSource>>,
 }
 
@@ -40,7 +41,19 @@ impl<'a> PlanningContext<'a> {
                 Arc::new(ViewTable::new(view.plan.clone(), Some(view.sql.clone())));
             tables.insert(view.name.clone(), provider_as_source(table));
         }
-        PlanningContext { state, tables }
+        PlanningContext {
+            state: Cow::Borrowed(state),
+            tables,
+        }
+    }
+
+    /// The same context with its own copy of the session's state, for planning apart from
+    /// the session.
+    pub fn into_owned(self) -> PlanningContext<'static> {
+        PlanningContext {
+            state: Cow::Owned(self.state.into_owned()),
+            tables: self.tables,
+        }
     }
 }
 

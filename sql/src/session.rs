@@ -32,7 +32,7 @@ use crate::{Result, SqlError};
 mod alerts;
 mod materialized;
 
-pub use alerts::alerts_query_name;
+pub use alerts::{AlertGroup, CompiledGroup, alerts_query_name};
 
 /// A view: a named query, inlined wherever it is read.
 #[derive(Debug, Clone)]
@@ -153,6 +153,9 @@ pub struct Session {
     /// Where `INSERT ... VALUES` rows go instead of the engine, once asked for (see
     /// [`Session::capture_inserts`]).
     captured: Option<Vec<(String, RecordBatch)>>,
+    /// How many times statements have run: anything that changes what a statement means
+    /// (names, schemas, settings) changes it.
+    generation: u64,
 }
 
 impl Default for Session {
@@ -181,6 +184,7 @@ impl Session {
             inserts: 0,
             alerts: alerts::Alerts::default(),
             captured: None,
+            generation: 0,
         }
     }
 
@@ -214,6 +218,7 @@ impl Session {
     /// Parses and runs every statement of `sql`, stopping at the first error. A script of
     /// only `CREATE ALERT` and `DROP ALERT` statements runs all or nothing.
     pub fn execute_sql(&mut self, sql: &str) -> Result<Vec<Outcome>> {
+        self.generation += 1;
         let statements = parse_statements(sql)?;
         if statements.len() > 1
             && Self::all_alert_statements(statements.iter().map(|s| &s.statement))
@@ -228,6 +233,7 @@ impl Session {
     }
 
     pub fn execute(&mut self, parsed: &ParsedStatement) -> Result<Outcome> {
+        self.generation += 1;
         match &parsed.statement {
             Statement::CreateStream(create) => {
                 let kind = if create.primary_key.is_empty() {

@@ -227,6 +227,23 @@ impl Connection {
         .map_err(|e| ServeError::Request(e.to_string()))?
     }
 
+    /// Runs `sql` on the core. A group of alert statements is checked on the core, compiled
+    /// off it (publishes go on meanwhile), then applied on it.
+    async fn execute_sql(&self, sql: String) -> Result<Vec<Value>, ServeError> {
+        let text = sql.clone();
+        let Some(group) = self.with_core(move |core| core.alert_group(&text)).await? else {
+            return self.with_core(move |core| core.execute_sql(&sql)).await;
+        };
+        let (group, compiled) = tokio::task::spawn_blocking(move || {
+            let compiled = group.compile();
+            (group, compiled)
+        })
+        .await
+        .map_err(|e| ServeError::Request(e.to_string()))?;
+        self.with_core(move |core| core.apply_alert_group(&sql, group, compiled))
+            .await
+    }
+
     /// The request's id, the answer, and whether the connection ends.
     async fn handle(&mut self, text: &str) -> (Option<Value>, Answer, bool) {
         let request: Value = match serde_json::from_str(text) {
@@ -255,7 +272,7 @@ impl Connection {
             "auth" => self.auth(&request),
             "sql" => match text_field(&request, "sql") {
                 Ok(sql) => self
-                    .with_core(move |core| core.execute_sql(&sql))
+                    .execute_sql(sql)
                     .await
                     .map(|results| json!({"results": results})),
                 Err(error) => Err(error),

@@ -29,7 +29,7 @@ use sluice_engine::log::{
 use sluice_engine::output::to_output_batch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, EngineError, QueryId};
-use sluice_sql::session::alerts_query_name;
+use sluice_sql::session::{AlertGroup, CompiledGroup, alerts_query_name};
 use sluice_sql::{ALERT_COLUMN, Outcome, Session};
 
 use super::ServeError;
@@ -372,6 +372,28 @@ impl Core {
     /// Runs SQL statements (DDL, `INSERT`, `SHOW`, `SET`, ...); gives a reply per statement.
     pub fn execute_sql(&mut self, sql: &str) -> Result<Vec<Value>, ServeError> {
         let outcomes = self.session.execute_sql(sql)?;
+        self.reply(sql, outcomes)
+    }
+
+    /// When `sql` is only alert statements: the group, checked, to compile off the core.
+    pub fn alert_group(&self, sql: &str) -> Result<Option<AlertGroup>, ServeError> {
+        Ok(self.session.alert_group(sql)?)
+    }
+
+    /// Applies the alert statements `sql`, checked as `group` and compiled off the core;
+    /// gives a reply per statement.
+    pub fn apply_alert_group(
+        &mut self,
+        sql: &str,
+        group: AlertGroup,
+        compiled: CompiledGroup,
+    ) -> Result<Vec<Value>, ServeError> {
+        let outcomes = self.session.apply_alert_group(group, compiled)?;
+        self.reply(sql, outcomes)
+    }
+
+    /// Records what the statements `sql` did, which gave `outcomes`; a reply per statement.
+    fn reply(&mut self, sql: &str, outcomes: Vec<Outcome>) -> Result<Vec<Value>, ServeError> {
         let mut replies = Vec::new();
         let mut changed = false;
         for outcome in outcomes {

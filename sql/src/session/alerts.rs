@@ -5,7 +5,10 @@
 //! and the event's columns. The query starts with the source's first alert and stops when
 //! its last alert is dropped. A group of alert statements is all or nothing: every
 //! condition is compiled (a large group on every core) before any alert is registered, so
-//! one bad condition registers nothing.
+//! one bad condition registers nothing. Compiling needs no access to the session: a server
+//! checks a group ([`Session::alert_group`]), compiles it without holding the session
+//! ([`AlertGroup::compile`]), and applies it ([`Session::apply_alert_group`]), compiling
+//! again under the session if anything changed it in between.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -70,6 +73,76 @@ enum Step {
 enum Checked<'a> {
     Ready(Step),
     Create(&'a ParsedStatement, &'a CreateAlert),
+}
+
+/// A group of statements, checked: each statement's step, the sources its conditions are
+/// on, and the queries that would run the alerts of sources that have none yet.
+struct Checks<'a> {
+    steps: Vec<Checked<'a>>,
+    sources: HashMap<String, Source>,
+    new_sets: BTreeMap<String, NewSet>,
+}
+
+impl<'a> Checks<'a> {
+    /// The statements whose conditions are to compile, in order.
+    fn creates(&self) -> Vec<(&'a ParsedStatement, &'a CreateAlert)> {
+        self.steps
+            .iter()
+            .filter_map(|step| match step {
+                Checked::Create(parsed, create) => Some((*parsed, *create)),
+                Checked::Ready(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every statement's step, given the compiled steps of [`Checks::creates`], and the
+    /// new sources' queries.
+    fn into_steps(self, compiled: Vec<Step>) -> (Vec<Step>, BTreeMap<String, NewSet>) {
+        let mut compiled = compiled.into_iter();
+        let mut ready = Vec::with_capacity(self.steps.len());
+        for step in self.steps {
+            match step {
+                Checked::Ready(step) => ready.push(step),
+                Checked::Create(..) => ready.extend(compiled.next()),
+            }
+        }
+        (ready, self.new_sets)
+    }
+}
+
+/// A group of `CREATE ALERT` / `DROP ALERT` statements checked against a session, with
+/// all that compiling their conditions needs, owned: see the module's description.
+pub struct AlertGroup {
+    /// The session's [`Session::generation`] when the group was checked.
+    generation: u64,
+    statements: Vec<ParsedStatement>,
+    context: PlanningContext<'static>,
+    /// The statements whose conditions are compiled, by position, and their sources.
+    creates: Vec<usize>,
+    sources: HashMap<String, Source>,
+}
+
+/// The conditions of an [`AlertGroup`], compiled (or the first that failed).
+pub struct CompiledGroup(Result<Vec<Step>>);
+
+impl AlertGroup {
+    /// Compiles the group's conditions (a large group on every core).
+    pub fn compile(&self) -> CompiledGroup {
+        let creates: Vec<(&ParsedStatement, &CreateAlert)> = self
+            .creates
+            .iter()
+            .filter_map(|&at| match self.statements.get(at) {
+                Some(
+                    parsed @ ParsedStatement {
+                        statement: Statement::CreateAlert(create),
+                        ..
+                    },
+                ) => Some((parsed, create.as_ref())),
+                _ => None,
+            })
+            .collect();
+        CompiledGroup(compile_all(&self.context, &creates, &self.sources))
+    }
 }
 
 /// Creates below this many compile on the calling thread alone.
@@ -221,7 +294,60 @@ impl Session {
 
     /// Runs a group of `CREATE ALERT` / `DROP ALERT` statements, all or nothing.
     pub(super) fn alter_alerts(&mut self, statements: &[&ParsedStatement]) -> Result<Vec<Outcome>> {
-        let (steps, mut new_sets) = self.prepare_alerts(statements)?;
+        let checks = self.check_alerts(statements)?;
+        let compiled = compile_all(&self.planning_context(), &checks.creates(), &checks.sources)?;
+        let (steps, new_sets) = checks.into_steps(compiled);
+        self.apply_alert_steps(steps, new_sets)
+    }
+
+    /// When `sql` is only `CREATE ALERT` and `DROP ALERT` statements: the group, parsed
+    /// and checked, to compile apart from the session (see the module's description).
+    pub fn alert_group(&self, sql: &str) -> Result<Option<AlertGroup>> {
+        let statements = crate::parse_statements(sql)?;
+        if statements.is_empty()
+            || !Self::all_alert_statements(statements.iter().map(|s| &s.statement))
+        {
+            return Ok(None);
+        }
+        let group: Vec<&ParsedStatement> = statements.iter().collect();
+        let checks = self.check_alerts(&group)?;
+        let creates = checks
+            .creates()
+            .iter()
+            .filter_map(|(parsed, _)| group.iter().position(|s| std::ptr::eq(*s, *parsed)))
+            .collect();
+        let sources = checks.sources;
+        Ok(Some(AlertGroup {
+            generation: self.generation,
+            context: self.planning_context().into_owned(),
+            creates,
+            sources,
+            statements,
+        }))
+    }
+
+    /// Applies a group compiled apart from the session; when the session changed since
+    /// the group was checked, checks and compiles it again first.
+    pub fn apply_alert_group(
+        &mut self,
+        group: AlertGroup,
+        compiled: CompiledGroup,
+    ) -> Result<Vec<Outcome>> {
+        self.generation += 1;
+        let statements: Vec<&ParsedStatement> = group.statements.iter().collect();
+        if group.generation + 1 != self.generation {
+            return self.alter_alerts(&statements);
+        }
+        let (steps, new_sets) = self.check_alerts(&statements)?.into_steps(compiled.0?);
+        self.apply_alert_steps(steps, new_sets)
+    }
+
+    /// Applies the steps of a checked and compiled group.
+    fn apply_alert_steps(
+        &mut self,
+        steps: Vec<Step>,
+        mut new_sets: BTreeMap<String, NewSet>,
+    ) -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(steps.len());
         // Per source whose alerts were dropped, the outcome of its last drop.
         let mut last_drop: BTreeMap<String, usize> = BTreeMap::new();
@@ -278,11 +404,8 @@ impl Session {
         Ok(outcomes)
     }
 
-    /// Checks every statement of a group and compiles its conditions.
-    fn prepare_alerts(
-        &self,
-        statements: &[&ParsedStatement],
-    ) -> Result<(Vec<Step>, BTreeMap<String, NewSet>)> {
+    /// Checks every statement of a group.
+    fn check_alerts<'a>(&self, statements: &[&'a ParsedStatement]) -> Result<Checks<'a>> {
         // The alerts the group creates and drops, on top of those registered.
         let mut names = GroupNames {
             registered: &self.alerts.defs,
@@ -291,7 +414,6 @@ impl Session {
         };
         let mut sources: HashMap<String, Source> = HashMap::new();
         let mut new_sets = BTreeMap::new();
-        let context = self.planning_context();
         let mut steps = Vec::with_capacity(statements.len());
         for parsed in statements {
             match &parsed.statement {
@@ -339,22 +461,11 @@ impl Session {
                 }
             }
         }
-        let conditions: Vec<(&ParsedStatement, &CreateAlert)> = steps
-            .iter()
-            .filter_map(|step| match step {
-                Checked::Create(parsed, create) => Some((*parsed, *create)),
-                Checked::Ready(_) => None,
-            })
-            .collect();
-        let mut compiled = compile_all(&context, &conditions, &sources)?.into_iter();
-        let mut ready = Vec::with_capacity(steps.len());
-        for step in steps {
-            match step {
-                Checked::Ready(step) => ready.push(step),
-                Checked::Create(..) => ready.extend(compiled.next()),
-            }
-        }
-        Ok((ready, new_sets))
+        Ok(Checks {
+            steps,
+            sources,
+            new_sets,
+        })
     }
 
     /// The events of `source` as alerts see them; for a source with no alerts yet, also
@@ -567,4 +678,84 @@ fn suppression(create: &CreateAlert, source: &Source) -> Result<Option<Suppressi
         key,
         time,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// The names of the alerts `outcomes` created.
+    fn created(outcomes: &[Outcome]) -> Vec<&str> {
+        outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::AlertCreated { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn session() -> Result<Session> {
+        let mut session = Session::new();
+        session.execute_sql("CREATE STREAM s (a INT, b STRING)")?;
+        Ok(session)
+    }
+
+    #[test]
+    fn a_group_compiled_apart_is_applied() -> TestResult {
+        let mut session = session()?;
+        assert!(session.alert_group("SHOW ALERTS")?.is_none());
+        let sql = "CREATE ALERT x ON s WHERE a > 1; DROP ALERT IF EXISTS w; \
+                   CREATE ALERT y ON s WHERE b = 'q'";
+        let group = session.alert_group(sql)?.ok_or("not a group")?;
+        let compiled = group.compile();
+        let outcomes = session.apply_alert_group(group, compiled)?;
+        assert_eq!(created(&outcomes), ["x", "y"]);
+        assert!(matches!(
+            outcomes.get(1),
+            Some(Outcome::Unchanged(reason)) if reason == "alert 'w' does not exist"
+        ));
+        assert_eq!(session.alert_source_of("y"), Some("s"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_condition_found_apart_registers_nothing() -> TestResult {
+        let mut session = session()?;
+        let sql = "CREATE ALERT x ON s WHERE a > 1; CREATE ALERT y ON s WHERE nosuch = 1";
+        let group = session.alert_group(sql)?.ok_or("not a group")?;
+        let compiled = group.compile();
+        let error = session.apply_alert_group(group, compiled).err();
+        let error = error.ok_or("a bad condition was applied")?.to_string();
+        assert!(error.starts_with("alert 'y': "), "{error}");
+        assert_eq!(session.alert_source_of("x"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_group_is_checked_again_when_the_session_changed_meanwhile() -> TestResult {
+        let mut session = session()?;
+        let sql = "CREATE ALERT x ON s WHERE a > 1; CREATE ALERT y ON s WHERE b = 'q'";
+        let group = session.alert_group(sql)?.ok_or("not a group")?;
+        // Another request registers `x` while the group compiles.
+        session.execute_sql("CREATE ALERT x ON s WHERE a < 0")?;
+        let compiled = group.compile();
+        let error = session.apply_alert_group(group, compiled).err();
+        let error = error.ok_or("a name was registered twice")?.to_string();
+        assert_eq!(error, "alert 'x' already exists");
+        assert_eq!(session.alert_source_of("y"), None);
+
+        // And the stream the group's alerts are on is dropped and made again, with other
+        // columns: the condition no longer type-checks.
+        let group = session.alert_group("CREATE ALERT z ON s WHERE b = 'q'")?;
+        let group = group.ok_or("not a group")?;
+        session.execute_sql("DROP ALERT x; DROP STREAM s; CREATE STREAM s (b INT)")?;
+        let compiled = group.compile();
+        let error = session.apply_alert_group(group, compiled).err();
+        let error = error.ok_or("a stale condition was applied")?.to_string();
+        assert!(error.starts_with("alert 'z': "), "{error}");
+        Ok(())
+    }
 }
