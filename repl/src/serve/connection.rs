@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use sluice_sql::session::alerts_query_name;
+use sluice_sql::{Session, parse_statements};
 
 use super::core::{Core, Payload, StartAt, Target};
 use super::publisher::Publish;
@@ -227,13 +228,21 @@ impl Connection {
         .map_err(|e| ServeError::Request(e.to_string()))?
     }
 
-    /// Runs `sql` on the core. A group of alert statements is checked on the core, compiled
-    /// off it (publishes go on meanwhile), then applied on it.
+    /// Runs `sql` on the core. A group of alert statements is parsed off the core, checked
+    /// on it, compiled off it (publishes go on meanwhile), then applied on it.
     async fn execute_sql(&self, sql: String) -> Result<Vec<Value>, ServeError> {
         let text = sql.clone();
-        let Some(group) = self.with_core(move |core| core.alert_group(&text)).await? else {
-            return self.with_core(move |core| core.execute_sql(&sql)).await;
+        let parsed = tokio::task::spawn_blocking(move || parse_statements(&text))
+            .await
+            .map_err(|e| ServeError::Request(e.to_string()))?;
+        let statements = match parsed {
+            Ok(statements) if Session::is_alert_group(&statements) => statements,
+            // Errors and other statements are for the core to tell.
+            _ => return self.with_core(move |core| core.execute_sql(&sql)).await,
         };
+        let group = self
+            .with_core(move |core| core.alert_group(statements))
+            .await?;
         let (group, compiled) = tokio::task::spawn_blocking(move || {
             let compiled = group.compile();
             (group, compiled)

@@ -30,7 +30,7 @@ use sluice_engine::output::to_output_batch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, EngineError, QueryId};
 use sluice_sql::session::{AlertGroup, CompiledGroup, alerts_query_name};
-use sluice_sql::{ALERT_COLUMN, Outcome, Session};
+use sluice_sql::{ALERT_COLUMN, Outcome, ParsedStatement, Session};
 
 use super::ServeError;
 
@@ -375,9 +375,9 @@ impl Core {
         self.reply(sql, outcomes)
     }
 
-    /// When `sql` is only alert statements: the group, checked, to compile off the core.
-    pub fn alert_group(&self, sql: &str) -> Result<Option<AlertGroup>, ServeError> {
-        Ok(self.session.alert_group(sql)?)
+    /// A group of alert statements, checked, to compile off the core.
+    pub fn alert_group(&self, statements: Vec<ParsedStatement>) -> Result<AlertGroup, ServeError> {
+        Ok(self.session.alert_group(statements)?)
     }
 
     /// Applies the alert statements `sql`, checked as `group` and compiled off the core;

@@ -300,14 +300,19 @@ impl Session {
         self.apply_alert_steps(steps, new_sets)
     }
 
-    /// When `sql` is only `CREATE ALERT` and `DROP ALERT` statements: the group, parsed
-    /// and checked, to compile apart from the session (see the module's description).
-    pub fn alert_group(&self, sql: &str) -> Result<Option<AlertGroup>> {
-        let statements = crate::parse_statements(sql)?;
-        if statements.is_empty()
-            || !Self::all_alert_statements(statements.iter().map(|s| &s.statement))
-        {
-            return Ok(None);
+    /// Whether `statements` are a group of `CREATE ALERT` and `DROP ALERT` statements.
+    pub fn is_alert_group(statements: &[ParsedStatement]) -> bool {
+        !statements.is_empty()
+            && Self::all_alert_statements(statements.iter().map(|s| &s.statement))
+    }
+
+    /// A group of alert statements (see [`Session::is_alert_group`]), checked, to compile
+    /// apart from the session (see the module's description).
+    pub fn alert_group(&self, statements: Vec<ParsedStatement>) -> Result<AlertGroup> {
+        if !Self::is_alert_group(&statements) {
+            return Err(SqlError::Invalid(
+                "only CREATE ALERT and DROP ALERT run in a group of alert statements".into(),
+            ));
         }
         let group: Vec<&ParsedStatement> = statements.iter().collect();
         let checks = self.check_alerts(&group)?;
@@ -317,13 +322,13 @@ impl Session {
             .filter_map(|(parsed, _)| group.iter().position(|s| std::ptr::eq(*s, *parsed)))
             .collect();
         let sources = checks.sources;
-        Ok(Some(AlertGroup {
+        Ok(AlertGroup {
             generation: self.generation,
             context: self.planning_context().into_owned(),
             creates,
             sources,
             statements,
-        }))
+        })
     }
 
     /// Applies a group compiled apart from the session; when the session changed since
@@ -683,6 +688,7 @@ fn suppression(create: &CreateAlert, source: &Source) -> Result<Option<Suppressi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse_statements;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -706,10 +712,10 @@ mod tests {
     #[test]
     fn a_group_compiled_apart_is_applied() -> TestResult {
         let mut session = session()?;
-        assert!(session.alert_group("SHOW ALERTS")?.is_none());
+        assert!(!Session::is_alert_group(&parse_statements("SHOW ALERTS")?));
         let sql = "CREATE ALERT x ON s WHERE a > 1; DROP ALERT IF EXISTS w; \
                    CREATE ALERT y ON s WHERE b = 'q'";
-        let group = session.alert_group(sql)?.ok_or("not a group")?;
+        let group = session.alert_group(parse_statements(sql)?)?;
         let compiled = group.compile();
         let outcomes = session.apply_alert_group(group, compiled)?;
         assert_eq!(created(&outcomes), ["x", "y"]);
@@ -725,7 +731,7 @@ mod tests {
     fn a_bad_condition_found_apart_registers_nothing() -> TestResult {
         let mut session = session()?;
         let sql = "CREATE ALERT x ON s WHERE a > 1; CREATE ALERT y ON s WHERE nosuch = 1";
-        let group = session.alert_group(sql)?.ok_or("not a group")?;
+        let group = session.alert_group(parse_statements(sql)?)?;
         let compiled = group.compile();
         let error = session.apply_alert_group(group, compiled).err();
         let error = error.ok_or("a bad condition was applied")?.to_string();
@@ -738,7 +744,7 @@ mod tests {
     fn a_group_is_checked_again_when_the_session_changed_meanwhile() -> TestResult {
         let mut session = session()?;
         let sql = "CREATE ALERT x ON s WHERE a > 1; CREATE ALERT y ON s WHERE b = 'q'";
-        let group = session.alert_group(sql)?.ok_or("not a group")?;
+        let group = session.alert_group(parse_statements(sql)?)?;
         // Another request registers `x` while the group compiles.
         session.execute_sql("CREATE ALERT x ON s WHERE a < 0")?;
         let compiled = group.compile();
@@ -749,8 +755,7 @@ mod tests {
 
         // And the stream the group's alerts are on is dropped and made again, with other
         // columns: the condition no longer type-checks.
-        let group = session.alert_group("CREATE ALERT z ON s WHERE b = 'q'")?;
-        let group = group.ok_or("not a group")?;
+        let group = session.alert_group(parse_statements("CREATE ALERT z ON s WHERE b = 'q'")?)?;
         session.execute_sql("DROP ALERT x; DROP STREAM s; CREATE STREAM s (b INT)")?;
         let compiled = group.compile();
         let error = session.apply_alert_group(group, compiled).err();
