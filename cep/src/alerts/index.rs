@@ -114,6 +114,12 @@ impl Buffers {
         self.residuals.clear();
     }
 
+    /// Sets an alert's bits to `positions` of a partition of `size` rows.
+    fn start_alert(&mut self, size: usize, positions: std::ops::Range<usize>) {
+        self.words.resize(size.div_ceil(64), 0);
+        set_positions(&mut self.words, positions);
+    }
+
     /// The firings, by row then by alert, each once: each shape's put in order of row,
     /// then each row's merged over the shapes.
     fn fired_by_row(&mut self, rows: usize) -> Matches {
@@ -1153,8 +1159,7 @@ impl AlertIndex {
             ..
         } = *place;
         let size = part.end - part.start;
-        buffers.words.resize(size.div_ceil(64), 0);
-        set_positions(&mut buffers.words, positions);
+        buffers.start_alert(size, positions);
         for &number in numbers {
             if number == GENERALS {
                 return self.fire_general(id, place, buffers);
@@ -1204,9 +1209,7 @@ impl AlertIndex {
             views,
             ..
         } = *place;
-        let size = part.end - part.start;
-        buffers.words.resize(size.div_ceil(64), 0);
-        set_positions(&mut buffers.words, positions);
+        buffers.start_alert(part.end - part.start, positions);
         let tests = numbers.iter().filter_map(|&number| self.tests.get(number));
         narrow(tests, arranged, part, views, &mut buffers.words);
         match numbers.last() {
