@@ -16,14 +16,17 @@
 //! Per batch and shape in use: each row's hash is computed and the rows are laid out by
 //! partition ([`Arranged`]), within one in order of the number column the shape's alerts
 //! bound (the price, say); each alert listed under a partition's hash is then tested on the
-//! partition's rows within its bounds (found by bisection; none, and the alert is passed
-//! over) at once, as bits, so an alert is visited once per partition of a batch, not once
-//! per row. Its tests are numbered, one number per distinct test over all alerts, and each
-//! is made on a partition's rows once, for the first alert that asks ([`Masks`]); the
-//! alerts after it AND its bits. String equalities compare symbols (numbers given to the
-//! strings alerts name), looked up once per row. The firings of each shape are put in order of row
-//! by a counting sort and merged over the shapes by alert; an alert found through keys of
-//! two shapes fires once.
+//! partition's rows within its bounds (found by bisection, shared by the alerts bounded by
+//! the same test; none, and the alert is passed over) at once, as bits, so an alert is
+//! visited once per partition of a batch, not once per row. Its tests are numbered, one
+//! number per distinct test over all alerts, and each is made on a partition's rows once,
+//! for the first alert that asks ([`Masks`]); the alerts after it AND its bits. On a
+//! partition of a few rows, where little is shared, each alert's tests are made on its own
+//! rows. A symbol test that the partition's string implies (`district IN ('a', 'b')` on
+//! the rows of `a`) is not made when every row of the partition has that symbol. String
+//! equalities compare symbols (numbers given to the strings alerts name), looked up once
+//! per row. The firings of each shape are put in order of row by a counting sort and
+//! merged over the shapes by alert; an alert found through keys of two shapes fires once.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
