@@ -47,13 +47,13 @@ pub struct Split {
     pub generals: Vec<Cond>,
 }
 
-/// The bounds the first of `conjuncts` that bounds a numeric column (`column`, when given)
-/// puts on it, with the column.
+/// The first of `conjuncts` that bounds a numeric column (`column`, when given): where it
+/// is among them, the column, and its bounds.
 pub fn bounds(
     conjuncts: &[Conjunct],
     column: Option<NumberColumn>,
-) -> Option<(NumberColumn, i64, i64)> {
-    conjuncts.iter().find_map(|conjunct| {
+) -> Option<(usize, NumberColumn, i64, i64)> {
+    conjuncts.iter().enumerate().find_map(|(at, conjunct)| {
         let (on, low, high) = match conjunct {
             Conjunct::Int { column, low, high } => ((*column, false), *low, *high),
             Conjunct::Float { column, low, high } => ((*column, true), *low, *high),
@@ -61,7 +61,7 @@ pub fn bounds(
         };
         column
             .is_none_or(|wanted| wanted == on)
-            .then_some((on, low, high))
+            .then_some((at, on, low, high))
     })
 }
 

@@ -687,21 +687,19 @@ impl Listed {
         let found = match self.bounded {
             Some(column) => bounds(tests, Some(column)),
             None => bounds(tests, preferred).or_else(|| bounds(tests, None)),
-        };
+        }
+        // Bounds that are the widest bound nothing (see `Listed::bounding`).
+        .filter(|&(_, _, low, high)| (low, high) != (i64::MIN, i64::MAX));
+        if let Some((_, column, _, _)) = found {
+            self.bounded = Some(column);
+        }
         self.symbol = match self.alerts {
             0 => symbol,
             _ => self.symbol.filter(|known| Some(*known) == symbol),
         };
         // The test the bounds come from first, then those the string implies, then the rest
         // (GENERALS, past the tests, stays last).
-        // Bounds that are the widest bound nothing (see `Listed::bounding`).
-        let found = found.filter(|&(_, low, high)| (low, high) != (i64::MIN, i64::MAX));
-        let bounding = found.and_then(|(column, _, _)| {
-            self.bounded = Some(column);
-            tests
-                .iter()
-                .position(|test| bounds(std::slice::from_ref(test), Some(column)).is_some())
-        });
+        let bounding = found.map(|(at, ..)| at);
         let implied = |at: usize| {
             symbol.is_some_and(|(column, symbol)| {
                 tests
@@ -713,7 +711,7 @@ impl Listed {
         order.extend((0..numbers.len()).filter(|&at| implied(at)));
         let implied_count = order.len() - usize::from(bounding.is_some());
         order.extend((0..numbers.len()).filter(|&at| Some(at) != bounding && !implied(at)));
-        let (low, high) = found.map_or((i64::MIN, i64::MAX), |(_, low, high)| (low, high));
+        let (low, high) = found.map_or((i64::MIN, i64::MAX), |(.., low, high)| (low, high));
         let [low, high] = [low, high].map(|bound| bound as u64);
         self.records.extend([
             id,
@@ -928,7 +926,7 @@ impl AlertIndex {
             return;
         };
         if order.is_none() {
-            *order = bounds(tests, None).map(|(column, _, _)| column);
+            *order = bounds(tests, None).map(|(_, column, ..)| column);
         }
         for &hash in hashes {
             if places.contains(&(at, hash)) {
@@ -1056,8 +1054,10 @@ impl AlertIndex {
 
     /// Tests the alerts of shape `at` on the rows of their partitions. When a list's
     /// bounded column is the one the rows are ordered by, the rows within an alert's
-    /// bounds are found by bisection, and the alert is passed over when there are none;
-    /// else it is when its bounds miss the partition's least to greatest value.
+    /// bounds are found by bisection (shared by the alerts bounded by one test), and the
+    /// alert is passed over when there are none; else it is when its bounds miss the
+    /// partition's least to greatest value. The tests the partition's string implies are
+    /// not made.
     fn fire_listed(
         &self,
         at: usize,
@@ -1297,8 +1297,8 @@ fn push_found(buffers: &mut Buffers, id: AlertId, place: &Place) {
             break;
         };
         slot.1 = row;
-        if let Some(count) = starts.get_mut(row as usize + 1) {
-            *count += 1;
+        if let Some(of_row) = starts.get_mut(row as usize + 1) {
+            *of_row += 1;
         }
         written += 1;
     }

@@ -69,27 +69,28 @@ enum Step {
     Unchanged(String),
 }
 
-/// A statement of a group, checked: ready to apply, or a condition still to compile.
-enum Checked<'a> {
+/// A statement of a group, checked: ready to apply, or a condition still to compile (the
+/// statement's position in the group).
+enum Checked {
     Ready(Step),
-    Create(&'a ParsedStatement, &'a CreateAlert),
+    Create(usize),
 }
 
 /// A group of statements, checked: each statement's step, the sources its conditions are
 /// on, and the queries that would run the alerts of sources that have none yet.
-struct Checks<'a> {
-    steps: Vec<Checked<'a>>,
+struct Checks {
+    steps: Vec<Checked>,
     sources: HashMap<String, Source>,
     new_sets: BTreeMap<String, NewSet>,
 }
 
-impl<'a> Checks<'a> {
-    /// The statements whose conditions are to compile, in order.
-    fn creates(&self) -> Vec<(&'a ParsedStatement, &'a CreateAlert)> {
+impl Checks {
+    /// The positions of the statements whose conditions are to compile, in order.
+    fn creates(&self) -> Vec<usize> {
         self.steps
             .iter()
             .filter_map(|step| match step {
-                Checked::Create(parsed, create) => Some((*parsed, *create)),
+                Checked::Create(at) => Some(*at),
                 Checked::Ready(_) => None,
             })
             .collect()
@@ -128,21 +129,27 @@ pub struct CompiledGroup(Result<Vec<Step>>);
 impl AlertGroup {
     /// Compiles the group's conditions (a large group on every core).
     pub fn compile(&self) -> CompiledGroup {
-        let creates: Vec<(&ParsedStatement, &CreateAlert)> = self
-            .creates
-            .iter()
-            .filter_map(|&at| match self.statements.get(at) {
-                Some(
-                    parsed @ ParsedStatement {
-                        statement: Statement::CreateAlert(create),
-                        ..
-                    },
-                ) => Some((parsed, create.as_ref())),
-                _ => None,
-            })
-            .collect();
+        let statements: Vec<&ParsedStatement> = self.statements.iter().collect();
+        let creates = creates_at(&statements, &self.creates);
         CompiledGroup(compile_all(&self.context, &creates, &self.sources))
     }
+}
+
+/// The `CREATE ALERT` statements among `statements` at `positions`.
+fn creates_at<'a>(
+    statements: &[&'a ParsedStatement],
+    positions: &[usize],
+) -> Vec<(&'a ParsedStatement, &'a CreateAlert)> {
+    positions
+        .iter()
+        .filter_map(|&at| {
+            let parsed = *statements.get(at)?;
+            match &parsed.statement {
+                Statement::CreateAlert(create) => Some((parsed, create.as_ref())),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Creates below this many compile on the calling thread alone.
@@ -295,7 +302,8 @@ impl Session {
     /// Runs a group of `CREATE ALERT` / `DROP ALERT` statements, all or nothing.
     pub(super) fn alter_alerts(&mut self, statements: &[&ParsedStatement]) -> Result<Vec<Outcome>> {
         let checks = self.check_alerts(statements)?;
-        let compiled = compile_all(&self.planning_context(), &checks.creates(), &checks.sources)?;
+        let creates = creates_at(statements, &checks.creates());
+        let compiled = compile_all(&self.planning_context(), &creates, &checks.sources)?;
         let (steps, new_sets) = checks.into_steps(compiled);
         self.apply_alert_steps(steps, new_sets)
     }
@@ -316,17 +324,11 @@ impl Session {
         }
         let group: Vec<&ParsedStatement> = statements.iter().collect();
         let checks = self.check_alerts(&group)?;
-        let creates = checks
-            .creates()
-            .iter()
-            .filter_map(|(parsed, _)| group.iter().position(|s| std::ptr::eq(*s, *parsed)))
-            .collect();
-        let sources = checks.sources;
         Ok(AlertGroup {
             generation: self.generation,
             context: self.planning_context().into_owned(),
-            creates,
-            sources,
+            creates: checks.creates(),
+            sources: checks.sources,
             statements,
         })
     }
@@ -338,9 +340,10 @@ impl Session {
         group: AlertGroup,
         compiled: CompiledGroup,
     ) -> Result<Vec<Outcome>> {
+        let changed = group.generation != self.generation;
         self.generation += 1;
         let statements: Vec<&ParsedStatement> = group.statements.iter().collect();
-        if group.generation + 1 != self.generation {
+        if changed {
             return self.alter_alerts(&statements);
         }
         let (steps, new_sets) = self.check_alerts(&statements)?.into_steps(compiled.0?);
@@ -410,7 +413,7 @@ impl Session {
     }
 
     /// Checks every statement of a group.
-    fn check_alerts<'a>(&self, statements: &[&'a ParsedStatement]) -> Result<Checks<'a>> {
+    fn check_alerts(&self, statements: &[&ParsedStatement]) -> Result<Checks> {
         // The alerts the group creates and drops, on top of those registered.
         let mut names = GroupNames {
             registered: &self.alerts.defs,
@@ -420,7 +423,7 @@ impl Session {
         let mut sources: HashMap<String, Source> = HashMap::new();
         let mut new_sets = BTreeMap::new();
         let mut steps = Vec::with_capacity(statements.len());
-        for parsed in statements {
+        for (at, parsed) in statements.iter().enumerate() {
             match &parsed.statement {
                 Statement::CreateAlert(create) => {
                     let name = &create.name;
@@ -444,7 +447,7 @@ impl Session {
                         sources.insert(create.source.clone(), source);
                     }
                     names.add(name);
-                    steps.push(Checked::Create(parsed, create));
+                    steps.push(Checked::Create(at));
                 }
                 Statement::Drop(drop) => {
                     if names.remove(&drop.name) {
