@@ -62,36 +62,18 @@ fn evaluate_residual(
         .ok_or_else(|| CepError::Alert("a condition is not boolean".into()))
 }
 
-/// The alerts of `found` (firings as (alert, row)) into `sorted`, in order of row, in the
-/// order they came within one: a counting sort, given `starts[row + 1]`, the count of each
-/// row's firings; after it, `starts[row]` is where the next row's firings start.
-fn sort_by_row(found: &[(AlertId, u32)], starts: &mut [usize], sorted: &mut Vec<AlertId>) {
-    for at in 1..starts.len() {
-        starts[at] += starts[at - 1];
-    }
-    sorted.clear();
-    sorted.resize(found.len(), 0);
-    for &(id, row) in found {
-        if let Some(next) = starts.get_mut(row as usize)
-            && let Some(slot) = sorted.get_mut(*next)
-        {
-            *slot = id;
-            *next += 1;
-        }
-    }
-}
-
 /// What matching a batch needs room for, kept from one batch to the next: these grow to
 /// megabytes, which fresh allocations would fault in again each time.
 #[derive(Default)]
 struct Buffers {
-    /// Firings as (alert, row): per shape as found (each row's in order of alert, as a
-    /// row is in one partition of a shape, listing its alerts in order), then by row.
-    found: Vec<Vec<(AlertId, u32)>>,
+    /// The firings on the partition being tested as (alert, position), in order of
+    /// alert, and the count of each position's (at `position + 1`).
+    partition: Vec<(AlertId, u32)>,
+    counts: Vec<u32>,
+    /// Per shape, the alerts fired, partition after partition, each row's together in
+    /// order of alert; and by row, where its own are.
     by_row: Vec<Vec<AlertId>>,
-    /// Per shape, each row's count of firings (at `row + 1`), then where they start in
-    /// `by_row`.
-    starts: Vec<Vec<usize>>,
+    spans: Vec<Vec<(u32, u32)>>,
     /// An alert's bits over the rows of a partition.
     words: Vec<u64>,
     /// The results of the tests made on the current partition.
@@ -104,17 +86,60 @@ struct Buffers {
 }
 
 impl Buffers {
-    /// Room for the firings of `shapes` shapes, empty.
+    /// Room for the firings of `shapes` shapes on `rows` rows, empty.
     fn clear(&mut self, shapes: usize, rows: usize) {
-        self.found.resize_with(shapes, Vec::new);
-        self.found.iter_mut().for_each(Vec::clear);
         self.by_row.resize_with(shapes, Vec::new);
-        self.starts.resize_with(shapes, Vec::new);
-        for starts in &mut self.starts {
-            starts.clear();
-            starts.resize(rows + 1, 0);
+        self.by_row.iter_mut().for_each(Vec::clear);
+        self.spans.resize_with(shapes, Vec::new);
+        for spans in &mut self.spans {
+            spans.clear();
+            spans.resize(rows, (0, 0));
         }
         self.residuals.clear();
+    }
+
+    /// Room for the firings on a partition of `size` rows.
+    fn start_partition(&mut self, size: usize) {
+        self.partition.clear();
+        self.counts.clear();
+        self.counts.resize(size + 1, 0);
+    }
+
+    /// Puts the firings on the partition of `rows` (the batch row at each position) into
+    /// order of row, after those of `shape` so far: a counting sort small enough to stay
+    /// in cache, where one over the whole batch would scatter over megabytes.
+    fn finish_partition(&mut self, shape: usize, rows: &[u32]) {
+        let (Some(by_row), Some(spans)) = (self.by_row.get_mut(shape), self.spans.get_mut(shape))
+        else {
+            return;
+        };
+        if self.partition.is_empty() {
+            return;
+        }
+        let counts = &mut self.counts;
+        for at in 1..counts.len() {
+            counts[at] += counts[at - 1];
+        }
+        let base = by_row.len() as u32;
+        for (position, &row) in rows.iter().enumerate() {
+            if let (Some(&start), Some(&end), Some(span)) = (
+                counts.get(position),
+                counts.get(position + 1),
+                spans.get_mut(row as usize),
+            ) {
+                *span = (base + start, base + end);
+            }
+        }
+        by_row.resize(by_row.len() + self.partition.len(), 0);
+        let sorted = by_row.get_mut(base as usize..).unwrap_or_default();
+        for &(id, position) in &self.partition {
+            if let Some(next) = counts.get_mut(position as usize)
+                && let Some(slot) = sorted.get_mut(*next as usize)
+            {
+                *slot = id;
+                *next += 1;
+            }
+        }
     }
 
     /// Sets an alert's bits to `positions` of a partition of `size` rows.
@@ -123,60 +148,42 @@ impl Buffers {
         set_positions(&mut self.words, positions);
     }
 
-    /// The firings, by row then by alert, each once: each shape's put in order of row,
-    /// then each row's merged over the shapes.
+    /// The firings, by row then by alert, each once: each row's merged over the shapes.
     fn fired_by_row(&mut self, rows: usize) -> Matches {
-        for ((found, starts), sorted) in self
-            .found
-            .iter()
-            .zip(&mut self.starts)
-            .zip(&mut self.by_row)
-        {
-            sort_by_row(found, starts, sorted);
-        }
-        // Per shape with firings: where each row's firings end, and their alerts by row.
-        type ByRow<'a> = (&'a [usize], &'a [AlertId]);
+        // Per shape with firings: where each row's are, and the alerts.
+        type ByRow<'a> = (&'a [(u32, u32)], &'a [AlertId]);
         let shapes: Vec<ByRow> = self
-            .starts
+            .spans
             .iter()
             .zip(&self.by_row)
             .filter(|(_, sorted)| !sorted.is_empty())
-            .map(|(starts, sorted)| (starts.as_slice(), sorted.as_slice()))
+            .map(|(spans, sorted)| (spans.as_slice(), sorted.as_slice()))
             .collect();
         let total = shapes.iter().map(|(_, sorted)| sorted.len()).sum();
         let mut fired = Matches {
             rows: Vec::with_capacity(total),
             alerts: Vec::with_capacity(total),
         };
-        if let [(starts, sorted)] = shapes.as_slice() {
-            fired.alerts.extend_from_slice(sorted);
-            let mut begin = 0;
-            for (row, &end) in starts.iter().take(rows).enumerate() {
-                fired
-                    .rows
-                    .resize(fired.rows.len() + (end - begin), row as u32);
-                begin = end;
-            }
-            return fired;
+        fn of_row<'a>((spans, sorted): &ByRow<'a>, row: usize) -> &'a [AlertId] {
+            let (start, end) = spans.get(row).copied().unwrap_or_default();
+            sorted.get(start as usize..end as usize).unwrap_or_default()
         }
         let mut heads: Vec<&[AlertId]> = Vec::with_capacity(shapes.len());
         for row in 0..rows {
-            heads.clear();
-            for (starts, sorted) in &shapes {
-                // After the sort, `starts[row]` is where the next row's firings start.
-                let end = starts.get(row).copied().unwrap_or(0);
-                let begin = match row.checked_sub(1) {
-                    Some(before) => starts.get(before).copied().unwrap_or(0),
-                    None => 0,
-                };
-                if let Some(slice) = sorted.get(begin..end)
-                    && !slice.is_empty()
-                {
-                    heads.push(slice);
+            let before = fired.alerts.len();
+            match shapes.as_slice() {
+                [only] => fired.alerts.extend_from_slice(of_row(only, row)),
+                _ => {
+                    heads.clear();
+                    heads.extend(
+                        shapes
+                            .iter()
+                            .map(|shape| of_row(shape, row))
+                            .filter(|slice| !slice.is_empty()),
+                    );
+                    merge_by_alert(&mut heads, &mut fired.alerts, &mut self.fired);
                 }
             }
-            let before = fired.alerts.len();
-            merge_by_alert(&mut heads, &mut fired.alerts, &mut self.fired);
             let added = fired.alerts.len() - before;
             fired.rows.resize(fired.rows.len() + added, row as u32);
         }
@@ -264,15 +271,14 @@ fn symbol_columns(cond: &Cond, out: &mut BTreeSet<usize>) {
     }
 }
 
-/// A partition being tested: the batch and its rows laid out for one shape (firings go
-/// to that shape's list), and the partition.
+/// A partition being tested: the batch and its rows laid out for one shape, and the
+/// partition.
 #[derive(Clone, Copy)]
 struct Place<'a> {
     arranged: &'a Arranged,
     part: Part,
     views: &'a Views,
     batch: &'a RecordBatch,
-    shape: usize,
 }
 
 /// An alert's number in the index.
@@ -1033,8 +1039,8 @@ impl AlertIndex {
                         part,
                         views: &views,
                         batch,
-                        shape: 0,
                     };
+                    buffers.start_partition(part.end - part.start);
                     self.spans
                         .iter()
                         .enumerate()
@@ -1043,7 +1049,10 @@ impl AlertIndex {
                             let numbers = numbers.unwrap_or_default();
                             let all = 0..part.end - part.start;
                             self.fire(id as AlertId, numbers, &place, all, &mut buffers)
-                        })
+                        })?;
+                    let rows = arranged.rows.get(part.start..part.end);
+                    buffers.finish_partition(0, rows.unwrap_or_default());
+                    Ok(())
                 })
             }
         };
@@ -1092,10 +1101,10 @@ impl AlertIndex {
                 part,
                 views,
                 batch,
-                shape: at,
             };
             let size = part.end - part.start;
             buffers.masks.start(size, self.tests.len());
+            buffers.start_partition(size);
             match listed
                 .bounded
                 .and_then(|column| arranged.ordered(column, part))
@@ -1140,12 +1149,14 @@ impl AlertIndex {
                     }
                 }
             }
+            let rows = arranged.rows.get(part.start..part.end);
+            buffers.finish_partition(at, rows.unwrap_or_default());
         }
         Ok(())
     }
 
-    /// Adds `(id, row)` to the firings of the place's shape for each row at `positions`
-    /// of its partition where alert `id` (with tests `numbers`) is true, ANDing the
+    /// Adds `(id, position)` to the firings on the place's partition for each of
+    /// `positions` where alert `id` (with tests `numbers`) is true, ANDing the
     /// results of its tests over the partition, made once for all its alerts.
     fn fire_shared(
         &self,
@@ -1191,13 +1202,12 @@ impl AlertIndex {
                 return Ok(());
             }
         }
-        push_found(buffers, id, place);
+        push_found(buffers, id);
         Ok(())
     }
 
-    /// Adds `(id, row)` to the firings of the place's shape for each row at `positions`
-    /// of its partition where alert `id` (with tests `numbers`) is true, testing it on its
-    /// own.
+    /// Adds `(id, position)` to the firings on the place's partition for each of
+    /// `positions` where alert `id` (with tests `numbers`) is true, testing it on its own.
     fn fire(
         &self,
         id: AlertId,
@@ -1218,7 +1228,7 @@ impl AlertIndex {
         match numbers.last() {
             Some(&GENERALS) => self.fire_general(id, place, buffers),
             _ => {
-                push_found(buffers, id, place);
+                push_found(buffers, id);
                 Ok(())
             }
         }
@@ -1257,50 +1267,38 @@ impl AlertIndex {
             })
         };
         narrow_generals(generals, arranged, part, words, &mut general)?;
-        push_found(buffers, id, place);
+        push_found(buffers, id);
         Ok(())
     }
 }
 
-/// Adds `(id, row)` to the firings of the place's shape for each row of its partition
-/// set in `buffers.words`, and counts them.
-fn push_found(buffers: &mut Buffers, id: AlertId, place: &Place) {
-    let (Some(found), Some(starts)) = (
-        buffers.found.get_mut(place.shape),
-        buffers.starts.get_mut(place.shape),
-    ) else {
-        return;
-    };
-    let count: u32 = buffers.words.iter().map(|word| word.count_ones()).sum();
+/// Adds `(id, position)` to the firings on the partition for each position set in
+/// `buffers.words`, and counts them.
+fn push_found(buffers: &mut Buffers, id: AlertId) {
+    let Buffers {
+        words,
+        partition,
+        counts,
+        fired,
+        ..
+    } = buffers;
+    let count: u32 = words.iter().map(|word| word.count_ones()).sum();
     if count == 0 {
         return;
     }
-    if let Some(fired) = buffers.fired.get_mut(id as usize) {
+    if let Some(fired) = fired.get_mut(id as usize) {
         *fired += u64::from(count);
     }
-    let part = place.part;
-    let rows = place.arranged.rows.get(part.start..part.end);
-    let rows = rows.unwrap_or_default();
-    let from = found.len();
-    found.resize(from + count as usize, (id, 0));
-    let positions = buffers.words.iter().enumerate().flat_map(|(at, &word)| {
+    partition.reserve(count as usize);
+    for (at, &word) in words.iter().enumerate() {
         let mut bits = word;
-        std::iter::from_fn(move || {
-            let bit = bits.trailing_zeros() as usize;
-            bits &= bits.wrapping_sub(1);
-            (bit < 64).then_some(at * 64 + bit)
-        })
-    });
-    let mut written = from;
-    for (slot, position) in found.iter_mut().skip(from).zip(positions) {
-        let Some(&row) = rows.get(position) else {
-            break;
-        };
-        slot.1 = row;
-        if let Some(of_row) = starts.get_mut(row as usize + 1) {
-            *of_row += 1;
+        while bits != 0 {
+            let position = at * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            partition.push((id, position as u32));
+            if let Some(count) = counts.get_mut(position + 1) {
+                *count += 1;
+            }
         }
-        written += 1;
     }
-    found.truncate(written);
 }
