@@ -88,6 +88,15 @@ impl Changes {
         Changes { rows, kinds: None }
     }
 
+    /// `rows`, each of kind [`RowKind::Late`].
+    pub fn late(rows: RecordBatch) -> Self {
+        let kinds = UInt8Array::from(vec![RowKind::Late as u8; rows.num_rows()]);
+        Changes {
+            rows,
+            kinds: Some(kinds),
+        }
+    }
+
     pub fn num_rows(&self) -> usize {
         self.rows.num_rows()
     }
@@ -119,11 +128,7 @@ impl Changes {
             return Ok(None);
         }
         let rows = self.filter(&BooleanArray::from(late.to_vec()))?.rows;
-        let kinds = UInt8Array::from(vec![RowKind::Late as u8; rows.num_rows()]);
-        Ok(Some(Changes {
-            rows,
-            kinds: Some(kinds),
-        }))
+        Ok(Some(Changes::late(rows)))
     }
 
     /// The same kinds attached to other rows of equal length (e.g. after a projection).

@@ -163,7 +163,7 @@ fn the_demo_script_runs_over_its_sample_events() {
         "dashboard: 27 row(s)\ndashboard.late: 0 row(s)\ncard_testing: 10 row(s)\n\
          card_testing.late: 0 row(s)\nbig_spenders: 172 row(s)\nlisting_prices: 24 row(s)\n\
          listing_prices.late: 0 row(s)\nseoul_flat_under_600k: 2 row(s)\n\
-         lisbon_or_porto_large: 2 row(s)\nbargain: 11 row(s)\n"
+         lisbon_or_porto_large: 2 row(s)\nbargain: 11 row(s)\nbargain.late: 0 row(s)\n"
     );
 }
 

@@ -87,6 +87,9 @@ impl Script {
                 }
                 if let Some(events) = self.session.alert_events(name) {
                     self.add_output(name, &events);
+                    if self.session.alert_suppressed(name) {
+                        self.add_output(&format!("{name}.late"), &events);
+                    }
                 }
             }
             Outcome::Created {
@@ -126,14 +129,18 @@ impl Script {
         for (id, results) in self.session.engine_mut().drain_results() {
             if self.alert_queries.contains(&id) {
                 for changes in results {
-                    drained.extend(by_alert(&changes.rows)?);
+                    drained.extend(by_alert(&changes.rows, "", Changes::inserts)?);
                 }
             } else if let Some(name) = self.output_of.get(&id) {
                 drained.extend(results.into_iter().map(|changes| (name.clone(), changes)));
             }
         }
         for (id, late) in self.session.engine_mut().drain_late_results() {
-            if let Some(name) = self.late_output_of.get(&id) {
+            if self.alert_queries.contains(&id) {
+                for changes in late {
+                    drained.extend(by_alert(&changes.rows, ".late", Changes::late)?);
+                }
+            } else if let Some(name) = self.late_output_of.get(&id) {
                 drained.extend(late.into_iter().map(|changes| (name.clone(), changes)));
             }
         }
@@ -191,8 +198,13 @@ impl Script {
 }
 
 /// Firings (the alert's name, then the event's columns) split by alert, in the order each
-/// alert first fired; each part keeps the event's columns only.
-fn by_alert(firings: &RecordBatch) -> Result<Vec<(String, Changes)>> {
+/// alert first fired, into outputs named by the alert and `suffix`; each part keeps the
+/// event's columns only, as changes made by `changes`.
+fn by_alert(
+    firings: &RecordBatch,
+    suffix: &str,
+    changes: fn(RecordBatch) -> Changes,
+) -> Result<Vec<(String, Changes)>> {
     let firings = &unpacked(firings)?;
     let names = firings
         .column(0)
@@ -214,7 +226,7 @@ fn by_alert(firings: &RecordBatch) -> Result<Vec<(String, Changes)>> {
     rows.into_iter()
         .map(|(name, indices)| {
             let part = take_record_batch(&events, &UInt32Array::from(indices))?;
-            Ok((name.to_string(), Changes::inserts(part)))
+            Ok((format!("{name}{suffix}"), changes(part)))
         })
         .collect()
 }

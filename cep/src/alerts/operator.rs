@@ -3,8 +3,10 @@
 //! The set is shared with whoever registers and drops alerts, so alerts come and go
 //! between batches without the query being restarted; an alert sees only rows that arrive
 //! after it was registered. It emits, for each batch, the firings the batch causes (all
-//! `+I`), at once: nothing waits for the watermark. The watermark only expires
-//! suppression keys (see [`AlertSet::expire`]); end of input emits nothing more.
+//! `+I`), at once: nothing waits for the watermark. The watermark only drops suppression
+//! state and makes rows behind it late (see [`AlertSet`]): the firings of suppressed
+//! alerts that cannot be decided go to the late side output. End of input emits nothing
+//! more.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,12 +26,17 @@ const BYTES_PER_ALERT: usize = 1200;
 pub struct AlertOperator {
     alerts: SharedAlerts,
     schema: SchemaRef,
+    late: Vec<Changes>,
 }
 
 impl AlertOperator {
     pub fn new(alerts: SharedAlerts) -> Result<AlertOperator> {
         let schema = lock(&alerts)?.firings().clone();
-        Ok(AlertOperator { alerts, schema })
+        Ok(AlertOperator {
+            alerts,
+            schema,
+            late: Vec::new(),
+        })
     }
 }
 
@@ -54,15 +61,18 @@ impl Operator for AlertOperator {
         let fired = lock(&self.alerts)?
             .fire(&changes)
             .map_err(|e| EngineError::Input(e.to_string()))?;
-        if let Some(rows) = fired {
-            out.push(Changes::inserts(rows));
-        }
+        out.extend(fired.notified.map(Changes::inserts));
+        self.late.extend(fired.late.map(Changes::late));
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Millis, _out: &mut Vec<Changes>) -> Result<()> {
         lock(&self.alerts)?.expire(watermark);
         Ok(())
+    }
+
+    fn take_late(&mut self) -> Vec<Changes> {
+        std::mem::take(&mut self.late)
     }
 
     fn metrics(&self) -> OperatorMetrics {

@@ -3,13 +3,15 @@
 //!
 //! A firing is a row of the source that made an alert's condition TRUE. Only rows that
 //! hold from then on fire: inserts and the new versions of updated rows (`+I`, `+U`);
-//! retractions and deletes never do. An alert with a suppression interval fires at most
-//! once per key per interval: after a firing at event time `t` for a key, rows of that key
-//! less than `interval` away from `t` (either side, as rows may come out of order) are
-//! passed over. The state is the index, and per suppressed alert the time of the last
-//! firing of each key; a key's entry is dropped once the watermark reaches the end of its
-//! interval, since no row that is on time can be suppressed by it any more (a late row
-//! that comes after that fires again).
+//! retractions and deletes never do. An alert with a suppression interval notifies at
+//! most once per key per interval: a row of a key less than `interval` away (either side,
+//! as rows may come out of order) from a notified firing of that key is passed over. The
+//! state is the index, and per suppressed alert and key the event times of its notified
+//! firings that can still pass a row over; the watermark drops a time once it reaches
+//! the end of its interval, since no row that is on time can be passed over by it any
+//! more. So a late row (behind the watermark) that no kept time passes over cannot be
+//! decided: a dropped time might have. Its firing is not notified but goes to the late
+//! side output (op `late`) and is counted there, as late rows are for windows.
 //!
 //! Firing rows refer to their events rather than copy them: each column is a dictionary
 //! over the event batch's column (the alert's name over all the alerts' names), keyed by
@@ -107,22 +109,40 @@ impl Names {
     }
 }
 
-/// A suppression, per key the event time of its last firing, and how many matched rows
-/// it passed over.
+/// A suppression; per key, the event times (in order) of the notified firings that can
+/// still pass a row over; and how many matched rows were not notified: passed over, or
+/// late.
 struct Suppressed {
     rule: Suppression,
-    last_fired: HashMap<Vec<ScalarValue>, Millis>,
-    passed_over: u64,
+    notified: HashMap<Vec<ScalarValue>, Vec<Millis>>,
+    not_notified: u64,
+}
+
+/// What becomes of a firing of a suppressed alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Notify,
+    PassOver,
+    /// Behind the watermark, and no kept time passes it over: a dropped one might have.
+    Late,
 }
 
 impl Registered {
     fn suppressed_keys(&self) -> usize {
-        self.suppression.as_ref().map_or(0, |s| s.last_fired.len())
+        self.suppression.as_ref().map_or(0, |s| s.notified.len())
     }
 
-    fn passed_over(&self) -> u64 {
-        self.suppression.as_ref().map_or(0, |s| s.passed_over)
+    fn not_notified(&self) -> u64 {
+        self.suppression.as_ref().map_or(0, |s| s.not_notified)
     }
+}
+
+/// What a batch of events fired: the firings to notify, and those of suppressed alerts
+/// on late rows that cannot be decided (see the module's description).
+#[derive(Debug, Default)]
+pub struct Fired {
+    pub notified: Option<RecordBatch>,
+    pub late: Option<RecordBatch>,
 }
 
 /// What [`AlertSet::describe`] tells of one alert.
@@ -148,6 +168,8 @@ pub struct AlertSet {
     /// The alerts with a suppression, which the watermark expires keys of.
     suppressing: Vec<AlertId>,
     by_name: HashMap<Arc<str>, AlertId>,
+    /// The latest watermark given to [`AlertSet::expire`].
+    watermark: Millis,
 }
 
 impl AlertSet {
@@ -182,6 +204,7 @@ impl AlertSet {
             live: 0,
             suppressing: Vec::new(),
             by_name: HashMap::new(),
+            watermark: Millis::MIN,
         })
     }
 
@@ -206,6 +229,13 @@ impl AlertSet {
 
     pub fn contains(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
+    }
+
+    /// Whether alert `name` is registered with a suppression.
+    pub fn suppresses(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|&id| self.suppresses.get(id as usize).copied().unwrap_or(false))
     }
 
     /// Registers alert `name` (compiled against [`AlertSet::events`]).
@@ -234,8 +264,8 @@ impl AlertSet {
             suppression: suppression.map(|rule| {
                 Box::new(Suppressed {
                     rule,
-                    last_fired: HashMap::new(),
-                    passed_over: 0,
+                    notified: HashMap::new(),
+                    not_notified: 0,
                 })
             }),
         });
@@ -269,7 +299,7 @@ impl AlertSet {
             .filter_map(|(id, alert)| Some((id as AlertId, alert.as_ref()?)))
             .map(|(id, alert)| AlertState {
                 name: String::from_utf8_lossy(self.names.name(id)).into_owned(),
-                fired: self.index.fired(id).saturating_sub(alert.passed_over()),
+                fired: self.index.fired(id).saturating_sub(alert.not_notified()),
                 suppressed_keys: alert.suppressed_keys(),
             })
             .collect();
@@ -287,9 +317,9 @@ impl AlertSet {
     }
 
     /// The firings `changes` cause, in row order and, within a row, in registration order.
-    pub fn fire(&mut self, changes: &Changes) -> Result<Option<RecordBatch>> {
+    pub fn fire(&mut self, changes: &Changes) -> Result<Fired> {
         if self.live == 0 || changes.num_rows() == 0 {
-            return Ok(None);
+            return Ok(Fired::default());
         }
         let events = match &changes.kinds {
             None => changes.rows.clone(),
@@ -303,11 +333,23 @@ impl AlertSet {
         if events.num_rows() > i32::MAX as usize {
             return Err(too_many_rows());
         }
-        let Matches { rows, alerts } = self.index.matches(&events)?;
-        let (rows, alerts) = match self.suppressing.is_empty() {
-            true => (rows, alerts),
-            false => self.unsuppressed(&events, rows, alerts)?,
+        let matches = self.index.matches(&events)?;
+        let (notified, late) = match self.suppressing.is_empty() {
+            true => (matches, Matches::default()),
+            false => self.decide(&events, matches)?,
         };
+        Ok(Fired {
+            notified: self.firing_rows(&events, notified)?,
+            late: self.firing_rows(&events, late)?,
+        })
+    }
+
+    /// `matches` of `events` as firing rows; none when there are none.
+    fn firing_rows(
+        &mut self,
+        events: &RecordBatch,
+        Matches { rows, alerts }: Matches,
+    ) -> Result<Option<RecordBatch>> {
         if rows.is_empty() {
             return Ok(None);
         }
@@ -327,41 +369,47 @@ impl AlertSet {
             .map_err(arrow_error)
     }
 
-    /// The firings (`rows`, `alerts`) that no suppression passes over.
-    fn unsuppressed(
-        &mut self,
-        events: &RecordBatch,
-        rows: Vec<u32>,
-        alerts: Vec<AlertId>,
-    ) -> Result<(Vec<u32>, Vec<AlertId>)> {
-        let mut kept = (
-            Vec::with_capacity(rows.len()),
-            Vec::with_capacity(rows.len()),
-        );
-        for (row, id) in rows.into_iter().zip(alerts) {
+    /// `matches` split into the firings to notify and the late ones; the firings their
+    /// suppression passes over are in neither.
+    fn decide(&mut self, events: &RecordBatch, matches: Matches) -> Result<(Matches, Matches)> {
+        let mut notified = Matches {
+            rows: Vec::with_capacity(matches.len()),
+            alerts: Vec::with_capacity(matches.len()),
+        };
+        let mut late = Matches::default();
+        for (row, id) in matches.rows.into_iter().zip(matches.alerts) {
             let at = id as usize;
-            if self.suppresses.get(at).copied().unwrap_or(false)
-                && let Some(Some(Registered {
+            let suppressed = match self.suppresses.get(at).copied().unwrap_or(false) {
+                true => self.alerts.get_mut(at),
+                false => None,
+            };
+            let decision = match suppressed {
+                Some(Some(Registered {
                     suppression: Some(suppressed),
-                })) = self.alerts.get_mut(at)
-                && is_suppressed(
-                    &suppressed.rule,
-                    &mut suppressed.last_fired,
-                    events,
-                    row as usize,
-                )?
-            {
-                suppressed.passed_over += 1;
-                continue;
-            }
-            kept.0.push(row);
-            kept.1.push(id);
+                })) => {
+                    let decision = suppressed.decide(events, row as usize, self.watermark)?;
+                    if decision != Decision::Notify {
+                        suppressed.not_notified += 1;
+                    }
+                    decision
+                }
+                _ => Decision::Notify,
+            };
+            let into = match decision {
+                Decision::Notify => &mut notified,
+                Decision::Late => &mut late,
+                Decision::PassOver => continue,
+            };
+            into.rows.push(row);
+            into.alerts.push(id);
         }
-        Ok(kept)
+        Ok((notified, late))
     }
 
-    /// Forgets suppression keys whose interval ended at or before `watermark`.
+    /// Drops the notified times whose interval ended at or before `watermark`; rows behind
+    /// it are late from now on.
     pub fn expire(&mut self, watermark: Millis) {
+        self.watermark = self.watermark.max(watermark);
         for &id in &self.suppressing {
             let Some(Some(Registered {
                 suppression: Some(suppressed),
@@ -371,38 +419,51 @@ impl AlertSet {
                 continue;
             };
             let interval = suppressed.rule.interval;
-            suppressed
-                .last_fired
-                .retain(|_, at| at.saturating_add(interval) > watermark);
+            suppressed.notified.retain(|_, times| {
+                let ended = times.partition_point(|at| at.saturating_add(interval) <= watermark);
+                times.drain(..ended);
+                !times.is_empty()
+            });
         }
     }
 }
 
-/// Whether the firing of `row` is suppressed; records it when it is not.
-fn is_suppressed(
-    suppression: &Suppression,
-    last_fired: &mut HashMap<Vec<ScalarValue>, Millis>,
-    events: &RecordBatch,
-    row: usize,
-) -> Result<bool> {
-    let Some(time) = event_millis(events.column(suppression.time), row)? else {
-        // No event time, nothing to measure the interval from: always notify.
-        return Ok(false);
-    };
-    let key = suppression
-        .key
-        .iter()
-        .map(|&column| ScalarValue::try_from_array(events.column(column), row))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CepError::Alert(e.to_string()))?;
-    if let Some(&at) = last_fired.get(&key)
-        && time.abs_diff(at) < suppression.interval.unsigned_abs()
-    {
-        return Ok(true);
+impl Suppressed {
+    /// What becomes of the firing of `row`, when the watermark is `watermark`; a firing to
+    /// notify is recorded.
+    fn decide(&mut self, events: &RecordBatch, row: usize, watermark: Millis) -> Result<Decision> {
+        let Some(time) = event_millis(events.column(self.rule.time), row)? else {
+            // No event time, nothing to measure the interval from: always notify.
+            return Ok(Decision::Notify);
+        };
+        let key = self
+            .rule
+            .key
+            .iter()
+            .map(|&column| ScalarValue::try_from_array(events.column(column), row))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CepError::Alert(e.to_string()))?;
+        let interval = self.rule.interval.unsigned_abs();
+        if let Some(times) = self.notified.get(&key) {
+            // The nearest notified times, before and after.
+            let after = times.partition_point(|&at| at < time);
+            let before = after.checked_sub(1).and_then(|at| times.get(at));
+            if before
+                .into_iter()
+                .chain(times.get(after))
+                .any(|&at| at.abs_diff(time) < interval)
+            {
+                return Ok(Decision::PassOver);
+            }
+        }
+        if time < watermark {
+            return Ok(Decision::Late);
+        }
+        let times = self.notified.entry(key).or_default();
+        let after = times.partition_point(|&at| at < time);
+        times.insert(after, time);
+        Ok(Decision::Notify)
     }
-    let at = last_fired.entry(key).or_insert(time);
-    *at = (*at).max(time);
-    Ok(false)
 }
 
 /// The value at `row` of a timestamp column, in milliseconds.

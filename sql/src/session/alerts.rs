@@ -525,9 +525,19 @@ impl Session {
         let lowered = lowering.lower(&optimized)?;
         let events = lowering.builder.schema(lowered.node);
         let set = AlertSet::new(events).map_err(|e| SqlError::Invalid(e.to_string()))?;
+        let firings = set.firings().clone();
         let shared = Arc::new(Mutex::new(set));
         let operator = AlertOperator::new(shared.clone())?;
+        // The late firings of suppressed alerts are the query's late side output, unless
+        // the source already has one (a window's late rows); then they are not reported.
+        let reports_late = !lowering.builder.has_late_schema();
+        if reports_late {
+            lowering.builder.set_late_schema(firings)?;
+        }
         let node = lowering.builder.add(Box::new(operator), &[lowered.node]);
+        if !reports_late {
+            lowering.builder.ignore_late(node);
+        }
         Ok(NewSet {
             graph: lowering.builder.build(node),
             shared,
@@ -538,6 +548,7 @@ impl Session {
     fn start_alert_set(&mut self, source: &str, new: NewSet) -> Result<StartedQuery> {
         let name = alerts_query_name(source);
         let schema = new.graph.schema();
+        let late_schema = new.graph.late_schema();
         let id = self.engine.register_query(&name, new.graph, None)?;
         self.alerts.sets.insert(
             source.to_string(),
@@ -552,7 +563,7 @@ impl Session {
             name: name.clone(),
             output: name,
             schema,
-            late_schema: None,
+            late_schema,
             target: None,
             warnings: Vec::new(),
         })
@@ -563,6 +574,19 @@ impl Session {
         let def = self.alerts.defs.get(name)?;
         let set = self.alerts.sets.get(&def.source)?;
         lock(&set.shared).ok().map(|set| set.events().clone())
+    }
+
+    /// Whether alert `name` has a suppression, so late firings (see `AlertSet`).
+    pub fn alert_suppressed(&self, name: &str) -> bool {
+        let Some(set) = self
+            .alerts
+            .defs
+            .get(name)
+            .and_then(|def| self.alerts.sets.get(&def.source))
+        else {
+            return false;
+        };
+        lock(&set.shared).is_ok_and(|set| set.suppresses(name))
     }
 
     /// The source alert `name` is on.
