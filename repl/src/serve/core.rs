@@ -385,7 +385,7 @@ impl Core {
     pub fn apply_alert_group(
         &mut self,
         sql: &str,
-        group: AlertGroup,
+        group: &AlertGroup,
         compiled: CompiledGroup,
     ) -> Result<Vec<Value>, ServeError> {
         let outcomes = self.session.apply_alert_group(group, compiled)?;

@@ -335,9 +335,11 @@ impl Session {
 
     /// Applies a group compiled apart from the session; when the session changed since
     /// the group was checked, checks and compiles it again first.
+    /// The group is borrowed so that its statements, which take a while to free, can be
+    /// freed elsewhere.
     pub fn apply_alert_group(
         &mut self,
-        group: AlertGroup,
+        group: &AlertGroup,
         compiled: CompiledGroup,
     ) -> Result<Vec<Outcome>> {
         let changed = group.generation != self.generation;
@@ -744,7 +746,7 @@ mod tests {
                    CREATE ALERT y ON s WHERE b = 'q'";
         let group = session.alert_group(parse_statements(sql)?)?;
         let compiled = group.compile();
-        let outcomes = session.apply_alert_group(group, compiled)?;
+        let outcomes = session.apply_alert_group(&group, compiled)?;
         assert_eq!(created(&outcomes), ["x", "y"]);
         assert!(matches!(
             outcomes.get(1),
@@ -760,7 +762,7 @@ mod tests {
         let sql = "CREATE ALERT x ON s WHERE a > 1; CREATE ALERT y ON s WHERE nosuch = 1";
         let group = session.alert_group(parse_statements(sql)?)?;
         let compiled = group.compile();
-        let error = session.apply_alert_group(group, compiled).err();
+        let error = session.apply_alert_group(&group, compiled).err();
         let error = error.ok_or("a bad condition was applied")?.to_string();
         assert!(error.starts_with("alert 'y': "), "{error}");
         assert_eq!(session.alert_source_of("x"), None);
@@ -775,7 +777,7 @@ mod tests {
         // Another request registers `x` while the group compiles.
         session.execute_sql("CREATE ALERT x ON s WHERE a < 0")?;
         let compiled = group.compile();
-        let error = session.apply_alert_group(group, compiled).err();
+        let error = session.apply_alert_group(&group, compiled).err();
         let error = error.ok_or("a name was registered twice")?.to_string();
         assert_eq!(error, "alert 'x' already exists");
         assert_eq!(session.alert_source_of("y"), None);
@@ -785,7 +787,7 @@ mod tests {
         let group = session.alert_group(parse_statements("CREATE ALERT z ON s WHERE b = 'q'")?)?;
         session.execute_sql("DROP ALERT x; DROP STREAM s; CREATE STREAM s (b INT)")?;
         let compiled = group.compile();
-        let error = session.apply_alert_group(group, compiled).err();
+        let error = session.apply_alert_group(&group, compiled).err();
         let error = error.ok_or("a stale condition was applied")?.to_string();
         assert!(error.starts_with("alert 'z': "), "{error}");
         Ok(())
