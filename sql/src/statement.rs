@@ -505,9 +505,13 @@ pub fn object_name(name: &ObjectName) -> Result<String, ParserError> {
 /// script's statements are located in one pass over it rather than one each.
 struct LineStarts<'a> {
     text: &'a str,
-    /// The 1-based line of the last location, and the byte offset it starts at.
+    /// The 1-based line and column of the last location, and the byte offsets its line
+    /// and itself start at: locations come in order, so each is found from the last, and
+    /// a request of thousands of statements on one line is read once, not once for each.
     line: u64,
     line_start: usize,
+    column: u64,
+    column_start: usize,
 }
 
 impl<'a> LineStarts<'a> {
@@ -516,6 +520,8 @@ impl<'a> LineStarts<'a> {
             text,
             line: 1,
             line_start: 0,
+            column: 1,
+            column_start: 0,
         }
     }
 
@@ -525,23 +531,33 @@ impl<'a> LineStarts<'a> {
             return self.text.len();
         }
         if location.line < self.line {
-            self.line = 1;
-            self.line_start = 0;
+            *self = LineStarts::new(self.text);
         }
         while self.line < location.line {
             match self.text[self.line_start..].find('\n') {
                 Some(at) => {
                     self.line_start += at + 1;
                     self.line += 1;
+                    self.column = 1;
+                    self.column_start = self.line_start;
                 }
                 None => return self.text.len(),
             }
         }
-        let line_start = self.line_start;
-        self.text[line_start..]
-            .char_indices()
-            .nth(location.column.saturating_sub(1) as usize)
-            .map_or(self.text.len(), |(offset, _)| line_start + offset)
+        let wanted = location.column.max(1);
+        if wanted < self.column {
+            self.column = 1;
+            self.column_start = self.line_start;
+        }
+        let ahead = (wanted - self.column) as usize;
+        match self.text[self.column_start..].char_indices().nth(ahead) {
+            Some((offset, _)) => {
+                self.column = wanted;
+                self.column_start += offset;
+                self.column_start
+            }
+            None => self.text.len(),
+        }
     }
 }
 
@@ -590,6 +606,29 @@ mod tests {
                 .map(|(c, e)| (c.as_str(), e.to_string())),
             Some(("ts", "ts - INTERVAL '5' SECOND".to_string()))
         );
+        Ok(())
+    }
+
+    #[test]
+    fn statements_on_one_line_keep_their_texts() -> Result<()> {
+        let script = "CREATE ALERT é ON s WHERE note = 'ü;ß' ; DROP ALERT é;SHOW ALERTS;\n  \
+                      CREATE ALERT x ON s WHERE note = '→' ; DROP ALERT x";
+        let texts: Vec<(String, u64)> = parse_statements(script)?
+            .into_iter()
+            .map(|parsed| (parsed.text, parsed.line))
+            .collect();
+        let expected = [
+            ("CREATE ALERT é ON s WHERE note = 'ü;ß'", 1),
+            ("DROP ALERT é", 1),
+            ("SHOW ALERTS", 1),
+            ("CREATE ALERT x ON s WHERE note = '→'", 2),
+            ("DROP ALERT x", 2),
+        ];
+        let expected: Vec<(String, u64)> = expected
+            .iter()
+            .map(|&(text, line)| (text.to_string(), line))
+            .collect();
+        assert_eq!(texts, expected);
         Ok(())
     }
 

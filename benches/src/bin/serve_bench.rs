@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! serve_bench ingest CONNECTIONS EVENTS BATCH batch|interval   # events/s and MB/s
-//! serve_bench latency RATE SECONDS                             # p50/p99 publish -> result
+//! serve_bench latency RATE SECONDS [ALERTS]                    # p50/p99 publish -> result
 //! ```
 //!
 //! Starts `target/release/sluice serve` (or `$SLUICE`) on a fresh data directory. Ingest
@@ -11,6 +11,9 @@
 //! counts the replies; the time is from the first send to the last acknowledgement. Latency
 //! publishes every millisecond RATE/1000 events carrying their send time, through a
 //! registered filter query, and measures when each result row arrives on a subscription.
+//! With ALERTS, another connection registers that many alerts on the stream after the
+//! first second, in requests of 5 000, while the events go on: how long publishes wait
+//! while alerts are registered.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -218,11 +221,16 @@ fn latency() -> Result<(), String> {
         while acks.read_line(&mut line).is_ok_and(|n| n > 0) {
             line.clear();
             match sent_at.recv() {
-                Ok(sent) => waits.push(micros_now() - sent),
+                Ok(sent) => waits.push((sent, micros_now() - sent)),
                 Err(_) => break,
             }
         }
         waits
+    });
+    let alerts = count_argument(args.next(), 0)?;
+    let registering = (alerts > 0).then(|| {
+        let address = server.address.clone();
+        std::thread::spawn(move || register_alerts(&address, alerts))
     });
     let per_tick = (rate / 1000).max(1);
     let started = Instant::now();
@@ -245,6 +253,15 @@ fn latency() -> Result<(), String> {
         let _ = send_times.send(now);
     }
     drop(send_times);
+    let mut while_registering = None;
+    if let Some(registering) = registering {
+        let (from, to) = registering
+            .join()
+            .map_err(|_| "the registering client failed".to_string())??;
+        let took = (to - from) as f64 / 1e6;
+        println!("registered {alerts} alerts meanwhile, in {took:.2} s");
+        while_registering = Some(from..=to);
+    }
     let mut latencies = receiver
         .join()
         .map_err(|_| "the receiver failed".to_string())??;
@@ -264,11 +281,60 @@ fn latency() -> Result<(), String> {
         .join()
         .map_err(|_| "the acknowledgement reader failed".to_string())?;
     let warm = waits.len().min(1000);
-    let mut waits = waits.split_off(warm);
-    if !waits.is_empty() {
-        println!("publish to acknowledgement: {}", percentiles(&mut waits));
+    let waits = waits.split_off(warm);
+    let mut all: Vec<i64> = waits.iter().map(|&(_, wait)| wait).collect();
+    if !all.is_empty() {
+        println!("publish to acknowledgement: {}", percentiles(&mut all));
+    }
+    if let Some(window) = while_registering {
+        let mut during: Vec<i64> = waits
+            .iter()
+            .filter(|(sent, _)| window.contains(sent))
+            .map(|&(_, wait)| wait)
+            .collect();
+        if !during.is_empty() {
+            println!(
+                "  of it, publishes sent while registering: {}",
+                percentiles(&mut during)
+            );
+        }
     }
     Ok(())
+}
+
+/// Alerts per registration request.
+const ALERTS_PER_REQUEST: u64 = 5_000;
+
+/// Registers `alerts` alerts on `ticks` at `address`, a second from now, in requests of
+/// [`ALERTS_PER_REQUEST`]; gives when it started and ended (µs since the epoch).
+fn register_alerts(address: &str, alerts: u64) -> Result<(i64, i64), String> {
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut writer, mut reader) = connect(address)?;
+    let started = micros_now();
+    let mut reply = String::new();
+    for first in (0..alerts).step_by(ALERTS_PER_REQUEST as usize) {
+        let sql: String = (first..alerts.min(first + ALERTS_PER_REQUEST))
+            .map(|n| {
+                let low = n * 7 % 900;
+                format!(
+                    "CREATE ALERT a{n} ON ticks WHERE symbol = 'S{}' AND price BETWEEN {low} AND {};",
+                    n % 1000,
+                    low + 50
+                )
+            })
+            .collect();
+        let line = json!({"op": "sql", "sql": sql});
+        writer
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        reply.clear();
+        reader.read_line(&mut reply).map_err(|e| e.to_string())?;
+        let answer: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
+        if answer["ok"] != json!(true) {
+            return Err(format!("registering alerts failed: {}", answer["error"]));
+        }
+    }
+    Ok((started, micros_now()))
 }
 
 /// p50, p99 and the maximum of `micros`, in milliseconds.
