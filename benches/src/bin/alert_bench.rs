@@ -263,6 +263,13 @@ fn run() -> Result<(), String> {
         memory as f64 * 1024.0 / alerts as f64
     );
 
+    // Listing every alert holds the session too.
+    let timer = Instant::now();
+    session
+        .execute_sql("SHOW ALERTS")
+        .map_err(|e| e.to_string())?;
+    println!("SHOW ALERTS: {:.0} ms", timer.elapsed().as_secs_f64() * 1e3);
+
     // The query running the alerts, batch by batch: firings made and drained.
     let started = Instant::now();
     let mut fired = 0usize;

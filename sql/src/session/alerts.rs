@@ -53,8 +53,10 @@ struct RunningSet {
 
 struct AlertDef {
     source: String,
-    /// The `CREATE ALERT` statement, as written.
-    text: String,
+    /// The condition and the options as SQL prints them, for `SHOW ALERTS` (made as the
+    /// condition is compiled, apart from the session).
+    condition: String,
+    options: String,
 }
 
 /// A statement of a group, checked and compiled, ready to apply.
@@ -136,18 +138,12 @@ impl AlertGroup {
 }
 
 /// The `CREATE ALERT` statements among `statements` at `positions`.
-fn creates_at<'a>(
-    statements: &[&'a ParsedStatement],
-    positions: &[usize],
-) -> Vec<(&'a ParsedStatement, &'a CreateAlert)> {
+fn creates_at<'a>(statements: &[&'a ParsedStatement], positions: &[usize]) -> Vec<&'a CreateAlert> {
     positions
         .iter()
-        .filter_map(|&at| {
-            let parsed = *statements.get(at)?;
-            match &parsed.statement {
-                Statement::CreateAlert(create) => Some((parsed, create.as_ref())),
-                _ => None,
-            }
+        .filter_map(|&at| match &statements.get(at)?.statement {
+            Statement::CreateAlert(create) => Some(create.as_ref()),
+            _ => None,
         })
         .collect()
 }
@@ -159,14 +155,14 @@ const PARALLEL_FROM: usize = 512;
 /// group; the first bad condition, in statement order, is the error.
 fn compile_all(
     context: &PlanningContext,
-    creates: &[(&ParsedStatement, &CreateAlert)],
+    creates: &[&CreateAlert],
     sources: &HashMap<String, Source>,
 ) -> Result<Vec<Step>> {
-    let compile_chunk = |chunk: &[(&ParsedStatement, &CreateAlert)]| -> Result<Vec<Step>> {
+    let compile_chunk = |chunk: &[&CreateAlert]| -> Result<Vec<Step>> {
         let planner = SqlToRel::new(context);
         chunk
             .iter()
-            .map(|(parsed, create)| compile_create(&planner, parsed, create, sources))
+            .map(|create| compile_create(&planner, create, sources))
             .collect()
     };
     let threads = crate::parallel::cores();
@@ -186,7 +182,6 @@ fn compile_all(
 /// Plans, type-checks and compiles the condition of `create` on its source.
 fn compile_create(
     planner: &SqlToRel<PlanningContext>,
-    parsed: &ParsedStatement,
     create: &CreateAlert,
     sources: &HashMap<String, Source>,
 ) -> Result<Step> {
@@ -226,7 +221,13 @@ fn compile_create(
         name: name.clone(),
         def: AlertDef {
             source: create.source.clone(),
-            text: parsed.text.clone(),
+            condition: create.condition.to_string(),
+            options: create
+                .options
+                .iter()
+                .map(|(k, v)| format!("'{k}' = '{v}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
         },
         compiled,
         suppression,
@@ -615,28 +616,11 @@ impl Session {
         }
         let mut rows = Vec::with_capacity(self.alerts.defs.len());
         for (name, def) in &self.alerts.defs {
-            // The condition and options as SQL prints them, from the statement as written.
-            let (condition, options) = match crate::parse_statements(&def.text)?
-                .into_iter()
-                .next()
-                .map(|s| s.statement)
-            {
-                Some(Statement::CreateAlert(create)) => {
-                    let options = create
-                        .options
-                        .iter()
-                        .map(|(k, v)| format!("'{k}' = '{v}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    (create.condition.to_string(), options)
-                }
-                _ => (def.text.clone(), String::new()),
-            };
             rows.push(vec![
                 name.clone(),
                 def.source.clone(),
-                condition,
-                options,
+                def.condition.clone(),
+                def.options.clone(),
                 fired.get(name).copied().unwrap_or(0).to_string(),
             ]);
         }
