@@ -802,7 +802,8 @@ pub enum Unindexed {
 /// Registered alerts over one stream, and the index over them.
 #[derive(Default)]
 pub struct AlertIndex {
-    alerts: Vec<Option<Alert>>,
+    /// Boxed, so that growing the vector copies pointers, not conditions.
+    alerts: Vec<Option<Box<Alert>>>,
     live: usize,
     /// The shapes of the keys in use and, per shape, the alerts by partition hash, each
     /// list in order of alert.
@@ -896,7 +897,7 @@ impl AlertIndex {
         self.numbers.extend(numbers);
         self.spans.push((start, self.numbers.len() as u32));
         self.generals.push(own.generals.into());
-        self.alerts.push(Some(Alert { compiled, places }));
+        self.alerts.push(Some(Box::new(Alert { compiled, places })));
         self.buffers.fired.resize(self.alerts.len(), 0);
         self.live += 1;
         id

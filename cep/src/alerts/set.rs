@@ -18,7 +18,7 @@
 //! the firing's row, one key buffer shared by all columns. Written output
 //! (`sluice_engine::output`) turns them into plain values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -167,7 +167,9 @@ pub struct AlertSet {
     live: usize,
     /// The alerts with a suppression, which the watermark expires keys of.
     suppressing: Vec<AlertId>,
-    by_name: HashMap<Arc<str>, AlertId>,
+    /// Ordered rather than hashed: a hash table of a million names takes a quarter of a
+    /// second to grow, which would hold up the stream while alerts are registered.
+    by_name: BTreeMap<Arc<str>, AlertId>,
     /// The latest watermark given to [`AlertSet::expire`].
     watermark: Millis,
 }
@@ -203,7 +205,7 @@ impl AlertSet {
             names: Names::default(),
             live: 0,
             suppressing: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: BTreeMap::new(),
             watermark: Millis::MIN,
         })
     }
