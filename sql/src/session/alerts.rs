@@ -63,7 +63,7 @@ struct AlertDef {
 enum Step {
     Create {
         name: String,
-        def: AlertDef,
+        def: Box<AlertDef>,
         compiled: Compiled,
         suppression: Option<Suppression>,
     },
@@ -219,7 +219,7 @@ fn compile_create(
     let suppression = suppression(create, source).map_err(in_alert)?;
     Ok(Step::Create {
         name: name.clone(),
-        def: AlertDef {
+        def: Box::new(AlertDef {
             source: create.source.clone(),
             condition: create.condition.to_string(),
             options: create
@@ -228,7 +228,7 @@ fn compile_create(
                 .map(|(k, v)| format!("'{k}' = '{v}'"))
                 .collect::<Vec<_>>()
                 .join(", "),
-        },
+        }),
         compiled,
         suppression,
     })
@@ -383,7 +383,7 @@ impl Session {
                     lock(&set.shared)?
                         .insert(&name, compiled, suppression)
                         .map_err(|e| SqlError::Invalid(e.to_string()))?;
-                    self.alerts.defs.insert(name.clone(), def);
+                    self.alerts.defs.insert(name.clone(), *def);
                     outcomes.push(Outcome::AlertCreated { name, started });
                 }
                 Step::Drop(name) => {
