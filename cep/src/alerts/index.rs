@@ -25,8 +25,10 @@
 //! rows. A symbol test that the partition's string implies (`district IN ('a', 'b')` on
 //! the rows of `a`) is not made when every row of the partition has that symbol. String
 //! equalities compare symbols (numbers given to the strings alerts name), looked up once
-//! per row. The firings of each shape are put in order of row by a counting sort and
-//! merged over the shapes by alert; an alert found through keys of two shapes fires once.
+//! per row. The firings on each partition are put in order of row by a counting sort over
+//! its rows when it is done (kept in cache, where one sort over a batch's firings would
+//! scatter them over megabytes), and each row's are merged over the shapes by alert; an
+//! alert found through keys of two shapes fires once.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -69,11 +71,11 @@ struct Buffers {
     /// The firings on the partition being tested as (alert, position), in order of
     /// alert, and the count of each position's (at `position + 1`).
     partition: Vec<(AlertId, u32)>,
-    counts: Vec<u32>,
+    counts: Vec<usize>,
     /// Per shape, the alerts fired, partition after partition, each row's together in
     /// order of alert; and by row, where its own are.
     by_row: Vec<Vec<AlertId>>,
-    spans: Vec<Vec<(u32, u32)>>,
+    spans: Vec<Vec<(usize, usize)>>,
     /// An alert's bits over the rows of a partition.
     words: Vec<u64>,
     /// The results of the tests made on the current partition.
@@ -120,7 +122,7 @@ impl Buffers {
         for at in 1..counts.len() {
             counts[at] += counts[at - 1];
         }
-        let base = by_row.len() as u32;
+        let base = by_row.len();
         for (position, &row) in rows.iter().enumerate() {
             if let (Some(&start), Some(&end), Some(span)) = (
                 counts.get(position),
@@ -131,10 +133,10 @@ impl Buffers {
             }
         }
         by_row.resize(by_row.len() + self.partition.len(), 0);
-        let sorted = by_row.get_mut(base as usize..).unwrap_or_default();
+        let sorted = by_row.get_mut(base..).unwrap_or_default();
         for &(id, position) in &self.partition {
             if let Some(next) = counts.get_mut(position as usize)
-                && let Some(slot) = sorted.get_mut(*next as usize)
+                && let Some(slot) = sorted.get_mut(*next)
             {
                 *slot = id;
                 *next += 1;
@@ -151,7 +153,7 @@ impl Buffers {
     /// The firings, by row then by alert, each once: each row's merged over the shapes.
     fn fired_by_row(&mut self, rows: usize) -> Matches {
         // Per shape with firings: where each row's are, and the alerts.
-        type ByRow<'a> = (&'a [(u32, u32)], &'a [AlertId]);
+        type ByRow<'a> = (&'a [(usize, usize)], &'a [AlertId]);
         let shapes: Vec<ByRow> = self
             .spans
             .iter()
@@ -166,7 +168,7 @@ impl Buffers {
         };
         fn of_row<'a>((spans, sorted): &ByRow<'a>, row: usize) -> &'a [AlertId] {
             let (start, end) = spans.get(row).copied().unwrap_or_default();
-            sorted.get(start as usize..end as usize).unwrap_or_default()
+            sorted.get(start..end).unwrap_or_default()
         }
         let mut heads: Vec<&[AlertId]> = Vec::with_capacity(shapes.len());
         for row in 0..rows {
