@@ -754,12 +754,6 @@ fn column_row(field: &Field, extra: String) -> Vec<String> {
 
 /// A batch of text columns named `headers`.
 fn text_batch(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(
-        headers
-            .iter()
-            .map(|name| Field::new(*name, DataType::Utf8, false))
-            .collect::<Vec<_>>(),
-    ));
     let columns: Vec<ArrayRef> = (0..headers.len())
         .map(|column| {
             Arc::new(StringArray::from_iter_values(
@@ -767,6 +761,17 @@ fn text_batch(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch> {
             )) as ArrayRef
         })
         .collect();
+    text_columns(headers, columns)
+}
+
+/// A batch of text `columns` (non-null) named `headers`.
+fn text_columns(headers: &[&str], columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(
+        headers
+            .iter()
+            .map(|name| Field::new(*name, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 

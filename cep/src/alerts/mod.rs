@@ -17,4 +17,4 @@ mod set;
 pub use index::{AlertId, AlertIndex, Matches, Unindexed};
 pub use operator::{AlertOperator, SharedAlerts, lock};
 pub use predicate::{Compiled, compile, compile_coerced};
-pub use set::{ALERT_COLUMN, AlertSet, AlertState, Fired, Suppression, is_time_type};
+pub use set::{ALERT_COLUMN, AlertSet, Fired, Suppression, is_time_type};

@@ -65,16 +65,6 @@ struct Names {
 }
 
 impl Names {
-    fn name(&self, id: AlertId) -> &[u8] {
-        let id = id as usize;
-        let start = match id.checked_sub(1) {
-            Some(before) => self.ends.get(before).copied().unwrap_or(0),
-            None => 0,
-        };
-        let end = self.ends.get(id).copied().unwrap_or(start);
-        self.bytes.get(start..end).unwrap_or_default()
-    }
-
     /// The names as an array, by alert number.
     fn array(&mut self) -> Result<ArrayRef> {
         if let Some(array) = &self.array {
@@ -143,15 +133,6 @@ impl Registered {
 pub struct Fired {
     pub notified: Option<RecordBatch>,
     pub late: Option<RecordBatch>,
-}
-
-/// What [`AlertSet::describe`] tells of one alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertState {
-    pub name: String,
-    pub fired: u64,
-    /// Keys whose suppression interval is running.
-    pub suppressed_keys: usize,
 }
 
 pub struct AlertSet {
@@ -292,21 +273,16 @@ impl AlertSet {
         self.index.remove(id)
     }
 
-    /// Every alert, by name.
-    pub fn describe(&self) -> Vec<AlertState> {
-        let mut states: Vec<AlertState> = self
-            .alerts
-            .iter()
-            .enumerate()
-            .filter_map(|(id, alert)| Some((id as AlertId, alert.as_ref()?)))
-            .map(|(id, alert)| AlertState {
-                name: String::from_utf8_lossy(self.names.name(id)).into_owned(),
-                fired: self.index.fired(id).saturating_sub(alert.not_notified()),
-                suppressed_keys: alert.suppressed_keys(),
-            })
-            .collect();
-        states.sort_by(|a, b| a.name.cmp(&b.name));
-        states
+    /// Every alert's name and how many rows it has notified of so far, in order of name.
+    pub fn fired_by_name(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.by_name.iter().map(|(name, &id)| {
+            let alert = self.alerts.get(id as usize).and_then(Option::as_ref);
+            let not_notified = alert.map_or(0, Registered::not_notified);
+            (
+                name.as_ref(),
+                self.index.fired(id).saturating_sub(not_notified),
+            )
+        })
     }
 
     /// Keys under suppression, over all alerts.

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -28,7 +29,7 @@ use sluice_cep::alerts::{
 use sluice_engine::time::parse_duration;
 use sluice_engine::{QueryGraph, QueryId};
 
-use super::{Outcome, Session, StartedQuery, text_batch};
+use super::{Outcome, Session, StartedQuery, text_columns};
 use crate::context::PlanningContext;
 use crate::hints::QueryHints;
 use crate::statement::{CreateAlert, ObjectKind, ParsedStatement, Statement};
@@ -606,25 +607,52 @@ impl Session {
             .map(|(alert, _)| alert.as_str())
     }
 
-    /// `SHOW ALERTS`: name, source, condition, options and firings so far, by name.
+    /// `SHOW ALERTS`: name, source, condition, options and firings so far, by name; made
+    /// column by column from the definitions, as a million alerts make a large answer.
     pub(super) fn show_alerts(&self) -> Result<RecordBatch> {
-        let mut fired: HashMap<String, u64> = HashMap::new();
-        for set in self.alerts.sets.values() {
-            for state in lock(&set.shared)?.describe() {
-                fired.insert(state.name, state.fired);
+        let sets = self
+            .alerts
+            .sets
+            .values()
+            .map(|set| lock(&set.shared))
+            .collect::<sluice_engine::Result<Vec<_>>>()?;
+        // Each source's alerts come in order of name, as the definitions do: each
+        // definition's count is found by walking its source's list alongside.
+        let mut by_source: HashMap<&str, _> = self
+            .alerts
+            .sets
+            .keys()
+            .zip(&sets)
+            .map(|(source, set)| (source.as_str(), set.fired_by_name().peekable()))
+            .collect();
+        let defs = &self.alerts.defs;
+        let fired = defs.iter().map(|(name, def)| {
+            let mut fired = 0;
+            if let Some(counts) = by_source.get_mut(def.source.as_str()) {
+                while let Some((other, count)) =
+                    counts.next_if(|(other, _)| *other <= name.as_str())
+                {
+                    if other == name {
+                        fired = count;
+                    }
+                }
             }
-        }
-        let mut rows = Vec::with_capacity(self.alerts.defs.len());
-        for (name, def) in &self.alerts.defs {
-            rows.push(vec![
-                name.clone(),
-                def.source.clone(),
-                def.condition.clone(),
-                def.options.clone(),
-                fired.get(name).copied().unwrap_or(0).to_string(),
-            ]);
-        }
-        text_batch(&["name", "source", "condition", "options", "fired"], rows)
+            fired.to_string()
+        });
+        let text = |field: fn(&AlertDef) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(defs.values().map(field)))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(defs.keys())),
+            text(|def| &def.source),
+            text(|def| &def.condition),
+            text(|def| &def.options),
+            Arc::new(StringArray::from_iter_values(fired)),
+        ];
+        text_columns(
+            &["name", "source", "condition", "options", "fired"],
+            columns,
+        )
     }
 }
 
