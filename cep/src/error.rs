@@ -8,7 +8,4 @@ pub enum CepError {
     /// A valid pattern that cannot be used as written.
     #[error("PATTERN: {0}")]
     Invalid(String),
-    /// An alert's condition cannot be compiled or evaluated.
-    #[error("alert: {0}")]
-    Alert(String),
 }

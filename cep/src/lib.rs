@@ -9,7 +9,6 @@
 //! rows may still come: a search that would need a row not there yet answers
 //! [`Found::NeedMore`] rather than guessing, which is what makes matching over a stream exact.
 
-pub mod alerts;
 mod condition;
 mod error;
 mod navigation;

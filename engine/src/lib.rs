@@ -13,7 +13,6 @@ pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod input;
-pub mod log;
 pub mod operator;
 pub mod operators;
 pub mod output;

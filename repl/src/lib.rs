@@ -5,7 +5,6 @@
 pub mod error;
 pub mod feed;
 pub mod run;
-pub mod serve;
 pub mod shell;
 
 pub use error::CliError;

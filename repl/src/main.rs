@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
-use sluice_engine::log::LogConfig;
+use sluice_log::LogConfig;
 use sluice_repl::run::{Format, RunArgs, run};
-use sluice_repl::serve::{Durability, ServeConfig, serve};
 use sluice_repl::shell::demo::DemoArgs;
 use sluice_repl::shell::{self, Target};
+use sluice_server::{Durability, ServeConfig, serve};
 
 /// mimalloc rather than the system's allocator: batches of megabytes are made and dropped
 /// all the time, and the system's allocator gives them back and faults them in again (see

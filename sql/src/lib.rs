@@ -30,5 +30,5 @@ pub mod window_tvf;
 pub use error::{Result, SqlError};
 pub use script::Script;
 pub use session::{Outcome, Session, StartedQuery};
-pub use sluice_cep::alerts::ALERT_COLUMN;
+pub use sluice_alerts::ALERT_COLUMN;
 pub use statement::{ParsedStatement, parse_statements};

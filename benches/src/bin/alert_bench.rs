@@ -26,8 +26,8 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::prelude::SessionContext;
+use sluice_alerts::{AlertIndex, Unindexed, compile_coerced};
 use sluice_benches::{Xorshift, count_argument, main_of, process_memory_kib};
-use sluice_cep::alerts::{AlertIndex, Unindexed, compile_coerced};
 use sluice_sql::{Session, parse_statements};
 
 /// Cities listings are in; each has `DISTRICTS` districts.

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sluice_engine::log::LogConfig;
+use sluice_log::LogConfig;
 
 use super::ShellError;
-use crate::serve::{Durability, ServeConfig, serve};
+use sluice_server::{Durability, ServeConfig, serve};
 
 pub struct Embedded {
     pub address: String,

@@ -22,7 +22,7 @@ use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::planner::{PlannerContext, SqlToRel};
-use sluice_cep::alerts::{
+use sluice_alerts::{
     AlertOperator, AlertSet, Compiled, SharedAlerts, Suppression, compile_coerced, is_time_type,
     lock,
 };

@@ -7,11 +7,11 @@
 
 use std::io::Cursor;
 
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::arrow::record_batch::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
 
-use crate::{EngineError, Result};
+use crate::{LogError, Result};
 
 /// The bytes before the payload: its length and CRC.
 pub const FRAME_BYTES: usize = 8;
@@ -31,7 +31,7 @@ pub struct RecordHeader {
 /// The framed bytes of a record holding `rows`.
 pub fn encode(rows: &RecordBatch, offset: u64, append_time: i64) -> Result<Vec<u8>> {
     let count = u32::try_from(rows.num_rows())
-        .map_err(|_| EngineError::Input("a batch may hold at most 2^32 rows".into()))?;
+        .map_err(|_| LogError::Invalid("a batch may hold at most 2^32 rows".into()))?;
     let mut bytes = vec![0u8; FRAME_BYTES];
     bytes.extend_from_slice(&offset.to_le_bytes());
     bytes.extend_from_slice(&count.to_le_bytes());
@@ -42,7 +42,7 @@ pub fn encode(rows: &RecordBatch, offset: u64, append_time: i64) -> Result<Vec<u
     drop(writer);
     let payload = bytes.len() - FRAME_BYTES;
     if payload > MAX_PAYLOAD_BYTES {
-        return Err(EngineError::Input(format!(
+        return Err(LogError::Invalid(format!(
             "a batch of {payload} bytes is over the log's limit of {MAX_PAYLOAD_BYTES}"
         )));
     }
@@ -86,7 +86,7 @@ pub fn rows(payload: &[u8]) -> Result<RecordBatch> {
     let mut batches = reader.collect::<Result<Vec<_>, _>>()?;
     match (batches.pop(), batches.is_empty()) {
         (Some(rows), true) => Ok(rows),
-        _ => Err(EngineError::Input(
+        _ => Err(LogError::Invalid(
             "a log record does not hold exactly one batch".into(),
         )),
     }
@@ -96,8 +96,8 @@ pub fn rows(payload: &[u8]) -> Result<RecordBatch> {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::partition::sync_dir;
-use crate::{EngineError, Result};
+use crate::{LogError, Result};
 
 pub struct GroupOffsets {
     path: PathBuf,
@@ -23,16 +23,15 @@ impl GroupOffsets {
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             || group.starts_with('.')
         {
-            return Err(EngineError::Input(format!(
+            return Err(LogError::Invalid(format!(
                 "group name '{group}' may use only letters, digits, '-', '_' and '.'"
             )));
         }
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{group}.json"));
         let offsets = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                EngineError::Input(format!("{} is unreadable: {e}", path.display()))
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Invalid(format!("{} is unreadable: {e}", path.display())))?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(error) => return Err(error.into()),
         };
@@ -51,7 +50,7 @@ impl GroupOffsets {
             .or_default()
             .insert(partition, offset);
         let bytes =
-            serde_json::to_vec(&self.offsets).map_err(|e| EngineError::Input(e.to_string()))?;
+            serde_json::to_vec(&self.offsets).map_err(|e| LogError::Invalid(e.to_string()))?;
         let temporary = self.path.with_extension("json.new");
         let file = {
             use std::io::Write;

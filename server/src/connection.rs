@@ -21,9 +21,9 @@ use tokio::task::JoinHandle;
 use sluice_sql::session::alerts_query_name;
 use sluice_sql::{Session, parse_statements};
 
-use super::core::{Core, Payload, StartAt, Target};
-use super::publisher::Publish;
-use super::{ServeError, Shared};
+use crate::core::{Core, Payload, StartAt, Target};
+use crate::publisher::Publish;
+use crate::{ServeError, Shared};
 
 /// Lines waiting to be written to the socket.
 const OUTGOING: usize = 256;

@@ -10,7 +10,7 @@
 
 use datafusion::arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
 
-use super::predicate::{ColumnRef, Family, Views};
+use crate::predicate::{ColumnRef, Family, Views};
 
 /// A number column: its number, and whether it is read as floats (as keys in
 /// `f64::total_cmp`'s order) rather than integers.

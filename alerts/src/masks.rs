@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::conjuncts::Conjunct;
+use crate::conjuncts::Conjunct;
 
 /// Every distinct test, by number, in order of first use.
 #[derive(Default)]

@@ -12,7 +12,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::record::{self, FRAME_BYTES, MAX_PAYLOAD_BYTES};
-use crate::{EngineError, Result};
+use crate::{LogError, Result};
 
 const ENTRY_BYTES: usize = 32;
 
@@ -221,8 +221,8 @@ impl Segment {
     }
 }
 
-fn damaged(path: &Path, position: u64, reason: &str) -> EngineError {
-    EngineError::Corrupt {
+fn damaged(path: &Path, position: u64, reason: &str) -> LogError {
+    LogError::Corrupt {
         file: path.display().to_string(),
         position,
         reason: reason.into(),

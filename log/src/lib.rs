@@ -7,18 +7,21 @@
 //! consumer group has got to (`groups.rs`). Nothing is durable until synced: the caller
 //! syncs after each publish, or once for a group of publishes.
 
+mod error;
 mod groups;
 mod partition;
 mod record;
 mod segment;
 mod stream;
 
+pub use error::{LogError, Result};
 pub use groups::GroupOffsets;
 pub use partition::{Fetched, PartitionLog, PendingSync};
 pub use segment::Recovered;
 pub use stream::{Appended, StreamLog};
 
-use crate::time::Millis;
+/// Milliseconds since the Unix epoch: append times and retention ages.
+pub type Millis = i64;
 
 /// How a log's partitions are sized and kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, EngineError, Result};
 
-use super::AlertSet;
+use crate::AlertSet;
 
 /// An [`AlertSet`] that an operator reads while others change it.
 pub type SharedAlerts = Arc<Mutex<AlertSet>>;

@@ -12,13 +12,13 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::record_batch::RecordBatch;
+use arrow::record_batch::RecordBatch;
 
 use super::LogConfig;
 use super::record::{self, FRAME_BYTES};
 use super::segment::{IndexEntry, Recovered, Segment};
-use crate::time::Millis;
-use crate::{EngineError, Result};
+use crate::Millis;
+use crate::{LogError, Result};
 
 pub struct PartitionLog {
     dir: PathBuf,
@@ -76,7 +76,7 @@ impl PartitionLog {
         };
         for pair in segments.windows(2) {
             if pair[0].end() != pair[1].base {
-                return Err(EngineError::Corrupt {
+                return Err(LogError::Corrupt {
                     file: pair[1].log_path.display().to_string(),
                     position: 0,
                     reason: format!(
@@ -286,13 +286,13 @@ impl PartitionLog {
 fn active(segments: &[Segment]) -> Result<&Segment> {
     segments
         .last()
-        .ok_or_else(|| EngineError::Input("a log partition has no segment".into()))
+        .ok_or_else(|| LogError::Invalid("a log partition has no segment".into()))
 }
 
 fn active_mut(segments: &mut [Segment]) -> Result<&mut Segment> {
     segments
         .last_mut()
-        .ok_or_else(|| EngineError::Input("a log partition has no segment".into()))
+        .ok_or_else(|| LogError::Invalid("a log partition has no segment".into()))
 }
 
 /// Makes a directory's entries (files created, renamed or deleted) durable.
@@ -305,8 +305,8 @@ pub(super) fn sync_dir(dir: &Path) -> Result<()> {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{AsArray, Int64Array};
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
 
@@ -354,9 +354,7 @@ mod tests {
 
     fn last_segment(dir: &Path) -> Result<PathBuf> {
         let bases = Segment::bases(dir)?;
-        let last = bases
-            .last()
-            .ok_or(EngineError::Input("no segment".into()))?;
+        let last = bases.last().ok_or(LogError::Invalid("no segment".into()))?;
         Ok(dir.join(format!("{last:020}.log")))
     }
 
@@ -427,7 +425,7 @@ mod tests {
         bytes[30] ^= 0xff;
         std::fs::write(&path, &bytes)?;
         match PartitionLog::open(dir.path(), LogConfig::default()) {
-            Err(EngineError::Corrupt { file, position, .. }) => {
+            Err(LogError::Corrupt { file, position, .. }) => {
                 assert_eq!((file, position), (path.display().to_string(), 0));
             }
             Err(other) => panic!("unexpected error: {other}"),

@@ -23,16 +23,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_engine::catalog::StreamDef;
 use sluice_engine::input::{FileFormat, reader};
-use sluice_engine::log::{
-    Appended, Fetched, GroupOffsets, LogConfig, PartitionLog, PendingSync, StreamLog,
-};
 use sluice_engine::output::to_output_batch;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, EngineError, QueryId};
+use sluice_log::{
+    Appended, Fetched, GroupOffsets, LogConfig, PartitionLog, PendingSync, StreamLog,
+};
 use sluice_sql::session::{AlertGroup, CompiledGroup, alerts_query_name};
 use sluice_sql::{ALERT_COLUMN, Outcome, ParsedStatement, Session};
 
-use super::ServeError;
+use crate::ServeError;
 
 /// The column a log record of changes keeps their kinds in.
 const KINDS_COLUMN: &str = "__op";

@@ -22,7 +22,7 @@ use datafusion::logical_expr::{Expr, Operator, expr::InList, expr::Like};
 use datafusion::physical_expr::execution_props::ExecutionProps;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
-use crate::{CepError, Result};
+use crate::{AlertError, Result};
 
 /// The type a column is compared in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -232,8 +232,8 @@ pub struct Compiled {
 
 /// Compiles `expr` (a type-coerced boolean expression over `schema`).
 pub fn compile(expr: &Expr, schema: &Arc<Schema>) -> Result<Compiled> {
-    let df_schema =
-        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| CepError::Alert(e.to_string()))?;
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())
+        .map_err(|e| AlertError::Invalid(e.to_string()))?;
     let mut compiler = Compiler {
         schema,
         df_schema: &df_schema,
@@ -276,7 +276,7 @@ fn fold_constants(expr: Expr) -> Result<Expr> {
         Vec::new(),
         &RecordBatchOptions::new().with_row_count(Some(1)),
     )
-    .map_err(|e| CepError::Alert(e.to_string()))?;
+    .map_err(|e| AlertError::Invalid(e.to_string()))?;
     expr.transform_down(|part| {
         let foldable = !matches!(part, Expr::Literal(..))
             && part.column_refs().is_empty()
@@ -301,7 +301,7 @@ fn fold_constants(expr: Expr) -> Result<Expr> {
         ))
     })
     .map(|transformed| transformed.data)
-    .map_err(|e| CepError::Alert(e.to_string()))
+    .map_err(|e| AlertError::Invalid(e.to_string()))
 }
 
 struct Compiler<'a> {
@@ -428,7 +428,7 @@ impl Compiler<'_> {
                     &self.props,
                     &PhysicalPlanningContext::default(),
                 )
-                .map_err(|e| CepError::Alert(e.to_string()))?;
+                .map_err(|e| AlertError::Invalid(e.to_string()))?;
                 self.residuals.push(physical);
                 Ok(Cond::Residual(self.residuals.len() - 1))
             }
@@ -666,7 +666,7 @@ impl Views {
                 continue;
             };
             let cast = cast(source, &column.family.data_type())
-                .map_err(|e| CepError::Alert(e.to_string()))?;
+                .map_err(|e| AlertError::Invalid(e.to_string()))?;
             let any = cast.as_any();
             match column.family {
                 Family::Int => {

@@ -8,13 +8,17 @@
 
 mod arranged;
 mod conjuncts;
+mod error;
 mod index;
 mod masks;
 mod operator;
 mod predicate;
 mod set;
 
+pub use error::AlertError;
 pub use index::{AlertId, AlertIndex, Matches, Unindexed};
 pub use operator::{AlertOperator, SharedAlerts, lock};
 pub use predicate::{Compiled, compile, compile_coerced};
 pub use set::{ALERT_COLUMN, AlertSet, Fired, Suppression, is_time_type};
+
+pub type Result<T, E = AlertError> = std::result::Result<T, E>;

@@ -19,7 +19,7 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_expr::execution_props::ExecutionProps;
 use datafusion::prelude::SessionContext;
-use sluice_cep::alerts::{AlertIndex, compile, compile_coerced};
+use sluice_alerts::{AlertIndex, compile, compile_coerced};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::core::{Logged, Payload, StreamSync, decode};
-use super::{Durability, ServeError, Shared};
+use crate::core::{Logged, Payload, StreamSync, decode};
+use crate::{Durability, ServeError, Shared};
 
 const QUEUE: usize = 1024;
 /// The most publishes one sync covers.

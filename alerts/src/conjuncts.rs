@@ -8,12 +8,12 @@
 //! symbols, an `IN` list or an `OR` of equalities on one column a list of symbols (kept
 //! inline when short), a `LIKE 'prefix%'` a prefix check. Anything else (`OR`, `NOT`,
 //! residual expressions) is a general conjunct, evaluated under three-valued logic by
-//! [`evaluate`](super::predicate::evaluate), row by row, for the rows the tests left set.
+//! [`evaluate`](crate::predicate::evaluate), row by row, for the rows the tests left set.
 //! Tests read a partition's gathered values ([`Arranged`]).
 
-use super::arranged::{Arranged, NumberColumn, Numbers, Part, total_key};
-use super::predicate::{Compare, Cond, Family, Lit, Views};
 use crate::Result;
+use crate::arranged::{Arranged, NumberColumn, Numbers, Part, total_key};
+use crate::predicate::{Compare, Cond, Family, Lit, Views};
 
 /// One conjunct, as a typed test of a row (24 bytes); equal tests of different alerts are
 /// equal values.

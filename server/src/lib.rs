@@ -1,4 +1,4 @@
-//! `sluice serve`: the TCP line protocol server (documented in `docs/protocol.md`).
+//! `sluice serve`: the TCP line protocol server over the durable log (documented in `docs/protocol.md`).
 //!
 //! Each connection reads one JSON request per line and writes one JSON reply per request,
 //! plus pushed rows for its subscriptions (`connection.rs`). Publishes go through one
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_engine::EngineError;
-use sluice_engine::log::LogConfig;
+use sluice_log::{LogConfig, LogError};
 use sluice_sql::SqlError;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -30,6 +30,8 @@ pub enum ServeError {
     Request(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Log(#[from] LogError),
     #[error(transparent)]
     Sql(#[from] SqlError),
     #[error(transparent)]

@@ -32,8 +32,8 @@ use datafusion::common::ScalarValue;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, RowKind};
 
-use super::{AlertId, AlertIndex, Compiled, Matches};
-use crate::{CepError, Result};
+use crate::{AlertError, Result};
+use crate::{AlertId, AlertIndex, Compiled, Matches};
 
 /// The column of a firing that names the alert; the event's columns follow it.
 pub const ALERT_COLUMN: &str = "alert";
@@ -159,7 +159,7 @@ impl AlertSet {
     /// An empty set over events of schema `events`.
     pub fn new(events: SchemaRef) -> Result<AlertSet> {
         if events.field_with_name(ALERT_COLUMN).is_ok() {
-            return Err(CepError::Alert(format!(
+            return Err(AlertError::Invalid(format!(
                 "the events already have a column '{ALERT_COLUMN}', which firings use for the \
                  alert's name: rename it in a view and put the alerts on the view"
             )));
@@ -229,7 +229,9 @@ impl AlertSet {
         suppression: Option<Suppression>,
     ) -> Result<()> {
         if self.contains(name) {
-            return Err(CepError::Alert(format!("alert '{name}' already exists")));
+            return Err(AlertError::Invalid(format!(
+                "alert '{name}' already exists"
+            )));
         }
         let id = self.index.insert(compiled);
         self.names.set(id, name);
@@ -420,7 +422,7 @@ impl Suppressed {
             .iter()
             .map(|&column| ScalarValue::try_from_array(events.column(column), row))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CepError::Alert(e.to_string()))?;
+            .map_err(|e| AlertError::Invalid(e.to_string()))?;
         let interval = self.rule.interval.unsigned_abs();
         if let Some(times) = self.notified.get(&key) {
             // The nearest notified times, before and after.
@@ -450,14 +452,14 @@ fn event_millis(column: &ArrayRef, row: usize) -> Result<Option<Millis>> {
         return Ok(None);
     }
     let value =
-        ScalarValue::try_from_array(column, row).map_err(|e| CepError::Alert(e.to_string()))?;
+        ScalarValue::try_from_array(column, row).map_err(|e| AlertError::Invalid(e.to_string()))?;
     let millis = match value {
         ScalarValue::TimestampSecond(Some(v), _) => v.saturating_mul(1000),
         ScalarValue::TimestampMillisecond(Some(v), _) => v,
         ScalarValue::TimestampMicrosecond(Some(v), _) => v / 1000,
         ScalarValue::TimestampNanosecond(Some(v), _) => v / 1_000_000,
         other => {
-            return Err(CepError::Alert(format!(
+            return Err(AlertError::Invalid(format!(
                 "the suppression's time column is {}, not a timestamp",
                 other.data_type()
             )));
@@ -493,7 +495,7 @@ fn refer(column: &ArrayRef, rows: &Int32DictionaryArray) -> Result<ArrayRef> {
         return take(column, rows.keys(), None).map_err(arrow_error);
     }
     if column.len() < rows.values().len() {
-        return Err(CepError::Alert(format!(
+        return Err(AlertError::Invalid(format!(
             "a column of {} rows in a batch of {}",
             column.len(),
             rows.values().len()
@@ -508,14 +510,14 @@ fn keys(values: Vec<u32>) -> Int32Array {
     Int32Array::new(ScalarBuffer::new(Buffer::from_vec(values), 0, length), None)
 }
 
-fn too_many_names() -> CepError {
-    CepError::Alert("the alerts' names take over 2 GiB, or there are over 2^31 alerts".into())
+fn too_many_names() -> AlertError {
+    AlertError::Invalid("the alerts' names take over 2 GiB, or there are over 2^31 alerts".into())
 }
 
-fn too_many_rows() -> CepError {
-    CepError::Alert("a batch of events has over 2^31 rows".into())
+fn too_many_rows() -> AlertError {
+    AlertError::Invalid("a batch of events has over 2^31 rows".into())
 }
 
-fn arrow_error(error: datafusion::arrow::error::ArrowError) -> CepError {
-    CepError::Alert(error.to_string())
+fn arrow_error(error: datafusion::arrow::error::ArrowError) -> AlertError {
+    AlertError::Invalid(error.to_string())
 }

@@ -7,16 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::UInt32Array;
-use datafusion::arrow::compute::take_record_batch;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{RowConverter, SortField};
+use arrow::array::UInt32Array;
+use arrow::compute::take_record_batch;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 use serde::{Deserialize, Serialize};
 
 use super::partition::sync_dir;
 use super::{LogConfig, PartitionLog, PendingSync, Recovered};
-use crate::time::Millis;
-use crate::{EngineError, Result};
+use crate::Millis;
+use crate::{LogError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Layout {
@@ -51,7 +51,7 @@ impl StreamLog {
         config: LogConfig,
     ) -> Result<(StreamLog, Vec<Recovered>)> {
         if partitions == 0 {
-            return Err(EngineError::Input(
+            return Err(LogError::Invalid(
                 "a stream needs at least one partition".into(),
             ));
         }
@@ -63,10 +63,10 @@ impl StreamLog {
         match std::fs::read(&layout_path) {
             Ok(bytes) => {
                 let stored: Layout = serde_json::from_slice(&bytes).map_err(|e| {
-                    EngineError::Input(format!("{} is unreadable: {e}", layout_path.display()))
+                    LogError::Invalid(format!("{} is unreadable: {e}", layout_path.display()))
                 })?;
                 if stored != layout {
-                    return Err(EngineError::Input(format!(
+                    return Err(LogError::Invalid(format!(
                         "the log in {} has {} partitions keyed by {:?}, not {} keyed by {:?}",
                         dir.display(),
                         stored.partitions,
@@ -79,7 +79,7 @@ impl StreamLog {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir)?;
                 let bytes =
-                    serde_json::to_vec(&layout).map_err(|e| EngineError::Input(e.to_string()))?;
+                    serde_json::to_vec(&layout).map_err(|e| LogError::Invalid(e.to_string()))?;
                 std::fs::write(&layout_path, bytes)?;
                 sync_dir(dir)?;
             }
@@ -135,7 +135,7 @@ impl StreamLog {
         };
         let column = rows
             .column_by_name(key)
-            .ok_or_else(|| EngineError::Input(format!("the rows have no key column '{key}'")))?;
+            .ok_or_else(|| LogError::Invalid(format!("the rows have no key column '{key}'")))?;
         let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
         let keys = converter.convert_columns(std::slice::from_ref(column))?;
         let mut chosen: Vec<Vec<u32>> = vec![Vec::new(); count];
@@ -192,8 +192,8 @@ impl StreamLog {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
 

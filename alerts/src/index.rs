@@ -35,13 +35,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::arranged::{Arranged, NumberColumn, Part};
-use super::conjuncts::{Conjunct, bounds, narrow, narrow_generals, split};
-use super::masks::{Masks, TestTable, set_positions};
-use super::predicate::{
+use crate::arranged::{Arranged, NumberColumn, Part};
+use crate::conjuncts::{Conjunct, bounds, narrow, narrow_generals, split};
+use crate::masks::{Masks, TestTable, set_positions};
+use crate::predicate::{
     ColumnRef, Compare, Compiled, Cond, Family, Lit, Symbols, Views, columns_used, evaluate,
 };
-use crate::{CepError, Result};
+use crate::{AlertError, Result};
 
 /// Residual expression `index` of `compiled`, evaluated on `batch`.
 fn evaluate_residual(
@@ -52,16 +52,16 @@ fn evaluate_residual(
     let expr = compiled
         .residuals
         .get(index)
-        .ok_or_else(|| CepError::Alert(format!("no residual {index}")))?;
+        .ok_or_else(|| AlertError::Invalid(format!("no residual {index}")))?;
     let values = expr
         .evaluate(batch)
         .and_then(|v| v.into_array(batch.num_rows()))
-        .map_err(|e| CepError::Alert(e.to_string()))?;
+        .map_err(|e| AlertError::Invalid(e.to_string()))?;
     values
         .as_any()
         .downcast_ref::<BooleanArray>()
         .cloned()
-        .ok_or_else(|| CepError::Alert("a condition is not boolean".into()))
+        .ok_or_else(|| AlertError::Invalid("a condition is not boolean".into()))
 }
 
 /// What matching a batch needs room for, kept from one batch to the next: these grow to
