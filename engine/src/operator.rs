@@ -60,16 +60,6 @@ pub trait Operator: Send {
         Vec::new()
     }
 
-    /// The operator's state as bytes, for a checkpoint. Stateless operators have none.
-    fn snapshot(&self) -> Result<Vec<u8>> {
-        Ok(Vec::new())
-    }
-
-    /// Restores state written by [`Operator::snapshot`].
-    fn restore(&mut self, _state: &[u8]) -> Result<()> {
-        Ok(())
-    }
-
     fn metrics(&self) -> OperatorMetrics {
         OperatorMetrics::default()
     }
