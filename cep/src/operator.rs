@@ -38,64 +38,18 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
 use datafusion::common::ScalarValue;
-use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::changes::batch_of;
 use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::{Millis, WATERMARK_MIN, millis};
 use sluice_engine::{Changes, EngineError, Result, RowKind};
 
 use crate::condition::{Condition, Derived, shifted};
+use crate::config::{AllRows, MatchRecognizeConfig, Skip};
 use crate::navigation::{Navigate, Navigation, navigation_value};
-use crate::partition::{Partition, PartitionRows};
+use crate::partition::Partition;
+use crate::partition_rows::PartitionRows;
 use crate::store::{RowRef, RowStore};
-use crate::{Binding, Found, Program};
-
-/// Where the search resumes after a match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    PastLastRow,
-    ToNextRow,
-    /// To the first row bound to the variable (the next row if there is none).
-    ToFirst(usize),
-    /// To the last row bound to the variable (the next row if there is none).
-    ToLast(usize),
-}
-
-/// What `ALL ROWS PER MATCH` emits besides the rows of non-empty matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllRows {
-    /// A row for each empty match (its measures from no rows).
-    ShowEmpty,
-    OmitEmpty,
-    /// Empty matches, and each row no match took, with NULL measures.
-    WithUnmatched,
-}
-
-pub struct MatchRecognizeConfig {
-    pub program: Program,
-    /// `None`: one row per match.
-    pub all_rows: Option<AllRows>,
-    pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
-    /// The input's event-time column (the first `ORDER BY` key).
-    pub time_column: usize,
-    /// Further `ORDER BY` keys, breaking ties of time: expression and whether descending.
-    pub tie_breakers: Vec<(Arc<dyn PhysicalExpr>, bool)>,
-    /// Per program variable, its condition (`None`: any row).
-    pub conditions: Vec<Option<Condition>>,
-    pub navigations: Vec<Navigation>,
-    /// The schema of the navigation values, one column per navigation.
-    pub navigation_schema: SchemaRef,
-    /// Over the navigation values: one per measure.
-    pub measures: Vec<Arc<dyn PhysicalExpr>>,
-    pub skip: Skip,
-    pub within: Option<Millis>,
-    pub emit_timeouts: bool,
-    /// The state TTL: a partition no row has come to for this long, with no search
-    /// pending, is dropped (its match count and the rows `PREV` would read go with it).
-    pub idle_ttl: Option<Millis>,
-    /// The partition columns, then the measures.
-    pub schema: SchemaRef,
-}
+use crate::{Binding, Found};
 
 /// Rows that came before the watermark passed them, with their event times and arrival
 /// numbers.
