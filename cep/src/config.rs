@@ -55,6 +55,6 @@ pub struct MatchRecognizeConfig {
     /// The state TTL: a partition no row has come to for this long, with no search
     /// pending, is dropped (its match count and the rows `PREV` would read go with it).
     pub idle_ttl: Option<Millis>,
-    /// The partition columns, then the measures.
+    /// The partition columns (with all rows per match, the input's columns), then the measures.
     pub schema: SchemaRef,
 }
