@@ -10,19 +10,22 @@
 //! [`Found::NeedMore`] rather than guessing, which is what makes matching over a stream exact.
 
 mod condition;
+mod config;
 mod error;
 mod navigation;
 mod operator;
 mod partition;
+mod partition_rows;
 mod pattern;
 mod program;
 mod search;
 mod store;
 
 pub use condition::{Condition, Derived};
+pub use config::{AllRows, MatchRecognizeConfig, Skip};
 pub use error::CepError;
 pub use navigation::{Navigate, Navigation};
-pub use operator::{AllRows, MatchRecognize, MatchRecognizeConfig, Skip};
+pub use operator::MatchRecognize;
 pub use pattern::{Pattern, parse_pattern};
 pub use program::Program;
 pub use search::{Binding, Found, Rows};

@@ -1,25 +1,32 @@
-//! `MatchRecognize`: the streaming operator of `MATCH_RECOGNIZE ... ONE ROW PER MATCH`.
+//! `MatchRecognize`: the streaming operator of `MATCH_RECOGNIZE`, one row per match or all
+//! rows per match.
 //!
-//! State: rows not yet passed by the watermark; per partition, the rows passed by it in
-//! event-time order (ties in arrival order) from a few rows before the next search start
-//! (as far back as `PREV` reaches), which of them satisfy each variable's condition, and the
-//! number of matches so far. Emits: when the watermark passes rows, they join their
-//! partitions in order and each partition searches for matches from its next start: a
-//! match is emitted (`+I`, the partition columns and the measures) as soon as no row still
-//! to come can change it, then the search resumes where `AFTER MATCH SKIP` says; where no
-//! match can start, the search moves one row on. With `WITHIN`, rows more than the bound
-//! after a match's first row cannot join it, and with `EMIT TIMEOUTS` the preferred partial
-//! match the bound cut off is emitted with op `timeout` and the measures of its rows.
-//! Watermark: what lets rows into their partitions, and what proves that no row will come to
-//! extend a partial match beyond `WITHIN`. Late rows (behind the watermark when they come)
-//! go to the late output. End of input: every partition's rows are complete, so every
-//! search is decided; nothing stays.
+//! When the watermark passes rows, they join their partitions in order and each partition
+//! searches for matches from its next start; where no match can start, the search moves one
+//! row on. Rows are stored once for all partitions (`store.rs`).
 //!
-//! Rows are stored once for all partitions (`store.rs`). A partition is dropped as soon as
-//! it keeps no rows, unless the query reads what would go with it (`MATCH_NUMBER()`, or `^`
-//! which needs to know where the partition starts); with a state TTL (`SET
-//! 'table.exec.state.ttl'`), also once no row has come to it for that long (in event time)
-//! and no search is pending, losing the match count and the rows `PREV` would read.
+//! - **State**: rows not yet passed by the watermark; per partition, the rows passed by it in
+//!   event-time order (ties in arrival order) from a few rows before the next search start
+//!   (as far back as `PREV` reaches), which of them satisfy each variable's condition, and
+//!   the number of matches so far. A partition is dropped as soon as it keeps no rows, unless
+//!   the query reads what would go with it (`MATCH_NUMBER()`, or `^` which needs to know
+//!   where the partition starts).
+//! - **Emits**: a match as soon as no row still to come can change it, then the search
+//!   resumes where `AFTER MATCH SKIP` says. One row per match is `+I` of the partition
+//!   columns and the measures; all rows per match is `+I` of each row of the match not
+//!   excluded (`{- -}`) with the measures, and of empty matches and unmatched rows as
+//!   [`AllRows`] says. With `WITHIN`, rows more than the bound after a match's first row
+//!   cannot join it, and with `EMIT TIMEOUTS` the preferred partial match the bound cut off
+//!   is emitted with op `timeout` and the measures of its rows.
+//! - **Watermark**: what lets rows into their partitions, and what proves that no row will
+//!   come to extend a partial match beyond `WITHIN`. With a state TTL (`SET
+//!   'table.exec.state.ttl'`), a partition is also dropped once no row has come to it for
+//!   that long (in event time) and no search is pending, losing the match count and the rows
+//!   `PREV` would read.
+//! - **Late rows**: a row behind the watermark when it comes (or with a NULL time) goes to
+//!   the late side output.
+//! - **End of input**: every partition's rows are complete, so every search is decided;
+//!   nothing stays.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -38,64 +45,18 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
 use datafusion::common::ScalarValue;
-use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::changes::batch_of;
 use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::{Millis, WATERMARK_MIN, millis};
 use sluice_engine::{Changes, EngineError, Result, RowKind};
 
 use crate::condition::{Condition, Derived, shifted};
+use crate::config::{AllRows, MatchRecognizeConfig, Skip};
 use crate::navigation::{Navigate, Navigation, navigation_value};
-use crate::partition::{Partition, PartitionRows};
+use crate::partition::Partition;
+use crate::partition_rows::PartitionRows;
 use crate::store::{RowRef, RowStore};
-use crate::{Binding, Found, Program};
-
-/// Where the search resumes after a match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    PastLastRow,
-    ToNextRow,
-    /// To the first row bound to the variable (the next row if there is none).
-    ToFirst(usize),
-    /// To the last row bound to the variable (the next row if there is none).
-    ToLast(usize),
-}
-
-/// What `ALL ROWS PER MATCH` emits besides the rows of non-empty matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllRows {
-    /// A row for each empty match (its measures from no rows).
-    ShowEmpty,
-    OmitEmpty,
-    /// Empty matches, and each row no match took, with NULL measures.
-    WithUnmatched,
-}
-
-pub struct MatchRecognizeConfig {
-    pub program: Program,
-    /// `None`: one row per match.
-    pub all_rows: Option<AllRows>,
-    pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
-    /// The input's event-time column (the first `ORDER BY` key).
-    pub time_column: usize,
-    /// Further `ORDER BY` keys, breaking ties of time: expression and whether descending.
-    pub tie_breakers: Vec<(Arc<dyn PhysicalExpr>, bool)>,
-    /// Per program variable, its condition (`None`: any row).
-    pub conditions: Vec<Option<Condition>>,
-    pub navigations: Vec<Navigation>,
-    /// The schema of the navigation values, one column per navigation.
-    pub navigation_schema: SchemaRef,
-    /// Over the navigation values: one per measure.
-    pub measures: Vec<Arc<dyn PhysicalExpr>>,
-    pub skip: Skip,
-    pub within: Option<Millis>,
-    pub emit_timeouts: bool,
-    /// The state TTL: a partition no row has come to for this long, with no search
-    /// pending, is dropped (its match count and the rows `PREV` would read go with it).
-    pub idle_ttl: Option<Millis>,
-    /// The partition columns, then the measures.
-    pub schema: SchemaRef,
-}
+use crate::{Binding, Found};
 
 /// Rows that came before the watermark passed them, with their event times and arrival
 /// numbers.

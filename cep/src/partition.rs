@@ -1,4 +1,5 @@
-//! One partition's rows in order, and how the search sees them.
+//! One partition's rows in order, kept in the operator's row store, with what the search
+//! has learnt about them.
 
 use std::collections::VecDeque;
 
@@ -6,10 +7,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::time::{Millis, WATERMARK_MIN};
 use sluice_engine::{EngineError, Result};
 
-use crate::condition::{Condition, holds_in_context};
-use crate::operator::MatchRecognizeConfig;
 use crate::store::{RowRef, RowStore};
-use crate::{Binding, Rows};
 
 pub(crate) struct Partition {
     /// The partition columns' values, in the operator's row format.
@@ -91,81 +89,5 @@ impl Partition {
         self.gathered.as_ref().ok_or_else(|| {
             EngineError::Input("a pattern partition's rows were read before being gathered".into())
         })
-    }
-}
-
-/// A partition seen by the search.
-pub(crate) struct PartitionRows<'a> {
-    pub(crate) partition: &'a Partition,
-    pub(crate) config: &'a MatchRecognizeConfig,
-    pub(crate) complete: bool,
-    pub(crate) future: Millis,
-    /// The first error a condition gave (the search treats it as not holding).
-    pub(crate) error: Option<EngineError>,
-}
-
-impl PartitionRows<'_> {
-    /// The variables whose context-free conditions `row` satisfies, once classified.
-    pub(crate) fn class(&self, row: usize) -> Option<u64> {
-        self.partition
-            .classes
-            .get(row - self.partition.base)
-            .copied()
-    }
-}
-
-impl Rows for PartitionRows<'_> {
-    fn available(&self) -> usize {
-        self.partition.available()
-    }
-
-    fn complete(&self) -> bool {
-        self.complete
-    }
-
-    fn holds(&mut self, variable: usize, row: usize, path: &[Binding]) -> Option<bool> {
-        if let Some(condition) = self.config.conditions[variable]
-            .as_ref()
-            .filter(|c| c.reads_match())
-        {
-            let holds = holds_in_context(
-                condition,
-                variable,
-                row,
-                path,
-                self.config,
-                self.partition,
-                self.complete,
-            );
-            return match holds {
-                Ok(holds) => holds,
-                Err(error) => {
-                    self.error.get_or_insert(error);
-                    Some(false)
-                }
-            };
-        }
-        Some(self.class(row)? & (1 << variable) != 0)
-    }
-
-    fn context_free(&self) -> bool {
-        !self
-            .config
-            .conditions
-            .iter()
-            .flatten()
-            .any(Condition::reads_match)
-    }
-
-    fn time(&self, row: usize) -> i64 {
-        self.partition
-            .times
-            .get(row.saturating_sub(self.partition.base))
-            .copied()
-            .unwrap_or(WATERMARK_MIN)
-    }
-
-    fn future_time(&self) -> i64 {
-        self.future
     }
 }

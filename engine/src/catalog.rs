@@ -83,15 +83,6 @@ impl StreamDef {
             .map(|(_, v)| v.as_str())
     }
 
-    /// How text inputs of this stream are read: `'csv.null-literal'` adds a NULL spelling, and
-    /// an `op` column is read as each row's change kind.
-    pub fn text_options(&self) -> crate::input::TextOptions {
-        crate::input::TextOptions {
-            null_literal: self.option("csv.null-literal").map(str::to_string),
-            changelog: self.reads_changes(),
-        }
-    }
-
     /// Complete rows of `schema` from physical rows, evaluating the computed columns.
     pub fn complete(&self, physical: &RecordBatch) -> Result<RecordBatch> {
         self.check_physical(physical)?;

@@ -1,12 +1,17 @@
-//! The embedded engine: stream logs, running queries, and the routing between them.
+//! The embedded engine: the streams with their in-memory history, running queries, and the
+//! routing between them.
 //!
-//! Every stream is a log in arrival order. A query registered after rows have arrived replays
-//! the log of each stream it reads from the beginning, interleaved in arrival order, so it
-//! sees exactly what a query registered earlier saw. A query that inserts into a stream
-//! appends its results to that stream's log and, through it, feeds the queries reading it;
-//! the stream's watermark is then also raised to the minimum of its feeding queries' output
-//! watermarks. Everything runs on the caller's thread: a call to [`Engine::append`] returns
-//! once every query has processed the rows.
+//! Every stream keeps a history in memory: its rows and watermark marks in arrival order.
+//! A query registered after rows have arrived replays the history of each stream it reads
+//! from the beginning, interleaved in arrival order, so it sees exactly what a query
+//! registered earlier saw ([`Engine::stop_retaining_history`] ends this once no more queries
+//! will come). A query that inserts into a stream appends its results to that stream and,
+//! through it, feeds the queries reading it; the stream's watermark is then also raised to
+//! the minimum of its feeding queries' output watermarks. Everything runs on the caller's
+//! thread: a call to [`Engine::append`] returns once every query has processed the rows.
+//!
+//! The history lives and dies with the engine. It is not the durable log: keeping streams
+//! on disk across restarts is the `sluice-log` crate's job, which the engine does not use.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,7 +29,7 @@ use crate::{Changes, EngineError, Result};
 pub type QueryId = u64;
 
 #[derive(Debug, Clone)]
-enum LogEntry {
+enum HistoryEntry {
     /// Complete rows (computed columns included).
     Rows(Changes),
     Watermark(Millis),
@@ -33,10 +38,10 @@ enum LogEntry {
 struct StreamState {
     def: Arc<StreamDef>,
     /// `(arrival sequence number, entry)`, kept while the engine retains history.
-    log: Vec<(u64, LogEntry)>,
+    history: Vec<(u64, HistoryEntry)>,
     /// Output watermark of each query inserting into this stream.
     producers: BTreeMap<QueryId, Millis>,
-    /// Highest watermark mark appended to the log.
+    /// Highest watermark mark appended to the stream.
     marked: Millis,
     ended: bool,
     /// The stream's current contents, for a materialized view.
@@ -104,12 +109,12 @@ impl Engine {
         &self.catalog
     }
 
-    /// Stops keeping stream logs for queries registered later, and frees what is kept.
+    /// Stops keeping stream history for queries registered later, and frees what is kept.
     /// `sluice run` calls this once the script has registered all its queries.
     pub fn stop_retaining_history(&mut self) {
         self.retain_history = false;
         for stream in self.streams.values_mut() {
-            stream.log = Vec::new();
+            stream.history = Vec::new();
         }
     }
 
@@ -119,7 +124,7 @@ impl Engine {
             def.name.clone(),
             StreamState {
                 def: def.clone(),
-                log: Vec::new(),
+                history: Vec::new(),
                 producers: BTreeMap::new(),
                 marked: WATERMARK_MIN,
                 ended: false,
@@ -289,7 +294,7 @@ impl Engine {
             )));
         }
         let complete = state.def.complete(&changes.rows)?;
-        self.append_entry(stream, LogEntry::Rows(changes.with_rows(complete)))
+        self.append_entry(stream, HistoryEntry::Rows(changes.with_rows(complete)))
     }
 
     /// Raises `stream`'s watermark to at least `watermark`.
@@ -299,7 +304,7 @@ impl Engine {
             return Ok(());
         }
         state.marked = watermark;
-        self.append_entry(stream, LogEntry::Watermark(watermark))
+        self.append_entry(stream, HistoryEntry::Watermark(watermark))
     }
 
     /// Ends all input: every stream's watermark goes to `+inf`, then every query sees end of
@@ -372,16 +377,16 @@ impl Engine {
         self.route(id, results)
     }
 
-    fn append_entry(&mut self, stream: &str, entry: LogEntry) -> Result<()> {
+    fn append_entry(&mut self, stream: &str, entry: HistoryEntry) -> Result<()> {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let retain = self.retain_history;
         let state = self.stream_mut(stream)?;
-        if let (Some(snapshot), LogEntry::Rows(changes)) = (&mut state.snapshot, &entry) {
+        if let (Some(snapshot), HistoryEntry::Rows(changes)) = (&mut state.snapshot, &entry) {
             snapshot.apply(changes)?;
         }
         if retain {
-            state.log.push((sequence, entry.clone()));
+            state.history.push((sequence, entry.clone()));
         }
         let readers: Vec<QueryId> = self
             .queries
@@ -395,8 +400,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Feeds one log entry of `stream` to every source of query `id` bound to it.
-    fn deliver(&mut self, id: QueryId, stream: &str, entry: &LogEntry) -> Result<()> {
+    /// Feeds one entry of `stream` to every source of query `id` bound to it.
+    fn deliver(&mut self, id: QueryId, stream: &str, entry: &HistoryEntry) -> Result<()> {
         let Some(query) = self.queries.get_mut(&id) else {
             return Ok(());
         };
@@ -406,7 +411,7 @@ impl Engine {
                 continue;
             }
             match entry {
-                LogEntry::Rows(changes) => {
+                HistoryEntry::Rows(changes) => {
                     let segments = query.watermarks[source].segments(&changes.rows)?;
                     let whole = segments.len() == 1;
                     for segment in segments {
@@ -424,7 +429,7 @@ impl Engine {
                         }
                     }
                 }
-                LogEntry::Watermark(mark) => {
+                HistoryEntry::Watermark(mark) => {
                     if let Some(watermark) = query.watermarks[source].advance(*mark) {
                         query
                             .graph
@@ -454,7 +459,7 @@ impl Engine {
         for changes in results {
             let physical = def.physical_part(&changes.rows)?;
             let complete = def.complete(&physical)?;
-            self.append_entry(&target, LogEntry::Rows(changes.with_rows(complete)))?;
+            self.append_entry(&target, HistoryEntry::Rows(changes.with_rows(complete)))?;
         }
         let stream = self.stream_mut(&target)?;
         if let Some(slot) = stream.producers.get_mut(&id) {
@@ -473,13 +478,13 @@ impl Engine {
         }
     }
 
-    /// The log entries a newly registered graph has to catch up on, in arrival order.
-    fn history_of(&self, graph: &QueryGraph) -> Vec<(String, LogEntry)> {
+    /// The history entries a newly registered graph has to catch up on, in arrival order.
+    fn history_of(&self, graph: &QueryGraph) -> Vec<(String, HistoryEntry)> {
         let streams: BTreeSet<&str> = graph.sources().iter().map(|s| s.stream.as_str()).collect();
-        let mut entries: Vec<(u64, &str, &LogEntry)> = streams
+        let mut entries: Vec<(u64, &str, &HistoryEntry)> = streams
             .iter()
             .filter_map(|name| self.streams.get(*name).map(|state| (*name, state)))
-            .flat_map(|(name, state)| state.log.iter().map(move |(seq, e)| (*seq, name, e)))
+            .flat_map(|(name, state)| state.history.iter().map(move |(seq, e)| (*seq, name, e)))
             .collect();
         entries.sort_by_key(|(sequence, _, _)| *sequence);
         entries
@@ -612,7 +617,7 @@ mod tests {
     }
 
     #[test]
-    fn a_late_query_replays_the_log_and_the_watermark_is_the_running_max() -> Result<()> {
+    fn a_late_query_replays_the_history_and_the_watermark_is_the_running_max() -> Result<()> {
         let mut engine = Engine::new();
         let def = engine.create_stream(stream("s"))?;
         engine.append("s", &rows(&def, &[(1, 100), (2, 50)]))?;

@@ -1,10 +1,13 @@
 //! The sluice runtime.
 //!
-//! This crate owns time and data movement: the catalog of streams, the in-memory stream logs,
-//! watermark generation, the [`Operator`] interface with its operators, the query graph that
-//! pushes Arrow batches and watermarks through them, input decoding (CSV, JSON lines) and
-//! result formatting. It knows nothing about SQL text: the `sluice-sql` crate plans
-//! statements with DataFusion and builds [`QueryGraph`]s out of the operators here.
+//! This crate owns time and data movement: the catalog of streams, the [`Engine`] that keeps
+//! each stream's history in memory (replayed to queries registered late), watermark
+//! generation, the [`Operator`] interface with its operators, the query graph that pushes
+//! Arrow batches and watermarks through them, input decoding (CSV, JSON lines, Debezium
+//! change events) and result formatting. It knows nothing about SQL text: the `sluice-sql`
+//! crate plans statements with DataFusion and builds [`QueryGraph`]s out of the operators
+//! here. Nor does it keep anything on disk: the durable log of streams is the `sluice-log`
+//! crate.
 
 pub mod aggregate;
 pub mod catalog;

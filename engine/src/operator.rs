@@ -5,8 +5,13 @@
 //! minimum over them) and calls [`Operator::on_watermark`] only when that combined watermark
 //! advances; after the call it forwards the watermark downstream (held back by the
 //! operator's [`Operator::watermark_delay`]), so any rows an operator emits on a watermark
-//! precede the watermark itself. End of input arrives once, after
-//! the final watermark (`+inf`), when every input has ended.
+//! precede the watermark itself. End of input arrives once, after the final watermark
+//! (`+inf`), when every input has ended. After each call that hands the operator rows, a
+//! watermark or end of input, the graph collects its late rows ([`Operator::take_late`]).
+//!
+//! An operator's state lives in memory only, for as long as the query runs: nothing saves
+//! it. A query registered later builds its own from the streams' history that the
+//! [`Engine`](crate::Engine) replays to it.
 
 use datafusion::arrow::datatypes::SchemaRef;
 
@@ -44,7 +49,8 @@ pub trait Operator: Send {
     fn on_input_watermark(&mut self, _input: usize, _watermark: Millis) {}
 
     /// How far behind its input watermark the watermark this operator forwards is: rows it
-    /// emits may carry event times up to this much older than the input watermark.
+    /// emits may carry event times up to this much older than the input watermark. The
+    /// `+inf` watermark is forwarded as it is.
     fn watermark_delay(&self) -> Millis {
         0
     }
@@ -55,7 +61,8 @@ pub trait Operator: Send {
     }
 
     /// Rows that arrived too late to count, since the last call: the late side output,
-    /// each row of kind [`crate::RowKind::Late`].
+    /// each row of kind [`crate::RowKind::Late`]. The graph reports them as the query's late
+    /// rows unless another node reports the same rows ([`crate::GraphBuilder::ignore_late`]).
     fn take_late(&mut self) -> Vec<Changes> {
         Vec::new()
     }

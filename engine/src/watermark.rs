@@ -2,9 +2,9 @@
 //!
 //! The watermark is the running maximum of the stream's declared watermark expression
 //! (`WATERMARK FOR ts AS ts - INTERVAL '5' SECOND`) over every row read so far, raised further
-//! by explicit watermark marks in the log (from a test's `watermark` step or from the query
-//! feeding a derived stream). It never goes back. It is computed from the rows read, so a
-//! reader replaying the same log sees the same watermarks at the same places.
+//! by explicit watermark marks in the stream (from a test's `watermark` step or from the
+//! query feeding a derived stream). It never goes back. It is computed from the rows read, so
+//! a reader replaying the stream's history sees the same watermarks at the same places.
 //!
 //! The watermark applies from row to row, not only between batches: [`WatermarkGenerator::
 //! segments`] cuts a batch before each row that is behind the watermark of the rows before

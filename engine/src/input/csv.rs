@@ -9,7 +9,9 @@ use std::io::Read;
 use datafusion::arrow::array::{StringArray, StringBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{BATCH_ROWS, Decoded, OP_COLUMN, RowReader, TextOptions, convert_text_columns};
+use super::convert::convert_text_columns;
+use super::options::TextOptions;
+use super::rows::{BATCH_ROWS, Decoded, OP_COLUMN, RowReader};
 use crate::{EngineError, Result};
 
 pub struct CsvRows<R: Read> {

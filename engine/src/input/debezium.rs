@@ -16,8 +16,9 @@ use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
+use super::convert::{drop_rejected, missing_values, relaxed};
 use super::jsonl::JsonLines;
-use super::{Decoded, RowError, RowReader, drop_rejected, missing_values, relaxed};
+use super::rows::{Decoded, RowError, RowReader};
 use crate::{Result, RowKind};
 
 pub struct DebeziumRows<R: BufRead> {

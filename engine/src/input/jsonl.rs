@@ -13,10 +13,9 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
 
-use super::{
-    BATCH_ROWS, Decoded, OP_COLUMN, RowError, RowReader, TextOptions, drop_rejected, kinds_of,
-    missing_values, relaxed,
-};
+use super::convert::{drop_rejected, kinds_of, missing_values, relaxed};
+use super::options::TextOptions;
+use super::rows::{BATCH_ROWS, Decoded, OP_COLUMN, RowError, RowReader};
 use crate::{EngineError, Result};
 
 /// Lines of JSON objects decoded into batches of a schema, bad lines set aside.

@@ -1,8 +1,11 @@
 //! `Filter`: keeps the rows for which a predicate is true.
 //!
-//! State: none. Emits: for each incoming batch, at once, the rows where the predicate is
-//! TRUE (NULL counts as false, as in SQL), each keeping its row kind. Watermark: passed through.
-//! Expiry: nothing to expire; late rows pass like any other.
+//! - **State**: none.
+//! - **Emits**: for each incoming batch, at once, the rows where the predicate is TRUE (NULL
+//!   counts as false, as in SQL), each keeping its row kind.
+//! - **Watermark**: passed through; nothing to expire.
+//! - **Late rows**: passed through like any other row.
+//! - **End of input**: nothing more.
 
 use std::sync::Arc;
 

@@ -1,17 +1,20 @@
 //! `IntervalJoin`: `a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts + lower AND a.ts + upper`,
 //! inner, left, right or full outer.
 //!
-//! State: per side, its rows by join key, each with its time and whether it has matched;
-//! a row stays only while a row of the other side may still match it. Emits: a joined row
-//! as soon as its second row arrives (pairs in arrival order of the arriving row, then of the
-//! buffered rows), if the residual condition holds. Watermark: with watermark `W` (no more
-//! rows before `W` on either side), a left row expires once `ts + upper < W` and a right row
-//! once `ts - lower < W`; an expired row of an outer side that never matched is emitted
-//! padded with NULLs, with op `expired`, in time order (ties in arrival order). The forwarded
-//! watermark is held back by `upper` (when positive) so joined rows, which carry the left
-//! row's time, are never behind it. A row that arrives already expired still joins the rows
-//! buffered on the other side; an outer one without a match comes out `expired` at once.
-//! Rows with a NULL key match nothing. End of input: the `+inf` watermark expires every row.
+//! - **State**: per side, its rows by join key, each with its time and whether it has
+//!   matched; a row stays only while a row of the other side may still match it.
+//! - **Emits**: a joined row as soon as its second row arrives (pairs in arrival order of the
+//!   arriving row, then of the buffered rows), if the residual condition holds. Rows with a
+//!   NULL key (or time) match nothing: an outer side's comes out `expired` at once.
+//! - **Watermark**: with watermark `W` (no more rows before `W` on either side), a left row
+//!   expires once `ts + upper < W` and a right row once `ts - lower < W`; an expired row of
+//!   an outer side that never matched is emitted padded with NULLs, with op `expired`, in
+//!   time order (ties in arrival order). The forwarded watermark is held back by `upper`
+//!   (when positive) so joined rows, which carry the left row's time, are never behind it.
+//! - **Late rows**: nothing goes to the late side output. A row that arrives already expired
+//!   still joins the rows buffered on the other side; an outer one without a match comes out
+//!   `expired` at once.
+//! - **End of input**: the `+inf` watermark expires every row.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -1,15 +1,17 @@
 //! `OverAggregate`: aggregates `OVER (PARTITION BY ... ORDER BY time <frame>)`, one output row
 //! per input row.
 //!
-//! State: rows not yet complete (at or after the watermark), and per partition and aggregate
-//! call a DataFusion accumulator with the argument values of the rows in its frame (for
-//! frames that slide, so they can be taken back). Emits: when the watermark passes a row's
-//! time, the row with its aggregate values appended; rows leave in time order (ties in
-//! arrival order). `RANGE` frames count every row of the same time as the current row;
-//! `ROWS` frames count rows in that order. Watermark: emits the rows before it, and drops a
-//! partition whose every bounded `RANGE` frame has slid past all of its rows. Late rows (time
-//! already behind the watermark on arrival) go to the late side output. End of input: the
-//! `+inf` watermark before it has emitted every row.
+//! - **State**: rows not yet complete (at or after the watermark), and per partition and
+//!   aggregate call a DataFusion accumulator with the argument values of the rows in its
+//!   frame (for frames that slide, so they can be taken back).
+//! - **Emits**: when the watermark passes a row's time, the row with its aggregate values
+//!   appended; rows leave in time order (ties in arrival order). `RANGE` frames count every
+//!   row of the same time as the current row; `ROWS` frames count rows in that order.
+//! - **Watermark**: emits the rows before it, and drops a partition whose every bounded
+//!   `RANGE` frame has slid past all of its rows.
+//! - **Late rows**: a row whose time is already behind the watermark on arrival (or NULL)
+//!   goes to the late side output.
+//! - **End of input**: the `+inf` watermark before it has emitted every row.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

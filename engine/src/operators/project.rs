@@ -1,8 +1,11 @@
 //! `Project`: computes the output columns of each row.
 //!
-//! State: none. Emits: for each incoming batch, at once, one output row per input row, each
-//! column evaluated as a DataFusion physical expression over the whole batch; row kinds are
-//! kept. Watermark: passed through. Expiry: nothing to expire.
+//! - **State**: none.
+//! - **Emits**: for each incoming batch, at once, one output row per input row, each column
+//!   evaluated as a DataFusion physical expression over the whole batch; row kinds are kept.
+//! - **Watermark**: passed through; nothing to expire.
+//! - **Late rows**: passed through like any other row.
+//! - **End of input**: nothing more.
 
 use std::sync::Arc;
 

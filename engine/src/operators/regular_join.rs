@@ -1,22 +1,24 @@
 //! `RegularJoin`: a join without a time bound, of append-only or updating inputs (streams,
 //! upsert tables, changelogs), inner, left, right or full outer. Its output is a changelog.
 //!
-//! State: per side, the rows present by join key, each with how many times it is present
-//! and how many rows of the other side it joins, and per key when it was last written.
-//! Emits: at once, for each input row in order. An added row (`+I`, `+U`, or an upstream
-//! join's `expired` or a pattern's `timeout` row) emits `+I` of itself joined with each present row of the other side with its key (in their arrival
-//! order) for which the residual condition holds; a removed row (`-U`, `-D`) emits `-D` of
-//! the same pairs. Outer sides keep a row without a match as `+I` of it padded with NULLs:
-//! when its first match arrives that row is retracted (`-D`) before the joined row, and when
-//! its last match goes it comes back (`+I`). A removal of a row that is not present is
-//! ignored. Rows with a NULL key match nothing.
-//!
-//! Watermark: passed through; it does not shrink the state, which without a TTL grows with
-//! the inputs' distinct rows. With a state TTL, a key's rows on a side are dropped, without
-//! emitting anything, once the join's stream time (the latest event time or input watermark
-//! it has seen; the end of input does not count) is more than the TTL past the stream time
-//! of the key's last write on that side.
-//! End of input: nothing more.
+//! - **State**: per side, the rows present by join key, each with how many times it is
+//!   present and how many rows of the other side it joins, and per key when it was last
+//!   written.
+//! - **Emits**: at once, for each input row in order. An added row (`+I`, `+U`, or an
+//!   upstream join's `expired` or a pattern's `timeout` row) emits `+I` of itself joined with
+//!   each present row of the other side with its key (in their arrival order) for which the
+//!   residual condition holds; a removed row (`-U`, `-D`) emits `-D` of the same pairs. Outer
+//!   sides keep a row without a match as `+I` of it padded with NULLs: when its first match
+//!   arrives that row is retracted (`-D`) before the joined row, and when its last match goes
+//!   it comes back (`+I`). A removal of a row that is not present is ignored. Rows with a
+//!   NULL key match nothing.
+//! - **Watermark**: passed through; it does not shrink the state, which without a TTL grows
+//!   with the inputs' distinct rows. With a state TTL, a key's rows on a side are dropped,
+//!   without emitting anything, once the join's stream time (the latest event time or input
+//!   watermark it has seen; the end of input does not count) is more than the TTL past the
+//!   stream time of the key's last write on that side.
+//! - **Late rows**: joined like any other row.
+//! - **End of input**: nothing more.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

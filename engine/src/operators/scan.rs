@@ -1,8 +1,11 @@
 //! `Scan`: where a stream's rows enter a query.
 //!
-//! State: none. Emits: each incoming batch at once, narrowed to the columns the query reads.
-//! Watermark: passed through unchanged (the engine generates it from the stream's declared
-//! bound before it reaches this operator). Expiry: nothing to expire.
+//! - **State**: none.
+//! - **Emits**: each incoming batch at once, narrowed to the columns the query reads.
+//! - **Watermark**: passed through unchanged (the engine generates it from the stream's
+//!   declared bound before it reaches this operator); nothing to expire.
+//! - **Late rows**: passed through like any other row.
+//! - **End of input**: nothing more.
 
 use datafusion::arrow::datatypes::SchemaRef;
 

@@ -1,15 +1,19 @@
 //! `SessionAggregate`: `GROUP BY window_start, window_end [, keys]` over `SESSION` windows.
 //!
 //! Each row arrives with its proto-session `[time, time + gap)` as `window_start` and
-//! `window_end`. State: per grouping key, its open sessions, each with its bounds and one
-//! DataFusion row accumulator per aggregate call. A row joins every session its proto-session
-//! overlaps or touches (as in Flink, `[a, b)` and `[b, c)` merge), and sessions it bridges
-//! merge into one (their accumulator states are merged). Allowed lateness does not apply.
-//! Emits: when the watermark reaches a session's end (last row's time + gap), one `+I` row
-//! with the session's bounds; sessions that close together come out by end, then start, then
-//! key. Watermark: fires and drops the sessions it reaches. Late rows: a row whose session,
-//! after merging, has already ended at the watermark goes to the late side output. End of
-//! input: the `+inf` watermark before it has fired every session.
+//! `window_end`. A row joins every session its proto-session overlaps or touches (as in
+//! Flink, `[a, b)` and `[b, c)` merge), and sessions it bridges merge into one (their
+//! accumulator states are merged).
+//!
+//! - **State**: per grouping key, its open sessions, each with its bounds and one DataFusion
+//!   row accumulator per aggregate call.
+//! - **Emits**: when the watermark reaches a session's end (last row's time + gap), one `+I`
+//!   row with the session's bounds; sessions that close together come out by end, then
+//!   start, then key.
+//! - **Watermark**: fires and drops the sessions it reaches. Allowed lateness does not apply.
+//! - **Late rows**: a row whose session, after merging, has already ended at the watermark
+//!   (or that has no window bounds) goes to the late side output.
+//! - **End of input**: the `+inf` watermark before it has fired every session.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

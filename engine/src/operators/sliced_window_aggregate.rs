@@ -2,15 +2,19 @@
 //! `CUMULATE` windows, each row aggregated once.
 //!
 //! Rows arrive assigned to slices (the tumbling windows of the slide or step) instead of to
-//! every window they fall in. State: per slice (by its end), its grouping keys and one
-//! DataFusion groups accumulator per call; a slice whose end the watermark has passed is
-//! frozen into keys and intermediate states, and rows that still reach it add further frozen
-//! parts. Emits: when the watermark reaches a window's end, one `+I` row per group of the
-//! window, computed by merging the states of the window's slices (windows in end order,
-//! groups in slice order, then as first seen). Watermark: fires the windows it reaches, and
-//! drops a slice once every window containing it has fired. Late rows: a row whose every
-//! window has fired goes to the late side output with op `late`. End of input: the `+inf`
-//! watermark before it has fired every window.
+//! every window they fall in; a window's result merges the states of its slices.
+//!
+//! - **State**: per slice (by its end), its grouping keys and one DataFusion groups
+//!   accumulator per call; a slice whose end the watermark has passed is frozen into keys and
+//!   intermediate states, and rows that still reach it add further frozen parts.
+//! - **Emits**: when the watermark reaches a window's end, one `+I` row per group of the
+//!   window, computed by merging the states of the window's slices (windows in end order,
+//!   groups in slice order, then as first seen).
+//! - **Watermark**: fires the windows it reaches, and drops a slice once every window
+//!   containing it has fired.
+//! - **Late rows**: a row whose every window has fired (or that has no window) goes to the
+//!   late side output with op `late`.
+//! - **End of input**: the `+inf` watermark before it has fired every window.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

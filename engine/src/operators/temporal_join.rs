@@ -4,18 +4,22 @@
 //!
 //! Event time (`AS OF` the stream's event-time attribute): the table's versions are its
 //! rows by their event time; a `-D` ends its key's version at the latest table time seen so
-//! far (at least its own time); `-U` is ignored (its `+U` follows). State: the stream's rows
-//! waiting for the watermark, and per key the versions a waiting or future row can still
-//! need. Emits: when the watermark passes a stream row's time (the table's versions up to it
-//! are then complete), `+I` of the row joined with the version valid then, in time order
-//! (ties in arrival order); a LEFT join emits a row without one padded with NULLs, an INNER
-//! join drops it. A version is dropped once a later version of its key is at or below the
-//! watermark. A stream row that arrives behind the watermark goes to the late output.
+//! far (at least its own time); `-U` is ignored (its `+U` follows). Processing time (`AS OF`
+//! a `PROCTIME()` column): each stream row is joined at once with its key's latest row.
 //!
-//! Processing time (`AS OF` a `PROCTIME()` column): each stream row is joined at once with
-//! its key's latest row, which is all the state keeps.
-//!
-//! End of input: the `+inf` watermark emits every waiting row.
+//! - **State**: with event time, the stream's rows waiting for the watermark, and per key
+//!   the versions a waiting or future row can still need; with processing time, each key's
+//!   latest row, which is all the state keeps.
+//! - **Emits**: with event time, when the watermark passes a stream row's time (the table's
+//!   versions up to it are then complete), `+I` of the row joined with the version valid
+//!   then, in time order (ties in arrival order); with processing time, at once. A LEFT join
+//!   emits a row without a version padded with NULLs, an INNER join drops it.
+//! - **Watermark**: emits the waiting stream rows it passes; a version is dropped once a
+//!   later version of its key is at or below the watermark.
+//! - **Late rows**: with event time, a stream row that arrives behind the watermark (or with
+//!   a NULL time) goes to the late output; table rows become versions like any other. With
+//!   processing time nothing is late.
+//! - **End of input**: the `+inf` watermark emits every waiting row.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -1,8 +1,11 @@
 //! `Union`: `UNION ALL` of several inputs.
 //!
-//! State: none. Emits: every incoming batch at once, its columns cast to the union's common
-//! types. Watermark: the minimum over the inputs (the graph combines them), so a slow input
-//! holds the union back rather than making the other's rows late. Expiry: nothing to expire.
+//! - **State**: none.
+//! - **Emits**: every incoming batch at once, its columns cast to the union's common types.
+//! - **Watermark**: the minimum over the inputs (the graph combines them), so a slow input
+//!   holds the union back rather than making the other's rows late; nothing to expire.
+//! - **Late rows**: passed through like any other row.
+//! - **End of input**: nothing more (it comes once every input has ended).
 
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::SchemaRef;

@@ -1,13 +1,16 @@
 //! `UpdatingAggregate`: `GROUP BY keys` without a window, and `SELECT DISTINCT`.
 //!
-//! State: per distinct key, one DataFusion row accumulator per aggregate call (one that can
-//! take rows back when the input is itself a changelog), the number of rows counted, and the
-//! result last emitted. Emits: after each input batch, for every group the batch changed, in
-//! the order the batch first touched them: `+I` for a new group, `-U` (the row emitted
-//! before) then `+U` (the new row) for a changed result, `-D` when a group's last row is
-//! taken back; nothing when the result is unchanged. Results are never final, so the
-//! watermark changes nothing and state lives as long as its group; end of input emits
-//! nothing more.
+//! - **State**: per distinct key, one DataFusion row accumulator per aggregate call (one that
+//!   can take rows back when the input is itself a changelog), the number of rows counted,
+//!   and the result last emitted; it lives as long as its group.
+//! - **Emits**: after each input batch, for every group the batch changed, in the order the
+//!   batch first touched them: `+I` for a new group, `-U` (the row emitted before) then `+U`
+//!   (the new row) for a changed result, `-D` when a group's last row is taken back; nothing
+//!   when the result is unchanged.
+//! - **Watermark**: passed through; results are never final, so it changes nothing and
+//!   expires nothing.
+//! - **Late rows**: aggregated like any other row.
+//! - **End of input**: nothing more.
 
 use std::collections::HashMap;
 use std::sync::Arc;

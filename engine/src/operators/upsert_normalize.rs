@@ -1,13 +1,16 @@
 //! `UpsertNormalize`: the rows of an upsert table (`PRIMARY KEY ... NOT ENFORCED`) as a
 //! changelog.
 //!
-//! State: the latest row of every key. Emits: at once, for each incoming row in order: `+I`
-//! for a new key, `-U` (the key's previous row) then `+U` (the new one) for a changed row,
-//! nothing for a row equal to the key's current one; a `-D` input removes the key and emits
-//! `-D` with its current row, and a `-U` input is dropped when a `+U` for the same key
-//! follows it in the same batch (which replaces the row), and deletes its key otherwise.
-//! Watermark: passed through; the state lives as long as its key (a table is never
-//! complete). End of input: nothing more.
+//! - **State**: the latest row of every key, kept as long as its key (a table is never
+//!   complete).
+//! - **Emits**: at once, for each incoming row in order: `+I` for a new key, `-U` (the key's
+//!   previous row) then `+U` (the new one) for a changed row, nothing for a row equal to the
+//!   key's current one; a `-D` input removes the key and emits `-D` with its current row, and
+//!   a `-U` input is dropped when a `+U` for the same key follows it in the same batch (which
+//!   replaces the row), and deletes its key otherwise.
+//! - **Watermark**: passed through; it expires nothing.
+//! - **Late rows**: normalised like any other row.
+//! - **End of input**: nothing more.
 
 use std::collections::HashMap;
 

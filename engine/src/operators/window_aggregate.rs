@@ -1,15 +1,17 @@
 //! `WindowAggregate`: `GROUP BY window_start, window_end [, keys]` over windowed rows.
 //!
-//! State: for every open window (by `window_end`), its grouping keys and one DataFusion
-//! groups accumulator per aggregate call. Emits: when the watermark reaches a window's end,
-//! one `+I` row per group of that window, windows in end order and groups in the order they
-//! were first seen. Watermark: fires the windows it reaches; a window's state is dropped once
-//! the watermark passes `window_end + allowed lateness`. Late rows: with allowed lateness, a
-//! row for a fired window that is still kept updates it and the window re-emits each changed
-//! group as `-U` (the row emitted before) then `+U` (the corrected row), or `+I` for a group
-//! new to the window; a row whose window is gone goes to the late side output with op `late`,
-//! as the operator received it (the columns the query reads, and the window's bounds).
-//! End of input: the `+inf` watermark before it has fired and dropped every window.
+//! - **State**: for every open window (by `window_end`), its grouping keys and one DataFusion
+//!   groups accumulator per aggregate call.
+//! - **Emits**: when the watermark reaches a window's end, one `+I` row per group of that
+//!   window, windows in end order and groups in the order they were first seen.
+//! - **Watermark**: fires the windows it reaches; a window's state is dropped once the
+//!   watermark passes `window_end + allowed lateness`.
+//! - **Late rows**: with allowed lateness, a row for a fired window that is still kept
+//!   updates it and the window re-emits each changed group as `-U` (the row emitted before)
+//!   then `+U` (the corrected row), or `+I` for a group new to the window; a row whose window
+//!   is gone (or that has no window) goes to the late side output with op `late`, as the
+//!   operator received it (the columns the query reads, and the window's bounds).
+//! - **End of input**: the `+inf` watermark before it has fired and dropped every window.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

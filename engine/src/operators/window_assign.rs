@@ -1,12 +1,15 @@
 //! `WindowAssign`: the window table functions `TUMBLE`, `HOP` and `CUMULATE`.
 //!
-//! State: none. Emits: for each incoming row, at once, one row per window its event time
-//! falls in, with `window_start`, `window_end` and `window_time` (`window_end` minus 1 ms, the
-//! new event-time attribute) appended; rows come out in input order, each row's windows by
-//! ascending start. A row whose event time is NULL belongs to no window: it comes out once,
-//! with NULL window columns, and window operators send it to the late side output.
-//! Watermark: passed through. Expiry: nothing to expire; late rows are assigned like any
-//! other (aggregations downstream decide what is late).
+//! - **State**: none.
+//! - **Emits**: for each incoming row, at once, one row per window its event time falls in,
+//!   with `window_start`, `window_end` and `window_time` (`window_end` minus 1 ms, the new
+//!   event-time attribute) appended; rows come out in input order, each row's windows by
+//!   ascending start. A row whose event time is NULL belongs to no window: it comes out once,
+//!   with NULL window columns, and window operators send it to the late side output.
+//! - **Watermark**: passed through; nothing to expire.
+//! - **Late rows**: assigned like any other row (aggregations downstream decide what is
+//!   late).
+//! - **End of input**: nothing more.
 
 use std::sync::Arc;
 

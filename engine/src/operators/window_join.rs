@@ -2,16 +2,18 @@
 //! `L JOIN R ON L.window_start = R.window_start AND L.window_end = R.window_end AND L.k = R.k`,
 //! inner, left, right or full outer.
 //!
-//! State: for every window not joined yet (by `window_end`), each side's rows in arrival
-//! order. Emits: when the watermark reaches a window's end, its joined rows as `+I`: each left
-//! row (in arrival order) with each right row of equal keys (in arrival order) for which the
-//! residual condition holds, or, for a left or full join, the left row padded with NULLs if
-//! there is none; then, for a right or full join, the right rows that matched nothing,
-//! padded. Windows are joined in end order, then dropped. Late rows: a row whose window has
-//! already been joined goes to the late output, padded with NULLs to the join's columns like
-//! an unmatched row (the late output names them by their side, e.g. `l.num`), with op
-//! `late`. Rows with a NULL key match nothing. End of input: the
-//! `+inf` watermark joins every window.
+//! - **State**: for every window not joined yet (by `window_end`), each side's rows in
+//!   arrival order.
+//! - **Emits**: when the watermark reaches a window's end, its joined rows as `+I`: each left
+//!   row (in arrival order) with each right row of equal keys (in arrival order) for which
+//!   the residual condition holds, or, for a left or full join, the left row padded with
+//!   NULLs if there is none; then, for a right or full join, the right rows that matched
+//!   nothing, padded. Windows are joined in end order. Rows with a NULL key match nothing.
+//! - **Watermark**: joins the windows it reaches, then drops them.
+//! - **Late rows**: a row whose window has already been joined (or that has no window) goes
+//!   to the late output, padded with NULLs to the join's columns like an unmatched row (the
+//!   late output names them by their side, e.g. `l.num`), with op `late`.
+//! - **End of input**: the `+inf` watermark joins every window.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

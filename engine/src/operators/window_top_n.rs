@@ -2,13 +2,16 @@
 //! window_start, window_end [, keys] ORDER BY ...)` over windowed rows, usually kept to the
 //! first N (window Top-N, and with N = 1 window deduplication).
 //!
-//! State: the rows of every open window (by `window_end`); with a limit N, once a window holds
-//! more than twice the rows it kept after its last pruning (and at least 1024), it keeps only
-//! the rows ranked within N of their partition. Emits: when the watermark reaches a window's
-//! end, its rows ranked within N (all rows without a limit) with the rank appended, partitions
-//! in key order and each partition in rank order (ties in arrival order). Watermark: fires and
-//! drops the windows it reaches. Late rows (their window already fired) go to the late side
-//! output. End of input: the `+inf` watermark before it has fired every window.
+//! - **State**: the rows of every open window (by `window_end`); with a limit N, once a
+//!   window holds more than twice the rows it kept after its last pruning (and at least
+//!   1024), it keeps only the rows ranked within N of their partition.
+//! - **Emits**: when the watermark reaches a window's end, its rows ranked within N (all rows
+//!   without a limit) with the rank appended, partitions in key order and each partition in
+//!   rank order (ties in arrival order).
+//! - **Watermark**: fires and drops the windows it reaches.
+//! - **Late rows**: a row whose window has already fired (or that has no window) goes to the
+//!   late side output.
+//! - **End of input**: the `+inf` watermark before it has fired every window.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
