@@ -24,6 +24,7 @@
 //! - `subscription`: what a subscription reads and where it starts;
 //! - `subscribe`: subscribing, consumer group assignment and acknowledgements;
 //! - `fetch`: the next rows and notices for a subscription;
+//! - `retention_edge`: where a group's committed offset is against the retention edge;
 //! - `retention`: applying retention and warning groups near its edge;
 //! - `stats`: offsets, lag and state of streams, queries, groups and subscriptions.
 
@@ -37,6 +38,7 @@ mod records;
 mod replay;
 mod result_log;
 mod retention;
+mod retention_edge;
 mod statements;
 mod stats;
 mod subscribe;

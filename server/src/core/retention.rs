@@ -1,26 +1,11 @@
 //! Retention: applying each log's size and age limits, and warning a consumer group whose
 //! committed offset has come near the retention edge or fallen behind it.
 
-use sluice_log::PartitionLog;
-
+use super::retention_edge::RetentionEdge;
 use super::{Core, now};
 use crate::ServeError;
 
 impl Core {
-    /// Whether a group's committed offset `committed` in `part` is behind the retention edge
-    /// (`Some(true)`), near it (`Some(false)`: within the oldest segment, which retention
-    /// deletes next), or neither.
-    pub(super) fn retention_edge(&self, part: &PartitionLog, committed: u64) -> Option<bool> {
-        let retained = self.config.retention_bytes.is_some() || self.config.retention_age.is_some();
-        if committed < part.start() {
-            Some(true)
-        } else if retained && part.oldest_segment_end().is_some_and(|end| committed < end) {
-            Some(false)
-        } else {
-            None
-        }
-    }
-
     /// Warnings for a group subscription's partitions whose committed offset has come near
     /// the retention edge or passed it, each said once until that changes.
     pub(super) fn retention_warnings(&mut self, id: u64, assigned: &[usize]) -> Vec<String> {
@@ -42,15 +27,14 @@ impl Core {
             let Some(committed) = offsets.get(&subscription.target.key(), partition) else {
                 continue;
             };
-            let Some(behind) = self.retention_edge(part, committed) else {
+            let Some(edge) = RetentionEdge::of(part, committed, &self.config) else {
                 continue;
             };
-            near.push((partition, behind));
-            if subscription.warned.get(&partition) != Some(&behind) {
-                let state = if behind {
-                    "has fallen behind"
-                } else {
-                    "is near"
+            near.push((partition, edge));
+            if subscription.warned.get(&partition) != Some(&edge) {
+                let state = match edge {
+                    RetentionEdge::Behind => "has fallen behind",
+                    RetentionEdge::Near => "is near",
                 };
                 warnings.push(format!(
                     "group '{group}' {state} the retention edge of partition {partition}: \

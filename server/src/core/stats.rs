@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Core;
+use super::retention_edge::RetentionEdge;
 use super::subscription::Target;
 
 impl Core {
@@ -56,9 +57,9 @@ impl Core {
                         "partition": partition,
                         "committed": committed,
                         "lag": lag,
-                        "retention_edge": match committed.and_then(|c| self.retention_edge(part, c)) {
-                            Some(true) => "behind",
-                            Some(false) => "near",
+                        "retention_edge": match committed.and_then(|c| RetentionEdge::of(part, c, &self.config)) {
+                            Some(RetentionEdge::Behind) => "behind",
+                            Some(RetentionEdge::Near) => "near",
                             None => "clear",
                         },
                     }));

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use sluice_engine::time::Millis;
 
+use super::retention_edge::RetentionEdge;
+
 /// What a subscription reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
@@ -41,7 +43,7 @@ pub(super) struct Subscription {
     pub(super) start: StartAt,
     /// The next offset to deliver, per partition read so far.
     pub(super) positions: BTreeMap<usize, u64>,
-    /// Partitions the subscription's group was last told are near the retention edge
-    /// (`false`) or behind it (`true`).
-    pub(super) warned: BTreeMap<usize, bool>,
+    /// Partitions the subscription's group was last told are near the retention edge or
+    /// behind it, and which.
+    pub(super) warned: BTreeMap<usize, RetentionEdge>,
 }
