@@ -5,7 +5,7 @@
 //! writer thread that takes every publish waiting, appends them all, syncs the logs once
 //! and then acknowledges them (group commit, `publisher.rs`); its queue is bounded, so a
 //! producer that outruns the disk waits for its acknowledgements. The state behind it all
-//! is in `core.rs`.
+//! is in `core/`.
 
 mod connection;
 mod core;

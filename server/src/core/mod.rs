@@ -1,0 +1,133 @@
+//! The server's state: the SQL session, each stream's log, each standing query's result
+//! log, consumer groups and subscriptions. Connections reach it under one lock.
+//!
+//! A publish is stamped (strictly increasing), appended to the stream's log, synced, then
+//! fed to the engine; what each query emits goes to the query's result log under the same
+//! stamp. Stream subscribers see rows once durable. What the server has been told
+//! (statements, registered and cancelled queries) is kept in `catalog.jsonl` with the stamp
+//! of the last publish fed before it. On start, the entries and every stream's retained
+//! records are replayed in stamp order, so each query sees what it saw when live; results
+//! of stamps a result log already holds are not appended again. Result logs are therefore
+//! not synced: a restart makes them again from the streams' logs.
+//!
+//! This file holds [`Core`] and its opening; the parts are:
+//! - `journal`: the catalog journal, `catalog.jsonl`, read and appended to;
+//! - `replay`: applying the journal and the streams' records in stamp order on start;
+//! - `statements`: running SQL statements and recording what they changed;
+//! - `queries`: registering and cancelling standing queries, with their result logs;
+//! - `result_log`: a standing query's result log and where appending to it resumes;
+//! - `publish`: appending to a stream's log, syncing, feeding the queries and logging
+//!   their results;
+//! - `payload`: decoding a publish's JSON events or CSV into changes;
+//! - `records`: changes as log records, their kinds in a column of their own;
+//! - `json_rows`: rows encoded as JSON objects;
+//! - `subscription`: what a subscription reads and where it starts;
+//! - `subscribe`: subscribing, consumer group assignment and acknowledgements;
+//! - `fetch`: the next rows and notices for a subscription;
+//! - `retention_edge`: where a group's committed offset is against the retention edge;
+//! - `retention`: applying retention and warning groups near its edge;
+//! - `stats`: offsets, lag and state of streams, queries, groups and subscriptions.
+
+mod fetch;
+mod journal;
+mod json_rows;
+mod payload;
+mod publish;
+mod queries;
+mod records;
+mod replay;
+mod result_log;
+mod retention;
+mod retention_edge;
+mod statements;
+mod stats;
+mod subscribe;
+mod subscription;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sluice_engine::time::Millis;
+use sluice_log::{GroupOffsets, LogConfig, StreamLog};
+use sluice_sql::Session;
+
+use crate::ServeError;
+
+use self::result_log::Query;
+use self::subscription::Subscription;
+
+pub use self::payload::{Payload, decode};
+pub use self::publish::{Logged, StreamSync};
+pub use self::subscription::{StartAt, Target};
+
+pub struct Core {
+    /// Held locked while the server runs, so no second one opens the same directory.
+    _lock: std::fs::File,
+    session: Session,
+    data_dir: PathBuf,
+    config: LogConfig,
+    streams: BTreeMap<String, StreamLog>,
+    queries: BTreeMap<String, Query>,
+    groups: BTreeMap<String, GroupOffsets>,
+    subscriptions: BTreeMap<u64, Subscription>,
+    /// Subscriptions whose target went away, with what happened, until their reader is told.
+    ended: BTreeMap<u64, String>,
+    next_subscription: u64,
+    /// While replaying on start: nothing is written to the catalog.
+    replaying: bool,
+    /// The append time given to the latest publish.
+    last_stamp: Millis,
+    /// The stamp of the latest publish fed to the engine: catalog entries record it, so a
+    /// replay applies them between the same publishes.
+    fed_stamp: Millis,
+    /// Queries registered so far, numbering their result logs.
+    registrations: u64,
+}
+
+fn now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn internal(error: impl std::fmt::Display) -> ServeError {
+    ServeError::Request(error.to_string())
+}
+
+impl Core {
+    /// Opens the server's state in `data_dir`, replaying what it holds.
+    pub fn open(data_dir: &Path, config: LogConfig) -> Result<Core, ServeError> {
+        std::fs::create_dir_all(data_dir)?;
+        let lock = std::fs::File::create(data_dir.join("lock"))?;
+        if let Err(error) = lock.try_lock() {
+            return Err(match error {
+                std::fs::TryLockError::WouldBlock => {
+                    ServeError::InUse(data_dir.display().to_string())
+                }
+                std::fs::TryLockError::Error(error) => error.into(),
+            });
+        }
+        let mut core = Core {
+            _lock: lock,
+            session: Session::new(),
+            data_dir: data_dir.to_path_buf(),
+            config,
+            streams: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            next_subscription: 1,
+            replaying: true,
+            last_stamp: 0,
+            fed_stamp: 0,
+            registrations: 0,
+        };
+        // A query sees what is published after it is registered, on replay as when live.
+        core.session.engine_mut().stop_retaining_history();
+        // Inserted rows go through the stream's log like published ones.
+        core.session.capture_inserts();
+        let entries = core.read_journal()?;
+        core.replay(entries)?;
+        core.replaying = false;
+        Ok(core)
+    }
+}

@@ -1,0 +1,116 @@
+//! Standing queries: registering one (a view and the query running it, with a result log
+//! of its own under `results/`), cancelling it, and forgetting it with its subscribers and
+//! its result log.
+
+use sluice_engine::QueryId;
+use sluice_log::StreamLog;
+
+use super::Core;
+use super::journal::CatalogEntry;
+use super::result_log::{Query, Resume};
+use super::subscription::Target;
+use crate::ServeError;
+
+impl Core {
+    /// Starts a standing query named `name` whose results go to its own log.
+    pub fn register(&mut self, name: &str, sql: &str) -> Result<(), ServeError> {
+        let dir = format!("{name}.{}", self.registrations + 1);
+        self.start_query(name, sql, dir.clone())?;
+        self.remember(CatalogEntry::Register {
+            name: name.to_string(),
+            sql: sql.to_string(),
+            at: self.fed_stamp,
+            dir: Some(dir),
+        })
+    }
+
+    pub(super) fn start_query(
+        &mut self,
+        name: &str,
+        sql: &str,
+        dir: String,
+    ) -> Result<(), ServeError> {
+        if self.queries.contains_key(name) {
+            return Err(ServeError::Request(format!(
+                "query '{name}' already exists"
+            )));
+        }
+        let view = format!("CREATE VIEW {name} AS {sql}");
+        self.session.execute_sql(&view)?;
+        let started = match self.session.start_view_query(name) {
+            Ok(started) => started,
+            Err(error) => {
+                // Leave no view behind a query that did not start.
+                let _ = self.session.execute_sql(&format!("DROP VIEW {name}"));
+                return Err(error.into());
+            }
+        };
+        self.add_query(name, started.id, dir)
+    }
+
+    /// Keeps the results of running query `id` in result log `dir`, under `name`.
+    pub(super) fn add_query(
+        &mut self,
+        name: &str,
+        id: QueryId,
+        dir: String,
+    ) -> Result<(), ServeError> {
+        self.registrations += 1;
+        let (log, _) = StreamLog::open(
+            &self.data_dir.join("results").join(&dir),
+            1,
+            None,
+            self.config,
+        )?;
+        let logged = Resume::of(&log);
+        self.last_stamp = self.last_stamp.max(logged.stamp);
+        self.queries.insert(
+            name.to_string(),
+            Query {
+                id,
+                dir,
+                log,
+                logged,
+            },
+        );
+        // Results of the registration itself (a table's current rows).
+        self.collect_results(self.fed_stamp)
+    }
+
+    /// Stops query `name` and deletes its result log.
+    pub fn cancel(&mut self, name: &str) -> Result<(), ServeError> {
+        let query = self
+            .queries
+            .get(name)
+            .ok_or_else(|| ServeError::Request(format!("no query named '{name}'")))?;
+        if name.starts_with("alerts:") {
+            return Err(ServeError::Request(format!(
+                "'{name}' runs alerts: it stops when its last alert is dropped (DROP ALERT)"
+            )));
+        }
+        self.session.engine_mut().cancel(query.id)?;
+        self.session.execute_sql(&format!("DROP VIEW {name}"))?;
+        self.remember(CatalogEntry::Cancel {
+            name: name.to_string(),
+            at: self.fed_stamp,
+        })?;
+        self.remove_query(name)
+    }
+
+    /// Forgets query `name` (stopped already), its subscribers and its result log.
+    pub(super) fn remove_query(&mut self, name: &str) -> Result<(), ServeError> {
+        let Some(query) = self.queries.remove(name) else {
+            return Ok(());
+        };
+        self.end_subscriptions(
+            &Target::Query(name.to_string()),
+            &format!("query '{name}' was stopped"),
+        );
+        drop(query.log);
+        let dir = self.data_dir.join("results").join(&query.dir);
+        match std::fs::remove_dir_all(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+            _ => Ok(()),
+        }
+    }
+}
