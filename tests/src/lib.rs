@@ -20,9 +20,25 @@
 //! Statements run as in `sluice run` (views and `INSERT ... SELECT` produce outputs named
 //! after them, SELECTs are `q1`, `q2`, ...). At the end of the file input is finished if it
 //! was not, and any emitted row that no `output` block checked fails the test.
+//!
+//! # Completion
+//!
+//! [`complete_test_file`] runs a file and writes what it observed in place of what it
+//! expected, as DataFusion's sqllogictest runner does with `--complete`; the suite does this
+//! to its files with `cargo test -p sluice-tests --test sql_suite -- --complete [FILTER]`.
+//! It rewrites the rows under `output` blocks, the answer under `statement rows` (adding the
+//! `----` if missing), the rejected rows of `input` blocks, and the expected message of
+//! `statement error` / `statement warning` lines (the first line of the observed message; a
+//! `statement ok` that fails becomes `statement error`, and the other way round). An empty
+//! expectation (`output q1` alone, `statement error` without text) counts as a placeholder and
+//! is filled in. Everything else, comments, blank lines and statements included, stays byte
+//! for byte, and a file whose expectations all hold is left unchanged. Comment lines inside a
+//! rewritten block of rows move to its top. A file that fails for any other reason (an
+//! unknown directive, rows no `output` block checks) is not rewritten.
 
 mod blocks;
+mod rewrite;
 mod runner;
 pub mod support;
 
-pub use runner::{Failure, run_test_file};
+pub use runner::{Failure, complete_test_file, run_test_file};
