@@ -49,10 +49,17 @@ pub struct CreateStream {
     pub name: String,
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDecl>,
-    /// `WATERMARK FOR column AS expression`.
-    pub watermark: Option<(String, ast::Expr)>,
+    pub watermark: Option<Watermark>,
     pub primary_key: Vec<String>,
     pub options: Vec<(String, String)>,
+}
+
+/// `WATERMARK FOR column AS expression`: the event-time attribute and how far behind it
+/// the watermark is.
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    pub column: String,
+    pub expression: ast::Expr,
 }
 
 /// `CREATE ALERT [IF NOT EXISTS] name ON source WHERE condition [WITH (...)]`.
@@ -328,7 +335,10 @@ fn parse_table_element(parser: &mut Parser, create: &mut CreateStream) -> Result
         parser.expect_keyword(Keyword::FOR)?;
         let column = identifier(&parser.parse_identifier()?);
         parser.expect_keyword(Keyword::AS)?;
-        create.watermark = Some((column, parser.parse_expr()?));
+        create.watermark = Some(Watermark {
+            column,
+            expression: parser.parse_expr()?,
+        });
         return Ok(());
     }
     if parser.parse_keyword(Keyword::CONSTRAINT) {
@@ -503,7 +513,7 @@ mod tests {
             create
                 .watermark
                 .as_ref()
-                .map(|(c, e)| (c.as_str(), e.to_string())),
+                .map(|w| (w.column.as_str(), w.expression.to_string())),
             Some(("ts", "ts - INTERVAL '5' SECOND".to_string()))
         );
         Ok(())
