@@ -27,6 +27,7 @@ pub mod statement;
 pub mod temporal_join;
 pub mod top_n;
 pub mod types;
+mod view;
 pub mod window_tvf;
 
 pub use error::{Result, SqlError};

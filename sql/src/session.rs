@@ -34,17 +34,7 @@ mod materialized;
 
 pub use alerts::{AlertGroup, CompiledGroup, alerts_query_name};
 
-/// A view: a named query, inlined wherever it is read.
-#[derive(Debug, Clone)]
-pub struct View {
-    pub name: String,
-    pub sql: String,
-    pub plan: LogicalPlan,
-    /// The streams and views its query reads.
-    pub dependencies: BTreeSet<String>,
-    /// Options its query's hints set.
-    pub hints: QueryHints,
-}
+pub use crate::view::View;
 
 /// A standing query that was started.
 #[derive(Debug, Clone)]
