@@ -100,6 +100,19 @@ pub enum ObjectKind {
     Alert,
 }
 
+impl ObjectKind {
+    /// The kind's name in messages: `stream`, `materialized view`, ...
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Stream => "stream",
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+            ObjectKind::MaterializedView => "materialized view",
+            ObjectKind::Alert => "alert",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Drop {
     pub kind: ObjectKind,
