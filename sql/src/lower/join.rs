@@ -10,7 +10,9 @@ use sluice_engine::operators::{
 };
 use sluice_engine::{Catalog, Operator, StreamDef};
 
-use super::{Lowered, Lowering, arrow_schema, passes_column, session_not_aggregated};
+use super::Lowering;
+use super::node::{Lowered, WindowColumns, session_not_aggregated};
+use super::schema::{arrow_schema, passes_column};
 use crate::interval_join::split_time_bound;
 use crate::temporal_join::take_marker;
 use crate::{Result, SqlError};
@@ -109,7 +111,7 @@ impl Lowering<'_> {
                     kind,
                     left_side,
                     right_side,
-                    [left_window.1, right_window.1],
+                    [left_window.end, right_window.end],
                     residual(join.filter.clone())?,
                     schema,
                     late_schema,
@@ -224,13 +226,13 @@ impl Lowering<'_> {
 }
 
 /// Whether a join's keys pair the two sides' `window_start` and `window_end` columns.
-fn joins_windows(join: &Join, left: (usize, usize), right: (usize, usize)) -> bool {
+fn joins_windows(join: &Join, left: WindowColumns, right: WindowColumns) -> bool {
     let pairs = |l: usize, r: usize| {
         join.on.iter().any(|(le, re)| {
             passes_column(le, join.left.schema(), l) && passes_column(re, join.right.schema(), r)
         })
     };
-    pairs(left.0, right.0) && pairs(left.1, right.1)
+    pairs(left.start, right.start) && pairs(left.end, right.end)
 }
 
 /// The stream a plan reads, when it is one scan under aliases, projections and filters.
