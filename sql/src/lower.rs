@@ -6,6 +6,12 @@
 //! through (renamed or not), and unions whose inputs all carry it in the same place. It
 //! tracks the window columns of window table functions the same way, for the aggregations
 //! grouped by them.
+//!
+//! This file holds the dispatch over plan nodes and the nodes lowered to one operator each;
+//! aggregations (`lower/aggregate.rs`, `lower/window_aggregate.rs`,
+//! `lower/grouping_sets.rs`), joins (`lower/join.rs`) and `MATCH_RECOGNIZE`
+//! (`lower/match_recognize.rs`) are lowered in files of their own, and what a lowered node
+//! carries is described in `lower/node.rs`.
 
 use std::sync::Arc;
 

@@ -54,11 +54,12 @@ pub struct CreateStream {
     pub options: Vec<(String, String)>,
 }
 
-/// `WATERMARK FOR column AS expression`: the event-time attribute and how far behind it
-/// the watermark is.
+/// `WATERMARK FOR column AS expression`.
 #[derive(Debug, Clone)]
 pub struct Watermark {
+    /// The event-time attribute.
     pub column: String,
+    /// The watermark, computed from the column (e.g. `ts - INTERVAL '5' SECOND`).
     pub expression: ast::Expr,
 }
 
