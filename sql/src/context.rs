@@ -17,7 +17,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner};
 use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
 
-use crate::session::View;
+use crate::view::View;
 
 /// A [`ContextProvider`] over the streams and views of one moment of the catalog.
 pub struct PlanningContext<'a> {

@@ -81,12 +81,19 @@ pub fn stream_def(
 
     let event_time = match &create.watermark {
         None => None,
-        Some((column, sql)) => Some(event_time(column, sql, &schema, state, context).map_err(
-            |e| match e {
+        Some(watermark) => Some(
+            event_time(
+                &watermark.column,
+                &watermark.expression,
+                &schema,
+                state,
+                context,
+            )
+            .map_err(|e| match e {
                 SqlError::Invalid(message) => invalid(message),
                 other => other,
-            },
-        )?),
+            })?,
+        ),
     };
 
     for key in &create.primary_key {

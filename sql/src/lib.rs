@@ -14,8 +14,10 @@ pub mod functions;
 pub mod group_window;
 pub mod hints;
 pub mod interval_join;
+mod location;
 pub mod lower;
 pub mod match_recognize;
+mod names;
 pub mod over;
 mod parallel;
 pub mod script;
@@ -25,6 +27,7 @@ pub mod statement;
 pub mod temporal_join;
 pub mod top_n;
 pub mod types;
+mod view;
 pub mod window_tvf;
 
 pub use error::{Result, SqlError};

@@ -6,6 +6,12 @@
 //! through (renamed or not), and unions whose inputs all carry it in the same place. It
 //! tracks the window columns of window table functions the same way, for the aggregations
 //! grouped by them.
+//!
+//! This file holds the dispatch over plan nodes and the nodes lowered to one operator each;
+//! aggregations (`lower/aggregate.rs`, `lower/window_aggregate.rs`,
+//! `lower/grouping_sets.rs`), joins (`lower/join.rs`) and `MATCH_RECOGNIZE`
+//! (`lower/match_recognize.rs`) are lowered in files of their own, and what a lowered node
+//! carries is described in `lower/node.rs`.
 
 use std::sync::Arc;
 
@@ -14,22 +20,18 @@ use datafusion::arrow::compute::{cast, concat};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
-use datafusion::common::ScalarValue;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Aggregate, Expr, GroupingSet, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
-use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::expressions::Column;
 use sluice_engine::operators::{
-    Filter, OverAggregate, Project, Scan, SessionAggregate, SlicedWindowAggregate, TopN, Union,
-    UpdatingAggregate, UpsertNormalize, WindowAggregate, WindowAssign, WindowTopN,
+    Filter, OverAggregate, Project, Scan, TopN, Union, UpsertNormalize, WindowAssign, WindowTopN,
 };
-use sluice_engine::time::{Millis, parse_duration};
+use sluice_engine::time::parse_duration;
 use sluice_engine::window::Windows;
-use sluice_engine::{AggregateCall, Catalog, Changes, GraphBuilder, NodeId, Operator, StreamDef};
+use sluice_engine::{Catalog, Changes, GraphBuilder, NodeId, StreamDef};
 
+use self::schema::{arrow_schema, passes_column};
 use crate::hints::QueryHints;
 use crate::match_recognize::plan::MatchRecognizeNode;
 use crate::over::over_plan;
@@ -38,28 +40,15 @@ use crate::top_n::{is_top_n, rank_limit, top_n_plan};
 use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
 
+mod aggregate;
+mod grouping_sets;
 mod join;
 mod match_recognize;
+mod node;
+mod schema;
+mod window_aggregate;
 
-/// A lowered plan node: where its rows come out, its event-time column, the columns holding
-/// the `window_start` and `window_end` of a window table function if they survive, and the
-/// allowed lateness of its sources.
-#[derive(Debug, Clone)]
-pub struct Lowered {
-    pub node: NodeId,
-    pub event_time: Option<usize>,
-    pub window: Option<(usize, usize)>,
-    /// How long windowed state waits for late rows after the watermark passes a window
-    /// (the source's `'allowed-lateness'` option; the largest over a union's inputs).
-    pub allowed_lateness: Millis,
-    /// Whether its rows are a changelog with retractions (`-U`, `-D`) rather than appends.
-    pub updating: bool,
-    /// For rows of a `SESSION` window function, which must be aggregated: where its
-    /// `PARTITION BY` columns are (`None` for one a projection dropped).
-    pub session: Option<Vec<Option<usize>>>,
-    /// For rows assigned to the slices of these windows rather than to the windows.
-    pub sliced: Option<Windows>,
-}
+pub use node::{Lowered, WindowColumns, session_not_aggregated};
 
 /// Builds a graph for one query.
 pub struct Lowering<'a> {
@@ -185,9 +174,12 @@ impl<'a> Lowering<'a> {
                         .position(|e| passes_column(e, input_schema, column))
                 };
                 let event_time = input.event_time.and_then(passed);
-                let window = input
-                    .window
-                    .and_then(|(start, end)| Some((passed(start)?, passed(end)?)));
+                let window = input.window.and_then(|window| {
+                    Some(WindowColumns {
+                        start: passed(window.start)?,
+                        end: passed(window.end)?,
+                    })
+                });
                 let session = input.session.as_ref().map(|partition| {
                     partition
                         .iter()
@@ -266,7 +258,10 @@ impl<'a> Lowering<'a> {
                 Ok(Lowered {
                     node,
                     event_time: Some(columns - 1),
-                    window: Some((columns - 3, columns - 2)),
+                    window: Some(WindowColumns {
+                        start: columns - 3,
+                        end: columns - 2,
+                    }),
                     session,
                     sliced,
                     ..input
@@ -283,7 +278,7 @@ impl<'a> Lowering<'a> {
                     ));
                 }
                 let input_schema = window.input.schema();
-                let Some((start, end)) = input.window else {
+                let Some(WindowColumns { start, end }) = input.window else {
                     return Err(SqlError::Unsupported(
                         "ROW_NUMBER, RANK and DENSE_RANK over a stream other than per window \
                          (PARTITION BY window_start, window_end [, ...])"
@@ -418,334 +413,6 @@ impl<'a> Lowering<'a> {
         Ok(node)
     }
 
-    /// `GROUP BY window_start, window_end [, keys]` over a window table function (with
-    /// `GROUPING SETS`, `ROLLUP` or `CUBE`: one window aggregation per set, their rows padded
-    /// with NULLs and the grouping id, then united), or else an updating aggregation.
-    fn lower_aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {
-        let (keys, sets) = grouping_sets(&aggregate.group_expr)?;
-        self.slice_next_window_tvf = self.aggregates_slices(aggregate, &keys)?;
-        let input = self.lower(&aggregate.input);
-        self.slice_next_window_tvf = false;
-        let input = input?;
-        let input_schema = aggregate.input.schema();
-        let grouped = |column: usize| {
-            keys.iter()
-                .position(|e| passes_column(e, input_schema, column))
-        };
-        let window = input
-            .window
-            .and_then(|(start, end)| Some((grouped(start)?, grouped(end)?)));
-        let Some((window_start, window_end)) = window else {
-            if input.session.is_some() {
-                return Err(session_not_aggregated());
-            }
-            if sets.is_some() {
-                return Err(SqlError::Unsupported(
-                    "GROUPING SETS, ROLLUP and CUBE over a stream without window_start and \
-                     window_end"
-                        .into(),
-                ));
-            }
-            return self.lower_updating_aggregate(aggregate, input);
-        };
-        if input.updating {
-            return Err(SqlError::Unsupported(
-                "a window aggregation over an updating input".into(),
-            ));
-        }
-        if let Some(partition) = &input.session
-            && !partition.iter().all(|c| c.and_then(grouped).is_some())
-        {
-            return Err(SqlError::Invalid(
-                "SESSION windows with PARTITION BY must be grouped by the partition columns too"
-                    .into(),
-            ));
-        }
-        let calls = self.aggregate_calls(aggregate)?;
-        let schema = arrow_schema(&aggregate.schema);
-        // A window aggregation over another one (DataFusion plans COUNT(DISTINCT x) so) sees
-        // rows only as their window closes; the first one has the query's late output.
-        let reports_late = !self.builder.has_late_schema();
-        if reports_late {
-            self.builder
-                .set_late_schema(self.builder.schema(input.node))?;
-        }
-        let node = match sets {
-            None => {
-                let operator = self.window_operator(&input, &keys, input_schema, calls, schema)?;
-                let node = self.builder.add(operator, &[input.node]);
-                if !reports_late {
-                    self.builder.ignore_late(node);
-                }
-                node
-            }
-            Some(sets) => {
-                let mut parts = Vec::with_capacity(sets.len());
-                for (ordinal, set) in sets.iter().enumerate() {
-                    if !set.contains(&window_start) || !set.contains(&window_end) {
-                        return Err(SqlError::Invalid(
-                            "every grouping set of a window aggregation must contain \
-                             window_start and window_end"
-                                .into(),
-                        ));
-                    }
-                    let set_keys: Vec<Expr> = set.iter().map(|&k| keys[k].clone()).collect();
-                    let aggregates = &schema.fields()[keys.len() + 1..];
-                    let set_schema = Arc::new(Schema::new(
-                        set.iter()
-                            .map(|&k| schema.field(k).clone())
-                            .chain(aggregates.iter().map(|f| f.as_ref().clone()))
-                            .collect::<Vec<_>>(),
-                    ));
-                    let operator = self.window_operator(
-                        &input,
-                        &set_keys,
-                        input_schema,
-                        calls.clone(),
-                        set_schema.clone(),
-                    )?;
-                    let set_node = self.builder.add(operator, &[input.node]);
-                    if ordinal > 0 || !reports_late {
-                        // The first set's aggregation reports the late rows; they are the same.
-                        self.builder.ignore_late(set_node);
-                    }
-                    // Sets with the same keys in another order are duplicates too.
-                    let sorted = |set: &KeySet| {
-                        let mut set = set.clone();
-                        set.sort_unstable();
-                        set
-                    };
-                    let duplicate = sets[..ordinal]
-                        .iter()
-                        .filter(|earlier| sorted(earlier) == sorted(set))
-                        .count();
-                    let padding = pad_grouping_set(set, keys.len(), duplicate, &schema)?;
-                    let project = Project::new(padding, schema.clone());
-                    parts.push(self.builder.add(Box::new(project), &[set_node]));
-                }
-                self.builder
-                    .add(Box::new(Union::new(schema.clone())), &parts)
-            }
-        };
-        Ok(Lowered {
-            node,
-            event_time: None,
-            window,
-            allowed_lateness: 0,
-            updating: input.allowed_lateness > 0 && input.session.is_none(),
-            session: None,
-            sliced: None,
-        })
-    }
-
-    /// The window aggregation for `input` grouped by `keys` (which hold the window columns).
-    fn window_operator(
-        &self,
-        input: &Lowered,
-        keys: &[Expr],
-        input_schema: &DFSchema,
-        calls: Vec<AggregateCall>,
-        schema: SchemaRef,
-    ) -> Result<Box<dyn Operator>> {
-        let position = |column: Option<usize>| {
-            column.and_then(|column| {
-                keys.iter()
-                    .position(|e| passes_column(e, input_schema, column))
-            })
-        };
-        let (Some(window_start), Some(window_end)) = (
-            position(input.window.map(|w| w.0)),
-            position(input.window.map(|w| w.1)),
-        ) else {
-            return Err(SqlError::Invalid(
-                "a window aggregation must group by window_start and window_end".into(),
-            ));
-        };
-        let group_by = keys
-            .iter()
-            .map(|e| self.state.create_physical_expr(e.clone(), input_schema))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(match (&input.session, input.sliced) {
-            (None, Some(windows)) => Box::new(SlicedWindowAggregate::new(
-                windows,
-                group_by,
-                window_start,
-                window_end,
-                calls,
-                schema,
-            )?),
-            (None, None) => Box::new(WindowAggregate::new(
-                group_by,
-                window_start,
-                window_end,
-                calls,
-                schema,
-                input.allowed_lateness,
-            )?),
-            (Some(_), _) if input.allowed_lateness > 0 => {
-                return Err(SqlError::Unsupported(
-                    "'allowed-lateness' with SESSION windows".into(),
-                ));
-            }
-            (Some(_), _) => Box::new(SessionAggregate::new(
-                group_by,
-                window_start,
-                window_end,
-                calls,
-                schema,
-            )?),
-        })
-    }
-
-    /// Whether `aggregate` can aggregate the slices of `HOP` or `CUMULATE` windows instead of
-    /// every window: its input reaches the window function through filters and projections
-    /// that use the window columns only to pass `window_start` and `window_end` on unchanged,
-    /// it groups by them as they are, and its sources allow no lateness.
-    fn aggregates_slices(&self, aggregate: &Aggregate, keys: &[Expr]) -> Result<bool> {
-        const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
-        let uses_window = |e: &Expr| {
-            e.column_refs()
-                .iter()
-                .any(|c| WINDOW_COLUMNS.contains(&c.name.as_str()))
-        };
-        // Passes window_start or window_end on under its own name.
-        let bound = |name: &str| name == "window_start" || name == "window_end";
-        let passes_window = |e: &Expr| match e {
-            Expr::Column(c) => bound(&c.name),
-            Expr::Alias(alias) => {
-                matches!(alias.expr.as_ref(), Expr::Column(c) if c.name == alias.name)
-                    && bound(&alias.name)
-            }
-            _ => false,
-        };
-        let names_window = |e: &Expr| {
-            let name = match e {
-                Expr::Column(c) => c.name.clone(),
-                Expr::Alias(alias) => alias.name.clone(),
-                other => other.schema_name().to_string(),
-            };
-            WINDOW_COLUMNS.contains(&name.as_str())
-        };
-        let clean = |e: &Expr| passes_window(e) || !(uses_window(e) || names_window(e));
-        let grouped_bound = |name: &str| {
-            keys.iter().any(|e| {
-                passes_window(e) && matches!(e.clone().unalias(), Expr::Column(c) if c.name == name)
-            })
-        };
-        if !keys.iter().all(clean)
-            || !grouped_bound("window_start")
-            || !grouped_bound("window_end")
-            || aggregate.aggr_expr.iter().any(uses_window)
-        {
-            return Ok(false);
-        }
-        let mut plan = aggregate.input.as_ref();
-        loop {
-            plan = match plan {
-                LogicalPlan::Projection(projection) if projection.expr.iter().all(clean) => {
-                    &projection.input
-                }
-                LogicalPlan::Filter(filter) if !uses_window(&filter.predicate) => &filter.input,
-                LogicalPlan::SubqueryAlias(alias) => &alias.input,
-                LogicalPlan::Extension(extension) => {
-                    let Some(node) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
-                        return Ok(false);
-                    };
-                    return Ok(
-                        node.windows.slices().is_some() && self.allowed_lateness(&node.input)? == 0
-                    );
-                }
-                _ => return Ok(false),
-            };
-        }
-    }
-
-    /// The largest `'allowed-lateness'` of the streams `plan` reads.
-    fn allowed_lateness(&self, plan: &LogicalPlan) -> Result<Millis> {
-        if let Some(hint) = self.hints.allowed_lateness {
-            return Ok(hint);
-        }
-        let mut largest = 0;
-        let mut failure = None;
-        plan.apply(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && let Some(text) = self
-                    .catalog
-                    .get(scan.table_name.table())
-                    .and_then(|stream| stream.option("allowed-lateness"))
-            {
-                match parse_duration(text) {
-                    Ok(millis) => largest = largest.max(millis),
-                    Err(error) => failure = Some(error),
-                }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        match failure {
-            Some(error) => Err(SqlError::Invalid(format!(
-                "option 'allowed-lateness': {error}"
-            ))),
-            None => Ok(largest),
-        }
-    }
-
-    /// `GROUP BY` without a window, or `SELECT DISTINCT`: a changelog of results.
-    fn lower_updating_aggregate(
-        &mut self,
-        aggregate: &Aggregate,
-        input: Lowered,
-    ) -> Result<Lowered> {
-        let input_schema = aggregate.input.schema();
-        let group_by = aggregate
-            .group_expr
-            .iter()
-            .map(|e| self.state.create_physical_expr(e.clone(), input_schema))
-            .collect::<Result<Vec<_>, _>>()?;
-        let calls = self.aggregate_calls(aggregate)?;
-        let schema = arrow_schema(&aggregate.schema);
-        let operator = UpdatingAggregate::new(group_by, calls, input.updating, schema)?;
-        let node = self.builder.add(Box::new(operator), &[input.node]);
-        Ok(Lowered {
-            node,
-            event_time: None,
-            window: None,
-            allowed_lateness: 0,
-            updating: true,
-            session: None,
-            sliced: None,
-        })
-    }
-
-    /// The aggregate function calls of `aggregate`, as DataFusion accumulators.
-    fn aggregate_calls(&self, aggregate: &Aggregate) -> Result<Vec<AggregateCall>> {
-        let input_schema = aggregate.input.schema();
-        let physical_input = input_schema.as_arrow();
-        let planning = PhysicalPlanningContext::default();
-        aggregate
-            .aggr_expr
-            .iter()
-            .map(|e| {
-                let name = match e {
-                    Expr::Alias(alias) => alias.name.clone(),
-                    _ => e.schema_name().to_string(),
-                };
-                let lowered = LoweredAggregateBuilder::new(
-                    e,
-                    input_schema,
-                    physical_input,
-                    self.state.execution_props(),
-                    &planning,
-                )
-                .with_name(name)
-                .build()?;
-                Ok(AggregateCall {
-                    function: lowered.aggregate,
-                    filter: lowered.filter,
-                })
-            })
-            .collect()
-    }
-
     /// The rows of a `VALUES` list, each expression evaluated once.
     fn evaluate_values(&self, rows: &[Vec<Expr>], schema: &SchemaRef) -> Result<RecordBatch> {
         let empty = DFSchema::empty();
@@ -775,89 +442,6 @@ impl<'a> Lowering<'a> {
             &options,
         )?)
     }
-}
-
-/// One grouping set: positions in the distinct grouping keys.
-type KeySet = Vec<usize>;
-
-/// The distinct grouping keys of `group_expr` and, for `GROUPING SETS`, `ROLLUP` or `CUBE`,
-/// each set as positions in those keys.
-fn grouping_sets(group_expr: &[Expr]) -> Result<(Vec<Expr>, Option<Vec<KeySet>>)> {
-    let [Expr::GroupingSet(grouping)] = group_expr else {
-        if group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
-            return Err(SqlError::Unsupported(
-                "this mix of grouping sets and keys".into(),
-            ));
-        }
-        return Ok((group_expr.to_vec(), None));
-    };
-    let keys: Vec<Expr> = grouping.distinct_expr().into_iter().cloned().collect();
-    let position = |e: &Expr| keys.iter().position(|k| k == e).unwrap_or_default();
-    let count = keys.len();
-    let sets = match grouping {
-        GroupingSet::Rollup(_) => (0..=count).rev().map(|n| (0..n).collect()).collect(),
-        GroupingSet::Cube(_) => (0..1usize << count)
-            .rev()
-            .map(|mask| {
-                (0..count)
-                    .filter(|k| mask & (1 << (count - 1 - k)) != 0)
-                    .collect()
-            })
-            .collect(),
-        GroupingSet::GroupingSets(sets) => sets
-            .iter()
-            .map(|set| set.iter().map(position).collect())
-            .collect(),
-    };
-    Ok((keys, Some(sets)))
-}
-
-/// Expressions over one grouping set's aggregation output (its keys, then the aggregates)
-/// that give the full output: every key (NULL where the set lacks it), the grouping id, and
-/// the aggregates. The grouping id follows DataFusion: one bit per key, the first key highest,
-/// set where the key is not grouped; duplicates of a set carry their ordinal above those bits.
-fn pad_grouping_set(
-    set: &[usize],
-    keys: usize,
-    duplicate: usize,
-    schema: &SchemaRef,
-) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
-    let mut expressions: Vec<Arc<dyn PhysicalExpr>> = Vec::with_capacity(schema.fields().len());
-    for key in 0..keys {
-        expressions.push(match set.iter().position(|k| *k == key) {
-            Some(column) => Arc::new(Column::new(schema.field(key).name(), column)),
-            None => Arc::new(Literal::new(ScalarValue::try_from(
-                schema.field(key).data_type(),
-            )?)),
-        });
-    }
-    let id = (0..keys).fold(0u64, |id, key| (id << 1) | u64::from(!set.contains(&key)));
-    let id = id | ((duplicate as u64) << keys);
-    let id = ScalarValue::UInt64(Some(id)).cast_to(schema.field(keys).data_type())?;
-    expressions.push(Arc::new(Literal::new(id)));
-    for (offset, field) in schema.fields()[keys + 1..].iter().enumerate() {
-        expressions.push(Arc::new(Column::new(field.name(), set.len() + offset)));
-    }
-    Ok(expressions)
-}
-
-/// Whether `expression` is column `index` of `schema`, possibly renamed.
-fn passes_column(expression: &Expr, schema: &DFSchema, index: usize) -> bool {
-    match expression {
-        Expr::Column(column) => schema.index_of_column(column).ok() == Some(index),
-        Expr::Alias(alias) => passes_column(&alias.expr, schema, index),
-        _ => false,
-    }
-}
-
-fn arrow_schema(schema: &DFSchema) -> SchemaRef {
-    Arc::new(schema.as_arrow().clone())
-}
-
-pub fn session_not_aggregated() -> SqlError {
-    SqlError::Unsupported(
-        "SESSION windows other than in GROUP BY window_start, window_end [, keys]".into(),
-    )
 }
 
 /// Names what a plan node needs that streaming queries do not have yet.

@@ -34,7 +34,8 @@ use sluice_cep::{Pattern, parse_pattern};
 use sluice_engine::time::{Millis, parse_duration};
 
 use crate::dialect::SluiceDialect;
-use crate::statement::{identifier, offset_of};
+use crate::location::offset_of;
+use crate::names::identifier;
 use crate::{Result, SqlError};
 
 /// The table function a `MATCH_RECOGNIZE` clause becomes.

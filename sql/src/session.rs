@@ -1,12 +1,10 @@
 //! A session: statements in, catalog changes and running queries out.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SessionState;
@@ -20,6 +18,8 @@ use sluice_engine::time::format_millis;
 use sluice_engine::types::sql_type_name;
 use sluice_engine::{Engine, QueryGraph, QueryId};
 
+use self::alert_registry::Alerts;
+use self::text_batch::text_batch;
 use crate::context::PlanningContext;
 use crate::ddl::stream_def;
 use crate::functions::ProcTime;
@@ -29,114 +29,16 @@ use crate::settings::Settings;
 use crate::statement::{self, ObjectKind, ParsedStatement, Show, Statement, parse_statements};
 use crate::{Result, SqlError};
 
+mod alert_registry;
 mod alerts;
 mod materialized;
+mod outcome;
+mod text_batch;
 
 pub use alerts::{AlertGroup, CompiledGroup, alerts_query_name};
+pub use outcome::{Outcome, StartedQuery};
 
-/// A view: a named query, inlined wherever it is read.
-#[derive(Debug, Clone)]
-pub struct View {
-    pub name: String,
-    pub sql: String,
-    pub plan: LogicalPlan,
-    /// The streams and views its query reads.
-    pub dependencies: BTreeSet<String>,
-    /// Options its query's hints set.
-    pub hints: QueryHints,
-}
-
-/// A standing query that was started.
-#[derive(Debug, Clone)]
-pub struct StartedQuery {
-    pub id: QueryId,
-    pub name: String,
-    /// Where results are written: the view or sink name, else the query name.
-    pub output: String,
-    pub schema: SchemaRef,
-    /// The schema of the late side output, for queries with windows.
-    pub late_schema: Option<SchemaRef>,
-    /// The stream the query inserts into, if any.
-    pub target: Option<String>,
-    /// What its author should know, e.g. that its state grows without bound.
-    pub warnings: Vec<String>,
-}
-
-/// What a statement did.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    Created {
-        kind: ObjectKind,
-        name: String,
-    },
-    Dropped {
-        kind: ObjectKind,
-        name: String,
-    },
-    /// Rows a bounded `INSERT` appended.
-    Inserted {
-        stream: String,
-        rows: usize,
-    },
-    Started(StartedQuery),
-    /// A materialized view and the query that maintains it.
-    Materialized(StartedQuery),
-    /// A bounded answer: `SHOW`, `DESCRIBE`.
-    Rows(RecordBatch),
-    /// An alert was registered; with the source's first alert, the query that runs the
-    /// source's alerts started.
-    AlertCreated {
-        name: String,
-        started: Option<StartedQuery>,
-    },
-    /// An alert was dropped; with the source's last alert, the query that ran the
-    /// source's alerts stopped (its id and name).
-    AlertDropped {
-        name: String,
-        stopped: Option<(QueryId, String)>,
-    },
-    /// Nothing changed (`IF EXISTS` / `IF NOT EXISTS`).
-    Unchanged(String),
-    /// A session setting changed.
-    Set {
-        key: String,
-        value: String,
-    },
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Created { kind, name } => write!(f, "created {} {name}", kind.noun()),
-            Outcome::Dropped { kind, name } => write!(f, "dropped {} {name}", kind.noun()),
-            Outcome::Inserted { stream, rows } => write!(f, "inserted {rows} row(s) into {stream}"),
-            Outcome::Started(query) => match &query.target {
-                Some(target) => write!(f, "started query {} inserting into {target}", query.name),
-                None => write!(f, "started query {}", query.name),
-            },
-            Outcome::Materialized(query) => {
-                write!(f, "created materialized view {}", query.output)
-            }
-            Outcome::AlertCreated { name, .. } => write!(f, "created alert {name}"),
-            Outcome::AlertDropped { name, .. } => write!(f, "dropped alert {name}"),
-            Outcome::Rows(rows) => write!(f, "{} row(s)", rows.num_rows()),
-            Outcome::Unchanged(reason) => f.write_str(reason),
-            Outcome::Set { key, value } => write!(f, "set '{key}' = '{value}'"),
-        }
-    }
-}
-
-impl ObjectKind {
-    pub fn noun(self) -> &'static str {
-        match self {
-            ObjectKind::Stream => "stream",
-            ObjectKind::Table => "table",
-            ObjectKind::View => "view",
-            ObjectKind::MaterializedView => "materialized view",
-            ObjectKind::Alert => "alert",
-        }
-    }
-}
+pub use crate::view::View;
 
 pub struct Session {
     engine: Engine,
@@ -149,7 +51,7 @@ pub struct Session {
     selects: usize,
     /// INSERT ... SELECT queries started so far.
     inserts: usize,
-    alerts: alerts::Alerts,
+    alerts: Alerts,
     /// Where `INSERT ... VALUES` rows go instead of the engine, once asked for (see
     /// [`Session::capture_inserts`]).
     captured: Option<Vec<(String, RecordBatch)>>,
@@ -182,7 +84,7 @@ impl Session {
             settings: Settings::default(),
             selects: 0,
             inserts: 0,
-            alerts: alerts::Alerts::default(),
+            alerts: Alerts::default(),
             captured: None,
             generation: 0,
         }
@@ -750,29 +652,6 @@ fn column_row(field: &Field, extra: String) -> Vec<String> {
         if field.is_nullable() { "YES" } else { "NO" }.to_string(),
         extra,
     ]
-}
-
-/// A batch of text columns named `headers`.
-fn text_batch(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = (0..headers.len())
-        .map(|column| {
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|row| row[column].as_str()),
-            )) as ArrayRef
-        })
-        .collect();
-    text_columns(headers, columns)
-}
-
-/// A batch of text `columns` (non-null) named `headers`.
-fn text_columns(headers: &[&str], columns: Vec<ArrayRef>) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(
-        headers
-            .iter()
-            .map(|name| Field::new(*name, DataType::Utf8, false))
-            .collect::<Vec<_>>(),
-    ));
-    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The first two words of a statement, to name what is not supported.

@@ -6,13 +6,16 @@
 //! are parsed here with the same
 //! parser's token-level API, so positions and error messages stay consistent.
 
-use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName};
+use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Location, Token};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::Result;
 use crate::dialect::SluiceDialect;
+use crate::location::LineStarts;
+
+pub use crate::names::{identifier, object_name};
 
 /// One statement of a script.
 #[derive(Debug, Clone)]
@@ -46,10 +49,18 @@ pub struct CreateStream {
     pub name: String,
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDecl>,
-    /// `WATERMARK FOR column AS expression`.
-    pub watermark: Option<(String, ast::Expr)>,
+    pub watermark: Option<Watermark>,
     pub primary_key: Vec<String>,
     pub options: Vec<(String, String)>,
+}
+
+/// `WATERMARK FOR column AS expression`.
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    /// The event-time attribute.
+    pub column: String,
+    /// The watermark, computed from the column (e.g. `ts - INTERVAL '5' SECOND`).
+    pub expression: ast::Expr,
 }
 
 /// `CREATE ALERT [IF NOT EXISTS] name ON source WHERE condition [WITH (...)]`.
@@ -88,6 +99,19 @@ pub enum ObjectKind {
     View,
     MaterializedView,
     Alert,
+}
+
+impl ObjectKind {
+    /// The kind's name in messages: `stream`, `materialized view`, ...
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Stream => "stream",
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+            ObjectKind::MaterializedView => "materialized view",
+            ObjectKind::Alert => "alert",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -325,7 +349,10 @@ fn parse_table_element(parser: &mut Parser, create: &mut CreateStream) -> Result
         parser.expect_keyword(Keyword::FOR)?;
         let column = identifier(&parser.parse_identifier()?);
         parser.expect_keyword(Keyword::AS)?;
-        create.watermark = Some((column, parser.parse_expr()?));
+        create.watermark = Some(Watermark {
+            column,
+            expression: parser.parse_expr()?,
+        });
         return Ok(());
     }
     if parser.parse_keyword(Keyword::CONSTRAINT) {
@@ -480,109 +507,6 @@ fn parse_word(parser: &mut Parser, word: &str) -> bool {
     matches
 }
 
-/// An identifier as the catalog stores it: unquoted ones are case-insensitive (lower case).
-pub fn identifier(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_ascii_lowercase(),
-    }
-}
-
-/// A one-part object name (sluice has no schemas).
-pub fn object_name(name: &ObjectName) -> Result<String, ParserError> {
-    match name.0.as_slice() {
-        [part] => match part.as_ident() {
-            Some(ident) => Ok(identifier(ident)),
-            None => Err(ParserError::ParserError(format!("'{name}' is not a name"))),
-        },
-        _ => Err(ParserError::ParserError(format!(
-            "'{name}': qualified names are not supported"
-        ))),
-    }
-}
-
-/// Byte offsets of locations in a text, found from where the previous one was, so a
-/// script's statements are located in one pass over it rather than one each.
-struct LineStarts<'a> {
-    text: &'a str,
-    /// The 1-based line and column of the last location, and the byte offsets its line
-    /// and itself start at: locations come in order, so each is found from the last, and
-    /// a request of thousands of statements on one line is read once, not once for each.
-    line: u64,
-    line_start: usize,
-    column: u64,
-    column_start: usize,
-}
-
-impl<'a> LineStarts<'a> {
-    fn new(text: &'a str) -> Self {
-        LineStarts {
-            text,
-            line: 1,
-            line_start: 0,
-            column: 1,
-            column_start: 0,
-        }
-    }
-
-    /// Byte offset of a 1-based line and column (counted in characters).
-    fn offset_of(&mut self, location: Location) -> usize {
-        if location.line == 0 {
-            return self.text.len();
-        }
-        if location.line < self.line {
-            *self = LineStarts::new(self.text);
-        }
-        while self.line < location.line {
-            match self.text[self.line_start..].find('\n') {
-                Some(at) => {
-                    self.line_start += at + 1;
-                    self.line += 1;
-                    self.column = 1;
-                    self.column_start = self.line_start;
-                }
-                None => return self.text.len(),
-            }
-        }
-        let wanted = location.column.max(1);
-        if wanted < self.column {
-            self.column = 1;
-            self.column_start = self.line_start;
-        }
-        let ahead = (wanted - self.column) as usize;
-        match self.text[self.column_start..].char_indices().nth(ahead) {
-            Some((offset, _)) => {
-                self.column = wanted;
-                self.column_start += offset;
-                self.column_start
-            }
-            None => self.text.len(),
-        }
-    }
-}
-
-/// Byte offset in `sql` of a 1-based line and column (counted in characters).
-pub(crate) fn offset_of(sql: &str, location: Location) -> usize {
-    if location.line == 0 {
-        return sql.len();
-    }
-    let mut line = 1;
-    let mut line_start = 0;
-    for (index, byte) in sql.bytes().enumerate() {
-        if line == location.line {
-            break;
-        }
-        if byte == b'\n' {
-            line += 1;
-            line_start = index + 1;
-        }
-    }
-    sql[line_start..]
-        .char_indices()
-        .nth(location.column.saturating_sub(1) as usize)
-        .map_or(sql.len(), |(offset, _)| line_start + offset)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,7 +527,7 @@ mod tests {
             create
                 .watermark
                 .as_ref()
-                .map(|(c, e)| (c.as_str(), e.to_string())),
+                .map(|w| (w.column.as_str(), w.expression.to_string())),
             Some(("ts", "ts - INTERVAL '5' SECOND".to_string()))
         );
         Ok(())

@@ -28,7 +28,7 @@ use datafusion::sql::sqlparser::ast::{
 use sluice_engine::window::Windows;
 
 use crate::dialect::TABLE_ARGUMENT;
-use crate::statement::identifier;
+use crate::names::identifier;
 use crate::{Result, SqlError};
 
 /// The window table functions, with their parameters in positional order.

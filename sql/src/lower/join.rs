@@ -10,10 +10,21 @@ use sluice_engine::operators::{
 };
 use sluice_engine::{Catalog, Operator, StreamDef};
 
-use super::{Lowered, Lowering, arrow_schema, passes_column, session_not_aggregated};
+use super::Lowering;
+use super::node::{Lowered, WindowColumns, session_not_aggregated};
+use super::schema::{arrow_schema, passes_column};
 use crate::interval_join::split_time_bound;
 use crate::temporal_join::take_marker;
 use crate::{Result, SqlError};
+
+/// The operator a join lowers to, and what its output carries.
+struct JoinOperator {
+    operator: Box<dyn Operator>,
+    /// The output's event-time column.
+    event_time: Option<usize>,
+    /// Whether the output is a changelog with retractions.
+    updating: bool,
+}
 
 impl Lowering<'_> {
     /// A join: a temporal join (`FOR SYSTEM_TIME AS OF`), a window join (two window table
@@ -75,69 +86,87 @@ impl Lowering<'_> {
             ),
             _ => None,
         };
-        // The operator, its output's event-time column, and whether its output is a changelog.
-        let (operator, event_time, updating): (Box<dyn Operator>, _, _) =
-            if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
-                let version_time = self.temporal_version_time(join, &left, &right, &time)?;
-                if version_time == VersionTime::Event {
-                    self.builder
-                        .set_late_schema(self.builder.schema(left.node))?;
-                }
-                let operator = TemporalJoin::new(
-                    kind,
-                    version_time,
-                    left_side,
-                    right_side,
-                    residual(rest)?,
-                    schema,
-                )?;
-                (Box::new(operator), left.event_time, false)
-            } else if let Some((left_window, right_window)) = windows
-                && joins_windows(join, left_window, right_window)
+        let JoinOperator {
+            operator,
+            event_time,
+            updating,
+        } = if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
+            let version_time = self.temporal_version_time(join, &left, &right, &time)?;
+            if version_time == VersionTime::Event {
+                self.builder
+                    .set_late_schema(self.builder.schema(left.node))?;
+            }
+            let operator = TemporalJoin::new(
+                kind,
+                version_time,
+                left_side,
+                right_side,
+                residual(rest)?,
+                schema,
+            )?;
+            JoinOperator {
+                operator: Box::new(operator),
+                event_time: left.event_time,
+                updating: false,
+            }
+        } else if let Some((left_window, right_window)) = windows
+            && joins_windows(join, left_window, right_window)
+        {
+            if left.updating
+                || right.updating
+                || left.allowed_lateness.max(right.allowed_lateness) > 0
             {
-                if left.updating
-                    || right.updating
-                    || left.allowed_lateness.max(right.allowed_lateness) > 0
-                {
-                    return Err(SqlError::Unsupported(
-                        "window joins over updating inputs or with allowed lateness".into(),
-                    ));
-                }
-                let late_schema = qualified_schema(&join.schema);
-                self.builder.set_late_schema(late_schema.clone())?;
-                let operator = WindowJoin::new(
-                    kind,
-                    left_side,
-                    right_side,
-                    [left_window.1, right_window.1],
-                    residual(join.filter.clone())?,
-                    schema,
-                    late_schema,
-                )?;
-                (Box::new(operator), None, false)
-            } else if let Some((bound, rest)) = bounded {
-                let operator =
-                    IntervalJoin::new(kind, bound, left_side, right_side, residual(rest)?, schema)?;
-                (Box::new(operator), left.event_time, false)
-            } else {
-                if self.settings.state_ttl.is_none() {
-                    self.warnings.push(
-                        "the regular join keeps every row of both inputs, so its state grows \
+                return Err(SqlError::Unsupported(
+                    "window joins over updating inputs or with allowed lateness".into(),
+                ));
+            }
+            let late_schema = qualified_schema(&join.schema);
+            self.builder.set_late_schema(late_schema.clone())?;
+            let operator = WindowJoin::new(
+                kind,
+                left_side,
+                right_side,
+                [left_window.end, right_window.end],
+                residual(join.filter.clone())?,
+                schema,
+                late_schema,
+            )?;
+            JoinOperator {
+                operator: Box::new(operator),
+                event_time: None,
+                updating: false,
+            }
+        } else if let Some((bound, rest)) = bounded {
+            let operator =
+                IntervalJoin::new(kind, bound, left_side, right_side, residual(rest)?, schema)?;
+            JoinOperator {
+                operator: Box::new(operator),
+                event_time: left.event_time,
+                updating: false,
+            }
+        } else {
+            if self.settings.state_ttl.is_none() {
+                self.warnings.push(
+                    "the regular join keeps every row of both inputs, so its state grows \
                          without bound: bound the join in event time (an interval join), or \
                          set a state TTL (SET 'table.exec.state.ttl' = '1 h')"
-                            .to_string(),
-                    );
-                }
-                let operator = RegularJoin::new(
-                    kind,
-                    left_side,
-                    right_side,
-                    residual(join.filter.clone())?,
-                    self.settings.state_ttl,
-                    schema,
-                )?;
-                (Box::new(operator), None, true)
-            };
+                        .to_string(),
+                );
+            }
+            let operator = RegularJoin::new(
+                kind,
+                left_side,
+                right_side,
+                residual(join.filter.clone())?,
+                self.settings.state_ttl,
+                schema,
+            )?;
+            JoinOperator {
+                operator: Box::new(operator),
+                event_time: None,
+                updating: true,
+            }
+        };
         let node = self.builder.add(operator, &[left.node, right.node]);
         Ok(Lowered {
             node,
@@ -224,13 +253,13 @@ impl Lowering<'_> {
 }
 
 /// Whether a join's keys pair the two sides' `window_start` and `window_end` columns.
-fn joins_windows(join: &Join, left: (usize, usize), right: (usize, usize)) -> bool {
+fn joins_windows(join: &Join, left: WindowColumns, right: WindowColumns) -> bool {
     let pairs = |l: usize, r: usize| {
         join.on.iter().any(|(le, re)| {
             passes_column(le, join.left.schema(), l) && passes_column(re, join.right.schema(), r)
         })
     };
-    pairs(left.0, right.0) && pairs(left.1, right.1)
+    pairs(left.start, right.start) && pairs(left.end, right.end)
 }
 
 /// The stream a plan reads, when it is one scan under aliases, projections and filters.

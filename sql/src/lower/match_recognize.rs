@@ -13,7 +13,9 @@ use sluice_cep::{
 };
 use sluice_engine::AggregateCall;
 
-use super::{Lowered, Lowering, arrow_schema, session_not_aggregated};
+use super::Lowering;
+use super::node::{Lowered, session_not_aggregated};
+use super::schema::arrow_schema;
 use crate::match_recognize::plan::{Derived as DerivedPlan, MatchRecognizeNode, NavKind, NavPlan};
 use crate::match_recognize::{EmptyMatches, SkipTo};
 use crate::{Result, SqlError};

@@ -26,10 +26,13 @@ use sluice_alerts::{
     AlertOperator, AlertSet, Compiled, SharedAlerts, Suppression, compile_coerced, is_time_type,
     lock,
 };
+use sluice_engine::QueryGraph;
 use sluice_engine::time::parse_duration;
-use sluice_engine::{QueryGraph, QueryId};
 
-use super::{Outcome, Session, StartedQuery, text_columns};
+use super::Session;
+use super::alert_registry::{AlertDef, RunningSet};
+use super::outcome::{Outcome, StartedQuery};
+use super::text_batch::text_columns;
 use crate::context::PlanningContext;
 use crate::hints::QueryHints;
 use crate::statement::{CreateAlert, ObjectKind, ParsedStatement, Statement};
@@ -37,28 +40,6 @@ use crate::{Result, SqlError};
 
 /// The options `WITH (...)` takes after an alert's condition.
 const OPTIONS: [&str; 3] = ["suppress", "suppress.key", "suppress.time"];
-
-/// The session's alerts, and the running set of each source.
-#[derive(Default)]
-pub(super) struct Alerts {
-    sets: BTreeMap<String, RunningSet>,
-    defs: BTreeMap<String, AlertDef>,
-}
-
-struct RunningSet {
-    query: QueryId,
-    shared: SharedAlerts,
-    /// The events' event-time column, if they have one.
-    event_time: Option<usize>,
-}
-
-struct AlertDef {
-    source: String,
-    /// The condition and the options as SQL prints them, for `SHOW ALERTS` (made as the
-    /// condition is compiled, apart from the session).
-    condition: String,
-    options: String,
-}
 
 /// A statement of a group, checked and compiled, ready to apply.
 enum Step {
@@ -101,7 +82,7 @@ impl Checks {
 
     /// Every statement's step, given the compiled steps of [`Checks::creates`], and the
     /// new sources' queries.
-    fn into_steps(self, compiled: Vec<Step>) -> (Vec<Step>, BTreeMap<String, NewSet>) {
+    fn into_steps(self, compiled: Vec<Step>) -> ReadySteps {
         let mut compiled = compiled.into_iter();
         let mut ready = Vec::with_capacity(self.steps.len());
         for step in self.steps {
@@ -110,8 +91,18 @@ impl Checks {
                 Checked::Create(..) => ready.extend(compiled.next()),
             }
         }
-        (ready, self.new_sets)
+        ReadySteps {
+            steps: ready,
+            new_sets: self.new_sets,
+        }
     }
+}
+
+/// A group's steps, ready to apply, and the queries that would run the alerts of sources
+/// that have none yet.
+struct ReadySteps {
+    steps: Vec<Step>,
+    new_sets: BTreeMap<String, NewSet>,
 }
 
 /// A group of `CREATE ALERT` / `DROP ALERT` statements checked against a session, with
@@ -306,8 +297,7 @@ impl Session {
         let checks = self.check_alerts(statements)?;
         let creates = creates_at(statements, &checks.creates());
         let compiled = compile_all(&self.planning_context(), &creates, &checks.sources)?;
-        let (steps, new_sets) = checks.into_steps(compiled);
-        self.apply_alert_steps(steps, new_sets)
+        self.apply_alert_steps(checks.into_steps(compiled))
     }
 
     /// Whether `statements` are a group of `CREATE ALERT` and `DROP ALERT` statements.
@@ -350,16 +340,16 @@ impl Session {
         if changed {
             return self.alter_alerts(&statements);
         }
-        let (steps, new_sets) = self.check_alerts(&statements)?.into_steps(compiled.0?);
-        self.apply_alert_steps(steps, new_sets)
+        let ready = self.check_alerts(&statements)?.into_steps(compiled.0?);
+        self.apply_alert_steps(ready)
     }
 
     /// Applies the steps of a checked and compiled group.
-    fn apply_alert_steps(
-        &mut self,
-        steps: Vec<Step>,
-        mut new_sets: BTreeMap<String, NewSet>,
-    ) -> Result<Vec<Outcome>> {
+    fn apply_alert_steps(&mut self, ready: ReadySteps) -> Result<Vec<Outcome>> {
+        let ReadySteps {
+            steps,
+            mut new_sets,
+        } = ready;
         let mut outcomes = Vec::with_capacity(steps.len());
         // Per source whose alerts were dropped, the outcome of its last drop.
         let mut last_drop: BTreeMap<String, usize> = BTreeMap::new();
