@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use serde_json::{Value, json};
 
-use super::ShellError;
+use super::error::ShellError;
 use super::display::row_columns;
 
 /// A line the server pushed: a subscription's row (with its columns in order) or a notice.

@@ -15,6 +15,7 @@ mod complete;
 pub mod demo;
 mod display;
 mod embedded;
+mod error;
 mod generator;
 mod statements;
 
@@ -29,20 +30,7 @@ use serde_json::{Value, json};
 
 use self::client::{Client, Pushed};
 use self::complete::ShellHelper;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ShellError {
-    #[error("{0}")]
-    Connection(String),
-    #[error("{0}")]
-    Server(String),
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("the prompt failed: {0}")]
-    Prompt(#[from] ReadlineError),
-}
+pub use self::error::ShellError;
 
 /// Where the shell's engine is.
 pub enum Target {
