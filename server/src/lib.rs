@@ -1,14 +1,17 @@
 //! `sluice serve`: the TCP line protocol server over the durable log (documented in `docs/protocol.md`).
 //!
 //! Each connection reads one JSON request per line and writes one JSON reply per request,
-//! plus pushed rows for its subscriptions (`connection.rs`). Publishes go through one
-//! writer thread that takes every publish waiting, appends them all, syncs the logs once
-//! and then acknowledges them (group commit, `publisher.rs`); its queue is bounded, so a
-//! producer that outruns the disk waits for its acknowledgements. The state behind it all
-//! is in `core/`.
+//! plus pushed rows for its subscriptions (`connection.rs`). Each op's request, reply and
+//! handling is in a file of `op/`; [`protocol`] gives clients the types. Publishes go
+//! through one writer thread that takes every publish waiting, appends them all, syncs the
+//! logs once and then acknowledges them (group commit, `publisher.rs`); its queue is
+//! bounded, so a producer that outruns the disk waits for its acknowledgements. The state
+//! behind it all is in `core/`.
 
 mod connection;
 mod core;
+mod op;
+pub mod protocol;
 mod publisher;
 
 use std::net::SocketAddr;

@@ -9,20 +9,21 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_server::protocol::{Auth, Op, Pushed, ReplyLine, Request, RequestLine, ServerLine};
 
-use super::ShellError;
 use super::display::row_columns;
+use super::error::ShellError;
 
-/// A line the server pushed: a subscription's row (with its columns in order) or a notice.
-pub struct Pushed {
-    pub value: Value,
+/// A line the server pushed, with the columns of its row in the order they came.
+pub struct PushedLine {
+    pub pushed: Pushed,
     pub columns: Vec<String>,
 }
 
 pub struct Client {
     writer: TcpStream,
-    replies: mpsc::Receiver<Value>,
+    replies: mpsc::Receiver<ReplyLine>,
     next_id: u64,
 }
 
@@ -31,7 +32,7 @@ impl Client {
     pub fn connect(
         address: &str,
         token: Option<&str>,
-        mut sink: impl FnMut(Vec<Pushed>) + Send + 'static,
+        mut sink: impl FnMut(Vec<PushedLine>) + Send + 'static,
     ) -> Result<Client, ShellError> {
         let writer = TcpStream::connect(address)
             .map_err(|e| ShellError::Connection(format!("cannot connect to {address}: {e}")))?;
@@ -47,16 +48,20 @@ impl Client {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if value.get("ok").is_some() {
-                    if replied.send(value).is_err() {
-                        break;
+                match serde_json::from_str::<ServerLine>(&line) {
+                    Ok(ServerLine::Reply(reply)) => {
+                        if replied.send(reply).is_err() {
+                            break;
+                        }
                     }
-                } else {
-                    let columns = row_columns(&line);
-                    pushed.push(Pushed { value, columns });
+                    Ok(ServerLine::Pushed(line_pushed)) => {
+                        let columns = row_columns(&line);
+                        pushed.push(PushedLine {
+                            pushed: line_pushed,
+                            columns,
+                        });
+                    }
+                    Err(_) => continue,
                 }
                 if !pushed.is_empty() && reader.buffer().is_empty() {
                     sink(std::mem::take(&mut pushed));
@@ -72,17 +77,31 @@ impl Client {
             next_id: 1,
         };
         if let Some(token) = token {
-            client.request(json!({"op": "auth", "token": token}))?;
+            client.request(Auth {
+                token: Some(token.to_string()),
+            })?;
         }
         Ok(client)
     }
 
-    /// Sends `request` and gives its reply's fields; an error reply is an error.
-    pub fn request(&mut self, mut request: Value) -> Result<Value, ShellError> {
-        let id = self.next_id;
+    /// Sends `request` and gives its reply; an error reply is an error.
+    pub fn request<O: Op + Into<Request>>(&mut self, request: O) -> Result<O::Reply, ShellError> {
+        self.request_line(request.into())?
+            .into_reply()
+            .map_err(ShellError::Server)
+    }
+
+    /// Sends `request` and gives its whole reply line (with `ok` and the `id`); an error
+    /// reply is an error.
+    pub fn request_line(&mut self, request: Request) -> Result<ReplyLine, ShellError> {
+        let id = Value::from(self.next_id);
         self.next_id += 1;
-        request["id"] = json!(id);
-        let mut line = request.to_string();
+        let line = RequestLine {
+            id: Some(id.clone()),
+            request,
+        };
+        let mut line = serde_json::to_string(&line)
+            .map_err(|e| ShellError::Usage(format!("the request cannot be written: {e}")))?;
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())
@@ -92,15 +111,17 @@ impl Client {
                 .replies
                 .recv()
                 .map_err(|_| ShellError::Connection("the server closed the connection".into()))?;
-            if reply.get("id") != Some(&json!(id)) {
+            if reply.id.as_ref() != Some(&id) {
                 // A reply to an earlier request given up on.
                 continue;
             }
-            if reply["ok"] == json!(true) {
+            if reply.ok {
                 return Ok(reply);
             }
-            let error = reply["error"].as_str().unwrap_or("an unexplained error");
-            return Err(ShellError::Server(error.to_string()));
+            let error = reply
+                .error
+                .unwrap_or_else(|| "an unexplained error".to_string());
+            return Err(ShellError::Server(error));
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use sluice_engine::time::format_millis;
+use sluice_server::protocol::{Publish, Request, Start, Stats, Subscribe};
 
 use super::{Shell, ShellError, display, statements};
 
@@ -67,18 +68,26 @@ impl Shell {
             }
             "\\fg" => one_name(rest, "\\fg NAME").and_then(|name| self.show(&name, true)),
             "\\mute" => one_name(rest, "\\mute NAME").and_then(|name| self.show(&name, false)),
-            "\\stats" => self.client.request(json!({"op": "stats"})).map(|stats| {
-                let text = serde_json::to_string_pretty(&stats).unwrap_or_default();
-                self.say(text);
-            }),
+            "\\stats" => self
+                .client
+                .request_line(Request::Stats(Stats {}))
+                .map(|reply| {
+                    // The whole reply line, its fields in order of name.
+                    let text = serde_json::to_value(&reply)
+                        .and_then(|line| serde_json::to_string_pretty(&line))
+                        .unwrap_or_default();
+                    self.say(text);
+                }),
             "\\load" => self.load(rest),
             "\\publish" => self.publish(rest),
             "\\tail" => one_name(rest, "\\tail STREAM").and_then(|stream| {
                 let name = format!("tail:{stream}");
-                self.follow(
-                    json!({"op": "subscribe", "stream": stream, "from": "latest"}),
-                    &name,
-                )?;
+                let subscribe = Subscribe {
+                    stream: Some(stream),
+                    from: Some(Start::Latest),
+                    ..Subscribe::default()
+                };
+                self.follow(subscribe, &name)?;
                 self.say(format!(
                     "{name}: showing rows as they are published (Ctrl-C stops)"
                 ));
@@ -106,7 +115,7 @@ impl Shell {
     }
 
     fn list(&mut self) -> Result<(), ShellError> {
-        let stats = self.client.request(json!({"op": "stats"}))?;
+        let stats = self.client.request(Stats {})?;
         let (then, before) =
             std::mem::replace(&mut self.last_list, (Instant::now(), BTreeMap::new()));
         let seconds = then.elapsed().as_secs_f64().max(1e-3);
@@ -122,7 +131,7 @@ impl Shell {
             .unwrap_or_default();
         // Rows each stream holds, to tell how fast the queries' inputs grow.
         let mut stream_rows = BTreeMap::new();
-        for stream in stats["streams"].as_array().cloned().unwrap_or_default() {
+        for stream in stats.streams.as_array().cloned().unwrap_or_default() {
             let rows: u64 = stream["partitions"]
                 .as_array()
                 .map(|parts| parts.iter().filter_map(|p| p["end"].as_u64()).sum())
@@ -130,7 +139,8 @@ impl Shell {
             let name = stream["name"].as_str().unwrap_or_default().to_string();
             stream_rows.insert(name, rows);
         }
-        let lags: BTreeMap<u64, u64> = stats["subscriptions"]
+        let lags: BTreeMap<u64, u64> = stats
+            .subscriptions
             .as_array()
             .map(|subs| {
                 subs.iter()
@@ -139,7 +149,7 @@ impl Shell {
             })
             .unwrap_or_default();
         let mut rows = Vec::new();
-        for query in stats["queries"].as_array().cloned().unwrap_or_default() {
+        for query in stats.queries.as_array().cloned().unwrap_or_default() {
             let name = query["name"].as_str().unwrap_or_default().to_string();
             let results = query["results"].as_u64().unwrap_or_default();
             let inputs: u64 = query["inputs"]
@@ -222,8 +232,9 @@ impl Shell {
         if show {
             self.mute_foreground();
             self.foreground = Some((name.to_string(), id));
-            let stats = self.client.request(json!({"op": "stats"}))?;
-            results = stats["queries"]
+            let stats = self.client.request(Stats {})?;
+            results = stats
+                .queries
                 .as_array()
                 .and_then(|queries| queries.iter().find(|q| q["name"] == json!(name)))
                 .and_then(|q| q["results"].as_u64())
@@ -308,8 +319,9 @@ impl Shell {
             }
             if chunk.len() >= PUBLISH_ROWS || (line.is_none() && !chunk.is_empty()) {
                 let request = match &header {
-                    Some(header) => json!({"op": "publish", "stream": stream,
-                        "csv": format!("{header}\n{}\n", chunk.join("\n"))}),
+                    Some(header) => {
+                        Publish::csv(stream, format!("{header}\n{}\n", chunk.join("\n")))
+                    }
                     None => {
                         let mut events = Vec::with_capacity(chunk.len());
                         for (i, line) in chunk.iter().enumerate() {
@@ -320,7 +332,7 @@ impl Shell {
                                 ))
                             })?);
                         }
-                        json!({"op": "publish", "stream": stream, "events": events})
+                        Publish::events(stream, events)
                     }
                 };
                 self.client.request(request).map_err(|e| match e {

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_server::protocol::{Ping, Publish, Register, Sql, Start, Subscribe};
 
 use super::client::Client;
 use super::generator::Generator;
@@ -59,12 +60,23 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
     let (mut client, screen) = connect(&engine.address, Some(&engine.token), print)?;
     let script = run_script(&mut client)?;
     for (view, query) in script.views {
-        client.request(json!({"op": "register", "name": view, "sql": query}))?;
-        let subscribe = json!({"op": "subscribe", "query": view, "from": "earliest"});
+        client.request(Register {
+            name: view.clone(),
+            sql: query,
+        })?;
+        let subscribe = Subscribe {
+            query: Some(view.clone()),
+            from: Some(Start::Earliest),
+            ..Subscribe::default()
+        };
         follow(&mut client, &screen, subscribe, &view)?;
     }
     for source in script.alerted {
-        let subscribe = json!({"op": "subscribe", "alerts": source, "from": "earliest"});
+        let subscribe = Subscribe {
+            alerts: Some(source.clone()),
+            from: Some(Start::Earliest),
+            ..Subscribe::default()
+        };
         follow(
             &mut client,
             &screen,
@@ -73,8 +85,7 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
         )?;
     }
     println!("{INTRO}");
-    client.request(json!({"op": "publish", "stream": "cardholders",
-                          "events": generator.cardholders()}))?;
+    client.request(Publish::events("cardholders", generator.cardholders()))?;
     let started = Instant::now();
     let tick = Duration::from_millis(100);
     let per_tick = (args.rate / 10).max(1) as usize;
@@ -84,10 +95,9 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
         .is_none_or(|s| started.elapsed() < Duration::from_secs(s))
     {
         let (transactions, listings) = generator.batch(per_tick);
-        client.request(json!({"op": "publish", "stream": "transactions",
-                              "events": transactions}))?;
+        client.request(Publish::events("transactions", transactions))?;
         if !listings.is_empty() {
-            client.request(json!({"op": "publish", "stream": "listings", "events": listings}))?;
+            client.request(Publish::events("listings", listings))?;
         }
         ticks += 1;
         if let Some(wait) = (started + tick * ticks).checked_duration_since(Instant::now()) {
@@ -95,7 +105,7 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
         }
     }
     // Let the last rows arrive.
-    client.request(json!({"op": "ping"}))?;
+    client.request(Ping {})?;
     std::thread::sleep(Duration::from_millis(500));
     drop(engine);
     Ok(())
@@ -130,7 +140,9 @@ fn run_script(client: &mut Client) -> Result<Script, ShellError> {
                 .ok_or_else(|| ShellError::Usage(format!("view {name} has no AS")))?;
             views.push((name, rest));
         } else {
-            client.request(json!({"op": "sql", "sql": statement}))?;
+            client.request(Sql {
+                sql: statement.clone(),
+            })?;
             if head == ["CREATE", "ALERT"]
                 && let Some(source) = words.nth(2).map(str::to_ascii_lowercase)
                 && !alerted.contains(&source)

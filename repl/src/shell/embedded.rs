@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sluice_log::LogConfig;
 
-use super::ShellError;
+use super::error::ShellError;
 use sluice_server::{Durability, ServeConfig, serve};
 
 pub struct Embedded {

@@ -15,6 +15,7 @@ mod complete;
 pub mod demo;
 mod display;
 mod embedded;
+mod error;
 mod generator;
 mod statements;
 
@@ -25,24 +26,14 @@ use std::sync::{Arc, Mutex};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Editor, ExternalPrinter};
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_server::protocol::{
+    Cancel, List, ListReply, Pushed, Register, Sql, Start, Subscribe, Unsubscribe,
+};
 
-use self::client::{Client, Pushed};
+use self::client::{Client, PushedLine};
 use self::complete::ShellHelper;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ShellError {
-    #[error("{0}")]
-    Connection(String),
-    #[error("{0}")]
-    Server(String),
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("the prompt failed: {0}")]
-    Prompt(#[from] ReadlineError),
-}
+pub use self::error::ShellError;
 
 /// Where the shell's engine is.
 pub enum Target {
@@ -70,10 +61,10 @@ struct Screen {
 }
 
 impl Screen {
-    fn show(&mut self, pushed: Vec<Pushed>) {
-        let mut runs: Vec<(u64, Vec<Pushed>)> = Vec::new();
+    fn show(&mut self, pushed: Vec<PushedLine>) {
+        let mut runs: Vec<(u64, Vec<PushedLine>)> = Vec::new();
         for line in pushed {
-            let id = line.value["subscription"].as_u64().unwrap_or_default();
+            let id = line.pushed.subscription();
             match runs.last_mut() {
                 Some((last, run)) if *last == id => run.push(line),
                 _ => runs.push((id, vec![line])),
@@ -88,26 +79,24 @@ impl Screen {
             }
             let name = shown.name.clone();
             let show_from = shown.show_from;
-            let (notices, rows): (Vec<_>, Vec<_>) =
-                run.into_iter().partition(|p| p.value.get("row").is_none());
-            let rows: Vec<Pushed> = rows
-                .into_iter()
-                .filter(|p| p.value["offset"].as_u64().unwrap_or_default() >= show_from)
-                .collect();
-            for notice in notices {
-                let text = notice.value["warning"]
-                    .as_str()
-                    .or(notice.value["error"].as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                (self.print)(format!("{name}: {text}"));
+            let mut columns = None;
+            let mut rows = Vec::new();
+            for line in run {
+                match line.pushed {
+                    Pushed::Row { offset, row, .. } => {
+                        if offset >= show_from {
+                            columns.get_or_insert(line.columns);
+                            rows.push(Value::Object(row));
+                        }
+                    }
+                    Pushed::Warning { warning: text, .. } | Pushed::Error { error: text, .. } => {
+                        (self.print)(format!("{name}: {text}"));
+                    }
+                }
             }
-            if let Some(first) = rows.first() {
-                let values: Vec<&Value> = rows.iter().map(|p| &p.value["row"]).collect();
-                (self.print)(format!(
-                    "{name}:\n{}",
-                    display::table(&first.columns, &values)
-                ));
+            if let Some(columns) = columns {
+                let values: Vec<&Value> = rows.iter().collect();
+                (self.print)(format!("{name}:\n{}", display::table(&columns, &values)));
             }
         }
     }
@@ -124,7 +113,7 @@ fn connect(
         print,
     }));
     // Rows are shown by a thread of their own, so the reader never waits for the screen.
-    let (rows, to_show) = std::sync::mpsc::channel::<Vec<Pushed>>();
+    let (rows, to_show) = std::sync::mpsc::channel::<Vec<PushedLine>>();
     let shown_by = Arc::clone(&screen);
     std::thread::spawn(move || {
         while let Ok(pushed) = to_show.recv() {
@@ -143,7 +132,7 @@ fn connect(
 fn follow(
     client: &mut Client,
     screen: &Mutex<Screen>,
-    request: Value,
+    request: Subscribe,
     name: &str,
 ) -> Result<u64, ShellError> {
     // The screen learns of the subscription before any of its rows is shown: its rows
@@ -151,8 +140,7 @@ fn follow(
     let mut screen = screen
         .lock()
         .map_err(|_| ShellError::Usage("the screen is unavailable".into()))?;
-    let reply = client.request(request)?;
-    let id = reply["subscription"].as_u64().unwrap_or_default();
+    let id = client.request(request)?.subscription;
     screen.shown.insert(
         id,
         Shown {
@@ -294,10 +282,12 @@ impl Shell {
     }
 
     fn sql(&mut self, statement: &str) -> Result<(), ShellError> {
-        let reply = self
+        let results = self
             .client
-            .request(json!({"op": "sql", "sql": statement}))?;
-        let results = reply["results"].as_array().cloned().unwrap_or_default();
+            .request(Sql {
+                sql: statement.to_string(),
+            })?
+            .results;
         if results.len() > SUMMARIZED_RESULTS {
             self.say(summary(&results));
         } else {
@@ -308,7 +298,11 @@ impl Shell {
             && let Some(alert) = result["name"].as_str()
         {
             let label = format!("alert:{alert}");
-            self.follow(json!({"op": "subscribe", "alert": alert}), &label)?;
+            let subscribe = Subscribe {
+                alert: Some(alert.to_string()),
+                ..Subscribe::default()
+            };
+            self.follow(subscribe, &label)?;
             self.say(format!(
                 "{label}: its firings appear above the prompt (Ctrl-C stops showing them; \
                  DROP ALERT {alert} removes it)"
@@ -380,12 +374,16 @@ impl Shell {
                 break name;
             }
         };
-        self.client
-            .request(json!({"op": "register", "name": name, "sql": query}))?;
-        self.follow(
-            json!({"op": "subscribe", "query": name, "from": "earliest"}),
-            &name,
-        )?;
+        self.client.request(Register {
+            name: name.clone(),
+            sql: query.to_string(),
+        })?;
+        let subscribe = Subscribe {
+            query: Some(name.clone()),
+            from: Some(Start::Earliest),
+            ..Subscribe::default()
+        };
+        self.follow(subscribe, &name)?;
         self.say(format!(
             "{name}: running; its rows appear above the prompt (Ctrl-C cancels it, \\bg mutes it)"
         ));
@@ -395,7 +393,7 @@ impl Shell {
 
     /// Subscribes with `request` and shows the rows under `name` in the foreground (the
     /// query there before is muted).
-    fn follow(&mut self, request: Value, name: &str) -> Result<(), ShellError> {
+    fn follow(&mut self, request: Subscribe, name: &str) -> Result<(), ShellError> {
         let id = follow(&mut self.client, &self.screen, request, name)?;
         self.mute_foreground();
         self.foreground = Some((name.to_string(), id));
@@ -420,13 +418,15 @@ impl Shell {
             match id {
                 Some(id) => self
                     .client
-                    .request(json!({"op": "unsubscribe", "subscription": id}))
+                    .request(Unsubscribe { subscription: id })
                     .map(|_| ()),
                 None => Err(ShellError::Usage(format!("{name} is not shown"))),
             }
         } else {
             self.client
-                .request(json!({"op": "cancel", "name": name}))
+                .request(Cancel {
+                    name: name.to_string(),
+                })
                 .map(|_| ())
         };
         match outcome {
@@ -463,41 +463,24 @@ impl Shell {
     }
 
     fn query_names(&mut self) -> Result<Vec<String>, ShellError> {
-        let listed = self.client.request(json!({"op": "list"}))?;
-        Ok(listed["queries"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(self.client.request(List {})?.queries)
     }
 
     /// Reloads the names tab completion offers: streams, views, queries and columns.
     fn refresh_names(&mut self) {
         let mut names = Vec::new();
-        if let Ok(listed) = self.client.request(json!({"op": "list"})) {
-            for kind in ["streams", "queries"] {
-                for name in listed[kind].as_array().cloned().unwrap_or_default() {
-                    if let Some(name) = name.as_str() {
-                        names.push(name.to_string());
-                    }
-                }
-            }
+        if let Ok(ListReply { streams, queries }) = self.client.request(List {}) {
+            names.extend(streams);
+            names.extend(queries);
         }
         let streams = names.clone();
         for stream in streams {
-            let described = self
-                .client
-                .request(json!({"op": "sql", "sql": format!("DESCRIBE {stream}")}));
+            let described = self.client.request(Sql {
+                sql: format!("DESCRIBE {stream}"),
+            });
             if let Ok(described) = described {
-                for row in described["results"][0]["rows"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                {
+                let rows = described.results.first().and_then(|r| r["rows"].as_array());
+                for row in rows.cloned().unwrap_or_default() {
                     if let Some(column) = row
                         .as_object()
                         .and_then(|o| o.values().next())

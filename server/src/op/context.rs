@@ -1,0 +1,52 @@
+//! What the requests of one connection share: the server, whether the client has
+//! authenticated, its subscriptions, and the queue its pushed lines go out through.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::core::Core;
+use crate::{ServeError, Shared};
+
+pub(crate) struct Context {
+    pub shared: Arc<Shared>,
+    pub authenticated: bool,
+    /// Lines to the socket: replies and pushed rows.
+    pub outgoing: mpsc::Sender<String>,
+    /// The tasks pushing each subscription's rows.
+    pub subscriptions: BTreeMap<u64, JoinHandle<()>>,
+    /// To tell when the current request's reply is sent (a subscription starts pushing
+    /// rows after its reply).
+    pub sent: Option<oneshot::Sender<()>>,
+}
+
+impl Context {
+    pub(crate) fn new(shared: Arc<Shared>, outgoing: mpsc::Sender<String>) -> Context {
+        Context {
+            authenticated: shared.config.token.is_none(),
+            shared,
+            outgoing,
+            subscriptions: BTreeMap::new(),
+            sent: None,
+        }
+    }
+
+    /// Runs `work` on the core, off the connection's thread.
+    pub(crate) async fn with_core<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Core) -> Result<T, ServeError> + Send + 'static,
+    ) -> Result<T, ServeError> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let mut core = shared
+                .core
+                .lock()
+                .map_err(|_| ServeError::Request("the server's state is unavailable".into()))?;
+            work(&mut core)
+        })
+        .await
+        .map_err(|e| ServeError::Request(e.to_string()))?
+    }
+}

@@ -1,0 +1,101 @@
+//! `publish`: events (JSON objects, or CSV text with a header) appended to a stream's log,
+//! answered once durable.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::context::Context;
+use super::wire::Op;
+use crate::ServeError;
+use crate::core::Payload;
+use crate::publisher;
+
+/// One of `event`, `events` and `csv` is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    pub stream: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Value>>,
+    /// A header line, then rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<String>,
+}
+
+/// The publisher writes this reply once the rows are durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishReply {
+    /// Where the rows went: one entry per partition written.
+    pub appended: Vec<Appended>,
+    /// Set when a standing query failed on the rows (they are in the log all the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// Rows of a publish appended to one partition, from `offset` on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Appended {
+    pub partition: usize,
+    pub offset: u64,
+    pub count: usize,
+}
+
+impl Op for Publish {
+    type Reply = PublishReply;
+}
+
+impl Publish {
+    /// Events to `stream`.
+    pub fn events(stream: impl Into<String>, events: Vec<Value>) -> Publish {
+        Publish {
+            stream: stream.into(),
+            event: None,
+            events: Some(events),
+            csv: None,
+        }
+    }
+
+    /// CSV text (a header line, then rows) to `stream`.
+    pub fn csv(stream: impl Into<String>, csv: String) -> Publish {
+        Publish {
+            stream: stream.into(),
+            event: None,
+            events: None,
+            csv: Some(csv),
+        }
+    }
+
+    /// Queues the publish; gives where its answer will come.
+    pub(crate) async fn carry_out(
+        self,
+        context: &Context,
+    ) -> Result<oneshot::Receiver<Result<Value, ServeError>>, ServeError> {
+        let payload = match (self.events, self.event, self.csv) {
+            (Some(events), None, None) => Payload::Events(events),
+            (None, Some(event), None) => Payload::Events(vec![event]),
+            (None, None, Some(csv)) => Payload::Csv(csv),
+            _ => {
+                return Err(ServeError::Request(
+                    "publish needs \"event\": {...}, \"events\": [{...}, ...] or \"csv\": \
+                     \"header\\nrows...\""
+                        .into(),
+                ));
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let publish = publisher::Publish {
+            stream: self.stream,
+            payload,
+            reply,
+        };
+        context
+            .shared
+            .publisher
+            .send(publish)
+            .await
+            .map_err(|_| ServeError::Request("the server is shutting down".into()))?;
+        Ok(answer)
+    }
+}
