@@ -22,6 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use sluice_benches::{count_argument, main_of};
+use sluice_server::protocol::{
+    Publish, Pushed, Register, ReplyLine, Request, RequestLine, Sql, Start, Subscribe,
+};
 
 const DDL: &str = "CREATE TABLE ticks (symbol STRING, price BIGINT, sent BIGINT, \
     ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
@@ -86,18 +89,36 @@ fn connect(address: &str) -> Result<(TcpStream, BufReader<TcpStream>), String> {
     Ok((stream, reader))
 }
 
-fn request(address: &str, line: &Value) -> Result<Value, String> {
+/// One request's line, newline included.
+fn request_line(request: impl Into<Request>) -> Result<String, String> {
+    let line = RequestLine {
+        id: None,
+        request: request.into(),
+    };
+    serde_json::to_string(&line)
+        .map(|line| line + "\n")
+        .map_err(|e| e.to_string())
+}
+
+/// Sends one request on a connection of its own and waits for its reply.
+fn request(address: &str, request: impl Into<Request>) -> Result<ReplyLine, String> {
     let (mut writer, mut reader) = connect(address)?;
+    let line = request_line(request)?;
     writer
-        .write_all(format!("{line}\n").as_bytes())
+        .write_all(line.as_bytes())
         .map_err(|e| e.to_string())?;
+    answer(&mut reader).map_err(|error| format!("{} failed: {error}", line.trim_end()))
+}
+
+/// Reads the next reply, an error if it is not `ok`.
+fn answer(reader: &mut BufReader<TcpStream>) -> Result<ReplyLine, String> {
     let mut reply = String::new();
     reader.read_line(&mut reply).map_err(|e| e.to_string())?;
-    let reply: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
-    if reply["ok"] != json!(true) {
-        return Err(format!("{line} failed: {reply}"));
+    let reply: ReplyLine = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
+    match (&reply.error, reply.ok) {
+        (None, true) => Ok(reply),
+        (error, _) => Err(error.clone().unwrap_or_else(|| "not ok".into())),
     }
-    Ok(reply)
 }
 
 fn micros_now() -> i64 {
@@ -119,7 +140,7 @@ fn ingest() -> Result<(), String> {
     let batch = count_argument(args.next(), 1_000)?;
     let fsync = args.next().unwrap_or_else(|| "batch".into());
     let server = start(&fsync)?;
-    request(&server.address, &json!({"op": "sql", "sql": DDL}))?;
+    request(&server.address, Sql { sql: DDL.into() })?;
     // Every request, built before the clock starts.
     let per_connection = events / connections as u64;
     let mut plans = Vec::new();
@@ -130,10 +151,7 @@ fn ingest() -> Result<(), String> {
         while n < (c + 1) * per_connection {
             let count = batch.min((c + 1) * per_connection - n);
             let events: Vec<Value> = (n..n + count).map(|i| event(i, 0)).collect();
-            let line = format!(
-                "{}\n",
-                json!({"op": "publish", "stream": "ticks", "events": events})
-            );
+            let line = request_line(Publish::events("ticks", events))?;
             bytes += line.len();
             lines.push(line);
             n += count;
@@ -184,15 +202,22 @@ fn latency() -> Result<(), String> {
     let rate = count_argument(args.next(), 10_000)?;
     let seconds = count_argument(args.next(), 10)?;
     let server = start("batch")?;
-    request(&server.address, &json!({"op": "sql", "sql": DDL}))?;
+    request(&server.address, Sql { sql: DDL.into() })?;
     request(
         &server.address,
-        &json!({"op": "register", "name": "priced",
-                "sql": "SELECT symbol, price, sent FROM ticks WHERE price > 0"}),
+        Register {
+            name: "priced".into(),
+            sql: "SELECT symbol, price, sent FROM ticks WHERE price > 0".into(),
+        },
     )?;
     let (mut subscriber, mut pushed) = connect(&server.address)?;
+    let subscribe = Subscribe {
+        query: Some("priced".into()),
+        from: Some(Start::Latest),
+        ..Subscribe::default()
+    };
     subscriber
-        .write_all(b"{\"op\":\"subscribe\",\"query\":\"priced\",\"from\":\"latest\"}\n")
+        .write_all(request_line(subscribe)?.as_bytes())
         .map_err(|e| e.to_string())?;
     let mut line = String::new();
     pushed.read_line(&mut line).map_err(|e| e.to_string())?;
@@ -205,8 +230,10 @@ fn latency() -> Result<(), String> {
             if pushed.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
                 return Err("the subscription ended".into());
             }
-            let value: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-            if let Some(sent) = value["row"]["sent"].as_i64() {
+            let pushed: Pushed = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            if let Pushed::Row { row, .. } = pushed
+                && let Some(sent) = row.get("sent").and_then(Value::as_i64)
+            {
                 latencies.push(micros_now() - sent);
             }
         }
@@ -243,10 +270,7 @@ fn latency() -> Result<(), String> {
         let now = micros_now();
         let events: Vec<Value> = (n..n + per_tick).map(|i| event(i, now)).collect();
         n += per_tick;
-        let line = format!(
-            "{}\n",
-            json!({"op": "publish", "stream": "ticks", "events": events})
-        );
+        let line = request_line(Publish::events("ticks", events))?;
         producer
             .write_all(line.as_bytes())
             .map_err(|e| e.to_string())?;
@@ -311,7 +335,6 @@ fn register_alerts(address: &str, alerts: u64) -> Result<(i64, i64), String> {
     std::thread::sleep(Duration::from_secs(1));
     let (mut writer, mut reader) = connect(address)?;
     let started = micros_now();
-    let mut reply = String::new();
     for first in (0..alerts).step_by(ALERTS_PER_REQUEST as usize) {
         let sql: String = (first..alerts.min(first + ALERTS_PER_REQUEST))
             .map(|n| {
@@ -323,16 +346,10 @@ fn register_alerts(address: &str, alerts: u64) -> Result<(i64, i64), String> {
                 )
             })
             .collect();
-        let line = json!({"op": "sql", "sql": sql});
         writer
-            .write_all(format!("{line}\n").as_bytes())
+            .write_all(request_line(Sql { sql })?.as_bytes())
             .map_err(|e| e.to_string())?;
-        reply.clear();
-        reader.read_line(&mut reply).map_err(|e| e.to_string())?;
-        let answer: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
-        if answer["ok"] != json!(true) {
-            return Err(format!("registering alerts failed: {}", answer["error"]));
-        }
+        answer(&mut reader).map_err(|error| format!("registering alerts failed: {error}"))?;
     }
     Ok((started, micros_now()))
 }
