@@ -4,6 +4,7 @@
 //! DataFusion as residual expressions.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 use datafusion::arrow::datatypes::DataType;
 
@@ -175,5 +176,17 @@ pub fn columns_used(cond: &Cond, out: &mut Vec<ColumnRef>) {
         | Cond::SymbolIn { column, .. }
         | Cond::Truth(column) => out.push(*column),
         Cond::Const(_) | Cond::IsNull { .. } | Cond::Residual(_) => {}
+    }
+}
+
+/// Adds the columns `cond` compares by symbol to `out`.
+pub fn symbol_columns(cond: &Cond, out: &mut BTreeSet<usize>) {
+    match cond {
+        Cond::And(parts) | Cond::Or(parts) => parts.iter().for_each(|p| symbol_columns(p, out)),
+        Cond::Not(inner) => symbol_columns(inner, out),
+        Cond::SymbolEq { column, .. } | Cond::SymbolIn { column, .. } => {
+            out.insert(column.column);
+        }
+        _ => {}
     }
 }

@@ -19,5 +19,5 @@ mod views;
 pub use compile::{Compiled, compile, compile_coerced};
 pub use evaluate::evaluate;
 pub use intern::Symbols;
-pub use ir::{ColumnRef, Compare, Cond, Family, Lit, columns_used};
+pub use ir::{ColumnRef, Compare, Cond, Family, Lit, columns_used, symbol_columns};
 pub use views::Views;
