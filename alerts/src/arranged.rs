@@ -1,12 +1,13 @@
 //! A batch's rows laid out in partitions: the rows of each partition one after another,
 //! with the columns alerts test gathered in that order, so an alert is tested on all of a
-//! partition's rows at once, as bits.
+//! partition's rows at once, as a bitmap.
 //!
-//! A partition is a run of positions whose rows share a hash (of a column's value, of
-//! the cell a number falls in, of a string's first bytes; see the index's shapes). Integer
-//! columns are gathered as they are, float columns as keys that order as
-//! `f64::total_cmp` orders the floats, string columns compared by symbol as symbols, and
-//! boolean columns as TRUE or not; integers and floats keep which rows are NULL.
+//! A partition is a run of positions whose rows share a hash (of a column's value, of the
+//! cell a number falls in, of a string's first bytes; see the index's shapes). Integer
+//! columns are gathered as they are, float columns as keys that order as `f64::total_cmp`
+//! orders the floats, string columns compared by symbol as symbols (interned strings'
+//! numbers), and boolean columns as TRUE or not; integers and floats keep which rows are
+//! NULL.
 
 use datafusion::arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
 

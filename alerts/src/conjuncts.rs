@@ -1,15 +1,15 @@
-//! An alert's condition as tests of a partition's rows, as bits: each top-level conjunct
-//! a typed test that clears the bits of the rows where it is not TRUE.
+//! An alert's condition as tests of a partition's rows, as bitmaps: each top-level
+//! conjunct a typed test that clears the bits of the rows where it is not TRUE.
 //!
 //! An alert fires on a row only when its condition is TRUE, and a conjunction is TRUE only
 //! when each of its parts is TRUE, so at the top level a NULL may count as FALSE: a
 //! comparison of a column with a literal becomes a bound check on the column's values (for
 //! floats, on keys in `f64::total_cmp`'s order), an equality of strings a comparison of
-//! symbols, an `IN` list or an `OR` of equalities on one column a list of symbols (kept
-//! inline when short), a `LIKE 'prefix%'` a prefix check. Anything else (`OR`, `NOT`,
-//! residual expressions) is a general conjunct, evaluated under three-valued logic by
-//! [`evaluate`](crate::predicate::evaluate), row by row, for the rows the tests left set.
-//! Tests read a partition's gathered values ([`Arranged`]).
+//! symbols (interned strings' numbers), an `IN` list or an `OR` of equalities on one column
+//! a list of symbols (kept inline when short), a `LIKE 'prefix%'` a prefix check. Anything
+//! else (`OR`, `NOT`, residual expressions) is a general conjunct, evaluated under
+//! three-valued logic by [`evaluate`](crate::predicate::evaluate), row by row, for the rows
+//! the tests left set. Tests read a partition's gathered values ([`Arranged`]).
 
 use crate::Result;
 use crate::arranged::{Arranged, NumberColumn, Numbers, Part, total_key};

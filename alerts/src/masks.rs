@@ -1,5 +1,5 @@
 //! The distinct tests alerts make, numbered ([`TestTable`]), and their results over the
-//! rows of one partition, as bits ([`Masks`]): a test is made the first time an alert of
+//! rows of one partition, as bitmaps ([`Masks`]): a test is made the first time an alert of
 //! the partition asks for it, and every other alert making it (`kind = 'flat'`,
 //! `rooms >= 2`, a city, a budget are shared by thousands) only ANDs its words.
 
