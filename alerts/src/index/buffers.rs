@@ -10,13 +10,20 @@ use datafusion::arrow::array::BooleanArray;
 use super::firings::{AlertId, Matches, merge_over_shapes};
 use crate::masks::{Masks, set_positions};
 
+/// A firing on the partition being tested: the alert, and the position of its row.
+#[derive(Clone, Copy)]
+pub(super) struct Firing {
+    alert: AlertId,
+    position: u32,
+}
+
 /// What matching a batch needs room for, kept from one batch to the next: these grow to
 /// megabytes, which fresh allocations would fault in again each time.
 #[derive(Default)]
 pub(super) struct Buffers {
-    /// The firings on the partition being tested as (alert, position), in order of
-    /// alert, and the count of each position's (at `position + 1`).
-    pub(super) partition: Vec<(AlertId, u32)>,
+    /// The firings on the partition being tested, in order of alert, and the count of each
+    /// position's (at `position + 1`).
+    pub(super) partition: Vec<Firing>,
     pub(super) counts: Vec<usize>,
     /// Per shape, the alerts fired, partition after partition, each row's together in
     /// order of alert; and by row, where its own are.
@@ -80,7 +87,11 @@ impl Buffers {
         }
         by_row.resize(by_row.len() + self.partition.len(), 0);
         let sorted = by_row.get_mut(base..).unwrap_or_default();
-        for &(id, position) in &self.partition {
+        for &Firing {
+            alert: id,
+            position,
+        } in &self.partition
+        {
             if let Some(next) = counts.get_mut(position as usize)
                 && let Some(slot) = sorted.get_mut(*next)
             {
@@ -125,7 +136,10 @@ pub(super) fn push_found(buffers: &mut Buffers, id: AlertId) {
         while bits != 0 {
             let position = at * 64 + bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            partition.push((id, position as u32));
+            partition.push(Firing {
+                alert: id,
+                position: position as u32,
+            });
             if let Some(count) = counts.get_mut(position + 1) {
                 *count += 1;
             }

@@ -32,6 +32,13 @@ impl Matches {
     }
 }
 
+/// One shape's firings with any on a batch: where each row's are, and the alerts.
+#[derive(Clone, Copy)]
+struct ShapeFirings<'a> {
+    spans: &'a [(usize, usize)],
+    alerts: &'a [AlertId],
+}
+
 /// The firings, by row then by alert, each once: each row's merged over the shapes.
 /// `by_row` holds per shape the alerts fired, each row's together in order of alert, and
 /// `spans` per shape where each row's are; `counts` by alert the rows it has fired on.
@@ -41,22 +48,23 @@ pub(super) fn merge_over_shapes(
     rows: usize,
     counts: &mut [u64],
 ) -> Matches {
-    // Per shape with firings: where each row's are, and the alerts.
-    type ByRow<'a> = (&'a [(usize, usize)], &'a [AlertId]);
-    let shapes: Vec<ByRow> = spans
+    let shapes: Vec<ShapeFirings> = spans
         .iter()
         .zip(by_row)
         .filter(|(_, sorted)| !sorted.is_empty())
-        .map(|(spans, sorted)| (spans.as_slice(), sorted.as_slice()))
+        .map(|(spans, sorted)| ShapeFirings {
+            spans: spans.as_slice(),
+            alerts: sorted.as_slice(),
+        })
         .collect();
-    let total = shapes.iter().map(|(_, sorted)| sorted.len()).sum();
+    let total = shapes.iter().map(|shape| shape.alerts.len()).sum();
     let mut fired = Matches {
         rows: Vec::with_capacity(total),
         alerts: Vec::with_capacity(total),
     };
-    fn of_row<'a>((spans, sorted): &ByRow<'a>, row: usize) -> &'a [AlertId] {
-        let (start, end) = spans.get(row).copied().unwrap_or_default();
-        sorted.get(start..end).unwrap_or_default()
+    fn of_row<'a>(shape: &ShapeFirings<'a>, row: usize) -> &'a [AlertId] {
+        let (start, end) = shape.spans.get(row).copied().unwrap_or_default();
+        shape.alerts.get(start..end).unwrap_or_default()
     }
     let mut heads: Vec<&[AlertId]> = Vec::with_capacity(shapes.len());
     for row in 0..rows {

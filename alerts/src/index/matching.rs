@@ -7,7 +7,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::buffers::{Buffers, push_found};
 use super::firings::{AlertId, Matches};
-use super::posting_list::{GENERALS, Listed};
+use super::posting_list::{GENERALS, Listed, Visit};
 use super::shape::Shape;
 use super::{AlertIndex, Unindexed};
 use crate::arranged::{Arranged, Part};
@@ -148,7 +148,14 @@ impl AlertIndex {
             {
                 Some(values) => {
                     let implied = listed.implied(part);
-                    for (id, numbers, skip, low, high) in listed.alerts() {
+                    for Visit {
+                        id,
+                        numbers,
+                        implied: skip,
+                        low,
+                        high,
+                    } in listed.alerts()
+                    {
                         let (positions, left) = match Listed::bounding(numbers, low, high) {
                             Some((number, left)) => {
                                 let bisect = || {
@@ -179,7 +186,14 @@ impl AlertIndex {
                         .bounded
                         .and_then(|column| arranged.extent(column, part))
                         .unwrap_or((i64::MIN, i64::MAX));
-                    for (id, numbers, _, low, high) in listed.alerts() {
+                    for Visit {
+                        id,
+                        numbers,
+                        low,
+                        high,
+                        ..
+                    } in listed.alerts()
+                    {
                         if low <= greatest && least <= high {
                             self.fire_shared(id, numbers, &place, 0..size, buffers)?;
                         }

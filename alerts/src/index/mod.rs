@@ -52,13 +52,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::Result;
-use crate::arranged::NumberColumn;
-use crate::conjuncts::{Conjunct, bounds, split};
+use crate::arranged::{ColumnSymbol, NumberColumn};
+use crate::conjuncts::{Bounds, bounds, split};
 use crate::masks::TestTable;
 use crate::predicate::{ColumnRef, Compiled, Cond, Symbols, columns_used, symbol_columns};
 use buffers::Buffers;
 use keys::{keys, note_values};
-use posting_list::{GENERALS, Lists};
+use posting_list::{GENERALS, ListedAlert, Lists};
 use shape::Shape;
 
 /// Removed alerts tolerated in the index before it is rebuilt, however few are left.
@@ -66,8 +66,23 @@ const MIN_DEAD_TO_REBUILD: usize = 64;
 
 struct Alert {
     compiled: Compiled,
-    /// The partitions it is listed under: (shape, hash).
-    places: Vec<(usize, u64)>,
+    /// The partitions it is listed under.
+    places: Vec<Posting>,
+}
+
+/// A partition an alert is listed under: the number of its shape, and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Posting {
+    shape: usize,
+    hash: u64,
+}
+
+/// Where one of an alert's keys lists it: the key's shape, the hashes of its partitions,
+/// and for a key that a string column equals a string, that column and the string's symbol.
+struct KeyPartitions {
+    shape: Shape,
+    hashes: Vec<u64>,
+    symbol: Option<ColumnSymbol>,
 }
 
 /// How [`AlertIndex::matches_without_index`] goes through the rows.
@@ -137,20 +152,29 @@ impl AlertIndex {
         let distinct = |column: ColumnRef| self.distinct.get(&column).map_or(0, HashSet::len);
         let keys = keys(&compiled.cond, &distinct);
         compiled.cond = self.symbols.intern(compiled.cond);
-        // Each key's shape and partitions, and for a string's, (column, the string's symbol).
-        type Partitions = (Shape, Vec<u64>, Option<(u32, u32)>);
-        let partitions: Vec<Partitions> = match &keys {
+        let partitions: Vec<KeyPartitions> = match &keys {
             Some(keys) => keys
                 .iter()
                 .map(|key| {
                     let (shape, hashes) = key.partitions();
                     let symbol = key.text().and_then(|(column, text)| {
-                        Some((column as u32, self.symbols.symbol(text)?))
+                        Some(ColumnSymbol {
+                            column: column as u32,
+                            symbol: self.symbols.symbol(text)?,
+                        })
                     });
-                    (shape, hashes, symbol)
+                    KeyPartitions {
+                        shape,
+                        hashes,
+                        symbol,
+                    }
                 })
                 .collect(),
-            None => vec![(Shape::All, vec![0], None)],
+            None => vec![KeyPartitions {
+                shape: Shape::All,
+                hashes: vec![0],
+                symbol: None,
+            }],
         };
         symbol_columns(&compiled.cond, &mut self.symbol_columns);
         let own = split(&compiled.cond);
@@ -163,8 +187,17 @@ impl AlertIndex {
             numbers.push(GENERALS);
         }
         let mut places = Vec::new();
-        for (shape, hashes, symbol) in partitions {
-            let alert = (id, own.tests.as_slice(), numbers.as_slice());
+        for KeyPartitions {
+            shape,
+            hashes,
+            symbol,
+        } in partitions
+        {
+            let alert = ListedAlert {
+                id,
+                tests: own.tests.as_slice(),
+                numbers: numbers.as_slice(),
+            };
             self.list(shape, &hashes, symbol, alert, &mut places);
         }
         let start = self.numbers.len() as u32;
@@ -184,15 +217,15 @@ impl AlertIndex {
     }
 
     /// Lists alert `id` with its tests and their numbers under the partitions `hashes` of
-    /// `shape` (of a string column's value, `symbol`: (column, the value's symbol)), and
+    /// `shape` (of a string column's value, `symbol`: the column and the value's symbol), and
     /// adds where to `places`.
     fn list(
         &mut self,
         shape: Shape,
         hashes: &[u64],
-        symbol: Option<(u32, u32)>,
-        (id, tests, numbers): (AlertId, &[Conjunct], &[u32]),
-        places: &mut Vec<(usize, u64)>,
+        symbol: Option<ColumnSymbol>,
+        ListedAlert { id, tests, numbers }: ListedAlert,
+        places: &mut Vec<Posting>,
     ) {
         let at = match self.shapes.iter().position(|s| *s == shape) {
             Some(at) => at,
@@ -207,15 +240,16 @@ impl AlertIndex {
             return;
         };
         if order.is_none() {
-            *order = bounds(tests, None).map(|(_, column, ..)| column);
+            *order = bounds(tests, None).map(|Bounds { column, .. }| column);
         }
         for &hash in hashes {
-            if places.contains(&(at, hash)) {
+            let place = Posting { shape: at, hash };
+            if places.contains(&place) {
                 continue;
             }
-            let alert = (id, tests, numbers);
+            let alert = ListedAlert { id, tests, numbers };
             lists.entry(hash).or_default().push(alert, *order, symbol);
-            places.push((at, hash));
+            places.push(place);
         }
     }
 
@@ -229,7 +263,7 @@ impl AlertIndex {
         let Some(alert) = slot.take() else {
             return false;
         };
-        for (shape, hash) in alert.places {
+        for Posting { shape, hash } in alert.places {
             if let Some(lists) = self.lists.get_mut(shape)
                 && let Some(listed) = lists.get_mut(&hash)
             {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::firings::AlertId;
 use super::hash::Prehashed;
-use crate::arranged::{NumberColumn, Part};
-use crate::conjuncts::{Conjunct, bounds};
+use crate::arranged::{ColumnSymbol, NumberColumn, Part};
+use crate::conjuncts::{Bounds, Conjunct, bounds};
 
 /// The alerts listed under one partition, in order of alert, one record after another in
 /// one vector, so that visiting the partition reads memory in order: the alert's number,
@@ -19,9 +19,9 @@ use crate::conjuncts::{Conjunct, bounds};
 pub(super) struct Listed {
     records: Vec<u32>,
     pub(super) bounded: Option<NumberColumn>,
-    /// (column, symbol) when every alert is listed for rows with that string in that
+    /// The column and symbol when every alert is listed for rows with that string in that
     /// column (see [`Listed::implied`]).
-    symbol: Option<(u32, u32)>,
+    symbol: Option<ColumnSymbol>,
     alerts: usize,
 }
 
@@ -29,29 +29,46 @@ pub(super) struct Listed {
 /// (two), high (two).
 const HEADER: usize = 7;
 
-/// An alert as a list visits it: its number, its tests' numbers, how many of them follow
-/// the first when it has bounds (or come first when not) and are implied by the list's
-/// string, and its bounds.
-pub(super) type Visit<'a> = (AlertId, &'a [u32], usize, i64, i64);
+/// An alert as a list visits it.
+#[derive(Clone, Copy)]
+pub(super) struct Visit<'a> {
+    pub(super) id: AlertId,
+    /// Its tests' numbers.
+    pub(super) numbers: &'a [u32],
+    /// How many of its tests follow the first when it has bounds (or come first when not)
+    /// and are implied by the list's string.
+    pub(super) implied: usize,
+    /// Its bounds.
+    pub(super) low: i64,
+    pub(super) high: i64,
+}
+
+/// An alert as it is added to posting lists: its number, its tests and their numbers.
+#[derive(Clone, Copy)]
+pub(super) struct ListedAlert<'a> {
+    pub(super) id: AlertId,
+    pub(super) tests: &'a [Conjunct],
+    pub(super) numbers: &'a [u32],
+}
 
 impl Listed {
     /// Adds alert `id`, with its `tests` and their `numbers`, for rows whose value is
-    /// `symbol` (column, symbol) when given; the first alert with bounds picks the bounded
+    /// `symbol` (column and symbol) when given; the first alert with bounds picks the bounded
     /// column, `preferred` when it bounds that one. Its numbers go in the order of
     /// [`Listed::bounding`] and [`Listed::implied`].
     pub(super) fn push(
         &mut self,
-        (id, tests, numbers): (AlertId, &[Conjunct], &[u32]),
+        ListedAlert { id, tests, numbers }: ListedAlert,
         preferred: Option<NumberColumn>,
-        symbol: Option<(u32, u32)>,
+        symbol: Option<ColumnSymbol>,
     ) {
         let found = match self.bounded {
             Some(column) => bounds(tests, Some(column)),
             None => bounds(tests, preferred).or_else(|| bounds(tests, None)),
         }
         // Bounds that are the widest bound nothing (see `Listed::bounding`).
-        .filter(|&(_, _, low, high)| (low, high) != (i64::MIN, i64::MAX));
-        if let Some((_, column, _, _)) = found {
+        .filter(|&Bounds { low, high, .. }| (low, high) != (i64::MIN, i64::MAX));
+        if let Some(Bounds { column, .. }) = found {
             self.bounded = Some(column);
         }
         self.symbol = match self.alerts {
@@ -60,9 +77,9 @@ impl Listed {
         };
         // The test the bounds come from first, then those the string implies, then the rest
         // (GENERALS, past the tests, stays last).
-        let bounding = found.map(|(at, ..)| at);
+        let bounding = found.map(|Bounds { at, .. }| at);
         let implied = |at: usize| {
-            symbol.is_some_and(|(column, symbol)| {
+            symbol.is_some_and(|ColumnSymbol { column, symbol }| {
                 tests
                     .get(at)
                     .is_some_and(|test| test.implied_by(column, symbol))
@@ -72,7 +89,8 @@ impl Listed {
         order.extend((0..numbers.len()).filter(|&at| implied(at)));
         let implied_count = order.len() - usize::from(bounding.is_some());
         order.extend((0..numbers.len()).filter(|&at| Some(at) != bounding && !implied(at)));
-        let (low, high) = found.map_or((i64::MIN, i64::MAX), |(.., low, high)| (low, high));
+        let (low, high) =
+            found.map_or((i64::MIN, i64::MAX), |Bounds { low, high, .. }| (low, high));
         let [low, high] = [low, high].map(|bound| bound as u64);
         self.records.extend([
             id,
@@ -131,8 +149,13 @@ impl Listed {
             let (numbers, after) = after.split_at_checked(count as usize)?;
             rest = after;
             let join = |low: u32, high: u32| (u64::from(high) << 32 | u64::from(low)) as i64;
-            let bounds = (join(low, low_high), join(high, high_high));
-            Some((id, numbers, implied as usize, bounds.0, bounds.1))
+            Some(Visit {
+                id,
+                numbers,
+                implied: implied as usize,
+                low: join(low, low_high),
+                high: join(high, high_high),
+            })
         })
     }
 }

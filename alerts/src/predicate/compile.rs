@@ -195,13 +195,10 @@ impl Compiler<'_> {
                     literal(&between.high),
                 ) {
                     (Some(column), Some(Some(low)), Some(Some(high)))
-                        if low.family() == column.1 && high.family() == column.1 =>
+                        if low.family() == column.family && high.family() == column.family =>
                     {
                         Some(Cond::Between {
-                            column: ColumnRef {
-                                column: column.0,
-                                family: column.1,
-                            },
+                            column,
                             low,
                             high,
                             negated: between.negated,
@@ -217,13 +214,14 @@ impl Compiler<'_> {
             }) => self.column(expr).and_then(|column| {
                 let lits: Option<Vec<Lit>> = list
                     .iter()
-                    .map(|item| literal(item).flatten().filter(|l| l.family() == column.1))
+                    .map(|item| {
+                        literal(item)
+                            .flatten()
+                            .filter(|l| l.family() == column.family)
+                    })
                     .collect();
                 lits.map(|list| Cond::In {
-                    column: ColumnRef {
-                        column: column.0,
-                        family: column.1,
-                    },
+                    column,
                     list,
                     negated: *negated,
                 })
@@ -235,12 +233,9 @@ impl Compiler<'_> {
                 escape_char: None,
                 case_insensitive: false,
             }) => match (self.column(expr), literal(pattern)) {
-                (Some(column), Some(Some(Lit::Str(pattern)))) if column.1 == Family::Str => {
+                (Some(column), Some(Some(Lit::Str(pattern)))) if column.family == Family::Str => {
                     prefix_of(&pattern).map(|prefix| Cond::Prefix {
-                        column: ColumnRef {
-                            column: column.0,
-                            family: Family::Str,
-                        },
+                        column,
                         prefix,
                         negated: *negated,
                     })
@@ -249,19 +244,14 @@ impl Compiler<'_> {
             },
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
                 self.column(inner).map(|column| Cond::IsNull {
-                    column: column.0,
+                    column: column.column,
                     negated: matches!(expr, Expr::IsNotNull(_)),
                 })
             }
             Expr::Column(_) => self
                 .column(expr)
-                .filter(|column| column.1 == Family::Bool)
-                .map(|column| {
-                    Cond::Truth(ColumnRef {
-                        column: column.0,
-                        family: Family::Bool,
-                    })
-                }),
+                .filter(|column| column.family == Family::Bool)
+                .map(Cond::Truth),
             _ => None,
         };
         match compiled {
@@ -281,7 +271,7 @@ impl Compiler<'_> {
     }
 
     /// A column (possibly cast) and the family it is compared in.
-    fn column(&self, expr: &Expr) -> Option<(usize, Family)> {
+    fn column(&self, expr: &Expr) -> Option<ColumnRef> {
         let (column, data_type) = match expr {
             Expr::Column(column) => {
                 let index = self.schema.index_of(&column.name).ok()?;
@@ -296,21 +286,14 @@ impl Compiler<'_> {
             },
             _ => return None,
         };
-        family_of(&data_type).map(|family| (column, family))
+        family_of(&data_type).map(|family| ColumnRef { column, family })
     }
 }
 
 /// `column op lit`; `None` when the literal is of another family (left to DataFusion).
-fn compare(column: (usize, Family), op: Compare, lit: Option<Lit>) -> Option<Cond> {
+fn compare(column: ColumnRef, op: Compare, lit: Option<Lit>) -> Option<Cond> {
     match lit {
-        Some(lit) if lit.family() == column.1 => Some(Cond::Compare {
-            column: ColumnRef {
-                column: column.0,
-                family: column.1,
-            },
-            op,
-            lit,
-        }),
+        Some(lit) if lit.family() == column.family => Some(Cond::Compare { column, op, lit }),
         // A comparison with NULL is NULL.
         None => Some(Cond::Const(None)),
         Some(_) => None,
