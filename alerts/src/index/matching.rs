@@ -7,7 +7,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::buffers::{Buffers, push_found};
 use super::firings::{AlertId, Matches};
-use super::posting_list::{GENERALS, Listed, Visit};
+use super::posting_list::{GENERALS, PostingList, Visit};
 use super::shape::Shape;
 use super::{AlertIndex, Unindexed};
 use crate::arranged::{Arranged, Part};
@@ -156,7 +156,7 @@ impl AlertIndex {
                         high,
                     } in listed.alerts()
                     {
-                        let (positions, left) = match Listed::bounding(numbers, low, high) {
+                        let (positions, left) = match PostingList::bounding(numbers, low, high) {
                             Some((number, left)) => {
                                 let bisect = || {
                                     let from = values.partition_point(|v| *v < low);

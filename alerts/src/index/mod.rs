@@ -58,7 +58,7 @@ use crate::masks::TestTable;
 use crate::predicate::{ColumnRef, Compiled, Cond, Symbols, columns_used, symbol_columns};
 use buffers::Buffers;
 use keys::{keys, note_values};
-use posting_list::{GENERALS, ListedAlert, Lists};
+use posting_list::{GENERALS, ListedAlert, PostingLists};
 use shape::Shape;
 
 /// Removed alerts tolerated in the index before it is rebuilt, however few are left.
@@ -103,7 +103,7 @@ pub struct AlertIndex {
     /// The shapes of the keys in use and, per shape, the alerts by partition hash, each
     /// list in order of alert.
     shapes: Vec<Shape>,
-    lists: Vec<Lists>,
+    lists: Vec<PostingLists>,
     /// Per shape, the number column its partitions' rows are ordered by (the first one an
     /// alert under it bounds).
     orders: Vec<Option<NumberColumn>>,
@@ -231,7 +231,7 @@ impl AlertIndex {
             Some(at) => at,
             None => {
                 self.shapes.push(shape);
-                self.lists.push(Lists::default());
+                self.lists.push(PostingLists::default());
                 self.orders.push(None);
                 self.shapes.len() - 1
             }

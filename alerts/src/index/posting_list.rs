@@ -8,19 +8,19 @@ use super::hash::Prehashed;
 use crate::arranged::{ColumnSymbol, NumberColumn, Part};
 use crate::conjuncts::{Bounds, Conjunct, bounds};
 
-/// The alerts listed under one partition, in order of alert, one record after another in
-/// one vector, so that visiting the partition reads memory in order: the alert's number,
-/// how many tests it has, how many of them its partition's string implies, its bounds on
-/// one number column (the first an alert of the list bounds; the widest when it has none)
-/// and its tests' numbers (then [`GENERALS`] for an alert with general conjuncts). Alerts
-/// whose bounds no row of a partition is within are passed over without reading their
-/// tests.
+/// A posting list: the alerts listed under one partition, in order of alert, one record
+/// after another in one vector, so that visiting the partition reads memory in order: the
+/// alert's number, how many tests it has, how many of them its partition's string implies,
+/// its bounds on one number column (the first an alert of the list bounds; the widest when
+/// it has none) and its tests' numbers (then [`GENERALS`] for an alert with general
+/// conjuncts). Alerts whose bounds no row of a partition is within are passed over without
+/// reading their tests.
 #[derive(Default)]
-pub(super) struct Listed {
+pub(super) struct PostingList {
     records: Vec<u32>,
     pub(super) bounded: Option<NumberColumn>,
     /// The column and symbol when every alert is listed for rows with that string in that
-    /// column (see [`Listed::implied`]).
+    /// column (see [`PostingList::implied`]).
     symbol: Option<ColumnSymbol>,
     alerts: usize,
 }
@@ -51,11 +51,11 @@ pub(super) struct ListedAlert<'a> {
     pub(super) numbers: &'a [u32],
 }
 
-impl Listed {
+impl PostingList {
     /// Adds alert `id`, with its `tests` and their `numbers`, for rows whose value is
     /// `symbol` (column and symbol) when given; the first alert with bounds picks the bounded
     /// column, `preferred` when it bounds that one. Its numbers go in the order of
-    /// [`Listed::bounding`] and [`Listed::implied`].
+    /// [`PostingList::bounding`] and [`PostingList::implied`].
     pub(super) fn push(
         &mut self,
         ListedAlert { id, tests, numbers }: ListedAlert,
@@ -66,7 +66,7 @@ impl Listed {
             Some(column) => bounds(tests, Some(column)),
             None => bounds(tests, preferred).or_else(|| bounds(tests, None)),
         }
-        // Bounds that are the widest bound nothing (see `Listed::bounding`).
+        // Bounds that are the widest bound nothing (see `PostingList::bounding`).
         .filter(|&Bounds { low, high, .. }| (low, high) != (i64::MIN, i64::MAX));
         if let Some(Bounds { column, .. }) = found {
             self.bounded = Some(column);
@@ -133,7 +133,7 @@ impl Listed {
         }
     }
 
-    /// Whether the symbol tests that come first in `numbers` (after [`Listed::bounding`]),
+    /// Whether the symbol tests that come first in `numbers` (after [`PostingList::bounding`]),
     /// `implied` of them, hold on every row of `part`: they hold for the list's string, and
     /// all the partition's rows have it.
     pub(super) fn implied(&self, part: Part) -> bool {
@@ -160,7 +160,8 @@ impl Listed {
     }
 }
 
-pub(super) type Lists = HashMap<u64, Listed, std::hash::BuildHasherDefault<Prehashed>>;
+/// One shape's posting lists, by partition hash.
+pub(super) type PostingLists = HashMap<u64, PostingList, std::hash::BuildHasherDefault<Prehashed>>;
 
 /// Stands among an alert's test numbers for its general conjuncts.
 pub(super) const GENERALS: u32 = u32::MAX;
