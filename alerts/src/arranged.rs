@@ -1,12 +1,13 @@
 //! A batch's rows laid out in partitions: the rows of each partition one after another,
 //! with the columns alerts test gathered in that order, so an alert is tested on all of a
-//! partition's rows at once, as bits.
+//! partition's rows at once, as a bitmap.
 //!
-//! A partition is a run of positions whose rows share a hash (of a column's value, of
-//! the cell a number falls in, of a string's first bytes; see the index's shapes). Integer
-//! columns are gathered as they are, float columns as keys that order as
-//! `f64::total_cmp` orders the floats, string columns compared by symbol as symbols, and
-//! boolean columns as TRUE or not; integers and floats keep which rows are NULL.
+//! A partition is a run of positions whose rows share a hash (of a column's value, of the
+//! cell a number falls in, of a string's first bytes; see the index's shapes). Integer
+//! columns are gathered as they are, float columns as keys that order as `f64::total_cmp`
+//! orders the floats, string columns compared by symbol as symbols (interned strings'
+//! numbers), and boolean columns as TRUE or not; integers and floats keep which rows are
+//! NULL.
 
 use datafusion::arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
 
@@ -14,7 +15,18 @@ use crate::predicate::{ColumnRef, Family, Views};
 
 /// A number column: its number, and whether it is read as floats (as keys in
 /// `f64::total_cmp`'s order) rather than integers.
-pub type NumberColumn = (u32, bool);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberColumn {
+    pub column: u32,
+    pub float: bool,
+}
+
+/// A string column and a symbol (an interned string's number) in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSymbol {
+    pub column: u32,
+    pub symbol: u32,
+}
 
 /// A gathered number column: values by position, and when some are NULL, which are valid.
 pub struct Numbers {
@@ -39,13 +51,13 @@ impl Numbers {
 }
 
 /// A partition: the rows' shared hash and its positions, and when all its rows have one
-/// symbol in the column hashed, (that column, the symbol).
+/// symbol in the column hashed, that column and the symbol.
 #[derive(Debug, Clone, Copy)]
 pub struct Part {
     pub hash: u64,
     pub start: usize,
     pub end: usize,
-    pub same: Option<(u32, u32)>,
+    pub same: Option<ColumnSymbol>,
 }
 
 /// A batch's rows in partition order, with the tested columns gathered.
@@ -82,8 +94,14 @@ impl Arranged {
         order: Option<NumberColumn>,
     ) -> Arranged {
         let value = |row: usize| match order {
-            Some((column, false)) => views.int(column as usize, row).unwrap_or(i64::MAX),
-            Some((column, true)) => views
+            Some(NumberColumn {
+                column,
+                float: false,
+            }) => views.int(column as usize, row).unwrap_or(i64::MAX),
+            Some(NumberColumn {
+                column,
+                float: true,
+            }) => views
                 .float(column as usize, row)
                 .map_or(i64::MAX, total_key),
             None => 0,
@@ -115,7 +133,10 @@ impl Arranged {
                 if let Some(&first) = all.next()
                     && all.all(|s| *s == first)
                 {
-                    part.same = Some((column as u32, first));
+                    part.same = Some(ColumnSymbol {
+                        column: column as u32,
+                        symbol: first,
+                    });
                 }
             }
         }
@@ -199,7 +220,7 @@ impl Arranged {
     }
 
     /// Number column `column`, gathered.
-    fn numbers(&self, (column, float): NumberColumn) -> Option<&Numbers> {
+    fn numbers(&self, NumberColumn { column, float }: NumberColumn) -> Option<&Numbers> {
         match float {
             true => self.floats(column),
             false => self.ints(column),

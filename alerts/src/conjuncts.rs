@@ -1,18 +1,18 @@
-//! An alert's condition as tests of a partition's rows, as bits: each top-level conjunct
-//! a typed test that clears the bits of the rows where it is not TRUE.
+//! An alert's condition as tests of a partition's rows, as bitmaps: each top-level
+//! conjunct a typed test that clears the bits of the rows where it is not TRUE.
 //!
 //! An alert fires on a row only when its condition is TRUE, and a conjunction is TRUE only
 //! when each of its parts is TRUE, so at the top level a NULL may count as FALSE: a
 //! comparison of a column with a literal becomes a bound check on the column's values (for
 //! floats, on keys in `f64::total_cmp`'s order), an equality of strings a comparison of
-//! symbols, an `IN` list or an `OR` of equalities on one column a list of symbols (kept
-//! inline when short), a `LIKE 'prefix%'` a prefix check. Anything else (`OR`, `NOT`,
-//! residual expressions) is a general conjunct, evaluated under three-valued logic by
-//! [`evaluate`](crate::predicate::evaluate), row by row, for the rows the tests left set.
-//! Tests read a partition's gathered values ([`Arranged`]).
+//! symbols (interned strings' numbers), an `IN` list or an `OR` of equalities on one column
+//! a list of symbols (kept inline when short), a `LIKE 'prefix%'` a prefix check. Anything
+//! else (`OR`, `NOT`, residual expressions) is a general conjunct, evaluated under
+//! three-valued logic by [`evaluate`](crate::predicate::evaluate), row by row, for the rows
+//! the tests left set. Tests read a partition's gathered values ([`Arranged`]).
 
 use crate::Result;
-use crate::arranged::{Arranged, NumberColumn, Numbers, Part, total_key};
+use crate::arranged::{Arranged, ColumnSymbol, NumberColumn, Numbers, Part, total_key};
 use crate::predicate::{Compare, Cond, Family, Lit, Views};
 
 /// One conjunct, as a typed test of a row (24 bytes); equal tests of different alerts are
@@ -47,21 +47,44 @@ pub struct Split {
     pub generals: Vec<Cond>,
 }
 
-/// The first of `conjuncts` that bounds a numeric column (`column`, when given): where it
-/// is among them, the column, and its bounds.
-pub fn bounds(
-    conjuncts: &[Conjunct],
-    column: Option<NumberColumn>,
-) -> Option<(usize, NumberColumn, i64, i64)> {
+/// A conjunct that bounds a numeric column: where it is among an alert's conjuncts, the
+/// column, and its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub at: usize,
+    pub column: NumberColumn,
+    pub low: i64,
+    pub high: i64,
+}
+
+/// The first of `conjuncts` that bounds a numeric column (`column`, when given).
+pub fn bounds(conjuncts: &[Conjunct], column: Option<NumberColumn>) -> Option<Bounds> {
     conjuncts.iter().enumerate().find_map(|(at, conjunct)| {
         let (on, low, high) = match conjunct {
-            Conjunct::Int { column, low, high } => ((*column, false), *low, *high),
-            Conjunct::Float { column, low, high } => ((*column, true), *low, *high),
+            Conjunct::Int { column, low, high } => (
+                NumberColumn {
+                    column: *column,
+                    float: false,
+                },
+                *low,
+                *high,
+            ),
+            Conjunct::Float { column, low, high } => (
+                NumberColumn {
+                    column: *column,
+                    float: true,
+                },
+                *low,
+                *high,
+            ),
             _ => return None,
         };
-        column
-            .is_none_or(|wanted| wanted == on)
-            .then_some((at, on, low, high))
+        column.is_none_or(|wanted| wanted == on).then_some(Bounds {
+            at,
+            column: on,
+            low,
+            high,
+        })
     })
 }
 
@@ -354,9 +377,9 @@ pub fn narrow<'a>(
             Conjunct::Symbol { column, .. }
             | Conjunct::FewSymbols { column, .. }
             | Conjunct::Symbols { column, .. }
-                if part.same.is_some_and(|(same, _)| same == *column) =>
+                if part.same.is_some_and(|same| same.column == *column) =>
             {
-                if let Some((_, symbol)) = part.same
+                if let Some(ColumnSymbol { symbol, .. }) = part.same
                     && !test.holds_for_symbol(symbol)
                 {
                     words.fill(0);

@@ -3,8 +3,9 @@
 //!
 //! [`predicate`] compiles a condition (a type-coerced DataFusion expression) for exact
 //! evaluation under SQL's three-valued logic; [`AlertIndex`] finds the alerts that might
-//! hold for a row and evaluates only those; [`AlertSet`] names the alerts, suppresses
-//! repeated firings and makes firing rows; [`AlertOperator`] runs a set in a query.
+//! hold for a row (in the posting list of the row's partition) and evaluates only those;
+//! [`AlertSet`] names the alerts, suppresses repeated firings and makes firing rows;
+//! [`AlertOperator`] runs a set in a query.
 
 mod arranged;
 mod conjuncts;

@@ -1,5 +1,5 @@
 //! The distinct tests alerts make, numbered ([`TestTable`]), and their results over the
-//! rows of one partition, as bits ([`Masks`]): a test is made the first time an alert of
+//! rows of one partition, as bitmaps ([`Masks`]): a test is made the first time an alert of
 //! the partition asks for it, and every other alert making it (`kind = 'flat'`,
 //! `rooms >= 2`, a city, a budget are shared by thousands) only ANDs its words.
 
@@ -38,15 +38,29 @@ impl TestTable {
 /// current one.
 #[derive(Default)]
 pub struct Masks {
-    /// By test number: (generation, where its words start in `words`).
-    made: Vec<(u32, u32)>,
+    /// By test number: where its words are.
+    made: Vec<MadeMask>,
     words: Vec<u64>,
     /// By number of a test that bounds the column the partition's rows are in order of:
-    /// (generation, the positions within its bounds).
-    ranges: Vec<(u32, std::ops::Range<u32>)>,
+    /// the positions within its bounds.
+    ranges: Vec<FoundRange>,
     generation: u32,
     /// The current partition's positions.
     size: usize,
+}
+
+/// Where a test's words start in [`Masks`]'s, for the partition of `generation`.
+#[derive(Debug, Clone, Copy, Default)]
+struct MadeMask {
+    generation: u32,
+    start: u32,
+}
+
+/// The positions within a test's bounds, for the partition of `generation`.
+#[derive(Debug, Clone, Default)]
+struct FoundRange {
+    generation: u32,
+    range: std::ops::Range<u32>,
 }
 
 impl Masks {
@@ -56,12 +70,14 @@ impl Masks {
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             // Generation 0 is never current: results of 2^32 partitions ago stay unused.
-            self.made.iter_mut().for_each(|made| made.0 = 0);
-            self.ranges.iter_mut().for_each(|range| range.0 = 0);
+            self.made.iter_mut().for_each(|made| made.generation = 0);
+            self.ranges
+                .iter_mut()
+                .for_each(|found| found.generation = 0);
             self.generation = 1;
         }
-        self.made.resize(tests, (0, 0));
-        self.ranges.resize(tests, (0, 0..0));
+        self.made.resize(tests, MadeMask::default());
+        self.ranges.resize(tests, FoundRange::default());
         self.words.clear();
         self.size = size;
     }
@@ -71,7 +87,9 @@ impl Masks {
     pub fn get(&mut self, number: u32, make: impl FnOnce(&mut [u64])) -> &[u64] {
         let width = self.size.div_ceil(64);
         let at = match self.made.get(number as usize) {
-            Some(&(generation, at)) if generation == self.generation => at as usize,
+            Some(&MadeMask { generation, start }) if generation == self.generation => {
+                start as usize
+            }
             _ => {
                 let at = self.words.len();
                 self.words.resize(at + width, 0);
@@ -79,7 +97,10 @@ impl Masks {
                 set_positions(words, 0..self.size);
                 make(words);
                 if let Some(made) = self.made.get_mut(number as usize) {
-                    *made = (self.generation, at as u32);
+                    *made = MadeMask {
+                        generation: self.generation,
+                        start: at as u32,
+                    };
                 }
                 at
             }
@@ -95,10 +116,10 @@ impl Masks {
         find: impl FnOnce() -> std::ops::Range<usize>,
     ) -> std::ops::Range<usize> {
         match self.ranges.get_mut(number as usize) {
-            Some((generation, range)) if *generation == self.generation => {
+            Some(FoundRange { generation, range }) if *generation == self.generation => {
                 range.start as usize..range.end as usize
             }
-            Some((generation, range)) => {
+            Some(FoundRange { generation, range }) => {
                 let found = find();
                 *generation = self.generation;
                 *range = found.start as u32..found.end as u32;

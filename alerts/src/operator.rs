@@ -2,11 +2,20 @@
 //!
 //! The set is shared with whoever registers and drops alerts, so alerts come and go
 //! between batches without the query being restarted; an alert sees only rows that arrive
-//! after it was registered. It emits, for each batch, the firings the batch causes (all
-//! `+I`), at once: nothing waits for the watermark. The watermark only drops suppression
-//! state and makes rows behind it late (see [`AlertSet`]): the firings of suppressed
-//! alerts that cannot be decided go to the late side output. End of input emits nothing
-//! more.
+//! after it was registered.
+//!
+//! - **State**: the shared set (see [`AlertSet`]): its alert index and, per suppressed
+//!   alert and key, the event times of notified firings that can still pass a row over;
+//!   here, only the late firings not yet taken.
+//! - **Emits**: for each batch, the firings the batch causes (all `+I`), at once: nothing
+//!   waits for the watermark. Only inserts and the new versions of updated rows fire.
+//! - **Watermark**: only drops suppression state (the times whose interval has ended) and
+//!   makes rows behind it late; it emits nothing.
+//! - **Late rows**: matched as any other. A firing of a suppressed alert on a late row that
+//!   no kept time passes over cannot be decided (a dropped time might have): it is not
+//!   notified but goes to the late side output (op `late`); one that a kept time passes over is
+//!   passed over. Firings of alerts without suppression are emitted as on time.
+//! - **End of input**: emits nothing more.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
