@@ -449,9 +449,7 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {
 
 #[test]
 fn no_crate_has_an_import_cycle() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate is inside the workspace");
+    let workspace = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut failures = Vec::new();
     let mut modules = 0;
     for krate in CRATES {
