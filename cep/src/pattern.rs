@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+use sluice_engine::limits::MAX_PATTERN_DEPTH;
+
 use crate::{CepError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +181,7 @@ pub fn parse_pattern(text: &str) -> Result<Pattern> {
         tokens: tokens(text)?,
         position: 0,
         text_len: text.len(),
+        depth: 0,
     };
     let pattern = parser.pattern()?;
     match parser.tokens.get(parser.position) {
@@ -202,6 +205,8 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     position: usize,
     text_len: usize,
+    /// Groups open around the one being parsed.
+    depth: usize,
 }
 
 impl Parser {
@@ -234,6 +239,18 @@ impl Parser {
     }
 
     fn pattern(&mut self) -> Result<Pattern> {
+        if self.depth >= MAX_PATTERN_DEPTH {
+            return Err(CepError::Invalid(format!(
+                "the pattern nests groups more than {MAX_PATTERN_DEPTH} deep"
+            )));
+        }
+        self.depth += 1;
+        let pattern = self.alternatives();
+        self.depth -= 1;
+        pattern
+    }
+
+    fn alternatives(&mut self) -> Result<Pattern> {
         let mut alternatives = vec![self.term()?];
         while self.eat("|") {
             alternatives.push(self.term()?);
@@ -410,6 +427,13 @@ mod tests {
         );
         assert_eq!(round_trip("A | * B"), "PATTERN: unexpected '*' at 4");
         assert_eq!(round_trip("A %"), "PATTERN: unexpected '%' at 2");
+        let deepest = format!("{}A{}", "(".repeat(63), ")".repeat(63));
+        assert_eq!(round_trip(&deepest), "a");
+        let too_deep = format!("{}A{}", "(".repeat(64), ")".repeat(64));
+        assert_eq!(
+            round_trip(&too_deep),
+            "PATTERN: the pattern nests groups more than 64 deep"
+        );
         assert_eq!(
             round_trip("^*"),
             "PATTERN: an anchor (^ or $) cannot be quantified"

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod input;
+pub mod limits;
 pub mod operator;
 pub mod operators;
 pub mod output;

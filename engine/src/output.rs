@@ -44,10 +44,13 @@ fn format_options() -> FormatOptions<'static> {
         .with_datetime_format(Some(TIMESTAMP_FORMAT))
 }
 
+/// The name of the column that leads every written row with its change kind.
+pub const OP_COLUMN: &str = "op";
+
 /// The schema of written rows: `op`, then the result columns, times and nested values as
 /// text, dictionaries as their values.
 pub fn output_schema(schema: &SchemaRef) -> SchemaRef {
-    let mut fields = vec![Field::new("op", DataType::Utf8, false)];
+    let mut fields = vec![Field::new(OP_COLUMN, DataType::Utf8, false)];
     fields.extend(schema.fields().iter().map(|field| {
         let data_type = value_type(field.data_type());
         if written_as_text(data_type) {

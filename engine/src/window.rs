@@ -3,6 +3,7 @@
 //! All bounds are milliseconds since the epoch; a window `[start, end)` includes its start
 //! and excludes its end. Windows are aligned to `offset` (0: the epoch), as in Flink.
 
+use crate::limits::MAX_WINDOWS_PER_ROW;
 use crate::time::Millis;
 
 /// A window assignment, as Flink's window table functions declare it.
@@ -29,7 +30,8 @@ pub enum Windows {
 }
 
 impl Windows {
-    /// Checks the sizes: positive, and a multiple of the slide or step where there is one.
+    /// Checks the sizes: positive, and a multiple of the slide or step where there is one,
+    /// at most [`MAX_WINDOWS_PER_ROW`] times over.
     pub fn validate(&self) -> Result<(), String> {
         let (part, size, name) = match *self {
             Windows::Tumble { size, .. } => (size, size, "size"),
@@ -42,6 +44,13 @@ impl Windows {
         }
         if size % part != 0 {
             return Err(format!("the window size must be a multiple of its {name}"));
+        }
+        if size / part > MAX_WINDOWS_PER_ROW {
+            return Err(format!(
+                "a size of {size} ms over a {name} of {part} ms puts each row in {} windows \
+                 (limit {MAX_WINDOWS_PER_ROW})",
+                size / part
+            ));
         }
         Ok(())
     }
@@ -223,5 +232,24 @@ mod tests {
             Err("the window size must be a multiple of its slide".to_string())
         );
         assert!(Windows::Tumble { size: 0, offset: 0 }.validate().is_err());
+        let tiny_steps = Windows::Cumulate {
+            step: 1,
+            size: 30 * 24 * 3_600_000,
+            offset: 0,
+        };
+        assert_eq!(
+            tiny_steps.validate(),
+            Err(
+                "a size of 2592000000 ms over a step of 1 ms puts each row in 2592000000 \
+                 windows (limit 1000)"
+                    .to_string()
+            )
+        );
+        let most = Windows::Hop {
+            slide: 60_000,
+            size: 1_000 * 60_000,
+            offset: 0,
+        };
+        assert_eq!(most.validate(), Ok(()));
     }
 }

@@ -18,13 +18,14 @@ impl GroupOffsets {
     /// The offsets `group` has committed, kept in `dir`.
     pub fn open(dir: &Path, group: &str) -> Result<GroupOffsets> {
         if group.is_empty()
+            || group.len() > 63
             || !group
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             || group.starts_with('.')
         {
             return Err(LogError::Invalid(format!(
-                "group name '{group}' may use only letters, digits, '-', '_' and '.'"
+                "group name '{group}' may use only letters, digits, '-', '_' and '.' (at most 63)"
             )));
         }
         std::fs::create_dir_all(dir)?;

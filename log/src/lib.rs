@@ -4,10 +4,12 @@
 //! [`StreamLog`] spreads published rows over its partitions by a key column's hash (or a
 //! whole batch to each partition in turn), [`PartitionLog`] keeps one partition's records
 //! (`partition.rs`, `segment.rs`, `record.rs`), and [`GroupOffsets`] keeps where each
-//! consumer group has got to (`groups.rs`). Nothing is durable until synced: the caller
+//! consumer group has got to (`groups.rs`). [`file_name`] turns any name into a file name that
+//! stays in its directory. Nothing is durable until synced: the caller
 //! syncs after each publish, or once for a group of publishes.
 
 mod error;
+mod file_name;
 mod groups;
 mod partition;
 mod record;
@@ -15,6 +17,7 @@ mod segment;
 mod stream;
 
 pub use error::{LogError, Result};
+pub use file_name::file_name;
 pub use groups::GroupOffsets;
 pub use partition::{Fetched, PartitionLog, PendingSync};
 pub use segment::Recovered;

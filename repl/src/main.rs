@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
+use sluice_engine::limits::with_planning_stack;
 use sluice_log::LogConfig;
 use sluice_repl::run::{Format, RunArgs, run};
 use sluice_repl::shell::demo::DemoArgs;
@@ -138,6 +139,17 @@ fn parse_input(value: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
+    // Statements are planned on this thread: give it room for the deepest one accepted.
+    match with_planning_stack(run_command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: no thread to run on: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Repl(ReplArgs {
         data_dir: PathBuf::from("sluice-data"),

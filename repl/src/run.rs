@@ -2,7 +2,8 @@
 //!
 //! Runs the script's statements in order, feeds the inputs (see [`crate::feed`]), then ends
 //! all input so every pending result is emitted. Each output of the script is written to
-//! `DIR/NAME.csv` (or `.jsonl`) as results arrive, or, without `--output`, printed to stdout
+//! `DIR/NAME.csv` (or `.jsonl`; `NAME.late.csv` for late rows, the name encoded as a file
+//! name) as results arrive, or, without `--output`, printed to stdout
 //! at the end, one block per output headed by its name.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,8 @@ use std::path::PathBuf;
 
 use sluice_engine::Changes;
 use sluice_engine::output::{OutputFormat, ResultWriter, format_table};
+use sluice_log::file_name;
+use sluice_sql::script::{OutputSource, ScriptOutput};
 use sluice_sql::session::Outcome;
 use sluice_sql::{Script, parse_statements};
 
@@ -167,7 +170,7 @@ fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>,
         source,
     })?;
     for output in script.outputs() {
-        let path = directory.join(format!("{}.{}", output.name, format.extension()));
+        let path = directory.join(format!("{}.{}", file_stem(output), format.extension()));
         let file = File::create(&path).map_err(|source| CliError::Io {
             path: path.display().to_string(),
             source,
@@ -176,6 +179,16 @@ fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>,
         sinks.insert(output.name.clone(), Sink::File(writer));
     }
     Ok(sinks)
+}
+
+/// An output's file name without its extension: the name as a file name
+/// ([`sluice_log::file_name`]), and `.late` after the name of the output whose late rows it
+/// holds. The encoding leaves no `.` in a name, so no two outputs share a file.
+fn file_stem(output: &ScriptOutput) -> String {
+    match &output.source {
+        OutputSource::Late { of } => format!("{}.late", file_name(of)),
+        _ => file_name(&output.name),
+    }
 }
 
 fn deliver(

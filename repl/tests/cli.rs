@@ -453,3 +453,126 @@ fn errors_name_the_problem_and_exit_non_zero() {
         text(&output.stderr)
     );
 }
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn output_names_become_file_names_inside_the_directory() {
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let script = write(
+        dir.path(),
+        "names.sql",
+        "CREATE TABLE t (a INT);\n\
+         CREATE VIEW \"../escaped\" AS SELECT a FROM t;\n\
+         CREATE VIEW \"Top.v\" AS SELECT a FROM t;\n\
+         CREATE VIEW q1 AS SELECT a FROM t;\n\
+         SELECT a FROM t;\n",
+    );
+    let input = format!("t={}", write(dir.path(), "t.csv", "a\n1\n"));
+    let out_arg = out.display().to_string();
+    let output = sluice(&["run", &script, "--input", &input, "--output", &out_arg]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    // The plain SELECT skips `q1`, a view's name.
+    assert_eq!(
+        file_names(&out),
+        vec!["%2E%2E%2Fescaped.csv", "%54op%2Ev.csv", "q1.csv", "q2.csv"]
+    );
+    assert_eq!(file_names(dir.path()), vec!["names.sql", "out", "t.csv"]);
+    assert_eq!(read(&out.join("%54op%2Ev.csv")), "op,a\n+I,1\n");
+}
+
+#[test]
+fn an_output_name_taken_by_another_kind_of_output_is_refused() {
+    let dir = temp_dir();
+    let cases = [
+        (
+            "CREATE TABLE t (a INT);\nSELECT a FROM t;\nCREATE VIEW q1 AS SELECT a FROM t;\n",
+            "3: the output name 'q1' is taken by the results of the SELECT named 'q1'; \
+             choose another name",
+        ),
+        (
+            "CREATE TABLE t (a INT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts);\n\
+             CREATE VIEW v AS SELECT window_end, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, \
+             DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;\n\
+             CREATE VIEW \"v.late\" AS SELECT a FROM t;\n",
+            "3: the output name 'v.late' is taken by the late rows of 'v'; choose another name",
+        ),
+        (
+            "CREATE TABLE t (a INT);\nSELECT a AS op FROM t;\n",
+            "2: the query has a column named 'op', the name of every result's change kind \
+             column: rename it with AS",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let script = write(dir.path(), "taken.sql", sql);
+        let output = sluice(&["run", &script]);
+        assert_eq!(output.status.code(), Some(1), "{sql}");
+        assert_eq!(
+            text(&output.stderr),
+            format!("error: {script}:{expected}\n"),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn a_statement_nested_too_deeply_is_an_error_not_a_crash() {
+    let dir = temp_dir();
+    let chain: Vec<String> = (0..4_000).map(|i| format!("a <> {i}")).collect();
+    let sql = format!(
+        "CREATE TABLE t (a INT);\nSELECT a FROM t WHERE {};\n",
+        chain.join(" AND ")
+    );
+    let script = write(dir.path(), "deep.sql", &sql);
+    let output = sluice(&["run", &script]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {script}: syntax error: the statement is nested too deeply"
+        )),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_time_past_the_year_9999_is_a_bad_row_not_the_end_of_the_run() {
+    let dir = temp_dir();
+    let script = write(
+        dir.path(),
+        "t.sql",
+        "CREATE TABLE t (a INT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND);\n\
+         SELECT a FROM t;\n",
+    );
+    let rows = write(
+        dir.path(),
+        "t.jsonl",
+        "\u{feff}{\"a\": 1, \"ts\": \"2024-01-01 00:00:00\"}\n\
+         {\"a\": 2, \"ts\": 9223372036854775807}\n\
+         {\"a\": 3, \"ts\": \"2024-01-01 00:00:01\"}\n",
+    );
+    let input = format!("t={rows}");
+    let output = sluice(&["run", &script, "--input", &input, "--format", "csv"]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).ends_with("-- q1\nop,a\n+I,1\n+I,3\n"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stderr).starts_with(&format!(
+            "{rows}:2: skipped: column 'ts': the time is outside the years 1 to 9999\n"
+        )),
+        "{}",
+        text(&output.stderr)
+    );
+}

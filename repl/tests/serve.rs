@@ -1,157 +1,16 @@
 //! `sluice serve` end to end: the real binary over real sockets.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start sluice serve: {e}"));
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-        let mut first = String::new();
-        let mut stderr = BufReader::new(stderr);
-        if let Err(error) = stderr.read_line(&mut first) {
-            panic!("sluice serve said nothing: {error}");
-        }
-        let Some(address) = first.trim().strip_prefix("sluice: listening on ") else {
-            panic!("sluice serve did not start: {first}");
-        };
-        // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Server {
-            address: address.to_string(),
-            child,
-        }
-    }
-
-    fn connect(&self) -> Client {
-        Client::connect(&self.address)
-    }
-
-    /// Ends the server as a crash would.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Client {
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-    pushed: VecDeque<Value>,
-    next_id: u64,
-}
-
-impl Client {
-    fn connect(address: &str) -> Client {
-        let stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("cannot connect: {e}"));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
-        Client {
-            writer: stream,
-            reader,
-            pushed: VecDeque::new(),
-            next_id: 1,
-        }
-    }
-
-    fn send_line(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap_or_else(|e| panic!("cannot send: {e}"));
-    }
-
-    fn read_value(&mut self) -> Value {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!("the server closed the connection"),
-            Ok(_) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")),
-            Err(error) => panic!("no line from the server: {error}"),
-        }
-    }
-
-    /// The reply to the next line that has no id.
-    fn raw(&mut self, line: &str) -> Value {
-        self.send_line(line);
-        loop {
-            let value = self.read_value();
-            if value.get("subscription").is_some() && value.get("ok").is_none() {
-                self.pushed.push_back(value);
-            } else {
-                return value;
-            }
-        }
-    }
-
-    /// Sends `request` with a fresh id and gives its reply (rows pushed meanwhile are kept).
-    fn request(&mut self, mut request: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        request["id"] = json!(id);
-        self.send_line(&request.to_string());
-        loop {
-            let value = self.read_value();
-            if value.get("id") == Some(&json!(id)) {
-                return value;
-            }
-            assert!(
-                value.get("ok").is_none(),
-                "a reply to another request: {value}"
-            );
-            self.pushed.push_back(value);
-        }
-    }
-
-    fn ok(&mut self, request: Value) -> Value {
-        let reply = self.request(request.clone());
-        assert_eq!(reply["ok"], json!(true), "{request} was answered {reply}");
-        reply
-    }
-
-    /// The next `count` pushed rows.
-    fn pushed(&mut self, count: usize) -> Vec<Value> {
-        while self.pushed.len() < count {
-            let value = self.read_value();
-            self.pushed.push_back(value);
-        }
-        self.pushed.drain(..count).collect()
-    }
-}
+use support::{Client, Server, temp_dir};
 
 const CLICKS: &str = "CREATE TABLE clicks (user_id STRING, url STRING, ts TIMESTAMP(3), \
     WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('partitions' = '4', 'key' = 'user_id')";
@@ -169,10 +28,6 @@ fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
         state ^= state << 17;
         state
     }
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
 }
 
 /// (user, url) of pushed stream rows.
@@ -462,6 +317,43 @@ fn a_token_is_asked_for_and_connections_are_limited() {
             .as_str()
             .unwrap_or_default()
             .contains("too many connections")
+    );
+}
+
+#[test]
+fn wrong_tokens_are_answered_ever_later_and_end_the_connection() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &["--token", "s3cret"]);
+    let mut client = server.connect();
+    let started = Instant::now();
+    let errors: Vec<Value> = (0..5)
+        .map(|guess| {
+            client.request(json!({"op": "auth", "token": format!("guess{guess}")}))["error"].clone()
+        })
+        .collect();
+    let elapsed = started.elapsed();
+    let mut expected = vec![json!("the token is wrong"); 4];
+    expected.push(json!(
+        "the token is wrong; after 5 wrong tokens the connection closes"
+    ));
+    assert_eq!(errors, expected);
+    // Answered after 100, 200, 400, 800 and 1 600 ms.
+    assert!(elapsed >= Duration::from_millis(3_100), "{elapsed:?}");
+    let mut rest = String::new();
+    assert_eq!(client.reader.read_line(&mut rest).ok(), Some(0), "{rest}");
+    // The address's next failure waits longer still; the right token is taken at once and
+    // forgets the failures.
+    let mut next = server.connect();
+    let started = Instant::now();
+    next.request(json!({"op": "auth", "token": "guess"}));
+    assert!(started.elapsed() >= Duration::from_millis(3_200));
+    next.ok(json!({"op": "auth", "token": "s3cret"}));
+    let started = Instant::now();
+    next.request(json!({"op": "auth", "token": "guess"}));
+    let first_again = started.elapsed();
+    assert!(
+        (Duration::from_millis(100)..Duration::from_millis(3_200)).contains(&first_again),
+        "{first_again:?}"
     );
 }
 

@@ -9,6 +9,7 @@
 //! slows its own subscriptions, which read from the logs at its pace: the server holds no
 //! more than the queues for it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -35,6 +36,9 @@ pub(crate) async fn refuse(mut socket: TcpStream, limit: usize) {
 pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
     // Replies and rows go out at once, not held back to fill a packet.
     let _ = socket.set_nodelay(true);
+    let peer = socket
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |address| address.ip());
     let (read, mut write) = socket.into_split();
     let (outgoing, mut lines) = mpsc::channel::<String>(OUTGOING);
     let writer = tokio::spawn(async move {
@@ -69,7 +73,7 @@ pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
         }
     });
     let mut connection = Connection {
-        context: Context::new(shared, outgoing),
+        context: Context::new(shared, peer, outgoing),
         replies,
     };
     connection.serve(read).await;

@@ -13,6 +13,7 @@ mod core;
 mod op;
 pub mod protocol;
 mod publisher;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_engine::EngineError;
+use sluice_engine::limits::{PLANNING_STACK_BYTES, with_planning_stack};
 use sluice_log::{LogConfig, LogError};
 use sluice_sql::SqlError;
 use tokio::net::TcpListener;
@@ -73,6 +75,7 @@ pub(crate) struct Shared {
     pub appended: Notify,
     pub config: ServeConfig,
     pub publisher: publisher::Handle,
+    pub auth_throttle: throttle::AuthThrottle,
 }
 
 /// Runs the server until the process ends; `ready` is told the address it listens on.
@@ -80,9 +83,12 @@ pub fn serve(
     config: ServeConfig,
     ready: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<(), ServeError> {
-    let core = Core::open(&config.data_dir, config.log)?;
+    // Opening replays the catalog's statements, and requests plan statements on the
+    // runtime's threads: both get a stack for the deepest statement the limits accept.
+    let core = with_planning_stack(|| Core::open(&config.data_dir, config.log))??;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(PLANNING_STACK_BYTES)
         .build()?;
     runtime.block_on(async move {
         let listener = TcpListener::bind(config.listen).await?;
@@ -91,6 +97,7 @@ pub fn serve(
             core: Mutex::new(core),
             appended: Notify::new(),
             publisher: publisher::start(weak.clone(), config.durability),
+            auth_throttle: Default::default(),
             config: config.clone(),
         });
         let slots = Arc::new(Semaphore::new(config.max_connections));

@@ -6,8 +6,8 @@
 //! a line that comes back reads as a [`ServerLine`].
 
 pub use crate::op::{
-    Ack, AckReply, Appended, Auth, AuthReply, BadLine, Cancel, CancelReply, List, ListReply, Op,
-    Ping, PingReply, Publish, PublishReply, Pushed, Quit, QuitReply, Register, RegisterReply,
-    ReplyLine, Request, RequestLine, ServerLine, Sql, SqlReply, Start, Stats, StatsReply,
-    Subscribe, SubscribeReply, Unsubscribe, UnsubscribeReply,
+    Ack, AckReply, Appended, Auth, AuthReply, BadLine, Cancel, CancelReply, FailedEntry, List,
+    ListReply, Op, Ping, PingReply, Publish, PublishReply, Pushed, Quit, QuitReply, Register,
+    RegisterReply, ReplyLine, Request, RequestLine, ServerLine, Sql, SqlReply, Start, Stats,
+    StatsReply, Subscribe, SubscribeReply, Unsubscribe, UnsubscribeReply,
 };

@@ -11,6 +11,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::planner::{PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast;
 use sluice_engine::catalog::ColumnSource;
+use sluice_engine::limits::MAX_PARTITIONS;
 use sluice_engine::types::sql_type_name;
 use sluice_engine::{ComputedColumn, EventTime, StreamDef};
 
@@ -111,6 +112,8 @@ pub fn stream_def(
         }
     }
 
+    check_partitioning(&create.options, &schema)?;
+
     let mut def = StreamDef {
         name: create.name.clone(),
         schema,
@@ -131,6 +134,35 @@ pub fn stream_def(
     }
     def.changelog = def.is_debezium() && !def.is_table();
     Ok(def)
+}
+
+/// Checks `'partitions'` (a count from 1 to [`MAX_PARTITIONS`]) and `'key'` (a column).
+fn check_partitioning(options: &[(String, String)], schema: &SchemaRef) -> Result<()> {
+    let option = |name: &str| {
+        options
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    };
+    if let Some(text) = option("partitions") {
+        match text.parse::<usize>() {
+            Ok(count) if (1..=MAX_PARTITIONS).contains(&count) => {}
+            _ => {
+                return Err(SqlError::Invalid(format!(
+                    "option 'partitions' = '{text}': a stream has from 1 to {MAX_PARTITIONS} \
+                     partitions"
+                )));
+            }
+        }
+    }
+    if let Some(key) = option("key")
+        && schema.index_of(key).is_err()
+    {
+        return Err(SqlError::Invalid(format!(
+            "option 'key' = '{key}': there is no such column"
+        )));
+    }
+    Ok(())
 }
 
 /// `WITH` options whose value is a duration such as `'5 s'`.

@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod ddl;
+mod depth;
 pub mod dialect;
 mod error;
 pub mod functions;

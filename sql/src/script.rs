@@ -5,7 +5,9 @@
 //! `INSERT INTO sink SELECT ...` collects what it writes under the sink's name, and each
 //! plain `SELECT` is named `q1`, `q2`, ... in script order. A query with windows also has a
 //! late side output, named after its output with `.late` appended. Each alert is an output
-//! too, named after the alert: its firings, as the event's columns.
+//! too, named after the alert: its firings, as the event's columns. Two outputs of different
+//! kinds never share a name (see [`OutputSource`]); `sluice run` turns names into file names
+//! with `sluice_log::file_name`, so that no two outputs share a file either.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use datafusion::arrow::array::{Array, StringArray, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::sql::sqlparser::ast;
 use sluice_engine::output::unpacked;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, QueryId, StreamDef};
@@ -26,7 +29,36 @@ use crate::{Result, SqlError};
 #[derive(Debug, Clone)]
 pub struct ScriptOutput {
     pub name: String,
+    pub source: OutputSource,
     pub schema: SchemaRef,
+}
+
+/// What an output holds. Two outputs never share a name: a statement whose output would
+/// take a name another kind of output has is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSource {
+    /// A plain `SELECT`'s results.
+    Select,
+    /// A view's rows.
+    View,
+    /// What `INSERT INTO` statements wrote to a sink, one output for them all.
+    Sink,
+    /// An alert's firings.
+    Alert,
+    /// The late rows of output `of`.
+    Late { of: String },
+}
+
+impl OutputSource {
+    fn describe(&self, name: &str) -> String {
+        match self {
+            OutputSource::Select => format!("the results of the SELECT named '{name}'"),
+            OutputSource::View => format!("view '{name}'"),
+            OutputSource::Sink => format!("the rows inserted into '{name}'"),
+            OutputSource::Alert => format!("alert '{name}'"),
+            OutputSource::Late { of } => format!("the late rows of '{of}'"),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -80,15 +112,25 @@ impl Script {
                     self.session.engine_mut().cancel(id)?;
                 }
             }
-            Outcome::Started(query) | Outcome::Materialized(query) => self.collect(query),
+            Outcome::Materialized(query) => self.collect(query, OutputSource::View)?,
+            Outcome::Started(query) => {
+                let source = match &statement.statement {
+                    Statement::Sql(sql) if matches!(sql.as_ref(), ast::Statement::Query(_)) => {
+                        OutputSource::Select
+                    }
+                    _ => OutputSource::Sink,
+                };
+                self.collect(query, source)?
+            }
             Outcome::AlertCreated { name, started } => {
                 if let Some(query) = started {
                     self.alert_queries.insert(query.id);
                 }
                 if let Some(events) = self.session.alert_events(name) {
-                    self.add_output(name, &events);
+                    self.add_output(name, OutputSource::Alert, &events)?;
                     if self.session.alert_suppressed(name) {
-                        self.add_output(&format!("{name}.late"), &events);
+                        let late = OutputSource::Late { of: name.clone() };
+                        self.add_output(&format!("{name}.late"), late, &events)?;
                     }
                 }
             }
@@ -98,7 +140,7 @@ impl Script {
             } => {
                 let query = self.session.start_view_query(name)?;
                 self.view_queries.insert(name.clone(), query.id);
-                self.collect(&query);
+                self.collect(&query, OutputSource::View)?;
             }
             _ => {}
         }
@@ -171,28 +213,44 @@ impl Script {
         std::mem::take(&mut self.warnings)
     }
 
-    fn collect(&mut self, query: &StartedQuery) {
+    fn collect(&mut self, query: &StartedQuery, source: OutputSource) -> Result<()> {
         self.warnings.extend(
             query
                 .warnings
                 .iter()
                 .map(|w| format!("query {}: {w}", query.name)),
         );
+        self.add_output(&query.output, source, &query.schema)?;
         self.output_of.insert(query.id, query.output.clone());
-        self.add_output(&query.output, &query.schema);
         if let Some(schema) = &query.late_schema {
             let name = format!("{}.late", query.output);
-            self.late_output_of.insert(query.id, name.clone());
-            self.add_output(&name, schema);
+            let late = OutputSource::Late {
+                of: query.output.clone(),
+            };
+            self.add_output(&name, late, schema)?;
+            self.late_output_of.insert(query.id, name);
         }
+        Ok(())
     }
 
-    fn add_output(&mut self, name: &str, schema: &SchemaRef) {
-        if !self.outputs.iter().any(|o| o.name == name) {
-            self.outputs.push(ScriptOutput {
-                name: name.to_string(),
-                schema: schema.clone(),
-            });
+    /// Adds output `name`, unless it is there already (a sink written by several
+    /// statements, a view or alert made again); an output of another kind with that name is
+    /// an error.
+    fn add_output(&mut self, name: &str, source: OutputSource, schema: &SchemaRef) -> Result<()> {
+        match self.outputs.iter().find(|o| o.name == name) {
+            None => {
+                self.outputs.push(ScriptOutput {
+                    name: name.to_string(),
+                    source,
+                    schema: schema.clone(),
+                });
+                Ok(())
+            }
+            Some(output) if output.source == source => Ok(()),
+            Some(output) => Err(SqlError::Invalid(format!(
+                "the output name '{name}' is taken by {}; choose another name",
+                output.source.describe(name)
+            ))),
         }
     }
 }

@@ -14,6 +14,8 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::planner::SqlToRel;
 use datafusion::sql::sqlparser::ast;
 use sluice_engine::catalog::ColumnSource;
+use sluice_engine::limits::MAX_VIEW_DEPTH;
+use sluice_engine::output::OP_COLUMN;
 use sluice_engine::time::format_millis;
 use sluice_engine::types::sql_type_name;
 use sluice_engine::{Engine, QueryGraph, QueryId};
@@ -47,7 +49,7 @@ pub struct Session {
     /// Materialized views (streams the engine keeps a snapshot of), with their queries.
     materialized: BTreeMap<String, String>,
     settings: Settings,
-    /// Unnamed SELECTs started so far (they are named q1, q2, ...).
+    /// The number in the last plain SELECT's name (q1, q2, ...).
     selects: usize,
     /// INSERT ... SELECT queries started so far.
     inserts: usize,
@@ -178,8 +180,7 @@ impl Session {
                     }
                     let hints = query_hints(statement)?;
                     let plan = self.plan(statement.as_ref().clone())?;
-                    self.selects += 1;
-                    let name = format!("q{}", self.selects);
+                    let name = self.next_select_name();
                     self.start(&name, &name, &plan, None, hints)
                         .map(Outcome::Started)
                 }
@@ -193,6 +194,21 @@ impl Session {
                     first_words(&other.to_string())
                 ))),
             },
+        }
+    }
+
+    /// The name of the next plain `SELECT`: `qN` for the next `N` that names no stream,
+    /// view or alert.
+    fn next_select_name(&mut self) -> String {
+        loop {
+            self.selects += 1;
+            let name = format!("q{}", self.selects);
+            let taken = self.views.contains_key(&name)
+                || self.engine.catalog().get(&name).is_some()
+                || self.alert_events(&name).is_some();
+            if !taken {
+                return name;
+            }
         }
     }
 
@@ -216,6 +232,12 @@ impl Session {
         hints: QueryHints,
     ) -> Result<StartedQuery> {
         let (graph, warnings) = self.build_graph(plan, hints)?;
+        if graph.schema().index_of(OP_COLUMN).is_ok() {
+            return Err(SqlError::Invalid(format!(
+                "the query has a column named '{OP_COLUMN}', the name of every result's change \
+                 kind column: rename it with AS"
+            )));
+        }
         self.register(name, output, graph, warnings, target)
     }
 
@@ -324,10 +346,6 @@ impl Session {
             }
             return Err(self.already_exists(&name));
         }
-        let plan = self.plan(statement.clone())?;
-        let LogicalPlan::Ddl(DdlStatement::CreateView(view)) = plan else {
-            return Err(SqlError::Unsupported("this form of CREATE VIEW".into()));
-        };
         let mut dependencies = BTreeSet::new();
         let _ = ast::visit_relations(&create.query, |relation| {
             if let Ok(name) = statement::object_name(relation) {
@@ -340,6 +358,23 @@ impl Session {
                 "view '{name}' cannot read itself"
             )));
         }
+        let depth = 1 + dependencies
+            .iter()
+            .filter_map(|read| self.views.get(read))
+            .map(|view| view.depth)
+            .max()
+            .unwrap_or(0);
+        if depth > MAX_VIEW_DEPTH {
+            return Err(SqlError::Invalid(format!(
+                "view '{name}' would be planned on {} views, one on another (limit \
+                 {MAX_VIEW_DEPTH}): read a materialized view instead",
+                depth - 1
+            )));
+        }
+        let plan = self.plan(statement.clone())?;
+        let LogicalPlan::Ddl(DdlStatement::CreateView(view)) = plan else {
+            return Err(SqlError::Unsupported("this form of CREATE VIEW".into()));
+        };
         self.views.insert(
             name.clone(),
             View {
@@ -347,6 +382,7 @@ impl Session {
                 sql: crate::match_recognize::restore_match_recognize(&create.query.to_string()),
                 plan: view.input.as_ref().clone(),
                 dependencies,
+                depth,
                 hints: query_hints(statement)?,
             },
         );

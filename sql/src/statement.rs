@@ -9,9 +9,10 @@
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::Result;
+use crate::depth;
 use crate::dialect::SluiceDialect;
 use crate::location::LineStarts;
 
@@ -216,7 +217,12 @@ fn parse_in_one_piece(sql: &str) -> Result<Vec<ParsedStatement>> {
     let rewritten = crate::match_recognize::rewrite_match_recognize(sql)?;
     let sql = rewritten.as_ref();
     let dialect = SluiceDialect;
-    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(ParserError::from)?;
+    depth::check_lengths(&tokens)?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     let mut lines = LineStarts::new(sql);
     loop {
@@ -226,6 +232,7 @@ fn parse_in_one_piece(sql: &str) -> Result<Vec<ParsedStatement>> {
             return Ok(statements);
         }
         let statement = parse_statement(&mut parser)?;
+        check_depth(&statement)?;
         let next = parser.peek_token();
         if next.token != Token::SemiColon && next.token != Token::EOF {
             return parser
@@ -239,6 +246,26 @@ fn parse_in_one_piece(sql: &str) -> Result<Vec<ParsedStatement>> {
             text: sql[start..end.max(start)].trim().to_string(),
             line: first.span.start.line,
         });
+    }
+}
+
+/// Refuses `statement` if any of its parts nests too deeply (see [`crate::depth`]).
+fn check_depth(statement: &Statement) -> Result<(), ParserError> {
+    match statement {
+        Statement::Sql(statement) => depth::check(statement.as_ref()),
+        Statement::CreateAlert(alert) => depth::check(&alert.condition),
+        Statement::CreateStream(create) => {
+            let watermark = create.watermark.iter().map(|w| &w.expression);
+            let computed = create.columns.iter().filter_map(|c| match &c.kind {
+                ColumnKind::Computed(expression) => Some(expression.as_ref()),
+                ColumnKind::Physical { .. } => None,
+            });
+            watermark.chain(computed).try_for_each(depth::check)
+        }
+        Statement::Drop(_)
+        | Statement::Show(_)
+        | Statement::Describe(_)
+        | Statement::Set { .. } => Ok(()),
     }
 }
 
@@ -509,7 +536,53 @@ fn parse_word(parser: &mut Parser, word: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use sluice_engine::limits::{MAX_STATEMENT_TOKENS, with_planning_stack};
+
     use super::*;
+
+    fn conditions(count: usize) -> String {
+        let chain = (0..count)
+            .map(|i| format!("x = {i}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!("SELECT x FROM t WHERE {chain}")
+    }
+
+    /// The error parsing `sql` gives, parsed on a planning stack.
+    fn parse_error(sql: &str) -> String {
+        match with_planning_stack(|| parse_statements(sql).map(|_| ())) {
+            Ok(Err(error)) => error.to_string(),
+            Ok(Ok(())) => panic!("{} bytes of SQL parsed", sql.len()),
+            Err(error) => panic!("no thread to parse on: {error}"),
+        }
+    }
+
+    #[test]
+    fn statements_up_to_the_limit_parse() {
+        // The query, 997 nested ANDs, the comparison at the bottom and its column: 1 000 deep.
+        assert!(parse_statements(&conditions(998)).is_ok());
+    }
+
+    #[test]
+    fn the_longest_statement_is_refused_without_exhausting_the_stack() {
+        // As deep as a statement of the most tokens can be: `1+1+...`, half its tokens deep.
+        let sum = vec!["1"; MAX_STATEMENT_TOKENS / 2].join("+");
+        let error = parse_error(&format!("SELECT {sum}"));
+        assert!(error.contains("nested too deeply"), "{error}");
+        assert_eq!(
+            parse_error(&format!("SELECT 1; SELECT {sum}+1+1")),
+            "syntax error: the statement at line 1 is longer than 1000000 tokens"
+        );
+    }
+
+    #[test]
+    fn deeper_statements_are_refused_with_the_limit() {
+        let error = parse_error(&conditions(999));
+        assert!(
+            error.contains("the statement is nested too deeply: more than 1000 expressions"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn splits_a_script_and_keeps_each_statement_text() -> Result<()> {

@@ -15,6 +15,9 @@ pub struct View {
     pub plan: LogicalPlan,
     /// The streams and views its query reads.
     pub dependencies: BTreeSet<String>,
+    /// Views inlined one in another to plan it, itself included: 1 when it reads streams
+    /// only (at most [`sluice_engine::limits::MAX_VIEW_DEPTH`]).
+    pub depth: usize,
     /// Options its query's hints set.
     pub hints: QueryHints,
 }

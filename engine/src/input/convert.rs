@@ -1,10 +1,12 @@
 //! Text fields to a stream's column types: whole columns converted with Arrow's casts, each
 //! row's change kind read from its `op` text, and the rows that fail set aside with their
-//! line and reason.
+//! line and reason. A time outside the years 1 to 9999 fails too.
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt8Array};
-use datafusion::arrow::compute::{CastOptions, cast_with_options, filter, filter_record_batch};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, UInt8Array};
+use datafusion::arrow::compute::{
+    CastOptions, cast, cast_with_options, filter, filter_record_batch,
+};
+use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::rows::{Decoded, RowError};
@@ -125,6 +127,7 @@ pub(super) fn drop_rejected(
     lines: &[u64],
     mut errors: Vec<(usize, String)>,
 ) -> Result<Decoded> {
+    times_out_of_range(&all, &mut errors)?;
     let (kept, kinds) = if errors.is_empty() {
         (all, kinds)
     } else {
@@ -178,5 +181,79 @@ pub(super) fn missing_values(
                 ),
             ));
         }
+    }
+}
+
+/// The first and last milliseconds a timestamp may hold: the years 1 to 9999, as the SQL
+/// standard's `TIMESTAMP`. Within them, watermark and window arithmetic cannot overflow.
+const FIRST_MILLI: i64 = -62_135_596_800_000;
+const LAST_MILLI: i64 = 253_402_300_799_999;
+
+/// Rows of `all` whose timestamps fall outside the years 1 to 9999, with the reason.
+fn times_out_of_range(all: &RecordBatch, errors: &mut Vec<(usize, String)>) -> Result<()> {
+    let schema = all.schema();
+    for (field, column) in schema.fields().iter().zip(all.columns()) {
+        let DataType::Timestamp(unit, _) = field.data_type() else {
+            continue;
+        };
+        let values = cast(column, &DataType::Int64)?;
+        let values = values.as_primitive::<Int64Type>();
+        for row in (0..values.len()).filter(|row| values.is_valid(*row)) {
+            let value = values.value(row);
+            let millis = match unit {
+                TimeUnit::Second => value.checked_mul(1_000),
+                TimeUnit::Millisecond => Some(value),
+                TimeUnit::Microsecond => Some(value.div_euclid(1_000)),
+                TimeUnit::Nanosecond => Some(value.div_euclid(1_000_000)),
+            };
+            if !millis.is_some_and(|m| (FIRST_MILLI..=LAST_MILLI).contains(&m)) {
+                errors.push((
+                    row,
+                    format!(
+                        "column '{}': the time is outside the years 1 to 9999",
+                        field.name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::TimestampMillisecondArray;
+    use datafusion::arrow::datatypes::Field;
+
+    use super::*;
+
+    #[test]
+    fn times_past_the_year_9999_are_rejected() -> Result<()> {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        )]));
+        let times = TimestampMillisecondArray::from(vec![
+            Some(0),
+            Some(i64::MAX),
+            None,
+            Some(LAST_MILLI),
+            Some(LAST_MILLI + 1),
+            Some(FIRST_MILLI),
+            Some(FIRST_MILLI - 1),
+        ]);
+        let all = RecordBatch::try_new(schema.clone(), vec![Arc::new(times)])?;
+        let decoded = drop_rejected(&schema, all, None, &[1, 2, 3, 4, 5, 6, 7], Vec::new())?;
+        assert_eq!(decoded.rows.num_rows(), 4);
+        let lines: Vec<u64> = decoded.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 5, 7]);
+        assert_eq!(
+            decoded.errors[0].reason,
+            "column 'ts': the time is outside the years 1 to 9999"
+        );
+        Ok(())
     }
 }

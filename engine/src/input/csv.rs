@@ -2,7 +2,9 @@
 //!
 //! Columns are matched to the stream's by name (case-insensitively); columns the stream does
 //! not have are ignored, and a header missing one of the stream's columns is an error. An
-//! `op` column the stream does not have gives each row's change kind.
+//! `op` column the stream does not have gives each row's change kind. A row that is not
+//! valid UTF-8 is rejected alone, and so is a row whose quoted field is never closed (it
+//! would take the rest of the file).
 
 use std::io::Read;
 
@@ -15,7 +17,7 @@ use super::rows::{BATCH_ROWS, Decoded, OP_COLUMN, RowReader};
 use crate::{EngineError, Result};
 
 pub struct CsvRows<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<Counted<R>>,
     schema: SchemaRef,
     /// For each stream column, its field index in the file.
     positions: Vec<usize>,
@@ -24,7 +26,23 @@ pub struct CsvRows<R: Read> {
     header_len: usize,
     null_literal: Option<String>,
     changelog: bool,
-    record: csv::StringRecord,
+    record: csv::ByteRecord,
+}
+
+/// The input, with the double quotes read so far counted and whether its end was reached.
+struct Counted<R> {
+    inner: R,
+    quotes: u64,
+    at_end: bool,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.at_end |= read == 0 && !buffer.is_empty();
+        self.quotes += buffer[..read].iter().filter(|&&b| b == b'"').count() as u64;
+        Ok(read)
+    }
 }
 
 impl<R: Read> CsvRows<R> {
@@ -33,7 +51,11 @@ impl<R: Read> CsvRows<R> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(input);
+            .from_reader(Counted {
+                inner: input,
+                quotes: 0,
+                at_end: false,
+            });
         let header = reader
             .headers()
             .map_err(|error| EngineError::Input(format!("cannot read the CSV header: {error}")))?
@@ -67,8 +89,20 @@ impl<R: Read> CsvRows<R> {
             header_len: header.len(),
             null_literal: options.null_literal,
             changelog: options.changelog,
-            record: csv::StringRecord::new(),
+            record: csv::ByteRecord::new(),
         })
+    }
+}
+
+impl<R: Read> CsvRows<R> {
+    /// Whether the row just read, with `fields`, ran to the end of the input inside a quoted
+    /// field: the input ended, one of its fields spans lines (only a quoted one can), and
+    /// the input holds an odd number of double quotes (each closed field has an even number).
+    fn unclosed_quote(&self, fields: &[&str]) -> bool {
+        let input = self.reader.get_ref();
+        input.at_end
+            && input.quotes % 2 == 1
+            && fields.iter().any(|field| field.contains(['\n', '\r']))
     }
 }
 
@@ -83,7 +117,7 @@ impl<R: Read> RowReader for CsvRows<R> {
         while lines.len() < BATCH_ROWS {
             let more = self
                 .reader
-                .read_record(&mut self.record)
+                .read_byte_record(&mut self.record)
                 .map_err(|error| EngineError::Input(format!("cannot read CSV: {error}")))?;
             if !more {
                 break;
@@ -91,19 +125,39 @@ impl<R: Read> RowReader for CsvRows<R> {
             let line = self.record.position().map_or(0, |p| p.line());
             let row = lines.len();
             lines.push(line);
-            if self.record.len() != self.header_len {
+            let fields: Option<Vec<&str>> = self
+                .record
+                .iter()
+                .map(|field| std::str::from_utf8(field).ok())
+                .collect();
+            let Some(fields) = fields else {
+                errors.push((row, "the row is not valid UTF-8".to_string()));
+                builders.iter_mut().for_each(StringBuilder::append_null);
+                if self.op_position.is_some() {
+                    op.append_null();
+                }
+                continue;
+            };
+            if self.unclosed_quote(&fields) {
+                errors.push((
+                    row,
+                    "a quoted field opened in this row is never closed: the rest of the file \
+                     was read as that field"
+                        .to_string(),
+                ));
+            } else if fields.len() != self.header_len {
                 errors.push((
                     row,
                     format!(
                         "expected {} fields, found {}",
                         self.header_len,
-                        self.record.len()
+                        fields.len()
                     ),
                 ));
             }
             for (builder, &position) in builders.iter_mut().zip(&self.positions) {
-                match self.record.get(position) {
-                    Some(field)
+                match fields.get(position) {
+                    Some(&field)
                         if !field.is_empty() && Some(field) != self.null_literal.as_deref() =>
                     {
                         builder.append_value(field)
@@ -112,7 +166,7 @@ impl<R: Read> RowReader for CsvRows<R> {
                 }
             }
             if let Some(position) = self.op_position {
-                op.append_option(self.record.get(position).filter(|f| !f.is_empty()));
+                op.append_option(fields.get(position).filter(|f| !f.is_empty()));
             }
         }
         if lines.is_empty() {
@@ -162,6 +216,37 @@ mod tests {
             ]
         );
         assert!(rows.next_batch()?.is_none());
+        Ok(())
+    }
+
+    fn rejected(input: &[u8]) -> Result<(usize, Vec<(u64, String)>)> {
+        let mut rows = CsvRows::new(input, schema(), TextOptions::default())?;
+        let Some(decoded) = rows.next_batch()? else {
+            panic!("expected a batch");
+        };
+        assert!(rows.next_batch()?.is_none());
+        let errors = decoded.errors.into_iter().map(|e| (e.line, e.reason));
+        Ok((decoded.rows.num_rows(), errors.collect()))
+    }
+
+    #[test]
+    fn a_row_of_bad_utf8_is_rejected_alone() -> Result<()> {
+        let (kept, errors) = rejected(b"id,name\n1,a\n2,b\xff\n3,c\n")?;
+        assert_eq!(kept, 2);
+        assert_eq!(errors, vec![(3, "the row is not valid UTF-8".to_string())]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_reported_not_swallowed() -> Result<()> {
+        let (kept, errors) = rejected(b"id,name\n1,a\n2,\"b\n3,c\n4,d\n")?;
+        assert_eq!(kept, 1);
+        let reason = "a quoted field opened in this row is never closed: the rest of the file \
+                      was read as that field";
+        assert_eq!(errors, vec![(3, reason.to_string())]);
+        // A closed quoted field over several lines at the end is a row like any other.
+        let (kept, errors) = rejected(b"id,name\n1,a\n2,\"b\n3,c\"\n")?;
+        assert_eq!((kept, errors), (2, vec![]));
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! Batches are decoded with Arrow's JSON decoder; when a batch fails, its lines are decoded
 //! one at a time so that only the bad lines are rejected, each with its line number. Fields
 //! the stream does not have are ignored; a missing field is NULL. An `op` field the stream
-//! does not have gives each row's change kind.
+//! does not have gives each row's change kind. A byte-order mark at the start is skipped.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -17,6 +17,9 @@ use super::convert::{drop_rejected, kinds_of, missing_values, relaxed};
 use super::options::TextOptions;
 use super::rows::{BATCH_ROWS, Decoded, OP_COLUMN, RowError, RowReader};
 use crate::{EngineError, Result};
+
+/// The byte-order mark some editors put at the start of a UTF-8 file; skipped.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Lines of JSON objects decoded into batches of a schema, bad lines set aside.
 pub(super) struct JsonLines<R: BufRead> {
@@ -72,6 +75,9 @@ impl<R: BufRead> JsonLines<R> {
                 break;
             }
             self.line += 1;
+            if self.line == 1 && self.buffer.starts_with(UTF8_BOM) {
+                self.buffer.drain(..UTF8_BOM.len());
+            }
             if self.buffer[start..].iter().all(u8::is_ascii_whitespace) {
                 self.buffer.truncate(start);
                 continue;
@@ -215,6 +221,18 @@ mod tests {
         assert_eq!(decoded.rows.num_rows(), 2);
         let lines: Vec<u64> = decoded.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 5]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() -> Result<()> {
+        let input = "\u{feff}{\"id\": 1}\n{\"id\": 2}\n";
+        let mut rows = JsonLinesRows::new(input.as_bytes(), schema(), TextOptions::default());
+        let Some(decoded) = rows.next_batch()? else {
+            panic!("expected a batch");
+        };
+        assert_eq!(decoded.rows.num_rows(), 2);
+        assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
         Ok(())
     }
 

@@ -469,7 +469,10 @@ impl Shell {
     /// Reloads the names tab completion offers: streams, views, queries and columns.
     fn refresh_names(&mut self) {
         let mut names = Vec::new();
-        if let Ok(ListReply { streams, queries }) = self.client.request(List {}) {
+        if let Ok(ListReply {
+            streams, queries, ..
+        }) = self.client.request(List {})
+        {
             names.extend(streams);
             names.extend(queries);
         }

@@ -60,6 +60,8 @@ pub use self::payload::{Payload, decode};
 pub use self::publish::{Logged, StreamSync};
 pub use self::subscription::{StartAt, Target};
 
+pub use crate::op::FailedEntry;
+
 pub struct Core {
     /// Held locked while the server runs, so no second one opens the same directory.
     _lock: std::fs::File,
@@ -82,6 +84,8 @@ pub struct Core {
     fed_stamp: Millis,
     /// Queries registered so far, numbering their result logs.
     registrations: u64,
+    /// Journal entries that failed when replayed on start, with their errors.
+    failed: Vec<FailedEntry>,
 }
 
 fn now() -> Millis {
@@ -120,6 +124,7 @@ impl Core {
             last_stamp: 0,
             fed_stamp: 0,
             registrations: 0,
+            failed: Vec::new(),
         };
         // A query sees what is published after it is registered, on replay as when live.
         core.session.engine_mut().stop_retaining_history();

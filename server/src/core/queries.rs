@@ -2,8 +2,12 @@
 //! of its own under `results/`), cancelling it, and forgetting it with its subscribers and
 //! its result log.
 
+use datafusion::sql::sqlparser::ast;
 use sluice_engine::QueryId;
-use sluice_log::StreamLog;
+use sluice_engine::limits::MAX_NAME_BYTES;
+use sluice_log::{StreamLog, file_name};
+use sluice_sql::parse_statements;
+use sluice_sql::statement::Statement;
 
 use super::Core;
 use super::journal::CatalogEntry;
@@ -14,7 +18,7 @@ use crate::ServeError;
 impl Core {
     /// Starts a standing query named `name` whose results go to its own log.
     pub fn register(&mut self, name: &str, sql: &str) -> Result<(), ServeError> {
-        let dir = format!("{name}.{}", self.registrations + 1);
+        let dir = format!("{}.{}", file_name(name), self.registrations + 1);
         self.start_query(name, sql, dir.clone())?;
         self.remember(CatalogEntry::Register {
             name: name.to_string(),
@@ -30,18 +34,19 @@ impl Core {
         sql: &str,
         dir: String,
     ) -> Result<(), ServeError> {
+        check_registration(name, sql)?;
         if self.queries.contains_key(name) {
             return Err(ServeError::Request(format!(
                 "query '{name}' already exists"
             )));
         }
-        let view = format!("CREATE VIEW {name} AS {sql}");
+        let view = format!("CREATE VIEW \"{name}\" AS {sql}");
         self.session.execute_sql(&view)?;
         let started = match self.session.start_view_query(name) {
             Ok(started) => started,
             Err(error) => {
                 // Leave no view behind a query that did not start.
-                let _ = self.session.execute_sql(&format!("DROP VIEW {name}"));
+                let _ = self.session.execute_sql(&format!("DROP VIEW \"{name}\""));
                 return Err(error.into());
             }
         };
@@ -89,7 +94,7 @@ impl Core {
             )));
         }
         self.session.engine_mut().cancel(query.id)?;
-        self.session.execute_sql(&format!("DROP VIEW {name}"))?;
+        self.session.execute_sql(&format!("DROP VIEW \"{name}\""))?;
         self.remember(CatalogEntry::Cancel {
             name: name.to_string(),
             at: self.fed_stamp,
@@ -113,4 +118,36 @@ impl Core {
             _ => Ok(()),
         }
     }
+}
+
+/// Checks that `name` is a plain identifier and `sql` exactly one query, so that the view
+/// statement built from them is that one view and nothing else.
+fn check_registration(name: &str, sql: &str) -> Result<(), ServeError> {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= MAX_NAME_BYTES;
+    if !plain {
+        return Err(ServeError::Request(format!(
+            "query name {name:?}: a query name is letters, digits and '_', not starting with a \
+             digit, at most {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    let statements = parse_statements(sql)?;
+    let one_query = match statements.as_slice() {
+        [parsed] => match &parsed.statement {
+            Statement::Sql(statement) => matches!(statement.as_ref(), ast::Statement::Query(_)),
+            _ => false,
+        },
+        _ => false,
+    };
+    if !one_query {
+        return Err(ServeError::Request(format!(
+            "register takes one SELECT; {} statement(s) were sent",
+            statements.len()
+        )));
+    }
+    Ok(())
 }

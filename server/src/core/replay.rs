@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 use sluice_engine::time::Millis;
 use sluice_log::Fetched;
 
-use super::Core;
 use super::journal::CatalogEntry;
 use super::records::split_kinds;
+use super::{Core, FailedEntry};
 use crate::ServeError;
 
 /// Reads one stream partition's records in order, a chunk at a time, while replaying.
@@ -103,17 +103,37 @@ impl Core {
     }
 
     /// Does again what a journal entry recorded.
+    /// Carries out a journal entry. One that fails for what it says (not for the disk) is
+    /// kept in [`Core::failed`] and logged, and the replay goes on without it.
     fn apply(&mut self, entry: CatalogEntry) -> Result<(), ServeError> {
-        match entry {
+        let (described, outcome) = match entry {
             CatalogEntry::Statement { sql, .. } => {
-                self.execute_sql(&sql)?;
+                let outcome = self.execute_sql(&sql).map(drop);
+                (sql, outcome)
             }
             CatalogEntry::Register { name, sql, dir, .. } => {
                 let dir = dir.unwrap_or_else(|| name.clone());
-                self.start_query(&name, &sql, dir)?;
+                let outcome = self.start_query(&name, &sql, dir);
+                (format!("register {name}: {sql}"), outcome)
             }
-            CatalogEntry::Cancel { name, .. } => self.cancel(&name)?,
+            CatalogEntry::Cancel { name, .. } => {
+                let outcome = self.cancel(&name);
+                (format!("cancel {name}"), outcome)
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(error @ (ServeError::Io(_) | ServeError::Log(_) | ServeError::InUse(_))) => {
+                Err(error)
+            }
+            Err(error) => {
+                eprintln!("catalog: failed on start, left out: {described}: {error}");
+                self.failed.push(FailedEntry {
+                    entry: described,
+                    error: error.to_string(),
+                });
+                Ok(())
+            }
         }
-        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use sluice_engine::Changes;
-use sluice_log::StreamLog;
+use sluice_log::{StreamLog, file_name};
 use sluice_sql::session::{AlertGroup, CompiledGroup};
 use sluice_sql::{Outcome, ParsedStatement};
 
@@ -58,7 +58,7 @@ impl Core {
                                 })?,
                             };
                             let key = def.option("key");
-                            let dir = self.data_dir.join("streams").join(&name);
+                            let dir = self.data_dir.join("streams").join(file_name(&name));
                             let (log, _) = StreamLog::open(&dir, partitions, key, self.config)?;
                             self.streams.insert(name.clone(), log);
                         }
@@ -76,7 +76,8 @@ impl Core {
                     changed = true;
                     if let Some(query) = started {
                         let source = self.session.alert_source_of(&name).unwrap_or(&name);
-                        let dir = format!("alerts.{source}.{}", self.registrations + 1);
+                        let dir =
+                            format!("alerts.{}.{}", file_name(source), self.registrations + 1);
                         self.add_query(&query.name, query.id, dir)?;
                     }
                     replies.push(json!({"created": "alert", "name": name}));

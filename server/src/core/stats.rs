@@ -87,7 +87,7 @@ impl Core {
             }));
         }
         json!({"streams": streams, "queries": queries, "groups": groups,
-               "subscriptions": subscriptions})
+               "subscriptions": subscriptions, "failed": self.failed})
     }
 
     /// The names of the streams and the standing queries, for `list`.
@@ -95,6 +95,7 @@ impl Core {
         json!({
             "streams": self.streams.keys().collect::<Vec<_>>(),
             "queries": self.queries.keys().collect::<Vec<_>>(),
+            "failed": self.failed,
         })
     }
 }

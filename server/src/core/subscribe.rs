@@ -126,6 +126,23 @@ impl Core {
             .subscriptions
             .get(&id)
             .ok_or_else(|| ServeError::Request(format!("no subscription {id}")))?;
+        let log = self.log(&subscription.target)?;
+        let Some(part) = log.partitions().get(partition) else {
+            return Err(ServeError::Request(format!(
+                "there is no partition {partition} to ack: the subscription reads {}",
+                match log.partitions().len() {
+                    1 => "partition 0 only".to_string(),
+                    count => format!("partitions 0 to {}", count - 1),
+                }
+            )));
+        };
+        if offset >= part.end() {
+            return Err(ServeError::Request(format!(
+                "offset {offset} of partition {partition} has not been written: its offsets end \
+                 before {}",
+                part.end()
+            )));
+        }
         let Some(group) = &subscription.group else {
             return Ok(());
         };

@@ -2,6 +2,7 @@
 //! authenticated, its subscriptions, and the queue its pushed lines go out through.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -12,7 +13,13 @@ use crate::{ServeError, Shared};
 
 pub(crate) struct Context {
     pub shared: Arc<Shared>,
+    /// The client's address, for throttling wrong tokens.
+    pub peer: IpAddr,
     pub authenticated: bool,
+    /// Wrong tokens sent so far.
+    pub failed_auths: u32,
+    /// The connection ends after the current reply.
+    pub closing: bool,
     /// Lines to the socket: replies and pushed rows.
     pub outgoing: mpsc::Sender<String>,
     /// The tasks pushing each subscription's rows.
@@ -23,9 +30,16 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub(crate) fn new(shared: Arc<Shared>, outgoing: mpsc::Sender<String>) -> Context {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        peer: IpAddr,
+        outgoing: mpsc::Sender<String>,
+    ) -> Context {
         Context {
             authenticated: shared.config.token.is_none(),
+            peer,
+            failed_auths: 0,
+            closing: false,
             shared,
             outgoing,
             subscriptions: BTreeMap::new(),

@@ -1,4 +1,5 @@
-//! `list`: the names of the streams and of the standing queries.
+//! `list`: the names of the streams and of the standing queries, and the catalog entries
+//! that failed on start.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,18 @@ pub struct List {}
 pub struct ListReply {
     pub streams: Vec<String>,
     pub queries: Vec<String>,
+    /// Catalog entries that failed when replayed on start.
+    #[serde(default)]
+    pub failed: Vec<FailedEntry>,
+}
+
+/// A catalog entry that no longer runs (say, a definition that a newer version refuses):
+/// what it was and why it failed. The rest of the catalog runs without it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedEntry {
+    /// The statement, or `register NAME: SQL`, or `cancel NAME`.
+    pub entry: String,
+    pub error: String,
 }
 
 impl Op for List {

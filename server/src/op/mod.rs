@@ -27,7 +27,7 @@ pub(crate) use self::answer::Answer;
 pub use self::auth::{Auth, AuthReply};
 pub use self::cancel::{Cancel, CancelReply};
 pub(crate) use self::context::Context;
-pub use self::list::{List, ListReply};
+pub use self::list::{FailedEntry, List, ListReply};
 pub use self::ping::{Ping, PingReply};
 pub use self::publish::{Appended, Publish, PublishReply};
 pub use self::quit::{Quit, QuitReply};
@@ -195,6 +195,7 @@ pub(crate) async fn handle(context: &mut Context, text: &str) -> Handled {
     };
     let quit = matches!(request, Request::Quit(_));
     let answer = request.carry_out(context).await;
+    let quit = quit || context.closing;
     Handled { id, answer, quit }
 }
 
@@ -202,7 +203,7 @@ impl Request {
     async fn carry_out(self, context: &mut Context) -> Answer {
         match self {
             Request::Ping(ping) => Answer::now(Ok(ping.carry_out())),
-            Request::Auth(auth) => Answer::now(auth.carry_out(context)),
+            Request::Auth(auth) => Answer::now(auth.carry_out(context).await),
             Request::Sql(sql) => Answer::now(sql.carry_out(context).await),
             Request::Register(register) => Answer::now(register.carry_out(context).await),
             Request::Cancel(cancel) => Answer::now(cancel.carry_out(context).await),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::context::Context;
+use super::list::FailedEntry;
 use super::wire::Op;
 use crate::ServeError;
 
@@ -21,6 +22,9 @@ pub struct StatsReply {
     pub groups: Value,
     /// Per subscription: target, group, lag.
     pub subscriptions: Value,
+    /// Catalog entries that failed when replayed on start.
+    #[serde(default)]
+    pub failed: Vec<FailedEntry>,
 }
 
 impl Op for Stats {

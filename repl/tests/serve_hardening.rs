@@ -1,0 +1,266 @@
+//! `sluice serve` against hostile and careless requests: names that look like paths, SQL in
+//! a query's name, definitions past the limits, deep statements, acks of offsets that do not
+//! exist, and a catalog entry that no longer runs. The server answers each with a clear
+//! error and stays up; nothing lands outside its data directory.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::{Client, Server, temp_dir};
+
+fn error_of(client: &mut Client, request: Value) -> String {
+    let reply = client.request(request.clone());
+    assert_eq!(reply["ok"], json!(false), "{request} was answered {reply}");
+    reply["error"].as_str().unwrap_or_default().to_string()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn offsets(reply: &Value) -> Vec<u64> {
+    reply["appended"]
+        .as_array()
+        .map(|parts| parts.iter().filter_map(|p| p["offset"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn stream_names_never_reach_outside_the_data_directory_nor_share_a_log() {
+    let root = temp_dir();
+    let data = root.path().join("data");
+    let server = Server::start(&data, &[]);
+    let mut client = server.connect();
+    for name in ["../../x", "/tmp/sluice-absolute", "v", "x/../v", ".."] {
+        let sql = format!("CREATE TABLE \"{name}\" (a INT)");
+        client.ok(json!({"op": "sql", "sql": sql}));
+    }
+    // Each name has a directory of its own under streams/, and nothing is beside data/.
+    assert_eq!(
+        entries(&data.join("streams")),
+        vec![
+            "%2E%2E",
+            "%2E%2E%2F%2E%2E%2Fx",
+            "%2Ftmp%2Fsluice-absolute",
+            "v",
+            "x%2F%2E%2E%2Fv"
+        ]
+    );
+    assert_eq!(entries(root.path()), vec!["data"]);
+    assert!(!Path::new("/tmp/sluice-absolute").exists());
+    // Publishes to `v` and to `x/../v` each get their own offsets.
+    let first = client.ok(json!({"op": "publish", "stream": "v", "event": {"a": 1}}));
+    let second = client.ok(json!({"op": "publish", "stream": "x/../v", "event": {"a": 2}}));
+    assert_eq!((offsets(&first), offsets(&second)), (vec![0], vec![0]));
+    // And a restart finds every row where it was.
+    server.kill();
+    let server = Server::start(&data, &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "subscribe", "stream": "v", "from": "earliest"}));
+    let rows = client.pushed(1);
+    assert_eq!(rows[0]["row"], json!({"op": "+I", "a": 1}));
+}
+
+#[test]
+fn a_registered_querys_name_is_data_not_sql() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": "CREATE TABLE victim (a INT)"}));
+    let injected = "q AS SELECT 1; DROP TABLE victim; CREATE TABLE injected (a INT); \
+                    CREATE VIEW z";
+    let error = error_of(
+        &mut client,
+        json!({"op": "register", "name": injected, "sql": "SELECT a FROM victim"}),
+    );
+    assert!(
+        error.contains("a query name is letters, digits and '_'"),
+        "{error}"
+    );
+    let error = error_of(
+        &mut client,
+        json!({"op": "register", "name": "q", "sql": "SELECT a FROM victim; DROP TABLE victim"}),
+    );
+    assert_eq!(error, "register takes one SELECT; 2 statement(s) were sent");
+    let error = error_of(
+        &mut client,
+        json!({"op": "register", "name": "q", "sql": "DROP TABLE victim"}),
+    );
+    assert_eq!(error, "register takes one SELECT; 1 statement(s) were sent");
+    let listed = client.ok(json!({"op": "list"}));
+    assert_eq!(listed["streams"], json!(["victim"]));
+    assert_eq!(listed["queries"], json!([]));
+    client.ok(json!({"op": "register", "name": "Big_1", "sql": "SELECT a FROM victim"}));
+}
+
+#[test]
+fn definitions_past_the_limits_are_refused_and_the_server_stays_up() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    let error = error_of(
+        &mut client,
+        json!({"op": "sql", "sql": "CREATE TABLE many (a INT) WITH ('partitions' = '1000000000')"}),
+    );
+    assert_eq!(
+        error,
+        "option 'partitions' = '1000000000': a stream has from 1 to 256 partitions"
+    );
+    assert_eq!(entries(&dir.path().join("streams")), Vec::<String>::new());
+    client.ok(
+        json!({"op": "sql", "sql": "CREATE TABLE ticks (price INT, ts TIMESTAMP(3), \
+        WATERMARK FOR ts AS ts) WITH ('partitions' = '256')"}),
+    );
+    let hop = "SELECT window_end, COUNT(*) FROM TABLE(HOP(TABLE ticks, DESCRIPTOR(ts), \
+               INTERVAL '0.001' SECOND, INTERVAL '1' DAY)) GROUP BY window_start, window_end";
+    let error = error_of(
+        &mut client,
+        json!({"op": "register", "name": "hop", "sql": hop}),
+    );
+    assert!(
+        error.contains("puts each row in 86400000 windows (limit 1000)"),
+        "{error}"
+    );
+    // 1 000 ANDed comparisons: refused, not a crash; 900 plan.
+    let conditions = |count: usize| {
+        let chain: Vec<String> = (0..count).map(|i| format!("price <> {i}")).collect();
+        format!("SELECT price FROM ticks WHERE {}", chain.join(" AND "))
+    };
+    for op in ["sql", "register"] {
+        let request = json!({"op": op, "name": "deep", "sql": conditions(1_000)});
+        let error = error_of(&mut client, request);
+        assert!(error.contains("nested too deeply"), "{error}");
+    }
+    let alert = format!(
+        "CREATE ALERT deep ON ticks WHERE {}",
+        conditions(1_000)
+            .split(" WHERE ")
+            .nth(1)
+            .unwrap_or_default()
+    );
+    let error = error_of(&mut client, json!({"op": "sql", "sql": alert}));
+    assert!(error.contains("nested too deeply"), "{error}");
+    client.ok(json!({"op": "register", "name": "wide", "sql": conditions(900)}));
+    // A pattern nested 4 000 deep.
+    let pattern = format!("{}A{}", "(".repeat(4_000), ")".repeat(4_000));
+    let deep_pattern = format!(
+        "SELECT * FROM ticks MATCH_RECOGNIZE (ORDER BY ts MEASURES A.price AS p \
+         PATTERN ({pattern}) DEFINE A AS price > 0)"
+    );
+    let error = error_of(
+        &mut client,
+        json!({"op": "register", "name": "nested", "sql": deep_pattern}),
+    );
+    assert!(error.contains("nests groups more than 64 deep"), "{error}");
+    // Views on views, 64 deep at most.
+    client.ok(json!({"op": "sql", "sql": "CREATE VIEW v1 AS SELECT price FROM ticks"}));
+    for level in 2..=64 {
+        let sql = format!("CREATE VIEW v{level} AS SELECT price FROM v{}", level - 1);
+        client.ok(json!({"op": "sql", "sql": sql}));
+    }
+    let error = error_of(
+        &mut client,
+        json!({"op": "sql", "sql": "CREATE VIEW v65 AS SELECT price FROM v64"}),
+    );
+    assert!(error.contains("planned on 64 views"), "{error}");
+    client.ok(json!({"op": "register", "name": "deepest", "sql": "SELECT price FROM v63"}));
+    client.ok(json!({"op": "sql", "sql": "EXPLAIN SELECT price FROM v64"}));
+    client.ok(json!({"op": "publish", "stream": "ticks",
+                     "event": {"price": 5, "ts": "2024-01-01 00:00:00"}}));
+    assert_eq!(client.ok(json!({"op": "ping"}))["pong"], json!(true));
+}
+
+#[test]
+fn acks_of_offsets_or_partitions_that_do_not_exist_are_refused() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": "CREATE TABLE t (a INT) WITH ('partitions' = '2')"}));
+    client.ok(json!({"op": "publish", "stream": "t", "events": [{"a": 1}, {"a": 2}]}));
+    let subscribed = client.ok(json!({"op": "subscribe", "stream": "t", "from": "earliest",
+                                      "group": "g"}));
+    let subscription = subscribed["subscription"].clone();
+    client.pushed(2);
+    let ack = |partition: u64, offset: u64| {
+        json!({"op": "ack", "subscription": subscription, "partition": partition,
+               "offset": offset})
+    };
+    assert_eq!(
+        error_of(&mut client, ack(0, 1_000_000_000_000)),
+        "offset 1000000000000 of partition 0 has not been written: its offsets end before 2"
+    );
+    assert_eq!(
+        error_of(&mut client, ack(7, 0)),
+        "there is no partition 7 to ack: the subscription reads partitions 0 to 1"
+    );
+    client.ok(ack(0, 1));
+    // The group still gets new rows.
+    client.ok(json!({"op": "publish", "stream": "t", "events": [{"a": 3}, {"a": 4}]}));
+    let rows: Vec<Value> = client
+        .pushed(2)
+        .into_iter()
+        .map(|r| r["row"].clone())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![json!({"op": "+I", "a": 3}), json!({"op": "+I", "a": 4})]
+    );
+}
+
+#[test]
+fn a_catalog_entry_that_no_longer_runs_is_left_out_and_shown() {
+    let dir = temp_dir();
+    let journal = [
+        json!({"kind": "statement", "sql": "CREATE TABLE kept (a INT)", "at": 0}),
+        json!({"kind": "statement",
+               "sql": "CREATE TABLE huge (a INT) WITH ('partitions' = '100000')", "at": 0}),
+        json!({"kind": "register", "name": "bad; DROP TABLE kept", "sql": "SELECT a FROM kept",
+               "at": 0}),
+        json!({"kind": "register", "name": "fine", "sql": "SELECT a FROM kept", "at": 0}),
+    ];
+    let text: String = journal.iter().map(|e| format!("{e}\n")).collect();
+    fs::write(dir.path().join("catalog.jsonl"), text).unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(dir.path(), &[]);
+    assert!(
+        server.said.starts_with(
+            "catalog: failed on start, left out: CREATE TABLE huge (a INT) WITH \
+             ('partitions' = '100000'): option 'partitions' = '100000': a stream has from 1 \
+             to 256 partitions\n"
+        ),
+        "{}",
+        server.said
+    );
+    let mut client = server.connect();
+    let listed = client.ok(json!({"op": "list"}));
+    assert_eq!(listed["streams"], json!(["kept"]));
+    assert_eq!(listed["queries"], json!(["fine"]));
+    let failed: Vec<&str> = listed["failed"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|e| e["entry"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        failed,
+        vec![
+            "CREATE TABLE huge (a INT) WITH ('partitions' = '100000')",
+            "register bad; DROP TABLE kept: SELECT a FROM kept"
+        ]
+    );
+    assert_eq!(
+        listed["failed"][0]["error"],
+        json!("option 'partitions' = '100000': a stream has from 1 to 256 partitions")
+    );
+    let stats = client.ok(json!({"op": "stats"}));
+    assert_eq!(stats["failed"], listed["failed"]);
+}
