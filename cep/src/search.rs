@@ -4,9 +4,20 @@
 //! stack (matches may span many rows). An iteration beyond a quantifier's minimum must take a
 //! row, so an empty iteration cannot repeat forever; when the
 //! conditions do not depend on the match so far, it remembers the rows at which a variable
-//! step has already failed, so no state is explored twice.
+//! step has already failed, and the states (instruction, row, exclusion, loops entered at the
+//! row) from which every way on has been tried, so no state is explored twice: the search is
+//! then bounded by instructions × rows × those loop sets, not exponential in the alternatives.
+//! (A state explored while the answer waited for more rows is skipped too: the search's
+//! answer is then "need more" whatever it finds there.)
+//!
+//! When conditions read the match so far (`LAST(A.price)`, `SUM(A.x)`), states cannot be
+//! shared and the search may branch exponentially; it is then abandoned after
+//! [`MAX_SEARCH_STEPS`] steps from one row, as if no match started there. The same rows
+//! always take the same steps, so results stay deterministic.
 
 use std::collections::HashSet;
+
+use sluice_engine::limits::MAX_SEARCH_STEPS;
 
 use crate::program::{Inst, Program};
 
@@ -57,10 +68,38 @@ struct Choice {
     excluded: bool,
 }
 
+/// What the search backtracks to: the other way of a choice, or the note that every way on
+/// from a state has been tried (when the search backtracks past it without a match).
+enum Backtrack {
+    Choice(Choice),
+    Explored(State),
+}
+
+/// Where a search is, as far as the rest of it can tell when conditions are context-free:
+/// the instruction, the row, whether rows are excluded, and the loops entered at this row
+/// (their `Progress` checks still need a row to be taken).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct State {
+    pc: usize,
+    row: usize,
+    excluded: bool,
+    entered_here: Vec<usize>,
+}
+
 impl Program {
     /// The preferred match starting at row `start`; a match may span at most `within`
     /// milliseconds of event time.
     pub fn find(&self, rows: &mut impl Rows, start: usize, within: Option<i64>) -> Found {
+        self.find_counting(rows, start, within).0
+    }
+
+    /// [`Program::find`], and how many instructions the search stepped through.
+    fn find_counting(
+        &self,
+        rows: &mut impl Rows,
+        start: usize,
+        within: Option<i64>,
+    ) -> (Found, u64) {
         let context_free = rows.context_free();
         let start_time = within.map(|_| rows.time(start.min(rows.available().saturating_sub(1))));
         // Whether rows still to come could extend a match from `start`.
@@ -71,7 +110,9 @@ impl Program {
                     _ => true,
                 }
         };
-        let mut stack: Vec<Choice> = Vec::new();
+        let mut stack: Vec<Backtrack> = Vec::new();
+        // Context-free: states every way on from which has been tried.
+        let mut explored: HashSet<State> = HashSet::new();
         let mut path: Vec<Binding> = Vec::new();
         // The choices on the current path: (pc, row).
         let mut visited: Vec<(usize, usize)> = Vec::new();
@@ -79,7 +120,13 @@ impl Program {
         let mut need_more = false;
         let mut timed_out: Option<Vec<Binding>> = None;
         let (mut pc, mut row, mut excluded) = (0, start, false);
+        let mut steps: u64 = 0;
         loop {
+            steps += 1;
+            if !context_free && steps > MAX_SEARCH_STEPS {
+                // Abandoned: no match starts here (see the module documentation).
+                return (Found::NoMatch { timed_out: None }, steps);
+            }
             let advanced = match self.insts[pc] {
                 Inst::Row(variable) => {
                     if context_free && dead.contains(&(pc, row)) {
@@ -124,16 +171,33 @@ impl Program {
                     }
                 }
                 Inst::Split(first, second) => {
-                    visited.push((pc, row));
-                    stack.push(Choice {
-                        pc: second,
+                    let state = context_free.then(|| State {
+                        pc,
                         row,
-                        path: path.len(),
-                        visited: visited.len(),
                         excluded,
+                        entered_here: visited
+                            .iter()
+                            .filter(|(_, at)| *at == row)
+                            .map(|(at_pc, _)| *at_pc)
+                            .collect(),
                     });
-                    pc = first;
-                    true
+                    if state.as_ref().is_some_and(|state| explored.contains(state)) {
+                        false
+                    } else {
+                        if let Some(state) = state {
+                            stack.push(Backtrack::Explored(state));
+                        }
+                        visited.push((pc, row));
+                        stack.push(Backtrack::Choice(Choice {
+                            pc: second,
+                            row,
+                            path: path.len(),
+                            visited: visited.len(),
+                            excluded,
+                        }));
+                        pc = first;
+                        true
+                    }
                 }
                 Inst::Jump(target) => {
                     pc = target;
@@ -172,19 +236,28 @@ impl Program {
                 }
                 Inst::Match => {
                     if need_more {
-                        return Found::NeedMore;
+                        return (Found::NeedMore, steps);
                     }
-                    return Found::Match(path);
+                    return (Found::Match(path), steps);
                 }
             };
             if advanced {
                 continue;
             }
-            let Some(choice) = stack.pop() else {
-                if need_more {
-                    return Found::NeedMore;
+            let choice = loop {
+                match stack.pop() {
+                    Some(Backtrack::Choice(choice)) => break Some(choice),
+                    Some(Backtrack::Explored(state)) => {
+                        explored.insert(state);
+                    }
+                    None => break None,
                 }
-                return Found::NoMatch { timed_out };
+            };
+            let Some(choice) = choice else {
+                if need_more {
+                    return (Found::NeedMore, steps);
+                }
+                return (Found::NoMatch { timed_out }, steps);
             };
             pc = choice.pc;
             row = choice.row;
@@ -290,6 +363,76 @@ mod tests {
         assert_eq!(find("a b+?", "ab", false, 0)?, "a0 b1");
         assert_eq!(find("a $", "a", false, 0)?, "more");
         assert_eq!(find("a c", "ab", false, 0)?, "none");
+        Ok(())
+    }
+
+    #[test]
+    fn alternatives_that_reach_the_same_state_are_explored_once() -> Result<()> {
+        let steps = |pattern: &str, letters: String, variables: Vec<char>| -> Result<u64> {
+            let program = Program::compile(&parse_pattern(pattern)?)?;
+            let mut rows = Letters {
+                letters: letters.chars().collect(),
+                variables,
+                complete: true,
+            };
+            let (found, steps) = program.find_counting(&mut rows, 0, None);
+            assert!(matches!(found, Found::NoMatch { timed_out: None }));
+            Ok(steps)
+        };
+        // 2^24 ways to bind the a's, none followed by c: each state is stepped through once.
+        let alternatives = format!("{} c", "(a | a)".repeat(24));
+        let stepped = steps(&alternatives, "a".repeat(30), vec!['a', 'c'])?;
+        assert!(stepped <= 24 * 8, "{stepped} steps");
+        // Reluctant quantifiers with no way to finish: about instructions x rows steps.
+        let stepped = steps("a+? b*? c", "a".repeat(1_000), vec!['a', 'b', 'c'])?;
+        assert!(stepped <= 10 * 1_001, "{stepped} steps");
+        Ok(())
+    }
+
+    /// [`Letters`] whose conditions count as reading the match.
+    struct ReadingTheMatch(Letters);
+
+    impl Rows for ReadingTheMatch {
+        fn available(&self) -> usize {
+            self.0.available()
+        }
+        fn complete(&self) -> bool {
+            Rows::complete(&self.0)
+        }
+        fn holds(&mut self, variable: usize, row: usize, path: &[Binding]) -> Option<bool> {
+            self.0.holds(variable, row, path)
+        }
+        fn context_free(&self) -> bool {
+            false
+        }
+        fn time(&self, row: usize) -> i64 {
+            self.0.time(row)
+        }
+        fn future_time(&self) -> i64 {
+            Rows::future_time(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_search_whose_conditions_read_the_match_is_abandoned_past_its_budget() -> Result<()> {
+        let pattern = format!("{} c", "(a | a)".repeat(24));
+        let program = Program::compile(&parse_pattern(&pattern)?)?;
+        let mut rows = ReadingTheMatch(Letters {
+            letters: "a".repeat(30).chars().collect(),
+            variables: vec!['a', 'c'],
+            complete: true,
+        });
+        let (found, steps) = program.find_counting(&mut rows, 0, None);
+        assert_eq!(found, Found::NoMatch { timed_out: None });
+        assert_eq!(steps, MAX_SEARCH_STEPS + 1);
+        // Within the budget, the same search finds its match.
+        let mut rows = ReadingTheMatch(Letters {
+            letters: format!("{}c", "a".repeat(24)).chars().collect(),
+            variables: vec!['a', 'c'],
+            complete: true,
+        });
+        let (found, _) = program.find_counting(&mut rows, 0, None);
+        assert!(matches!(found, Found::Match(path) if path.len() == 25));
         Ok(())
     }
 

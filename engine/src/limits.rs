@@ -28,6 +28,11 @@ pub const MAX_VIEW_DEPTH: usize = 64;
 /// Nesting of a `MATCH_RECOGNIZE` `PATTERN`'s groups and quantifiers.
 pub const MAX_PATTERN_DEPTH: usize = 64;
 
+/// Steps a `MATCH_RECOGNIZE` search may take from one row when its conditions read the match
+/// so far (searches over context-free conditions share their states and need no budget);
+/// past it, no match starts at that row. About a millisecond of work.
+pub const MAX_SEARCH_STEPS: u64 = 100_000;
+
 /// The stack of every thread that parses or plans a statement: room for the deepest
 /// statement the limits above accept, many times over.
 pub const PLANNING_STACK_BYTES: usize = 256 << 20;
