@@ -7,6 +7,7 @@
 //! step has already failed, and the states (instruction, row, exclusion, loops entered at the
 //! row) from which every way on has been tried, so no state is explored twice: the search is
 //! then bounded by instructions × rows × those loop sets, not exponential in the alternatives.
+//! (It starts noting them after its first thousand steps: shorter searches gain nothing.)
 //! (A state explored while the answer waited for more rows is skipped too: the search's
 //! answer is then "need more" whatever it finds there.)
 //!
@@ -60,6 +61,10 @@ pub enum Found {
     NeedMore,
 }
 
+/// Steps a search takes before it starts noting the states it has explored: short searches,
+/// the usual ones, cannot repeat many states and would only pay for the notes.
+const MEMOIZE_AFTER_STEPS: u64 = 1_000;
+
 struct Choice {
     pc: usize,
     row: usize,
@@ -72,7 +77,14 @@ struct Choice {
 /// from a state has been tried (when the search backtracks past it without a match).
 enum Backtrack {
     Choice(Choice),
-    Explored(State),
+    /// Every way on from the split at `pc` and `row` has been tried; `context` is how many
+    /// choices were on the path when the search reached it.
+    Explored {
+        pc: usize,
+        row: usize,
+        excluded: bool,
+        context: usize,
+    },
 }
 
 /// Where a search is, as far as the rest of it can tell when conditions are context-free:
@@ -84,6 +96,22 @@ struct State {
     row: usize,
     excluded: bool,
     entered_here: Vec<usize>,
+}
+
+impl State {
+    /// The state at the split `pc` and `row`, with `visited` the choices on the path there.
+    fn of(pc: usize, row: usize, excluded: bool, visited: &[(usize, usize)]) -> State {
+        State {
+            pc,
+            row,
+            excluded,
+            entered_here: visited
+                .iter()
+                .filter(|(_, at)| *at == row)
+                .map(|(at_pc, _)| *at_pc)
+                .collect(),
+        }
+    }
 }
 
 impl Program {
@@ -111,8 +139,10 @@ impl Program {
                 }
         };
         let mut stack: Vec<Backtrack> = Vec::new();
-        // Context-free: states every way on from which has been tried.
+        // Context-free: states every way on from which has been tried, and their
+        // instructions and rows, looked up first (the state takes a little making).
         let mut explored: HashSet<State> = HashSet::new();
+        let mut explored_at: HashSet<(usize, usize)> = HashSet::new();
         let mut path: Vec<Binding> = Vec::new();
         // The choices on the current path: (pc, row).
         let mut visited: Vec<(usize, usize)> = Vec::new();
@@ -171,21 +201,20 @@ impl Program {
                     }
                 }
                 Inst::Split(first, second) => {
-                    let state = context_free.then(|| State {
-                        pc,
-                        row,
-                        excluded,
-                        entered_here: visited
-                            .iter()
-                            .filter(|(_, at)| *at == row)
-                            .map(|(at_pc, _)| *at_pc)
-                            .collect(),
-                    });
-                    if state.as_ref().is_some_and(|state| explored.contains(state)) {
+                    let memoize = context_free && steps > MEMOIZE_AFTER_STEPS;
+                    let seen = memoize
+                        && explored_at.contains(&(pc, row))
+                        && explored.contains(&State::of(pc, row, excluded, &visited));
+                    if seen {
                         false
                     } else {
-                        if let Some(state) = state {
-                            stack.push(Backtrack::Explored(state));
+                        if memoize {
+                            stack.push(Backtrack::Explored {
+                                pc,
+                                row,
+                                excluded,
+                                context: visited.len(),
+                            });
                         }
                         visited.push((pc, row));
                         stack.push(Backtrack::Choice(Choice {
@@ -247,8 +276,19 @@ impl Program {
             let choice = loop {
                 match stack.pop() {
                     Some(Backtrack::Choice(choice)) => break Some(choice),
-                    Some(Backtrack::Explored(state)) => {
-                        explored.insert(state);
+                    Some(Backtrack::Explored {
+                        pc,
+                        row,
+                        excluded,
+                        context,
+                    }) => {
+                        explored_at.insert((pc, row));
+                        explored.insert(State::of(
+                            pc,
+                            row,
+                            excluded,
+                            &visited[..context.min(visited.len())],
+                        ));
                     }
                     None => break None,
                 }
@@ -382,10 +422,10 @@ mod tests {
         // 2^24 ways to bind the a's, none followed by c: each state is stepped through once.
         let alternatives = format!("{} c", "(a | a)".repeat(24));
         let stepped = steps(&alternatives, "a".repeat(30), vec!['a', 'c'])?;
-        assert!(stepped <= 24 * 8, "{stepped} steps");
+        assert!(stepped <= MEMOIZE_AFTER_STEPS + 24 * 8, "{stepped} steps");
         // Reluctant quantifiers with no way to finish: about instructions x rows steps.
         let stepped = steps("a+? b*? c", "a".repeat(1_000), vec!['a', 'b', 'c'])?;
-        assert!(stepped <= 10 * 1_001, "{stepped} steps");
+        assert!(stepped <= MEMOIZE_AFTER_STEPS + 10 * 1_001, "{stepped} steps");
         Ok(())
     }
 
