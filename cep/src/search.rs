@@ -425,7 +425,10 @@ mod tests {
         assert!(stepped <= MEMOIZE_AFTER_STEPS + 24 * 8, "{stepped} steps");
         // Reluctant quantifiers with no way to finish: about instructions x rows steps.
         let stepped = steps("a+? b*? c", "a".repeat(1_000), vec!['a', 'b', 'c'])?;
-        assert!(stepped <= MEMOIZE_AFTER_STEPS + 10 * 1_001, "{stepped} steps");
+        assert!(
+            stepped <= MEMOIZE_AFTER_STEPS + 10 * 1_001,
+            "{stepped} steps"
+        );
         Ok(())
     }
 

@@ -6,7 +6,9 @@
 //! (`partition.rs`, `segment.rs`, `record.rs`), and [`GroupOffsets`] keeps where each
 //! consumer group has got to (`groups.rs`). [`file_name`] turns any name into a file name that
 //! stays in its directory. Nothing is durable until synced: the caller
-//! syncs after each publish, or once for a group of publishes.
+//! syncs after each publish, or once for a group of publishes. A publish spread over several
+//! partitions is all or nothing: one that a crash cut short is cut off when the stream is
+//! opened (`stream.rs`).
 
 mod error;
 mod file_name;

@@ -130,8 +130,13 @@ impl PartitionLog {
     /// Appends `rows` (not yet durable: see [`PartitionLog::sync`]); gives the first row's
     /// offset.
     pub fn append(&mut self, rows: &RecordBatch, now: Millis) -> Result<u64> {
+        self.append_part(rows, now, 1)
+    }
+
+    /// [`PartitionLog::append`] of one of the `parts` records of a publish.
+    pub fn append_part(&mut self, rows: &RecordBatch, now: Millis, parts: usize) -> Result<u64> {
         let offset = self.end();
-        let bytes = record::encode(rows, offset, now)?;
+        let bytes = record::encode(rows, offset, now, parts)?;
         let full = active(&self.segments)?.bytes() + bytes.len() as u64 > self.config.segment_bytes;
         if full && !active(&self.segments)?.index.is_empty() {
             self.roll(offset)?;
@@ -188,6 +193,41 @@ impl PartitionLog {
     /// The offset every row before which is known durable.
     pub fn durable_end(&self) -> u64 {
         self.durable_end
+    }
+
+    /// The append time of the partition's last record and how many parts its publish has;
+    /// `None` when the partition holds no record.
+    pub(crate) fn last_record(&self) -> Result<Option<(Millis, usize)>> {
+        let Some(segment) = self.segments.iter().rev().find(|s| !s.index.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(entry) = segment.index.last() else {
+            return Ok(None);
+        };
+        let mut file = File::open(&segment.log_path)?;
+        let payload = segment.payload(&mut file, entry)?;
+        Ok(Some((entry.append_time, record::parts(&payload)?)))
+    }
+
+    /// Cuts off the last record, which must be in the active segment: a part of a publish
+    /// that did not reach all its partitions.
+    pub(crate) fn cut_last_record(&mut self) -> Result<()> {
+        let segment = active_mut(&mut self.segments)?;
+        let Some(entry) = segment.index.pop() else {
+            return Err(LogError::Corrupt {
+                file: segment.log_path.display().to_string(),
+                position: 0,
+                reason: "a part of an incomplete publish is not in the active segment".into(),
+            });
+        };
+        self.log_file.set_len(entry.position)?;
+        self.log_file.sync_all()?;
+        segment.write_index()?;
+        let (log_file, index_file) = segment.writers()?;
+        self.log_file = log_file;
+        self.index_file = index_file;
+        self.durable_end = self.durable_end.min(self.end());
+        Ok(())
     }
 
     fn roll(&mut self, base: u64) -> Result<()> {

@@ -3,13 +3,19 @@
 //! On disk a record is its payload's length (`u32`), the payload's CRC-32 (`u32`), then the
 //! payload: the first row's offset (`u64`), the row count (`u32`), the time it was appended
 //! (milliseconds since the epoch, `i64`), then the rows as an Arrow IPC stream. All
-//! integers are little-endian.
+//! integers are little-endian. A record that is one part of a publish spread over several
+//! partitions says how many parts the publish has in its schema's metadata
+//! ([`PARTS_KEY`]), so that a publish cut short by a crash can be found and cut off whole
+//! (see `StreamLog::open`); the rows read back without it.
 
+use std::collections::HashMap;
 use std::io::Cursor;
+use std::sync::Arc;
 
+use arrow::datatypes::Schema;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use crate::{LogError, Result};
 
@@ -17,6 +23,9 @@ use crate::{LogError, Result};
 pub const FRAME_BYTES: usize = 8;
 /// The payload's fixed fields before the rows.
 const HEADER_BYTES: usize = 20;
+/// The schema metadata key under which a record of a publish over several partitions
+/// holds the publish's part count.
+pub const PARTS_KEY: &str = "sluice.publish.parts";
 /// The largest payload a record may have.
 pub const MAX_PAYLOAD_BYTES: usize = 256 << 20;
 
@@ -28,15 +37,19 @@ pub struct RecordHeader {
     pub append_time: i64,
 }
 
-/// The framed bytes of a record holding `rows`.
-pub fn encode(rows: &RecordBatch, offset: u64, append_time: i64) -> Result<Vec<u8>> {
+/// The framed bytes of a record holding `rows`, one of the `parts` records of a publish.
+pub fn encode(rows: &RecordBatch, offset: u64, append_time: i64, parts: usize) -> Result<Vec<u8>> {
     let count = u32::try_from(rows.num_rows())
         .map_err(|_| LogError::Invalid("a batch may hold at most 2^32 rows".into()))?;
     let mut bytes = vec![0u8; FRAME_BYTES];
     bytes.extend_from_slice(&offset.to_le_bytes());
     bytes.extend_from_slice(&count.to_le_bytes());
     bytes.extend_from_slice(&append_time.to_le_bytes());
-    let mut writer = StreamWriter::try_new(&mut bytes, &rows.schema())?;
+    let mut schema = rows.schema().as_ref().clone();
+    if parts > 1 {
+        schema.metadata.insert(PARTS_KEY.into(), parts.to_string());
+    }
+    let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
     writer.write(rows)?;
     writer.finish()?;
     drop(writer);
@@ -84,12 +97,41 @@ pub fn header(payload: &[u8]) -> RecordHeader {
 pub fn rows(payload: &[u8]) -> Result<RecordBatch> {
     let reader = StreamReader::try_new(Cursor::new(&payload[HEADER_BYTES..]), None)?;
     let mut batches = reader.collect::<Result<Vec<_>, _>>()?;
-    match (batches.pop(), batches.is_empty()) {
-        (Some(rows), true) => Ok(rows),
-        _ => Err(LogError::Invalid(
-            "a log record does not hold exactly one batch".into(),
-        )),
+    let rows = match (batches.pop(), batches.is_empty()) {
+        (Some(rows), true) => rows,
+        _ => {
+            return Err(LogError::Invalid(
+                "a log record does not hold exactly one batch".into(),
+            ));
+        }
+    };
+    if !rows.schema().metadata().contains_key(PARTS_KEY) {
+        return Ok(rows);
     }
+    let mut metadata: HashMap<String, String> = rows.schema().metadata().clone();
+    metadata.remove(PARTS_KEY);
+    let schema = Arc::new(Schema::new_with_metadata(
+        rows.schema().fields().clone(),
+        metadata,
+    ));
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema,
+        rows.columns().to_vec(),
+        &options,
+    )?)
+}
+
+/// How many parts the publish of an intact payload's record has (1 for a publish to one
+/// partition).
+pub fn parts(payload: &[u8]) -> Result<usize> {
+    let reader = StreamReader::try_new(Cursor::new(&payload[HEADER_BYTES..]), None)?;
+    Ok(reader
+        .schema()
+        .metadata()
+        .get(PARTS_KEY)
+        .and_then(|parts| parts.parse().ok())
+        .unwrap_or(1))
 }
 
 #[cfg(test)]
@@ -114,7 +156,7 @@ mod tests {
                 Arc::new(Int64Array::from(vec![1, 2])),
             ],
         )?;
-        let bytes = encode(&rows, 42, 1_700_000_000_000)?;
+        let bytes = encode(&rows, 42, 1_700_000_000_000, 3)?;
         let mut framing = [0u8; FRAME_BYTES];
         framing.copy_from_slice(&bytes[..FRAME_BYTES]);
         let (len, crc) = frame(&framing);
@@ -130,6 +172,7 @@ mod tests {
             }
         );
         assert_eq!(super::rows(payload)?, rows);
+        assert_eq!(parts(payload)?, 3);
         for at in [0, 13, payload.len() / 2, payload.len() - 1] {
             let mut damaged = payload.to_vec();
             damaged[at] ^= 0x10;

@@ -73,6 +73,8 @@ pub struct Segment {
 pub struct Recovered {
     /// Bytes of a torn last record that were cut off.
     pub truncated_bytes: u64,
+    /// Records cut off as parts of a publish that did not reach all its partitions.
+    pub cut_parts: u64,
 }
 
 impl Segment {
@@ -157,11 +159,12 @@ impl Segment {
             segment,
             Recovered {
                 truncated_bytes: size - valid,
+                cut_parts: 0,
             },
         ))
     }
 
-    fn write_index(&self) -> Result<()> {
+    pub(crate) fn write_index(&self) -> Result<()> {
         let mut bytes = Vec::with_capacity(self.index.len() * ENTRY_BYTES);
         for entry in &self.index {
             bytes.extend_from_slice(&entry.to_bytes());

@@ -92,6 +92,7 @@ impl StreamLog {
             logs.push(log);
             recovered.push(found);
         }
+        cut_incomplete_publishes(&mut logs, &mut recovered)?;
         Ok((
             StreamLog {
                 dir: dir.to_path_buf(),
@@ -143,12 +144,13 @@ impl StreamLog {
             let partition = crc32fast::hash(key.as_ref()) as usize % count;
             chosen[partition].push(row as u32);
         }
+        let parts = chosen.iter().filter(|indices| !indices.is_empty()).count();
         for (partition, indices) in chosen.into_iter().enumerate() {
             if indices.is_empty() {
                 continue;
             }
             let part = take_record_batch(rows, &UInt32Array::from(indices))?;
-            let offset = self.partitions[partition].append(&part, now)?;
+            let offset = self.partitions[partition].append_part(&part, now, parts)?;
             appended.push(Appended {
                 partition,
                 offset,
@@ -185,6 +187,37 @@ impl StreamLog {
             deleted += partition.enforce_retention(now)?;
         }
         Ok(deleted)
+    }
+}
+
+/// A publish is all or nothing across partitions. Its parts are written one partition after
+/// another and acknowledged once all are synced, so a crash can leave only the last
+/// publishes incomplete, each a part in some partitions and nothing in others. While the
+/// latest record of the stream (the greatest append time among the partitions' last
+/// records, unique to a publish) is found in fewer partitions than its publish has parts,
+/// those records are cut off.
+fn cut_incomplete_publishes(
+    partitions: &mut [PartitionLog],
+    recovered: &mut [Recovered],
+) -> Result<()> {
+    loop {
+        let last = partitions
+            .iter()
+            .map(PartitionLog::last_record)
+            .collect::<Result<Vec<_>>>()?;
+        let Some((latest, parts)) = last.iter().flatten().copied().max() else {
+            return Ok(());
+        };
+        let holding: Vec<usize> = (0..last.len())
+            .filter(|p| last[*p].is_some_and(|(time, _)| time == latest))
+            .collect();
+        if holding.len() >= parts {
+            return Ok(());
+        }
+        for partition in holding {
+            partitions[partition].cut_last_record()?;
+            recovered[partition].cut_parts += 1;
+        }
     }
 }
 
@@ -259,6 +292,53 @@ mod tests {
         assert_eq!(contents(&log)?, partitions);
         let refused = StreamLog::open(dir.path(), 4, Some("k"), LogConfig::default());
         assert!(refused.is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_publish_cut_short_by_a_crash_is_cut_off_in_every_partition() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (mut log, _) = StreamLog::open(dir.path(), 4, Some("k"), LogConfig::default())?;
+        let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        log.publish(&rows(&keys, &[1, 2, 3, 4, 5, 6, 7, 8])?, 100)?;
+        log.sync()?;
+        let complete = contents(&log)?;
+        let first_segment = |partition: usize| {
+            dir.path()
+                .join(partition.to_string())
+                .join(format!("{:020}.log", 0))
+        };
+        let sizes = (0..4)
+            .map(|p| Ok(std::fs::metadata(first_segment(p))?.len()))
+            .collect::<Result<Vec<u64>>>()?;
+        let appended = log.publish(&rows(&keys, &[11, 12, 13, 14, 15, 16, 17, 18])?, 200)?;
+        log.sync()?;
+        drop(log);
+        assert!(appended.len() >= 2, "{} parts", appended.len());
+        // The process stopped before the second publish's last part was written.
+        let last = appended[appended.len() - 1].partition;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(first_segment(last))?;
+        file.set_len(sizes[last])?;
+        drop(file);
+        let (log, recovered) = StreamLog::open(dir.path(), 4, Some("k"), LogConfig::default())?;
+        assert_eq!(contents(&log)?, complete);
+        let cut: u64 = recovered.iter().map(|r| r.cut_parts).sum();
+        assert_eq!(cut, appended.len() as u64 - 1);
+        // A complete publish is kept, and appends go on after it.
+        drop(log);
+        let (mut log, recovered) = StreamLog::open(dir.path(), 4, Some("k"), LogConfig::default())?;
+        assert_eq!(recovered.iter().map(|r| r.cut_parts).sum::<u64>(), 0);
+        log.publish(&rows(&["a"], &[21])?, 300)?;
+        log.sync()?;
+        let holding_a = complete
+            .iter()
+            .position(|p| p.iter().any(|(k, _)| k == "a"));
+        let after = contents(&log)?;
+        if let Some(partition) = holding_a {
+            assert_eq!(after[partition].last(), Some(&("a".to_string(), 21)));
+        }
         Ok(())
     }
 

@@ -528,6 +528,13 @@ fn crashes_while_publishing_lose_no_acknowledged_event() {
     );
     let repeated: Vec<(&u64, &usize)> = seen.iter().filter(|(_, c)| **c > 1).collect();
     assert!(repeated.is_empty(), "events stored twice: {repeated:?}");
+    // A publish is all or nothing: its three events (3n, 3n + 1, 3n + 2) are all kept or none.
+    let mut per_publish: BTreeMap<u64, usize> = BTreeMap::new();
+    for n in seen.keys() {
+        *per_publish.entry(n / 3).or_default() += 1;
+    }
+    let torn: Vec<(&u64, &usize)> = per_publish.iter().filter(|(_, c)| **c != 3).collect();
+    assert!(torn.is_empty(), "publishes kept in part: {torn:?}");
 }
 
 #[test]
