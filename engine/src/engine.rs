@@ -23,7 +23,7 @@ use crate::graph::{NodeMetrics, QueryGraph};
 use crate::snapshot::Snapshot;
 use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN, parse_duration};
 use crate::watermark::WatermarkGenerator;
-use crate::{Changes, EngineError, Result};
+use crate::{Changes, EngineError, Result, RowFailure};
 
 /// Identifies a running query; ids grow in registration order.
 pub type QueryId = u64;
@@ -58,6 +58,7 @@ struct RunningQuery {
     target: Option<String>,
     results: Vec<Changes>,
     late: Vec<Changes>,
+    failures: Vec<RowFailure>,
     ended: bool,
 }
 
@@ -76,6 +77,8 @@ pub struct QueryInfo {
     pub state_bytes: usize,
     /// Rows sent to its late side output so far.
     pub late_rows: u64,
+    /// Rows it could not compute so far (see [`crate::failure`]).
+    pub failed_rows: u64,
 }
 
 pub struct Engine {
@@ -223,6 +226,7 @@ impl Engine {
                 target: target.map(str::to_string),
                 results: Vec::new(),
                 late: Vec::new(),
+                failures: Vec::new(),
                 ended: false,
             },
         );
@@ -267,6 +271,7 @@ impl Engine {
                         .sum(),
                     state_bytes: metrics.iter().map(|m| m.operator_metrics.state_bytes).sum(),
                     late_rows: query.graph.late_rows(),
+                    failed_rows: query.graph.failed_rows(),
                 }
             })
             .collect()
@@ -363,6 +368,15 @@ impl Engine {
             .collect()
     }
 
+    /// Takes the rows each query could not compute since the last call, by query id.
+    pub fn drain_failures(&mut self) -> Vec<(QueryId, Vec<RowFailure>)> {
+        self.queries
+            .iter_mut()
+            .filter(|(_, query)| !query.failures.is_empty())
+            .map(|(id, query)| (*id, std::mem::take(&mut query.failures)))
+            .collect()
+    }
+
     fn query_ended(&self, id: QueryId) -> bool {
         self.queries.get(&id).is_none_or(|query| query.ended)
     }
@@ -449,6 +463,8 @@ impl Engine {
         };
         let late = query.graph.drain_late();
         query.late.extend(late);
+        let failures = query.graph.drain_failures();
+        query.failures.extend(failures);
         let watermark = query.graph.output_watermark();
         let Some(target) = query.target.clone() else {
             query.results.extend(results);

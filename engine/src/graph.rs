@@ -8,6 +8,7 @@
 
 use datafusion::arrow::datatypes::SchemaRef;
 
+use crate::failure::RowFailure;
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result};
@@ -122,6 +123,8 @@ impl GraphBuilder {
             late_schema: self.late_schema,
             late: Vec::new(),
             late_rows: 0,
+            failures: Vec::new(),
+            failed_rows: 0,
         }
     }
 
@@ -150,6 +153,8 @@ pub struct QueryGraph {
     late_schema: Option<SchemaRef>,
     late: Vec<Changes>,
     late_rows: u64,
+    failures: Vec<RowFailure>,
+    failed_rows: u64,
 }
 
 /// One unit of work travelling along an edge.
@@ -176,6 +181,16 @@ impl QueryGraph {
     /// Late rows set aside since the last call.
     pub fn drain_late(&mut self) -> Vec<Changes> {
         std::mem::take(&mut self.late)
+    }
+
+    /// Rows the query could not compute since the last call.
+    pub fn drain_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
+    }
+
+    /// Rows the query could not compute since it started.
+    pub fn failed_rows(&self) -> u64 {
+        self.failed_rows
     }
 
     /// Late rows set aside since the query started.
@@ -290,6 +305,9 @@ impl QueryGraph {
                     self.late.push(late);
                 }
             }
+            let failures = node.operator.take_failures();
+            self.failed_rows += failures.len() as u64;
+            self.failures.extend(failures);
             node.rows_out += emitted.iter().map(|c| c.num_rows() as u64).sum::<u64>();
             // Later signals are pushed first so that the stack pops them in emission order.
             let mut outgoing: Vec<Signal> = emitted.drain(..).map(Signal::Rows).collect();

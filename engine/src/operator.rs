@@ -67,6 +67,12 @@ pub trait Operator: Send {
         Vec::new()
     }
 
+    /// Rows the operator could not compute since the last call (see [`crate::failure`]):
+    /// left out of its output, reported on the query's error output.
+    fn take_failures(&mut self) -> Vec<crate::RowFailure> {
+        Vec::new()
+    }
+
     fn metrics(&self) -> OperatorMetrics {
         OperatorMetrics::default()
     }

@@ -2,8 +2,8 @@
 //!
 //! Runs the script's statements in order, feeds the inputs (see [`crate::feed`]), then ends
 //! all input so every pending result is emitted. Each output of the script is written to
-//! `DIR/NAME.csv` (or `.jsonl`; `NAME.late.csv` for late rows, the name encoded as a file
-//! name) as results arrive, or, without `--output`, printed to stdout
+//! `DIR/NAME.csv` (or `.jsonl`; `NAME.late.csv` for late rows, `NAME.errors.csv` for rows
+//! the query could not compute, the name encoded as a file name) as results arrive, or, without `--output`, printed to stdout
 //! at the end, one block per output headed by its name.
 
 use std::collections::BTreeMap;
@@ -105,7 +105,7 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
         match event {
             Event::Rows(run) => {
                 script.feed(&run.stream, &run.rows)?;
-                deliver(&mut script, &mut sinks, &mut counts)?;
+                deliver(&mut script, &mut sinks, &mut counts, args)?;
             }
             Event::Rejected { path, error } => {
                 if args.strict {
@@ -124,7 +124,7 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
         }
     }
     script.finish()?;
-    deliver(&mut script, &mut sinks, &mut counts)?;
+    deliver(&mut script, &mut sinks, &mut counts, args)?;
 
     for output in script.outputs() {
         let Some(sink) = sinks.remove(&output.name) else {
@@ -140,9 +140,24 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
     for (path, rejected) in &summary.rejected {
         let _ = writeln!(stderr, "{path}: skipped {rejected} bad row(s)");
     }
-    for (name, rows) in &summary.written {
-        if let Some(query) = name.strip_suffix(".late").filter(|_| *rows > 0) {
-            let _ = writeln!(stderr, "{query}: {rows} late row(s), written to {name}");
+    for output in script.outputs() {
+        let rows = counts.get(&output.name).copied().unwrap_or(0);
+        match &output.source {
+            OutputSource::Late { of } if rows > 0 => {
+                let _ = writeln!(
+                    stderr,
+                    "{of}: {rows} late row(s), written to {}",
+                    output.name
+                );
+            }
+            OutputSource::Errors { of } => {
+                let _ = writeln!(
+                    stderr,
+                    "{of}: {rows} row(s) could not be computed, written to {}",
+                    output.name
+                );
+            }
+            _ => {}
         }
     }
     Ok(summary)
@@ -150,11 +165,22 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
 
 fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>, CliError> {
     let mut sinks = BTreeMap::new();
+    if let Some(directory) = &args.output {
+        fs::create_dir_all(directory).map_err(|source| CliError::Io {
+            path: directory.display().to_string(),
+            source,
+        })?;
+    }
+    for output in script.outputs() {
+        sinks.insert(output.name.clone(), open_sink(output, args)?);
+    }
+    Ok(sinks)
+}
+
+/// Where `output`'s rows go: a file in the output directory, or stdout at the end.
+fn open_sink(output: &ScriptOutput, args: &RunArgs) -> Result<Sink, CliError> {
     let Some(directory) = &args.output else {
-        for output in script.outputs() {
-            sinks.insert(output.name.clone(), Sink::Stdout(Vec::new()));
-        }
-        return Ok(sinks);
+        return Ok(Sink::Stdout(Vec::new()));
     };
     let format = match args.format {
         None | Some(Format::Csv) => OutputFormat::Csv,
@@ -165,20 +191,13 @@ fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>,
             ));
         }
     };
-    fs::create_dir_all(directory).map_err(|source| CliError::Io {
-        path: directory.display().to_string(),
+    let path = directory.join(format!("{}.{}", file_stem(output), format.extension()));
+    let file = File::create(&path).map_err(|source| CliError::Io {
+        path: path.display().to_string(),
         source,
     })?;
-    for output in script.outputs() {
-        let path = directory.join(format!("{}.{}", file_stem(output), format.extension()));
-        let file = File::create(&path).map_err(|source| CliError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let writer = ResultWriter::new(BufWriter::new(file), format, &output.schema)?;
-        sinks.insert(output.name.clone(), Sink::File(writer));
-    }
-    Ok(sinks)
+    let writer = ResultWriter::new(BufWriter::new(file), format, &output.schema)?;
+    Ok(Sink::File(writer))
 }
 
 /// An output's file name without its extension: the name as a file name
@@ -187,6 +206,7 @@ fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>,
 fn file_stem(output: &ScriptOutput) -> String {
     match &output.source {
         OutputSource::Late { of } => format!("{}.late", file_name(of)),
+        OutputSource::Errors { of } => format!("{}.errors", file_name(of)),
         _ => file_name(&output.name),
     }
 }
@@ -195,9 +215,16 @@ fn deliver(
     script: &mut Script,
     sinks: &mut BTreeMap<String, Sink>,
     counts: &mut BTreeMap<String, u64>,
+    args: &RunArgs,
 ) -> Result<(), CliError> {
     for (name, changes) in script.drain()? {
         *counts.entry(name.clone()).or_insert(0) += changes.num_rows() as u64;
+        if !sinks.contains_key(&name)
+            && let Some(output) = script.outputs().iter().find(|o| o.name == name)
+        {
+            // An output that came after the start: an error output.
+            sinks.insert(name.clone(), open_sink(output, args)?);
+        }
         match sinks.get_mut(&name) {
             Some(Sink::File(writer)) => writer.write(&changes)?,
             Some(Sink::Stdout(results)) => results.push(changes),

@@ -576,3 +576,32 @@ fn a_time_past_the_year_9999_is_a_bad_row_not_the_end_of_the_run() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn rows_a_query_cannot_compute_go_to_its_errors_file() {
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let script = write(
+        dir.path(),
+        "ratio.sql",
+        "CREATE TABLE t (a BIGINT, b BIGINT);\nSELECT a, a / b AS ratio FROM t;\n\
+         SELECT a * 2 AS twice FROM t;\n",
+    );
+    let rows = write(dir.path(), "t.csv", "a,b\n6,2\n7,0\n8,4\n");
+    let input = format!("t={rows}");
+    let out_arg = out.display().to_string();
+    let output = sluice(&["run", &script, "--input", &input, "--output", &out_arg]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    // Only a query with failed rows has an errors file.
+    assert_eq!(file_names(&out), vec!["q1.csv", "q1.errors.csv", "q2.csv"]);
+    assert_eq!(read(&out.join("q1.csv")), "op,a,ratio\n+I,6,3\n+I,8,2\n");
+    assert_eq!(
+        read(&out.join("q1.errors.csv")),
+        "op,error,row\n+I,Arrow error: Divide by zero error,\"{\"\"a\"\":7,\"\"b\"\":0}\"\n"
+    );
+    assert!(
+        text(&output.stderr).contains("q1: 1 row(s) could not be computed, written to q1.errors\n"),
+        "{}",
+        text(&output.stderr)
+    );
+}

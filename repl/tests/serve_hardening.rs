@@ -264,3 +264,27 @@ fn a_catalog_entry_that_no_longer_runs_is_left_out_and_shown() {
     let stats = client.ok(json!({"op": "stats"}));
     assert_eq!(stats["failed"], listed["failed"]);
 }
+
+#[test]
+fn a_row_a_query_cannot_compute_is_counted_and_the_rest_published() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": "CREATE TABLE t (a BIGINT, b BIGINT)"}));
+    client.ok(json!({"op": "register", "name": "ratio", "sql": "SELECT a / b AS r FROM t"}));
+    client.ok(json!({"op": "publish", "stream": "t",
+                     "events": [{"a": 6, "b": 2}, {"a": 7, "b": 0}, {"a": 8, "b": 4}]}));
+    client.ok(json!({"op": "subscribe", "query": "ratio", "from": "earliest"}));
+    let rows: Vec<Value> = client
+        .pushed(2)
+        .into_iter()
+        .map(|r| r["row"].clone())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![json!({"op": "+I", "r": 3}), json!({"op": "+I", "r": 2})]
+    );
+    let stats = client.ok(json!({"op": "stats"}));
+    assert_eq!(stats["queries"][0]["name"], json!("ratio"));
+    assert_eq!(stats["queries"][0]["failed_rows"], json!(1));
+}

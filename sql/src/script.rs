@@ -5,7 +5,9 @@
 //! `INSERT INTO sink SELECT ...` collects what it writes under the sink's name, and each
 //! plain `SELECT` is named `q1`, `q2`, ... in script order. A query with windows also has a
 //! late side output, named after its output with `.late` appended. Each alert is an output
-//! too, named after the alert: its firings, as the event's columns. Two outputs of different
+//! too, named after the alert: its firings, as the event's columns. Rows a query could not
+//! compute (a division by zero, an overflow) go to `NAME.errors`, an output added when the
+//! first comes: the error and the row as JSON. Two outputs of different
 //! kinds never share a name (see [`OutputSource`]); `sluice run` turns names into file names
 //! with `sluice_log::file_name`, so that no two outputs share a file either.
 
@@ -17,6 +19,7 @@ use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast;
+use sluice_engine::failure::{failure_rows, failure_schema};
 use sluice_engine::output::unpacked;
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, QueryId, StreamDef};
@@ -47,6 +50,9 @@ pub enum OutputSource {
     Alert,
     /// The late rows of output `of`.
     Late { of: String },
+    /// The rows output `of`'s query could not compute, with their errors; added when the
+    /// first one comes.
+    Errors { of: String },
 }
 
 impl OutputSource {
@@ -57,6 +63,7 @@ impl OutputSource {
             OutputSource::Sink => format!("the rows inserted into '{name}'"),
             OutputSource::Alert => format!("alert '{name}'"),
             OutputSource::Late { of } => format!("the late rows of '{of}'"),
+            OutputSource::Errors { of } => format!("the rows '{of}' could not compute"),
         }
     }
 }
@@ -176,6 +183,15 @@ impl Script {
             } else if let Some(name) = self.output_of.get(&id) {
                 drained.extend(results.into_iter().map(|changes| (name.clone(), changes)));
             }
+        }
+        for (id, failures) in self.session.engine_mut().drain_failures() {
+            let of = match self.output_of.get(&id) {
+                Some(name) => name.clone(),
+                None => continue,
+            };
+            let name = format!("{of}.errors");
+            self.add_output(&name, OutputSource::Errors { of }, &failure_schema())?;
+            drained.push((name, Changes::inserts(failure_rows(&failures)?)));
         }
         for (id, late) in self.session.engine_mut().drain_late_results() {
             if self.alert_queries.contains(&id) {

@@ -2,7 +2,8 @@
 //!
 //! - **State**: none.
 //! - **Emits**: for each incoming batch, at once, the rows where the predicate is TRUE (NULL
-//!   counts as false, as in SQL), each keeping its row kind.
+//!   counts as false, as in SQL), each keeping its row kind. A row whose predicate fails
+//!   (division by zero, overflow) is left out and reported as a failure.
 //! - **Watermark**: passed through; nothing to expire.
 //! - **Late rows**: passed through like any other row.
 //! - **End of input**: nothing more.
@@ -15,17 +16,23 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::failure::{checked_arithmetic, evaluate_each};
 use crate::operator::Operator;
-use crate::{Changes, Result};
+use crate::{Changes, Result, RowFailure};
 
 pub struct Filter {
     predicate: Arc<dyn PhysicalExpr>,
     schema: SchemaRef,
+    failures: Vec<RowFailure>,
 }
 
 impl Filter {
     pub fn new(predicate: Arc<dyn PhysicalExpr>, schema: SchemaRef) -> Self {
-        Filter { predicate, schema }
+        Filter {
+            predicate: checked_arithmetic(predicate),
+            schema,
+            failures: Vec::new(),
+        }
     }
 }
 
@@ -39,10 +46,12 @@ impl Operator for Filter {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
-        let result = self
-            .predicate
-            .evaluate(&changes.rows)?
-            .into_array(changes.num_rows())?;
+        let (result, failed) = evaluate_each(&self.predicate, &changes.rows)?;
+        self.failures.extend(
+            failed
+                .into_iter()
+                .map(|(row, error)| RowFailure::of(&changes.rows, row, error)),
+        );
         let mask = result
             .as_any()
             .downcast_ref::<BooleanArray>()
@@ -64,5 +73,9 @@ impl Operator for Filter {
             _ => out.push(changes.filter(&mask)?),
         }
         Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 }

@@ -14,6 +14,10 @@ use super::records::{split_kinds, with_kinds};
 use super::{Core, now};
 use crate::ServeError;
 
+/// Rows of one publish a query could not compute that are logged one by one; `stats` counts
+/// them all (`failed_rows`).
+const LOGGED_FAILURES: usize = 3;
+
 /// Rows a publish appended to a stream's log, under one stamp.
 pub struct Logged {
     pub stream: String,
@@ -139,6 +143,25 @@ impl Core {
             }
         }
         self.session.engine_mut().drain_late_results();
+        for (id, failures) in self.session.engine_mut().drain_failures() {
+            let name = self
+                .queries
+                .iter()
+                .find(|(_, query)| query.id == id)
+                .map_or("?", |(name, _)| name.as_str());
+            for failure in failures.iter().take(LOGGED_FAILURES) {
+                eprintln!(
+                    "query '{name}': a row could not be computed: {}: {}",
+                    failure.error, failure.row
+                );
+            }
+            if failures.len() > LOGGED_FAILURES {
+                eprintln!(
+                    "query '{name}': {} more row(s) of the same publish could not be computed",
+                    failures.len() - LOGGED_FAILURES
+                );
+            }
+        }
         Ok(())
     }
 }

@@ -35,6 +35,7 @@ impl Core {
                     "watermark": info.map(|i| i.watermark),
                     "state_bytes": info.map(|i| i.state_bytes),
                     "late_rows": info.map(|i| i.late_rows),
+                    "failed_rows": info.map(|i| i.failed_rows),
                 })
             })
             .collect();

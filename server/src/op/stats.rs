@@ -16,7 +16,7 @@ pub struct Stats {}
 pub struct StatsReply {
     /// Per stream and partition: start and end offsets, bytes.
     pub streams: Value,
-    /// Per query: input streams, results, watermark, state bytes, late rows.
+    /// Per query: input streams, results, watermark, state bytes, late rows, failed rows.
     pub queries: Value,
     /// Per group and partition: committed offset, lag, `retention_edge`.
     pub groups: Value,
