@@ -26,7 +26,8 @@ pub struct CsvRows<R: Read> {
     header_len: usize,
     null_literal: Option<String>,
     changelog: bool,
-    record: csv::ByteRecord,
+    /// The record read into, reused row after row (taken while a row is converted).
+    record: Option<csv::ByteRecord>,
 }
 
 /// The input, with the double quotes read so far counted and whether its end was reached.
@@ -40,7 +41,7 @@ impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         let read = self.inner.read(buffer)?;
         self.at_end |= read == 0 && !buffer.is_empty();
-        self.quotes += buffer[..read].iter().filter(|&&b| b == b'"').count() as u64;
+        self.quotes += memchr::memchr_iter(b'"', &buffer[..read]).count() as u64;
         Ok(read)
     }
 }
@@ -89,7 +90,7 @@ impl<R: Read> CsvRows<R> {
             header_len: header.len(),
             null_literal: options.null_literal,
             changelog: options.changelog,
-            record: csv::ByteRecord::new(),
+            record: Some(csv::ByteRecord::new()),
         })
     }
 }
@@ -98,7 +99,7 @@ impl<R: Read> CsvRows<R> {
     /// Whether the row just read, with `fields`, ran to the end of the input inside a quoted
     /// field: the input ended, one of its fields spans lines (only a quoted one can), and
     /// the input holds an odd number of double quotes (each closed field has an even number).
-    fn unclosed_quote(&self, fields: &[&str]) -> bool {
+    fn unclosed_quote(&self, fields: &csv::StringRecord) -> bool {
         let input = self.reader.get_ref();
         input.at_end
             && input.quotes % 2 == 1
@@ -115,28 +116,31 @@ impl<R: Read> RowReader for CsvRows<R> {
         let mut lines = Vec::with_capacity(BATCH_ROWS);
         let mut errors = Vec::new();
         while lines.len() < BATCH_ROWS {
+            let record = self.record.get_or_insert_with(csv::ByteRecord::new);
             let more = self
                 .reader
-                .read_byte_record(&mut self.record)
+                .read_byte_record(record)
                 .map_err(|error| EngineError::Input(format!("cannot read CSV: {error}")))?;
             if !more {
                 break;
             }
-            let line = self.record.position().map_or(0, |p| p.line());
+            let line = record.position().map_or(0, |p| p.line());
             let row = lines.len();
             lines.push(line);
-            let fields: Option<Vec<&str>> = self
-                .record
-                .iter()
-                .map(|field| std::str::from_utf8(field).ok())
-                .collect();
-            let Some(fields) = fields else {
-                errors.push((row, "the row is not valid UTF-8".to_string()));
-                builders.iter_mut().for_each(StringBuilder::append_null);
-                if self.op_position.is_some() {
-                    op.append_null();
+            let Some(record) = self.record.take() else {
+                break;
+            };
+            let fields = match csv::StringRecord::from_byte_record(record) {
+                Ok(fields) => fields,
+                Err(error) => {
+                    self.record = Some(error.into_byte_record());
+                    errors.push((row, "the row is not valid UTF-8".to_string()));
+                    builders.iter_mut().for_each(StringBuilder::append_null);
+                    if self.op_position.is_some() {
+                        op.append_null();
+                    }
+                    continue;
                 }
-                continue;
             };
             if self.unclosed_quote(&fields) {
                 errors.push((
@@ -157,7 +161,7 @@ impl<R: Read> RowReader for CsvRows<R> {
             }
             for (builder, &position) in builders.iter_mut().zip(&self.positions) {
                 match fields.get(position) {
-                    Some(&field)
+                    Some(field)
                         if !field.is_empty() && Some(field) != self.null_literal.as_deref() =>
                     {
                         builder.append_value(field)
@@ -168,6 +172,7 @@ impl<R: Read> RowReader for CsvRows<R> {
             if let Some(position) = self.op_position {
                 op.append_option(fields.get(position).filter(|f| !f.is_empty()));
             }
+            self.record = Some(fields.into_byte_record());
         }
         if lines.is_empty() {
             return Ok(None);
