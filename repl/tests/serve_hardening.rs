@@ -288,3 +288,81 @@ fn a_row_a_query_cannot_compute_is_counted_and_the_rest_published() {
     assert_eq!(stats["queries"][0]["name"], json!("ratio"));
     assert_eq!(stats["queries"][0]["failed_rows"], json!(1));
 }
+
+/// The example requests of `docs/protocol.md`, each line mutated byte by byte or field by
+/// field, sent by the thousand: every line is answered and the server stays up.
+#[test]
+fn mutated_request_lines_are_answered_and_the_server_stays_up() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md"))
+        .unwrap_or_else(|e| panic!("cannot read docs/protocol.md: {e}"));
+    let examples: Vec<&str> = doc
+        .lines()
+        .filter(|line| line.starts_with("{\"op\":") && !line.contains("\"quit\""))
+        .collect();
+    assert!(examples.len() >= 10, "{examples:?}");
+    let hostile = [
+        "null",
+        "-1",
+        "1e400",
+        "18446744073709551616",
+        "\"\"",
+        "[]",
+        "{}",
+        "\"\\u0000\"",
+        "\"../../x\"",
+        "true",
+        "\"earliest\"",
+        "{\"time\": -9223372036854775808}",
+    ];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for _ in 0..2_000 {
+        let example = examples[next(examples.len())];
+        let line = match next(3) {
+            // A byte replaced.
+            0 => {
+                let mut bytes = example.as_bytes().to_vec();
+                let at = next(bytes.len());
+                let replacements = b"{}[]\":,0a\\ ";
+                bytes[at] = replacements[next(replacements.len())];
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            // A field's value replaced.
+            1 => match serde_json::from_str::<Value>(example) {
+                Ok(Value::Object(mut fields)) => {
+                    let keys: Vec<String> = fields.keys().cloned().collect();
+                    let key = &keys[next(keys.len())];
+                    let value = hostile[next(hostile.len())];
+                    fields.insert(
+                        key.clone(),
+                        serde_json::from_str(value).unwrap_or(Value::Null),
+                    );
+                    Value::Object(fields).to_string()
+                }
+                _ => example.to_string(),
+            },
+            // Cut short.
+            _ => example[..next(example.len())].to_string(),
+        };
+        if line.trim().is_empty() {
+            // Blank lines are skipped without a reply.
+            continue;
+        }
+        client.send_line(&line);
+        let reply = client.read_value();
+        if reply.get("subscription").is_some() && reply.get("ok").is_none() {
+            continue;
+        }
+        assert!(reply.get("ok").is_some(), "{line} was answered {reply}");
+    }
+    let mut fresh = server.connect();
+    assert_eq!(fresh.ok(json!({"op": "ping"}))["pong"], json!(true));
+}

@@ -37,8 +37,9 @@
 //! unknown directive, rows no `output` block checks) is not rewritten.
 
 mod blocks;
+pub mod fuzz;
 mod rewrite;
 mod runner;
 pub mod support;
 
-pub use runner::{Failure, complete_test_file, run_test_file};
+pub use runner::{Failure, complete_test_file, run_leniently, run_test_file};

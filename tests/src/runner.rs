@@ -37,6 +37,29 @@ pub fn complete_test_file(text: &str) -> Result<String, Failure> {
     Ok(rewrite::apply(text, runner.corrections.unwrap_or_default()))
 }
 
+/// Runs every block of `text` whatever the blocks before it gave, then ends the input, as
+/// the fuzz tests do with mutated files; gives how many blocks failed. Only a panic stops it.
+pub fn run_leniently(text: &str) -> usize {
+    let mut runner = Runner {
+        script: Script::new(),
+        emitted: BTreeMap::new(),
+        finished: false,
+        checks: 0,
+        corrections: None,
+    };
+    let mut failed = blocks(text)
+        .iter()
+        .filter(|block| runner.run_block(block).is_err())
+        .count();
+    if !runner.finished && runner.script.finish().is_err() {
+        failed += 1;
+    }
+    if runner.collect().is_err() {
+        failed += 1;
+    }
+    failed
+}
+
 fn run(text: &str, corrections: Option<Vec<Correction>>) -> Result<Runner, Failure> {
     let mut runner = Runner {
         script: Script::new(),
