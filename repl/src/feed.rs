@@ -32,7 +32,11 @@ pub struct Run {
 /// What the caller hears about as input is read.
 pub enum Event {
     Rows(Run),
-    Rejected { path: String, error: RowError },
+    Rejected {
+        stream: String,
+        path: String,
+        error: RowError,
+    },
 }
 
 struct Cursor {
@@ -137,6 +141,7 @@ impl Feed {
             };
             for error in decoded.errors {
                 self.pending.push(Event::Rejected {
+                    stream: cursor.stream.name.clone(),
                     path: cursor.path.clone(),
                     error,
                 });

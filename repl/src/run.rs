@@ -3,15 +3,22 @@
 //! Runs the script's statements in order, feeds the inputs (see [`crate::feed`]), then ends
 //! all input so every pending result is emitted. Each output of the script is written to
 //! `DIR/NAME.csv` (or `.jsonl`; `NAME.late.csv` for late rows, `NAME.errors.csv` for rows
-//! the query could not compute, the name encoded as a file name) as results arrive, or, without `--output`, printed to stdout
-//! at the end, one block per output headed by its name.
+//! the query could not compute, the name encoded as a file name) as results arrive, or,
+//! without `--output`, printed to stdout at the end, one block per output headed by its
+//! name. With `--output`, the input rows a stream rejected go to `DIR/STREAM.rejected.csv`
+//! (file, line, reason) as well as to stderr.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use datafusion::arrow::array::{RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_engine::Changes;
+use sluice_engine::input::RowError;
 use sluice_engine::output::{OutputFormat, ResultWriter, format_table};
 use sluice_log::file_name;
 use sluice_sql::script::{OutputSource, ScriptOutput};
@@ -101,19 +108,36 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
     let mut summary = Summary::default();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut feed = Feed::open(inputs)?;
+    // Per stream, where its input's rejected rows are written (with --output).
+    let mut rejected: BTreeMap<String, ResultWriter<BufWriter<File>>> = BTreeMap::new();
     while let Some(event) = feed.next_event()? {
         match event {
             Event::Rows(run) => {
                 script.feed(&run.stream, &run.rows)?;
                 deliver(&mut script, &mut sinks, &mut counts, args)?;
             }
-            Event::Rejected { path, error } => {
+            Event::Rejected {
+                stream,
+                path,
+                error,
+            } => {
                 if args.strict {
                     return Err(CliError::BadRow {
                         path,
                         line: error.line,
                         reason: error.reason,
                     });
+                }
+                if let Some(directory) = &args.output {
+                    let writer = match rejected.entry(stream) {
+                        Entry::Occupied(entry) => entry.into_mut(),
+                        Entry::Vacant(entry) => {
+                            let name = format!("{}.rejected", file_name(entry.key()));
+                            let writer = open_rejected(directory, &name, args)?;
+                            entry.insert(writer)
+                        }
+                    };
+                    writer.write(&rejected_row(&path, &error)?)?;
                 }
                 let seen = summary.rejected.entry(path.clone()).or_insert(0);
                 *seen += 1;
@@ -136,6 +160,9 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
         }
         let rows = counts.get(&output.name).copied().unwrap_or(0);
         summary.written.push((output.name.clone(), rows));
+    }
+    for writer in rejected.values_mut() {
+        writer.flush()?;
     }
     for (path, rejected) in &summary.rejected {
         let _ = writeln!(stderr, "{path}: skipped {rejected} bad row(s)");
@@ -198,6 +225,51 @@ fn open_sink(output: &ScriptOutput, args: &RunArgs) -> Result<Sink, CliError> {
     })?;
     let writer = ResultWriter::new(BufWriter::new(file), format, &output.schema)?;
     Ok(Sink::File(writer))
+}
+
+/// The file of a stream's rejected input rows, `DIR/NAME.rejected.csv` (or `.jsonl`): each
+/// row's file, line and reason.
+fn open_rejected(
+    directory: &std::path::Path,
+    name: &str,
+    args: &RunArgs,
+) -> Result<ResultWriter<BufWriter<File>>, CliError> {
+    let format = match args.format {
+        Some(Format::Json) => OutputFormat::JsonLines,
+        _ => OutputFormat::Csv,
+    };
+    let path = directory.join(format!("{name}.{}", format.extension()));
+    let file = File::create(&path).map_err(|source| CliError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(ResultWriter::new(
+        BufWriter::new(file),
+        format,
+        &rejected_schema(),
+    )?)
+}
+
+fn rejected_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("file", DataType::Utf8, false),
+        Field::new("line", DataType::UInt64, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
+/// A rejected input row as a row of [`rejected_schema`].
+fn rejected_row(path: &str, error: &RowError) -> Result<Changes, CliError> {
+    let rows = RecordBatch::try_new(
+        rejected_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![path])),
+            Arc::new(UInt64Array::from(vec![error.line])),
+            Arc::new(StringArray::from(vec![error.reason.as_str()])),
+        ],
+    )
+    .map_err(sluice_engine::EngineError::from)?;
+    Ok(Changes::inserts(rows))
 }
 
 /// An output's file name without its extension: the name as a file name

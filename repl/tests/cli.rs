@@ -605,3 +605,29 @@ fn rows_a_query_cannot_compute_go_to_its_errors_file() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn rejected_input_rows_are_written_per_stream() {
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let script = write(dir.path(), "ticks.sql", TRADES);
+    let trades = write(
+        dir.path(),
+        "t.csv",
+        "symbol,price,ts\nA,2000,2024-01-01 10:00:01\nB,lots,2024-01-01 10:00:02\n\
+         C,3000,2024-01-01 10:00:03\nD,4000\n",
+    );
+    let input = format!("trades={trades}");
+    let out_arg = out.display().to_string();
+    let output = sluice(&["run", &script, "--input", &input, "--output", &out_arg]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(
+        read(&out.join("trades.rejected.csv")),
+        format!(
+            "op,file,line,reason\n\
+             +I,{trades},3,column 'price': cannot read 'lots' as DOUBLE\n\
+             +I,{trades},5,\"expected 3 fields, found 2\"\n"
+        )
+    );
+    assert!(read(&out.join("q1.csv")).starts_with("op,symbol\n+I,A\n+I,C\n"));
+}
