@@ -51,6 +51,16 @@ impl AggregateCall {
         crate::retract::changelog_accumulator(&self.function)
     }
 
+    /// The expressions the call evaluates over its input: arguments, `ORDER BY`, filter.
+    pub fn expressions(&self) -> impl Iterator<Item = Arc<dyn PhysicalExpr>> + '_ {
+        let expressions = self.function.all_expressions();
+        expressions
+            .args
+            .into_iter()
+            .chain(expressions.order_by_exprs)
+            .chain(self.filter.clone())
+    }
+
     /// Evaluates the call's arguments and filter over `batch`.
     pub fn input(&self, batch: &RecordBatch) -> Result<CallInput> {
         let rows = batch.num_rows();
@@ -295,4 +305,17 @@ impl GroupedAggregates {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((keys, values))
     }
+}
+
+/// Every expression an aggregating operator evaluates over its input: the grouping keys, then
+/// each call's (see [`crate::failure::screen`]).
+pub fn inputs_of(
+    group_by: &[Arc<dyn PhysicalExpr>],
+    calls: &[AggregateCall],
+) -> Vec<Arc<dyn PhysicalExpr>> {
+    group_by
+        .iter()
+        .cloned()
+        .chain(calls.iter().flat_map(AggregateCall::expressions))
+        .collect()
 }

@@ -4,18 +4,19 @@
 //! on with the other rows. An expression is evaluated over the whole batch as usual, and only
 //! when that fails row by row, to find the rows that fail.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array};
 use datafusion::arrow::compute::concat;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::BinaryExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 
-use crate::Result;
 use crate::output::unpacked;
+use crate::{Changes, Result};
 
 /// A row a query could not compute, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,39 @@ pub fn evaluate_each(
     let parts: Vec<&dyn datafusion::arrow::array::Array> =
         parts.iter().map(|part| part.as_ref()).collect();
     Ok((concat(&parts)?, failed))
+}
+
+/// The rows of `changes` that every one of `expressions` can be computed for, and the
+/// failures of the others; for the inputs of a stateful operator, screened before it changes
+/// any state. Columns and literals cannot fail and are not evaluated, so plain inputs cost
+/// nothing; `changes` comes back whole when nothing fails.
+pub fn screen(
+    expressions: &[Arc<dyn PhysicalExpr>],
+    changes: Changes,
+) -> Result<(Changes, Vec<RowFailure>)> {
+    let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+    for expression in expressions.iter().filter(|e| may_fail(e)) {
+        let (_, failures) = evaluate_each(expression, &changes.rows)?;
+        for (row, error) in failures {
+            failed.entry(row).or_insert(error);
+        }
+    }
+    if failed.is_empty() {
+        return Ok((changes, Vec::new()));
+    }
+    let keep: BooleanArray = (0..changes.num_rows())
+        .map(|row| Some(!failed.contains_key(&row)))
+        .collect();
+    let failures = failed
+        .into_iter()
+        .map(|(row, error)| RowFailure::of(&changes.rows, row, error))
+        .collect();
+    Ok((changes.filter(&keep)?, failures))
+}
+
+/// Whether evaluating `expression` can fail for a row: anything but a column or a literal.
+fn may_fail(expression: &Arc<dyn PhysicalExpr>) -> bool {
+    expression.downcast_ref::<Column>().is_none() && expression.downcast_ref::<Literal>().is_none()
 }
 
 /// `expression` with integer `+`, `-` and `*` checked: an overflow fails the row (see

@@ -26,8 +26,9 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::AggregateCall;
+use crate::aggregate::{AggregateCall, inputs_of};
 use crate::changes::batch_of;
+use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -50,6 +51,8 @@ pub struct SessionAggregate {
     sessions: HashMap<Box<[u8]>, BTreeMap<Millis, Session>>,
     watermark: Millis,
     late: Vec<Changes>,
+    /// Input rows whose keys or arguments could not be computed, since the last call.
+    failures: Vec<RowFailure>,
 }
 
 impl SessionAggregate {
@@ -65,6 +68,7 @@ impl SessionAggregate {
             .map(|column| SortField::new(schema.field(column).data_type().clone()))
             .collect();
         Ok(SessionAggregate {
+            failures: Vec::new(),
             group_by,
             window_start,
             window_end,
@@ -133,6 +137,9 @@ impl Operator for SessionAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+        let inputs = inputs_of(&self.group_by, &self.calls);
+        let (changes, failed) = screen(&inputs, changes)?;
+        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let columns = self
@@ -225,6 +232,10 @@ impl Operator for SessionAggregate {
         fired.sort_by(|a, b| (a.2.end, a.1, &a.0).cmp(&(b.2.end, b.1, &b.0)));
         out.push(Changes::inserts(self.output(fired)?));
         Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

@@ -26,8 +26,9 @@ use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::{AggregateCall, FrozenGroups, GroupedAggregates};
+use crate::aggregate::{AggregateCall, FrozenGroups, GroupedAggregates, inputs_of};
 use crate::changes::batch_of;
+use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -55,6 +56,8 @@ pub struct SlicedWindowAggregate {
     pending: BTreeSet<Millis>,
     watermark: Millis,
     late: Vec<Changes>,
+    /// Input rows whose keys or arguments could not be computed, since the last call.
+    failures: Vec<RowFailure>,
 }
 
 impl SlicedWindowAggregate {
@@ -73,6 +76,7 @@ impl SlicedWindowAggregate {
             .map(|column| schema.fields()[column].clone())
             .collect();
         Ok(SlicedWindowAggregate {
+            failures: Vec::new(),
             windows,
             group_by,
             window_start,
@@ -131,6 +135,9 @@ impl Operator for SlicedWindowAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+        let inputs = inputs_of(&self.group_by, &self.calls);
+        let (changes, failed) = screen(&inputs, changes)?;
+        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let columns = self
@@ -220,6 +227,10 @@ impl Operator for SlicedWindowAggregate {
         self.slices
             .retain(|slice_end, _| windows.last_window_end(*slice_end) > watermark);
         Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

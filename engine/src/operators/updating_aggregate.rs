@@ -22,8 +22,9 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::AggregateCall;
+use crate::aggregate::{AggregateCall, inputs_of};
 use crate::changes::batch_of;
+use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::{Changes, Result, RowKind};
 
@@ -48,6 +49,8 @@ pub struct UpdatingAggregate {
     schema: SchemaRef,
     keys: RowConverter,
     groups: HashMap<Box<[u8]>, Group>,
+    /// Input rows whose keys or arguments could not be computed, since the last call.
+    failures: Vec<RowFailure>,
 }
 
 impl UpdatingAggregate {
@@ -66,6 +69,7 @@ impl UpdatingAggregate {
             call.accumulator(retracting)?;
         }
         Ok(UpdatingAggregate {
+            failures: Vec::new(),
             group_by,
             calls,
             retracting,
@@ -116,6 +120,9 @@ impl Operator for UpdatingAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
+        let inputs = inputs_of(&self.group_by, &self.calls);
+        let (changes, failed) = screen(&inputs, changes)?;
+        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let keys = self
@@ -201,6 +208,10 @@ impl Operator for UpdatingAggregate {
             out.push(self.output(emitted)?);
         }
         Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 
     fn metrics(&self) -> OperatorMetrics {

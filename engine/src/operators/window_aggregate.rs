@@ -24,8 +24,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::{AggregateCall, GroupedAggregates};
+use crate::aggregate::{AggregateCall, GroupedAggregates, inputs_of};
 use crate::changes::batch_of;
+use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -63,6 +64,8 @@ pub struct WindowAggregate {
     windows: BTreeMap<Millis, Window>,
     watermark: Millis,
     late: Vec<Changes>,
+    /// Input rows whose keys or arguments could not be computed, since the last call.
+    failures: Vec<RowFailure>,
 }
 
 impl WindowAggregate {
@@ -90,6 +93,7 @@ impl WindowAggregate {
             })
             .collect();
         Ok(WindowAggregate {
+            failures: Vec::new(),
             group_by,
             layout,
             window_start,
@@ -180,6 +184,9 @@ impl Operator for WindowAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
+        let inputs = inputs_of(&self.group_by, &self.calls);
+        let (changes, failed) = screen(&inputs, changes)?;
+        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let columns = self
@@ -284,6 +291,10 @@ impl Operator for WindowAggregate {
         );
         self.windows = kept;
         Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {
