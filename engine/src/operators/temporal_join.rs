@@ -31,6 +31,7 @@ use datafusion::arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
+use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result, RowKind};
@@ -65,6 +66,8 @@ pub struct TemporalJoin {
     watermark: Millis,
     sequence: u64,
     late: Vec<Changes>,
+    /// Input rows whose join keys could not be computed, since the last call.
+    failures: Vec<RowFailure>,
 }
 
 impl TemporalJoin {
@@ -90,6 +93,7 @@ impl TemporalJoin {
             ));
         }
         Ok(TemporalJoin {
+            failures: Vec::new(),
             kind,
             version_time,
             codec: JoinCodec::new(stream, table, residual, schema)?,
@@ -258,6 +262,8 @@ impl Operator for TemporalJoin {
     }
 
     fn process(&mut self, input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
+        let (changes, failed) = screen(&self.codec.side(input.min(1)).keys, changes)?;
+        self.failures.extend(failed);
         match input {
             0 => self.process_stream(&changes, out),
             _ => self.process_table(&changes),
@@ -285,6 +291,10 @@ impl Operator for TemporalJoin {
         }
         self.prune();
         Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

@@ -25,6 +25,7 @@ use datafusion::arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
+use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -43,6 +44,8 @@ pub struct WindowJoin {
     late_schema: SchemaRef,
     watermark: Millis,
     late: Vec<Changes>,
+    /// Input rows whose join keys could not be computed, since the last call.
+    failures: Vec<RowFailure>,
 }
 
 /// One output row's halves (`None` for NULL padding).
@@ -59,6 +62,7 @@ impl WindowJoin {
         late_schema: SchemaRef,
     ) -> Result<Self> {
         Ok(WindowJoin {
+            failures: Vec::new(),
             late_schema,
             kind,
             codec: JoinCodec::new(left, right, residual, schema)?,
@@ -132,6 +136,8 @@ impl Operator for WindowJoin {
     }
 
     fn process(&mut self, input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+        let (changes, failed) = screen(&self.codec.side(input.min(1)).keys, changes)?;
+        self.failures.extend(failed);
         let side = input.min(1);
         let batch = &changes.rows;
         let keys = self.codec.keys(side, batch)?;
@@ -182,6 +188,10 @@ impl Operator for WindowJoin {
             self.join(rows, out)?;
         }
         Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {
