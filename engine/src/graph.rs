@@ -8,7 +8,7 @@
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::failure::RowFailure;
+use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result};
@@ -26,6 +26,8 @@ struct Node {
     rows_out: u64,
     /// Whether its late rows go to the late side output (another node may report them).
     reports_late: bool,
+    /// Input rows its screened inputs failed for, since the last run.
+    failures: Vec<RowFailure>,
 }
 
 /// A source of the graph: rows of `stream` enter at `node`.
@@ -133,6 +135,7 @@ impl GraphBuilder {
             operator,
             downstream: Vec::new(),
             reports_late: true,
+            failures: Vec::new(),
             input_watermarks: vec![WATERMARK_MIN; inputs],
             inputs_ended: vec![false; inputs],
             watermark: WATERMARK_MIN,
@@ -305,7 +308,8 @@ impl QueryGraph {
                     self.late.push(late);
                 }
             }
-            let failures = node.operator.take_failures();
+            let mut failures = std::mem::take(&mut node.failures);
+            failures.extend(node.operator.take_failures());
             self.failed_rows += failures.len() as u64;
             self.failures.extend(failures);
             node.rows_out += emitted.iter().map(|c| c.num_rows() as u64).sum::<u64>();
@@ -363,6 +367,9 @@ impl Node {
         match signal {
             Signal::Rows(changes) => {
                 self.rows_in += changes.num_rows() as u64;
+                let screened = self.operator.screened_inputs(port);
+                let (changes, failed) = screen(&screened, changes)?;
+                self.failures.extend(failed);
                 self.operator.process(port, changes, emitted)?;
                 Ok(None)
             }

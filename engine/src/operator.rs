@@ -13,7 +13,10 @@
 //! it. A query registered later builds its own from the streams' history that the
 //! [`Engine`](crate::Engine) replays to it.
 
+use std::sync::Arc;
+
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
 
 use crate::time::Millis;
 use crate::{Changes, Result};
@@ -64,6 +67,13 @@ pub trait Operator: Send {
     /// each row of kind [`crate::RowKind::Late`]. The graph reports them as the query's late
     /// rows unless another node reports the same rows ([`crate::GraphBuilder::ignore_late`]).
     fn take_late(&mut self) -> Vec<Changes> {
+        Vec::new()
+    }
+
+    /// The expressions the operator evaluates over each row of input `input` before it
+    /// changes any state (grouping keys, aggregate arguments, join keys). The graph leaves
+    /// out the rows one of them fails for and reports them (see [`crate::failure::screen`]).
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
         Vec::new()
     }
 

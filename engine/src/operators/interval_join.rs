@@ -27,7 +27,6 @@ use datafusion::common::HashMap;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result, RowKind};
@@ -73,8 +72,6 @@ pub struct IntervalJoin {
     sequence: u64,
     /// Bytes of the buffered rows, counted as they come and go.
     state_bytes: usize,
-    /// Input rows whose join keys could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 /// Bytes a buffered row takes beyond its encoding (its time, arrival, flag, and its entry
@@ -96,7 +93,6 @@ impl IntervalJoin {
             ));
         }
         Ok(IntervalJoin {
-            failures: Vec::new(),
             kind,
             bound,
             codec: JoinCodec::new(left, right, residual, schema)?,
@@ -200,8 +196,6 @@ impl Operator for IntervalJoin {
     }
 
     fn process(&mut self, input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
-        let (changes, failed) = screen(&self.codec.side(input.min(1)).keys, changes)?;
-        self.failures.extend(failed);
         let side = input.min(1);
         let other = 1 - side;
         let batch = &changes.rows;
@@ -333,8 +327,8 @@ impl Operator for IntervalJoin {
         Ok(())
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.codec.side(input.min(1)).keys.clone()
     }
 
     fn metrics(&self) -> OperatorMetrics {

@@ -29,7 +29,6 @@ use datafusion::arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN};
 use crate::{Changes, Result, RowKind};
@@ -62,8 +61,6 @@ pub struct RegularJoin {
     /// With a TTL: keys written before the stream time was known.
     unstamped: Vec<SideKey>,
     sequence: u64,
-    /// Input rows whose join keys could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 /// A join key on one side (0 left, 1 right).
@@ -82,7 +79,6 @@ impl RegularJoin {
         schema: SchemaRef,
     ) -> Result<Self> {
         Ok(RegularJoin {
-            failures: Vec::new(),
             kind,
             codec: JoinCodec::new(left, right, residual, schema)?,
             sides: [HashMap::new(), HashMap::new()],
@@ -181,8 +177,6 @@ impl Operator for RegularJoin {
     }
 
     fn process(&mut self, input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
-        let (changes, failed) = screen(&self.codec.side(input.min(1)).keys, changes)?;
-        self.failures.extend(failed);
         let side = input.min(1);
         let other = 1 - side;
         let batch = &changes.rows;
@@ -337,8 +331,8 @@ impl Operator for RegularJoin {
         }
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.codec.side(input.min(1)).keys.clone()
     }
 
     fn metrics(&self) -> OperatorMetrics {

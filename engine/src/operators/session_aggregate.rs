@@ -28,7 +28,6 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::{AggregateCall, inputs_of};
 use crate::changes::batch_of;
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -51,8 +50,6 @@ pub struct SessionAggregate {
     sessions: HashMap<Box<[u8]>, BTreeMap<Millis, Session>>,
     watermark: Millis,
     late: Vec<Changes>,
-    /// Input rows whose keys or arguments could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 impl SessionAggregate {
@@ -68,7 +65,6 @@ impl SessionAggregate {
             .map(|column| SortField::new(schema.field(column).data_type().clone()))
             .collect();
         Ok(SessionAggregate {
-            failures: Vec::new(),
             group_by,
             window_start,
             window_end,
@@ -137,9 +133,6 @@ impl Operator for SessionAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
-        let inputs = inputs_of(&self.group_by, &self.calls);
-        let (changes, failed) = screen(&inputs, changes)?;
-        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let columns = self
@@ -234,8 +227,8 @@ impl Operator for SessionAggregate {
         Ok(())
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        inputs_of(&self.group_by, &self.calls)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

@@ -28,7 +28,6 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::{AggregateCall, FrozenGroups, GroupedAggregates, inputs_of};
 use crate::changes::batch_of;
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -56,8 +55,6 @@ pub struct SlicedWindowAggregate {
     pending: BTreeSet<Millis>,
     watermark: Millis,
     late: Vec<Changes>,
-    /// Input rows whose keys or arguments could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 impl SlicedWindowAggregate {
@@ -76,7 +73,6 @@ impl SlicedWindowAggregate {
             .map(|column| schema.fields()[column].clone())
             .collect();
         Ok(SlicedWindowAggregate {
-            failures: Vec::new(),
             windows,
             group_by,
             window_start,
@@ -135,9 +131,6 @@ impl Operator for SlicedWindowAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
-        let inputs = inputs_of(&self.group_by, &self.calls);
-        let (changes, failed) = screen(&inputs, changes)?;
-        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let columns = self
@@ -229,8 +222,8 @@ impl Operator for SlicedWindowAggregate {
         Ok(())
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        inputs_of(&self.group_by, &self.calls)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

@@ -31,7 +31,6 @@ use datafusion::arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result, RowKind};
@@ -66,8 +65,6 @@ pub struct TemporalJoin {
     watermark: Millis,
     sequence: u64,
     late: Vec<Changes>,
-    /// Input rows whose join keys could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 impl TemporalJoin {
@@ -93,7 +90,6 @@ impl TemporalJoin {
             ));
         }
         Ok(TemporalJoin {
-            failures: Vec::new(),
             kind,
             version_time,
             codec: JoinCodec::new(stream, table, residual, schema)?,
@@ -262,8 +258,6 @@ impl Operator for TemporalJoin {
     }
 
     fn process(&mut self, input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
-        let (changes, failed) = screen(&self.codec.side(input.min(1)).keys, changes)?;
-        self.failures.extend(failed);
         match input {
             0 => self.process_stream(&changes, out),
             _ => self.process_table(&changes),
@@ -293,8 +287,8 @@ impl Operator for TemporalJoin {
         Ok(())
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.codec.side(input.min(1)).keys.clone()
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

@@ -24,7 +24,6 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::{AggregateCall, inputs_of};
 use crate::changes::batch_of;
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::{Changes, Result, RowKind};
 
@@ -49,8 +48,6 @@ pub struct UpdatingAggregate {
     schema: SchemaRef,
     keys: RowConverter,
     groups: HashMap<Box<[u8]>, Group>,
-    /// Input rows whose keys or arguments could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 impl UpdatingAggregate {
@@ -69,7 +66,6 @@ impl UpdatingAggregate {
             call.accumulator(retracting)?;
         }
         Ok(UpdatingAggregate {
-            failures: Vec::new(),
             group_by,
             calls,
             retracting,
@@ -120,9 +116,6 @@ impl Operator for UpdatingAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
-        let inputs = inputs_of(&self.group_by, &self.calls);
-        let (changes, failed) = screen(&inputs, changes)?;
-        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let keys = self
@@ -210,8 +203,8 @@ impl Operator for UpdatingAggregate {
         Ok(())
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        inputs_of(&self.group_by, &self.calls)
     }
 
     fn metrics(&self) -> OperatorMetrics {

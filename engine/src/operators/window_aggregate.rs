@@ -26,7 +26,6 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::{AggregateCall, GroupedAggregates, inputs_of};
 use crate::changes::batch_of;
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -64,8 +63,6 @@ pub struct WindowAggregate {
     windows: BTreeMap<Millis, Window>,
     watermark: Millis,
     late: Vec<Changes>,
-    /// Input rows whose keys or arguments could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 impl WindowAggregate {
@@ -93,7 +90,6 @@ impl WindowAggregate {
             })
             .collect();
         Ok(WindowAggregate {
-            failures: Vec::new(),
             group_by,
             layout,
             window_start,
@@ -184,9 +180,6 @@ impl Operator for WindowAggregate {
     }
 
     fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
-        let inputs = inputs_of(&self.group_by, &self.calls);
-        let (changes, failed) = screen(&inputs, changes)?;
-        self.failures.extend(failed);
         let batch = &changes.rows;
         let rows = batch.num_rows();
         let columns = self
@@ -293,8 +286,8 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        inputs_of(&self.group_by, &self.calls)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

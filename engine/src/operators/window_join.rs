@@ -25,7 +25,6 @@ use datafusion::arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinCodec, JoinKind, JoinSide};
-use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -44,8 +43,6 @@ pub struct WindowJoin {
     late_schema: SchemaRef,
     watermark: Millis,
     late: Vec<Changes>,
-    /// Input rows whose join keys could not be computed, since the last call.
-    failures: Vec<RowFailure>,
 }
 
 /// One output row's halves (`None` for NULL padding).
@@ -62,7 +59,6 @@ impl WindowJoin {
         late_schema: SchemaRef,
     ) -> Result<Self> {
         Ok(WindowJoin {
-            failures: Vec::new(),
             late_schema,
             kind,
             codec: JoinCodec::new(left, right, residual, schema)?,
@@ -136,8 +132,6 @@ impl Operator for WindowJoin {
     }
 
     fn process(&mut self, input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
-        let (changes, failed) = screen(&self.codec.side(input.min(1)).keys, changes)?;
-        self.failures.extend(failed);
         let side = input.min(1);
         let batch = &changes.rows;
         let keys = self.codec.keys(side, batch)?;
@@ -190,8 +184,8 @@ impl Operator for WindowJoin {
         Ok(())
     }
 
-    fn take_failures(&mut self) -> Vec<RowFailure> {
-        std::mem::take(&mut self.failures)
+    fn screened_inputs(&self, input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.codec.side(input.min(1)).keys.clone()
     }
 
     fn take_late(&mut self) -> Vec<Changes> {
