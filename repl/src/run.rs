@@ -132,8 +132,8 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
                     let writer = match rejected.entry(stream) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => {
-                            let name = format!("{}.rejected", file_name(entry.key()));
-                            let writer = open_rejected(directory, &name, args)?;
+                            let stem = format!("{}.rejected", file_name(entry.key()));
+                            let writer = open_file(directory, &stem, args, &rejected_schema())?;
                             entry.insert(writer)
                         }
                     };
@@ -209,6 +209,17 @@ fn open_sink(output: &ScriptOutput, args: &RunArgs) -> Result<Sink, CliError> {
     let Some(directory) = &args.output else {
         return Ok(Sink::Stdout(Vec::new()));
     };
+    let writer = open_file(directory, &file_stem(output), args, &output.schema)?;
+    Ok(Sink::File(writer))
+}
+
+/// `DIR/STEM.csv` (or `.jsonl`), written in the format `--format` asks for.
+fn open_file(
+    directory: &std::path::Path,
+    stem: &str,
+    args: &RunArgs,
+    schema: &SchemaRef,
+) -> Result<ResultWriter<BufWriter<File>>, CliError> {
     let format = match args.format {
         None | Some(Format::Csv) => OutputFormat::Csv,
         Some(Format::Json) => OutputFormat::JsonLines,
@@ -218,38 +229,15 @@ fn open_sink(output: &ScriptOutput, args: &RunArgs) -> Result<Sink, CliError> {
             ));
         }
     };
-    let path = directory.join(format!("{}.{}", file_stem(output), format.extension()));
+    let path = directory.join(format!("{stem}.{}", format.extension()));
     let file = File::create(&path).map_err(|source| CliError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let writer = ResultWriter::new(BufWriter::new(file), format, &output.schema)?;
-    Ok(Sink::File(writer))
+    Ok(ResultWriter::new(BufWriter::new(file), format, schema)?)
 }
 
-/// The file of a stream's rejected input rows, `DIR/NAME.rejected.csv` (or `.jsonl`): each
-/// row's file, line and reason.
-fn open_rejected(
-    directory: &std::path::Path,
-    name: &str,
-    args: &RunArgs,
-) -> Result<ResultWriter<BufWriter<File>>, CliError> {
-    let format = match args.format {
-        Some(Format::Json) => OutputFormat::JsonLines,
-        _ => OutputFormat::Csv,
-    };
-    let path = directory.join(format!("{name}.{}", format.extension()));
-    let file = File::create(&path).map_err(|source| CliError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    Ok(ResultWriter::new(
-        BufWriter::new(file),
-        format,
-        &rejected_schema(),
-    )?)
-}
-
+/// The columns of `DIR/STREAM.rejected.csv`: each rejected input row's file, line and reason.
 fn rejected_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("file", DataType::Utf8, false),
