@@ -69,8 +69,7 @@ fn stream_names_never_reach_outside_the_data_directory_nor_share_a_log() {
     let server = Server::start(&data, &[]);
     let mut client = server.connect();
     client.ok(json!({"op": "subscribe", "stream": "v", "from": "earliest"}));
-    let rows = client.pushed(1);
-    assert_eq!(rows[0]["row"], json!({"op": "+I", "a": 1}));
+    assert_eq!(client.pushed_rows(1), vec![json!({"op": "+I", "a": 1})]);
 }
 
 #[test]
@@ -208,11 +207,7 @@ fn acks_of_offsets_or_partitions_that_do_not_exist_are_refused() {
     client.ok(ack(0, 1));
     // The group still gets new rows.
     client.ok(json!({"op": "publish", "stream": "t", "events": [{"a": 3}, {"a": 4}]}));
-    let rows: Vec<Value> = client
-        .pushed(2)
-        .into_iter()
-        .map(|r| r["row"].clone())
-        .collect();
+    let rows = client.pushed_rows(2);
     assert_eq!(
         rows,
         vec![json!({"op": "+I", "a": 3}), json!({"op": "+I", "a": 4})]
@@ -275,11 +270,7 @@ fn a_row_a_query_cannot_compute_is_counted_and_the_rest_published() {
     client.ok(json!({"op": "publish", "stream": "t",
                      "events": [{"a": 6, "b": 2}, {"a": 7, "b": 0}, {"a": 8, "b": 4}]}));
     client.ok(json!({"op": "subscribe", "query": "ratio", "from": "earliest"}));
-    let rows: Vec<Value> = client
-        .pushed(2)
-        .into_iter()
-        .map(|r| r["row"].clone())
-        .collect();
+    let rows = client.pushed_rows(2);
     assert_eq!(
         rows,
         vec![json!({"op": "+I", "r": 3}), json!({"op": "+I", "r": 2})]

@@ -159,6 +159,14 @@ impl Client {
         reply
     }
 
+    /// The `row` of each of the next `count` pushed lines.
+    pub fn pushed_rows(&mut self, count: usize) -> Vec<Value> {
+        self.pushed(count)
+            .into_iter()
+            .map(|line| line["row"].clone())
+            .collect()
+    }
+
     /// The next `count` pushed rows.
     pub fn pushed(&mut self, count: usize) -> Vec<Value> {
         while self.pushed.len() < count {
