@@ -7,9 +7,9 @@
 //! late side output, named after its output with `.late` appended. Each alert is an output
 //! too, named after the alert: its firings, as the event's columns. Rows a query could not
 //! compute (a division by zero, an overflow) go to `NAME.errors`, an output added when the
-//! first comes: the error and the row as JSON. Two outputs of different
-//! kinds never share a name (see [`OutputSource`]); `sluice run` turns names into file names
-//! with `sluice_log::file_name`, so that no two outputs share a file either.
+//! first comes: the error and the row as JSON. Two outputs of different kinds never share a
+//! name (see [`OutputSource`]); `sluice run` turns names into file names with
+//! `sluice_log::file_name`, so that no two outputs share a file either.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
