@@ -6,6 +6,7 @@
 //! A [`Session`] ties this to an engine; a [`Script`] runs whole files the way `sluice run`
 //! and the SQL test suite do.
 
+mod checked_sum;
 pub mod context;
 pub mod ddl;
 mod depth;

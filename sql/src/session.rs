@@ -247,7 +247,7 @@ impl Session {
         plan: &LogicalPlan,
         hints: QueryHints,
     ) -> Result<(QueryGraph, Vec<String>)> {
-        let optimized = self.state.optimize(plan)?;
+        let optimized = self.optimize(plan)?;
         let mut lowering = self.lowering(hints);
         let lowered = lowering.lower(&optimized)?;
         if lowered.session.is_some() {
@@ -302,7 +302,7 @@ impl Session {
             .get(&target)
             .cloned()
             .ok_or_else(|| SqlError::Invalid(format!("'{target}' is a view, not a stream")))?;
-        let input = self.state.optimize(&dml.input)?;
+        let input = self.optimize(&dml.input)?;
         let mut lowering = self.lowering(hints);
         let lowered = lowering.lower(&input)?;
         let mut graph = lowering.builder.build(lowered.node);
@@ -640,9 +640,15 @@ impl Session {
 
     /// The column of `plan`'s output that carries the event-time attribute, if one does.
     fn event_time_of(&self, plan: &LogicalPlan) -> Option<usize> {
-        let optimized = self.state.optimize(plan).ok()?;
+        let optimized = self.optimize(plan).ok()?;
         let mut lowering = Lowering::new(&self.state, self.engine.catalog());
         lowering.lower(&optimized).ok()?.event_time
+    }
+
+    /// `plan` optimised by DataFusion, with integer sums checked for overflow, ready to
+    /// lower.
+    fn optimize(&self, plan: &LogicalPlan) -> Result<LogicalPlan> {
+        crate::checked_sum::checked_sums(self.state.optimize(plan)?)
     }
 
     fn plan(&self, mut statement: ast::Statement) -> Result<LogicalPlan> {

@@ -514,7 +514,7 @@ impl Session {
             return Err(SqlError::Invalid(format!("cannot read '{source}'")));
         };
         let plan = self.plan(*statement)?;
-        let optimized = self.state.optimize(&plan)?;
+        let optimized = self.optimize(&plan)?;
         let mut lowering = self.lowering(QueryHints::default());
         let lowered = lowering.lower(&optimized)?;
         let events = lowering.builder.schema(lowered.node);
