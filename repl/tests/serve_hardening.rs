@@ -261,7 +261,7 @@ fn a_catalog_entry_that_no_longer_runs_is_left_out_and_shown() {
 }
 
 #[test]
-fn a_row_a_query_cannot_compute_is_counted_and_the_rest_published() {
+fn a_row_a_query_cannot_compute_goes_to_its_error_output_and_the_rest_is_published() {
     let dir = temp_dir();
     let server = Server::start(dir.path(), &[]);
     let mut client = server.connect();
@@ -278,6 +278,54 @@ fn a_row_a_query_cannot_compute_is_counted_and_the_rest_published() {
     let stats = client.ok(json!({"op": "stats"}));
     assert_eq!(stats["queries"][0]["name"], json!("ratio"));
     assert_eq!(stats["queries"][0]["failed_rows"], json!(1));
+    let divide_by_zero = |a: i64| json!({"error": "Arrow error: Divide by zero error", "row": format!("{{\"a\":{a},\"b\":0}}")});
+    client.ok(json!({"op": "subscribe", "query": "ratio.errors", "from": "earliest"}));
+    assert_eq!(client.pushed_rows(1), vec![divide_by_zero(7)]);
+
+    // A restart makes the error output again from the stream's log, without repeating it.
+    drop(client);
+    server.kill();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "publish", "stream": "t", "events": [{"a": 9, "b": 0}]}));
+    client.ok(json!({"op": "subscribe", "query": "ratio.errors", "from": "earliest"}));
+    let pushed = client.pushed(2);
+    let offsets: Vec<&Value> = pushed.iter().map(|line| &line["offset"]).collect();
+    assert_eq!(offsets, vec![&json!(0), &json!(1)]);
+    let rows: Vec<Value> = pushed.into_iter().map(|line| line["row"].clone()).collect();
+    assert_eq!(rows, vec![divide_by_zero(7), divide_by_zero(9)]);
+    let reply = client.request(json!({"op": "subscribe", "query": "ratio.oops"}));
+    assert_eq!(reply["error"], json!("no query named 'ratio.oops'"));
+}
+
+#[test]
+fn a_querys_late_rows_are_an_output_of_their_own() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(
+        json!({"op": "sql", "sql": "CREATE TABLE clicks (page STRING, ts TIMESTAMP(3), \
+        WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)"}),
+    );
+    client.ok(json!({"op": "register", "name": "per_minute", "sql":
+        "SELECT page, window_end, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE clicks, \
+         DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY page, window_start, window_end"}));
+    for (page, ts) in [
+        ("a", "2026-01-01 10:00:10"),
+        ("a", "2026-01-01 10:01:30"),
+        ("b", "2026-01-01 10:00:20"),
+    ] {
+        client
+            .ok(json!({"op": "publish", "stream": "clicks", "events": [{"page": page, "ts": ts}]}));
+    }
+    client.ok(json!({"op": "subscribe", "query": "per_minute.late", "from": "earliest"}));
+    assert_eq!(
+        client.pushed_rows(1),
+        vec![json!({"op": "late", "page": "b",
+                    "window_start": "2026-01-01 10:00:00", "window_end": "2026-01-01 10:01:00"})]
+    );
+    let stats = client.ok(json!({"op": "stats"}));
+    assert_eq!(stats["queries"][0]["late_rows"], json!(1));
 }
 
 /// The example requests of `docs/protocol.md`, each line mutated byte by byte or field by

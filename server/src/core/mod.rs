@@ -15,7 +15,8 @@
 //! - `replay`: applying the journal and the streams' records in stamp order on start;
 //! - `statements`: running SQL statements and recording what they changed;
 //! - `queries`: registering and cancelling standing queries, with their result logs;
-//! - `result_log`: a standing query's result log and where appending to it resumes;
+//! - `result_log`: a standing query's output logs (results, late rows, failed rows) and
+//!   where appending to each resumes;
 //! - `publish`: appending to a stream's log, syncing, feeding the queries and logging
 //!   their results;
 //! - `payload`: decoding a publish's JSON events or CSV into changes;

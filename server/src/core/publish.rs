@@ -1,21 +1,23 @@
 //! The publish path: rows appended to a stream's log under a new stamp, the logs synced,
-//! then the rows fed to the standing queries, whose results are appended to their result
-//! logs under the same stamp.
+//! then the rows fed to the standing queries, whose results, late rows and failed rows are
+//! appended to their output logs under the same stamp.
 
 use std::sync::Arc;
 
 use sluice_engine::Changes;
 use sluice_engine::catalog::StreamDef;
+use sluice_engine::failure::failure_rows;
 use sluice_engine::output::to_output_batch;
 use sluice_engine::time::Millis;
 use sluice_log::{Appended, PendingSync};
 
 use super::records::{split_kinds, with_kinds};
+use super::result_log::Output;
 use super::{Core, now};
 use crate::ServeError;
 
-/// Rows of one publish a query could not compute that are logged one by one; `stats` counts
-/// them all (`failed_rows`).
+/// Rows of one publish a query could not compute that are written to the server's log one by
+/// one; the query's error output (`NAME.errors`) holds them all, and `stats` counts them.
 const LOGGED_FAILURES: usize = 3;
 
 /// Rows a publish appended to a stream's log, under one stamp.
@@ -118,37 +120,34 @@ impl Core {
         self.collect_results(logged.stamp)
     }
 
-    /// Appends what the queries emitted to their result logs, stamped with the publish
-    /// that caused it. The result logs are not synced: they are made again from the
-    /// streams' logs on a restart.
+    /// Appends what the queries emitted — results, late rows, rows they could not compute —
+    /// to their output logs, stamped with the publish that caused it. These logs are not
+    /// synced: they are made again from the streams' logs on a restart.
     pub(super) fn collect_results(&mut self, stamp: Millis) -> Result<(), ServeError> {
-        let results = self.session.engine_mut().drain_results();
-        for (id, changes) in results {
-            let Some(query) = self.queries.values_mut().find(|q| q.id == id) else {
-                continue;
-            };
-            for change in changes {
-                let mut rows = to_output_batch(&change)?;
-                if stamp < query.logged.stamp {
+        let engine = self.session.engine_mut();
+        let results = engine.drain_results();
+        let late = engine.drain_late_results();
+        let failures = engine.drain_failures();
+        for (output, drained) in [(Output::Results, results), (Output::Late, late)] {
+            for (id, changes) in drained {
+                let Some(query) = self.queries.values_mut().find(|q| q.id == id) else {
                     continue;
-                }
-                if stamp == query.logged.stamp {
-                    let skipped = query.logged.count.min(rows.num_rows() as u64) as usize;
-                    query.logged.count -= skipped as u64;
-                    rows = rows.slice(skipped, rows.num_rows() - skipped);
-                }
-                if rows.num_rows() > 0 {
-                    query.log.publish(&rows, stamp)?;
+                };
+                for change in changes {
+                    query
+                        .output_mut(output)
+                        .append(to_output_batch(&change)?, stamp)?;
                 }
             }
         }
-        self.session.engine_mut().drain_late_results();
-        for (id, failures) in self.session.engine_mut().drain_failures() {
-            let name = self
-                .queries
-                .iter()
-                .find(|(_, query)| query.id == id)
-                .map_or("?", |(name, _)| name.as_str());
+        for (id, failures) in failures {
+            let Some((name, query)) = self.queries.iter_mut().find(|(_, q)| q.id == id) else {
+                continue;
+            };
+            query.errors.append(failure_rows(&failures)?, stamp)?;
+            if self.replaying {
+                continue;
+            }
             for failure in failures.iter().take(LOGGED_FAILURES) {
                 eprintln!(
                     "query '{name}': a row could not be computed: {}: {}",

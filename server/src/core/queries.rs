@@ -1,17 +1,16 @@
-//! Standing queries: registering one (a view and the query running it, with a result log
-//! of its own under `results/`), cancelling it, and forgetting it with its subscribers and
-//! its result log.
+//! Standing queries: registering one (a view and the query running it, with logs of its
+//! own under `results/`), cancelling it, and forgetting it with its subscribers and its logs.
 
 use datafusion::sql::sqlparser::ast;
 use sluice_engine::QueryId;
 use sluice_engine::limits::MAX_NAME_BYTES;
-use sluice_log::{StreamLog, file_name};
+use sluice_log::file_name;
 use sluice_sql::parse_statements;
 use sluice_sql::statement::Statement;
 
 use super::Core;
 use super::journal::CatalogEntry;
-use super::result_log::{Query, Resume};
+use super::result_log::Query;
 use super::subscription::Target;
 use crate::ServeError;
 
@@ -61,23 +60,9 @@ impl Core {
         dir: String,
     ) -> Result<(), ServeError> {
         self.registrations += 1;
-        let (log, _) = StreamLog::open(
-            &self.data_dir.join("results").join(&dir),
-            1,
-            None,
-            self.config,
-        )?;
-        let logged = Resume::of(&log);
-        self.last_stamp = self.last_stamp.max(logged.stamp);
-        self.queries.insert(
-            name.to_string(),
-            Query {
-                id,
-                dir,
-                log,
-                logged,
-            },
-        );
+        let query = Query::open(id, &self.data_dir.join("results"), &dir, self.config)?;
+        self.last_stamp = self.last_stamp.max(query.last_stamp());
+        self.queries.insert(name.to_string(), query);
         // Results of the registration itself (a table's current rows).
         self.collect_results(self.fed_stamp)
     }
@@ -107,16 +92,17 @@ impl Core {
         let Some(query) = self.queries.remove(name) else {
             return Ok(());
         };
-        self.end_subscriptions(
-            &Target::Query(name.to_string()),
-            &format!("query '{name}' was stopped"),
-        );
-        drop(query.log);
-        let dir = self.data_dir.join("results").join(&query.dir);
-        match std::fs::remove_dir_all(dir) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
-            _ => Ok(()),
+        for output in [
+            name.to_string(),
+            format!("{name}.late"),
+            format!("{name}.errors"),
+        ] {
+            self.end_subscriptions(
+                &Target::Query(output),
+                &format!("query '{name}' was stopped"),
+            );
         }
+        query.remove(&self.data_dir.join("results"))
     }
 }
 

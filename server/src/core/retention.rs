@@ -57,7 +57,9 @@ impl Core {
             log.enforce_retention(now)?;
         }
         for query in self.queries.values_mut() {
-            query.log.enforce_retention(now)?;
+            for output in query.outputs_mut() {
+                output.log.enforce_retention(now)?;
+            }
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ impl Core {
                 json!({
                     "name": name,
                     "inputs": info.map(|i| &i.sources),
-                    "results": query.log.partitions().first().map_or(0, |p| p.end()),
+                    "results": query.results.end(),
                     "watermark": info.map(|i| i.watermark),
                     "state_bytes": info.map(|i| i.state_bytes),
                     "late_rows": info.map(|i| i.late_rows),

@@ -8,6 +8,7 @@ use sluice_log::{GroupOffsets, StreamLog};
 use sluice_sql::session::alerts_query_name;
 
 use super::Core;
+use super::result_log::Output;
 use super::subscription::{StartAt, Subscription, Target};
 use crate::ServeError;
 
@@ -20,17 +21,25 @@ impl Core {
                 .get(name)
                 .ok_or_else(|| ServeError::Request(format!("unknown stream '{name}'"))),
             Target::Query(name) => self
-                .queries
-                .get(name)
-                .map(|q| &q.log)
+                .query_output(name)
                 .ok_or_else(|| ServeError::Request(format!("no query named '{name}'"))),
             Target::Alert(name) => self
                 .session
                 .alert_source_of(name)
                 .and_then(|source| self.queries.get(&alerts_query_name(source)))
-                .map(|q| &q.log)
+                .map(|q| &q.results.log)
                 .ok_or_else(|| ServeError::Request(format!("no alert named '{name}'"))),
         }
+    }
+
+    /// The log of the query output named `name`: a query's results by the query's name,
+    /// its late rows and failed rows as `NAME.late` and `NAME.errors`.
+    fn query_output(&self, name: &str) -> Option<&StreamLog> {
+        if let Some(query) = self.queries.get(name) {
+            return Some(&query.results.log);
+        }
+        let (name, output) = Output::of(name);
+        self.queries.get(name).map(|q| &q.output(output).log)
     }
 
     pub fn subscribe(
