@@ -10,7 +10,7 @@ use sluice_engine::limits::with_planning_stack;
 use sluice_log::LogConfig;
 use sluice_repl::run::{Format, RunArgs, run};
 use sluice_repl::shell::demo::DemoArgs;
-use sluice_repl::shell::{self, Target};
+use sluice_repl::shell::{self, Target, TlsTrust};
 use sluice_server::{Durability, ServeConfig, serve};
 
 /// mimalloc rather than the system's allocator: batches of megabytes are made and dropped
@@ -41,6 +41,12 @@ struct ReplArgs {
     /// The server's token (with --connect).
     #[arg(long, env = "SLUICE_TOKEN", requires = "connect")]
     token: Option<String>,
+    /// Connect over TLS, trusting the system's certificate authorities (with --connect).
+    #[arg(long, requires = "connect")]
+    tls: bool,
+    /// Connect over TLS, trusting the certificates in this PEM file (with --connect).
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +117,12 @@ enum Command {
         /// Start a new segment file once a partition's current one would pass this size.
         #[arg(long, default_value_t = 64 << 20)]
         segment_bytes: u64,
+        /// Speak TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -156,6 +168,8 @@ fn run_command() -> ExitCode {
         memory: false,
         connect: None,
         token: std::env::var("SLUICE_TOKEN").ok(),
+        tls: false,
+        tls_ca: None,
     }));
     match command {
         Command::Repl(args) => {
@@ -163,6 +177,11 @@ fn run_command() -> ExitCode {
                 Some(address) => Target::Remote {
                     address,
                     token: args.token,
+                    tls: match (args.tls_ca, args.tls) {
+                        (Some(file), _) => Some(TlsTrust::File(file)),
+                        (None, true) => Some(TlsTrust::System),
+                        (None, false) => None,
+                    },
                 },
                 None if args.memory => Target::Embedded(None),
                 None => Target::Embedded(Some(args.data_dir)),
@@ -206,7 +225,19 @@ fn run_command() -> ExitCode {
             retention_bytes,
             retention_seconds,
             segment_bytes,
+            tls_cert,
+            tls_key,
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => match sluice_server::tls::server_config(&cert, &key) {
+                    Ok(tls) => Some(tls),
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                _ => None,
+            };
             let config = ServeConfig {
                 listen,
                 data_dir,
@@ -224,6 +255,7 @@ fn run_command() -> ExitCode {
                     retention_age: retention_seconds.map(|s| s.saturating_mul(1000)),
                     segment_bytes,
                 },
+                tls,
             };
             let ready = |address| eprintln!("sluice: listening on {address}");
             match serve(config, ready) {

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{Client, Server, temp_dir};
+use support::{Client, Server, self_signed_certificate, temp_dir};
 
 fn error_of(client: &mut Client, request: Value) -> String {
     let reply = client.request(request.clone());
@@ -326,6 +326,85 @@ fn a_querys_late_rows_are_an_output_of_their_own() {
     );
     let stats = client.ok(json!({"op": "stats"}));
     assert_eq!(stats["queries"][0]["late_rows"], json!(1));
+}
+
+#[test]
+fn with_a_certificate_the_server_speaks_tls_and_only_tls() {
+    let dir = temp_dir();
+    let (cert, key) = self_signed_certificate(dir.path());
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--token", "s3cret", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    let (host, port) = server.address.rsplit_once(':').unwrap_or_default();
+    // A client speaking plain text is answered with a TLS alert record (content type 21)
+    // and disconnected; the server stays up.
+    let mut plain = server.connect();
+    plain.send_line(r#"{"op":"auth","token":"s3cret"}"#);
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain.reader, &mut answer);
+    assert_eq!(
+        answer.first(),
+        Some(&21),
+        "a plain-text client was answered: {answer:?}"
+    );
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/client.py");
+    let python = |ca: &str| {
+        let mut child = std::process::Command::new("python3")
+            .arg(&client)
+            .args([host, port, ca])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            let requests =
+                "{\"id\":1,\"op\":\"auth\",\"token\":\"s3cret\"}\n{\"id\":2,\"op\":\"ping\"}\n";
+            std::io::Write::write_all(&mut stdin, requests.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let output = python(&cert);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "{\"authenticated\":true,\"id\":1,\"ok\":true}\n{\"id\":2,\"ok\":true,\"pong\":true}\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A client that does not trust the certificate refuses the server.
+    let untrusting = python("-");
+    assert!(!untrusting.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusting.stderr).contains("CERTIFICATE_VERIFY_FAILED"),
+        "{}",
+        String::from_utf8_lossy(&untrusting.stderr)
+    );
+}
+
+#[test]
+fn a_certificate_that_cannot_be_read_stops_the_server_with_its_name() {
+    let dir = temp_dir();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "not a certificate").unwrap_or_else(|e| panic!("{e}"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-key"])
+        .arg(&cert)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sluice: {e}"));
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "error: TLS: {}: no certificate in the file\n",
+            cert.display()
+        )
+    );
 }
 
 /// The example requests of `docs/protocol.md`, each line mutated byte by byte or field by

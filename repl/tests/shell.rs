@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 
 use rexpect::session::{PtySession, spawn_command};
 
+mod support;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const CLICKS: &str = "CREATE TABLE clicks (user_id STRING, url STRING, ts TIMESTAMP(3), \
@@ -192,6 +194,27 @@ fn alerts_are_registered_shown_and_loaded_in_bulk_in_the_shell() -> Result<()> {
 #[test]
 fn the_shell_drives_a_running_server() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    drive_a_running_server(dir.path(), &[], &[])
+}
+
+#[test]
+fn the_shell_drives_a_running_server_over_tls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = support::self_signed_certificate(dir.path());
+    drive_a_running_server(
+        dir.path(),
+        &["--tls-cert", &cert, "--tls-key", &key],
+        &["--tls-ca", &cert],
+    )
+}
+
+/// Starts `sluice serve` with `server_args`, and drives it from the shell started with
+/// `shell_args`: a stream created, tailed and published to from a file.
+fn drive_a_running_server(
+    dir: &std::path::Path,
+    server_args: &[&str],
+    shell_args: &[&str],
+) -> Result<()> {
     let mut server = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "serve",
@@ -201,7 +224,8 @@ fn the_shell_drives_a_running_server() -> Result<()> {
             "s3cret",
             "--data-dir",
         ])
-        .arg(dir.path().join("data"))
+        .arg(dir.join("data"))
+        .args(server_args)
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = server.stderr.take().ok_or("no stderr")?;
@@ -212,17 +236,16 @@ fn the_shell_drives_a_running_server() -> Result<()> {
         .strip_prefix("sluice: listening on ")
         .ok_or_else(|| format!("the server did not start: {first}"))?
         .to_string();
-    let csv = dir.path().join("clicks.csv");
+    let csv = dir.join("clicks.csv");
     std::fs::write(
         &csv,
         "user_id,url,ts\nu1,/home,2024-01-01 10:00:00\nu2,/cart,2024-01-01 10:00:05\n",
     )?;
     let csv = csv.to_str().ok_or("a path that is not UTF-8")?;
     let outcome = (|| -> Result<()> {
-        let mut p = shell(
-            &["repl", "--connect", &address, "--token", "s3cret"],
-            dir.path(),
-        )?;
+        let mut args = vec!["repl", "--connect", &address, "--token", "s3cret"];
+        args.extend_from_slice(shell_args);
+        let mut p = shell(&args, dir)?;
         p.send_line(CLICKS)?;
         p.exp_string("created stream clicks")?;
         p.send_line("\\tail clicks")?;

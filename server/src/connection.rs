@@ -13,8 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::op::{self, Answer, Context, Handled};
@@ -25,21 +24,22 @@ const OUTGOING: usize = 256;
 /// Requests of one connection waiting for their answers.
 const IN_FLIGHT: usize = 64;
 
+/// A connection's byte stream: a TCP socket, or TLS over one.
+pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Socket for S {}
+
 /// Tells a client over the connection limit so, and closes.
-pub(crate) async fn refuse(mut socket: TcpStream, limit: usize) {
+pub(crate) async fn refuse(mut socket: impl Socket, limit: usize) {
     let line = json!({"ok": false, "error": format!(
         "too many connections (the limit is {limit}): try again later")});
     let _ = socket.write_all(format!("{line}\n").as_bytes()).await;
     let _ = socket.shutdown().await;
 }
 
-pub(crate) async fn run(socket: TcpStream, shared: Arc<Shared>) {
-    // Replies and rows go out at once, not held back to fill a packet.
-    let _ = socket.set_nodelay(true);
-    let peer = socket
-        .peer_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |address| address.ip());
-    let (read, mut write) = socket.into_split();
+/// Serves the client at `peer` until it goes.
+pub(crate) async fn run(socket: impl Socket, peer: IpAddr, shared: Arc<Shared>) {
+    let (read, mut write) = tokio::io::split(socket);
     let (outgoing, mut lines) = mpsc::channel::<String>(OUTGOING);
     let writer = tokio::spawn(async move {
         let mut buffer = String::new();
@@ -133,7 +133,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(&mut self, read: tokio::net::tcp::OwnedReadHalf) {
+    async fn serve(&mut self, read: impl AsyncRead + Unpin) {
         let max = self.context.shared.config.max_line_bytes;
         let mut reader = BufReader::new(read);
         let mut line = Vec::new();

@@ -14,6 +14,7 @@ mod op;
 pub mod protocol;
 mod publisher;
 pub mod throttle;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub enum ServeError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("{0} is in use by another sluice process")]
     InUse(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// When publishes are made durable before they are acknowledged.
@@ -66,6 +69,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     pub durability: Durability,
     pub log: LogConfig,
+    /// Connections speak TLS with these settings when set (`tls::server_config`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What connections share.
@@ -112,26 +117,36 @@ pub fn serve(
                 }
             }
         });
+        let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         loop {
-            let (socket, _) = match listener.accept().await {
+            let (socket, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     eprintln!("accept: {error}");
                     continue;
                 }
             };
+            // Replies and rows go out at once, not held back to fill a packet.
+            let _ = socket.set_nodelay(true);
             let shared = Arc::clone(&shared);
-            match Arc::clone(&slots).try_acquire_owned() {
-                Ok(slot) => {
-                    tokio::spawn(async move {
-                        connection::run(socket, shared).await;
-                        drop(slot);
-                    });
+            let slot = Arc::clone(&slots).try_acquire_owned().ok();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let limit = shared.config.max_connections;
+                match (acceptor, slot) {
+                    (None, Some(_slot)) => connection::run(socket, peer.ip(), shared).await,
+                    (None, None) => connection::refuse(socket, limit).await,
+                    (Some(acceptor), slot) => {
+                        let Some(socket) = tls::handshake(&acceptor, socket).await else {
+                            return;
+                        };
+                        match slot {
+                            Some(_slot) => connection::run(socket, peer.ip(), shared).await,
+                            None => connection::refuse(socket, limit).await,
+                        }
+                    }
                 }
-                Err(_) => {
-                    tokio::spawn(connection::refuse(socket, config.max_connections));
-                }
-            }
+            });
         }
     })
 }

@@ -6,7 +6,6 @@
 //! can be shown as one table.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::mpsc;
 
 use serde_json::Value;
@@ -14,6 +13,7 @@ use sluice_server::protocol::{Auth, Op, Pushed, ReplyLine, Request, RequestLine,
 
 use super::display::row_columns;
 use super::error::ShellError;
+use super::transport::{self, TlsTrust};
 
 /// A line the server pushed, with the columns of its row in the order they came.
 pub struct PushedLine {
@@ -22,22 +22,22 @@ pub struct PushedLine {
 }
 
 pub struct Client {
-    writer: TcpStream,
+    writer: Box<dyn Write + Send>,
     replies: mpsc::Receiver<ReplyLine>,
     next_id: u64,
 }
 
 impl Client {
-    /// Connects to `address`; pushed lines go to `sink`. With a token, authenticates first.
+    /// Connects to `address`, over TLS when `tls` says whom to trust; pushed lines go to
+    /// `sink`. With a token, authenticates first.
     pub fn connect(
         address: &str,
         token: Option<&str>,
+        tls: Option<&TlsTrust>,
         mut sink: impl FnMut(Vec<PushedLine>) + Send + 'static,
     ) -> Result<Client, ShellError> {
-        let writer = TcpStream::connect(address)
-            .map_err(|e| ShellError::Connection(format!("cannot connect to {address}: {e}")))?;
-        let _ = writer.set_nodelay(true);
-        let mut reader = BufReader::new(writer.try_clone()?);
+        let (reader, writer) = transport::open(address, tls)?;
+        let mut reader = BufReader::new(reader);
         let (replied, replies) = mpsc::channel();
         std::thread::spawn(move || {
             let mut pushed = Vec::new();
@@ -105,6 +105,7 @@ impl Client {
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())
+            .and_then(|()| self.writer.flush())
             .map_err(|e| ShellError::Connection(format!("the server is gone: {e}")))?;
         loop {
             let reply = self

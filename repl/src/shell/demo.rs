@@ -57,7 +57,7 @@ pub fn run(args: DemoArgs) -> Result<(), ShellError> {
     }
     let engine = embedded::start(None)?;
     let print = Box::new(|text| println!("{text}"));
-    let (mut client, screen) = connect(&engine.address, Some(&engine.token), print)?;
+    let (mut client, screen) = connect(&engine.address, Some(&engine.token), None, print)?;
     let script = run_script(&mut client)?;
     for (view, query) in script.views {
         client.request(Register {

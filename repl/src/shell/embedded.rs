@@ -74,6 +74,7 @@ pub fn start(dir: Option<PathBuf>) -> Result<Embedded, ShellError> {
         max_connections: 64,
         durability: Durability::EveryBatch,
         log: LogConfig::default(),
+        tls: None,
     };
     let (ready, listening) = mpsc::channel();
     let failed = ready.clone();

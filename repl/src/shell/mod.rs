@@ -18,6 +18,7 @@ mod embedded;
 mod error;
 mod generator;
 mod statements;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use sluice_server::protocol::{
 use self::client::{Client, PushedLine};
 use self::complete::ShellHelper;
 pub use self::error::ShellError;
+pub use self::transport::TlsTrust;
 
 /// Where the shell's engine is.
 pub enum Target {
@@ -43,6 +45,8 @@ pub enum Target {
     Remote {
         address: String,
         token: Option<String>,
+        /// Over TLS, trusting these certificates.
+        tls: Option<TlsTrust>,
     },
 }
 
@@ -106,6 +110,7 @@ impl Screen {
 fn connect(
     address: &str,
     token: Option<&str>,
+    tls: Option<&TlsTrust>,
     print: Box<dyn FnMut(String) + Send>,
 ) -> Result<(Client, Arc<Mutex<Screen>>), ShellError> {
     let screen = Arc::new(Mutex::new(Screen {
@@ -122,7 +127,7 @@ fn connect(
             }
         }
     });
-    let client = Client::connect(address, token, move |pushed| {
+    let client = Client::connect(address, token, tls, move |pushed| {
         let _ = rows.send(pushed);
     })?;
     Ok((client, screen))
@@ -167,13 +172,18 @@ pub struct Shell {
 
 /// Runs the shell until Ctrl-D or `\quit`.
 pub fn run(target: Target) -> Result<(), ShellError> {
-    let (address, token, _embedded) = match target {
-        Target::Remote { address, token } => (address, token, None),
+    let (address, token, tls, _embedded) = match target {
+        Target::Remote {
+            address,
+            token,
+            tls,
+        } => (address, token, tls, None),
         Target::Embedded(dir) => {
             let engine = embedded::start(dir)?;
             (
                 engine.address.clone(),
                 Some(engine.token.clone()),
+                None,
                 Some(engine),
             )
         }
@@ -193,7 +203,7 @@ pub fn run(target: Target) -> Result<(), ShellError> {
         }),
         Err(_) => Box::new(|text| println!("{text}")),
     };
-    let (client, screen) = connect(&address, token.as_deref(), print)?;
+    let (client, screen) = connect(&address, token.as_deref(), tls.as_ref(), print)?;
     let mut shell = Shell {
         client,
         screen,

@@ -180,3 +180,15 @@ impl Client {
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
 }
+
+/// A self-signed certificate for 127.0.0.1 and its private key, written as PEM files
+/// `cert.pem` and `key.pem` in `dir`; their paths.
+pub fn self_signed_certificate(dir: &Path) -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+        .unwrap_or_else(|e| panic!("cannot make a certificate: {e}"));
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+    (cert.display().to_string(), key.display().to_string())
+}
