@@ -45,6 +45,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
 use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::changes::batch_of;
 use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::{Millis, WATERMARK_MIN, millis};
@@ -869,6 +870,22 @@ impl Operator for MatchRecognize {
             self.arrivals += count;
         }
         Ok(())
+    }
+
+    /// The partition and ordering keys; `DEFINE` conditions and `MEASURES` read several
+    /// rows at once, so a failure there still fails the publish.
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.config
+            .partition_by
+            .iter()
+            .cloned()
+            .chain(
+                self.config
+                    .tie_breakers
+                    .iter()
+                    .map(|(key, _)| Arc::clone(key)),
+            )
+            .collect()
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {

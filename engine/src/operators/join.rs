@@ -1,7 +1,7 @@
 //! What the join operators share: the join kind, the description of a side, encoding a
 //! side's keys and rows, and assembling joined rows (NULL-padded where a side is absent).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, new_null_array,
@@ -13,6 +13,7 @@ use datafusion::arrow::row::{Row, RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::changes::batch_of;
+use crate::failure::{RowFailure, checked_arithmetic, evaluate_each};
 use crate::time::millis;
 use crate::{EngineError, Result};
 
@@ -61,6 +62,9 @@ pub struct JoinCodec {
     key_types: Vec<DataType>,
     /// Evaluated over joined rows; pairs for which it is not true do not match.
     residual: Option<Arc<dyn PhysicalExpr>>,
+    /// Joined rows the residual condition could not be computed for (they do not match),
+    /// until the operator takes them for the error output.
+    failures: Mutex<Vec<RowFailure>>,
     /// Left columns, then right columns.
     schema: SchemaRef,
 }
@@ -92,7 +96,8 @@ impl JoinCodec {
             sides: [left, right],
             keys,
             key_types,
-            residual,
+            residual: residual.map(checked_arithmetic),
+            failures: Mutex::new(Vec::new()),
             schema,
         })
     }
@@ -176,7 +181,16 @@ impl JoinCodec {
         let Some(residual) = &self.residual else {
             return Ok(None);
         };
-        let mask = residual.evaluate(rows)?.into_array(rows.num_rows())?;
+        let (mask, failed) = evaluate_each(residual, rows)?;
+        if !failed.is_empty()
+            && let Ok(mut failures) = self.failures.lock()
+        {
+            failures.extend(
+                failed
+                    .into_iter()
+                    .map(|(row, error)| RowFailure::of(rows, row, error)),
+            );
+        }
         let Some(mask) = mask.as_boolean_opt() else {
             return Err(EngineError::Input(
                 "the join condition is not a boolean".into(),
@@ -187,6 +201,14 @@ impl JoinCodec {
         } else {
             mask.clone()
         }))
+    }
+
+    /// Joined rows the residual condition failed for since the last call.
+    pub fn take_failures(&self) -> Vec<RowFailure> {
+        self.failures
+            .lock()
+            .map(|mut failures| std::mem::take(&mut *failures))
+            .unwrap_or_default()
     }
 
     /// The pairs' joined rows, and for each pair whether it satisfies the residual condition.

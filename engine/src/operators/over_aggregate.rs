@@ -284,6 +284,18 @@ impl Operator for OverAggregate {
         Ok(())
     }
 
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.partition_by
+            .iter()
+            .cloned()
+            .chain(
+                self.calls
+                    .iter()
+                    .flat_map(|call| call.function.expressions()),
+            )
+            .collect()
+    }
+
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
         self.watermark = watermark;
         if let Some(pending) = self.pending.take() {

@@ -184,6 +184,10 @@ impl Operator for WindowJoin {
         Ok(())
     }
 
+    fn take_failures(&mut self) -> Vec<crate::RowFailure> {
+        self.codec.take_failures()
+    }
+
     fn screened_inputs(&self, input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
         self.codec.side(input.min(1)).keys.clone()
     }

@@ -262,6 +262,14 @@ impl Operator for WindowTopN {
         Ok(())
     }
 
+    fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.partition_by
+            .iter()
+            .cloned()
+            .chain(self.order_by.iter().map(|key| Arc::clone(&key.expression)))
+            .collect()
+    }
+
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
         self.watermark = watermark;
         let open = self.windows.split_off(&watermark.saturating_add(1));
