@@ -18,9 +18,11 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::{EngineError, Result};
 
 /// Functions whose DataFusion retracting accumulator is right for any retraction order.
-const ORDER_FREE: [&str; 10] = [
+const ORDER_FREE: [&str; 11] = [
     "count",
     "sum",
+    // sluice's SUM of integers, added in 128 bits (`sql/src/wide_sum.rs`).
+    "checked_sum",
     "avg",
     "mean",
     "stddev",

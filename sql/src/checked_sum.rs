@@ -3,8 +3,9 @@
 //! wants an error when a result does not fit its type.
 //!
 //! Each `SUM` of an integer argument, in `GROUP BY` aggregates and in `OVER` windows, is
-//! rewritten to add in `DECIMAL(38, 0)` — exact for 2^64 rows of the largest BIGINT, so
-//! intermediate sums never overflow, however rows come and go — and a projection above it
+//! rewritten to add in `DECIMAL(38, 0)` ([`crate::wide_sum`]: 128-bit totals, exact for 2^64
+//! rows of the largest BIGINT, so intermediate sums never overflow, however rows come and
+//! go) and a projection above it
 //! casts the sum back to the type DataFusion gives `SUM` (BIGINT, or BIGINT UNSIGNED for
 //! unsigned arguments). A sum that does not fit fails the cast for its result row only, and
 //! that row goes to the query's error output like any row the query cannot compute. Column
@@ -16,15 +17,14 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::AggregateUDF;
 use datafusion::logical_expr::expr::{AggregateFunction, Alias, WindowFunction};
 use datafusion::logical_expr::{
     Aggregate, Expr, ExprSchemable, LogicalPlan, Projection, Window, WindowFunctionDefinition, cast,
 };
 
 use crate::Result;
-
-/// The type integer sums add in.
-const WIDE: DataType = DataType::Decimal128(38, 0);
+use crate::wide_sum::{WIDE, checked_sum};
 
 /// `plan` with every integer `SUM` checked for overflow.
 pub fn checked_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
@@ -84,17 +84,20 @@ fn widened_sums(
     Ok((widened, result_types))
 }
 
-/// `function` adding in [`WIDE`], if it is a `SUM` of an integer argument.
+/// `function` adding in [`WIDE`], if it is a `SUM` of an integer argument: the
+/// [`checked_sum`] of it, or for `SUM(DISTINCT ...)` the sum of it cast to [`WIDE`].
 fn widened_sum(function: &Expr, input: &DFSchema) -> datafusion::common::Result<Option<Expr>> {
     match function {
         Expr::AggregateFunction(call) if call.func.name() == "sum" => {
-            let Some(args) = widened_argument(&call.params.args, input)? else {
+            let Some((func, args)) =
+                widened(&call.func, &call.params.args, call.params.distinct, input)?
+            else {
                 return Ok(None);
             };
             let mut params = call.params.clone();
             params.args = args;
             Ok(Some(Expr::AggregateFunction(AggregateFunction {
-                func: Arc::clone(&call.func),
+                func,
                 params,
             })))
         }
@@ -105,13 +108,15 @@ fn widened_sum(function: &Expr, input: &DFSchema) -> datafusion::common::Result<
             if func.name() != "sum" {
                 return Ok(None);
             }
-            let Some(args) = widened_argument(&window.params.args, input)? else {
+            let Some((func, args)) =
+                widened(func, &window.params.args, window.params.distinct, input)?
+            else {
                 return Ok(None);
             };
             let mut params = window.params.clone();
             params.args = args;
             Ok(Some(Expr::WindowFunction(Box::new(WindowFunction {
-                fun: window.fun.clone(),
+                fun: WindowFunctionDefinition::AggregateUDF(func),
                 params,
             }))))
         }
@@ -119,18 +124,30 @@ fn widened_sum(function: &Expr, input: &DFSchema) -> datafusion::common::Result<
     }
 }
 
-/// The one integer argument of a sum, cast to [`WIDE`].
-fn widened_argument(
+/// The function and arguments of `sum` over `args` adding in [`WIDE`], if its one argument
+/// is an integer.
+fn widened(
+    sum: &Arc<AggregateUDF>,
     args: &[Expr],
+    distinct: bool,
     input: &DFSchema,
-) -> datafusion::common::Result<Option<Vec<Expr>>> {
+) -> datafusion::common::Result<Option<(Arc<AggregateUDF>, Vec<Expr>)>> {
     let [argument] = args else {
         return Ok(None);
     };
-    if !argument.get_type(input)?.is_integer() {
+    let argument_type = argument.get_type(input)?;
+    if !argument_type.is_integer() {
         return Ok(None);
     }
-    Ok(Some(vec![cast(argument.clone(), WIDE)]))
+    if distinct {
+        return Ok(Some((Arc::clone(sum), vec![cast(argument.clone(), WIDE)])));
+    }
+    let argument = match argument_type {
+        DataType::Int64 | DataType::UInt64 => argument.clone(),
+        unsigned if unsigned.is_unsigned_integer() => cast(argument.clone(), DataType::UInt64),
+        _ => cast(argument.clone(), DataType::Int64),
+    };
+    Ok(Some((checked_sum(), vec![argument])))
 }
 
 /// `plan`, whose last columns are the calls of `result_types`, with each widened sum cast
@@ -239,7 +256,7 @@ mod tests {
         assert_eq!(
             checked.display_indent().to_string(),
             "Projection: t.k, CAST(sum(t.n) AS Int64) AS sum(t.n), sum(t.x), count(t.n)\
-             \n  Aggregate: groupBy=[[t.k]], aggr=[[sum(CAST(t.n AS Decimal128(38, 0))) AS sum(t.n), \
+             \n  Aggregate: groupBy=[[t.k]], aggr=[[checked_sum(t.n) AS sum(t.n), \
              sum(t.x), count(t.n)]]\
              \n    TableScan: t"
         );
@@ -257,7 +274,7 @@ mod tests {
         assert_eq!(
             checked.display_indent().to_string(),
             "Projection: CAST(sum(t.n) AS Int64) AS total, t.k\
-             \n  Aggregate: groupBy=[[t.k]], aggr=[[sum(CAST(t.n AS Decimal128(38, 0))) AS sum(t.n)]]\
+             \n  Aggregate: groupBy=[[t.k]], aggr=[[checked_sum(t.n) AS sum(t.n)]]\
              \n    TableScan: t"
         );
         Ok(())

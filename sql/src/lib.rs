@@ -30,6 +30,7 @@ pub mod temporal_join;
 pub mod top_n;
 pub mod types;
 mod view;
+mod wide_sum;
 pub mod window_tvf;
 
 pub use error::{Result, SqlError};
