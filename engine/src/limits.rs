@@ -11,7 +11,7 @@ pub const MAX_NAME_BYTES: usize = 63;
 pub const MAX_PARTITIONS: usize = 256;
 
 /// Windows one row belongs to: `HOP` size over slide, `CUMULATE` size over step.
-pub const MAX_WINDOWS_PER_ROW: i64 = 1_000;
+pub const MAX_WINDOWS_PER_ROW: i64 = 500;
 
 /// Nesting of one statement's expressions, such as a chain of `AND`s or `+`s, and of its
 /// queries: planning walks them recursively.

@@ -129,7 +129,7 @@ fn definitions_past_the_limits_are_refused_and_the_server_stays_up() {
         json!({"op": "register", "name": "hop", "sql": hop}),
     );
     assert!(
-        error.contains("puts each row in 86400000 windows (limit 1000)"),
+        error.contains("puts each row in 86400000 windows (limit 500)"),
         "{error}"
     );
     // 1 000 ANDed comparisons: refused, not a crash; 900 plan.
