@@ -7,6 +7,7 @@ mod support;
 
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Client, Server, self_signed_certificate, temp_dir};
@@ -405,6 +406,49 @@ fn a_certificate_that_cannot_be_read_stops_the_server_with_its_name() {
             cert.display()
         )
     );
+}
+
+/// A query whose pattern search takes seconds over one publish (every path of `(A|B)+`
+/// dies at the last row, and a condition that counts the match so far keeps the search from
+/// sharing states, up to its step budget) does not hold up a publish to another stream: that
+/// one is acknowledged while the first is still being fed.
+#[test]
+fn a_slow_query_does_not_hold_up_publishes_to_other_streams() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(
+        json!({"op": "sql", "sql": "CREATE TABLE slow (ts TIMESTAMP(3), v BIGINT, \
+        WATERMARK FOR ts AS ts); CREATE TABLE quick (n BIGINT)"}),
+    );
+    client.ok(json!({"op": "register", "name": "search", "sql":
+        "SELECT * FROM slow MATCH_RECOGNIZE (ORDER BY ts MEASURES COUNT(A.*) AS n \
+         ONE ROW PER MATCH PATTERN ((A | B)+ C) \
+         DEFINE A AS A.v >= 0 AND COUNT(A.*) > 0, B AS B.v >= 0, C AS C.v = 999)"}));
+    client.ok(json!({"op": "register", "name": "echo", "sql": "SELECT n FROM quick"}));
+    let mut events: Vec<Value> = (0..40)
+        .map(|second| json!({"ts": format!("2026-01-01 00:00:{second:02}"), "v": 1}))
+        .collect();
+    events.push(json!({"ts": "2026-01-01 00:00:40", "v": -1}));
+    events.push(json!({"ts": "2026-01-01 00:00:41", "v": 1}));
+    client.ok(json!({"op": "publish", "stream": "slow", "events": events}));
+    let started = Instant::now();
+    client.ok(json!({"op": "publish", "stream": "quick", "events": [{"n": 1}]}));
+    let acknowledged = started.elapsed();
+    // `stats` waits until the queries have seen every acknowledged publish.
+    client.ok(json!({"op": "stats"}));
+    let fed = started.elapsed();
+    println!("quick publish acknowledged after {acknowledged:?}; both fed after {fed:?}");
+    assert!(
+        fed > Duration::from_millis(500),
+        "the search took only {fed:?}: the test shows nothing"
+    );
+    assert!(
+        acknowledged < Duration::from_millis(100),
+        "the publish to another stream waited {acknowledged:?}"
+    );
+    client.ok(json!({"op": "subscribe", "query": "echo", "from": "earliest"}));
+    assert_eq!(client.pushed_rows(1), vec![json!({"op": "+I", "n": 1})]);
 }
 
 /// The example requests of `docs/protocol.md`, each line mutated byte by byte or field by

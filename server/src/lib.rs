@@ -18,7 +18,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use sluice_engine::EngineError;
@@ -76,6 +76,10 @@ pub struct ServeConfig {
 /// What connections share.
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
+    /// The streams' logs, appended to without the core (`core/streams.rs`).
+    pub streams: Arc<core::SharedStreams>,
+    /// Signalled (with `core`) whenever the feeder has fed publishes to the queries.
+    pub fed: Condvar,
     /// Woken after every append, for subscriptions waiting for rows.
     pub appended: Notify,
     pub config: ServeConfig,
@@ -98,13 +102,17 @@ pub fn serve(
     runtime.block_on(async move {
         let listener = TcpListener::bind(config.listen).await?;
         ready(listener.local_addr()?);
+        let streams = core.shared_streams();
         let shared = Arc::new_cyclic(|weak| Shared {
+            streams: Arc::clone(&streams),
+            fed: Condvar::new(),
             core: Mutex::new(core),
             appended: Notify::new(),
             publisher: publisher::start(weak.clone(), config.durability),
             auth_throttle: Default::default(),
             config: config.clone(),
         });
+        publisher::start_feeder(Arc::downgrade(&shared), streams);
         let slots = Arc::new(Semaphore::new(config.max_connections));
         let retention = Arc::clone(&shared);
         tokio::spawn(async move {

@@ -2,17 +2,20 @@
 //!
 //! It takes every publish waiting (up to a bound), appends each, syncs the logs once for
 //! all of them (with [`Durability::EveryBatch`]; with an interval, when the interval has
-//! passed since the last sync), feeds the rows to the standing queries, and then answers
-//! each publish. The queue holds at most [`QUEUE`] publishes: a producer that outruns the
-//! disk waits to enqueue, so its acknowledgements come later.
+//! passed since the last sync), and answers each publish, holding only the streams' lock.
+//! The feeder thread ([`start_feeder`]) then feeds them to the standing queries under the
+//! core's, so a slow query delays results, not acknowledgements. The queue holds at most
+//! [`QUEUE`] publishes: a producer that outruns the disk waits to enqueue, so its
+//! acknowledgements come later; and publishes wait to be appended while the ones not fed
+//! yet hold more than `MAX_UNFED_BYTES`, so one that outruns the queries waits too.
 
-use std::sync::Weak;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Logged, Payload, StreamSync, decode};
+use crate::core::{Logged, Payload, SharedStreams, StreamSync, decode, now};
 use crate::{Durability, ServeError, Shared};
 
 const QUEUE: usize = 1024;
@@ -69,43 +72,55 @@ fn run(shared: Weak<Shared>, durability: Durability, mut queue: mpsc::Receiver<P
     }
 }
 
-/// Decodes, appends, syncs and feeds a group of publishes; gives each one's reply, or
-/// `None` once the server's state is gone. The core is held while appending and while
-/// feeding, not while decoding or waiting for the disk.
+/// Decodes, appends and syncs a group of publishes, leaving them to the feeder; gives each
+/// one's reply, or `None` once the server's state is gone. Only the streams are held, while
+/// appending: a query being fed does not hold up a publish.
 fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeError>>> {
     let defs: Vec<_> = {
-        let core = shared.core.lock().ok()?;
-        group.iter().map(|p| core.stream_def(&p.stream)).collect()
+        let streams = shared.streams.lock().ok()?;
+        group.iter().map(|p| streams.def(&p.stream)).collect()
     };
     let decoded: Vec<_> = group
         .iter()
         .zip(defs)
         .map(|(publish, def)| def.and_then(|def| decode(&def, &publish.payload)))
         .collect();
+    shared.streams.wait_for_room().ok()?;
     let (logged, syncs) = {
-        let mut core = shared.core.lock().ok()?;
+        let mut streams = shared.streams.lock().ok()?;
         let logged: Vec<Result<Logged, ServeError>> = group
             .iter()
             .zip(decoded)
-            .map(|(publish, changes)| changes.and_then(|c| core.append(&publish.stream, &c)))
+            .map(|(publish, changes)| changes.and_then(|c| streams.append(&publish.stream, &c)))
             .collect();
-        (logged, core.begin_sync())
+        (logged, streams.begin_sync())
     };
     let synced: Result<Vec<_>, ServeError> =
         syncs.and_then(|syncs| syncs.into_iter().map(StreamSync::wait).collect());
-    let mut core = shared.core.lock().ok()?;
-    if let Ok(ends) = &synced {
-        for (stream, partition, end) in ends {
-            core.mark_durable(stream, *partition, *end);
+    {
+        let mut streams = shared.streams.lock().ok()?;
+        match &synced {
+            Ok(ends) => {
+                for (stream, partition, end) in ends {
+                    streams.mark_durable(stream, *partition, *end);
+                }
+            }
+            // Fed all the same: the log holds the rows, and a restart would feed them.
+            Err(_) => {
+                let stamps: Vec<_> = logged.iter().flatten().map(|l| l.stamp).collect();
+                streams.stop_waiting(&stamps);
+            }
+        }
+        // Size limits are kept as logs grow (age limits also on a timer).
+        if let Err(error) = streams.enforce_retention(now()) {
+            eprintln!("retention: {error}");
         }
     }
+    shared.streams.notify_durable();
     let replies = logged
         .into_iter()
         .map(|result| {
             let logged = result?;
-            // Fed even when the sync failed: the log holds the rows, and a restart would
-            // feed them.
-            let fed = core.feed(&logged);
             if let Err(error) = &synced {
                 return Err(ServeError::Request(format!(
                     "the events were written but could not be made durable: {error}"
@@ -116,16 +131,42 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
                 .iter()
                 .map(|p| json!({"partition": p.partition, "offset": p.offset, "count": p.rows.num_rows()}))
                 .collect();
-            Ok(match fed {
-                Ok(()) => json!({"appended": places}),
-                Err(error) => json!({"appended": places,
-                    "warning": format!("a standing query failed on them: {error}")}),
-            })
+            Ok(json!({"appended": places}))
         })
         .collect();
-    // Size limits are kept as logs grow (age limits also on a timer).
-    if let Err(error) = core.enforce_retention() {
-        eprintln!("retention: {error}");
-    }
     Some(replies)
+}
+
+/// Feeds durable publishes to the standing queries, in stamp order, as they come; wakes the
+/// requests waiting to see them and the subscribers of query results.
+pub(crate) fn start_feeder(shared: Weak<Shared>, streams: Arc<SharedStreams>) {
+    std::thread::spawn(move || {
+        loop {
+            let durable = match streams.wait_durable(Duration::from_millis(500)) {
+                Ok(durable) => durable,
+                Err(_) => return,
+            };
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if durable.is_empty() {
+                continue;
+            }
+            {
+                let Ok(mut core) = shared.core.lock() else {
+                    return;
+                };
+                for logged in &durable {
+                    if let Err(error) = core.feed(logged) {
+                        eprintln!(
+                            "a standing query failed on the publish to '{}' stamped {}: {error}",
+                            logged.stream, logged.stamp
+                        );
+                    }
+                }
+            }
+            shared.fed.notify_all();
+            shared.appended.notify_waiters();
+        }
+    });
 }

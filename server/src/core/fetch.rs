@@ -2,6 +2,8 @@
 //! objects (stream rows once durable, a query's results, an alert's firings), with
 //! notices about its group's retention edge.
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::{Array, StringArray, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -40,12 +42,14 @@ impl Core {
         if let Some(reason) = self.ended.remove(&id) {
             return Err(ServeError::Request(reason));
         }
-        let assigned = self.assigned(id)?;
-        let mut warnings = self.retention_warnings(id, &assigned);
+        let shared = Arc::clone(&self.streams);
+        let streams = shared.lock()?;
+        let assigned = self.assigned_in(&streams, id)?;
+        let mut warnings = self.retention_warnings(&streams, id, &assigned);
         let Some(subscription) = self.subscriptions.get(&id) else {
             return Ok(Fetch::default());
         };
-        let log = self.log(&subscription.target)?;
+        let log = self.log(&streams, &subscription.target)?;
         let mut delivered = Vec::new();
         let mut positions = Vec::new();
         for partition in assigned {

@@ -1,9 +1,12 @@
 //! The server's state: the SQL session, each stream's log, each standing query's result
-//! log, consumer groups and subscriptions. Connections reach it under one lock.
+//! log, consumer groups and subscriptions. Connections reach it under one lock; the streams'
+//! logs have a lock of their own, for the publisher.
 //!
-//! A publish is stamped (strictly increasing), appended to the stream's log, synced, then
-//! fed to the engine; what each query emits goes to the query's result log under the same
-//! stamp. Stream subscribers see rows once durable. What the server has been told
+//! A publish is stamped (strictly increasing), appended to the stream's log and synced under
+//! the streams' own lock (`streams`), acknowledged, then fed to the engine by the feeder under
+//! the core's; what each query emits goes to the query's result log under the same stamp.
+//! Requests that use the core first wait until every acknowledged publish has been fed, so
+//! they see what was acknowledged before them. Stream subscribers see rows once durable. What the server has been told
 //! (statements, registered and cancelled queries) is kept in `catalog.jsonl` with the stamp
 //! of the last publish fed before it. On start, the entries and every stream's retained
 //! records are replayed in stamp order, so each query sees what it saw when live; results
@@ -17,8 +20,9 @@
 //! - `queries`: registering and cancelling standing queries, with their result logs;
 //! - `result_log`: a standing query's output logs (results, late rows, failed rows) and
 //!   where appending to each resumes;
-//! - `publish`: appending to a stream's log, syncing, feeding the queries and logging
-//!   their results;
+//! - `streams`: the streams' logs under their own lock: appending, syncing, and the queue
+//!   of publishes not fed yet;
+//! - `publish`: feeding the queries a publish and logging their results;
 //! - `payload`: decoding a publish's JSON events or CSV into changes;
 //! - `records`: changes as log records, their kinds in a column of their own;
 //! - `json_rows`: rows encoded as JSON objects;
@@ -42,14 +46,16 @@ mod retention;
 mod retention_edge;
 mod statements;
 mod stats;
+mod streams;
 mod subscribe;
 mod subscription;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sluice_engine::time::Millis;
-use sluice_log::{GroupOffsets, LogConfig, StreamLog};
+use sluice_log::{GroupOffsets, LogConfig};
 use sluice_sql::Session;
 
 use crate::ServeError;
@@ -58,7 +64,7 @@ use self::result_log::Query;
 use self::subscription::Subscription;
 
 pub use self::payload::{Payload, decode};
-pub use self::publish::{Logged, StreamSync};
+pub use self::streams::{Logged, SharedStreams, StreamSync, Streams};
 pub use self::subscription::{StartAt, Target};
 
 pub use crate::op::FailedEntry;
@@ -69,7 +75,7 @@ pub struct Core {
     session: Session,
     data_dir: PathBuf,
     config: LogConfig,
-    streams: BTreeMap<String, StreamLog>,
+    streams: Arc<SharedStreams>,
     queries: BTreeMap<String, Query>,
     groups: BTreeMap<String, GroupOffsets>,
     subscriptions: BTreeMap<u64, Subscription>,
@@ -78,8 +84,6 @@ pub struct Core {
     next_subscription: u64,
     /// While replaying on start: nothing is written to the catalog.
     replaying: bool,
-    /// The append time given to the latest publish.
-    last_stamp: Millis,
     /// The stamp of the latest publish fed to the engine: catalog entries record it, so a
     /// replay applies them between the same publishes.
     fed_stamp: Millis,
@@ -89,7 +93,7 @@ pub struct Core {
     failed: Vec<FailedEntry>,
 }
 
-fn now() -> Millis {
+pub(crate) fn now() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -115,14 +119,13 @@ impl Core {
             session: Session::new(),
             data_dir: data_dir.to_path_buf(),
             config,
-            streams: BTreeMap::new(),
+            streams: Arc::default(),
             queries: BTreeMap::new(),
             groups: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             ended: BTreeMap::new(),
             next_subscription: 1,
             replaying: true,
-            last_stamp: 0,
             fed_stamp: 0,
             registrations: 0,
             failed: Vec::new(),
@@ -135,5 +138,15 @@ impl Core {
         core.replay(entries)?;
         core.replaying = false;
         Ok(core)
+    }
+
+    /// The streams, for the publisher and the feeder.
+    pub fn shared_streams(&self) -> Arc<SharedStreams> {
+        Arc::clone(&self.streams)
+    }
+
+    /// The stamp of the latest publish fed to the queries.
+    pub fn fed_stamp(&self) -> Millis {
+        self.fed_stamp
     }
 }

@@ -61,7 +61,7 @@ impl Core {
     ) -> Result<(), ServeError> {
         self.registrations += 1;
         let query = Query::open(id, &self.data_dir.join("results"), &dir, self.config)?;
-        self.last_stamp = self.last_stamp.max(query.last_stamp());
+        self.streams.lock()?.saw_stamp(query.last_stamp());
         self.queries.insert(name.to_string(), query);
         // Results of the registration itself (a table's current rows).
         self.collect_results(self.fed_stamp)

@@ -30,7 +30,7 @@ impl Core {
         let mut cursors: Vec<Cursor> = Vec::new();
         loop {
             // Streams are created by entries: start reading the new ones.
-            for (name, log) in &self.streams {
+            for (name, log) in self.streams.lock()?.logs() {
                 for (partition, part) in log.partitions().iter().enumerate() {
                     if !cursors
                         .iter()
@@ -74,7 +74,7 @@ impl Core {
             let Some((_, record)) = cursors[index].buffered.pop_front() else {
                 continue;
             };
-            self.last_stamp = self.last_stamp.max(stamp);
+            self.streams.lock()?.saw_stamp(stamp);
             self.fed_stamp = stamp;
             let changes = split_kinds(&record.rows)?;
             let stream = cursors[index].stream.clone();
@@ -87,9 +87,9 @@ impl Core {
 
     /// Reads the cursor's next chunk of records.
     fn fill(&self, cursor: &mut Cursor) -> Result<(), ServeError> {
-        let Some(part) = self
-            .streams
-            .get(&cursor.stream)
+        let streams = self.streams.lock()?;
+        let Some(part) = streams
+            .log(&cursor.stream)
             .and_then(|log| log.partitions().get(cursor.partition))
         else {
             return Ok(());

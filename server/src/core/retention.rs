@@ -2,18 +2,24 @@
 //! committed offset has come near the retention edge or fallen behind it.
 
 use super::retention_edge::RetentionEdge;
-use super::{Core, now};
+use super::{Core, Streams, now};
 use crate::ServeError;
 
 impl Core {
     /// Warnings for a group subscription's partitions whose committed offset has come near
     /// the retention edge or passed it, each said once until that changes.
-    pub(super) fn retention_warnings(&mut self, id: u64, assigned: &[usize]) -> Vec<String> {
+    pub(super) fn retention_warnings(
+        &mut self,
+        streams: &Streams,
+        id: u64,
+        assigned: &[usize],
+    ) -> Vec<String> {
         let mut warnings = Vec::new();
         let Some(subscription) = self.subscriptions.get(&id) else {
             return warnings;
         };
-        let (Some(group), Ok(log)) = (&subscription.group, self.log(&subscription.target)) else {
+        let (Some(group), Ok(log)) = (&subscription.group, self.log(streams, &subscription.target))
+        else {
             return warnings;
         };
         let Some(offsets) = self.groups.get(group) else {
@@ -53,9 +59,7 @@ impl Core {
     /// Applies retention to every log.
     pub fn enforce_retention(&mut self) -> Result<(), ServeError> {
         let now = now();
-        for log in self.streams.values_mut() {
-            log.enforce_retention(now)?;
-        }
+        self.streams.lock()?.enforce_retention(now)?;
         for query in self.queries.values_mut() {
             for output in query.outputs_mut() {
                 output.log.enforce_retention(now)?;

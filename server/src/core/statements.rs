@@ -46,27 +46,33 @@ impl Core {
             match outcome {
                 Outcome::Created { kind, name } => {
                     changed = true;
-                    if let Some(def) = self.session.engine().catalog().get(&name).cloned() {
-                        let logged = matches!(kind.noun(), "stream" | "table");
-                        if logged && !self.streams.contains_key(&name) {
-                            let partitions = match def.option("partitions") {
-                                None => 1,
-                                Some(text) => text.parse().map_err(|_| {
-                                    internal(format!(
-                                        "'partitions' = '{text}' is not a partition count"
-                                    ))
-                                })?,
-                            };
-                            let key = def.option("key");
-                            let dir = self.data_dir.join("streams").join(file_name(&name));
-                            let (log, _) = StreamLog::open(&dir, partitions, key, self.config)?;
-                            self.streams.insert(name.clone(), log);
-                        }
+                    if let Some(def) = self.session.engine().catalog().get(&name).cloned()
+                        && matches!(kind.noun(), "stream" | "table")
+                    {
+                        let dir = self.data_dir.join("streams").join(file_name(&name));
+                        let config = self.config;
+                        let partitions = match def.option("partitions") {
+                            None => 1,
+                            Some(text) => text.parse().map_err(|_| {
+                                internal(format!(
+                                    "'partitions' = '{text}' is not a partition count"
+                                ))
+                            })?,
+                        };
+                        let key = def.option("key").map(str::to_string);
+                        self.streams.lock()?.add(&name, def, || {
+                            let (log, _) =
+                                StreamLog::open(&dir, partitions, key.as_deref(), config)?;
+                            Ok(log)
+                        })?;
                     }
                     replies.push(json!({"created": kind.noun(), "name": name}));
                 }
                 Outcome::Dropped { kind, name } => {
                     changed = true;
+                    if matches!(kind.noun(), "stream" | "table") {
+                        self.streams.lock()?.forget(&name);
+                    }
                     replies.push(json!({"dropped": kind.noun(), "name": name}));
                 }
                 Outcome::Inserted { stream, rows } => {
@@ -125,11 +131,14 @@ impl Core {
             })?;
         }
         self.collect_results(self.fed_stamp)?;
+        // Inserted rows are published like any others: the feeder feeds them in turn, and
+        // the next request sees them.
         for (stream, rows) in self.session.take_inserted() {
-            let logged = self.append(&stream, &Changes::inserts(rows))?;
-            self.sync_now()?;
-            self.feed(&logged)?;
+            self.streams
+                .lock()?
+                .append(&stream, &Changes::inserts(rows))?;
         }
+        self.sync_now()?;
         Ok(replies)
     }
 }

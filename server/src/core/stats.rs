@@ -6,12 +6,14 @@ use serde_json::{Value, json};
 use super::Core;
 use super::retention_edge::RetentionEdge;
 use super::subscription::Target;
+use crate::ServeError;
 
 impl Core {
     /// Streams, queries and groups with their offsets, lag and state.
-    pub fn stats(&self) -> Value {
-        let streams: Vec<Value> = self
-            .streams
+    pub fn stats(&self) -> Result<Value, ServeError> {
+        let locked = self.streams.lock()?;
+        let streams: Vec<Value> = locked
+            .logs()
             .iter()
             .map(|(name, log)| {
                 let partitions: Vec<Value> = log
@@ -48,7 +50,9 @@ impl Core {
                 .map(|s| &s.target)
                 .collect();
             for target in targets {
-                let Ok(log) = self.log(target) else { continue };
+                let Ok(log) = self.log(&locked, target) else {
+                    continue;
+                };
                 for (partition, part) in log.partitions().iter().enumerate() {
                     let committed = offsets.get(&target.key(), partition);
                     let lag = part.end() - committed.unwrap_or(part.start()).min(part.end());
@@ -69,11 +73,11 @@ impl Core {
         }
         let mut subscriptions = Vec::new();
         for (id, subscription) in &self.subscriptions {
-            let Ok(log) = self.log(&subscription.target) else {
+            let Ok(log) = self.log(&locked, &subscription.target) else {
                 continue;
             };
             let mut lag = 0;
-            for partition in self.assigned(*id).unwrap_or_default() {
+            for partition in self.assigned_in(&locked, *id).unwrap_or_default() {
                 let Some(part) = log.partitions().get(partition) else {
                     continue;
                 };
@@ -87,16 +91,18 @@ impl Core {
                 "lag": lag,
             }));
         }
-        json!({"streams": streams, "queries": queries, "groups": groups,
-               "subscriptions": subscriptions, "failed": self.failed})
+        Ok(
+            json!({"streams": streams, "queries": queries, "groups": groups,
+               "subscriptions": subscriptions, "failed": self.failed}),
+        )
     }
 
     /// The names of the streams and the standing queries, for `list`.
-    pub fn names(&self) -> Value {
-        json!({
-            "streams": self.streams.keys().collect::<Vec<_>>(),
+    pub fn names(&self) -> Result<Value, ServeError> {
+        Ok(json!({
+            "streams": self.streams.lock()?.logs().keys().collect::<Vec<_>>(),
             "queries": self.queries.keys().collect::<Vec<_>>(),
             "failed": self.failed,
-        })
+        }))
     }
 }

@@ -3,22 +3,26 @@
 //! target goes away.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sluice_log::{GroupOffsets, StreamLog};
 use sluice_sql::session::alerts_query_name;
 
-use super::Core;
 use super::result_log::Output;
 use super::subscription::{StartAt, Subscription, Target};
+use super::{Core, Streams};
 use crate::ServeError;
 
 impl Core {
-    /// The log `target` reads.
-    pub(super) fn log(&self, target: &Target) -> Result<&StreamLog, ServeError> {
+    /// The log `target` reads (`streams` locked).
+    pub(super) fn log<'a>(
+        &'a self,
+        streams: &'a Streams,
+        target: &Target,
+    ) -> Result<&'a StreamLog, ServeError> {
         match target {
-            Target::Stream(name) => self
-                .streams
-                .get(name)
+            Target::Stream(name) => streams
+                .log(name)
                 .ok_or_else(|| ServeError::Request(format!("unknown stream '{name}'"))),
             Target::Query(name) => self
                 .query_output(name)
@@ -59,7 +63,9 @@ impl Core {
         let mut positions = BTreeMap::new();
         if start == StartAt::Latest {
             let offsets = group.as_ref().and_then(|g| self.groups.get(g));
-            for (partition, part) in self.log(&target)?.partitions().iter().enumerate() {
+            let shared = Arc::clone(&self.streams);
+            let streams = shared.lock()?;
+            for (partition, part) in self.log(&streams, &target)?.partitions().iter().enumerate() {
                 if offsets.is_some_and(|o| o.get(&target.key(), partition).is_some()) {
                     continue;
                 }
@@ -108,11 +114,16 @@ impl Core {
     /// share (partition `p` goes to the `p mod n`-th of the group's `n` subscriptions to
     /// the target, by subscription number).
     pub fn assigned(&self, id: u64) -> Result<Vec<usize>, ServeError> {
+        self.assigned_in(&*self.streams.lock()?, id)
+    }
+
+    /// [`Core::assigned`], with the streams locked already.
+    pub(super) fn assigned_in(&self, streams: &Streams, id: u64) -> Result<Vec<usize>, ServeError> {
         let subscription = self
             .subscriptions
             .get(&id)
             .ok_or_else(|| ServeError::Request(format!("no subscription {id}")))?;
-        let partitions = self.log(&subscription.target)?.partitions().len();
+        let partitions = self.log(streams, &subscription.target)?.partitions().len();
         let Some(group) = &subscription.group else {
             return Ok((0..partitions).collect());
         };
@@ -135,7 +146,9 @@ impl Core {
             .subscriptions
             .get(&id)
             .ok_or_else(|| ServeError::Request(format!("no subscription {id}")))?;
-        let log = self.log(&subscription.target)?;
+        let shared = Arc::clone(&self.streams);
+        let streams = shared.lock()?;
+        let log = self.log(&streams, &subscription.target)?;
         let Some(part) = log.partitions().get(partition) else {
             return Err(ServeError::Request(format!(
                 "there is no partition {partition} to ack: the subscription reads {}",

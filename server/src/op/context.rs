@@ -47,17 +47,20 @@ impl Context {
         }
     }
 
-    /// Runs `work` on the core, off the connection's thread.
+    /// Runs `work` on the core, off the connection's thread, once every publish
+    /// acknowledged before it has been fed to the queries (so it sees them).
     pub(crate) async fn with_core<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Core) -> Result<T, ServeError> + Send + 'static,
     ) -> Result<T, ServeError> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
-            let mut core = shared
-                .core
-                .lock()
-                .map_err(|_| ServeError::Request("the server's state is unavailable".into()))?;
+            let unavailable = || ServeError::Request("the server's state is unavailable".into());
+            let acknowledged = shared.streams.lock()?.durable_stamp();
+            let mut core = shared.core.lock().map_err(|_| unavailable())?;
+            while core.fed_stamp() < acknowledged {
+                core = shared.fed.wait(core).map_err(|_| unavailable())?;
+            }
             work(&mut core)
         })
         .await

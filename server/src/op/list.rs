@@ -34,7 +34,7 @@ impl Op for List {
 
 impl List {
     pub(crate) async fn carry_out(self, context: &Context) -> Result<ListReply, ServeError> {
-        let names = context.with_core(|core| Ok(core.names())).await?;
+        let names = context.with_core(|core| core.names()).await?;
         serde_json::from_value(names).map_err(|error| ServeError::Request(error.to_string()))
     }
 }

@@ -33,7 +33,7 @@ impl Op for Stats {
 
 impl Stats {
     pub(crate) async fn carry_out(self, context: &Context) -> Result<StatsReply, ServeError> {
-        let stats = context.with_core(|core| Ok(core.stats())).await?;
+        let stats = context.with_core(|core| core.stats()).await?;
         serde_json::from_value(stats).map_err(|error| ServeError::Request(error.to_string()))
     }
 }

@@ -1,0 +1,279 @@
+//! The streams' logs, under a lock of their own: a publish is stamped, appended, synced and
+//! acknowledged holding only this lock, while the core feeds earlier publishes to the
+//! standing queries — so a slow query delays results, never a publish.
+//!
+//! Every append also joins the queue of publishes not fed yet, in stamp order (the order a
+//! replay feeds them in). The feeder takes them from its front once durable; nothing else
+//! feeds them, so queries see publishes in that order whoever appended them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sluice_engine::Changes;
+use sluice_engine::catalog::StreamDef;
+use sluice_engine::time::Millis;
+use sluice_log::{Appended, PendingSync, StreamLog};
+
+use super::now;
+use super::records::with_kinds;
+use crate::ServeError;
+
+/// Rows a publish appended to a stream's log, under one stamp.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub stream: String,
+    pub stamp: Millis,
+    pub parts: Vec<Appended>,
+}
+
+/// A sync of one stream partition, to wait on without holding any lock.
+pub struct StreamSync {
+    stream: String,
+    partition: usize,
+    pending: PendingSync,
+}
+
+impl StreamSync {
+    /// Waits for the disk; gives what to pass to [`Streams::mark_durable`].
+    pub fn wait(self) -> Result<(String, usize, u64), ServeError> {
+        let end = self.pending.wait()?;
+        Ok((self.stream, self.partition, end))
+    }
+}
+
+/// The most bytes of rows the publishes not fed yet may hold before new ones wait.
+pub const MAX_UNFED_BYTES: usize = 256 << 20;
+
+/// The most publishes the feeder takes at a time.
+const FEED_BATCH: usize = 64;
+
+/// A publish not fed yet, with the partitions it waits on to be durable (and the end each
+/// must reach).
+struct Unfed {
+    logged: Logged,
+    waiting: Vec<(usize, u64)>,
+}
+
+#[derive(Default)]
+pub struct Streams {
+    logs: BTreeMap<String, StreamLog>,
+    /// What each stream's publishes are decoded against.
+    defs: BTreeMap<String, Arc<StreamDef>>,
+    /// The stamp of the latest publish (or of the latest result, after a restart).
+    last_stamp: Millis,
+    unfed: VecDeque<Unfed>,
+    /// The bytes of rows of `unfed`.
+    unfed_bytes: usize,
+    /// The stamp of the latest publish taken to be fed.
+    taken_stamp: Millis,
+}
+
+impl Streams {
+    /// The definition of stream `name`, to decode events for it with `decode`.
+    pub fn def(&self, name: &str) -> Result<Arc<StreamDef>, ServeError> {
+        self.defs
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ServeError::Request(format!("unknown stream '{name}'")))
+    }
+
+    pub(super) fn log(&self, name: &str) -> Option<&StreamLog> {
+        self.logs.get(name)
+    }
+
+    pub(super) fn logs(&self) -> &BTreeMap<String, StreamLog> {
+        &self.logs
+    }
+
+    /// Keeps stream `name` with log `log` (unless it has one already) and definition `def`.
+    pub(super) fn add(
+        &mut self,
+        name: &str,
+        def: Arc<StreamDef>,
+        log: impl FnOnce() -> Result<StreamLog, ServeError>,
+    ) -> Result<(), ServeError> {
+        if !self.logs.contains_key(name) {
+            self.logs.insert(name.to_string(), log()?);
+        }
+        self.defs.insert(name.to_string(), def);
+        Ok(())
+    }
+
+    /// Refuses publishes to stream `name` from now on (its log is kept).
+    pub(super) fn forget(&mut self, name: &str) {
+        self.defs.remove(name);
+    }
+
+    /// Notes a stamp given before the server started, so new ones come after it.
+    pub(super) fn saw_stamp(&mut self, stamp: Millis) {
+        self.last_stamp = self.last_stamp.max(stamp);
+    }
+
+    /// Appends rows to `stream`'s log under a new stamp (durable once synced: see
+    /// [`Streams::begin_sync`]), and queues them to be fed; gives what went to each
+    /// partition, in the order the engine is to be fed it.
+    pub fn append(&mut self, stream: &str, changes: &Changes) -> Result<Logged, ServeError> {
+        // Publishes are stamped in the order they happen, so a replay can follow it.
+        let stamp = now().max(self.last_stamp + 1);
+        let log = self
+            .logs
+            .get_mut(stream)
+            .ok_or_else(|| ServeError::Request(format!("unknown stream '{stream}'")))?;
+        let parts = log.publish(&with_kinds(changes)?, stamp)?;
+        self.last_stamp = stamp;
+        let logged = Logged {
+            stream: stream.to_string(),
+            stamp,
+            parts,
+        };
+        self.unfed_bytes += bytes_of(&logged);
+        self.unfed.push_back(Unfed {
+            waiting: logged
+                .parts
+                .iter()
+                .map(|part| (part.partition, part.offset + part.rows.num_rows() as u64))
+                .collect(),
+            logged: logged.clone(),
+        });
+        Ok(logged)
+    }
+
+    /// Syncs of every stream partition appended to since its last sync.
+    pub fn begin_sync(&mut self) -> Result<Vec<StreamSync>, ServeError> {
+        let mut syncs = Vec::new();
+        for (name, log) in &mut self.logs {
+            for (partition, pending) in log.begin_sync()? {
+                syncs.push(StreamSync {
+                    stream: name.clone(),
+                    partition,
+                    pending,
+                });
+            }
+        }
+        Ok(syncs)
+    }
+
+    /// Records that a stream partition is durable up to `end`: subscribers see rows only
+    /// that far, and publishes no longer wait on it.
+    pub fn mark_durable(&mut self, stream: &str, partition: usize, end: u64) {
+        if let Some(part) = self
+            .logs
+            .get_mut(stream)
+            .and_then(|log| log.partition_mut(partition))
+        {
+            part.mark_durable(end);
+        }
+        for unfed in self.unfed.iter_mut().filter(|u| u.logged.stream == stream) {
+            unfed
+                .waiting
+                .retain(|&(waiting, until)| waiting != partition || until > end);
+        }
+    }
+
+    /// Stops publishes `stamps` from waiting to be durable: their sync failed, and they are
+    /// fed all the same.
+    pub fn stop_waiting(&mut self, stamps: &[Millis]) {
+        for unfed in self
+            .unfed
+            .iter_mut()
+            .filter(|u| stamps.contains(&u.logged.stamp))
+        {
+            unfed.waiting.clear();
+        }
+    }
+
+    /// The durable publishes at the front of the queue (up to [`FEED_BATCH`]), taken to be
+    /// fed, in stamp order.
+    fn take_durable(&mut self) -> Vec<Logged> {
+        let mut taken = Vec::new();
+        while taken.len() < FEED_BATCH && self.unfed.front().is_some_and(|u| u.waiting.is_empty()) {
+            if let Some(unfed) = self.unfed.pop_front() {
+                self.taken_stamp = unfed.logged.stamp;
+                self.unfed_bytes -= bytes_of(&unfed.logged);
+                taken.push(unfed.logged);
+            }
+        }
+        taken
+    }
+
+    /// The stamp of the latest publish that is durable with all before it: once the
+    /// queries have been fed up to it, they have seen every acknowledged publish.
+    pub fn durable_stamp(&self) -> Millis {
+        self.unfed
+            .iter()
+            .take_while(|u| u.waiting.is_empty())
+            .last()
+            .map_or(self.taken_stamp, |u| u.logged.stamp)
+    }
+
+    /// Applies retention to every stream's log.
+    pub fn enforce_retention(&mut self, now: Millis) -> Result<(), ServeError> {
+        for log in self.logs.values_mut() {
+            log.enforce_retention(now)?;
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of `logged`'s rows.
+fn bytes_of(logged: &Logged) -> usize {
+    logged
+        .parts
+        .iter()
+        .map(|part| part.rows.get_array_memory_size())
+        .sum()
+}
+
+/// The streams, shared by the core and the publisher; the signal that publishes became
+/// durable, for the feeder, and that the feeder took some, for the publisher.
+#[derive(Default)]
+pub struct SharedStreams {
+    streams: Mutex<Streams>,
+    durable: Condvar,
+    room: Condvar,
+}
+
+impl SharedStreams {
+    pub fn lock(&self) -> Result<MutexGuard<'_, Streams>, ServeError> {
+        self.streams
+            .lock()
+            .map_err(|_| ServeError::Request("the server's streams are unavailable".into()))
+    }
+
+    /// Wakes the feeder: publishes may have become durable.
+    pub fn notify_durable(&self) {
+        self.durable.notify_all();
+    }
+
+    /// The durable publishes at the front of the queue, waiting up to `timeout` for some.
+    pub fn wait_durable(&self, timeout: Duration) -> Result<Vec<Logged>, ServeError> {
+        let mut streams = self.lock()?;
+        let taken = streams.take_durable();
+        if !taken.is_empty() {
+            self.room.notify_all();
+            return Ok(taken);
+        }
+        let (mut streams, _) = self
+            .durable
+            .wait_timeout(streams, timeout)
+            .map_err(|_| ServeError::Request("the server's streams are unavailable".into()))?;
+        let taken = streams.take_durable();
+        if !taken.is_empty() {
+            self.room.notify_all();
+        }
+        Ok(taken)
+    }
+
+    /// Waits while the publishes not fed yet hold more than [`MAX_UNFED_BYTES`].
+    pub fn wait_for_room(&self) -> Result<(), ServeError> {
+        let mut streams = self.lock()?;
+        while streams.unfed_bytes > MAX_UNFED_BYTES {
+            streams = self
+                .room
+                .wait(streams)
+                .map_err(|_| ServeError::Request("the server's streams are unavailable".into()))?;
+        }
+        Ok(())
+    }
+}
