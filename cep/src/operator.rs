@@ -47,9 +47,10 @@ use datafusion::common::HashMap;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::changes::batch_of;
+use sluice_engine::limits::MAX_SEARCH_STEPS;
 use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::{Millis, WATERMARK_MIN, millis};
-use sluice_engine::{Changes, EngineError, Result, RowKind};
+use sluice_engine::{Changes, EngineError, Result, RowFailure, RowKind};
 
 use crate::condition::{Condition, Derived, shifted};
 use crate::config::{AllRows, MatchRecognizeConfig, Skip};
@@ -114,6 +115,8 @@ pub struct MatchRecognize {
     /// decides it (the search start's time plus the bound).
     deadlines: BTreeSet<(Millis, usize)>,
     late: Vec<Changes>,
+    /// Rows whose pattern search was abandoned, for the query's error output.
+    failures: Vec<RowFailure>,
 }
 
 impl MatchRecognize {
@@ -197,6 +200,7 @@ impl MatchRecognize {
             watermark: WATERMARK_MIN,
             complete: false,
             late: Vec::new(),
+            failures: Vec::new(),
             input_schema,
         })
     }
@@ -554,6 +558,21 @@ impl MatchRecognize {
             if let Some(error) = view.error {
                 return Err(error);
             }
+            let found = match found {
+                Found::Abandoned => {
+                    state.gather(&self.store)?;
+                    self.failures.push(RowFailure::of(
+                        state.rows()?,
+                        state.next_start - state.base,
+                        format!(
+                            "the pattern search from this row took more than {MAX_SEARCH_STEPS} \
+                             steps (the limit): no match starts at it"
+                        ),
+                    ));
+                    Found::NoMatch { timed_out: None }
+                }
+                found => found,
+            };
             match found {
                 Found::Match(path) => {
                     state.matches += 1;
@@ -651,6 +670,7 @@ impl MatchRecognize {
                     state.next_start += 1;
                 }
                 Found::NeedMore => return Ok(()),
+                Found::Abandoned => state.next_start += 1,
             }
         }
     }
@@ -896,6 +916,10 @@ impl Operator for MatchRecognize {
     fn on_end_of_input(&mut self, out: &mut Vec<Changes>) -> Result<()> {
         self.complete = true;
         self.run(out)
+    }
+
+    fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

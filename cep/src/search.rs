@@ -13,8 +13,9 @@
 //!
 //! When conditions read the match so far (`LAST(A.price)`, `SUM(A.x)`), states cannot be
 //! shared and the search may branch exponentially; it is then abandoned after
-//! [`MAX_SEARCH_STEPS`] steps from one row, as if no match started there. The same rows
-//! always take the same steps, so results stay deterministic.
+//! [`MAX_SEARCH_STEPS`] steps from one row ([`Found::Abandoned`]): no match starts there,
+//! and the operator reports the row on the query's error output. The same rows always take
+//! the same steps, so results stay deterministic.
 
 use std::collections::HashSet;
 
@@ -59,6 +60,9 @@ pub enum Found {
     NoMatch { timed_out: Option<Vec<Binding>> },
     /// Rows still to come may decide the search.
     NeedMore,
+    /// The search took more than [`MAX_SEARCH_STEPS`] steps: no match starts at the row,
+    /// and the row is reported as one the query could not compute.
+    Abandoned,
 }
 
 /// Steps a search takes before it starts noting the states it has explored: short searches,
@@ -154,8 +158,8 @@ impl Program {
         loop {
             steps += 1;
             if !context_free && steps > MAX_SEARCH_STEPS {
-                // Abandoned: no match starts here (see the module documentation).
-                return (Found::NoMatch { timed_out: None }, steps);
+                // No match starts here (see the module documentation).
+                return (Found::Abandoned, steps);
             }
             let advanced = match self.insts[pc] {
                 Inst::Row(variable) => {
@@ -377,6 +381,7 @@ mod tests {
                 .join(" "),
             Found::NoMatch { .. } => "none".into(),
             Found::NeedMore => "more".into(),
+            Found::Abandoned => "abandoned".into(),
         })
     }
 
@@ -466,7 +471,7 @@ mod tests {
             complete: true,
         });
         let (found, steps) = program.find_counting(&mut rows, 0, None);
-        assert_eq!(found, Found::NoMatch { timed_out: None });
+        assert_eq!(found, Found::Abandoned);
         assert_eq!(steps, MAX_SEARCH_STEPS + 1);
         // Within the budget, the same search finds its match.
         let mut rows = ReadingTheMatch(Letters {

@@ -240,6 +240,7 @@ fn streamed_matches(program: &Program, input: &[u8]) -> Vec<(usize, Path)> {
                 }
                 Found::NoMatch { .. } => start += 1,
                 Found::NeedMore => break,
+                Found::Abandoned => panic!("the search from row {start} was abandoned"),
             }
         }
     }

@@ -30,8 +30,9 @@ pub const MAX_PATTERN_DEPTH: usize = 64;
 
 /// Steps a `MATCH_RECOGNIZE` search may take from one row when its conditions read the match
 /// so far (searches over context-free conditions share their states and need no budget);
-/// past it, no match starts at that row. About a millisecond of work.
-pub const MAX_SEARCH_STEPS: u64 = 100_000;
+/// past it, no match starts at that row, and the row goes to the error output. At most about
+/// a millisecond of work (`docs/limits.md`); a match of a thousand rows takes some 2 000.
+pub const MAX_SEARCH_STEPS: u64 = 4_000;
 
 /// The stack of every thread that parses or plans a statement: room for the deepest
 /// statement the limits above accept, many times over.
