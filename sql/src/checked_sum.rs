@@ -5,12 +5,12 @@
 //! Each `SUM` of an integer argument, in `GROUP BY` aggregates and in `OVER` windows, is
 //! rewritten to add in `DECIMAL(38, 0)` ([`crate::wide_sum`]: 128-bit totals, exact for 2^64
 //! rows of the largest BIGINT, so intermediate sums never overflow, however rows come and
-//! go) and a projection above it
-//! casts the sum back to the type DataFusion gives `SUM` (BIGINT, or BIGINT UNSIGNED for
-//! unsigned arguments). A sum that does not fit fails the cast for its result row only, and
+//! go), and a projection above it narrows the sum back to the type DataFusion gives `SUM`:
+//! BIGINT with `checked_bigint`, which names a sum that does not fit, or BIGINT UNSIGNED (for
+//! unsigned arguments) with a cast. A sum that does not fit fails its result row only, and
 //! that row goes to the query's error output like any row the query cannot compute. Column
 //! names and types are unchanged, and where the query projects the sums anyway (it usually
-//! does) the casts join its projection rather than add one.
+//! does) the narrowing joins its projection rather than adding one.
 
 use std::sync::Arc;
 
@@ -18,13 +18,13 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::AggregateUDF;
-use datafusion::logical_expr::expr::{AggregateFunction, Alias, WindowFunction};
+use datafusion::logical_expr::expr::{AggregateFunction, Alias, ScalarFunction, WindowFunction};
 use datafusion::logical_expr::{
     Aggregate, Expr, ExprSchemable, LogicalPlan, Projection, Window, WindowFunctionDefinition, cast,
 };
 
 use crate::Result;
-use crate::wide_sum::{WIDE, checked_sum};
+use crate::wide_sum::{WIDE, checked_bigint, checked_sum};
 
 /// `plan` with every integer `SUM` checked for overflow.
 pub fn checked_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
@@ -167,6 +167,10 @@ fn narrowed(
                 .checked_sub(first_call)
                 .and_then(|call| result_types[call].clone());
             match result_type {
+                Some(DataType::Int64) => {
+                    Expr::ScalarFunction(ScalarFunction::new_udf(checked_bigint(), vec![column]))
+                        .alias_qualified(relation.cloned(), field.name())
+                }
                 Some(result_type) => {
                     cast(column, result_type).alias_qualified(relation.cloned(), field.name())
                 }
@@ -219,6 +223,10 @@ fn is_column_or_cast(expression: &Expr) -> bool {
     match expression.clone().unalias() {
         Expr::Column(_) => true,
         Expr::Cast(cast) => matches!(cast.expr.as_ref(), Expr::Column(_)),
+        Expr::ScalarFunction(call) => {
+            call.func.name() == "checked_bigint"
+                && matches!(call.args.as_slice(), [Expr::Column(_)])
+        }
         _ => false,
     }
 }
@@ -255,7 +263,7 @@ mod tests {
         assert_eq!(checked.schema(), original.schema());
         assert_eq!(
             checked.display_indent().to_string(),
-            "Projection: t.k, CAST(sum(t.n) AS Int64) AS sum(t.n), sum(t.x), count(t.n)\
+            "Projection: t.k, checked_bigint(sum(t.n)) AS sum(t.n), sum(t.x), count(t.n)\
              \n  Aggregate: groupBy=[[t.k]], aggr=[[checked_sum(t.n) AS sum(t.n), \
              sum(t.x), count(t.n)]]\
              \n    TableScan: t"
@@ -273,7 +281,7 @@ mod tests {
         assert_eq!(checked.schema(), original.schema());
         assert_eq!(
             checked.display_indent().to_string(),
-            "Projection: CAST(sum(t.n) AS Int64) AS total, t.k\
+            "Projection: checked_bigint(sum(t.n)) AS total, t.k\
              \n  Aggregate: groupBy=[[t.k]], aggr=[[checked_sum(t.n) AS sum(t.n)]]\
              \n    TableScan: t"
         );

@@ -1,6 +1,6 @@
 //! `checked_sum`: the sum of BIGINT or BIGINT UNSIGNED values as a 128-bit integer, typed
-//! `DECIMAL(38, 0)`, for [`crate::checked_sum`] to cast back and so fail a sum that does not
-//! fit. Exact for 2^64 rows of the largest values, it never overflows, however rows are taken
+//! `DECIMAL(38, 0)`, for [`crate::checked_sum`] to narrow back (with `checked_bigint`, or a
+//! cast for BIGINT UNSIGNED) and so fail a sum that does not fit. Exact for 2^64 rows of the largest values, it never overflows, however rows are taken
 //! back. Each value is added as it is read, without first casting the column to decimal.
 //!
 //! State per group: the 128-bit total and how many values it holds (none: the sum is NULL,
@@ -13,13 +13,17 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int64Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
+use datafusion::arrow::compute::try_unary;
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, FieldRef, Int64Type, UInt64Type,
+};
+use datafusion::arrow::error::ArrowError;
 use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, ReversedUDAF,
-    Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    ReversedUDAF, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// The type of the sum.
@@ -274,6 +278,55 @@ fn state_columns(states: &[ArrayRef]) -> Result<(&Decimal128Array, &Int64Array)>
             _ => internal_err!("checked_sum states of other types"),
         },
         _ => internal_err!("checked_sum states of {} columns", states.len()),
+    }
+}
+
+/// `checked_bigint`: a sum of [`checked_sum`] as BIGINT, or an error naming it when it does not
+/// fit — for a row at a time, as the projection above the sum evaluates it (see
+/// `sluice_engine::failure`).
+pub fn checked_bigint() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(CheckedBigint {
+        signature: Signature::exact(vec![WIDE], Volatility::Immutable),
+    }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedBigint {
+    signature: Signature,
+}
+
+fn narrowed(sum: i128) -> std::result::Result<i64, ArrowError> {
+    i64::try_from(sum)
+        .map_err(|_| ArrowError::ComputeError(format!("the sum {sum} does not fit BIGINT")))
+}
+
+impl ScalarUDFImpl for CheckedBigint {
+    fn name(&self) -> &str {
+        "checked_bigint"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match args.args.as_slice() {
+            [ColumnarValue::Array(sums)] => {
+                let Some(sums) = sums.as_primitive_opt::<Decimal128Type>() else {
+                    return internal_err!("checked_bigint of {}", sums.data_type());
+                };
+                let narrowed: Int64Array = try_unary(sums, narrowed)?;
+                Ok(ColumnarValue::Array(Arc::new(narrowed)))
+            }
+            [ColumnarValue::Scalar(ScalarValue::Decimal128(sum, _, _))] => Ok(
+                ColumnarValue::Scalar(ScalarValue::Int64(sum.map(narrowed).transpose()?)),
+            ),
+            _ => internal_err!("checked_bigint takes one DECIMAL(38, 0)"),
+        }
     }
 }
 
