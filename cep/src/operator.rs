@@ -28,7 +28,7 @@
 //! - **End of input**: every partition's rows are complete, so every search is decided;
 //!   nothing stays.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -47,6 +47,7 @@ use datafusion::common::HashMap;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::changes::batch_of;
+use sluice_engine::failure::evaluate_each;
 use sluice_engine::limits::MAX_SEARCH_STEPS;
 use sluice_engine::operator::{Operator, OperatorMetrics};
 use sluice_engine::time::{Millis, WATERMARK_MIN, millis};
@@ -379,6 +380,9 @@ impl MatchRecognize {
             None
         };
         let mut classes = vec![0u64; rows];
+        // Rows of `sorted` a condition could not be computed for: they do not satisfy its
+        // variable, and are reported once each.
+        let mut failed: Vec<(usize, usize, String)> = Vec::new();
         for (variable, condition) in self.config.conditions.iter().enumerate() {
             let Some(condition) = condition else {
                 classes.iter_mut().for_each(|c| *c |= 1 << variable);
@@ -392,15 +396,25 @@ impl MatchRecognize {
                 let Some(tail) = &tail else {
                     continue;
                 };
-                let values = expression.evaluate(sorted)?.into_array(rows)?;
-                let before = expression.evaluate(tail)?.into_array(tail.num_rows())?;
+                let (values, errors) = evaluate_each(expression, sorted)?;
+                failed.extend(
+                    errors
+                        .into_iter()
+                        .map(|(row, error)| (row, variable, error)),
+                );
+                let (before, _) = evaluate_each(expression, tail)?;
                 let values = concat(&[values.as_ref(), before.as_ref()])?;
                 columns.push(take(values.as_ref(), &reads(offset), None)?);
             }
             let options = RecordBatchOptions::new().with_row_count(Some(rows));
             let extended =
                 RecordBatch::try_new_with_options(condition.schema.clone(), columns, &options)?;
-            let holds = condition.predicate.evaluate(&extended)?.into_array(rows)?;
+            let (holds, errors) = evaluate_each(&condition.predicate, &extended)?;
+            failed.extend(
+                errors
+                    .into_iter()
+                    .map(|(row, error)| (row, variable, error)),
+            );
             let Some(holds) = holds.as_boolean_opt() else {
                 return Err(EngineError::Input(
                     "a DEFINE condition is not a boolean".into(),
@@ -410,6 +424,17 @@ impl MatchRecognize {
                 if holds.is_valid(row) && holds.value(row) {
                     *class |= 1 << variable;
                 }
+            }
+        }
+        let mut reported = BTreeSet::new();
+        for (row, variable, error) in failed {
+            if reported.insert(row) {
+                let name = &self.config.program.variables()[variable];
+                self.failures.push(RowFailure::of(
+                    sorted,
+                    row,
+                    format!("DEFINE {name}: {error}"),
+                ));
             }
         }
         for &(partition, start, end) in runs {
@@ -492,6 +517,9 @@ impl MatchRecognize {
         state.gather(&self.store)?;
         let all = state.rows()?;
         let mut classes = vec![0u64; limit - done];
+        // Rows a condition could not be computed for (they do not satisfy its variable),
+        // numbered from `done`, with the first error.
+        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
         for (variable, condition) in self.config.conditions.iter().enumerate() {
             let Some(condition) = condition else {
                 classes.iter_mut().for_each(|c| *c |= 1 << variable);
@@ -502,17 +530,27 @@ impl MatchRecognize {
             }
             let rows = all.slice(done, limit - done);
             let mut columns = rows.columns().to_vec();
+            let name = &self.config.program.variables()[variable];
             for (expression, offset) in condition.shifts() {
-                let values = expression.evaluate(all)?.into_array(len)?;
+                let (values, errors) = evaluate_each(expression, all)?;
+                for (row, error) in errors {
+                    if (done..limit).contains(&row) {
+                        failed
+                            .entry(row - done)
+                            .or_insert_with(|| format!("DEFINE {name}: {error}"));
+                    }
+                }
                 columns.push(shifted(&values, done, limit, offset)?);
             }
             let options = RecordBatchOptions::new().with_row_count(Some(limit - done));
             let extended =
                 RecordBatch::try_new_with_options(condition.schema.clone(), columns, &options)?;
-            let holds = condition
-                .predicate
-                .evaluate(&extended)?
-                .into_array(limit - done)?;
+            let (holds, errors) = evaluate_each(&condition.predicate, &extended)?;
+            for (row, error) in errors {
+                failed
+                    .entry(row)
+                    .or_insert_with(|| format!("DEFINE {name}: {error}"));
+            }
             let Some(holds) = holds.as_boolean_opt() else {
                 return Err(EngineError::Input(
                     "a DEFINE condition is not a boolean".into(),
@@ -523,6 +561,10 @@ impl MatchRecognize {
                     *class |= 1 << variable;
                 }
             }
+        }
+        for (row, error) in failed {
+            self.failures
+                .push(RowFailure::of(&all.slice(done, limit - done), row, error));
         }
         state.classes.extend(classes);
         Ok(())
@@ -544,7 +586,7 @@ impl MatchRecognize {
                 config: &self.config,
                 complete: self.complete,
                 future: self.watermark,
-                error: None,
+                failed: BTreeMap::new(),
             };
             let cannot_start = match (self.first_variables, view.class(state.next_start)) {
                 (Some(first), Some(class)) => class & first == 0,
@@ -555,8 +597,15 @@ impl MatchRecognize {
             } else {
                 program.find(&mut view, state.next_start, self.config.within)
             };
-            if let Some(error) = view.error {
-                return Err(error);
+            let failed = std::mem::take(&mut view.failed);
+            if !failed.is_empty() {
+                state.gather(&self.store)?;
+                for (row, error) in failed {
+                    if state.reported.insert(row) {
+                        self.failures
+                            .push(RowFailure::of(state.rows()?, row - state.base, error));
+                    }
+                }
             }
             let found = match found {
                 Found::Abandoned => {
@@ -686,12 +735,14 @@ impl MatchRecognize {
         state.drop_front(&mut self.store, drop);
     }
 
-    /// The output rows of `emitted`.
-    fn output(&self, emitted: &[Emitted]) -> Result<Changes> {
+    /// The output rows of `emitted`, without the matches a measure could not be computed
+    /// for, which are reported.
+    fn output(&self, emitted: &[Emitted]) -> Result<(Changes, Vec<RowFailure>)> {
         let mut navigation_columns = Vec::with_capacity(self.config.navigations.len());
+        let mut failing = BTreeMap::new();
         for (index, navigation) in self.config.navigations.iter().enumerate() {
             let data_type = self.config.navigation_schema.field(index).data_type();
-            navigation_columns.push(self.navigate(navigation, emitted, data_type)?);
+            navigation_columns.push(self.navigate(navigation, emitted, data_type, &mut failing)?);
         }
         let count = emitted.len();
         let options = RecordBatchOptions::new().with_row_count(Some(count));
@@ -725,28 +776,70 @@ impl MatchRecognize {
                 columns.extend(self.keys.convert_rows(keys)?);
             }
         }
+        // Matches over a row whose navigation argument failed are left out, and that row
+        // reported; so are matches whose measures fail, with the values they read.
+        let mut left_out = BTreeSet::new();
+        let mut failures = Vec::new();
+        for (index, e) in emitted.iter().enumerate() {
+            let read = e.path.iter().find_map(|b| {
+                failing
+                    .get(&(e.partition, b.row))
+                    .map(|error| (b.row, error))
+            });
+            if let Some((row, error)) = read {
+                left_out.insert(index);
+                let state = &self.partitions[e.partition];
+                failures.push(RowFailure::of(
+                    state.rows()?,
+                    row - state.base,
+                    error.clone(),
+                ));
+            }
+        }
+        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
         for measure in &self.config.measures {
-            columns.push(measure.evaluate(&navigations)?.into_array(count)?);
+            let (values, errors) = evaluate_each(measure, &navigations)?;
+            for (row, error) in errors {
+                failed
+                    .entry(row)
+                    .or_insert_with(|| format!("MEASURES: {error}"));
+            }
+            columns.push(values);
         }
         let rows = batch_of(&self.config.schema, &columns, count)?;
         let kinds = emitted.iter().map(|e| e.kind as u8);
         let kinds = datafusion::arrow::array::UInt8Array::from_iter_values(kinds);
-        Ok(if emitted.iter().all(|e| e.kind == RowKind::Insert) {
+        let changes = if emitted.iter().all(|e| e.kind == RowKind::Insert) {
             Changes::inserts(rows)
         } else {
             Changes {
                 rows,
                 kinds: Some(kinds),
             }
-        })
+        };
+        for (row, error) in failed {
+            if left_out.insert(row) {
+                failures.push(RowFailure::of(&navigations, row, error));
+            }
+        }
+        if left_out.is_empty() {
+            return Ok((changes, failures));
+        }
+        let keep: BooleanArray = (0..count)
+            .map(|row| Some(!left_out.contains(&row)))
+            .collect();
+        Ok((changes.filter(&keep)?, failures))
     }
 
     /// One navigation's value for every emitted match.
+    /// Rows whose navigation argument could not be computed go to `failing`, by partition
+    /// and row number (their values are NULL).
     fn navigate(
         &self,
         navigation: &Navigation,
         emitted: &[Emitted],
         data_type: &DataType,
+        failing: &mut BTreeMap<(usize, usize), String>,
     ) -> Result<ArrayRef> {
         if emitted.is_empty() {
             return Ok(new_null_array(data_type, 0));
@@ -773,7 +866,12 @@ impl MatchRecognize {
                 ) => {
                     if !arguments.contains_key(&e.partition) {
                         let rows = state.rows()?;
-                        let array = argument.evaluate(rows)?.into_array(rows.num_rows())?;
+                        let (array, errors) = evaluate_each(argument, rows)?;
+                        for (row, error) in errors {
+                            failing
+                                .entry((e.partition, state.base + row))
+                                .or_insert_with(|| format!("MEASURES: {error}"));
+                        }
                         arguments.insert(e.partition, array);
                     }
                     arguments.get(&e.partition)
@@ -819,7 +917,9 @@ impl MatchRecognize {
             for e in &emitted {
                 self.partitions[e.partition].gather(&self.store)?;
             }
-            out.push(self.output(&emitted)?);
+            let (rows, failures) = self.output(&emitted)?;
+            self.failures.extend(failures);
+            out.push(rows);
         }
         for partition in partitions {
             self.trim(partition);

@@ -1,7 +1,7 @@
 //! One partition's rows in order, kept in the operator's row store, with what the search
 //! has learnt about them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::time::{Millis, WATERMARK_MIN};
@@ -31,6 +31,9 @@ pub(crate) struct Partition {
     pub(crate) deadline: Option<Millis>,
     /// The latest event time of a row of the partition.
     pub(crate) latest: Millis,
+    /// Rows kept whose failure to compute a condition has been reported (a search may test
+    /// a row many times).
+    pub(crate) reported: BTreeSet<usize>,
 }
 
 impl Partition {
@@ -47,6 +50,7 @@ impl Partition {
             unmatched_from: 0,
             deadline: None,
             latest: WATERMARK_MIN,
+            reported: BTreeSet::new(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Partition {
         self.times.drain(..count);
         self.classes.drain(..count);
         self.base += count;
+        self.reported = self.reported.split_off(&self.base);
         if let Some(rows) = &mut self.gathered {
             *rows = rows.slice(count, rows.num_rows() - count);
         }

@@ -2,6 +2,8 @@
 //! condition, testing a row against a condition that reads the match so far, and the rows'
 //! event times.
 
+use std::collections::BTreeMap;
+
 use datafusion::arrow::array::{Array, AsArray, new_null_array};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use sluice_engine::time::{Millis, WATERMARK_MIN};
@@ -19,8 +21,10 @@ pub(crate) struct PartitionRows<'a> {
     pub(crate) config: &'a MatchRecognizeConfig,
     pub(crate) complete: bool,
     pub(crate) future: Millis,
-    /// The first error a condition gave (the search treats it as not holding).
-    pub(crate) error: Option<EngineError>,
+    /// Rows (numbered as in the partition) a condition that reads the match could not be
+    /// computed for, with the first error each gave; the search treats the condition as not
+    /// holding, and the operator reports the row.
+    pub(crate) failed: BTreeMap<usize, String>,
 }
 
 impl PartitionRows<'_> {
@@ -59,7 +63,10 @@ impl Rows for PartitionRows<'_> {
             return match holds {
                 Ok(holds) => holds,
                 Err(error) => {
-                    self.error.get_or_insert(error);
+                    let name = &self.config.program.variables()[variable];
+                    self.failed
+                        .entry(row)
+                        .or_insert_with(|| format!("DEFINE {name}: {error}"));
                     Some(false)
                 }
             };
