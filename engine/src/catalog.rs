@@ -76,6 +76,13 @@ impl StreamDef {
     }
 
     /// The value of `WITH` option `key` (keys compare case-insensitively).
+    /// Whether events that do not fit the stream are skipped and kept apart
+    /// (`'errors.tolerance' = 'all'`, Kafka Connect's name) rather than failing their publish.
+    pub fn tolerates_errors(&self) -> bool {
+        self.option("errors.tolerance")
+            .is_some_and(|value| value.eq_ignore_ascii_case("all"))
+    }
+
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options
             .iter()

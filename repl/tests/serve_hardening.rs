@@ -459,6 +459,50 @@ fn a_slow_query_does_not_hold_up_publishes_to_other_streams() {
     assert_eq!(client.pushed_rows(1), vec![json!({"op": "+I", "n": 1})]);
 }
 
+#[test]
+fn a_stream_that_tolerates_errors_keeps_the_events_that_do_not_fit_apart() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(
+        json!({"op": "sql", "sql": "CREATE TABLE readings (sensor STRING, celsius DOUBLE) \
+        WITH ('errors.tolerance' = 'all'); CREATE TABLE strict (sensor STRING, celsius DOUBLE)"}),
+    );
+    let events = json!([{"sensor": "a", "celsius": 20.5}, {"sensor": "b", "celsius": "warm"},
+                        {"sensor": "c", "celsius": 19.0}]);
+    let reply = client.ok(json!({"op": "publish", "stream": "readings", "events": events}));
+    assert_eq!(
+        reply["appended"],
+        json!([{"partition": 0, "offset": 0, "count": 2}])
+    );
+    let rejected = &reply["rejected"];
+    assert_eq!(rejected[0]["event"], json!(2), "{reply}");
+    // Without the option, the same publish fails whole.
+    let refused = client.request(json!({"op": "publish", "stream": "strict", "events": events}));
+    assert_eq!(refused["ok"], json!(false));
+    client.ok(json!({"op": "subscribe", "stream": "readings.rejected", "from": "earliest"}));
+    let row = client.pushed_rows(1).remove(0);
+    assert_eq!(row["event"], json!(2));
+    assert_eq!(row["text"], json!(r#"{"celsius":"warm","sensor":"b"}"#));
+    assert_eq!(row["reason"], rejected[0]["reason"]);
+    // Kept across a restart, and a bad option is refused.
+    drop(client);
+    server.kill();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "subscribe", "stream": "readings.rejected", "from": "earliest"}));
+    assert_eq!(client.pushed_rows(1), vec![row]);
+    let bad = client.request(json!({"op": "sql", "sql":
+        "CREATE TABLE t (x INT) WITH ('errors.tolerance' = 'some')"}));
+    assert_eq!(
+        bad["error"],
+        json!(
+            "option 'errors.tolerance' = 'some': 'none' (a publish with an event that does not \
+               fit fails whole) or 'all' (such events are skipped and kept apart)"
+        )
+    );
+}
+
 /// The example requests of `docs/protocol.md`, each line mutated byte by byte or field by
 /// field, sent by the thousand: every line is answered and the server stays up.
 #[test]

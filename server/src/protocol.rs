@@ -8,6 +8,6 @@
 pub use crate::op::{
     Ack, AckReply, Appended, Auth, AuthReply, BadLine, Cancel, CancelReply, FailedEntry, List,
     ListReply, Op, Ping, PingReply, Publish, PublishReply, Pushed, Quit, QuitReply, Register,
-    RegisterReply, ReplyLine, Request, RequestLine, ServerLine, Sql, SqlReply, Start, Stats,
-    StatsReply, Subscribe, SubscribeReply, Unsubscribe, UnsubscribeReply,
+    RegisterReply, RejectedEvent, ReplyLine, Request, RequestLine, ServerLine, Sql, SqlReply,
+    Start, Stats, StatsReply, Subscribe, SubscribeReply, Unsubscribe, UnsubscribeReply,
 };

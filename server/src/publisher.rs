@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Logged, Payload, SharedStreams, StreamSync, decode, now};
+use crate::core::{Logged, Payload, Rejected, SharedStreams, StreamSync, decode, now};
 use crate::{Durability, ServeError, Shared};
 
 const QUEUE: usize = 1024;
@@ -72,6 +72,12 @@ fn run(shared: Weak<Shared>, durability: Durability, mut queue: mpsc::Receiver<P
     }
 }
 
+/// What a publish appended to its stream, if anything, and the events its stream set apart.
+struct Accepted {
+    logged: Option<Logged>,
+    rejected: Vec<Rejected>,
+}
+
 /// Decodes, appends and syncs a group of publishes, leaving them to the feeder; gives each
 /// one's reply, or `None` once the server's state is gone. Only the streams are held, while
 /// appending: a query being fed does not hold up a publish.
@@ -88,10 +94,24 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
     shared.streams.wait_for_room().ok()?;
     let (logged, syncs) = {
         let mut streams = shared.streams.lock().ok()?;
-        let logged: Vec<Result<Logged, ServeError>> = group
+        let logged: Vec<Result<Accepted, ServeError>> = group
             .iter()
             .zip(decoded)
-            .map(|(publish, changes)| changes.and_then(|c| streams.append(&publish.stream, &c)))
+            .map(|(publish, decoded)| {
+                let decoded = decoded?;
+                let logged = match &decoded.changes {
+                    Some(changes) => Some(streams.append(&publish.stream, changes)?),
+                    None => None,
+                };
+                if !decoded.rejected.is_empty() {
+                    let stamp = logged.as_ref().map(|l| l.stamp);
+                    streams.reject(&publish.stream, stamp, &decoded.rejected)?;
+                }
+                Ok(Accepted {
+                    logged,
+                    rejected: decoded.rejected,
+                })
+            })
             .collect();
         (logged, streams.begin_sync())
     };
@@ -107,7 +127,11 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
             }
             // Fed all the same: the log holds the rows, and a restart would feed them.
             Err(_) => {
-                let stamps: Vec<_> = logged.iter().flatten().map(|l| l.stamp).collect();
+                let stamps: Vec<_> = logged
+                    .iter()
+                    .flatten()
+                    .filter_map(|a| a.logged.as_ref().map(|l| l.stamp))
+                    .collect();
                 streams.stop_waiting(&stamps);
             }
         }
@@ -120,18 +144,27 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
     let replies = logged
         .into_iter()
         .map(|result| {
-            let logged = result?;
+            let accepted = result?;
             if let Err(error) = &synced {
                 return Err(ServeError::Request(format!(
                     "the events were written but could not be made durable: {error}"
                 )));
             }
-            let places: Vec<Value> = logged
-                .parts
+            let places: Vec<Value> = accepted
+                .logged
                 .iter()
+                .flat_map(|logged| &logged.parts)
                 .map(|p| json!({"partition": p.partition, "offset": p.offset, "count": p.rows.num_rows()}))
                 .collect();
-            Ok(json!({"appended": places}))
+            if accepted.rejected.is_empty() {
+                return Ok(json!({"appended": places}));
+            }
+            let rejected: Vec<Value> = accepted
+                .rejected
+                .iter()
+                .map(|r| json!({"event": r.number, "reason": r.reason}))
+                .collect();
+            Ok(json!({"appended": places, "rejected": rejected}))
         })
         .collect();
     Some(replies)

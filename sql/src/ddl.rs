@@ -136,7 +136,8 @@ pub fn stream_def(
     Ok(def)
 }
 
-/// Checks `'partitions'` (a count from 1 to [`MAX_PARTITIONS`]) and `'key'` (a column).
+/// Checks `'partitions'` (a count from 1 to [`MAX_PARTITIONS`]), `'errors.tolerance'`
+/// (`none` or `all`) and `'key'` (a column).
 fn check_partitioning(options: &[(String, String)], schema: &SchemaRef) -> Result<()> {
     let option = |name: &str| {
         options
@@ -154,6 +155,14 @@ fn check_partitioning(options: &[(String, String)], schema: &SchemaRef) -> Resul
                 )));
             }
         }
+    }
+    if let Some(tolerance) = option("errors.tolerance")
+        && !["none", "all"].contains(&tolerance.to_ascii_lowercase().as_str())
+    {
+        return Err(SqlError::Invalid(format!(
+            "option 'errors.tolerance' = '{tolerance}': 'none' (a publish with an event that \
+             does not fit fails whole) or 'all' (such events are skipped and kept apart)"
+        )));
     }
     if let Some(key) = option("key")
         && schema.index_of(key).is_err()

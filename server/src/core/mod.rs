@@ -63,7 +63,7 @@ use crate::ServeError;
 use self::result_log::Query;
 use self::subscription::Subscription;
 
-pub use self::payload::{Payload, decode};
+pub use self::payload::{Payload, Rejected, decode};
 pub use self::streams::{Logged, SharedStreams, StreamSync, Streams};
 pub use self::subscription::{StartAt, Target};
 

@@ -1,5 +1,6 @@
 //! A publish's payload, JSON events or CSV text, decoded for its stream into one batch of
-//! changes: all rows are accepted or none.
+//! changes: all rows are accepted or none, unless the stream tolerates errors, when the
+//! events that do not fit are set apart.
 
 use serde_json::Value;
 use sluice_engine::Changes;
@@ -16,8 +17,27 @@ pub enum Payload {
     Csv(String),
 }
 
-/// Decodes a publish's rows for `def`'s stream, in one batch: all are accepted or none.
-pub fn decode(def: &StreamDef, payload: &Payload) -> Result<Changes, ServeError> {
+/// An event (or CSV line) that does not fit its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// The event's number in the publish, or the CSV line's, from 1.
+    pub number: u64,
+    pub reason: String,
+    /// The event as sent.
+    pub text: String,
+}
+
+/// A publish's rows, decoded.
+pub struct Decoded {
+    /// The rows that fit, if any.
+    pub changes: Option<Changes>,
+    /// Events that did not fit, when the stream tolerates them (otherwise the publish fails).
+    pub rejected: Vec<Rejected>,
+}
+
+/// Decodes a publish's rows for `def`'s stream, in one batch. Unless the stream tolerates
+/// errors (`'errors.tolerance' = 'all'`), all are accepted or none.
+pub fn decode(def: &StreamDef, payload: &Payload) -> Result<Decoded, ServeError> {
     let (text, format) = match payload {
         Payload::Csv(text) => (std::borrow::Cow::Borrowed(text.as_str()), FileFormat::Csv),
         Payload::Events(events) => {
@@ -35,25 +55,42 @@ pub fn decode(def: &StreamDef, payload: &Payload) -> Result<Changes, ServeError>
             (std::borrow::Cow::Owned(text), FileFormat::JsonLines)
         }
     };
+    let what = match payload {
+        Payload::Csv(_) => "line",
+        Payload::Events(_) => "event",
+    };
+    let tolerant = def.tolerates_errors();
     let mut rows = reader(text.as_bytes(), format, def)?;
     let mut batches = Vec::new();
+    let mut rejected = Vec::new();
     while let Some(decoded) = rows.next_batch()? {
-        if let Some(error) = decoded.errors.first() {
-            return Err(ServeError::Request(format!(
-                "{} {} does not fit stream '{}': {}",
-                match payload {
-                    Payload::Csv(_) => "line",
-                    Payload::Events(_) => "event",
-                },
-                error.line,
-                def.name,
-                error.reason
-            )));
+        for error in decoded.errors {
+            if !tolerant {
+                return Err(ServeError::Request(format!(
+                    "{what} {} does not fit stream '{}': {}",
+                    error.line, def.name, error.reason
+                )));
+            }
+            rejected.push(Rejected {
+                number: error.line,
+                text: text
+                    .lines()
+                    .nth(error.line.saturating_sub(1) as usize)
+                    .unwrap_or_default()
+                    .to_string(),
+                reason: error.reason,
+            });
         }
-        batches.push(decoded.rows);
+        if decoded.rows.num_rows() > 0 {
+            batches.push(decoded.rows);
+        }
     }
-    if batches.is_empty() {
+    if batches.is_empty() && rejected.is_empty() {
         return Err(ServeError::Request("the publish has no events".into()));
     }
-    Ok(Changes::concat(&batches)?)
+    let changes = match batches.is_empty() {
+        true => None,
+        false => Some(Changes::concat(&batches)?),
+    };
+    Ok(Decoded { changes, rejected })
 }

@@ -60,11 +60,21 @@ impl Core {
                             })?,
                         };
                         let key = def.option("key").map(str::to_string);
-                        self.streams.lock()?.add(&name, def, || {
+                        let tolerant = def.tolerates_errors();
+                        let mut streams = self.streams.lock()?;
+                        streams.add(&name, def, || {
                             let (log, _) =
                                 StreamLog::open(&dir, partitions, key.as_deref(), config)?;
                             Ok(log)
                         })?;
+                        if tolerant {
+                            // Stream names never hold a '.' once made file names.
+                            let dir = dir.with_file_name(format!("{}.rejected", file_name(&name)));
+                            streams.add_rejected(&name, || {
+                                let (log, _) = StreamLog::open(&dir, 1, None, config)?;
+                                Ok(log)
+                            })?;
+                        }
                     }
                     replies.push(json!({"created": kind.noun(), "name": name}));
                 }

@@ -15,7 +15,11 @@ use sluice_engine::catalog::StreamDef;
 use sluice_engine::time::Millis;
 use sluice_log::{Appended, PendingSync, StreamLog};
 
+use datafusion::arrow::array::{RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
 use super::now;
+use super::payload::Rejected;
 use super::records::with_kinds;
 use crate::ServeError;
 
@@ -42,6 +46,19 @@ impl StreamSync {
     }
 }
 
+/// What the log of a stream's rejected events is read as: the stream's name and this.
+pub const REJECTED: &str = ".rejected";
+
+/// The columns of a log of rejected events: the event's number in its publish (or its CSV
+/// line), why it did not fit, and the event as sent.
+fn rejected_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event", DataType::UInt64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, false),
+    ]))
+}
+
 /// The most bytes of rows the publishes not fed yet may hold before new ones wait.
 pub const MAX_UNFED_BYTES: usize = 256 << 20;
 
@@ -58,6 +75,9 @@ struct Unfed {
 #[derive(Default)]
 pub struct Streams {
     logs: BTreeMap<String, StreamLog>,
+    /// Each stream that tolerates errors: its log of the events that did not fit, read as
+    /// stream `NAME.rejected`.
+    rejected: BTreeMap<String, StreamLog>,
     /// What each stream's publishes are decoded against.
     defs: BTreeMap<String, Arc<StreamDef>>,
     /// The stamp of the latest publish (or of the latest result, after a restart).
@@ -78,8 +98,12 @@ impl Streams {
             .ok_or_else(|| ServeError::Request(format!("unknown stream '{name}'")))
     }
 
+    /// Stream `name`'s log, or for `NAME.rejected` the events rejected from stream `NAME`.
     pub(super) fn log(&self, name: &str) -> Option<&StreamLog> {
-        self.logs.get(name)
+        self.logs.get(name).or_else(|| {
+            name.strip_suffix(REJECTED)
+                .and_then(|stream| self.rejected.get(stream))
+        })
     }
 
     pub(super) fn logs(&self) -> &BTreeMap<String, StreamLog> {
@@ -97,6 +121,18 @@ impl Streams {
             self.logs.insert(name.to_string(), log()?);
         }
         self.defs.insert(name.to_string(), def);
+        Ok(())
+    }
+
+    /// Keeps `log` as stream `name`'s log of rejected events (unless it has one already).
+    pub(super) fn add_rejected(
+        &mut self,
+        name: &str,
+        log: impl FnOnce() -> Result<StreamLog, ServeError>,
+    ) -> Result<(), ServeError> {
+        if !self.rejected.contains_key(name) {
+            self.rejected.insert(name.to_string(), log()?);
+        }
         Ok(())
     }
 
@@ -139,10 +175,51 @@ impl Streams {
         Ok(logged)
     }
 
-    /// Syncs of every stream partition appended to since its last sync.
+    /// Keeps `rejected`, events of a publish to `stream` that did not fit it, in its log of
+    /// rejected events, under the publish's stamp (a new one when nothing else was
+    /// appended).
+    pub fn reject(
+        &mut self,
+        stream: &str,
+        stamp: Option<Millis>,
+        rejected: &[Rejected],
+    ) -> Result<(), ServeError> {
+        let stamp = stamp.unwrap_or_else(|| {
+            let stamp = now().max(self.last_stamp + 1);
+            self.last_stamp = stamp;
+            stamp
+        });
+        let log = self.rejected.get_mut(stream).ok_or_else(|| {
+            ServeError::Request(format!("stream '{stream}' keeps no rejected events"))
+        })?;
+        let rows = RecordBatch::try_new(
+            rejected_schema(),
+            vec![
+                Arc::new(UInt64Array::from_iter_values(
+                    rejected.iter().map(|r| r.number),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rejected.iter().map(|r| r.reason.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rejected.iter().map(|r| r.text.as_str()),
+                )),
+            ],
+        )?;
+        log.publish(&with_kinds(&Changes::inserts(rows))?, stamp)?;
+        Ok(())
+    }
+
+    /// Syncs of every stream partition (and log of rejected events) appended to since its
+    /// last sync.
     pub fn begin_sync(&mut self) -> Result<Vec<StreamSync>, ServeError> {
         let mut syncs = Vec::new();
-        for (name, log) in &mut self.logs {
+        let rejected = self
+            .rejected
+            .iter_mut()
+            .map(|(name, log)| (format!("{name}{REJECTED}"), log));
+        let logs = self.logs.iter_mut().map(|(name, log)| (name.clone(), log));
+        for (name, log) in logs.chain(rejected) {
             for (partition, pending) in log.begin_sync()? {
                 syncs.push(StreamSync {
                     stream: name.clone(),
@@ -157,11 +234,14 @@ impl Streams {
     /// Records that a stream partition is durable up to `end`: subscribers see rows only
     /// that far, and publishes no longer wait on it.
     pub fn mark_durable(&mut self, stream: &str, partition: usize, end: u64) {
-        if let Some(part) = self
-            .logs
-            .get_mut(stream)
-            .and_then(|log| log.partition_mut(partition))
-        {
+        let rejected = stream
+            .strip_suffix(REJECTED)
+            .and_then(|name| self.rejected.get_mut(name));
+        let log = match self.logs.get_mut(stream) {
+            Some(log) => Some(log),
+            None => rejected,
+        };
+        if let Some(part) = log.and_then(|log| log.partition_mut(partition)) {
             part.mark_durable(end);
         }
         for unfed in self.unfed.iter_mut().filter(|u| u.logged.stream == stream) {
@@ -209,7 +289,7 @@ impl Streams {
 
     /// Applies retention to every stream's log.
     pub fn enforce_retention(&mut self, now: Millis) -> Result<(), ServeError> {
-        for log in self.logs.values_mut() {
+        for log in self.logs.values_mut().chain(self.rejected.values_mut()) {
             log.enforce_retention(now)?;
         }
         Ok(())

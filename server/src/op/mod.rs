@@ -29,7 +29,7 @@ pub use self::cancel::{Cancel, CancelReply};
 pub(crate) use self::context::Context;
 pub use self::list::{FailedEntry, List, ListReply};
 pub use self::ping::{Ping, PingReply};
-pub use self::publish::{Appended, Publish, PublishReply};
+pub use self::publish::{Appended, Publish, PublishReply, RejectedEvent};
 pub use self::quit::{Quit, QuitReply};
 pub use self::register::{Register, RegisterReply};
 pub use self::sql::{Sql, SqlReply};

@@ -29,9 +29,17 @@ pub struct Publish {
 pub struct PublishReply {
     /// Where the rows went: one entry per partition written.
     pub appended: Vec<Appended>,
-    /// Set when a standing query failed on the rows (they are in the log all the same).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warning: Option<String>,
+    /// Events that did not fit a stream that tolerates errors, kept in `STREAM.rejected`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedEvent>,
+}
+
+/// An event of a publish that did not fit its stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedEvent {
+    /// Its number in the publish (or its CSV line), from 1.
+    pub event: u64,
+    pub reason: String,
 }
 
 /// Rows of a publish appended to one partition, from `offset` on.
