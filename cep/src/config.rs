@@ -58,3 +58,15 @@ pub struct MatchRecognizeConfig {
     /// The partition columns (with all rows per match, the input's columns), then the measures.
     pub schema: SchemaRef,
 }
+
+impl MatchRecognizeConfig {
+    /// How a row whose condition for `variable` could not be computed is reported.
+    pub fn condition_failed(&self, variable: usize, error: impl std::fmt::Display) -> String {
+        let name = self
+            .program
+            .variables()
+            .get(variable)
+            .map_or("?", String::as_str);
+        format!("DEFINE {name}: {error}")
+    }
+}

@@ -116,7 +116,7 @@ pub struct MatchRecognize {
     /// decides it (the search start's time plus the bound).
     deadlines: BTreeSet<(Millis, usize)>,
     late: Vec<Changes>,
-    /// Rows whose pattern search was abandoned, for the query's error output.
+    /// Rows whose conditions, measures or search failed, for the query's error output.
     failures: Vec<RowFailure>,
 }
 
@@ -429,12 +429,8 @@ impl MatchRecognize {
         let mut reported = BTreeSet::new();
         for (row, variable, error) in failed {
             if reported.insert(row) {
-                let name = &self.config.program.variables()[variable];
-                self.failures.push(RowFailure::of(
-                    sorted,
-                    row,
-                    format!("DEFINE {name}: {error}"),
-                ));
+                let error = self.config.condition_failed(variable, error);
+                self.failures.push(RowFailure::of(sorted, row, error));
             }
         }
         for &(partition, start, end) in runs {
@@ -530,14 +526,13 @@ impl MatchRecognize {
             }
             let rows = all.slice(done, limit - done);
             let mut columns = rows.columns().to_vec();
-            let name = &self.config.program.variables()[variable];
             for (expression, offset) in condition.shifts() {
                 let (values, errors) = evaluate_each(expression, all)?;
                 for (row, error) in errors {
                     if (done..limit).contains(&row) {
                         failed
                             .entry(row - done)
-                            .or_insert_with(|| format!("DEFINE {name}: {error}"));
+                            .or_insert_with(|| self.config.condition_failed(variable, error));
                     }
                 }
                 columns.push(shifted(&values, done, limit, offset)?);
@@ -549,7 +544,7 @@ impl MatchRecognize {
             for (row, error) in errors {
                 failed
                     .entry(row)
-                    .or_insert_with(|| format!("DEFINE {name}: {error}"));
+                    .or_insert_with(|| self.config.condition_failed(variable, error));
             }
             let Some(holds) = holds.as_boolean_opt() else {
                 return Err(EngineError::Input(

@@ -63,10 +63,9 @@ impl Rows for PartitionRows<'_> {
             return match holds {
                 Ok(holds) => holds,
                 Err(error) => {
-                    let name = &self.config.program.variables()[variable];
                     self.failed
                         .entry(row)
-                        .or_insert_with(|| format!("DEFINE {name}: {error}"));
+                        .or_insert_with(|| self.config.condition_failed(variable, error));
                     Some(false)
                 }
             };

@@ -352,28 +352,30 @@ impl Engine {
 
     /// Takes the results each query emitted since the last call, by query id.
     pub fn drain_results(&mut self) -> Vec<(QueryId, Vec<Changes>)> {
-        self.queries
-            .iter_mut()
-            .filter(|(_, query)| !query.results.is_empty())
-            .map(|(id, query)| (*id, std::mem::take(&mut query.results)))
-            .collect()
+        self.drain(|query| &mut query.results)
     }
 
     /// Takes the late rows each query set aside since the last call, by query id.
     pub fn drain_late_results(&mut self) -> Vec<(QueryId, Vec<Changes>)> {
-        self.queries
-            .iter_mut()
-            .filter(|(_, query)| !query.late.is_empty())
-            .map(|(id, query)| (*id, std::mem::take(&mut query.late)))
-            .collect()
+        self.drain(|query| &mut query.late)
     }
 
     /// Takes the rows each query could not compute since the last call, by query id.
     pub fn drain_failures(&mut self) -> Vec<(QueryId, Vec<RowFailure>)> {
+        self.drain(|query| &mut query.failures)
+    }
+
+    /// Takes what `output` points to of each query that has some, by query id.
+    fn drain<T>(
+        &mut self,
+        output: impl Fn(&mut RunningQuery) -> &mut Vec<T>,
+    ) -> Vec<(QueryId, Vec<T>)> {
         self.queries
             .iter_mut()
-            .filter(|(_, query)| !query.failures.is_empty())
-            .map(|(id, query)| (*id, std::mem::take(&mut query.failures)))
+            .filter_map(|(id, query)| {
+                let taken = std::mem::take(output(query));
+                (!taken.is_empty()).then_some((*id, taken))
+            })
             .collect()
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Logged, Payload, Rejected, SharedStreams, StreamSync, decode, now};
+use crate::core::{Logged, Payload, Rejected, SharedStreams, decode, now};
 use crate::{Durability, ServeError, Shared};
 
 const QUEUE: usize = 1024;
@@ -92,9 +92,9 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
         .map(|(publish, def)| def.and_then(|def| decode(&def, &publish.payload)))
         .collect();
     shared.streams.wait_for_room().ok()?;
-    let (logged, syncs) = {
+    let accepted: Vec<Result<Accepted, ServeError>> = {
         let mut streams = shared.streams.lock().ok()?;
-        let logged: Vec<Result<Accepted, ServeError>> = group
+        group
             .iter()
             .zip(decoded)
             .map(|(publish, decoded)| {
@@ -112,36 +112,18 @@ fn commit(shared: &Shared, group: &[Publish]) -> Option<Vec<Result<Value, ServeE
                     rejected: decoded.rejected,
                 })
             })
-            .collect();
-        (logged, streams.begin_sync())
+            .collect()
     };
-    let synced: Result<Vec<_>, ServeError> =
-        syncs.and_then(|syncs| syncs.into_iter().map(StreamSync::wait).collect());
+    let synced = shared.streams.sync();
+    // Size limits are kept as logs grow (age limits also on a timer).
+    if let Err(error) = shared
+        .streams
+        .lock()
+        .and_then(|mut streams| streams.enforce_retention(now()))
     {
-        let mut streams = shared.streams.lock().ok()?;
-        match &synced {
-            Ok(ends) => {
-                for (stream, partition, end) in ends {
-                    streams.mark_durable(stream, *partition, *end);
-                }
-            }
-            // Fed all the same: the log holds the rows, and a restart would feed them.
-            Err(_) => {
-                let stamps: Vec<_> = logged
-                    .iter()
-                    .flatten()
-                    .filter_map(|a| a.logged.as_ref().map(|l| l.stamp))
-                    .collect();
-                streams.stop_waiting(&stamps);
-            }
-        }
-        // Size limits are kept as logs grow (age limits also on a timer).
-        if let Err(error) = streams.enforce_retention(now()) {
-            eprintln!("retention: {error}");
-        }
+        eprintln!("retention: {error}");
     }
-    shared.streams.notify_durable();
-    let replies = logged
+    let replies = accepted
         .into_iter()
         .map(|result| {
             let accepted = result?;

@@ -64,7 +64,7 @@ use self::result_log::Query;
 use self::subscription::Subscription;
 
 pub use self::payload::{Payload, Rejected, decode};
-pub use self::streams::{Logged, SharedStreams, StreamSync, Streams};
+pub use self::streams::{Logged, SharedStreams, Streams};
 pub use self::subscription::{StartAt, Target};
 
 pub use crate::op::FailedEntry;

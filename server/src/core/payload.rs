@@ -63,6 +63,8 @@ pub fn decode(def: &StreamDef, payload: &Payload) -> Result<Decoded, ServeError>
     let mut rows = reader(text.as_bytes(), format, def)?;
     let mut batches = Vec::new();
     let mut rejected = Vec::new();
+    // The payload's lines, split once the first event is rejected.
+    let mut lines: Option<Vec<&str>> = None;
     while let Some(decoded) = rows.next_batch()? {
         for error in decoded.errors {
             if !tolerant {
@@ -71,13 +73,11 @@ pub fn decode(def: &StreamDef, payload: &Payload) -> Result<Decoded, ServeError>
                     error.line, def.name, error.reason
                 )));
             }
+            let lines = lines.get_or_insert_with(|| text.lines().collect());
+            let line = usize::try_from(error.line.saturating_sub(1)).unwrap_or(usize::MAX);
             rejected.push(Rejected {
                 number: error.line,
-                text: text
-                    .lines()
-                    .nth(error.line.saturating_sub(1) as usize)
-                    .unwrap_or_default()
-                    .to_string(),
+                text: lines.get(line).copied().unwrap_or_default().to_string(),
                 reason: error.reason,
             });
         }

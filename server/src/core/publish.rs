@@ -15,17 +15,6 @@ use crate::ServeError;
 const LOGGED_FAILURES: usize = 3;
 
 impl Core {
-    /// Makes every append durable before going on.
-    pub(super) fn sync_now(&mut self) -> Result<(), ServeError> {
-        let syncs = self.streams.lock()?.begin_sync()?;
-        for sync in syncs {
-            let (stream, partition, end) = sync.wait()?;
-            self.streams.lock()?.mark_durable(&stream, partition, end);
-        }
-        self.streams.notify_durable();
-        Ok(())
-    }
-
     /// Feeds logged rows to the standing queries; their results go to the result logs.
     pub fn feed(&mut self, logged: &Logged) -> Result<(), ServeError> {
         self.fed_stamp = logged.stamp;

@@ -148,7 +148,7 @@ impl Core {
                 .lock()?
                 .append(&stream, &Changes::inserts(rows))?;
         }
-        self.sync_now()?;
+        self.streams.sync()?;
         Ok(replies)
     }
 }

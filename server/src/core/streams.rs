@@ -100,10 +100,18 @@ impl Streams {
 
     /// Stream `name`'s log, or for `NAME.rejected` the events rejected from stream `NAME`.
     pub(super) fn log(&self, name: &str) -> Option<&StreamLog> {
-        self.logs.get(name).or_else(|| {
-            name.strip_suffix(REJECTED)
-                .and_then(|stream| self.rejected.get(stream))
-        })
+        match name.strip_suffix(REJECTED) {
+            Some(stream) if !self.logs.contains_key(name) => self.rejected.get(stream),
+            _ => self.logs.get(name),
+        }
+    }
+
+    /// [`Streams::log`], to change.
+    fn log_mut(&mut self, name: &str) -> Option<&mut StreamLog> {
+        match name.strip_suffix(REJECTED) {
+            Some(stream) if !self.logs.contains_key(name) => self.rejected.get_mut(stream),
+            _ => self.logs.get_mut(name),
+        }
     }
 
     pub(super) fn logs(&self) -> &BTreeMap<String, StreamLog> {
@@ -146,18 +154,23 @@ impl Streams {
         self.last_stamp = self.last_stamp.max(stamp);
     }
 
+    /// A new stamp: publishes are stamped in the order they happen, so a replay can follow
+    /// it.
+    fn next_stamp(&mut self) -> Millis {
+        self.last_stamp = now().max(self.last_stamp + 1);
+        self.last_stamp
+    }
+
     /// Appends rows to `stream`'s log under a new stamp (durable once synced: see
-    /// [`Streams::begin_sync`]), and queues them to be fed; gives what went to each
+    /// [`SharedStreams::sync`]), and queues them to be fed; gives what went to each
     /// partition, in the order the engine is to be fed it.
     pub fn append(&mut self, stream: &str, changes: &Changes) -> Result<Logged, ServeError> {
-        // Publishes are stamped in the order they happen, so a replay can follow it.
-        let stamp = now().max(self.last_stamp + 1);
+        let stamp = self.next_stamp();
         let log = self
             .logs
             .get_mut(stream)
             .ok_or_else(|| ServeError::Request(format!("unknown stream '{stream}'")))?;
         let parts = log.publish(&with_kinds(changes)?, stamp)?;
-        self.last_stamp = stamp;
         let logged = Logged {
             stream: stream.to_string(),
             stamp,
@@ -184,11 +197,10 @@ impl Streams {
         stamp: Option<Millis>,
         rejected: &[Rejected],
     ) -> Result<(), ServeError> {
-        let stamp = stamp.unwrap_or_else(|| {
-            let stamp = now().max(self.last_stamp + 1);
-            self.last_stamp = stamp;
-            stamp
-        });
+        let stamp = match stamp {
+            Some(stamp) => stamp,
+            None => self.next_stamp(),
+        };
         let log = self.rejected.get_mut(stream).ok_or_else(|| {
             ServeError::Request(format!("stream '{stream}' keeps no rejected events"))
         })?;
@@ -212,7 +224,7 @@ impl Streams {
 
     /// Syncs of every stream partition (and log of rejected events) appended to since its
     /// last sync.
-    pub fn begin_sync(&mut self) -> Result<Vec<StreamSync>, ServeError> {
+    fn begin_sync(&mut self) -> Result<Vec<StreamSync>, ServeError> {
         let mut syncs = Vec::new();
         let rejected = self
             .rejected
@@ -233,15 +245,11 @@ impl Streams {
 
     /// Records that a stream partition is durable up to `end`: subscribers see rows only
     /// that far, and publishes no longer wait on it.
-    pub fn mark_durable(&mut self, stream: &str, partition: usize, end: u64) {
-        let rejected = stream
-            .strip_suffix(REJECTED)
-            .and_then(|name| self.rejected.get_mut(name));
-        let log = match self.logs.get_mut(stream) {
-            Some(log) => Some(log),
-            None => rejected,
-        };
-        if let Some(part) = log.and_then(|log| log.partition_mut(partition)) {
+    fn mark_durable(&mut self, stream: &str, partition: usize, end: u64) {
+        if let Some(part) = self
+            .log_mut(stream)
+            .and_then(|log| log.partition_mut(partition))
+        {
             part.mark_durable(end);
         }
         for unfed in self.unfed.iter_mut().filter(|u| u.logged.stream == stream) {
@@ -251,23 +259,25 @@ impl Streams {
         }
     }
 
-    /// Stops publishes `stamps` from waiting to be durable: their sync failed, and they are
-    /// fed all the same.
-    pub fn stop_waiting(&mut self, stamps: &[Millis]) {
-        for unfed in self
-            .unfed
-            .iter_mut()
-            .filter(|u| stamps.contains(&u.logged.stamp))
-        {
+    /// Stops the publishes stamped up to `stamp` from waiting to be durable: their sync
+    /// failed, and they are fed all the same (the log holds the rows, and a restart would
+    /// feed them).
+    fn stop_waiting_through(&mut self, stamp: Millis) {
+        for unfed in self.unfed.iter_mut().filter(|u| u.logged.stamp <= stamp) {
             unfed.waiting.clear();
         }
+    }
+
+    /// Whether the publish at the front of the queue is durable, to be fed.
+    fn front_durable(&self) -> bool {
+        self.unfed.front().is_some_and(|u| u.waiting.is_empty())
     }
 
     /// The durable publishes at the front of the queue (up to [`FEED_BATCH`]), taken to be
     /// fed, in stamp order.
     fn take_durable(&mut self) -> Vec<Logged> {
         let mut taken = Vec::new();
-        while taken.len() < FEED_BATCH && self.unfed.front().is_some_and(|u| u.waiting.is_empty()) {
+        while taken.len() < FEED_BATCH && self.front_durable() {
             if let Some(unfed) = self.unfed.pop_front() {
                 self.taken_stamp = unfed.logged.stamp;
                 self.unfed_bytes -= bytes_of(&unfed.logged);
@@ -314,30 +324,49 @@ pub struct SharedStreams {
     room: Condvar,
 }
 
+fn unavailable<T>(_: T) -> ServeError {
+    ServeError::Request("the server's streams are unavailable".into())
+}
+
 impl SharedStreams {
     pub fn lock(&self) -> Result<MutexGuard<'_, Streams>, ServeError> {
-        self.streams
-            .lock()
-            .map_err(|_| ServeError::Request("the server's streams are unavailable".into()))
+        self.streams.lock().map_err(unavailable)
     }
 
-    /// Wakes the feeder: publishes may have become durable.
-    pub fn notify_durable(&self) {
+    /// Makes every append so far durable, then wakes the feeder. When the disk fails, the
+    /// publishes appended so far are fed all the same.
+    pub fn sync(&self) -> Result<(), ServeError> {
+        let (syncs, appended) = {
+            let mut streams = self.lock()?;
+            (streams.begin_sync(), streams.last_stamp)
+        };
+        let synced: Result<Vec<_>, ServeError> =
+            syncs.and_then(|syncs| syncs.into_iter().map(StreamSync::wait).collect());
+        {
+            let mut streams = self.lock()?;
+            match &synced {
+                Ok(ends) => {
+                    for (stream, partition, end) in ends {
+                        streams.mark_durable(stream, *partition, *end);
+                    }
+                }
+                Err(_) => streams.stop_waiting_through(appended),
+            }
+        }
         self.durable.notify_all();
+        synced.map(drop)
     }
 
     /// The durable publishes at the front of the queue, waiting up to `timeout` for some.
     pub fn wait_durable(&self, timeout: Duration) -> Result<Vec<Logged>, ServeError> {
         let mut streams = self.lock()?;
-        let taken = streams.take_durable();
-        if !taken.is_empty() {
-            self.room.notify_all();
-            return Ok(taken);
+        if !streams.front_durable() {
+            streams = self
+                .durable
+                .wait_timeout(streams, timeout)
+                .map_err(unavailable)?
+                .0;
         }
-        let (mut streams, _) = self
-            .durable
-            .wait_timeout(streams, timeout)
-            .map_err(|_| ServeError::Request("the server's streams are unavailable".into()))?;
         let taken = streams.take_durable();
         if !taken.is_empty() {
             self.room.notify_all();
@@ -349,10 +378,7 @@ impl SharedStreams {
     pub fn wait_for_room(&self) -> Result<(), ServeError> {
         let mut streams = self.lock()?;
         while streams.unfed_bytes > MAX_UNFED_BYTES {
-            streams = self
-                .room
-                .wait(streams)
-                .map_err(|_| ServeError::Request("the server's streams are unavailable".into()))?;
+            streams = self.room.wait(streams).map_err(unavailable)?;
         }
         Ok(())
     }
