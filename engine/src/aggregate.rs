@@ -22,6 +22,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use crate::state::{StateReader, StateWriter};
 use crate::{EngineError, Result};
 
 /// One aggregate of a `SELECT`, with its `FILTER (WHERE ...)` if any.
@@ -49,6 +50,43 @@ impl AggregateCall {
             return Ok(self.function.create_accumulator()?);
         }
         crate::retract::changelog_accumulator(&self.function)
+    }
+
+    /// Writes the intermediate state of `accumulator`, one of this call's made with
+    /// `retracting` as given, and leaves an equal accumulator in its place (DataFusion's
+    /// `state` may consume what it hands over, so the state is merged into a fresh one).
+    pub fn save_accumulator(
+        &self,
+        accumulator: &mut Box<dyn Accumulator>,
+        retracting: bool,
+        state: &mut StateWriter,
+    ) -> Result<()> {
+        let values = accumulator.state()?;
+        state.scalars(&values)?;
+        let arrays = values
+            .iter()
+            .map(|value| value.to_array_of_size(1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut fresh = self.accumulator(retracting)?;
+        fresh.merge_batch(&arrays)?;
+        *accumulator = fresh;
+        Ok(())
+    }
+
+    /// Reads what [`AggregateCall::save_accumulator`] wrote, as a new accumulator.
+    pub fn load_accumulator(
+        &self,
+        retracting: bool,
+        state: &mut StateReader,
+    ) -> Result<Box<dyn Accumulator>> {
+        let values = state.scalars()?;
+        let arrays = values
+            .iter()
+            .map(|value| value.to_array_of_size(1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut accumulator = self.accumulator(retracting)?;
+        accumulator.merge_batch(&arrays)?;
+        Ok(accumulator)
     }
 
     /// The expressions the call evaluates over its input: arguments, `ORDER BY`, filter.
@@ -249,6 +287,60 @@ impl GroupedAggregates {
             *accumulator = kept;
         }
         Ok((keys, values))
+    }
+
+    /// Writes every group's key and intermediate accumulator states, keeping the state (it is
+    /// handed over and merged back, as in [`GroupedAggregates::evaluate_keeping_state`]).
+    /// Groups keep their numbers: loading gives them the same ones.
+    pub fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        let keys = match &mut self.keys {
+            Some(values) => {
+                let keys = values.emit(EmitTo::All)?;
+                values.intern(&keys, &mut self.scratch)?;
+                keys
+            }
+            None => Vec::new(),
+        };
+        state.usize(self.groups);
+        state.arrays(&keys, self.groups)?;
+        let groups: Vec<usize> = (0..self.groups).collect();
+        for (accumulator, call) in self.accumulators.iter_mut().zip(&self.calls) {
+            let saved = accumulator.state(EmitTo::All)?;
+            state.arrays(&saved, self.groups)?;
+            let mut kept = call.groups_accumulator()?;
+            kept.merge_batch(&saved, &groups, self.groups)?;
+            *accumulator = kept;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`GroupedAggregates::save_state`] wrote into empty aggregates of the same
+    /// keys and calls.
+    pub fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        let groups = state.usize()?;
+        let (keys, _) = state.arrays()?;
+        self.scratch.clear();
+        match &mut self.keys {
+            Some(values) => {
+                values.intern(&keys, &mut self.scratch)?;
+                self.groups = values.len();
+            }
+            None => {
+                self.scratch.resize(groups, 0);
+                self.groups = groups.min(1);
+            }
+        }
+        if self.groups != groups {
+            return Err(EngineError::Checkpoint(format!(
+                "{groups} saved groups became {}",
+                self.groups
+            )));
+        }
+        for accumulator in &mut self.accumulators {
+            let (saved, _) = state.arrays()?;
+            accumulator.merge_batch(&saved, &self.scratch, self.groups)?;
+        }
+        Ok(())
     }
 
     /// The keys and intermediate accumulator states of every group, to merge elsewhere.

@@ -25,6 +25,8 @@ use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN, parse_duration};
 use crate::watermark::WatermarkGenerator;
 use crate::{Changes, EngineError, Result, RowFailure};
 
+mod checkpoint;
+
 /// Identifies a running query; ids grow in registration order.
 pub type QueryId = u64;
 

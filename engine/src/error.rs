@@ -24,6 +24,8 @@ pub enum EngineError {
         #[source]
         source: DataFusionError,
     },
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     #[error(transparent)]
     Arrow(#[from] ArrowError),
     #[error(transparent)]

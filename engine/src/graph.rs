@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::failure::{RowFailure, screen};
 use crate::operator::{Operator, OperatorMetrics};
+use crate::state::{StateReader, StateWriter};
 use crate::time::{Millis, WATERMARK_MAX, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result};
 
@@ -250,6 +251,85 @@ impl QueryGraph {
             self.run(node, 0, Signal::Watermark(WATERMARK_MAX), results)?;
             self.run(node, 0, Signal::End, results)?;
         }
+        Ok(())
+    }
+
+    /// The plan, one line per node: its operator, the nodes feeding it, its output columns
+    /// and what the operator says of itself. A checkpoint records it to recognise the query
+    /// its state belongs to.
+    pub fn plan_description(&self) -> String {
+        let mut text = String::new();
+        for (index, (name, inputs, details)) in self.explain().into_iter().enumerate() {
+            let schema = self.nodes[index].operator.schema();
+            let columns: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|field| format!("{} {}", field.name(), field.data_type()))
+                .collect();
+            text.push_str(&format!(
+                "{index}: {name} <- {inputs:?} ({}) {details}\n",
+                columns.join(", ")
+            ));
+        }
+        text
+    }
+
+    /// Writes the state of every node: watermarks, counters and operator state. Late rows and
+    /// failures must have been drained.
+    pub fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        if !self.late.is_empty() || !self.failures.is_empty() {
+            return Err(EngineError::Checkpoint(
+                "late rows or failures were not drained before the checkpoint".into(),
+            ));
+        }
+        state.label("graph");
+        state.usize(self.nodes.len());
+        for node in &mut self.nodes {
+            state.label(node.operator.name());
+            state.i64(node.watermark);
+            for watermark in &node.input_watermarks {
+                state.i64(*watermark);
+            }
+            for ended in &node.inputs_ended {
+                state.bool(*ended);
+            }
+            state.u64(node.rows_in);
+            state.u64(node.rows_out);
+            node.operator.save_state(state)?;
+        }
+        state.i64(self.output_watermark);
+        state.u64(self.late_rows);
+        state.u64(self.failed_rows);
+        Ok(())
+    }
+
+    /// Reads what [`QueryGraph::save_state`] wrote into a graph of the same plan that has
+    /// seen no input.
+    pub fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        state.label("graph")?;
+        let nodes = state.usize()?;
+        if nodes != self.nodes.len() {
+            return Err(EngineError::Checkpoint(format!(
+                "the checkpoint has {nodes} operators, the query {}",
+                self.nodes.len()
+            )));
+        }
+        for node in &mut self.nodes {
+            state.label(node.operator.name())?;
+            node.watermark = state.i64()?;
+            for watermark in &mut node.input_watermarks {
+                *watermark = state.i64()?;
+            }
+            for ended in &mut node.inputs_ended {
+                *ended = state.bool()?;
+            }
+            node.rows_in = state.u64()?;
+            node.rows_out = state.u64()?;
+            node.operator.load_state(state)?;
+        }
+        self.output_watermark = state.i64()?;
+        self.late_rows = state.u64()?;
+        self.failed_rows = state.u64()?;
         Ok(())
     }
 

@@ -23,6 +23,7 @@ pub mod operators;
 pub mod output;
 pub mod retract;
 pub mod snapshot;
+pub mod state;
 pub mod time;
 pub mod types;
 pub mod watermark;

@@ -9,17 +9,19 @@
 //! (`+inf`), when every input has ended. After each call that hands the operator rows, a
 //! watermark or end of input, the graph collects its late rows ([`Operator::take_late`]).
 //!
-//! An operator's state lives in memory only, for as long as the query runs: nothing saves
-//! it. A query registered later builds its own from the streams' history that the
-//! [`Engine`](crate::Engine) replays to it.
+//! An operator's state lives in memory while the query runs. A checkpoint saves it between
+//! two calls ([`Operator::save_state`]) and a restarted query loads it back into a freshly
+//! built operator of the same plan ([`Operator::load_state`]); a query registered later
+//! builds its own from the streams' history that the [`Engine`](crate::Engine) replays to it.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::state::{StateReader, StateWriter};
 use crate::time::Millis;
-use crate::{Changes, Result};
+use crate::{Changes, EngineError, Result};
 
 /// Counters every operator can report; the graph adds row counts of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,6 +85,20 @@ pub trait Operator: Send {
         Vec::new()
     }
 
+    /// Writes everything the operator would need to go on exactly as it would have, had it
+    /// never stopped: what it buffers, accumulates and has emitted that it may take back.
+    /// An operator that keeps nothing between calls writes nothing. Called between two calls
+    /// that hand it rows or watermarks, after its late rows and failures were taken.
+    fn save_state(&mut self, _state: &mut StateWriter) -> Result<()> {
+        Err(not_checkpointable(self.name()))
+    }
+
+    /// Reads what [`Operator::save_state`] wrote, into an operator just built from the same
+    /// plan that has seen nothing yet.
+    fn load_state(&mut self, _state: &mut StateReader) -> Result<()> {
+        Err(not_checkpointable(self.name()))
+    }
+
     fn metrics(&self) -> OperatorMetrics {
         OperatorMetrics::default()
     }
@@ -91,4 +107,11 @@ pub trait Operator: Send {
     fn explain(&self) -> String {
         String::new()
     }
+}
+
+/// The error of an operator that cannot save or load its state.
+fn not_checkpointable(operator: &str) -> EngineError {
+    EngineError::Checkpoint(format!(
+        "operator '{operator}' cannot save its state in a checkpoint"
+    ))
 }

@@ -142,14 +142,30 @@ impl Accumulator for MinMax {
                 .sum::<usize>()
     }
 
-    /// The current extreme: merging extremes gives the extreme (retraction after a merge is
-    /// not supported, and nothing merges these accumulators).
+    /// Every value, as often as it is present, in one list: merging it back gives an
+    /// accumulator that can take back any of them (a checkpoint saves it so).
     fn state(&mut self) -> DataFusionResult<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
+        let values: Vec<ScalarValue> = self
+            .values
+            .iter()
+            .flat_map(|(value, count)| std::iter::repeat_n(value.0.clone(), *count))
+            .collect();
+        Ok(vec![ScalarValue::List(ScalarValue::new_list_nullable(
+            &values,
+            &self.data_type,
+        ))])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DataFusionResult<()> {
-        self.update_batch(states)
+        let Some(lists) = states.first() else {
+            return Ok(());
+        };
+        for row in 0..lists.len() {
+            if let ScalarValue::List(list) = ScalarValue::try_from_array(lists, row)? {
+                self.update_batch(&[list.values().clone()])?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -179,6 +195,27 @@ mod tests {
         assert_eq!(max.evaluate()?, ScalarValue::Int64(Some(3)));
         max.retract_batch(&values(&[3]))?;
         assert_eq!(max.evaluate()?, ScalarValue::Int64(None));
+        Ok(())
+    }
+
+    #[test]
+    fn its_state_keeps_every_value_to_take_back() -> DataFusionResult<()> {
+        let new = || MinMax {
+            values: BTreeMap::new(),
+            max: false,
+            data_type: DataType::Int64,
+        };
+        let mut min = new();
+        min.update_batch(&values(&[4, 2, 2, 9]))?;
+        let state = min
+            .state()?
+            .iter()
+            .map(|value| value.to_array_of_size(1))
+            .collect::<DataFusionResult<Vec<_>>>()?;
+        let mut restored = new();
+        restored.merge_batch(&state)?;
+        restored.retract_batch(&values(&[2, 2]))?;
+        assert_eq!(restored.evaluate()?, ScalarValue::Int64(Some(4)));
         Ok(())
     }
 }

@@ -37,6 +37,15 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    /// Keeps nothing between calls.
+    fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn load_state(&mut self, _state: &mut crate::state::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "filter"
     }

@@ -39,6 +39,15 @@ impl Project {
 }
 
 impl Operator for Project {
+    /// Keeps nothing between calls.
+    fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn load_state(&mut self, _state: &mut crate::state::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "project"
     }

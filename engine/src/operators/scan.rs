@@ -29,6 +29,15 @@ impl Scan {
 }
 
 impl Operator for Scan {
+    /// Keeps nothing between calls.
+    fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn load_state(&mut self, _state: &mut crate::state::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "scan"
     }

@@ -25,6 +25,15 @@ impl Union {
 }
 
 impl Operator for Union {
+    /// Keeps nothing between calls.
+    fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn load_state(&mut self, _state: &mut crate::state::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "union"
     }

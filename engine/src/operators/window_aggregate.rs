@@ -12,6 +12,8 @@
 //!   is gone (or that has no window) goes to the late side output with op `late`, as the
 //!   operator received it (the columns the query reads, and the window's bounds).
 //! - **End of input**: the `+inf` watermark before it has fired and dropped every window.
+//! - **Checkpoint**: the watermark, and per kept window its bounds, its groups' keys and
+//!   accumulator states, and the rows it emitted when it fired.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::{AggregateCall, GroupedAggregates, inputs_of};
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
+use crate::state::{StateReader, StateWriter};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, Result, RowKind};
@@ -288,6 +291,57 @@ impl Operator for WindowAggregate {
 
     fn screened_inputs(&self, _input: usize) -> Vec<Arc<dyn PhysicalExpr>> {
         inputs_of(&self.group_by, &self.calls)
+    }
+
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.i64(self.watermark);
+        state.usize(self.windows.len());
+        for (end, window) in &mut self.windows {
+            state.i64(*end);
+            state.scalars(&[window.start.clone(), window.end.clone()])?;
+            window.groups.save_state(state)?;
+            match &window.emitted {
+                Some(rows) => {
+                    state.bool(true);
+                    state.batch(rows)?;
+                }
+                None => state.bool(false),
+            }
+            state.usize(window.dirty.len());
+            for group in &window.dirty {
+                state.usize(*group);
+            }
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        self.watermark = state.i64()?;
+        let windows = state.usize()?;
+        for _ in 0..windows {
+            let end = state.i64()?;
+            let [start, end_value] = <[ScalarValue; 2]>::try_from(state.scalars()?)
+                .map_err(|_| crate::EngineError::Checkpoint("a window needs two bounds".into()))?;
+            let mut groups = GroupedAggregates::new(&self.key_schema, &self.calls)?;
+            groups.load_state(state)?;
+            let emitted = if state.bool()? {
+                Some(state.batch(&self.schema)?)
+            } else {
+                None
+            };
+            let dirty = (0..state.usize()?)
+                .map(|_| state.usize())
+                .collect::<Result<BTreeSet<_>>>()?;
+            let window = Window {
+                start,
+                end: end_value,
+                groups,
+                emitted,
+                dirty,
+            };
+            self.windows.insert(end, window);
+        }
+        Ok(())
     }
 
     fn take_late(&mut self) -> Vec<Changes> {

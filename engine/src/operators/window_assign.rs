@@ -42,6 +42,15 @@ impl WindowAssign {
 }
 
 impl Operator for WindowAssign {
+    /// Keeps nothing between calls.
+    fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn load_state(&mut self, _state: &mut crate::state::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "window_assign"
     }
