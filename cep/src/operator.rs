@@ -28,6 +28,8 @@
 //! - **End of input**: every partition's rows are complete, so every search is decided;
 //!   nothing stays.
 
+mod checkpoint;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -50,6 +52,7 @@ use sluice_engine::changes::batch_of;
 use sluice_engine::failure::evaluate_each;
 use sluice_engine::limits::MAX_SEARCH_STEPS;
 use sluice_engine::operator::{Operator, OperatorMetrics};
+use sluice_engine::state::{StateReader, StateWriter};
 use sluice_engine::time::{Millis, WATERMARK_MIN, millis};
 use sluice_engine::{Changes, EngineError, Result, RowFailure, RowKind};
 
@@ -1019,6 +1022,14 @@ impl Operator for MatchRecognize {
 
     fn take_late(&mut self) -> Vec<Changes> {
         std::mem::take(&mut self.late)
+    }
+
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.save(state)
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        self.load(state)
     }
 
     fn explain(&self) -> String {

@@ -10,12 +10,20 @@ use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_engine::Result;
+use sluice_engine::state::{StateReader, StateWriter};
 
 /// A row in the store: its chunk and its place there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RowRef {
     chunk: u32,
     row: u32,
+}
+
+impl RowRef {
+    /// The chunk and the row in it, as a checkpoint saves them.
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.chunk, self.row)
+    }
 }
 
 struct Chunk {
@@ -112,6 +120,38 @@ impl RowStore {
             chunk.live = count;
         }
         self.live_rows = count;
+        Ok(())
+    }
+
+    /// The row `row` of chunk `chunk`, if the store has it (a reference read from a
+    /// checkpoint).
+    pub(crate) fn row_ref(&self, chunk: u32, row: u32) -> Option<RowRef> {
+        let stored = self.chunks.get(chunk as usize)?;
+        ((row as usize) < stored.batch.num_rows()).then_some(RowRef { chunk, row })
+    }
+
+    /// Writes the chunks as they are (released ones empty), in place order: references
+    /// stay valid. The counts of references are not written; [`RowStore::load_state`]
+    /// leaves them at zero for the references to be retained again.
+    pub(crate) fn save_state(&self, state: &mut StateWriter) -> Result<()> {
+        state.usize(self.chunks.len());
+        for chunk in &self.chunks {
+            state.batch(&chunk.batch)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`RowStore::save_state`] wrote into an empty store.
+    pub(crate) fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        let chunks = state.usize()?;
+        self.chunks.clear();
+        self.stored_rows = 0;
+        self.live_rows = 0;
+        for _ in 0..chunks {
+            let batch = state.batch(&self.schema)?;
+            self.stored_rows += batch.num_rows();
+            self.chunks.push(Chunk { batch, live: 0 });
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Arr
 use datafusion::arrow::compute::{filter, prep_null_mask_filter, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_expr::PhysicalExpr;
@@ -191,6 +192,7 @@ impl FrozenGroups {
 pub struct GroupedAggregates {
     /// `None` when there are no grouping keys: every row belongs to group 0.
     keys: Option<Box<dyn GroupValues>>,
+    key_schema: SchemaRef,
     calls: Vec<AggregateCall>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     groups: usize,
@@ -211,6 +213,7 @@ impl GroupedAggregates {
             .collect::<Result<Vec<_>>>()?;
         Ok(GroupedAggregates {
             keys,
+            key_schema: key_schema.clone(),
             calls: calls.to_vec(),
             accumulators,
             groups: 0,
@@ -248,6 +251,19 @@ impl GroupedAggregates {
         Ok(&self.scratch)
     }
 
+    /// The key of every group, in group order, keeping the groups: DataFusion's group values
+    /// hand their keys over only by emptying themselves, so fresh ones take the keys back.
+    fn keys_keeping_them(&mut self) -> Result<Vec<ArrayRef>> {
+        let Some(values) = &mut self.keys else {
+            return Ok(Vec::new());
+        };
+        let keys = values.emit(EmitTo::All)?;
+        let mut fresh = new_group_values(self.key_schema.clone(), &GroupOrdering::None)?;
+        fresh.intern(&keys, &mut self.scratch)?;
+        *values = fresh;
+        Ok(keys)
+    }
+
     /// Number of groups seen.
     pub fn len(&self) -> usize {
         self.groups
@@ -267,14 +283,7 @@ impl GroupedAggregates {
     /// the state so that more rows can follow: each accumulator hands over its state, which
     /// is merged into two fresh accumulators, one to evaluate and one to keep.
     pub fn evaluate_keeping_state(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
-        let keys = match &mut self.keys {
-            Some(values) => {
-                let keys = values.emit(EmitTo::All)?;
-                values.intern(&keys, &mut self.scratch)?;
-                keys
-            }
-            None => Vec::new(),
-        };
+        let keys = self.keys_keeping_them()?;
         let groups: Vec<usize> = (0..self.groups).collect();
         let mut values = Vec::with_capacity(self.calls.len());
         for (accumulator, call) in self.accumulators.iter_mut().zip(&self.calls) {
@@ -293,14 +302,7 @@ impl GroupedAggregates {
     /// handed over and merged back, as in [`GroupedAggregates::evaluate_keeping_state`]).
     /// Groups keep their numbers: loading gives them the same ones.
     pub fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
-        let keys = match &mut self.keys {
-            Some(values) => {
-                let keys = values.emit(EmitTo::All)?;
-                values.intern(&keys, &mut self.scratch)?;
-                keys
-            }
-            None => Vec::new(),
-        };
+        let keys = self.keys_keeping_them()?;
         state.usize(self.groups);
         state.arrays(&keys, self.groups)?;
         let groups: Vec<usize> = (0..self.groups).collect();
@@ -399,6 +401,98 @@ impl GroupedAggregates {
     }
 }
 
+/// Writes the intermediate states of many row accumulators made by `fresh` (those of one
+/// aggregate call in many groups or sessions) as one set of columns, a row per accumulator,
+/// and leaves an equal accumulator in the place of each (DataFusion's `state` may consume
+/// what it hands over, so each state is merged into a fresh one).
+pub fn save_accumulators<'a>(
+    accumulators: impl IntoIterator<Item = &'a mut Box<dyn Accumulator>>,
+    fresh: impl Fn() -> Result<Box<dyn Accumulator>>,
+    state: &mut StateWriter,
+) -> Result<()> {
+    let mut states: Vec<Vec<ScalarValue>> = Vec::new();
+    for accumulator in accumulators {
+        let values = accumulator.state()?;
+        let arrays = values
+            .iter()
+            .map(|value| value.to_array_of_size(1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut kept = fresh()?;
+        kept.merge_batch(&arrays)?;
+        *accumulator = kept;
+        states.push(values);
+    }
+    let fields = states.first().map_or(0, Vec::len);
+    if states.iter().any(|values| values.len() != fields) {
+        return Err(EngineError::Checkpoint(
+            "accumulators of one call have states of different shapes".into(),
+        ));
+    }
+    let columns = (0..fields)
+        .map(|field| ScalarValue::iter_to_array(states.iter().map(|values| values[field].clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    state.arrays(&columns, states.len())
+}
+
+/// Reads what [`save_accumulators`] wrote: `count` accumulators made by `fresh`, each merged
+/// with its saved state.
+pub fn load_accumulators(
+    count: usize,
+    fresh: impl Fn() -> Result<Box<dyn Accumulator>>,
+    state: &mut StateReader,
+) -> Result<Vec<Box<dyn Accumulator>>> {
+    let (columns, rows) = state.arrays()?;
+    if rows != count {
+        return Err(EngineError::Checkpoint(format!(
+            "expected the states of {count} accumulators, found {rows}"
+        )));
+    }
+    (0..rows)
+        .map(|row| {
+            let mut accumulator = fresh()?;
+            if !columns.is_empty() {
+                let values: Vec<ArrayRef> =
+                    columns.iter().map(|column| column.slice(row, 1)).collect();
+                accumulator.merge_batch(&values)?;
+            }
+            Ok(accumulator)
+        })
+        .collect()
+}
+
+impl FrozenGroups {
+    /// Writes the keys and states (see [`GroupedAggregates::freeze`]).
+    pub fn save_state(&self, state: &mut StateWriter) -> Result<()> {
+        state.usize(self.groups);
+        state.arrays(&self.keys, self.groups)?;
+        state.usize(self.states.len());
+        for saved in &self.states {
+            state.arrays(saved, self.groups)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`FrozenGroups::save_state`] wrote, for `calls` aggregate calls.
+    pub fn load_state(state: &mut StateReader, calls: usize) -> Result<FrozenGroups> {
+        let groups = state.usize()?;
+        let (keys, _) = state.arrays()?;
+        let saved = state.usize()?;
+        if saved != calls {
+            return Err(EngineError::Checkpoint(format!(
+                "frozen groups of {saved} aggregate calls, expected {calls}"
+            )));
+        }
+        let states = (0..saved)
+            .map(|_| Ok(state.arrays()?.0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FrozenGroups {
+            keys,
+            states,
+            groups,
+        })
+    }
+}
+
 /// Every expression an aggregating operator evaluates over its input: the grouping keys, then
 /// each call's (see [`crate::failure::screen`]).
 pub fn inputs_of(
@@ -410,4 +504,173 @@ pub fn inputs_of(
         .cloned()
         .chain(calls.iter().flat_map(AggregateCall::expressions))
         .collect()
+}
+
+/// What the checkpoint tests of the aggregating and buffering operators share: feeding
+/// input through the [`crate::Operator`] interface as the graph does, and checking that an
+/// operator loaded from another's state goes on exactly as that one does.
+#[cfg(test)]
+pub(crate) mod checkpoint_tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::SchemaRef;
+    use datafusion::logical_expr::AggregateUDF;
+    use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
+    use datafusion::physical_expr::expressions::Column;
+
+    use crate::operator::Operator;
+    use crate::state::{StateReader, StateWriter};
+    use crate::time::{Millis, WATERMARK_MAX};
+    use crate::{Changes, EngineError, Result, RowKind};
+
+    /// `function(column argument)` over rows of `input`.
+    pub fn function(
+        function: Arc<AggregateUDF>,
+        argument: usize,
+        input: &SchemaRef,
+        distinct: bool,
+    ) -> Result<Arc<AggregateFunctionExpr>> {
+        let name = input.field(argument).name();
+        let alias = format!(
+            "{}_{name}{}",
+            function.name(),
+            if distinct { "_d" } else { "" }
+        );
+        let expression =
+            AggregateExprBuilder::new(function, vec![Arc::new(Column::new(name, argument))])
+                .schema(input.clone())
+                .alias(alias)
+                .with_distinct(distinct)
+                .build()?;
+        Ok(Arc::new(expression))
+    }
+
+    /// One call into an operator.
+    #[derive(Debug, Clone)]
+    pub enum Step {
+        Rows(Changes),
+        /// A watermark (they must rise); `+inf` is followed by end of input.
+        Watermark(Millis),
+    }
+
+    /// A xorshift generator, seeded by a test's loop index.
+    pub struct Random(u64);
+
+    impl Random {
+        pub fn new(seed: u64) -> Self {
+            Random(seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// A number in `0..bound`.
+        pub fn below(&mut self, bound: u64) -> u64 {
+            self.next() % bound.max(1)
+        }
+    }
+
+    /// Feeds `steps`, collecting the output and the late rows, taken after each call.
+    pub fn feed(operator: &mut dyn Operator, steps: &[Step]) -> Result<Vec<Changes>> {
+        let mut out = Vec::new();
+        for step in steps {
+            match step {
+                Step::Rows(changes) => operator.process(0, changes.clone(), &mut out)?,
+                Step::Watermark(watermark) => {
+                    operator.on_watermark(*watermark, &mut out)?;
+                    if *watermark == WATERMARK_MAX {
+                        operator.on_end_of_input(&mut out)?;
+                    }
+                }
+            }
+            out.extend(operator.take_late());
+        }
+        Ok(out)
+    }
+
+    /// Whether two outputs have the same batches, rows and kinds.
+    pub fn same(left: &[Changes], right: &[Changes]) -> bool {
+        let kinds = |changes: &Changes| -> Vec<RowKind> {
+            (0..changes.num_rows())
+                .map(|row| changes.kind(row))
+                .collect()
+        };
+        left.len() == right.len()
+            && left
+                .iter()
+                .zip(right)
+                .all(|(l, r)| l.rows == r.rows && kinds(l) == kinds(r))
+    }
+
+    /// The outputs after the checkpoint.
+    pub struct Restored {
+        /// Of the operator that saved its state.
+        pub expected: Vec<Changes>,
+        /// Of a fresh one that loaded it.
+        pub restored: Vec<Changes>,
+        /// Of one fed the same input that never saved its state.
+        pub uninterrupted: Vec<Changes>,
+        /// Of a fresh one that loaded nothing, when asked for (an input that takes back rows
+        /// given before the checkpoint may be more than such an operator can take).
+        pub blank: Option<Vec<Changes>>,
+    }
+
+    impl Restored {
+        pub fn rows(&self) -> usize {
+            self.expected.iter().map(Changes::num_rows).sum()
+        }
+
+        /// Whether the operator that loaded the state gave the output of both the one that
+        /// saved it and the one that never stopped.
+        pub fn restored_as_expected(&self) -> bool {
+            same(&self.expected, &self.restored) && same(&self.uninterrupted, &self.restored)
+        }
+
+        /// Whether the operator that loaded nothing gave other output: the state mattered.
+        pub fn state_mattered(&self) -> bool {
+            self.blank
+                .as_ref()
+                .is_some_and(|blank| !same(&self.expected, blank))
+        }
+    }
+
+    /// Feeds `steps[..split]` to an operator from `build`, saves its state and loads it into
+    /// another from `build`, then feeds the rest to both; also to one fed `steps[..split]`
+    /// that never saved (and, with `blank`, to one that loaded nothing).
+    pub fn restore<O: Operator>(
+        build: impl Fn() -> Result<O>,
+        steps: &[Step],
+        split: usize,
+        blank: bool,
+    ) -> Result<Restored> {
+        let (before, after) = steps.split_at(split.min(steps.len()));
+        let mut original = build()?;
+        feed(&mut original, before)?;
+        let mut uninterrupted = build()?;
+        feed(&mut uninterrupted, before)?;
+        let mut writer = StateWriter::new();
+        original.save_state(&mut writer)?;
+        let bytes = writer.into_bytes();
+        let mut restored = build()?;
+        let mut reader = StateReader::new(&bytes);
+        restored.load_state(&mut reader)?;
+        if !reader.is_at_end() {
+            return Err(EngineError::Checkpoint(
+                "the state was not read to its end".into(),
+            ));
+        }
+        Ok(Restored {
+            expected: feed(&mut original, after)?,
+            restored: feed(&mut restored, after)?,
+            uninterrupted: feed(&mut uninterrupted, after)?,
+            blank: match blank {
+                true => Some(feed(&mut build()?, after)?),
+                false => None,
+            },
+        })
+    }
 }

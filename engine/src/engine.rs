@@ -279,6 +279,14 @@ impl Engine {
             .collect()
     }
 
+    /// Whether query `id` keeps state from one input to the next (see
+    /// [`QueryGraph::keeps_state`]).
+    pub fn query_keeps_state(&self, id: QueryId) -> bool {
+        self.queries
+            .get(&id)
+            .is_some_and(|query| query.graph.keeps_state())
+    }
+
     pub fn query_metrics(&self, id: QueryId) -> Option<Vec<NodeMetrics>> {
         self.queries.get(&id).map(|query| query.graph.metrics())
     }

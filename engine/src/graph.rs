@@ -254,6 +254,12 @@ impl QueryGraph {
         Ok(())
     }
 
+    /// Whether an operator of the query keeps state between calls (see
+    /// [`Operator::keeps_state`]).
+    pub fn keeps_state(&self) -> bool {
+        self.nodes.iter().any(|node| node.operator.keeps_state())
+    }
+
     /// The plan, one line per node: its operator, the nodes feeding it, its output columns
     /// and what the operator says of itself. A checkpoint records it to recognise the query
     /// its state belongs to.

@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod changes;
+pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod failure;

@@ -85,6 +85,12 @@ pub trait Operator: Send {
         Vec::new()
     }
 
+    /// Whether the operator keeps anything from one call to the next (rows, accumulators, a
+    /// watermark): its state then depends on all the input it has seen.
+    fn keeps_state(&self) -> bool {
+        true
+    }
+
     /// Writes everything the operator would need to go on exactly as it would have, had it
     /// never stopped: what it buffers, accumulates and has emitted that it may take back.
     /// An operator that keeps nothing between calls writes nothing. Called between two calls

@@ -152,6 +152,16 @@ impl<W: Write> ResultWriter<W> {
         Ok(ResultWriter { format, out })
     }
 
+    /// Goes on with an output whose start (the CSV header included) `out` already holds.
+    pub fn appending(out: W, format: OutputFormat) -> Self {
+        ResultWriter { format, out }
+    }
+
+    /// Where the results go.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     pub fn write(&mut self, changes: &Changes) -> Result<()> {
         if changes.num_rows() == 0 {
             return Ok(());

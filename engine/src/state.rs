@@ -178,6 +178,11 @@ impl<'a> StateReader<'a> {
         StateReader { bytes, position: 0 }
     }
 
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.position
+    }
+
     /// Whether every value has been read.
     pub fn is_at_end(&self) -> bool {
         self.position == self.bytes.len()

@@ -21,7 +21,7 @@ mod stream;
 pub use error::{LogError, Result};
 pub use file_name::file_name;
 pub use groups::GroupOffsets;
-pub use partition::{Fetched, PartitionLog, PendingSync};
+pub use partition::{Fetched, PartitionLog, PendingSync, Retained};
 pub use segment::Recovered;
 pub use stream::{Appended, StreamLog};
 

@@ -297,13 +297,23 @@ impl PartitionLog {
     /// Deletes the oldest segments while the partition is over its size limit or they are
     /// older than the age limit (by their last append); gives how many went.
     pub fn enforce_retention(&mut self, now: Millis) -> Result<usize> {
-        let mut deleted = 0;
-        while self.segments.len() > 1 {
-            let oldest = &self.segments[0];
+        Ok(self.enforce_retention_keeping(now, u64::MAX)?.deleted)
+    }
+
+    /// [`PartitionLog::enforce_retention`], except that no row at or after offset `keep_from`
+    /// is deleted: the oldest segment holding one stays, and every segment after it, whatever
+    /// their size or age.
+    pub fn enforce_retention_keeping(&mut self, now: Millis, keep_from: u64) -> Result<Retained> {
+        let mut retained = Retained::default();
+        let mut bytes = self.bytes();
+        let mut index = 0;
+        // Segments go oldest first while the limits say so; the last one is active.
+        while index + 1 < self.segments.len() {
+            let oldest = &self.segments[index];
             let too_big = self
                 .config
                 .retention_bytes
-                .is_some_and(|limit| self.bytes() > limit);
+                .is_some_and(|limit| bytes > limit);
             let too_old = self.config.retention_age.is_some_and(|age| {
                 oldest
                     .index
@@ -313,14 +323,31 @@ impl PartitionLog {
             if !too_big && !too_old {
                 break;
             }
-            self.segments.remove(0).delete()?;
-            deleted += 1;
+            bytes -= oldest.bytes();
+            if oldest.end() > keep_from || retained.held_back_bytes > 0 {
+                retained.held_back_bytes += oldest.bytes();
+            } else {
+                retained.deleted += 1;
+            }
+            index += 1;
         }
-        if deleted > 0 {
+        for segment in self.segments.drain(..retained.deleted).collect::<Vec<_>>() {
+            segment.delete()?;
+        }
+        if retained.deleted > 0 {
             sync_dir(&self.dir)?;
         }
-        Ok(deleted)
+        Ok(retained)
     }
+}
+
+/// What applying retention to a partition did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Segments deleted.
+    pub deleted: usize,
+    /// Bytes retention would have deleted but kept, because rows in them were still needed.
+    pub held_back_bytes: u64,
 }
 
 fn active(segments: &[Segment]) -> Result<&Segment> {

@@ -84,6 +84,12 @@ enum Command {
         /// Stop at the first input row that does not fit its stream (exit code 1).
         #[arg(long)]
         strict: bool,
+        /// Keep a checkpoint in DIR, and go on from the one there (needs --output).
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// Stop after feeding N more input rows, with a checkpoint (needs --checkpoint-dir).
+        #[arg(long, value_name = "N")]
+        stop_after_rows: Option<u64>,
     },
     /// Serve the TCP line protocol (docs/protocol.md): publish, query, subscribe.
     Serve {
@@ -123,6 +129,10 @@ enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Checkpoint the queries' state this often, in seconds (also on a clean stop);
+        /// 0 never does, and a restart then replays all retained input.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+        checkpoint_interval: f64,
     },
 }
 
@@ -227,7 +237,18 @@ fn run_command() -> ExitCode {
             segment_bytes,
             tls_cert,
             tls_key,
+            checkpoint_interval,
         } => {
+            let checkpoint_interval = match checkpoint_interval {
+                0.0 => None,
+                seconds => match Duration::try_from_secs_f64(seconds) {
+                    Ok(interval) => Some(interval),
+                    Err(_) => {
+                        eprintln!("error: --checkpoint-interval {seconds}: not a number of seconds");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => match sluice_server::tls::server_config(&cert, &key) {
                     Ok(tls) => Some(tls),
@@ -256,6 +277,8 @@ fn run_command() -> ExitCode {
                     segment_bytes,
                 },
                 tls,
+                checkpoint_interval,
+                stop_on_signal: true,
             };
             let ready = |address| eprintln!("sluice: listening on {address}");
             match serve(config, ready) {
@@ -272,6 +295,8 @@ fn run_command() -> ExitCode {
             output,
             format,
             strict,
+            checkpoint_dir,
+            stop_after_rows,
         } => {
             let args = RunArgs {
                 script,
@@ -283,11 +308,16 @@ fn run_command() -> ExitCode {
                     FormatArg::Table => Format::Table,
                 }),
                 strict,
+                checkpoint_dir,
+                stop_after_rows,
             };
             match run(&args, &mut std::io::stderr()) {
                 Ok(summary) => {
                     for (name, rows) in &summary.written {
                         eprintln!("{name}: {rows} row(s)");
+                    }
+                    if let Some(rows) = summary.stopped_at {
+                        eprintln!("stopped after {rows} input row(s), with a checkpoint");
                     }
                     ExitCode::SUCCESS
                 }

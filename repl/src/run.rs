@@ -7,6 +7,12 @@
 //! without `--output`, printed to stdout at the end, one block per output headed by its
 //! name. With `--output`, the input rows a stream rejected go to `DIR/STREAM.rejected.csv`
 //! (file, line, reason) as well as to stderr.
+//!
+//! With `--checkpoint-dir CP` (and `--output`) the run keeps a checkpoint in `CP` (see
+//! [`checkpoint`]) and, started again with the same script, inputs and directory, goes on
+//! from it: the rows fed before are not fed again, the output files grow from where the
+//! checkpoint left them. `--stop-after-rows N` stops after feeding N more input rows, with a
+//! checkpoint; without it the run feeds everything, ends the input and checkpoints at the end.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -26,7 +32,11 @@ use sluice_sql::session::Outcome;
 use sluice_sql::{Script, parse_statements};
 
 use crate::CliError;
-use crate::feed::{Event, Feed, InputFile};
+use crate::feed::{Event, Feed, InputFile, Run};
+
+pub mod checkpoint;
+
+use checkpoint::{Position, RunIdentity};
 
 /// Rejected rows reported one by one per input file; the rest are only counted.
 const REPORTED_REJECTIONS: u64 = 20;
@@ -48,6 +58,10 @@ pub struct RunArgs {
     /// Defaults to CSV for files and tables for stdout.
     pub format: Option<Format>,
     pub strict: bool,
+    /// Where the run keeps its checkpoint and finds it when started again.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Stop (with a checkpoint) after feeding this many more input rows.
+    pub stop_after_rows: Option<u64>,
 }
 
 /// Counts of what a run read and wrote.
@@ -57,11 +71,34 @@ pub struct Summary {
     pub rejected: BTreeMap<String, u64>,
     /// Rows written per output name, in output order.
     pub written: Vec<(String, u64)>,
+    /// The input rows fed in all, when the run stopped before the end of its input.
+    pub stopped_at: Option<u64>,
 }
 
 enum Sink {
-    File(ResultWriter<BufWriter<File>>),
+    File(OutputFile),
     Stdout(Vec<Changes>),
+}
+
+/// A file of the output directory being written.
+struct OutputFile {
+    /// Its name in the output directory.
+    name: String,
+    writer: ResultWriter<BufWriter<File>>,
+}
+
+impl OutputFile {
+    /// Flushes and syncs the file; gives its length.
+    fn sync(&mut self) -> Result<u64, CliError> {
+        self.writer.flush()?;
+        let file = self.writer.get_ref().get_ref();
+        let error = |source| CliError::Io {
+            path: self.name.clone(),
+            source,
+        };
+        file.sync_data().map_err(error)?;
+        Ok(file.metadata().map_err(error)?.len())
+    }
 }
 
 pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError> {
@@ -96,6 +133,41 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
     }
     script.stop_retaining_history();
 
+    let identity = RunIdentity {
+        script: sql.clone(),
+        inputs: args
+            .inputs
+            .iter()
+            .map(|(stream, path)| format!("{stream}={}", path.display()))
+            .collect(),
+    };
+    let mut position = Position::default();
+    if let Some(directory) = &args.checkpoint_dir {
+        if args.output.is_none() {
+            return Err(CliError::Usage(
+                "--checkpoint-dir needs --output: results written before a stop are kept there"
+                    .into(),
+            ));
+        }
+        if let Some(loaded) = checkpoint::load(directory, &identity, &mut script)? {
+            position = loaded;
+        }
+        if position.finished {
+            let _ = writeln!(
+                stderr,
+                "{}: the run is complete ({} input rows); nothing to do",
+                directory.display(),
+                position.rows_fed
+            );
+            return Ok(Summary::default());
+        }
+    } else if args.stop_after_rows.is_some() {
+        return Err(CliError::Usage(
+            "--stop-after-rows needs --checkpoint-dir, to go on from there later".into(),
+        ));
+    }
+    let resumed: BTreeMap<String, u64> = position.files.iter().cloned().collect();
+
     let mut inputs = Vec::new();
     for (stream, path) in &args.inputs {
         inputs.push(InputFile {
@@ -104,18 +176,34 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
         });
     }
 
-    let mut sinks = open_sinks(&script, args)?;
+    let mut sinks = open_sinks(&script, args, &resumed)?;
     let mut summary = Summary::default();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut feed = Feed::open(inputs)?;
     // Per stream, where its input's rejected rows are written (with --output).
-    let mut rejected: BTreeMap<String, ResultWriter<BufWriter<File>>> = BTreeMap::new();
+    let mut rejected: BTreeMap<String, OutputFile> = BTreeMap::new();
+    let mut to_skip = position.rows_fed;
+    let mut left = args.stop_after_rows;
     while let Some(event) = feed.next_event()? {
         match event {
             Event::Rows(run) => {
-                script.feed(&run.stream, &run.rows)?;
-                deliver(&mut script, &mut sinks, &mut counts, args)?;
+                let Some(run) = skip(run, &mut to_skip) else {
+                    continue;
+                };
+                let rows = run.rows.num_rows() as u64;
+                let take = left.map_or(rows, |left| left.min(rows));
+                script.feed(&run.stream, &run.rows.slice(0, take as usize))?;
+                deliver(&mut script, &mut sinks, &mut counts, args, &resumed)?;
+                position.rows_fed += take;
+                if let Some(left) = &mut left {
+                    *left -= take;
+                    if *left == 0 {
+                        summary.stopped_at = Some(position.rows_fed);
+                        break;
+                    }
+                }
             }
+            Event::Rejected { .. } if to_skip > 0 => {}
             Event::Rejected {
                 stream,
                 path,
@@ -129,15 +217,16 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
                     });
                 }
                 if let Some(directory) = &args.output {
-                    let writer = match rejected.entry(stream) {
+                    let file = match rejected.entry(stream) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => {
                             let stem = format!("{}.rejected", file_name(entry.key()));
-                            let writer = open_file(directory, &stem, args, &rejected_schema())?;
-                            entry.insert(writer)
+                            let file =
+                                open_file(directory, &stem, args, &rejected_schema(), &resumed)?;
+                            entry.insert(file)
                         }
                     };
-                    writer.write(&rejected_row(&path, &error)?)?;
+                    file.writer.write(&rejected_row(&path, &error)?)?;
                 }
                 let seen = summary.rejected.entry(path.clone()).or_insert(0);
                 *seen += 1;
@@ -147,22 +236,39 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
             }
         }
     }
-    script.finish()?;
-    deliver(&mut script, &mut sinks, &mut counts, args)?;
+    if summary.stopped_at.is_none() {
+        script.finish()?;
+        deliver(&mut script, &mut sinks, &mut counts, args, &resumed)?;
+        position.finished = true;
+    }
 
+    position.files.clear();
     for output in script.outputs() {
         let Some(sink) = sinks.remove(&output.name) else {
             continue;
         };
         match sink {
-            Sink::File(mut writer) => writer.flush()?,
+            Sink::File(mut file) => {
+                let length = file.sync()?;
+                position.files.push((file.name, length));
+            }
             Sink::Stdout(results) => print_block(&output.name, &output.schema, &results, args)?,
         }
         let rows = counts.get(&output.name).copied().unwrap_or(0);
         summary.written.push((output.name.clone(), rows));
     }
-    for writer in rejected.values_mut() {
-        writer.flush()?;
+    for file in rejected.values_mut() {
+        let length = file.sync()?;
+        position.files.push((file.name.clone(), length));
+    }
+    // Files of streams whose rejections were all written by earlier runs keep their length.
+    for (name, length) in &resumed {
+        if !position.files.iter().any(|(written, _)| written == name) {
+            position.files.push((name.clone(), *length));
+        }
+    }
+    if let Some(directory) = &args.checkpoint_dir {
+        checkpoint::save(directory, &identity, &position, &mut script)?;
     }
     for (path, rejected) in &summary.rejected {
         let _ = writeln!(stderr, "{path}: skipped {rejected} bad row(s)");
@@ -190,7 +296,25 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
     Ok(summary)
 }
 
-fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>, CliError> {
+/// What is left of `run` once `to_skip` rows (fed by an earlier run) are taken off.
+fn skip(run: Run, to_skip: &mut u64) -> Option<Run> {
+    let rows = run.rows.num_rows() as u64;
+    if *to_skip >= rows {
+        *to_skip -= rows;
+        return None;
+    }
+    let skipped = std::mem::take(to_skip) as usize;
+    Some(Run {
+        stream: run.stream,
+        rows: run.rows.slice(skipped, rows as usize - skipped),
+    })
+}
+
+fn open_sinks(
+    script: &Script,
+    args: &RunArgs,
+    resumed: &BTreeMap<String, u64>,
+) -> Result<BTreeMap<String, Sink>, CliError> {
     let mut sinks = BTreeMap::new();
     if let Some(directory) = &args.output {
         fs::create_dir_all(directory).map_err(|source| CliError::Io {
@@ -199,27 +323,33 @@ fn open_sinks(script: &Script, args: &RunArgs) -> Result<BTreeMap<String, Sink>,
         })?;
     }
     for output in script.outputs() {
-        sinks.insert(output.name.clone(), open_sink(output, args)?);
+        sinks.insert(output.name.clone(), open_sink(output, args, resumed)?);
     }
     Ok(sinks)
 }
 
 /// Where `output`'s rows go: a file in the output directory, or stdout at the end.
-fn open_sink(output: &ScriptOutput, args: &RunArgs) -> Result<Sink, CliError> {
+fn open_sink(
+    output: &ScriptOutput,
+    args: &RunArgs,
+    resumed: &BTreeMap<String, u64>,
+) -> Result<Sink, CliError> {
     let Some(directory) = &args.output else {
         return Ok(Sink::Stdout(Vec::new()));
     };
-    let writer = open_file(directory, &file_stem(output), args, &output.schema)?;
-    Ok(Sink::File(writer))
+    let file = open_file(directory, &file_stem(output), args, &output.schema, resumed)?;
+    Ok(Sink::File(file))
 }
 
-/// `DIR/STEM.csv` (or `.jsonl`), written in the format `--format` asks for.
+/// `DIR/STEM.csv` (or `.jsonl`), written in the format `--format` asks for; a file an
+/// earlier run of the same checkpoint wrote goes on from the length `resumed` gives it.
 fn open_file(
     directory: &std::path::Path,
     stem: &str,
     args: &RunArgs,
     schema: &SchemaRef,
-) -> Result<ResultWriter<BufWriter<File>>, CliError> {
+    resumed: &BTreeMap<String, u64>,
+) -> Result<OutputFile, CliError> {
     let format = match args.format {
         None | Some(Format::Csv) => OutputFormat::Csv,
         Some(Format::Json) => OutputFormat::JsonLines,
@@ -229,12 +359,18 @@ fn open_file(
             ));
         }
     };
-    let path = directory.join(format!("{stem}.{}", format.extension()));
+    let name = format!("{stem}.{}", format.extension());
+    let path = directory.join(&name);
+    if let Some(file) = checkpoint::reopen(&path, resumed.get(&name).copied())? {
+        let writer = ResultWriter::appending(BufWriter::new(file), format);
+        return Ok(OutputFile { name, writer });
+    }
     let file = File::create(&path).map_err(|source| CliError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    Ok(ResultWriter::new(BufWriter::new(file), format, schema)?)
+    let writer = ResultWriter::new(BufWriter::new(file), format, schema)?;
+    Ok(OutputFile { name, writer })
 }
 
 /// The columns of `DIR/STREAM.rejected.csv`: each rejected input row's file, line and reason.
@@ -276,6 +412,7 @@ fn deliver(
     sinks: &mut BTreeMap<String, Sink>,
     counts: &mut BTreeMap<String, u64>,
     args: &RunArgs,
+    resumed: &BTreeMap<String, u64>,
 ) -> Result<(), CliError> {
     for (name, changes) in script.drain()? {
         *counts.entry(name.clone()).or_insert(0) += changes.num_rows() as u64;
@@ -283,10 +420,10 @@ fn deliver(
             && let Some(output) = script.outputs().iter().find(|o| o.name == name)
         {
             // An output that came after the start: an error output.
-            sinks.insert(name.clone(), open_sink(output, args)?);
+            sinks.insert(name.clone(), open_sink(output, args, resumed)?);
         }
         match sinks.get_mut(&name) {
-            Some(Sink::File(writer)) => writer.write(&changes)?,
+            Some(Sink::File(file)) => file.writer.write(&changes)?,
             Some(Sink::Stdout(results)) => results.push(changes),
             None => {}
         }

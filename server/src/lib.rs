@@ -18,6 +18,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,10 @@ pub struct ServeConfig {
     pub log: LogConfig,
     /// Connections speak TLS with these settings when set (`tls::server_config`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How often the queries' state is checkpointed; never when `None`.
+    pub checkpoint_interval: Option<Duration>,
+    /// Whether SIGTERM and Ctrl-C stop the server (see [`serve`]).
+    pub stop_on_signal: bool,
 }
 
 /// What connections share.
@@ -85,16 +90,22 @@ pub(crate) struct Shared {
     pub config: ServeConfig,
     pub publisher: publisher::Handle,
     pub auth_throttle: throttle::AuthThrottle,
+    /// Set once the server is stopping: publishes are refused from then on.
+    pub stopping: AtomicBool,
+    /// Publishes sent to the publisher and not answered yet.
+    pub publishing: AtomicUsize,
 }
 
-/// Runs the server until the process ends; `ready` is told the address it listens on.
+/// Runs the server until it is told to stop (SIGTERM or Ctrl-C): then it refuses new
+/// publishes, lets the ones already taken be fed, takes a final checkpoint (when checkpoints
+/// are on) and returns. `ready` is told the address it listens on.
 pub fn serve(
     config: ServeConfig,
     ready: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<(), ServeError> {
     // Opening replays the catalog's statements, and requests plan statements on the
     // runtime's threads: both get a stack for the deepest statement the limits accept.
-    let core = with_planning_stack(|| Core::open(&config.data_dir, config.log))??;
+    let core = with_planning_stack(|| Core::open(&config.data_dir, config.log, config.checkpoint_interval.is_some()))??;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(PLANNING_STACK_BYTES)
@@ -111,6 +122,8 @@ pub fn serve(
             publisher: publisher::start(weak.clone(), config.durability),
             auth_throttle: Default::default(),
             config: config.clone(),
+            stopping: AtomicBool::new(false),
+            publishing: AtomicUsize::new(0),
         });
         publisher::start_feeder(Arc::downgrade(&shared), streams);
         let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -125,9 +138,27 @@ pub fn serve(
                 }
             }
         });
+        if let Some(interval) = config.checkpoint_interval {
+            let checkpoints = Arc::clone(&shared);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let checkpoints = Arc::clone(&checkpoints);
+                    let taken = tokio::task::spawn_blocking(move || checkpoint(&checkpoints)).await;
+                    if let Ok(Err(error)) = taken {
+                        eprintln!("checkpoint: {error}");
+                    }
+                }
+            });
+        }
         let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let mut stop = std::pin::pin!(stop_signal(config.stop_on_signal));
         loop {
-            let (socket, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut stop => break,
+            };
+            let (socket, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     eprintln!("accept: {error}");
@@ -156,5 +187,56 @@ pub fn serve(
                 }
             });
         }
+        eprintln!("sluice: stopping");
+        shared.stopping.store(true, Ordering::SeqCst);
+        let stopping = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || finish(&stopping))
+            .await
+            .map_err(|e| ServeError::Request(e.to_string()))??;
+        eprintln!("sluice: stopped");
+        Ok(())
     })
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT) when `watch`, never otherwise.
+async fn stop_signal(watch: bool) {
+    use tokio::signal::unix::{SignalKind, signal};
+    if !watch {
+        return std::future::pending().await;
+    }
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            eprintln!("cannot watch for SIGTERM: {error}");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Takes a checkpoint once every acknowledged publish has been fed.
+fn checkpoint(shared: &Shared) -> Result<(), ServeError> {
+    let unavailable = || ServeError::Request("the server's state is unavailable".into());
+    let acknowledged = shared.streams.lock()?.durable_stamp();
+    let mut core = shared.core.lock().map_err(|_| unavailable())?;
+    while core.fed_stamp() < acknowledged {
+        core = shared.fed.wait(core).map_err(|_| unavailable())?;
+    }
+    core.checkpoint()
+}
+
+/// Waits until the publisher has answered every publish it took and the feeder has fed
+/// them, then takes the final checkpoint.
+fn finish(shared: &Shared) -> Result<(), ServeError> {
+    while shared.publishing.load(Ordering::SeqCst) > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if shared.config.checkpoint_interval.is_some() {
+        checkpoint(shared)?;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 //! acknowledgements come later; and publishes wait to be appended while the ones not fed
 //! yet hold more than `MAX_UNFED_BYTES`, so one that outruns the queries waits too.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,7 @@ fn run(shared: Weak<Shared>, durability: Durability, mut queue: mpsc::Receiver<P
         shared.appended.notify_waiters();
         for (publish, reply) in group.into_iter().zip(replies) {
             let _ = publish.reply.send(reply);
+            shared.publishing.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

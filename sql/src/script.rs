@@ -20,7 +20,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast;
 use sluice_engine::failure::{failure_rows, failure_schema};
+use sluice_engine::checkpoint;
 use sluice_engine::output::unpacked;
+use sluice_engine::state::{StateReader, StateWriter};
 use sluice_engine::time::Millis;
 use sluice_engine::{Changes, QueryId, StreamDef};
 
@@ -203,6 +205,71 @@ impl Script {
             }
         }
         Ok(drained)
+    }
+
+    /// Everything the script's input has changed, as a checkpoint file: the engine's state
+    /// and the error outputs rows have added. Call it once [`Script::drain`] has taken every
+    /// result; a script that ran the same statements and no input takes it back with
+    /// [`Script::restore`].
+    pub fn checkpoint(&mut self) -> Result<Vec<u8>> {
+        let mut state = StateWriter::new();
+        self.save_state(&mut state)?;
+        Ok(checkpoint::encode(&state.into_bytes()))
+    }
+
+    /// Takes back the state of checkpoint file `file` (see [`Script::checkpoint`]).
+    pub fn restore(&mut self, file: &[u8]) -> Result<()> {
+        let mut state = StateReader::new(checkpoint::decode("the checkpoint", file)?);
+        self.load_state(&mut state)?;
+        if !state.is_at_end() {
+            return Err(SqlError::Invalid(
+                "the checkpoint holds more state than the script's queries".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes what [`Script::checkpoint`] frames.
+    pub fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        if !self.drained_early.is_empty() {
+            return Err(SqlError::Invalid(
+                "results were not drained before the checkpoint".into(),
+            ));
+        }
+        state.label("script");
+        let errors: Vec<(&str, &str)> = self
+            .outputs
+            .iter()
+            .filter_map(|output| match &output.source {
+                OutputSource::Errors { of } => Some((output.name.as_str(), of.as_str())),
+                _ => None,
+            })
+            .collect();
+        state.usize(errors.len());
+        for (name, of) in errors {
+            state.string(name);
+            state.string(of);
+        }
+        self.session.engine_mut().save_state(state)?;
+        Ok(())
+    }
+
+    /// Reads what [`Script::save_state`] wrote.
+    pub fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        state.label("script")?;
+        for _ in 0..state.usize()? {
+            let name = state.string()?;
+            let of = state.string()?;
+            self.add_output(&name, OutputSource::Errors { of }, &failure_schema())?;
+        }
+        let left_out = self.session.engine_mut().load_state(state)?;
+        if let Some((id, reason)) = left_out.first() {
+            let name = self.output_of.get(id).cloned().unwrap_or_default();
+            return Err(SqlError::Invalid(format!(
+                "the checkpoint does not fit query '{name}': {reason}"
+            )));
+        }
+        Ok(())
     }
 
     /// Stops keeping stream history for later queries (call once every query is started).

@@ -42,4 +42,6 @@ mod rewrite;
 mod runner;
 pub mod support;
 
-pub use runner::{Failure, complete_test_file, run_leniently, run_test_file};
+pub use runner::{
+    Cut, Failure, complete_test_file, run_leniently, run_test_file, run_test_file_with_restart,
+};

@@ -24,7 +24,45 @@ pub struct Failure {
 
 /// Runs the test file `text`; `Ok` with the number of checks that passed.
 pub fn run_test_file(text: &str) -> Result<usize, Failure> {
-    run(text, None).map(|runner| runner.checks)
+    run(text, None, None).map(|runner| runner.checks)
+}
+
+/// Where a restart cuts a test file: before row `row` of block `block` (rows count only in
+/// `input` blocks; any other block is cut before it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub block: usize,
+    pub row: usize,
+}
+
+impl Cut {
+    /// A cut chosen by `seed` among the blocks and input rows of `text`.
+    pub fn random(text: &str, seed: u64) -> Cut {
+        let blocks = blocks(text);
+        let mut random = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+        let mut next = |bound: usize| {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            (random % bound.max(1) as u64) as usize
+        };
+        let block = next(blocks.len() + 1);
+        let rows = blocks.get(block).map_or(0, |block| {
+            let body = &block.lines[1..];
+            body.iter().take_while(|line| *line != "----").count()
+        });
+        Cut {
+            block,
+            row: next(rows + 1),
+        }
+    }
+}
+
+/// Runs the test file `text` as [`run_test_file`] does, except that at `cut` the script is
+/// checkpointed and replaced by a fresh one that ran the same statements and restored the
+/// checkpoint: every expectation must hold across the restart.
+pub fn run_test_file_with_restart(text: &str, cut: Cut) -> Result<usize, Failure> {
+    run(text, None, Some(cut)).map(|runner| runner.checks)
 }
 
 /// Runs the test file `text` and answers it with every expected result that differs from the
@@ -33,7 +71,7 @@ pub fn run_test_file(text: &str) -> Result<usize, Failure> {
 /// [`run_test_file`] does on anything a correction cannot settle: an unknown directive, a
 /// `statement rows` statement that fails, rows no `output` block checked.
 pub fn complete_test_file(text: &str) -> Result<String, Failure> {
-    let runner = run(text, Some(Vec::new()))?;
+    let runner = run(text, Some(Vec::new()), None)?;
     Ok(rewrite::apply(text, runner.corrections.unwrap_or_default()))
 }
 
@@ -46,6 +84,8 @@ pub fn run_leniently(text: &str) -> usize {
         finished: false,
         checks: 0,
         corrections: None,
+        cut: None,
+        statements: Vec::new(),
     };
     let mut failed = blocks(text)
         .iter()
@@ -60,22 +100,40 @@ pub fn run_leniently(text: &str) -> usize {
     failed
 }
 
-fn run(text: &str, corrections: Option<Vec<Correction>>) -> Result<Runner, Failure> {
+fn run(
+    text: &str,
+    corrections: Option<Vec<Correction>>,
+    cut: Option<Cut>,
+) -> Result<Runner, Failure> {
     let mut runner = Runner {
         script: Script::new(),
         emitted: BTreeMap::new(),
         finished: false,
         checks: 0,
         corrections,
+        cut: None,
+        statements: Vec::new(),
     };
-    for block in blocks(text) {
-        runner.run_block(&block).map_err(|message| Failure {
-            line: block.line,
-            message,
-        })?;
-    }
+    let blocks = blocks(text);
     let end = text.lines().count();
     let fail = |message| Failure { line: end, message };
+    for (index, block) in blocks.iter().enumerate() {
+        let fail = |message| Failure {
+            line: block.line,
+            message,
+        };
+        match cut {
+            Some(cut) if cut.block == index && block.lines[0].starts_with("input") => {
+                runner.cut = Some(cut.row);
+            }
+            Some(cut) if cut.block == index => runner.restart().map_err(fail)?,
+            _ => {}
+        }
+        runner.run_block(block).map_err(fail)?;
+    }
+    if cut.is_some_and(|cut| cut.block >= blocks.len()) {
+        runner.restart().map_err(fail)?;
+    }
     if !runner.finished {
         runner.script.finish().map_err(|e| fail(e.to_string()))?;
     }
@@ -99,6 +157,10 @@ struct Runner {
     /// In a completion run, the corrections recorded so far; `None` when every expectation
     /// must hold.
     corrections: Option<Vec<Correction>>,
+    /// In a restart run, the row of the next `input` block before which to restart.
+    cut: Option<usize>,
+    /// The SQL of every statement block run so far, for the script that replaces this one.
+    statements: Vec<String>,
 }
 
 impl Runner {
@@ -154,6 +216,7 @@ impl Runner {
     /// Runs the statements of `block`; `Ok(true)` when they succeeded.
     fn statement(&mut self, block: &Block, expected_error: Option<&str>) -> Result<bool, String> {
         let sql = block.lines[1..].join("\n");
+        self.statements.push(sql.clone());
         self.script.take_warnings();
         let result = parse_statements(&sql).and_then(|statements| {
             statements
@@ -195,8 +258,9 @@ impl Runner {
             None if self.completing() => body.len(),
             None => return Err("'statement rows' needs '----' before the expected rows".into()),
         };
-        let statements =
-            parse_statements(&body[..sql_end].join("\n")).map_err(|e| e.to_string())?;
+        let sql = body[..sql_end].join("\n");
+        self.statements.push(sql.clone());
+        let statements = parse_statements(&sql).map_err(|e| e.to_string())?;
         let [statement] = statements.as_slice() else {
             return Err("'statement rows' takes one statement".into());
         };
@@ -253,6 +317,7 @@ impl Runner {
         };
         let mut reader = input::reader(text.as_bytes(), format, &def).map_err(|e| e.to_string())?;
         let mut rejected = Vec::new();
+        let mut fed = 0;
         while let Some(decoded) = reader.next_batch().map_err(|e| e.to_string())? {
             rejected.extend(
                 decoded
@@ -260,9 +325,23 @@ impl Runner {
                     .iter()
                     .map(|e| format!("{}: {}", e.line, e.reason)),
             );
-            self.script
-                .feed(stream, &decoded.rows)
-                .map_err(|e| e.to_string())?;
+            let rows = decoded.rows.num_rows();
+            match self.cut {
+                Some(cut) if cut < fed + rows => {
+                    let before = cut - fed;
+                    self.feed(stream, &decoded.rows.slice(0, before))?;
+                    self.restart()?;
+                    self.feed(stream, &decoded.rows.slice(before, rows - before))?;
+                }
+                _ => self
+                    .script
+                    .feed(stream, &decoded.rows)
+                    .map_err(|e| e.to_string())?,
+            }
+            fed += rows;
+        }
+        if self.cut.is_some() {
+            self.restart()?;
         }
         if rejected != expected_rejections {
             let message = format!(
@@ -282,6 +361,41 @@ impl Runner {
         if !expected_rejections.is_empty() {
             self.checks += 1;
         }
+        Ok(())
+    }
+
+    /// Feeds the part of an input block on one side of a cut (nothing if it is empty).
+    fn feed(&mut self, stream: &str, changes: &sluice_engine::Changes) -> Result<(), String> {
+        if changes.num_rows() == 0 {
+            return Ok(());
+        }
+        self.script.feed(stream, changes).map_err(|e| e.to_string())
+    }
+
+    /// Checkpoints the script and goes on with a fresh one that ran the same statements and
+    /// restored the checkpoint.
+    fn restart(&mut self) -> Result<(), String> {
+        self.cut = None;
+        self.collect()?;
+        let checkpoint = self
+            .script
+            .checkpoint()
+            .map_err(|e| e.to_string())?;
+        let mut fresh = Script::new();
+        for sql in &self.statements {
+            // Statements that failed the first time fail again, as expected.
+            let _ = parse_statements(sql).and_then(|statements| {
+                statements
+                    .iter()
+                    .try_for_each(|statement| fresh.execute(statement).map(|_| ()))
+            });
+        }
+        fresh.take_warnings();
+        fresh.drain().map_err(|e| e.to_string())?;
+        fresh
+            .restore(&checkpoint)
+            .map_err(|e| format!("restore: {e}"))?;
+        self.script = fresh;
         Ok(())
     }
 

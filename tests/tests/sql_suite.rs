@@ -1,4 +1,7 @@
-//! Runs every streaming SQL test file under `tests/sql/`, one test per file.
+//! Runs every streaming SQL test file under `tests/sql/`, one test per file, and again as
+//! `restart/FILE`: checkpointed and restored into a fresh script at random cuts (a block, or
+//! a row of an input block), `SLUICE_RESTART_SEEDS` of them per file (default 8), each
+//! expectation holding across the restart.
 //!
 //! With `--complete` (`cargo test -p sluice-tests --test sql_suite -- --complete [FILTER]`)
 //! each selected file is instead run in completion mode: its expected results are replaced by
@@ -9,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use sluice_tests::{complete_test_file, run_test_file};
+use sluice_tests::{Cut, complete_test_file, run_test_file, run_test_file_with_restart};
 
 /// The flag that selects completion mode; taken out before libtest-mimic reads the arguments.
 const COMPLETE_FLAG: &str = "--complete";
@@ -36,7 +39,12 @@ fn main() {
         libtest_mimic::run(&arguments, vec![trial]).exit();
     }
     if complete.is_empty() {
-        let trials = paths.into_iter().map(run_trial).collect();
+        let seeds = std::env::var("SLUICE_RESTART_SEEDS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(8);
+        let mut trials: Vec<Trial> = paths.iter().cloned().map(run_trial).collect();
+        trials.extend(paths.into_iter().map(|path| restart_trial(path, seeds)));
         libtest_mimic::run(&arguments, trials).exit();
     }
     let rewritten = Arc::new(Mutex::new(Vec::new()));
@@ -67,6 +75,29 @@ fn run_trial(path: PathBuf) -> Trial {
         run_test_file(&text)
             .map(|_| ())
             .map_err(|failure| Failed::from(format!("{}:{failure}", path.display())))
+    })
+}
+
+/// Runs the file at `path` once per seed, each time restarting from a checkpoint at a cut
+/// the seed chooses.
+fn restart_trial(path: PathBuf, seeds: u64) -> Trial {
+    Trial::test(format!("restart/{}", test_name(&path)), move || {
+        let text = std::fs::read_to_string(&path).map_err(|e| Failed::from(e.to_string()))?;
+        let salt = test_name(&path)
+            .bytes()
+            .fold(0u64, |hash, byte| hash.wrapping_mul(31).wrapping_add(byte.into()));
+        for seed in 0..seeds {
+            let cut = Cut::random(&text, salt.wrapping_add(seed));
+            run_test_file_with_restart(&text, cut).map_err(|failure| {
+                Failed::from(format!(
+                    "{}:{failure}\n(restarted before row {} of block {})",
+                    path.display(),
+                    cut.row,
+                    cut.block
+                ))
+            })?;
+        }
+        Ok(())
     })
 }
 

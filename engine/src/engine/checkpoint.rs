@@ -64,19 +64,24 @@ impl Engine {
             state.u64(*id);
             state.string(&query.name);
             state.string(&query.graph.plan_description());
-            state.bool(query.ended);
+            let mut part = StateWriter::new();
+            part.bool(query.ended);
             for generator in &query.watermarks {
-                state.i64(generator.current());
+                part.i64(generator.current());
             }
-            query.graph.save_state(state)?;
+            query.graph.save_state(&mut part)?;
+            state.bytes(&part.into_bytes());
         }
         Ok(())
     }
 
     /// Reads what [`Engine::save_state`] wrote into an engine that has the same streams and
     /// queries and has seen no input. Results the queries emitted when they were registered
-    /// (constant inputs) are dropped: the saved state already accounts for them.
-    pub fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+    /// (constant inputs) are dropped: the saved state already accounts for them. Gives the
+    /// running queries whose state was left out, each with why: the checkpoint has none, its
+    /// plan changed, or its state did not load (such a query may be partly loaded: stop it).
+    /// Queries of the checkpoint that are not running are passed over.
+    pub fn load_state(&mut self, state: &mut StateReader) -> Result<Vec<(QueryId, String)>> {
         state.label("engine")?;
         self.next_sequence = state.u64()?;
         let next_query = state.u64()?;
@@ -126,37 +131,57 @@ impl Engine {
             }
         }
         let queries = state.usize()?;
-        if queries != self.queries.len() {
-            return Err(EngineError::Checkpoint(format!(
-                "the checkpoint has {queries} queries, the catalog {}",
-                self.queries.len()
-            )));
-        }
+        let mut left_out = Vec::new();
+        let mut loaded = std::collections::BTreeSet::new();
         for _ in 0..queries {
             let id: QueryId = state.u64()?;
             let name = state.string()?;
             let plan = state.string()?;
-            let query = self.queries.get_mut(&id).ok_or_else(|| {
-                EngineError::Checkpoint(format!("query '{name}' of the checkpoint is not running"))
-            })?;
+            let part = state.bytes()?;
+            // A query the checkpoint has and that is not running (any more) is passed over.
+            let Some(query) = self.queries.get_mut(&id) else {
+                continue;
+            };
             if query.name != name {
                 return Err(EngineError::Checkpoint(format!(
                     "the checkpoint's query {id} is '{name}', the running one '{}'",
                     query.name
                 )));
             }
-            check_plan(&name, &plan, &query.graph.plan_description())?;
-            query.ended = state.bool()?;
-            for generator in &mut query.watermarks {
-                generator.advance(state.i64()?);
-            }
-            query.graph.load_state(state)?;
+            loaded.insert(id);
             query.results.clear();
             query.late.clear();
             query.failures.clear();
+            let outcome = check_plan(&name, &plan, &query.graph.plan_description())
+                .and_then(|()| load_query(query, part));
+            if let Err(error) = outcome {
+                left_out.push((id, error.to_string()));
+            }
         }
-        Ok(())
+        for (id, query) in &self.queries {
+            if !loaded.contains(id) {
+                left_out.push((*id, format!("the checkpoint has no state of query '{}'", query.name)));
+            }
+        }
+        Ok(left_out)
     }
+}
+
+/// Loads one query's part of the state.
+fn load_query(query: &mut super::RunningQuery, part: &[u8]) -> Result<()> {
+    let mut state = StateReader::new(part);
+    query.ended = state.bool()?;
+    for generator in &mut query.watermarks {
+        generator.advance(state.i64()?);
+    }
+    query.graph.load_state(&mut state)?;
+    if !state.is_at_end() {
+        return Err(EngineError::Checkpoint(format!(
+            "query '{}' has more state than its operators read",
+            query.name
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses state saved for another plan of query `name`, saying where the plans part.

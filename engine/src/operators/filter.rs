@@ -37,6 +37,10 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     /// Keeps nothing between calls.
     fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
         Ok(())

@@ -12,14 +12,22 @@
 //! - **Late rows**: a row whose time is already behind the watermark on arrival (or NULL)
 //!   goes to the late side output.
 //! - **End of input**: the `+inf` watermark before it has emitted every row.
+//! - **Checkpoint**: the watermark, the rows not yet emitted, and per partition (by key) and
+//!   call the time and arguments of the rows in a sliding frame and the accumulator's state;
+//!   a sliding accumulator whose state cannot take rows back (MIN, MAX, DISTINCT, ...) is
+//!   rebuilt on load by feeding it its frame's rows again instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array, UInt64Array,
+};
 use datafusion::arrow::compute::{SortColumn, take_record_batch};
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, lexsort_to_indices};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -27,7 +35,9 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use crate::aggregate::{load_accumulators, save_accumulators};
 use crate::operator::{Operator, OperatorMetrics};
+use crate::state::{StateReader, StateWriter};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result};
 
@@ -57,6 +67,34 @@ impl Frame {
 pub struct OverCall {
     pub function: Arc<AggregateFunctionExpr>,
     pub frame: Frame,
+}
+
+impl OverCall {
+    /// A fresh accumulator for the call's frame.
+    fn accumulator(&self) -> Result<Box<dyn Accumulator>> {
+        Ok(if self.frame.slides() {
+            self.function.create_sliding_accumulator()?
+        } else {
+            self.function.create_accumulator()?
+        })
+    }
+
+    /// Whether a checkpoint restores the call's accumulator from its state: always for a
+    /// frame that only grows; for a sliding frame only where merging the state gives an
+    /// accumulator that takes rows back as the original does (DataFusion's sliding MIN, MAX
+    /// and DISTINCT accumulators hand over less than they keep), otherwise the frame's rows
+    /// are fed again.
+    fn restored_from_state(&self) -> bool {
+        if !self.frame.slides() {
+            return true;
+        }
+        let name = self.function.fun().name().to_ascii_lowercase();
+        !self.function.is_distinct()
+            && matches!(
+                name.as_str(),
+                "sum" | "checked_sum" | "count" | "avg" | "mean"
+            )
+    }
 }
 
 /// One call's state in one partition.
@@ -120,17 +158,19 @@ impl OverAggregate {
         self.calls
             .iter()
             .map(|call| {
-                let accumulator = if call.frame.slides() {
-                    call.function.create_sliding_accumulator()?
-                } else {
-                    call.function.create_accumulator()?
-                };
                 Ok(Framed {
-                    accumulator,
+                    accumulator: call.accumulator()?,
                     rows: VecDeque::new(),
                 })
             })
             .collect()
+    }
+
+    /// The schema of the input rows: the output's without the calls' columns.
+    fn input_schema(&self) -> SchemaRef {
+        let fields = self.schema.fields();
+        let columns = fields.len().saturating_sub(self.calls.len());
+        Arc::new(Schema::new(fields[..columns].to_vec()))
     }
 
     /// Computes the aggregates of `ready` (rows sorted by time) and emits them.
@@ -353,6 +393,173 @@ impl Operator for OverAggregate {
         Ok(())
     }
 
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.i64(self.watermark);
+        match &self.pending {
+            Some(pending) => {
+                state.bool(true);
+                state.batch(pending)?;
+            }
+            None => state.bool(false),
+        }
+        let mut partitions: Vec<(&Box<[u8]>, &mut Vec<Framed>)> =
+            self.partitions.iter_mut().collect();
+        partitions.sort_by(|a, b| a.0.cmp(b.0));
+        let count = partitions.len();
+        state.usize(count);
+        let parser = self.keys.parser();
+        let keys = self
+            .keys
+            .convert_rows(partitions.iter().map(|(key, _)| parser.parse(key)))?;
+        state.arrays(&keys, count)?;
+        for (index, call) in self.calls.iter().enumerate() {
+            if call.frame.slides() {
+                // The frames' rows, one after the other, and how many each has.
+                let lengths: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+                    partitions
+                        .iter()
+                        .map(|(_, partition)| partition[index].rows.len() as u64),
+                ));
+                state.arrays(&[lengths], count)?;
+                let rows: Vec<&(Millis, Vec<ScalarValue>)> = partitions
+                    .iter()
+                    .flat_map(|(_, partition)| &partition[index].rows)
+                    .collect();
+                let mut columns: Vec<ArrayRef> = Vec::new();
+                if !rows.is_empty() {
+                    columns.push(Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|(time, _)| *time),
+                    )));
+                    let arguments = rows.first().map_or(0, |(_, values)| values.len());
+                    for argument in 0..arguments {
+                        columns.push(ScalarValue::iter_to_array(
+                            rows.iter().map(|(_, values)| values[argument].clone()),
+                        )?);
+                    }
+                }
+                state.arrays(&columns, rows.len())?;
+            }
+            if call.restored_from_state() {
+                save_accumulators(
+                    partitions
+                        .iter_mut()
+                        .map(|(_, partition)| &mut partition[index].accumulator),
+                    || call.accumulator(),
+                    state,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        self.watermark = state.i64()?;
+        self.pending = if state.bool()? {
+            Some(state.batch(&self.input_schema())?)
+        } else {
+            None
+        };
+        let count = state.usize()?;
+        let (keys, _) = state.arrays()?;
+        if count > 0 && keys.len() != self.partition_by.len() {
+            return Err(EngineError::Checkpoint(format!(
+                "partitions saved with {} key columns, expected {}",
+                keys.len(),
+                self.partition_by.len()
+            )));
+        }
+        let key_rows = if self.partition_by.is_empty() || count == 0 {
+            None
+        } else {
+            Some(self.keys.convert_columns(&keys)?)
+        };
+        let mut partitions: Vec<Vec<Framed>> = (0..count).map(|_| Vec::new()).collect();
+        for call in &self.calls {
+            let mut frames: Vec<VecDeque<(Millis, Vec<ScalarValue>)>> =
+                (0..count).map(|_| VecDeque::new()).collect();
+            let mut fed: Vec<Option<Vec<ArrayRef>>> = (0..count).map(|_| None).collect();
+            if call.frame.slides() {
+                let (lengths, _) = state.arrays()?;
+                let lengths = lengths
+                    .first()
+                    .and_then(|lengths| lengths.as_any().downcast_ref::<UInt64Array>())
+                    .filter(|lengths| lengths.len() == count)
+                    .ok_or_else(|| {
+                        EngineError::Checkpoint("the lengths of frames are missing".into())
+                    })?
+                    .clone();
+                let (columns, rows) = state.arrays()?;
+                let arguments = call.function.expressions().len();
+                if rows > 0 && columns.len() != 1 + arguments {
+                    return Err(EngineError::Checkpoint(format!(
+                        "frame rows of {} columns, expected {}",
+                        columns.len(),
+                        1 + arguments
+                    )));
+                }
+                let times = match columns.first() {
+                    Some(times) => {
+                        times.as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
+                            EngineError::Checkpoint("frame times are not integers".into())
+                        })?
+                    }
+                    None => &Int64Array::from(Vec::<i64>::new()),
+                };
+                let mut offset = 0;
+                for (partition, length) in lengths.values().iter().enumerate() {
+                    let length = *length as usize;
+                    if offset + length > rows {
+                        return Err(EngineError::Checkpoint(
+                            "frames hold more rows than were saved".into(),
+                        ));
+                    }
+                    for row in offset..offset + length {
+                        let values = columns[1..]
+                            .iter()
+                            .map(|column| ScalarValue::try_from_array(column, row))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        frames[partition].push_back((times.value(row), values));
+                    }
+                    if length > 0 {
+                        fed[partition] = Some(
+                            columns[1..]
+                                .iter()
+                                .map(|column| column.slice(offset, length))
+                                .collect(),
+                        );
+                    }
+                    offset += length;
+                }
+            }
+            let accumulators = if call.restored_from_state() {
+                load_accumulators(count, || call.accumulator(), state)?
+            } else {
+                fed.into_iter()
+                    .map(|rows| {
+                        let mut accumulator = call.accumulator()?;
+                        if let Some(rows) = rows {
+                            accumulator.update_batch(&rows)?;
+                        }
+                        Ok(accumulator)
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            for ((partition, accumulator), rows) in
+                partitions.iter_mut().zip(accumulators).zip(frames)
+            {
+                partition.push(Framed { accumulator, rows });
+            }
+        }
+        for (index, partition) in partitions.into_iter().enumerate() {
+            let key: Box<[u8]> = key_rows
+                .as_ref()
+                .map_or(&[] as &[u8], |keys| keys.row(index).data())
+                .into();
+            self.partitions.insert(key, partition);
+        }
+        Ok(())
+    }
+
     fn take_late(&mut self) -> Vec<Changes> {
         std::mem::take(&mut self.late)
     }
@@ -377,5 +584,141 @@ impl Operator for OverAggregate {
                     .map_or(0, RecordBatch::get_array_memory_size),
             open_windows: self.partitions.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Float64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::functions_aggregate::average::avg_udaf;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::aggregate::checkpoint_tests::{Random, Step, function, restore};
+    use crate::time::WATERMARK_MAX;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, true),
+            Field::new("value", DataType::Float64, true),
+            Field::new("at", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]))
+    }
+
+    /// Aggregates of `value` over sliding and growing frames, `PARTITION BY key` or not; or
+    /// only over `RANGE` frames, whose partitions expire.
+    fn over(keyed: bool, only_ranges: bool) -> Result<OverAggregate> {
+        let input = input();
+        let frames = if only_ranges {
+            vec![
+                (sum_udaf(), false, Frame::Range(10)),
+                (max_udaf(), false, Frame::Range(5)),
+                (count_udaf(), true, Frame::Range(20)),
+            ]
+        } else {
+            vec![
+                (sum_udaf(), false, Frame::Range(10)),
+                (min_udaf(), false, Frame::Range(10)),
+                (max_udaf(), false, Frame::Rows(2)),
+                (avg_udaf(), false, Frame::Rows(3)),
+                (count_udaf(), true, Frame::Rows(4)),
+                (sum_udaf(), false, Frame::Unbounded { rows: false }),
+                (max_udaf(), false, Frame::Unbounded { rows: true }),
+            ]
+        };
+        let calls = frames
+            .into_iter()
+            .map(|(udaf, distinct, frame)| {
+                Ok(OverCall {
+                    function: function(udaf, 1, &input, distinct)?,
+                    frame,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(
+            calls
+                .iter()
+                .map(|call| call.function.field().as_ref().clone()),
+        );
+        let (partition_by, partition_types): (Vec<Arc<dyn PhysicalExpr>>, _) = if keyed {
+            (vec![Arc::new(Column::new("key", 0))], vec![DataType::Int64])
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        OverAggregate::new(
+            partition_by,
+            partition_types,
+            2,
+            calls,
+            Arc::new(Schema::new(fields)),
+        )
+    }
+
+    /// Batches of rows roughly in time order, rising watermarks, then `+inf`.
+    fn steps(random: &mut Random) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        let mut time: Millis = 0;
+        let mut watermark: Millis = -1;
+        for _ in 0..(4 + random.below(12)) {
+            if random.below(3) == 0 {
+                watermark = watermark.max(time - random.below(10) as Millis);
+                steps.push(Step::Watermark(watermark));
+                watermark += 1;
+                continue;
+            }
+            let mut keys = Vec::new();
+            let mut values = Vec::new();
+            let mut times = Vec::new();
+            for _ in 0..(1 + random.below(8)) {
+                time += random.below(4) as Millis;
+                keys.push((random.below(8) != 0).then(|| random.below(3) as i64));
+                values.push((random.below(8) != 0).then(|| random.below(20) as f64 / 7.0));
+                times.push(time - random.below(10) as Millis);
+            }
+            let rows = RecordBatch::try_new(
+                input(),
+                vec![
+                    Arc::new(Int64Array::from(keys)),
+                    Arc::new(Float64Array::from(values)),
+                    Arc::new(TimestampMillisecondArray::from(times)),
+                ],
+            )?;
+            steps.push(Step::Rows(Changes::inserts(rows)));
+        }
+        steps.push(Step::Watermark(WATERMARK_MAX));
+        Ok(steps)
+    }
+
+    #[test]
+    fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
+        let (mut rows, mut mattered) = (0, 0);
+        for seed in 0..50 {
+            let mut random = Random::new(seed);
+            let keyed = seed % 4 != 3;
+            let only_ranges = seed % 3 == 1;
+            let steps = steps(&mut random)?;
+            let split = random.below(steps.len() as u64) as usize;
+            let outcome = restore(|| over(keyed, only_ranges), &steps, split, true)?;
+            assert!(
+                outcome.restored_as_expected(),
+                "seed {seed}: {:?} and {:?} != {:?}",
+                outcome.expected,
+                outcome.uninterrupted,
+                outcome.restored
+            );
+            rows += outcome.rows();
+            mattered += usize::from(outcome.state_mattered());
+        }
+        assert!(rows > 0, "no output after the checkpoints");
+        assert!(
+            mattered > 0,
+            "no checkpoint had state that changed the output"
+        );
+        Ok(())
     }
 }

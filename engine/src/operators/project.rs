@@ -39,6 +39,10 @@ impl Project {
 }
 
 impl Operator for Project {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     /// Keeps nothing between calls.
     fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
         Ok(())

@@ -29,6 +29,10 @@ impl Scan {
 }
 
 impl Operator for Scan {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     /// Keeps nothing between calls.
     fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
         Ok(())

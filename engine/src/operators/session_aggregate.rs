@@ -14,11 +14,15 @@
 //! - **Late rows**: a row whose session, after merging, has already ended at the watermark
 //!   (or that has no window bounds) goes to the late side output.
 //! - **End of input**: the `+inf` watermark before it has fired every session.
+//! - **Checkpoint**: the watermark, and every open session (by key, then start) with its
+//!   key, bounds and accumulator states, each as columns over every session.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int64Array, TimestampMillisecondArray, UInt32Array,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -26,12 +30,13 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::{AggregateCall, inputs_of};
+use crate::aggregate::{AggregateCall, inputs_of, load_accumulators, save_accumulators};
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
+use crate::state::{StateReader, StateWriter};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
-use crate::{Changes, Result};
+use crate::{Changes, EngineError, Result};
 
 struct Session {
     end: Millis,
@@ -231,6 +236,94 @@ impl Operator for SessionAggregate {
         inputs_of(&self.group_by, &self.calls)
     }
 
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.i64(self.watermark);
+        let mut sessions: Vec<(&[u8], Millis, &mut Session)> = Vec::new();
+        let mut by_key: Vec<(&Box<[u8]>, &mut BTreeMap<Millis, Session>)> =
+            self.sessions.iter_mut().collect();
+        by_key.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, open) in by_key {
+            for (start, session) in open.iter_mut() {
+                sessions.push((key, *start, session));
+            }
+        }
+        let count = sessions.len();
+        state.usize(count);
+        let parser = self.keys.parser();
+        let key_columns = self
+            .keys
+            .convert_rows(sessions.iter().map(|(key, _, _)| parser.parse(key)))?;
+        state.arrays(&key_columns, count)?;
+        let starts: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            sessions.iter().map(|(_, start, _)| *start),
+        ));
+        let ends: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            sessions.iter().map(|(_, _, session)| session.end),
+        ));
+        state.arrays(&[starts, ends], count)?;
+        for (index, call) in self.calls.iter().enumerate() {
+            save_accumulators(
+                sessions
+                    .iter_mut()
+                    .map(|(_, _, session)| &mut session.accumulators[index]),
+                || call.accumulator(false),
+                state,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        self.watermark = state.i64()?;
+        let count = state.usize()?;
+        let (keys, _) = state.arrays()?;
+        let key_fields = self.group_by.len().saturating_sub(2);
+        if count > 0 && keys.len() != key_fields {
+            return Err(EngineError::Checkpoint(format!(
+                "sessions saved with {} key columns, expected {key_fields}",
+                keys.len()
+            )));
+        }
+        let key_rows = if key_fields == 0 || count == 0 {
+            None
+        } else {
+            Some(self.keys.convert_columns(&keys)?)
+        };
+        let (bounds, _) = state.arrays()?;
+        let column = |index: usize| {
+            bounds
+                .get(index)
+                .and_then(|column| column.as_any().downcast_ref::<Int64Array>())
+                .filter(|column| column.len() == count)
+                .ok_or_else(|| EngineError::Checkpoint("session bounds are missing".into()))
+        };
+        let (starts, ends) = (column(0)?, column(1)?);
+        let mut accumulators = Vec::with_capacity(self.calls.len());
+        for call in &self.calls {
+            accumulators
+                .push(load_accumulators(count, || call.accumulator(false), state)?.into_iter());
+        }
+        for index in 0..count {
+            let key: Box<[u8]> = key_rows
+                .as_ref()
+                .map_or(&[] as &[u8], |keys| keys.row(index).data())
+                .into();
+            let session = Session {
+                end: ends.value(index),
+                accumulators: accumulators
+                    .iter_mut()
+                    .map(|accumulators| accumulators.next())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| EngineError::Checkpoint("an accumulator is missing".into()))?,
+            };
+            self.sessions
+                .entry(key)
+                .or_default()
+                .insert(starts.value(index), session);
+        }
+        Ok(())
+    }
+
     fn take_late(&mut self) -> Vec<Changes> {
         std::mem::take(&mut self.late)
     }
@@ -244,5 +337,134 @@ impl Operator for SessionAggregate {
                 .sum(),
             open_windows: sessions.count(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::Float64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::functions_aggregate::average::avg_udaf;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::min_max::max_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::aggregate::checkpoint_tests::{Random, Step, function, restore};
+    use crate::time::WATERMARK_MAX;
+
+    const GAP: Millis = 10;
+
+    fn timestamp(name: &str) -> Field {
+        Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, None), true)
+    }
+
+    /// Rows with their proto-sessions, as the window assignment gives them.
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, true),
+            Field::new("value", DataType::Float64, true),
+            timestamp("window_start"),
+            timestamp("window_end"),
+        ]))
+    }
+
+    /// `SELECT window_start, window_end, key, SUM(value), COUNT(value), MAX(value),
+    /// AVG(value), COUNT(DISTINCT value) ... GROUP BY window_start, window_end[, key]`.
+    fn aggregate(keyed: bool) -> Result<SessionAggregate> {
+        let input = input();
+        let mut calls = Vec::new();
+        for (udaf, distinct) in [
+            (sum_udaf(), false),
+            (count_udaf(), false),
+            (max_udaf(), false),
+            (avg_udaf(), false),
+            (count_udaf(), true),
+        ] {
+            calls.push(AggregateCall {
+                function: function(udaf, 1, &input, distinct)?,
+                filter: None,
+            });
+        }
+        let mut group_by: Vec<Arc<dyn PhysicalExpr>> = vec![
+            Arc::new(Column::new("window_start", 2)),
+            Arc::new(Column::new("window_end", 3)),
+        ];
+        let mut fields = vec![timestamp("window_start"), timestamp("window_end")];
+        if keyed {
+            group_by.push(Arc::new(Column::new("key", 0)));
+            fields.push(input.field(0).clone());
+        }
+        fields.extend(
+            calls
+                .iter()
+                .map(|call| call.function.field().as_ref().clone()),
+        );
+        SessionAggregate::new(group_by, 0, 1, calls, Arc::new(Schema::new(fields)))
+    }
+
+    /// Batches of rows roughly in time order, rising watermarks, then `+inf`.
+    fn steps(random: &mut Random) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        let mut time: Millis = 0;
+        let mut watermark: Millis = -1;
+        for _ in 0..(4 + random.below(10)) {
+            if random.below(3) == 0 {
+                watermark = watermark.max(time - random.below(6) as Millis);
+                steps.push(Step::Watermark(watermark));
+                watermark += 1;
+                continue;
+            }
+            let mut keys = Vec::new();
+            let mut values = Vec::new();
+            let mut starts = Vec::new();
+            for _ in 0..(1 + random.below(6)) {
+                time += random.below(8) as Millis;
+                keys.push((random.below(8) != 0).then(|| random.below(3) as i64));
+                values.push((random.below(8) != 0).then(|| random.below(20) as f64 / 7.0));
+                starts.push(time - random.below(25) as Millis);
+            }
+            let ends: Vec<Millis> = starts.iter().map(|start| start + GAP).collect();
+            let rows = RecordBatch::try_new(
+                input(),
+                vec![
+                    Arc::new(Int64Array::from(keys)),
+                    Arc::new(Float64Array::from(values)),
+                    Arc::new(TimestampMillisecondArray::from(starts)),
+                    Arc::new(TimestampMillisecondArray::from(ends)),
+                ],
+            )?;
+            steps.push(Step::Rows(Changes::inserts(rows)));
+        }
+        steps.push(Step::Watermark(WATERMARK_MAX));
+        Ok(steps)
+    }
+
+    #[test]
+    fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
+        let (mut rows, mut mattered) = (0, 0);
+        for seed in 0..50 {
+            let mut random = Random::new(seed);
+            let keyed = seed % 4 != 3;
+            let steps = steps(&mut random)?;
+            let split = random.below(steps.len() as u64) as usize;
+            let outcome = restore(|| aggregate(keyed), &steps, split, true)?;
+            assert!(
+                outcome.restored_as_expected(),
+                "seed {seed}: {:?} and {:?} != {:?}",
+                outcome.expected,
+                outcome.uninterrupted,
+                outcome.restored
+            );
+            rows += outcome.rows();
+            mattered += usize::from(outcome.state_mattered());
+        }
+        assert!(rows > 0, "no output after the checkpoints");
+        assert!(
+            mattered > 0,
+            "no checkpoint had state that changed the output"
+        );
+        Ok(())
     }
 }

@@ -20,6 +20,9 @@
 //!   a NULL time) goes to the late output; table rows become versions like any other. With
 //!   processing time nothing is late.
 //! - **End of input**: the `+inf` watermark emits every waiting row.
+//! - **Checkpoint**: the watermark and the latest table time, the waiting stream rows in
+//!   time and arrival order with their keys, and per key its versions by start time
+//!   (deletions included) and whether it has several to prune.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -30,8 +33,12 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::join::{JoinCodec, JoinKind, JoinSide};
+use super::join::{
+    JoinCodec, JoinKind, JoinSide, bool_column, i64_column, saved_bools, saved_i64s, saved_u64s,
+    saved_usizes, u64_column, usize_column,
+};
 use crate::operator::{Operator, OperatorMetrics};
+use crate::state::{StateReader, StateWriter};
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, EngineError, Result, RowKind};
 
@@ -299,6 +306,135 @@ impl Operator for TemporalJoin {
         std::mem::take(&mut self.late)
     }
 
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.i64(self.watermark);
+        state.i64(self.table_time);
+        state.u64(self.sequence);
+        state.arrays(
+            &[
+                i64_column(self.waiting.keys().map(|(time, _)| *time)),
+                u64_column(self.waiting.keys().map(|(_, sequence)| *sequence)),
+            ],
+            self.waiting.len(),
+        )?;
+        self.codec
+            .save_optional_keys(self.waiting.values().map(|w| w.key.as_deref()), state)?;
+        self.codec
+            .save_rows(0, self.waiting.values().map(|w| w.row.row()), state)?;
+        // By key, so that the same state always gives the same bytes.
+        let mut keys: Vec<(&Box<[u8]>, &BTreeMap<Millis, Option<OwnedRow>>)> =
+            self.versions.iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        state.arrays(
+            &[
+                usize_column(keys.iter().map(|(_, versions)| versions.len())),
+                bool_column(keys.iter().map(|(key, _)| self.several.contains(*key))),
+            ],
+            keys.len(),
+        )?;
+        self.codec
+            .save_keys(keys.iter().map(|(key, _)| &***key), state)?;
+        let versions = || keys.iter().flat_map(|(_, versions)| versions.iter());
+        state.arrays(
+            &[
+                i64_column(versions().map(|(start, _)| *start)),
+                bool_column(versions().map(|(_, row)| row.is_some())),
+            ],
+            versions().count(),
+        )?;
+        self.codec.save_rows(
+            1,
+            versions().filter_map(|(_, row)| row.as_ref().map(OwnedRow::row)),
+            state,
+        )?;
+        // Keys to prune that have no versions left.
+        let mut gone: Vec<&[u8]> = self
+            .several
+            .iter()
+            .filter(|key| !self.versions.contains_key(*key))
+            .map(|key| &**key)
+            .collect();
+        gone.sort_unstable();
+        self.codec.save_keys(gone, state)
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        let damaged = |what: &str| {
+            EngineError::Checkpoint(format!("the saved {what} of a temporal join do not fit"))
+        };
+        self.watermark = state.i64()?;
+        self.table_time = state.i64()?;
+        self.sequence = state.u64()?;
+        let (columns, count) = state.arrays()?;
+        let times = saved_i64s(&columns, 0, count)?;
+        let sequences = saved_u64s(&columns, 1, count)?;
+        let keys = self.codec.load_optional_keys(state)?;
+        let rows = self.codec.load_rows(0, state)?;
+        if keys.len() != count || rows.num_rows() != count {
+            return Err(damaged("waiting rows"));
+        }
+        let waiting: BTreeMap<(Millis, u64), Waiting> = times
+            .into_iter()
+            .zip(sequences)
+            .zip(keys.into_iter().zip(rows.iter()))
+            .map(|(at, (key, row))| {
+                (
+                    at,
+                    Waiting {
+                        key,
+                        row: row.owned(),
+                    },
+                )
+            })
+            .collect();
+        if waiting.len() != count {
+            return Err(damaged("waiting rows"));
+        }
+        let (columns, count) = state.arrays()?;
+        let lengths = saved_usizes(&columns, 0, count)?;
+        let several_flags = saved_bools(&columns, 1, count)?;
+        let keys = self.codec.load_keys(state)?;
+        let (columns, total) = state.arrays()?;
+        let starts = saved_i64s(&columns, 0, total)?;
+        let present = saved_bools(&columns, 1, total)?;
+        let rows = self.codec.load_rows(1, state)?;
+        if keys.len() != count
+            || lengths.iter().sum::<usize>() != total
+            || present.iter().filter(|present| **present).count() != rows.num_rows()
+        {
+            return Err(damaged("versions"));
+        }
+        let mut rows = rows.iter();
+        let mut versions = starts.into_iter().zip(present).map(|(start, present)| {
+            let row = if present {
+                rows.next().map(|row| row.owned())
+            } else {
+                None
+            };
+            (start, row)
+        });
+        let mut by_key = HashMap::with_capacity(count);
+        let mut several = HashSet::new();
+        for ((key, length), is_several) in keys.into_iter().zip(lengths).zip(several_flags) {
+            let key_versions: BTreeMap<Millis, Option<OwnedRow>> =
+                versions.by_ref().take(length).collect();
+            if key_versions.len() != length {
+                return Err(damaged("versions"));
+            }
+            if is_several {
+                several.insert(key.clone());
+            }
+            if by_key.insert(key, key_versions).is_some() {
+                return Err(damaged("keys"));
+            }
+        }
+        several.extend(self.codec.load_keys(state)?);
+        self.waiting = waiting;
+        self.versions = by_key;
+        self.several = several;
+        Ok(())
+    }
+
     fn metrics(&self) -> OperatorMetrics {
         let waiting: usize = self
             .waiting
@@ -315,5 +451,60 @@ impl Operator for TemporalJoin {
             state_bytes: waiting + versions,
             open_windows: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::join::checkpoint_tests::{
+        Random, Script, joined_schema, residual, restore, same, side,
+    };
+    use super::*;
+
+    #[test]
+    fn a_restored_join_goes_on_as_the_original() -> Result<()> {
+        let mut mattered = 0;
+        for seed in 0..50u64 {
+            let mut random = Random::new(seed);
+            let kind = [JoinKind::Inner, JoinKind::Left][seed as usize % 2];
+            let version_time = if seed % 4 < 3 {
+                VersionTime::Event
+            } else {
+                VersionTime::Processing
+            };
+            let dictionary = seed % 3 == 1;
+            let condition = seed % 5 != 2;
+            let build = || {
+                let (stream, table) = (side("l", dictionary), side("r", false));
+                let schema = joined_schema(&stream, &table);
+                TemporalJoin::new(
+                    kind,
+                    version_time,
+                    stream,
+                    table,
+                    condition.then(residual),
+                    schema,
+                )
+            };
+            let script = Script {
+                updating: [false, true],
+                align: 0,
+                steps: 40,
+            };
+            let schemas = [side("l", dictionary).schema, side("r", false).schema];
+            let steps = script.steps(&mut random, [&schemas[0], &schemas[1]])?;
+            let split = random.below(steps.len() as u64 + 1) as usize;
+            let outcome = restore(build, &steps, split)?;
+            assert!(
+                same(&outcome.expected, &outcome.restored),
+                "seed {seed}: the restored join differs after step {split}"
+            );
+            assert_eq!(outcome.metrics[0], outcome.metrics[1], "seed {seed}");
+            if !same(&outcome.expected, &outcome.blank) {
+                mattered += 1;
+            }
+        }
+        assert!(mattered >= 30, "the state mattered in {mattered} runs only");
+        Ok(())
     }
 }

@@ -25,6 +25,10 @@ impl Union {
 }
 
 impl Operator for Union {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     /// Keeps nothing between calls.
     fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
         Ok(())

@@ -11,21 +11,24 @@
 //!   expires nothing.
 //! - **Late rows**: aggregated like any other row.
 //! - **End of input**: nothing more.
+//! - **Checkpoint**: per group (by key), its key, accumulator states, row count and the
+//!   result last emitted, each as columns over every group.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, UInt8Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, UInt8Array, UInt32Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::{AggregateCall, inputs_of};
+use crate::aggregate::{AggregateCall, inputs_of, load_accumulators, save_accumulators};
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
-use crate::{Changes, Result, RowKind};
+use crate::state::{StateReader, StateWriter};
+use crate::{Changes, EngineError, Result, RowKind};
 
 struct Group {
     accumulators: Vec<Box<dyn Accumulator>>,
@@ -207,6 +210,111 @@ impl Operator for UpdatingAggregate {
         inputs_of(&self.group_by, &self.calls)
     }
 
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        let mut groups: Vec<(&Box<[u8]>, &mut Group)> = self.groups.iter_mut().collect();
+        groups.sort_by(|a, b| a.0.cmp(b.0));
+        let count = groups.len();
+        state.usize(count);
+        let parser = self.keys.parser();
+        let keys = self
+            .keys
+            .convert_rows(groups.iter().map(|(key, _)| parser.parse(key)))?;
+        state.arrays(&keys, count)?;
+        let rows: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|(_, group)| group.rows),
+        ));
+        state.arrays(&[rows], count)?;
+        for (index, call) in self.calls.iter().enumerate() {
+            save_accumulators(
+                groups
+                    .iter_mut()
+                    .map(|(_, group)| &mut group.accumulators[index]),
+                || call.accumulator(self.retracting),
+                state,
+            )?;
+        }
+        // Every kept group has emitted its result: one that has none is dropped.
+        let mut emitted = Vec::with_capacity(self.calls.len());
+        for index in 0..self.calls.len() {
+            let values = groups
+                .iter()
+                .map(|(_, group)| {
+                    group
+                        .emitted
+                        .as_ref()
+                        .map(|values| values[index].clone())
+                        .ok_or_else(|| {
+                            EngineError::Checkpoint("a group has no result to save".into())
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if count > 0 {
+                emitted.push(ScalarValue::iter_to_array(values)?);
+            }
+        }
+        state.arrays(&emitted, count)
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        let count = state.usize()?;
+        let (keys, _) = state.arrays()?;
+        if count > 0 && keys.len() != self.group_by.len() {
+            return Err(EngineError::Checkpoint(format!(
+                "groups saved with {} key columns, expected {}",
+                keys.len(),
+                self.group_by.len()
+            )));
+        }
+        let key_rows = if self.group_by.is_empty() || count == 0 {
+            None
+        } else {
+            Some(self.keys.convert_columns(&keys)?)
+        };
+        let (rows, _) = state.arrays()?;
+        let rows = rows
+            .first()
+            .and_then(|rows| rows.as_any().downcast_ref::<Int64Array>())
+            .filter(|rows| rows.len() == count)
+            .ok_or_else(|| EngineError::Checkpoint("row counts of groups are missing".into()))?
+            .clone();
+        let mut accumulators = Vec::with_capacity(self.calls.len());
+        for call in &self.calls {
+            accumulators.push(
+                load_accumulators(count, || call.accumulator(self.retracting), state)?.into_iter(),
+            );
+        }
+        let (emitted, _) = state.arrays()?;
+        if count > 0 && emitted.len() != self.calls.len() {
+            return Err(EngineError::Checkpoint(format!(
+                "results of {} aggregate calls saved, expected {}",
+                emitted.len(),
+                self.calls.len()
+            )));
+        }
+        for index in 0..count {
+            let key: Box<[u8]> = key_rows
+                .as_ref()
+                .map_or(&[] as &[u8], |keys| keys.row(index).data())
+                .into();
+            let group = Group {
+                accumulators: accumulators
+                    .iter_mut()
+                    .map(|accumulators| accumulators.next())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| EngineError::Checkpoint("an accumulator is missing".into()))?,
+                rows: rows.value(index).min(1),
+                emitted: Some(
+                    emitted
+                        .iter()
+                        .map(|column| ScalarValue::try_from_array(column, index))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            self.groups.insert(key, group);
+        }
+        Ok(())
+    }
+
     fn metrics(&self) -> OperatorMetrics {
         OperatorMetrics {
             state_bytes: self
@@ -223,5 +331,129 @@ impl Operator for UpdatingAggregate {
                 .sum(),
             open_windows: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::Float64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::functions_aggregate::average::avg_udaf;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::min_max::max_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::aggregate::checkpoint_tests::{Random, Step, function, restore};
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, true),
+            Field::new("value", DataType::Float64, true),
+        ]))
+    }
+
+    /// `SELECT key, SUM(value), COUNT(value), MAX(value), AVG(value) ... GROUP BY key`, or
+    /// without the key.
+    fn aggregate(keyed: bool, retracting: bool) -> Result<UpdatingAggregate> {
+        let input = input();
+        let calls = [sum_udaf(), count_udaf(), max_udaf(), avg_udaf()]
+            .into_iter()
+            .map(|udaf| {
+                Ok(AggregateCall {
+                    function: function(udaf, 1, &input, false)?,
+                    filter: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut fields = Vec::new();
+        let mut group_by: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        if keyed {
+            fields.push(input.field(0).clone());
+            group_by.push(Arc::new(Column::new("key", 0)));
+        }
+        fields.extend(
+            calls
+                .iter()
+                .map(|call| call.function.field().as_ref().clone()),
+        );
+        UpdatingAggregate::new(group_by, calls, retracting, Arc::new(Schema::new(fields)))
+    }
+
+    /// Batches of inserts and, when `retracting`, of updates and deletes of rows inserted
+    /// before (a changelog only takes back what it gave).
+    fn steps(random: &mut Random, retracting: bool) -> Result<Vec<Step>> {
+        let mut live: Vec<(Option<i64>, Option<f64>)> = Vec::new();
+        let mut steps = Vec::new();
+        for _ in 0..(3 + random.below(8)) {
+            let mut keys = Vec::new();
+            let mut values = Vec::new();
+            let mut kinds = Vec::new();
+            for _ in 0..(1 + random.below(8)) {
+                let fresh = (
+                    (random.below(8) != 0).then(|| random.below(4) as i64),
+                    (random.below(8) != 0).then(|| random.below(100) as f64 / 7.0),
+                );
+                let choice = random.below(3);
+                if retracting && choice > 0 && !live.is_empty() {
+                    let old = live.swap_remove(random.below(live.len() as u64) as usize);
+                    keys.push(old.0);
+                    values.push(old.1);
+                    if choice == 1 {
+                        kinds.push(RowKind::Delete as u8);
+                        continue;
+                    }
+                    kinds.push(RowKind::UpdateBefore as u8);
+                    kinds.push(RowKind::UpdateAfter as u8);
+                } else {
+                    kinds.push(RowKind::Insert as u8);
+                }
+                keys.push(fresh.0);
+                values.push(fresh.1);
+                live.push(fresh);
+            }
+            let rows = RecordBatch::try_new(
+                input(),
+                vec![
+                    Arc::new(Int64Array::from(keys)),
+                    Arc::new(Float64Array::from(values)),
+                ],
+            )?;
+            steps.push(Step::Rows(Changes {
+                rows,
+                kinds: Some(UInt8Array::from(kinds)),
+            }));
+        }
+        Ok(steps)
+    }
+
+    #[test]
+    fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
+        let (mut rows, mut mattered) = (0, 0);
+        for seed in 0..50 {
+            let mut random = Random::new(seed);
+            let keyed = seed % 4 != 3;
+            let retracting = seed % 2 == 0;
+            let steps = steps(&mut random, retracting)?;
+            let split = random.below(steps.len() as u64 + 1) as usize;
+            let outcome = restore(|| aggregate(keyed, retracting), &steps, split, !retracting)?;
+            assert!(
+                outcome.restored_as_expected(),
+                "seed {seed}: {:?} and {:?} != {:?}",
+                outcome.expected,
+                outcome.uninterrupted,
+                outcome.restored
+            );
+            rows += outcome.rows();
+            mattered += usize::from(outcome.state_mattered());
+        }
+        assert!(rows > 0, "no output after the checkpoints");
+        assert!(
+            mattered > 0,
+            "no checkpoint had state that changed the output"
+        );
+        Ok(())
     }
 }

@@ -11,6 +11,7 @@
 //! - **Watermark**: passed through; it expires nothing.
 //! - **Late rows**: normalised like any other row.
 //! - **End of input**: nothing more.
+//! - **Checkpoint**: the latest row of every key, as columns, by key.
 
 use std::collections::HashMap;
 
@@ -20,7 +21,8 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 
 use crate::operator::{Operator, OperatorMetrics};
-use crate::{Changes, Result, RowKind};
+use crate::state::{StateReader, StateWriter};
+use crate::{Changes, EngineError, Result, RowKind};
 
 pub struct UpsertNormalize {
     /// The key columns.
@@ -112,6 +114,37 @@ impl Operator for UpsertNormalize {
         Ok(())
     }
 
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        let mut latest: Vec<(&OwnedRow, &OwnedRow)> = self.latest.iter().collect();
+        latest.sort_by(|a, b| a.0.cmp(b.0));
+        let columns = self
+            .rows
+            .convert_rows(latest.iter().map(|(_, row)| row.row()))?;
+        state.arrays(&columns, latest.len())
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        let (columns, rows) = state.arrays()?;
+        if rows == 0 {
+            return Ok(());
+        }
+        if columns.len() != self.schema.fields().len() {
+            return Err(EngineError::Checkpoint(format!(
+                "rows of {} columns saved for a table of {}",
+                columns.len(),
+                self.schema.fields().len()
+            )));
+        }
+        let key_columns: Vec<ArrayRef> = self.key.iter().map(|c| columns[*c].clone()).collect();
+        let keys = self.keys.convert_columns(&key_columns)?;
+        let converted = self.rows.convert_columns(&columns)?;
+        for index in 0..rows {
+            self.latest
+                .insert(keys.row(index).owned(), converted.row(index).owned());
+        }
+        Ok(())
+    }
+
     fn metrics(&self) -> OperatorMetrics {
         OperatorMetrics {
             state_bytes: self
@@ -121,5 +154,87 @@ impl Operator for UpsertNormalize {
                 .sum(),
             open_windows: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::aggregate::checkpoint_tests::{Random, Step, restore};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("value", DataType::Int64, true),
+        ]))
+    }
+
+    /// Batches of upserts, updates and deletes over a few keys.
+    fn steps(random: &mut Random) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        for _ in 0..(4 + random.below(8)) {
+            let rows = 1 + random.below(6) as usize;
+            let mut ids = Vec::new();
+            let mut values = Vec::new();
+            let mut kinds = Vec::new();
+            for _ in 0..rows {
+                ids.push((random.below(6) != 0).then(|| random.below(5) as i64));
+                values.push((random.below(8) != 0).then(|| random.below(3) as i64));
+                kinds.push(match random.below(10) {
+                    0 | 1 => RowKind::Delete,
+                    2 => RowKind::UpdateBefore,
+                    3 | 4 => RowKind::UpdateAfter,
+                    _ => RowKind::Insert,
+                } as u8);
+            }
+            let batch = RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(Int64Array::from(values)),
+                ],
+            )?;
+            steps.push(Step::Rows(Changes {
+                rows: batch,
+                kinds: Some(UInt8Array::from(kinds)),
+            }));
+        }
+        Ok(steps)
+    }
+
+    #[test]
+    fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
+        let (mut rows, mut mattered) = (0, 0);
+        for seed in 0..50 {
+            let mut random = Random::new(seed);
+            let steps = steps(&mut random)?;
+            let split = random.below(steps.len() as u64 + 1) as usize;
+            let outcome = restore(
+                || UpsertNormalize::new(vec![0], schema()),
+                &steps,
+                split,
+                true,
+            )?;
+            assert!(
+                outcome.restored_as_expected(),
+                "seed {seed}: {:?} and {:?} != {:?}",
+                outcome.expected,
+                outcome.uninterrupted,
+                outcome.restored
+            );
+            rows += outcome.rows();
+            mattered += usize::from(outcome.state_mattered());
+        }
+        assert!(rows > 0, "no output after the checkpoints");
+        assert!(
+            mattered > 0,
+            "no checkpoint had state that changed the output"
+        );
+        Ok(())
     }
 }

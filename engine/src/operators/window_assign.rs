@@ -42,6 +42,10 @@ impl WindowAssign {
 }
 
 impl Operator for WindowAssign {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     /// Keeps nothing between calls.
     fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
         Ok(())

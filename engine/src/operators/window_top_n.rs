@@ -12,6 +12,8 @@
 //! - **Late rows**: a row whose window has already fired (or that has no window) goes to the
 //!   late side output.
 //! - **End of input**: the `+inf` watermark before it has fired every window.
+//! - **Checkpoint**: the watermark, and per open window its buffered rows (in arrival order,
+//!   as one batch) and the row count at which it prunes next.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operator::{Operator, OperatorMetrics};
+use crate::state::{StateReader, StateWriter};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
 use crate::{Changes, Result};
@@ -279,6 +282,33 @@ impl Operator for WindowTopN {
         Ok(())
     }
 
+    fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.i64(self.watermark);
+        state.usize(self.windows.len());
+        for (end, buffered) in &self.windows {
+            state.i64(*end);
+            state.usize(buffered.prune_at);
+            state.batch(&concat_batches(&self.input_schema, &buffered.batches)?)?;
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, state: &mut StateReader) -> Result<()> {
+        self.watermark = state.i64()?;
+        for _ in 0..state.usize()? {
+            let end = state.i64()?;
+            let prune_at = state.usize()?;
+            let rows = state.batch(&self.input_schema)?;
+            let buffered = Buffered {
+                rows: rows.num_rows(),
+                batches: vec![rows],
+                prune_at,
+            };
+            self.windows.insert(end, buffered);
+        }
+        Ok(())
+    }
+
     fn take_late(&mut self) -> Vec<Changes> {
         std::mem::take(&mut self.late)
     }
@@ -299,6 +329,8 @@ impl Operator for WindowTopN {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregate::checkpoint_tests::{Random, Step, restore};
+    use crate::time::WATERMARK_MAX;
     use datafusion::arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
     use datafusion::arrow::compute::filter_record_batch;
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -322,6 +354,10 @@ mod tests {
     }
 
     fn top(limit: Option<usize>) -> WindowTopN {
+        ranked(Ranking::RowNumber, limit)
+    }
+
+    fn ranked(ranking: Ranking, limit: Option<usize>) -> WindowTopN {
         let (input, output) = schemas();
         WindowTopN::new(
             vec![
@@ -336,10 +372,7 @@ mod tests {
                 },
             }],
             2,
-            TopN {
-                ranking: Ranking::RowNumber,
-                limit,
-            },
+            TopN { ranking, limit },
             input,
             output,
         )
@@ -388,6 +421,78 @@ mod tests {
         let mask = BooleanArray::from_iter(ranks.iter().map(|r| r.map(|r| r <= 3)));
         assert_eq!(limited, filter_record_batch(&all, &mask)?);
         assert_eq!(limited.num_rows(), 7 * 3);
+        Ok(())
+    }
+
+    /// Batches of rows for windows ending every 10 ms, some large enough to prune, rising
+    /// watermarks, then `+inf`.
+    fn steps(random: &mut Random) -> Result<Vec<Step>> {
+        let (input, _) = schemas();
+        let mut steps = Vec::new();
+        let mut time: Millis = 0;
+        let mut watermark: Millis = -1;
+        for _ in 0..(4 + random.below(10)) {
+            if random.below(3) == 0 {
+                watermark = watermark.max(time - random.below(25) as Millis);
+                steps.push(Step::Watermark(watermark));
+                watermark += 1;
+                continue;
+            }
+            let rows = if random.below(3) == 0 {
+                300 + random.below(400) as usize
+            } else {
+                1 + random.below(8) as usize
+            };
+            let mut keys = Vec::new();
+            let mut prices = Vec::new();
+            let mut ends = Vec::new();
+            for _ in 0..rows {
+                time += i64::from(random.below(80) == 0);
+                let at = time - random.below(15) as Millis;
+                keys.push(random.below(3) as i64);
+                prices.push(random.below(6) as i64);
+                ends.push(at - at.rem_euclid(10) + 10);
+            }
+            let batch = RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(Int64Array::from(keys)),
+                    Arc::new(Int64Array::from(prices)),
+                    Arc::new(TimestampMillisecondArray::from(ends)),
+                ],
+            )?;
+            steps.push(Step::Rows(Changes::inserts(batch)));
+        }
+        steps.push(Step::Watermark(WATERMARK_MAX));
+        Ok(steps)
+    }
+
+    #[test]
+    fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
+        let (mut rows, mut mattered) = (0, 0);
+        for seed in 0..50 {
+            let mut random = Random::new(seed);
+            let ranking =
+                [Ranking::RowNumber, Ranking::Rank, Ranking::DenseRank][seed as usize % 3];
+            let limit = (seed % 4 != 3).then_some(1 + seed as usize % 3);
+            let steps = steps(&mut random)?;
+            let split = random.below(steps.len() as u64) as usize;
+            let outcome = restore(|| Ok(ranked(ranking, limit)), &steps, split, true)?;
+            assert!(
+                outcome.restored_as_expected(),
+                "seed {seed}: {:?} and {:?} != {:?}",
+                outcome.expected,
+                outcome.uninterrupted,
+                outcome.restored
+            );
+            rows += outcome.rows();
+            mattered += usize::from(outcome.state_mattered());
+        }
+        assert!(rows > 0, "no output after the checkpoints");
+        assert!(
+            mattered > 0,
+            "no checkpoint had state that changed the output"
+        );
         Ok(())
     }
 }

@@ -65,6 +65,8 @@ pub fn start(dir: Option<PathBuf>) -> Result<Embedded, ShellError> {
             Some(std::env::temp_dir().join(name))
         }
     };
+    // Kept data is checkpointed, so that the next start need not replay all of it.
+    let checkpoint_interval = dir.is_some().then(|| Duration::from_secs(10));
     let data_dir = dir.or_else(|| scratch.clone()).unwrap_or_default();
     let config = ServeConfig {
         listen: ([127, 0, 0, 1], 0).into(),
@@ -75,6 +77,9 @@ pub fn start(dir: Option<PathBuf>) -> Result<Embedded, ShellError> {
         durability: Durability::EveryBatch,
         log: LogConfig::default(),
         tls: None,
+        checkpoint_interval,
+        // Ctrl-C belongs to the shell.
+        stop_on_signal: false,
     };
     let (ready, listening) = mpsc::channel();
     let failed = ready.clone();

@@ -81,6 +81,7 @@ impl Core {
         line.push('\n');
         file.write_all(line.as_bytes())?;
         file.sync_data()?;
+        self.journal_entries += 1;
         Ok(())
     }
 }

@@ -14,6 +14,7 @@
 //! not synced: a restart makes them again from the streams' logs.
 //!
 //! This file holds [`Core`] and its opening; the parts are:
+//! - `checkpoint`: the queries' state saved between publishes, restored on start;
 //! - `journal`: the catalog journal, `catalog.jsonl`, read and appended to;
 //! - `replay`: applying the journal and the streams' records in stamp order on start;
 //! - `statements`: running SQL statements and recording what they changed;
@@ -33,6 +34,7 @@
 //! - `retention`: applying retention and warning groups near its edge;
 //! - `stats`: offsets, lag and state of streams, queries, groups and subscriptions.
 
+mod checkpoint;
 mod fetch;
 mod journal;
 mod json_rows;
@@ -60,6 +62,7 @@ use sluice_sql::Session;
 
 use crate::ServeError;
 
+use self::checkpoint::CheckpointStatus;
 use self::result_log::Query;
 use self::subscription::Subscription;
 
@@ -91,6 +94,19 @@ pub struct Core {
     registrations: u64,
     /// Journal entries that failed when replayed on start, with their errors.
     failed: Vec<FailedEntry>,
+    /// Journal entries applied or written so far.
+    journal_entries: u64,
+    /// Per stream partition, the next offset to feed the queries.
+    fed_offsets: BTreeMap<(String, usize), u64>,
+    /// Whether checkpoints are taken (retention then keeps what they need).
+    checkpointing: bool,
+    checkpoints: CheckpointStatus,
+    /// The highest checkpoint id found on start.
+    next_checkpoint: u64,
+    /// Checkpoints found damaged or unusable on start, with why.
+    checkpoint_problems: Vec<String>,
+    /// Standing queries stopped because their state could not be restored, with why.
+    failed_queries: BTreeMap<String, String>,
 }
 
 pub(crate) fn now() -> Millis {
@@ -102,8 +118,13 @@ fn internal(error: impl std::fmt::Display) -> ServeError {
 }
 
 impl Core {
-    /// Opens the server's state in `data_dir`, replaying what it holds.
-    pub fn open(data_dir: &Path, config: LogConfig) -> Result<Core, ServeError> {
+    /// Opens the server's state in `data_dir`, restoring its newest checkpoint and replaying
+    /// what came after it; `checkpointing` says whether checkpoints will be taken.
+    pub fn open(
+        data_dir: &Path,
+        config: LogConfig,
+        checkpointing: bool,
+    ) -> Result<Core, ServeError> {
         std::fs::create_dir_all(data_dir)?;
         let lock = std::fs::File::create(data_dir.join("lock"))?;
         if let Err(error) = lock.try_lock() {
@@ -129,13 +150,22 @@ impl Core {
             fed_stamp: 0,
             registrations: 0,
             failed: Vec::new(),
+            journal_entries: 0,
+            fed_offsets: BTreeMap::new(),
+            checkpointing,
+            checkpoints: CheckpointStatus::default(),
+            next_checkpoint: 0,
+            checkpoint_problems: Vec::new(),
+            failed_queries: BTreeMap::new(),
         };
         // A query sees what is published after it is registered, on replay as when live.
         core.session.engine_mut().stop_retaining_history();
         // Inserted rows go through the stream's log like published ones.
         core.session.capture_inserts();
-        let entries = core.read_journal()?;
-        core.replay(entries)?;
+        let mut entries = core.read_journal()?;
+        let cut = core.restore(&mut entries)?;
+        core.update_retention_floors()?;
+        core.replay(entries, cut)?;
         core.replaying = false;
         Ok(core)
     }

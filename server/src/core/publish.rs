@@ -19,6 +19,10 @@ impl Core {
     pub fn feed(&mut self, logged: &Logged) -> Result<(), ServeError> {
         self.fed_stamp = logged.stamp;
         for part in &logged.parts {
+            self.fed_offsets.insert(
+                (logged.stream.clone(), part.partition),
+                part.offset + part.rows.num_rows() as u64,
+            );
             let changes = split_kinds(&part.rows)?;
             self.session
                 .engine_mut()

@@ -92,6 +92,7 @@ impl Core {
         let Some(query) = self.queries.remove(name) else {
             return Ok(());
         };
+        self.failed_queries.remove(name);
         for output in [
             name.to_string(),
             format!("{name}.late"),

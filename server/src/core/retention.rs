@@ -56,7 +56,8 @@ impl Core {
         warnings
     }
 
-    /// Applies retention to every log.
+    /// Applies retention to every log; a stream's rows the kept checkpoints still need stay
+    /// (what that holds back is in `stats`, and logged once).
     pub fn enforce_retention(&mut self) -> Result<(), ServeError> {
         let now = now();
         self.streams.lock()?.enforce_retention(now)?;

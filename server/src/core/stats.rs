@@ -38,6 +38,7 @@ impl Core {
                     "state_bytes": info.map(|i| i.state_bytes),
                     "late_rows": info.map(|i| i.late_rows),
                     "failed_rows": info.map(|i| i.failed_rows),
+                    "failed": self.failed_queries.get(name),
                 })
             })
             .collect();
@@ -93,7 +94,9 @@ impl Core {
         }
         Ok(
             json!({"streams": streams, "queries": queries, "groups": groups,
-               "subscriptions": subscriptions, "failed": self.failed}),
+               "subscriptions": subscriptions, "failed": self.failed,
+               "checkpoints": self.checkpoints.to_json(locked.held_back_bytes()),
+               "checkpoint_problems": self.checkpoint_problems}),
         )
     }
 

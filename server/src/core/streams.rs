@@ -87,6 +87,10 @@ pub struct Streams {
     unfed_bytes: usize,
     /// The stamp of the latest publish taken to be fed.
     taken_stamp: Millis,
+    /// Per stream partition, the first offset retention keeps (see
+    /// [`Streams::set_retention_floors`]).
+    retention_floors: Option<BTreeMap<(String, usize), u64>>,
+    held_back_bytes: u64,
 }
 
 impl Streams {
@@ -297,11 +301,48 @@ impl Streams {
             .map_or(self.taken_stamp, |u| u.logged.stamp)
     }
 
-    /// Applies retention to every stream's log.
+    /// Sets the offset from which each stream partition's rows are kept whatever retention
+    /// says (the oldest kept checkpoint's next offset to feed; 0 for a partition none covers).
+    /// `None` keeps nothing back.
+    pub(super) fn set_retention_floors(&mut self, floors: Option<BTreeMap<(String, usize), u64>>) {
+        self.retention_floors = floors;
+    }
+
+    /// Bytes retention held back at its last run for the rows checkpoints need.
+    pub(super) fn held_back_bytes(&self) -> u64 {
+        self.held_back_bytes
+    }
+
+    /// Applies retention to every stream's log, keeping in each partition the rows from its
+    /// retention floor on (see [`Streams::set_retention_floors`]).
     pub fn enforce_retention(&mut self, now: Millis) -> Result<(), ServeError> {
-        for log in self.logs.values_mut().chain(self.rejected.values_mut()) {
+        let mut held_back = 0;
+        for (name, log) in &mut self.logs {
+            for partition in 0..log.partitions().len() {
+                let keep_from = match &self.retention_floors {
+                    None => u64::MAX,
+                    Some(floors) => floors
+                        .get(&(name.clone(), partition))
+                        .copied()
+                        .unwrap_or(0),
+                };
+                if let Some(part) = log.partition_mut(partition) {
+                    held_back += part
+                        .enforce_retention_keeping(now, keep_from)?
+                        .held_back_bytes;
+                }
+            }
+        }
+        for log in self.rejected.values_mut() {
             log.enforce_retention(now)?;
         }
+        if held_back > 0 && self.held_back_bytes == 0 {
+            eprintln!(
+                "retention: {held_back} bytes kept past the retention limits: the oldest kept \
+                 checkpoint needs them (see stats: checkpoints)"
+            );
+        }
+        self.held_back_bytes = held_back;
         Ok(())
     }
 }

@@ -9,6 +9,8 @@ use super::context::Context;
 use super::wire::Op;
 use crate::ServeError;
 use crate::core::Payload;
+use std::sync::atomic::Ordering;
+
 use crate::publisher;
 
 /// One of `event`, `events` and `csv` is given.
@@ -92,18 +94,28 @@ impl Publish {
                 ));
             }
         };
+        // Counted before the check, so that a stopping server that has seen no publish in
+        // flight takes no more.
+        let shared = &context.shared;
+        shared.publishing.fetch_add(1, Ordering::SeqCst);
+        let shutting_down = || {
+            shared.publishing.fetch_sub(1, Ordering::SeqCst);
+            ServeError::Request("the server is shutting down".into())
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            return Err(shutting_down());
+        }
         let (reply, answer) = oneshot::channel();
         let publish = publisher::Publish {
             stream: self.stream,
             payload,
             reply,
         };
-        context
-            .shared
+        shared
             .publisher
             .send(publish)
             .await
-            .map_err(|_| ServeError::Request("the server is shutting down".into()))?;
+            .map_err(|_| shutting_down())?;
         Ok(answer)
     }
 }

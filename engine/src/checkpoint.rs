@@ -1,0 +1,135 @@
+//! The checkpoint file: saved state in a frame that says what wrote it and whether it is
+//! whole.
+//!
+//! Layout: the magic bytes `SLUICECK`, the format version (`u32`), the length and text of
+//! the sluice version that wrote it, the length of the state (`u64`), the state (see
+//! [`crate::state`]), and a CRC-32 of everything before it. Integers are little-endian.
+//! Reading checks each part in turn, so a file of another kind, of a newer format, cut short
+//! or damaged is refused with a message saying which, never misread. A file of an older
+//! format is migrated to the current one as it is read (there is one format so far).
+
+use crate::{EngineError, Result};
+
+const MAGIC: &[u8; 8] = b"SLUICECK";
+
+/// The format written today; readers take this one and every older one.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Frames `state` as a checkpoint file.
+pub fn encode(state: &[u8]) -> Vec<u8> {
+    let version = env!("CARGO_PKG_VERSION").as_bytes();
+    let mut file = Vec::with_capacity(state.len() + 40);
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    file.extend_from_slice(&(version.len() as u32).to_le_bytes());
+    file.extend_from_slice(version);
+    file.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    file.extend_from_slice(state);
+    let checksum = crc32fast::hash(&file);
+    file.extend_from_slice(&checksum.to_le_bytes());
+    file
+}
+
+/// The state framed in checkpoint file `file` (named `name` in errors), in today's format.
+pub fn decode<'a>(name: &str, file: &'a [u8]) -> Result<&'a [u8]> {
+    let damaged = |position: usize, reason: String| EngineError::Corrupt {
+        file: name.to_string(),
+        position: position as u64,
+        reason,
+    };
+    if file.len() < MAGIC.len() || &file[..MAGIC.len()] != MAGIC {
+        return Err(damaged(0, "it is not a sluice checkpoint".into()));
+    }
+    let mut position = MAGIC.len();
+    let mut take = |length: usize| -> Result<&'a [u8]> {
+        let end = position
+            .checked_add(length)
+            .filter(|end| *end <= file.len());
+        let Some(end) = end else {
+            return Err(damaged(position, "the file ends early".into()));
+        };
+        let part = &file[position..end];
+        position = end;
+        Ok(part)
+    };
+    let format = u32::from_le_bytes(fixed(take(4)?));
+    let version_length = u32::from_le_bytes(fixed(take(4)?)) as usize;
+    let written_by = String::from_utf8_lossy(take(version_length)?).into_owned();
+    if format > FORMAT_VERSION {
+        return Err(EngineError::Checkpoint(format!(
+            "{name} has format {format}, written by sluice {written_by}; this sluice ({}) reads formats up to {FORMAT_VERSION}",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let state_length = u64::from_le_bytes(fixed(take(8)?));
+    let state_length = usize::try_from(state_length)
+        .map_err(|_| damaged(MAGIC.len(), format!("a state of {state_length} bytes")))?;
+    let state = take(state_length)?;
+    let checksum_at = file.len() - 4.min(file.len());
+    let stored = u32::from_le_bytes(fixed(take(4)?));
+    if crc32fast::hash(&file[..checksum_at]) != stored {
+        return Err(damaged(checksum_at, "its checksum does not match".into()));
+    }
+    if checksum_at + 4 != file.len() {
+        return Err(damaged(checksum_at + 4, "bytes follow the checksum".into()));
+    }
+    Ok(state)
+}
+
+/// The first `N` bytes of `bytes`, which has at least that many.
+fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut value = [0; N];
+    value.copy_from_slice(&bytes[..N]);
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(file: &[u8]) -> String {
+        match decode("cp", file) {
+            Ok(_) => "decoded".into(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn state_comes_back_whole() -> Result<()> {
+        let file = encode(b"state bytes");
+        assert_eq!(decode("cp", &file)?, b"state bytes");
+        Ok(())
+    }
+
+    #[test]
+    fn a_cut_or_changed_file_is_refused() {
+        let file = encode(b"state bytes");
+        assert_eq!(
+            error(&file[..file.len() - 1]),
+            "cp is damaged at byte 40: the file ends early"
+        );
+        let mut flipped = file.clone();
+        flipped[30] ^= 1;
+        assert_eq!(
+            error(&flipped),
+            "cp is damaged at byte 40: its checksum does not match"
+        );
+        assert_eq!(
+            error(b"PAR1...."),
+            "cp is damaged at byte 0: it is not a sluice checkpoint"
+        );
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_by_name() {
+        let mut file = encode(b"x");
+        file[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        assert_eq!(
+            error(&file),
+            format!(
+                "checkpoint: cp has format 2, written by sluice {v}; this sluice ({v}) reads formats up to 1",
+                v = env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Checkpoints: the queries' state saved between two publishes, so that a restart loads it
+//! and replays only what came after, however much input retention has deleted since.
+//!
+//! A checkpoint is taken under the core's lock, between two publishes fed to the queries,
+//! which is a consistent cut: it records how many catalog journal entries had been applied,
+//! the stamp of the latest publish fed, the next offset to feed of every stream partition,
+//! the end of every result log (synced first: results up to the cut are never made again),
+//! the queries that have failed, and the engine's state. The file, `checkpoints/N`, frames it
+//! all with a checksum (`sluice_engine::checkpoint`); it is written to a temporary name,
+//! synced, renamed and the directory synced, so a checkpoint is whole or absent. The two
+//! newest are kept.
+//!
+//! On start the newest checkpoint that reads whole is restored: the journal's first entries
+//! are applied again (registering the queries it had, with no input), the engine loads the
+//! state, and the replay feeds each partition from the checkpoint's offsets on. A damaged
+//! newest checkpoint falls back to the one before, and without either the replay starts
+//! from the retained input. A query whose state could not be restored, or whose input
+//! retention has deleted, is stopped and marked **failed** with the reason (`stats`,
+//! `list`); cancelling and registering it again starts it fresh. Retention never deletes
+//! rows at or after the oldest kept checkpoint's offsets (see [`Core::retention_floor`]).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_engine::checkpoint;
+use sluice_engine::state::{StateReader, StateWriter};
+use sluice_engine::time::Millis;
+
+use super::{Core, now};
+use crate::ServeError;
+
+const DIRECTORY: &str = "checkpoints";
+const KEPT: usize = 2;
+
+/// Where a checkpoint's cut is, as read back on start.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Cut {
+    pub(super) id: u64,
+    /// Journal entries applied before the cut.
+    pub(super) entries: u64,
+    pub(super) fed_stamp: Millis,
+    pub(super) registrations: u64,
+    /// Per stream partition, the next offset to feed.
+    pub(super) offsets: BTreeMap<(String, usize), u64>,
+    /// Per query, the ends of its results, late rows and failed rows logs.
+    pub(super) result_ends: BTreeMap<String, [u64; 3]>,
+    /// Queries failed before the cut, with why.
+    pub(super) failed: BTreeMap<String, String>,
+}
+
+/// What `stats` says of checkpoints.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CheckpointStatus {
+    /// The last checkpoint written: its id, when, its bytes, how long ingest paused.
+    pub(super) last: Option<(u64, Millis, u64, Duration)>,
+    /// The error of the last attempt, when it failed.
+    pub(super) error: Option<String>,
+    /// Offsets kept checkpoints start from, oldest checkpoint first.
+    pub(super) kept: Vec<(u64, BTreeMap<(String, usize), u64>)>,
+}
+
+impl CheckpointStatus {
+    pub(super) fn to_json(&self, held_back_bytes: u64) -> Value {
+        let last = self.last.map(|(id, at, bytes, pause)| {
+            json!({"id": id, "age_ms": now().saturating_sub(at), "bytes": bytes,
+                   "pause_ms": pause.as_secs_f64() * 1000.0})
+        });
+        json!({"last": last, "error": self.error,
+               "retention_held_back_bytes": held_back_bytes})
+    }
+}
+
+fn directory(data_dir: &Path) -> PathBuf {
+    data_dir.join(DIRECTORY)
+}
+
+/// The checkpoints in `data_dir`, newest first.
+fn list(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, ServeError> {
+    let entries = match fs::read_dir(directory(data_dir)) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+            found.push((id, entry.path()));
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(found)
+}
+
+impl Core {
+    /// Takes a checkpoint now (between two publishes: the caller holds the core).
+    pub fn checkpoint(&mut self) -> Result<(), ServeError> {
+        let result = self.write_checkpoint();
+        self.checkpoints.error = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    fn write_checkpoint(&mut self) -> Result<(), ServeError> {
+        let started = Instant::now();
+        let id = self.checkpoints.last.map_or(0, |(id, ..)| id).max(self.next_checkpoint) + 1;
+        // Results up to the cut are not made again after a restart: they must be on disk.
+        for query in self.queries.values_mut() {
+            for output in query.outputs_mut() {
+                output.log.sync()?;
+            }
+        }
+        let mut state = StateWriter::new();
+        state.label("server");
+        state.u64(self.journal_entries);
+        state.i64(self.fed_stamp);
+        state.u64(self.registrations);
+        let offsets = self.fed_offsets();
+        state.usize(offsets.len());
+        for ((stream, partition), offset) in &offsets {
+            state.string(stream);
+            state.usize(*partition);
+            state.u64(*offset);
+        }
+        state.usize(self.queries.len());
+        for (name, query) in &self.queries {
+            state.string(name);
+            for output in [&query.results, &query.late, &query.errors] {
+                state.u64(output.end());
+            }
+        }
+        state.usize(self.failed_queries.len());
+        for (name, reason) in &self.failed_queries {
+            state.string(name);
+            state.string(reason);
+        }
+        self.session.engine_mut().save_state(&mut state)?;
+        let bytes = checkpoint::encode(&state.into_bytes());
+        let pause = started.elapsed();
+
+        let dir = directory(&self.data_dir);
+        fs::create_dir_all(&dir)?;
+        let temporary = dir.join(format!("{id}.tmp"));
+        let mut file = File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, dir.join(id.to_string()))?;
+        File::open(&dir)?.sync_all()?;
+        for (old, path) in list(&self.data_dir)?.into_iter().skip(KEPT) {
+            fs::remove_file(&path)?;
+            self.checkpoints.kept.retain(|(kept, _)| *kept != old);
+        }
+        self.checkpoints.kept.push((id, offsets));
+        while self.checkpoints.kept.len() > KEPT {
+            self.checkpoints.kept.remove(0);
+        }
+        self.checkpoints.last = Some((id, now(), bytes.len() as u64, pause));
+        self.update_retention_floors()
+    }
+
+    /// Tells the streams what retention must keep for the kept checkpoints: in each stream
+    /// partition, the oldest kept checkpoint's next offset to feed (0 for a partition no kept
+    /// checkpoint covers, so that a replay from the start still finds it all). Nothing is
+    /// kept back when checkpoints are off.
+    pub(super) fn update_retention_floors(&self) -> Result<(), ServeError> {
+        let floors = self.checkpointing.then(|| {
+            let mut floors: BTreeMap<(String, usize), u64> = BTreeMap::new();
+            if let Some((_, oldest)) = self.checkpoints.kept.first() {
+                for (key, offset) in oldest {
+                    floors.insert(key.clone(), *offset);
+                }
+            }
+            floors
+        });
+        self.streams.lock()?.set_retention_floors(floors);
+        Ok(())
+    }
+
+    /// The next offset to feed of every stream partition.
+    fn fed_offsets(&self) -> BTreeMap<(String, usize), u64> {
+        self.fed_offsets.clone()
+    }
+
+    /// The newest checkpoint in the data directory that reads whole, with its state; a
+    /// damaged one is reported and the one before it tried.
+    pub(super) fn newest_checkpoint(&mut self) -> Result<Option<(Cut, Vec<u8>)>, ServeError> {
+        for (id, path) in list(&self.data_dir)? {
+            self.next_checkpoint = self.next_checkpoint.max(id);
+            let file = fs::read(&path)?;
+            match read_cut(id, &path, &file) {
+                Ok(cut) => {
+                    self.checkpoints.kept.insert(0, (id, cut.0.offsets.clone()));
+                    return Ok(Some(cut));
+                }
+                Err(error) => {
+                    eprintln!("checkpoint {}: not used: {error}", path.display());
+                    self.checkpoint_problems.push(format!("checkpoint {id}: {error}"));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The cut of checkpoint file `file`, and the engine's state that follows it in the file.
+fn read_cut(id: u64, path: &Path, file: &[u8]) -> Result<(Cut, Vec<u8>), ServeError> {
+    let body = checkpoint::decode(&path.display().to_string(), file)?;
+    let mut state = StateReader::new(body);
+    state.label("server")?;
+    let mut cut = Cut {
+        id,
+        entries: state.u64()?,
+        fed_stamp: state.i64()?,
+        registrations: state.u64()?,
+        ..Cut::default()
+    };
+    for _ in 0..state.usize()? {
+        let stream = state.string()?;
+        let partition = state.usize()?;
+        cut.offsets.insert((stream, partition), state.u64()?);
+    }
+    for _ in 0..state.usize()? {
+        let name = state.string()?;
+        let ends = [state.u64()?, state.u64()?, state.u64()?];
+        cut.result_ends.insert(name, ends);
+    }
+    for _ in 0..state.usize()? {
+        let name = state.string()?;
+        cut.failed.insert(name, state.string()?);
+    }
+    let engine = body[body.len() - state.remaining()..].to_vec();
+    Ok((cut, engine))
+}
