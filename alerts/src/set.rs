@@ -22,15 +22,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Int32Array, Int32DictionaryArray, NullArray, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int32DictionaryArray, Int64Array,
+    NullArray, StringArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::{filter_record_batch, take};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, UInt64Type,
+};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
+use sluice_engine::state::{StateReader, StateWriter};
 use sluice_engine::time::Millis;
-use sluice_engine::{Changes, RowKind};
+use sluice_engine::{Changes, EngineError, RowKind};
 
 use crate::{AlertError, Result};
 use crate::{AlertId, AlertIndex, Compiled, Matches};
@@ -406,6 +411,216 @@ impl AlertSet {
             });
         }
     }
+}
+
+/// The saved state's columns per alert, in order.
+const NAME: usize = 0;
+const FIRED: usize = 1;
+const SUPPRESSED: usize = 2;
+const NOT_NOTIFIED: usize = 3;
+const KEYS: usize = 4;
+
+impl AlertSet {
+    /// Writes what the alerts have done so far (see [`crate::AlertOperator`]'s
+    /// **Checkpoint**): the watermark and, per alert by name, the rows it fired on and its
+    /// suppression's state. The alerts themselves are registered again by their statements.
+    pub fn save_state(&self, state: &mut StateWriter) -> sluice_engine::Result<()> {
+        state.label("alert set");
+        state.i64(self.watermark);
+        let alerts: Vec<(&str, AlertId, Option<&Suppressed>)> = self
+            .by_name
+            .iter()
+            .map(|(name, &id)| {
+                let suppressed = self
+                    .alerts
+                    .get(id as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|alert| alert.suppression.as_deref());
+                (name.as_ref(), id, suppressed)
+            })
+            .collect();
+        let count = alerts.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                alerts.iter().map(|(name, _, _)| *name),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                alerts.iter().map(|(_, id, _)| self.index.fired(*id)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                alerts.iter().map(|(_, _, s)| Some(s.is_some())),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                alerts
+                    .iter()
+                    .map(|(_, _, s)| s.map_or(0, |s| s.not_notified)),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                alerts
+                    .iter()
+                    .map(|(_, _, s)| s.map_or(0, |s| s.notified.len() as u64)),
+            )),
+        ];
+        state.arrays(&columns, count)?;
+        for suppressed in alerts.iter().filter_map(|(_, _, s)| *s) {
+            suppressed.save_state(state)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`AlertSet::save_state`] wrote into a set where the same alerts have been
+    /// registered (under any numbers) and no row has been matched.
+    pub fn load_state(&mut self, state: &mut StateReader) -> sluice_engine::Result<()> {
+        state.label("alert set")?;
+        self.watermark = state.i64()?;
+        let (columns, count) = state.arrays()?;
+        let names = columns
+            .get(NAME)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| checkpoint_error("the alerts' names are not strings"))?;
+        let number = |index: usize| {
+            columns
+                .get(index)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .ok_or_else(|| checkpoint_error("the alerts' counts are not numbers"))
+        };
+        let (fired, not_notified, keys) = (number(FIRED)?, number(NOT_NOTIFIED)?, number(KEYS)?);
+        let suppressed = columns
+            .get(SUPPRESSED)
+            .and_then(|c| c.as_boolean_opt())
+            .ok_or_else(|| checkpoint_error("the alerts' suppressions are not booleans"))?;
+        if count != self.by_name.len() {
+            return Err(checkpoint_error(&format!(
+                "the checkpoint has {count} alerts, the set {}",
+                self.by_name.len()
+            )));
+        }
+        for row in 0..count {
+            let name = names.value(row);
+            let id = *self.by_name.get(name).ok_or_else(|| {
+                checkpoint_error(&format!(
+                    "alert '{name}' of the checkpoint is not registered"
+                ))
+            })?;
+            self.index.set_fired(id, fired.value(row));
+            let registered = self
+                .alerts
+                .get_mut(id as usize)
+                .and_then(Option::as_mut)
+                .and_then(|alert| alert.suppression.as_deref_mut());
+            match (registered, suppressed.value(row)) {
+                (None, false) => {}
+                (Some(registered), true) => {
+                    registered.not_notified = not_notified.value(row);
+                    registered.load_state(state, keys.value(row) as usize)?;
+                }
+                (registered, _) => {
+                    let (now, then) = match registered {
+                        Some(_) => ("with", "none"),
+                        None => ("without", "one"),
+                    };
+                    return Err(checkpoint_error(&format!(
+                        "alert '{name}' is registered {now} a suppression, and had {then} when \
+                         the checkpoint was taken"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Suppressed {
+    /// Writes the notified times, by key in the keys' order: the key columns with each key's
+    /// number of times, then the times one after another. Nothing when no key is kept.
+    fn save_state(&self, state: &mut StateWriter) -> sluice_engine::Result<()> {
+        if self.notified.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(&Vec<ScalarValue>, &Vec<Millis>)> = self.notified.iter().collect();
+        let mut columns = (0..self.rule.key.len())
+            .map(|column| {
+                ScalarValue::iter_to_array(
+                    entries
+                        .iter()
+                        .map(|(key, _)| key.get(column).cloned().unwrap_or(ScalarValue::Null)),
+                )
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            entries.iter().map(|(_, times)| times.len() as u64),
+        )));
+        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+        if !self.rule.key.is_empty() {
+            let keys = &columns[..self.rule.key.len()];
+            let converter = RowConverter::new(
+                keys.iter()
+                    .map(|c| SortField::new(c.data_type().clone()))
+                    .collect(),
+            )?;
+            let rows = converter.convert_columns(keys)?;
+            order.sort_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
+        }
+        let order = UInt32Array::from(order);
+        let columns = columns
+            .iter()
+            .map(|column| take(column, &order, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        state.arrays(&columns, entries.len())?;
+        let times = Int64Array::from_iter_values(
+            order
+                .values()
+                .iter()
+                .flat_map(|at| entries[*at as usize].1.iter().copied()),
+        );
+        let count = times.len();
+        state.arrays(&[Arc::new(times)], count)
+    }
+
+    /// Reads what [`Suppressed::save_state`] wrote for `keys` keys.
+    fn load_state(&mut self, state: &mut StateReader, keys: usize) -> sluice_engine::Result<()> {
+        self.notified.clear();
+        if keys == 0 {
+            return Ok(());
+        }
+        let (columns, rows) = state.arrays()?;
+        let width = self.rule.key.len();
+        let counts = columns
+            .get(width)
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .filter(|_| columns.len() == width + 1 && rows == keys)
+            .ok_or_else(|| checkpoint_error("a suppression's keys are not as saved"))?;
+        let (times, _) = state.arrays()?;
+        let times = times
+            .first()
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| checkpoint_error("a suppression's times are not numbers"))?;
+        let mut at = 0;
+        for row in 0..rows {
+            let key = columns[..width]
+                .iter()
+                .map(|column| ScalarValue::try_from_array(column, row))
+                .collect::<Result<Vec<_>, _>>()?;
+            let count = counts.value(row) as usize;
+            let Some(kept) = times.values().get(at..at + count) else {
+                return Err(checkpoint_error(
+                    "a suppression's times are fewer than saved",
+                ));
+            };
+            at += count;
+            self.notified.insert(key, kept.to_vec());
+        }
+        if at != times.len() {
+            return Err(checkpoint_error(
+                "a suppression's times are more than saved",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn checkpoint_error(reason: &str) -> EngineError {
+    EngineError::Checkpoint(format!("alerts: {reason}"))
 }
 
 impl Suppressed {

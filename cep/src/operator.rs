@@ -27,6 +27,18 @@
 //!   the late side output.
 //! - **End of input**: every partition's rows are complete, so every search is decided;
 //!   nothing stays.
+//! - **Checkpoint**: the rows the watermark has not passed (with their event times and
+//!   arrival numbers) and the arrival count; the watermark, whether input ended and when idle
+//!   partitions are next swept; the row store's batches as they are (released places empty),
+//!   and per place in the partition list whether a partition is there, its key (as columns),
+//!   its rows as references into the store (chunk and row) with their event times and
+//!   classes, its first row's number, next search start, match count, first row not yet
+//!   taken by a match, `WITHIN` deadline, latest event time and the rows whose failures were
+//!   reported; and the free places in their order. No search is in progress between calls
+//!   (each call searches again from the next start; its memo lives only during one search),
+//!   so there is none to save. Rebuilt on load: the deadline index from the partitions'
+//!   deadlines, the store's reference counts from the references, the partitions' gathered
+//!   rows when next read.
 
 mod checkpoint;
 

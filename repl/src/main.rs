@@ -87,7 +87,8 @@ enum Command {
         /// Keep a checkpoint in DIR, and go on from the one there (needs --output).
         #[arg(long, value_name = "DIR")]
         checkpoint_dir: Option<PathBuf>,
-        /// Stop after feeding N more input rows, with a checkpoint (needs --checkpoint-dir).
+        /// Stop, with a checkpoint, once N more input rows are fed (at the end of the batch the
+        /// N-th row is in); needs --checkpoint-dir.
         #[arg(long, value_name = "N")]
         stop_after_rows: Option<u64>,
     },
@@ -244,7 +245,9 @@ fn run_command() -> ExitCode {
                 seconds => match Duration::try_from_secs_f64(seconds) {
                     Ok(interval) => Some(interval),
                     Err(_) => {
-                        eprintln!("error: --checkpoint-interval {seconds}: not a number of seconds");
+                        eprintln!(
+                            "error: --checkpoint-interval {seconds}: not a number of seconds"
+                        );
                         return ExitCode::FAILURE;
                     }
                 },

@@ -11,8 +11,9 @@
 //! With `--checkpoint-dir CP` (and `--output`) the run keeps a checkpoint in `CP` (see
 //! [`checkpoint`]) and, started again with the same script, inputs and directory, goes on
 //! from it: the rows fed before are not fed again, the output files grow from where the
-//! checkpoint left them. `--stop-after-rows N` stops after feeding N more input rows, with a
-//! checkpoint; without it the run feeds everything, ends the input and checkpoints at the end.
+//! checkpoint left them. `--stop-after-rows N` stops once it has fed N more input rows (at
+//! the end of the batch the N-th row is in, as a batch is fed whole), with a checkpoint;
+//! without it the run feeds everything, ends the input and checkpoints at the end.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -190,13 +191,14 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
                 let Some(run) = skip(run, &mut to_skip) else {
                     continue;
                 };
+                // A run is fed whole: an updating aggregate emits one change per group and
+                // batch, so stopping inside one would change what it writes.
                 let rows = run.rows.num_rows() as u64;
-                let take = left.map_or(rows, |left| left.min(rows));
-                script.feed(&run.stream, &run.rows.slice(0, take as usize))?;
+                script.feed(&run.stream, &run.rows)?;
                 deliver(&mut script, &mut sinks, &mut counts, args, &resumed)?;
-                position.rows_fed += take;
+                position.rows_fed += rows;
                 if let Some(left) = &mut left {
-                    *left -= take;
+                    *left = left.saturating_sub(rows);
                     if *left == 0 {
                         summary.stopped_at = Some(position.rows_fed);
                         break;

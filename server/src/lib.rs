@@ -105,7 +105,13 @@ pub fn serve(
 ) -> Result<(), ServeError> {
     // Opening replays the catalog's statements, and requests plan statements on the
     // runtime's threads: both get a stack for the deepest statement the limits accept.
-    let core = with_planning_stack(|| Core::open(&config.data_dir, config.log, config.checkpoint_interval.is_some()))??;
+    let core = with_planning_stack(|| {
+        Core::open(
+            &config.data_dir,
+            config.log,
+            config.checkpoint_interval.is_some(),
+        )
+    })??;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(PLANNING_STACK_BYTES)

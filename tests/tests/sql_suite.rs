@@ -83,9 +83,9 @@ fn run_trial(path: PathBuf) -> Trial {
 fn restart_trial(path: PathBuf, seeds: u64) -> Trial {
     Trial::test(format!("restart/{}", test_name(&path)), move || {
         let text = std::fs::read_to_string(&path).map_err(|e| Failed::from(e.to_string()))?;
-        let salt = test_name(&path)
-            .bytes()
-            .fold(0u64, |hash, byte| hash.wrapping_mul(31).wrapping_add(byte.into()));
+        let salt = test_name(&path).bytes().fold(0u64, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(byte.into())
+        });
         for seed in 0..seeds {
             let cut = Cut::random(&text, salt.wrapping_add(seed));
             run_test_file_with_restart(&text, cut).map_err(|failure| {

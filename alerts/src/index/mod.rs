@@ -216,6 +216,13 @@ impl AlertIndex {
         self.buffers.fired.get(id as usize).copied().unwrap_or(0)
     }
 
+    /// Sets how many rows alert `id` has fired on (as a checkpoint saved it).
+    pub(crate) fn set_fired(&mut self, id: AlertId, fired: u64) {
+        if let Some(count) = self.buffers.fired.get_mut(id as usize) {
+            *count = fired;
+        }
+    }
+
     /// Lists alert `id` with its tests and their numbers under the partitions `hashes` of
     /// `shape` (of a string column's value, `symbol`: the column and the value's symbol), and
     /// adds where to `places`.

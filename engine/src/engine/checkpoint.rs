@@ -160,7 +160,10 @@ impl Engine {
         }
         for (id, query) in &self.queries {
             if !loaded.contains(id) {
-                left_out.push((*id, format!("the checkpoint has no state of query '{}'", query.name)));
+                left_out.push((
+                    *id,
+                    format!("the checkpoint has no state of query '{}'", query.name),
+                ));
             }
         }
         Ok(left_out)

@@ -477,7 +477,7 @@ impl Operator for RegularJoin {
 #[cfg(test)]
 mod tests {
     use super::super::join::checkpoint_tests::{
-        Random, Script, joined_schema, residual, restore, same, side,
+        Random, Script, Step, inserts, joined_schema, residual, restore, same, side,
     };
     use super::*;
 
@@ -520,6 +520,30 @@ mod tests {
             }
         }
         assert!(mattered >= 30, "the state mattered in {mattered} runs only");
+        Ok(())
+    }
+
+    #[test]
+    fn keys_written_before_the_stream_time_expire_as_they_would_have() -> Result<()> {
+        let build = || {
+            let (left, right) = (side("l", false), side("r", false));
+            let schema = joined_schema(&left, &right);
+            RegularJoin::new(JoinKind::Inner, left, right, None, Some(5), schema)
+        };
+        let (left, right) = (side("l", false).schema, side("r", false).schema);
+        let steps = [
+            // No time yet: `a` counts as written at the first stream time, 100.
+            Step::Rows(0, inserts(&left, &[(Some("a"), None, 1)])?),
+            Step::Rows(1, inserts(&right, &[(Some("b"), Some(100), 0)])?),
+            Step::Rows(1, inserts(&right, &[(Some("a"), Some(103), 0)])?),
+            // Past 105: the left `a` is gone.
+            Step::Rows(1, inserts(&right, &[(Some("b"), Some(200), 0)])?),
+            Step::Rows(1, inserts(&right, &[(Some("a"), Some(201), 0)])?),
+        ];
+        let outcome = restore(build, &steps, 1)?;
+        assert!(same(&outcome.expected, &outcome.restored));
+        let rows: usize = outcome.expected.iter().map(Changes::num_rows).sum();
+        assert_eq!(rows, 1);
         Ok(())
     }
 }

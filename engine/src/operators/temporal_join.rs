@@ -456,10 +456,13 @@ impl Operator for TemporalJoin {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::array::UInt8Array;
+
     use super::super::join::checkpoint_tests::{
-        Random, Script, joined_schema, residual, restore, same, side,
+        Random, Script, Step, inserts, joined_schema, residual, restore, same, side,
     };
     use super::*;
+    use crate::time::WATERMARK_MAX;
 
     #[test]
     fn a_restored_join_goes_on_as_the_original() -> Result<()> {
@@ -505,6 +508,39 @@ mod tests {
             }
         }
         assert!(mattered >= 30, "the state mattered in {mattered} runs only");
+        Ok(())
+    }
+
+    #[test]
+    fn a_deletion_after_a_restore_takes_effect_at_the_table_time_reached_before() -> Result<()> {
+        let build = || {
+            let (stream, table) = (side("l", false), side("r", false));
+            let schema = joined_schema(&stream, &table);
+            TemporalJoin::new(
+                JoinKind::Inner,
+                VersionTime::Event,
+                stream,
+                table,
+                None,
+                schema,
+            )
+        };
+        let (stream, table) = (side("l", false).schema, side("r", false).schema);
+        let mut deletion = inserts(&table, &[(Some("a"), Some(20), 1)])?;
+        deletion.kinds = Some(UInt8Array::from(vec![RowKind::Delete as u8]));
+        let steps = [
+            Step::Rows(1, inserts(&table, &[(Some("a"), Some(10), 1)])?),
+            Step::Rows(1, inserts(&table, &[(Some("b"), Some(50), 2)])?),
+            // Takes effect at 50, the table time reached: `a` is still there at 30.
+            Step::Rows(1, deletion),
+            Step::Rows(0, inserts(&stream, &[(Some("a"), Some(30), 0)])?),
+            Step::Watermark(0, WATERMARK_MAX),
+            Step::Watermark(1, WATERMARK_MAX),
+        ];
+        let outcome = restore(build, &steps, 2)?;
+        assert!(same(&outcome.expected, &outcome.restored));
+        let rows: usize = outcome.expected.iter().map(Changes::num_rows).sum();
+        assert_eq!(rows, 1);
         Ok(())
     }
 }

@@ -302,7 +302,7 @@ impl Operator for UpdatingAggregate {
                     .map(|accumulators| accumulators.next())
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| EngineError::Checkpoint("an accumulator is missing".into()))?,
-                rows: rows.value(index).min(1),
+                rows: rows.value(index),
                 emitted: Some(
                     emitted
                         .iter()

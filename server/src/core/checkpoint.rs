@@ -88,7 +88,11 @@ fn list(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, ServeError> {
     let mut found = Vec::new();
     for entry in entries {
         let entry = entry?;
-        if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             found.push((id, entry.path()));
         }
     }
@@ -106,7 +110,12 @@ impl Core {
 
     fn write_checkpoint(&mut self) -> Result<(), ServeError> {
         let started = Instant::now();
-        let id = self.checkpoints.last.map_or(0, |(id, ..)| id).max(self.next_checkpoint) + 1;
+        let id = self
+            .checkpoints
+            .last
+            .map_or(0, |(id, ..)| id)
+            .max(self.next_checkpoint)
+            + 1;
         // Results up to the cut are not made again after a restart: they must be on disk.
         for query in self.queries.values_mut() {
             for output in query.outputs_mut() {
@@ -197,7 +206,8 @@ impl Core {
                 }
                 Err(error) => {
                     eprintln!("checkpoint {}: not used: {error}", path.display());
-                    self.checkpoint_problems.push(format!("checkpoint {id}: {error}"));
+                    self.checkpoint_problems
+                        .push(format!("checkpoint {id}: {error}"));
                 }
             }
         }

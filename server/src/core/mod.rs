@@ -107,6 +107,8 @@ pub struct Core {
     checkpoint_problems: Vec<String>,
     /// Standing queries stopped because their state could not be restored, with why.
     failed_queries: BTreeMap<String, String>,
+    /// While applying the journal entries a checkpoint covers.
+    restoring: bool,
 }
 
 pub(crate) fn now() -> Millis {
@@ -157,6 +159,7 @@ impl Core {
             next_checkpoint: 0,
             checkpoint_problems: Vec::new(),
             failed_queries: BTreeMap::new(),
+            restoring: false,
         };
         // A query sees what is published after it is registered, on replay as when live.
         core.session.engine_mut().stop_retaining_history();

@@ -45,10 +45,13 @@ impl Core {
                 entries.len()
             )));
         }
+        // The queries these entries register take their state from the checkpoint.
+        self.restoring = true;
         for entry in entries.drain(..applied) {
             self.fed_stamp = entry.at();
             self.apply(entry)?;
         }
+        self.restoring = false;
         let left_out = self
             .session
             .engine_mut()
@@ -220,8 +223,10 @@ impl Core {
             .map(|q| q.id)
             .filter(|id| !before.contains(id))
             .collect();
-        for id in registered {
-            self.check_retained_input(id, at)?;
+        if !self.restoring {
+            for id in registered {
+                self.check_retained_input(id, at)?;
+            }
         }
         match outcome {
             Ok(()) => Ok(()),
@@ -253,7 +258,11 @@ impl Core {
     /// Fails query `id`, registered (on replay) after the publish stamped `registered_at`, if
     /// it keeps state and retention may have deleted records published after that: the
     /// oldest record kept of one of its streams came later.
-    fn check_retained_input(&mut self, id: QueryId, registered_at: Millis) -> Result<(), ServeError> {
+    fn check_retained_input(
+        &mut self,
+        id: QueryId,
+        registered_at: Millis,
+    ) -> Result<(), ServeError> {
         let engine = self.session.engine();
         if !engine.query_keeps_state(id) {
             return Ok(());

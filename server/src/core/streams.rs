@@ -321,10 +321,7 @@ impl Streams {
             for partition in 0..log.partitions().len() {
                 let keep_from = match &self.retention_floors {
                     None => u64::MAX,
-                    Some(floors) => floors
-                        .get(&(name.clone(), partition))
-                        .copied()
-                        .unwrap_or(0),
+                    Some(floors) => floors.get(&(name.clone(), partition)).copied().unwrap_or(0),
                 };
                 if let Some(part) = log.partition_mut(partition) {
                     held_back += part

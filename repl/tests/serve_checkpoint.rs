@@ -1,0 +1,213 @@
+//! Checkpoints of `sluice serve` end to end: state that retention deleted the input of
+//! survives a crash, a query whose state cannot be restored is marked failed instead of
+//! running on wrong state, and SIGTERM stops the server cleanly with a final checkpoint.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Server, temp_dir};
+
+const READINGS: &str = "CREATE TABLE readings (sensor STRING, v BIGINT, ts TIMESTAMP(3), \
+    WATERMARK FOR ts AS ts)";
+
+/// One hour's window per sensor: it stays open while all of the hour's readings arrive.
+const HOURLY: &str = "SELECT sensor, window_start, COUNT(*) AS n, SUM(v) AS total \
+    FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' HOUR)) \
+    GROUP BY sensor, window_start, window_end";
+
+/// Small segments and a small retention limit, so publishes soon delete the oldest input.
+const SMALL_LOG: [&str; 6] = [
+    "--segment-bytes",
+    "2048",
+    "--retention-bytes",
+    "4096",
+    "--checkpoint-interval",
+    "0.05",
+];
+
+fn reading(i: u64) -> Value {
+    json!({"sensor": format!("s{}", i % 3), "v": i,
+           "ts": format!("2024-01-01 10:{:02}:{:02}", (i / 60) % 60, i % 60)})
+}
+
+/// Publishes readings `0..count` one per publish, all within 10:00-11:00.
+fn publish_hour(server: &Server, count: u64) {
+    let mut client = server.connect();
+    for i in 0..count {
+        client.ok(json!({"op": "publish", "stream": "readings", "event": reading(i)}));
+    }
+}
+
+/// The offset of the oldest row the stream keeps.
+fn oldest_kept(server: &Server) -> u64 {
+    let stats = server.connect().ok(json!({"op": "stats"}));
+    stats["streams"][0]["partitions"][0]["start"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// What HOURLY emits for readings `0..count` once the hour closes, by sensor.
+fn expected_hour(count: u64) -> Vec<(String, i64, i64)> {
+    (0..3)
+        .map(|sensor| {
+            let values: Vec<u64> = (0..count).filter(|i| i % 3 == sensor).collect();
+            (
+                format!("s{sensor}"),
+                values.len() as i64,
+                values.iter().sum::<u64>() as i64,
+            )
+        })
+        .collect()
+}
+
+fn hourly_rows(rows: &[Value]) -> Vec<(String, i64, i64)> {
+    let mut rows: Vec<(String, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["row"]["sensor"].as_str().unwrap_or_default().to_string(),
+                r["row"]["n"].as_i64().unwrap_or(-1),
+                r["row"]["total"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Starts a server, creates the readings and the hourly query, publishes `count` readings
+/// and waits until retention has deleted some of them.
+fn hour_with_deleted_input(dir: &std::path::Path, count: u64) -> Server {
+    let server = Server::start(dir, &SMALL_LOG);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": READINGS}));
+    client.ok(json!({"op": "register", "name": "hourly", "sql": HOURLY}));
+    publish_hour(&server, count);
+    // A checkpoint after the last publish lets retention go on.
+    std::thread::sleep(Duration::from_millis(300));
+    publish_hour_tail(&server);
+    assert!(
+        oldest_kept(&server) > 0,
+        "retention deleted nothing: the test would prove nothing"
+    );
+    server
+}
+
+/// One more reading within the hour, so that retention runs after the latest checkpoint.
+fn publish_hour_tail(server: &Server) {
+    server
+        .connect()
+        .ok(json!({"op": "publish", "stream": "readings", "event":
+            {"sensor": "s0", "v": 0, "ts": "2024-01-01 10:59:59"}}));
+}
+
+#[test]
+fn an_open_window_whose_input_retention_deleted_survives_a_crash() {
+    let dir = temp_dir();
+    let server = hour_with_deleted_input(dir.path(), 300);
+    server.kill();
+
+    let server = Server::start(dir.path(), &SMALL_LOG);
+    let mut client = server.connect();
+    client.ok(json!({"op": "publish", "stream": "readings", "event":
+        {"sensor": "s0", "v": 1, "ts": "2024-01-01 11:00:01"}}));
+    client.ok(json!({"op": "subscribe", "query": "hourly", "from": "earliest"}));
+    let mut expected = expected_hour(300);
+    // The tail reading: s0, value 0.
+    expected[0].1 += 1;
+    assert_eq!(hourly_rows(&client.pushed(3)), expected);
+    let stats = client.ok(json!({"op": "stats"}));
+    assert_eq!(stats["queries"][0]["failed"], Value::Null, "{stats}");
+}
+
+#[test]
+fn without_a_checkpoint_a_query_whose_input_was_deleted_starts_failed() {
+    let dir = temp_dir();
+    let server = hour_with_deleted_input(dir.path(), 300);
+    server.kill();
+    std::fs::remove_dir_all(dir.path().join("checkpoints"))
+        .unwrap_or_else(|e| panic!("cannot remove the checkpoints: {e}"));
+
+    let server = Server::start(dir.path(), &SMALL_LOG);
+    assert!(
+        server.said.contains("query 'hourly' failed on start"),
+        "{}",
+        server.said
+    );
+    let stats = server.connect().ok(json!({"op": "stats"}));
+    let failed = stats["queries"][0]["failed"].as_str().unwrap_or_default();
+    assert!(
+        failed.starts_with("stream 'readings' partition 0: retention deleted offsets before"),
+        "{stats}"
+    );
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_one_before() {
+    let dir = temp_dir();
+    let server = hour_with_deleted_input(dir.path(), 300);
+    server.kill();
+    let checkpoints = dir.path().join("checkpoints");
+    let mut ids: Vec<u64> = std::fs::read_dir(&checkpoints)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "two checkpoints are kept: {ids:?}");
+    let newest = checkpoints.join(ids[1].to_string());
+    let bytes = std::fs::read(&newest).unwrap_or_default();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2])
+        .unwrap_or_else(|e| panic!("cannot cut the checkpoint: {e}"));
+
+    let server = Server::start(dir.path(), &SMALL_LOG);
+    assert!(
+        server.said.contains(&format!(
+            "checkpoints/{}: not used: {}/checkpoints/{} is damaged",
+            ids[1],
+            dir.path().display(),
+            ids[1]
+        )),
+        "{}",
+        server.said
+    );
+    let mut client = server.connect();
+    client.ok(json!({"op": "publish", "stream": "readings", "event":
+        {"sensor": "s0", "v": 1, "ts": "2024-01-01 11:00:01"}}));
+    client.ok(json!({"op": "subscribe", "query": "hourly", "from": "earliest"}));
+    let mut expected = expected_hour(300);
+    expected[0].1 += 1;
+    assert_eq!(hourly_rows(&client.pushed(3)), expected);
+}
+
+#[test]
+fn sigterm_takes_a_final_checkpoint_and_exits_cleanly() {
+    let dir = temp_dir();
+    // No checkpoint on a timer: the one SIGTERM takes is the only one.
+    let args = ["--checkpoint-interval", "3600"];
+    let server = Server::start(dir.path(), &args);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": READINGS}));
+    client.ok(json!({"op": "register", "name": "hourly", "sql": HOURLY}));
+    publish_hour(&server, 30);
+    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(kept, vec!["1".to_string()]);
+
+    let server = Server::start(dir.path(), &args);
+    let mut client = server.connect();
+    client.ok(json!({"op": "publish", "stream": "readings", "event":
+        {"sensor": "s0", "v": 1, "ts": "2024-01-01 11:00:01"}}));
+    client.ok(json!({"op": "subscribe", "query": "hourly", "from": "earliest"}));
+    assert_eq!(hourly_rows(&client.pushed(3)), expected_hour(30));
+}
