@@ -239,8 +239,7 @@ impl Operator for SessionAggregate {
     fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
         state.i64(self.watermark);
         let mut sessions: Vec<(&[u8], Millis, &mut Session)> = Vec::new();
-        let mut by_key: Vec<(&Box<[u8]>, &mut BTreeMap<Millis, Session>)> =
-            self.sessions.iter_mut().collect();
+        let mut by_key: Vec<_> = self.sessions.iter_mut().collect();
         by_key.sort_by(|a, b| a.0.cmp(b.0));
         for (key, open) in by_key {
             for (start, session) in open.iter_mut() {

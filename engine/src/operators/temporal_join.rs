@@ -322,8 +322,7 @@ impl Operator for TemporalJoin {
         self.codec
             .save_rows(0, self.waiting.values().map(|w| w.row.row()), state)?;
         // By key, so that the same state always gives the same bytes.
-        let mut keys: Vec<(&Box<[u8]>, &BTreeMap<Millis, Option<OwnedRow>>)> =
-            self.versions.iter().collect();
+        let mut keys: Vec<_> = self.versions.iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
         state.arrays(
             &[

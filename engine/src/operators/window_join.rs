@@ -231,18 +231,16 @@ impl Operator for WindowJoin {
             saved_usizes(&columns, 2, windows)?,
         ];
         let mut loaded: BTreeMap<Millis, [Vec<Keyed>; 2]> = BTreeMap::new();
-        for side in 0..2 {
+        for (side, counts) in counts.iter().enumerate() {
             let keys = self.codec.load_optional_keys(state)?;
             let rows = self.codec.load_rows(side, state)?;
-            if keys.len() != rows.num_rows()
-                || counts[side].iter().sum::<usize>() != rows.num_rows()
-            {
+            if keys.len() != rows.num_rows() || counts.iter().sum::<usize>() != rows.num_rows() {
                 return Err(EngineError::Checkpoint(
                     "the saved rows of a window join do not fit its windows".into(),
                 ));
             }
             let mut buffered = keys.into_iter().zip(rows.iter().map(|row| row.owned()));
-            for (end, count) in ends.iter().zip(&counts[side]) {
+            for (end, count) in ends.iter().zip(counts) {
                 loaded.entry(*end).or_default()[side].extend(buffered.by_ref().take(*count));
             }
         }

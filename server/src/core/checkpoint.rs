@@ -34,6 +34,9 @@ use super::{Core, now};
 use crate::ServeError;
 
 const DIRECTORY: &str = "checkpoints";
+
+/// Per stream partition, an offset.
+pub(super) type Offsets = BTreeMap<(String, usize), u64>;
 const KEPT: usize = 2;
 
 /// Where a checkpoint's cut is, as read back on start.
@@ -60,7 +63,7 @@ pub(super) struct CheckpointStatus {
     /// The error of the last attempt, when it failed.
     pub(super) error: Option<String>,
     /// Offsets kept checkpoints start from, oldest checkpoint first.
-    pub(super) kept: Vec<(u64, BTreeMap<(String, usize), u64>)>,
+    pub(super) kept: Vec<(u64, Offsets)>,
 }
 
 impl CheckpointStatus {
@@ -96,7 +99,7 @@ fn list(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, ServeError> {
             found.push((id, entry.path()));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
     Ok(found)
 }
 
