@@ -25,6 +25,27 @@ pub fn format_millis(millis: Millis) -> String {
     }
 }
 
+// Where rows come from a log, the time they arrived (their publish's stamp) stands for
+// the processing time, so that a replay sees the `PROCTIME()` the live run saw.
+std::thread_local! {
+    static ARRIVAL: std::cell::Cell<Option<Millis>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `work` with `time` as the processing time of the rows it handles (see
+/// [`arrival_time`]).
+pub fn with_arrival_time<T>(time: Millis, work: impl FnOnce() -> T) -> T {
+    let before = ARRIVAL.replace(Some(time));
+    let result = work();
+    ARRIVAL.set(before);
+    result
+}
+
+/// The processing time of the rows being handled on this thread, when their arrival time
+/// is known (see [`with_arrival_time`]); `PROCTIME()` reads the wall clock otherwise.
+pub fn arrival_time() -> Option<Millis> {
+    ARRIVAL.get()
+}
+
 /// The display format of timestamps in every result: `YYYY-MM-DD HH:MM:SS[.fff]`.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 

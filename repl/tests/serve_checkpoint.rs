@@ -211,3 +211,37 @@ fn sigterm_takes_a_final_checkpoint_and_exits_cleanly() {
     client.ok(json!({"op": "subscribe", "query": "hourly", "from": "earliest"}));
     assert_eq!(hourly_rows(&client.pushed(3)), expected_hour(30));
 }
+
+#[test]
+fn proctime_is_the_publish_time_and_replays_the_same() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql":
+        "CREATE TABLE taps (n BIGINT, arrived AS PROCTIME())"}));
+    client.ok(json!({"op": "register", "name": "seen", "sql": "SELECT n, arrived FROM taps"}));
+    for n in 0..3 {
+        client.ok(json!({"op": "publish", "stream": "taps", "event": {"n": n}}));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.ok(json!({"op": "subscribe", "query": "seen", "from": "earliest"}));
+    let live: Vec<Value> = client.pushed(3).iter().map(|r| r["row"].clone()).collect();
+    let times: Vec<&str> = live
+        .iter()
+        .map(|row| row["arrived"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        times[0] < times[1] && times[1] < times[2],
+        "each publish has its own time: {times:?}"
+    );
+    server.kill();
+    // Without results or checkpoints, a restart computes the results again from the stream.
+    for made in ["results", "checkpoints"] {
+        let _ = std::fs::remove_dir_all(dir.path().join(made));
+    }
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.connect();
+    client.ok(json!({"op": "subscribe", "query": "seen", "from": "earliest"}));
+    let replayed: Vec<Value> = client.pushed(3).iter().map(|r| r["row"].clone()).collect();
+    assert_eq!(replayed, live);
+}

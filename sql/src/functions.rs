@@ -10,7 +10,9 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-/// `PROCTIME()`: the wall-clock time at which the row is processed, as `TIMESTAMP_LTZ(3)`.
+/// `PROCTIME()`: the time at which the row is processed, as `TIMESTAMP_LTZ(3)`: the time the
+/// row arrived when it comes from a log (its publish's stamp, the same on every replay: see
+/// `sluice_engine::time::arrival_time`), the wall clock otherwise.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ProcTime {
     signature: Signature,
@@ -43,7 +45,10 @@ impl ScalarUDFImpl for ProcTime {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let now = ScalarValue::TimestampMillisecond(
-            Some(chrono::Utc::now().timestamp_millis()),
+            Some(
+                sluice_engine::time::arrival_time()
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+            ),
             Some("UTC".into()),
         );
         Ok(ColumnarValue::Array(

@@ -3,7 +3,7 @@
 
 use sluice_engine::failure::failure_rows;
 use sluice_engine::output::to_output_batch;
-use sluice_engine::time::Millis;
+use sluice_engine::time::{Millis, with_arrival_time};
 
 use super::records::split_kinds;
 use super::result_log::Output;
@@ -15,8 +15,14 @@ use crate::ServeError;
 const LOGGED_FAILURES: usize = 3;
 
 impl Core {
-    /// Feeds logged rows to the standing queries; their results go to the result logs.
+    /// Feeds logged rows to the standing queries; their results go to the result logs. The
+    /// publish's stamp is the rows' processing time (`PROCTIME()`), on replay as when live.
     pub fn feed(&mut self, logged: &Logged) -> Result<(), ServeError> {
+        with_arrival_time(logged.stamp, || self.feed_parts(logged))?;
+        self.collect_results(logged.stamp)
+    }
+
+    fn feed_parts(&mut self, logged: &Logged) -> Result<(), ServeError> {
         self.fed_stamp = logged.stamp;
         for part in &logged.parts {
             self.fed_offsets.insert(
@@ -28,7 +34,7 @@ impl Core {
                 .engine_mut()
                 .append_changes(&logged.stream, &changes)?;
         }
-        self.collect_results(logged.stamp)
+        Ok(())
     }
 
     /// Appends what the queries emitted — results, late rows, rows they could not compute —

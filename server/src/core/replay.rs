@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use sluice_engine::QueryId;
 use sluice_engine::state::StateReader;
-use sluice_engine::time::Millis;
+use sluice_engine::time::{Millis, with_arrival_time};
 use sluice_log::Fetched;
 
 use super::checkpoint::Cut;
@@ -171,9 +171,8 @@ impl Core {
                 (stream.clone(), cursors[index].partition),
                 record.offset + record.rows.num_rows() as u64,
             );
-            self.session
-                .engine_mut()
-                .append_changes(&stream, &changes)?;
+            let engine = self.session.engine_mut();
+            with_arrival_time(stamp, || engine.append_changes(&stream, &changes))?;
             self.collect_results(stamp)?;
         }
     }
