@@ -15,9 +15,10 @@ use crate::{EngineError, Result};
 use super::{Engine, HistoryEntry, QueryId};
 
 impl Engine {
-    /// Writes the state of every stream and query. Every query's results, late rows and
-    /// failures must have been drained.
-    pub fn save_state(&mut self, state: &mut StateWriter) -> Result<()> {
+    /// Writes the state of every stream and query; gives the bytes of each query's part.
+    /// Every query's results, late rows and failures must have been drained.
+    pub fn save_state(&mut self, state: &mut StateWriter) -> Result<Vec<(QueryId, usize)>> {
+        let mut sizes = Vec::new();
         state.label("engine");
         state.u64(self.next_sequence);
         state.u64(self.next_query);
@@ -70,9 +71,10 @@ impl Engine {
                 part.i64(generator.current());
             }
             query.graph.save_state(&mut part)?;
+            sizes.push((*id, part.len()));
             state.bytes(&part.into_bytes());
         }
-        Ok(())
+        Ok(sizes)
     }
 
     /// Reads what [`Engine::save_state`] wrote into an engine that has the same streams and

@@ -62,11 +62,23 @@ pub(super) struct CheckpointStatus {
     pub(super) last: Option<(u64, Millis, u64, Duration)>,
     /// The error of the last attempt, when it failed.
     pub(super) error: Option<String>,
+    /// The bytes of each query's state in the last checkpoint.
+    pub(super) query_bytes: BTreeMap<sluice_engine::QueryId, usize>,
     /// Offsets kept checkpoints start from, oldest checkpoint first.
     pub(super) kept: Vec<(u64, Offsets)>,
 }
 
 impl CheckpointStatus {
+    /// What `stats` says of query `id`'s part of the last checkpoint.
+    pub(super) fn of_query(&self, id: sluice_engine::QueryId) -> Value {
+        match (self.last, self.query_bytes.get(&id)) {
+            (Some((checkpoint, at, _, pause)), Some(bytes)) => json!({
+                "id": checkpoint, "age_ms": now().saturating_sub(at), "bytes": bytes,
+                "pause_ms": pause.as_secs_f64() * 1000.0}),
+            _ => Value::Null,
+        }
+    }
+
     pub(super) fn to_json(&self, held_back_bytes: u64) -> Value {
         let last = self.last.map(|(id, at, bytes, pause)| {
             json!({"id": id, "age_ms": now().saturating_sub(at), "bytes": bytes,
@@ -149,8 +161,9 @@ impl Core {
             state.string(name);
             state.string(reason);
         }
-        self.session.engine_mut().save_state(&mut state)?;
+        let sizes = self.session.engine_mut().save_state(&mut state)?;
         let bytes = checkpoint::encode(&state.into_bytes());
+        self.checkpoints.query_bytes = sizes.into_iter().collect();
         let pause = started.elapsed();
 
         let dir = directory(&self.data_dir);

@@ -39,6 +39,7 @@ impl Core {
                     "late_rows": info.map(|i| i.late_rows),
                     "failed_rows": info.map(|i| i.failed_rows),
                     "failed": self.failed_queries.get(name),
+                    "checkpoint": self.checkpoints.of_query(query.id),
                 })
             })
             .collect();
