@@ -224,15 +224,24 @@ async fn stop_signal(watch: bool) {
     }
 }
 
-/// Takes a checkpoint once every acknowledged publish has been fed.
+/// Takes a checkpoint once every acknowledged publish has been fed: the state is saved
+/// holding the core, and written to disk without it.
 fn checkpoint(shared: &Shared) -> Result<(), ServeError> {
     let unavailable = || ServeError::Request("the server's state is unavailable".into());
     let acknowledged = shared.streams.lock()?.durable_stamp();
-    let mut core = shared.core.lock().map_err(|_| unavailable())?;
-    while core.fed_stamp() < acknowledged {
-        core = shared.fed.wait(core).map_err(|_| unavailable())?;
-    }
-    core.checkpoint()
+    let pending = {
+        let mut core = shared.core.lock().map_err(|_| unavailable())?;
+        while core.fed_stamp() < acknowledged {
+            core = shared.fed.wait(core).map_err(|_| unavailable())?;
+        }
+        core.prepare_checkpoint()
+    };
+    let written = pending.and_then(core::PendingCheckpoint::write);
+    shared
+        .core
+        .lock()
+        .map_err(|_| unavailable())?
+        .checkpoint_written(written)
 }
 
 /// Waits until the publisher has answered every publish it took and the feeder has fed

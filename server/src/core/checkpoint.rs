@@ -5,10 +5,10 @@
 //! which is a consistent cut: it records how many catalog journal entries had been applied,
 //! the stamp of the latest publish fed, the next offset to feed of every stream partition,
 //! the end of every result log (synced first: results up to the cut are never made again),
-//! the queries that have failed, and the engine's state. The file, `checkpoints/N`, frames it
-//! all with a checksum (`sluice_engine::checkpoint`); it is written to a temporary name,
-//! synced, renamed and the directory synced, so a checkpoint is whole or absent. The two
-//! newest are kept.
+//! the queries that have failed, and the engine's state. Only saving the state holds the core
+//! (that is the pause ingest sees); the file, `checkpoints/N`, is then framed with a checksum
+//! (`sluice_engine::checkpoint`) and written without it: to a temporary name, synced, renamed
+//! and the directory synced, so a checkpoint is whole or absent. The two newest are kept.
 //!
 //! On start the newest checkpoint that reads whole is restored: the journal's first entries
 //! are applied again (registering the queries it had, with no input), the engine loads the
@@ -95,7 +95,12 @@ fn directory(data_dir: &Path) -> PathBuf {
 
 /// The checkpoints in `data_dir`, newest first.
 fn list(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, ServeError> {
-    let entries = match fs::read_dir(directory(data_dir)) {
+    list_in(&directory(data_dir))
+}
+
+/// The checkpoints in directory `dir`, newest first.
+fn list_in(dir: &Path) -> Result<Vec<(u64, PathBuf)>, ServeError> {
+    let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error.into()),
@@ -115,22 +120,61 @@ fn list(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, ServeError> {
     Ok(found)
 }
 
-impl Core {
-    /// Takes a checkpoint now (between two publishes: the caller holds the core).
-    pub fn checkpoint(&mut self) -> Result<(), ServeError> {
-        let result = self.write_checkpoint();
-        self.checkpoints.error = result.as_ref().err().map(ToString::to_string);
-        result
-    }
+/// A checkpoint's state, saved under the core's lock, to be written without it.
+pub struct PendingCheckpoint {
+    id: u64,
+    dir: PathBuf,
+    state: StateWriter,
+    offsets: Offsets,
+    /// How long saving the state held the core.
+    pause: Duration,
+}
 
-    fn write_checkpoint(&mut self) -> Result<(), ServeError> {
+/// A checkpoint written and synced, to be recorded by the core.
+pub struct WrittenCheckpoint {
+    id: u64,
+    offsets: Offsets,
+    bytes: u64,
+    pause: Duration,
+    /// Checkpoints deleted as older than the ones kept.
+    deleted: Vec<u64>,
+}
+
+impl PendingCheckpoint {
+    /// Frames the state (with its checksum) and writes it: to a temporary name, synced,
+    /// renamed, the directory synced; then deletes all but the newest kept checkpoints.
+    pub fn write(self) -> Result<WrittenCheckpoint, ServeError> {
+        let bytes = checkpoint::encode(&self.state.into_bytes());
+        fs::create_dir_all(&self.dir)?;
+        let temporary = self.dir.join(format!("{}.tmp", self.id));
+        let mut file = File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, self.dir.join(self.id.to_string()))?;
+        File::open(&self.dir)?.sync_all()?;
+        let mut deleted = Vec::new();
+        for (old, path) in list_in(&self.dir)?.into_iter().skip(KEPT) {
+            fs::remove_file(&path)?;
+            deleted.push(old);
+        }
+        Ok(WrittenCheckpoint {
+            id: self.id,
+            offsets: self.offsets,
+            bytes: bytes.len() as u64,
+            pause: self.pause,
+            deleted,
+        })
+    }
+}
+
+impl Core {
+    /// Saves the queries' state for a checkpoint (between two publishes: the caller holds
+    /// the core); the caller writes it with [`PendingCheckpoint::write`], then tells the core
+    /// with [`Core::checkpoint_written`].
+    pub fn prepare_checkpoint(&mut self) -> Result<PendingCheckpoint, ServeError> {
         let started = Instant::now();
-        let id = self
-            .checkpoints
-            .last
-            .map_or(0, |(id, ..)| id)
-            .max(self.next_checkpoint)
-            + 1;
+        self.next_checkpoint += 1;
+        let id = self.next_checkpoint;
         // Results up to the cut are not made again after a restart: they must be on disk.
         for query in self.queries.values_mut() {
             for output in query.outputs_mut() {
@@ -142,7 +186,7 @@ impl Core {
         state.u64(self.journal_entries);
         state.i64(self.fed_stamp);
         state.u64(self.registrations);
-        let offsets = self.fed_offsets();
+        let offsets = self.fed_offsets.clone();
         state.usize(offsets.len());
         for ((stream, partition), offset) in &offsets {
             state.string(stream);
@@ -162,27 +206,40 @@ impl Core {
             state.string(reason);
         }
         let sizes = self.session.engine_mut().save_state(&mut state)?;
-        let bytes = checkpoint::encode(&state.into_bytes());
         self.checkpoints.query_bytes = sizes.into_iter().collect();
-        let pause = started.elapsed();
+        Ok(PendingCheckpoint {
+            id,
+            dir: directory(&self.data_dir),
+            state,
+            offsets,
+            pause: started.elapsed(),
+        })
+    }
 
-        let dir = directory(&self.data_dir);
-        fs::create_dir_all(&dir)?;
-        let temporary = dir.join(format!("{id}.tmp"));
-        let mut file = File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, dir.join(id.to_string()))?;
-        File::open(&dir)?.sync_all()?;
-        for (old, path) in list(&self.data_dir)?.into_iter().skip(KEPT) {
-            fs::remove_file(&path)?;
-            self.checkpoints.kept.retain(|(kept, _)| *kept != old);
+    /// Records how writing a checkpoint went: a written one becomes the newest kept, and
+    /// retention may go on up to the oldest kept; a failure is kept for `stats`.
+    pub fn checkpoint_written(
+        &mut self,
+        written: Result<WrittenCheckpoint, ServeError>,
+    ) -> Result<(), ServeError> {
+        let written = match written {
+            Ok(written) => written,
+            Err(error) => {
+                self.checkpoints.error = Some(error.to_string());
+                return Err(error);
+            }
+        };
+        self.checkpoints.error = None;
+        let status = &mut self.checkpoints;
+        status
+            .kept
+            .retain(|(kept, _)| !written.deleted.contains(kept));
+        status.kept.push((written.id, written.offsets));
+        status.kept.sort_by_key(|(id, _)| *id);
+        while status.kept.len() > KEPT {
+            status.kept.remove(0);
         }
-        self.checkpoints.kept.push((id, offsets));
-        while self.checkpoints.kept.len() > KEPT {
-            self.checkpoints.kept.remove(0);
-        }
-        self.checkpoints.last = Some((id, now(), bytes.len() as u64, pause));
+        status.last = Some((written.id, now(), written.bytes, written.pause));
         self.update_retention_floors()
     }
 
@@ -202,11 +259,6 @@ impl Core {
         });
         self.streams.lock()?.set_retention_floors(floors);
         Ok(())
-    }
-
-    /// The next offset to feed of every stream partition.
-    fn fed_offsets(&self) -> BTreeMap<(String, usize), u64> {
-        self.fed_offsets.clone()
     }
 
     /// The newest checkpoint in the data directory that reads whole, with its state; a

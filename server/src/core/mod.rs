@@ -63,6 +63,7 @@ use sluice_sql::Session;
 use crate::ServeError;
 
 use self::checkpoint::CheckpointStatus;
+pub use self::checkpoint::PendingCheckpoint;
 use self::result_log::Query;
 use self::subscription::Subscription;
 

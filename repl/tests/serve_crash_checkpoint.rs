@@ -1,0 +1,5 @@
+//! Placeholder while the test is written.
+mod support;
+
+#[test]
+fn placeholder() {}
