@@ -209,3 +209,70 @@ fn check_plan(name: &str, saved: &str, current: &str) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::catalog::{ColumnSource, StreamDef};
+    use crate::graph::{GraphBuilder, QueryGraph};
+    use crate::operators::{Scan, Union};
+
+    fn stream(name: &str) -> StreamDef {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        StreamDef {
+            name: name.to_string(),
+            schema: schema.clone(),
+            physical_schema: schema,
+            layout: vec![ColumnSource::Physical(0)],
+            event_time: None,
+            primary_key: Vec::new(),
+            options: Vec::new(),
+            changelog: false,
+        }
+    }
+
+    fn scan(def: &StreamDef) -> Result<QueryGraph> {
+        let mut builder = GraphBuilder::new();
+        let node = builder.add_source(&def.name, Box::new(Scan::new(def.schema.clone(), None)?));
+        Ok(builder.build(node))
+    }
+
+    fn scan_twice(def: &StreamDef) -> Result<QueryGraph> {
+        let mut builder = GraphBuilder::new();
+        let left = builder.add_source(&def.name, Box::new(Scan::new(def.schema.clone(), None)?));
+        let right = builder.add_source(&def.name, Box::new(Scan::new(def.schema.clone(), None)?));
+        let union = builder.add(Box::new(Union::new(def.schema.clone())), &[left, right]);
+        Ok(builder.build(union))
+    }
+
+    #[test]
+    fn a_query_whose_plan_changed_is_left_out_naming_the_change() -> Result<()> {
+        let mut engine = Engine::new();
+        let def = engine.create_stream(stream("s"))?;
+        engine.register_query("kept", scan(&def)?, None)?;
+        engine.register_query("changed", scan(&def)?, None)?;
+        let mut state = StateWriter::new();
+        engine.save_state(&mut state)?;
+        let bytes = state.into_bytes();
+
+        let mut later = Engine::new();
+        let def = later.create_stream(stream("s"))?;
+        later.register_query("kept", scan(&def)?, None)?;
+        let changed = later.register_query("changed", scan_twice(&def)?, None)?;
+        let left_out = later.load_state(&mut StateReader::new(&bytes))?;
+        assert_eq!(
+            left_out,
+            vec![(
+                changed,
+                "checkpoint: the plan of query 'changed' changed since the checkpoint: it was\n  \
+                 (no more operators)\nand is now\n  1: scan <- [] (id Int64) "
+                    .to_string()
+            )]
+        );
+        Ok(())
+    }
+}
