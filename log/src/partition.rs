@@ -545,4 +545,33 @@ mod tests {
         assert_eq!(Segment::bases(dir.path())?.len(), 1);
         Ok(())
     }
+
+    #[test]
+    fn retention_keeps_every_segment_from_the_one_holding_the_floor() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut log = hundred_rows(dir.path(), small_segments())?;
+        log.config.retention_bytes = Some(1);
+        let bases: Vec<u64> = log.segments.iter().map(|s| s.base).collect();
+        // A floor inside the third segment: the first two go, the rest stay, held back.
+        let floor = bases[2] + 1;
+        let held: u64 = log.segments[2..log.segments.len() - 1]
+            .iter()
+            .map(Segment::bytes)
+            .sum();
+        let retained = log.enforce_retention_keeping(0, floor)?;
+        assert_eq!(
+            retained,
+            Retained {
+                deleted: 2,
+                held_back_bytes: held
+            }
+        );
+        assert_eq!(log.start(), bases[2]);
+        assert_eq!(values(&log, 0)?, expected(bases[2] as i64));
+        // Once the floor moves to the end, everything but the active segment goes.
+        let retained = log.enforce_retention_keeping(0, 100)?;
+        assert_eq!(retained.held_back_bytes, 0);
+        assert_eq!(log.segments.len(), 1);
+        Ok(())
+    }
 }

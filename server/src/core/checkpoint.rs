@@ -186,7 +186,15 @@ impl Core {
         state.u64(self.journal_entries);
         state.i64(self.fed_stamp);
         state.u64(self.registrations);
-        let offsets = self.fed_offsets.clone();
+        // Every partition, fed or not: one nothing was fed from yet starts at its oldest row.
+        let mut offsets = Offsets::new();
+        for (name, log) in self.streams.lock()?.logs() {
+            for (partition, part) in log.partitions().iter().enumerate() {
+                let key = (name.clone(), partition);
+                let next = self.fed_offsets.get(&key).copied().unwrap_or(part.start());
+                offsets.insert(key, next);
+            }
+        }
         state.usize(offsets.len());
         for ((stream, partition), offset) in &offsets {
             state.string(stream);
@@ -243,21 +251,36 @@ impl Core {
         self.update_retention_floors()
     }
 
-    /// Tells the streams what retention must keep for the kept checkpoints: in each stream
-    /// partition, the oldest kept checkpoint's next offset to feed (0 for a partition no kept
-    /// checkpoint covers, so that a replay from the start still finds it all). Nothing is
-    /// kept back when checkpoints are off.
+    /// Tells the streams what retention must keep for the kept checkpoints: in each
+    /// partition of a stream that a query keeping state reads, the rows from the oldest kept
+    /// checkpoint's next offset to feed on (all of them for a partition no kept checkpoint
+    /// covers, so that a replay from the start still finds them). Other streams, and all
+    /// streams when checkpoints are off, are not held back.
     pub(super) fn update_retention_floors(&self) -> Result<(), ServeError> {
+        let engine = self.session.engine();
+        let held: std::collections::BTreeSet<String> = engine
+            .queries()
+            .into_iter()
+            .filter(|query| engine.query_keeps_state(query.id))
+            .flat_map(|query| query.sources)
+            .collect();
+        let oldest = self.checkpoints.kept.first().map(|(_, offsets)| offsets);
+        let mut streams = self.streams.lock()?;
         let floors = self.checkpointing.then(|| {
-            let mut floors: BTreeMap<(String, usize), u64> = BTreeMap::new();
-            if let Some((_, oldest)) = self.checkpoints.kept.first() {
-                for (key, offset) in oldest {
-                    floors.insert(key.clone(), *offset);
+            let mut floors = Offsets::new();
+            for (name, log) in streams.logs() {
+                if !held.contains(name) {
+                    continue;
+                }
+                for partition in 0..log.partitions().len() {
+                    let key = (name.clone(), partition);
+                    let floor = oldest.and_then(|o| o.get(&key).copied()).unwrap_or(0);
+                    floors.insert(key, floor);
                 }
             }
             floors
         });
-        self.streams.lock()?.set_retention_floors(floors);
+        streams.set_retention_floors(floors);
         Ok(())
     }
 

@@ -63,6 +63,7 @@ impl Core {
         let query = Query::open(id, &self.data_dir.join("results"), &dir, self.config)?;
         self.streams.lock()?.saw_stamp(query.last_stamp());
         self.queries.insert(name.to_string(), query);
+        self.update_retention_floors()?;
         // Results of the registration itself (a table's current rows).
         self.collect_results(self.fed_stamp)
     }
@@ -93,6 +94,7 @@ impl Core {
             return Ok(());
         };
         self.failed_queries.remove(name);
+        self.update_retention_floors()?;
         for output in [
             name.to_string(),
             format!("{name}.late"),

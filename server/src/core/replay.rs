@@ -325,6 +325,6 @@ impl Core {
             "query '{name}' failed on start: {reason}; cancel and register it again to start it fresh"
         );
         self.failed_queries.insert(name.to_string(), reason);
-        Ok(())
+        self.update_retention_floors()
     }
 }

@@ -302,8 +302,8 @@ impl Streams {
     }
 
     /// Sets the offset from which each stream partition's rows are kept whatever retention
-    /// says (the oldest kept checkpoint's next offset to feed; 0 for a partition none covers).
-    /// `None` keeps nothing back.
+    /// says (see `Core::update_retention_floors`); a partition without one, or every
+    /// partition when `None`, is not held back.
     pub(super) fn set_retention_floors(&mut self, floors: Option<BTreeMap<(String, usize), u64>>) {
         self.retention_floors = floors;
     }
@@ -321,7 +321,10 @@ impl Streams {
             for partition in 0..log.partitions().len() {
                 let keep_from = match &self.retention_floors {
                     None => u64::MAX,
-                    Some(floors) => floors.get(&(name.clone(), partition)).copied().unwrap_or(0),
+                    Some(floors) => floors
+                        .get(&(name.clone(), partition))
+                        .copied()
+                        .unwrap_or(u64::MAX),
                 };
                 if let Some(part) = log.partition_mut(partition) {
                     held_back += part
