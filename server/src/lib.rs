@@ -236,7 +236,7 @@ fn checkpoint(shared: &Shared) -> Result<(), ServeError> {
         }
         core.prepare_checkpoint()
     };
-    let written = pending.and_then(core::PendingCheckpoint::write);
+    let written = pending.and_then(core::checkpoint::PendingCheckpoint::write);
     shared
         .core
         .lock()

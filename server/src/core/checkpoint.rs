@@ -25,18 +25,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use sluice_engine::checkpoint;
 use sluice_engine::state::{StateReader, StateWriter};
 use sluice_engine::time::Millis;
 
+use super::checkpoint_status::Offsets;
 use super::{Core, now};
 use crate::ServeError;
 
 const DIRECTORY: &str = "checkpoints";
 
-/// Per stream partition, an offset.
-pub(super) type Offsets = BTreeMap<(String, usize), u64>;
 const KEPT: usize = 2;
 
 /// Where a checkpoint's cut is, as read back on start.
@@ -53,40 +51,6 @@ pub(super) struct Cut {
     pub(super) result_ends: BTreeMap<String, [u64; 3]>,
     /// Queries failed before the cut, with why.
     pub(super) failed: BTreeMap<String, String>,
-}
-
-/// What `stats` says of checkpoints.
-#[derive(Debug, Clone, Default)]
-pub(super) struct CheckpointStatus {
-    /// The last checkpoint written: its id, when, its bytes, how long ingest paused.
-    pub(super) last: Option<(u64, Millis, u64, Duration)>,
-    /// The error of the last attempt, when it failed.
-    pub(super) error: Option<String>,
-    /// The bytes of each query's state in the last checkpoint.
-    pub(super) query_bytes: BTreeMap<sluice_engine::QueryId, usize>,
-    /// Offsets kept checkpoints start from, oldest checkpoint first.
-    pub(super) kept: Vec<(u64, Offsets)>,
-}
-
-impl CheckpointStatus {
-    /// What `stats` says of query `id`'s part of the last checkpoint.
-    pub(super) fn of_query(&self, id: sluice_engine::QueryId) -> Value {
-        match (self.last, self.query_bytes.get(&id)) {
-            (Some((checkpoint, at, _, pause)), Some(bytes)) => json!({
-                "id": checkpoint, "age_ms": now().saturating_sub(at), "bytes": bytes,
-                "pause_ms": pause.as_secs_f64() * 1000.0}),
-            _ => Value::Null,
-        }
-    }
-
-    pub(super) fn to_json(&self, held_back_bytes: u64) -> Value {
-        let last = self.last.map(|(id, at, bytes, pause)| {
-            json!({"id": id, "age_ms": now().saturating_sub(at), "bytes": bytes,
-                   "pause_ms": pause.as_secs_f64() * 1000.0})
-        });
-        json!({"last": last, "error": self.error,
-               "retention_held_back_bytes": held_back_bytes})
-    }
 }
 
 fn directory(data_dir: &Path) -> PathBuf {

@@ -15,6 +15,7 @@
 //!
 //! This file holds [`Core`] and its opening; the parts are:
 //! - `checkpoint`: the queries' state saved between publishes, restored on start;
+//! - `checkpoint_status`: the last checkpoint and the kept ones' offsets, for `stats`;
 //! - `journal`: the catalog journal, `catalog.jsonl`, read and appended to;
 //! - `replay`: applying the journal and the streams' records in stamp order on start;
 //! - `statements`: running SQL statements and recording what they changed;
@@ -34,7 +35,8 @@
 //! - `retention`: applying retention and warning groups near its edge;
 //! - `stats`: offsets, lag and state of streams, queries, groups and subscriptions.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
+mod checkpoint_status;
 mod fetch;
 mod journal;
 mod json_rows;
@@ -62,8 +64,7 @@ use sluice_sql::Session;
 
 use crate::ServeError;
 
-use self::checkpoint::CheckpointStatus;
-pub use self::checkpoint::PendingCheckpoint;
+use self::checkpoint_status::CheckpointStatus;
 use self::result_log::Query;
 use self::subscription::Subscription;
 

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::Core;
 use super::retention_edge::RetentionEdge;
 use super::subscription::Target;
+use super::{Core, now};
 use crate::ServeError;
 
 impl Core {
@@ -39,7 +39,7 @@ impl Core {
                     "late_rows": info.map(|i| i.late_rows),
                     "failed_rows": info.map(|i| i.failed_rows),
                     "failed": self.failed_queries.get(name),
-                    "checkpoint": self.checkpoints.of_query(query.id),
+                    "checkpoint": self.checkpoints.of_query(query.id, now()),
                 })
             })
             .collect();
@@ -96,7 +96,7 @@ impl Core {
         Ok(
             json!({"streams": streams, "queries": queries, "groups": groups,
                "subscriptions": subscriptions, "failed": self.failed,
-               "checkpoints": self.checkpoints.to_json(locked.held_back_bytes()),
+               "checkpoints": self.checkpoints.to_json(locked.held_back_bytes(), now()),
                "checkpoint_problems": self.checkpoint_problems}),
         )
     }
