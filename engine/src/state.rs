@@ -122,12 +122,15 @@ impl StateWriter {
             .map(|(index, array)| Field::new(format!("c{index}"), array.data_type().clone(), true))
             .collect();
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays.to_vec())?;
-        let mut encoded = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut encoded, &batch.schema())?;
+        // Encoded in place after its length, which is filled in once known.
+        let length_at = self.buffer.len();
+        self.buffer.extend_from_slice(&0u64.to_le_bytes());
+        let mut writer = StreamWriter::try_new(&mut self.buffer, &batch.schema())?;
         writer.write(&batch)?;
         writer.finish()?;
         drop(writer);
-        self.raw_bytes(&encoded);
+        let length = (self.buffer.len() - length_at - 8) as u64;
+        self.buffer[length_at..length_at + 8].copy_from_slice(&length.to_le_bytes());
         Ok(())
     }
 
