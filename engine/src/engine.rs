@@ -10,7 +10,8 @@
 //! the minimum of its feeding queries' output watermarks. Everything runs on the caller's
 //! thread: a call to [`Engine::append`] returns once every query has processed the rows.
 //!
-//! The history lives and dies with the engine. It is not the durable log: keeping streams
+//! The history lives with the engine (a checkpoint saves it with the queries' state, see
+//! `checkpoint`). It is not the durable log: keeping streams
 //! on disk across restarts is the `sluice-log` crate's job, which the engine does not use.
 
 use std::collections::{BTreeMap, BTreeSet};
