@@ -513,10 +513,17 @@ pub fn inputs_of(
 pub(crate) mod checkpoint_tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::datatypes::SchemaRef;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use datafusion::functions_aggregate::average::avg_udaf;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::min_max::max_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
     use datafusion::logical_expr::AggregateUDF;
+    use datafusion::physical_expr::PhysicalExpr;
     use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
     use datafusion::physical_expr::expressions::Column;
+
+    use super::AggregateCall;
 
     use crate::operator::Operator;
     use crate::state::{StateReader, StateWriter};
@@ -543,6 +550,60 @@ pub(crate) mod checkpoint_tests {
                 .with_distinct(distinct)
                 .build()?;
         Ok(Arc::new(expression))
+    }
+
+    /// A nullable `TIMESTAMP(3)` column.
+    pub fn timestamp(name: &str) -> Field {
+        Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, None), true)
+    }
+
+    /// Rows of `(key BIGINT, value DOUBLE, window_start, window_end)`, as a window
+    /// assignment gives them.
+    pub fn windowed_input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, true),
+            Field::new("value", DataType::Float64, true),
+            timestamp("window_start"),
+            timestamp("window_end"),
+        ]))
+    }
+
+    /// Grouping expressions, aggregate calls and the output schema of an aggregation.
+    pub type Aggregation = (Vec<Arc<dyn PhysicalExpr>>, Vec<AggregateCall>, SchemaRef);
+
+    /// `SELECT window_start, window_end, key, SUM(value), COUNT(value), MAX(value),
+    /// AVG(value), COUNT(DISTINCT value) ... GROUP BY window_start, window_end[, key]` over
+    /// [`windowed_input`].
+    pub fn windowed_aggregation(keyed: bool) -> Result<Aggregation> {
+        let input = windowed_input();
+        let mut calls = Vec::new();
+        for (udaf, distinct) in [
+            (sum_udaf(), false),
+            (count_udaf(), false),
+            (max_udaf(), false),
+            (avg_udaf(), false),
+            (count_udaf(), true),
+        ] {
+            calls.push(AggregateCall {
+                function: function(udaf, 1, &input, distinct)?,
+                filter: None,
+            });
+        }
+        let mut group_by: Vec<Arc<dyn PhysicalExpr>> = vec![
+            Arc::new(Column::new("window_start", 2)),
+            Arc::new(Column::new("window_end", 3)),
+        ];
+        let mut fields = vec![timestamp("window_start"), timestamp("window_end")];
+        if keyed {
+            group_by.push(Arc::new(Column::new("key", 0)));
+            fields.push(input.field(0).clone());
+        }
+        fields.extend(
+            calls
+                .iter()
+                .map(|call| call.function.field().as_ref().clone()),
+        );
+        Ok((group_by, calls, Arc::new(Schema::new(fields))))
     }
 
     /// One call into an operator.
@@ -635,6 +696,39 @@ pub(crate) mod checkpoint_tests {
             self.blank
                 .as_ref()
                 .is_some_and(|blank| !same(&self.expected, blank))
+        }
+    }
+
+    /// What a test's seeds restored: rows after their checkpoints, and how many times the
+    /// state changed the output.
+    #[derive(Debug, Default)]
+    pub struct Tally {
+        rows: usize,
+        mattered: usize,
+    }
+
+    impl Tally {
+        /// Asserts that seed `seed` restored as expected, and counts it.
+        pub fn add(&mut self, seed: u64, outcome: &Restored) {
+            assert!(
+                outcome.restored_as_expected(),
+                "seed {seed}: {:?} and {:?} != {:?}",
+                outcome.expected,
+                outcome.uninterrupted,
+                outcome.restored
+            );
+            self.rows += outcome.rows();
+            self.mattered += usize::from(outcome.state_mattered());
+        }
+
+        /// Asserts that the seeds tested something: output came after their checkpoints, and
+        /// in some the state changed it.
+        pub fn check(&self) {
+            assert!(self.rows > 0, "no output after the checkpoints");
+            assert!(
+                self.mattered > 0,
+                "no checkpoint had state that changed the output"
+            );
         }
     }
 

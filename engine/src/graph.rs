@@ -301,7 +301,10 @@ impl QueryGraph {
             }
             state.u64(node.rows_in);
             state.u64(node.rows_out);
-            node.operator.save_state(state)?;
+            // An operator that keeps nothing between calls has nothing to save.
+            if node.operator.keeps_state() {
+                node.operator.save_state(state)?;
+            }
         }
         state.i64(self.output_watermark);
         state.u64(self.late_rows);
@@ -331,7 +334,9 @@ impl QueryGraph {
             }
             node.rows_in = state.u64()?;
             node.rows_out = state.u64()?;
-            node.operator.load_state(state)?;
+            if node.operator.keeps_state() {
+                node.operator.load_state(state)?;
+            }
         }
         self.output_watermark = state.i64()?;
         self.late_rows = state.u64()?;

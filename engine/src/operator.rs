@@ -86,14 +86,15 @@ pub trait Operator: Send {
     }
 
     /// Whether the operator keeps anything from one call to the next (rows, accumulators, a
-    /// watermark): its state then depends on all the input it has seen.
+    /// watermark): its state then depends on all the input it has seen, and a checkpoint
+    /// saves it. One that keeps nothing says so here and need not save or load anything.
     fn keeps_state(&self) -> bool {
         true
     }
 
     /// Writes everything the operator would need to go on exactly as it would have, had it
     /// never stopped: what it buffers, accumulates and has emitted that it may take back.
-    /// An operator that keeps nothing between calls writes nothing. Called between two calls
+    /// Called only for an operator that [keeps state](Operator::keeps_state), and between two calls
     /// that hand it rows or watermarks, after its late rows and failures were taken.
     fn save_state(&mut self, _state: &mut StateWriter) -> Result<()> {
         Err(not_checkpointable(self.name()))

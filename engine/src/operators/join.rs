@@ -726,6 +726,29 @@ pub(crate) mod checkpoint_tests {
         })
     }
 
+    /// One seed of a join's restore test: input from `script` (the left side's keys
+    /// dictionary-encoded when `dictionary`), a checkpoint at a random step; fails when the
+    /// join that loaded the state goes on otherwise than the one that saved it. Gives whether
+    /// a join that loaded nothing would have gone on otherwise too (the state mattered).
+    pub fn restores_alike<O: Operator>(
+        seed: u64,
+        random: &mut Random,
+        build: impl Fn() -> Result<O>,
+        script: &Script,
+        dictionary: bool,
+    ) -> Result<bool> {
+        let schemas = [side("l", dictionary).schema, side("r", false).schema];
+        let steps = script.steps(random, [&schemas[0], &schemas[1]])?;
+        let split = random.below(steps.len() as u64 + 1) as usize;
+        let outcome = restore(build, &steps, split)?;
+        assert!(
+            same(&outcome.expected, &outcome.restored),
+            "seed {seed}: the restored join differs after step {split}"
+        );
+        assert_eq!(outcome.metrics[0], outcome.metrics[1], "seed {seed}");
+        Ok(!same(&outcome.expected, &outcome.blank))
+    }
+
     #[test]
     fn dictionary_keys_and_rows_come_back_as_they_were() -> Result<()> {
         let left = side("l", true);

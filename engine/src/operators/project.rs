@@ -43,15 +43,6 @@ impl Operator for Project {
         false
     }
 
-    /// Keeps nothing between calls.
-    fn save_state(&mut self, _state: &mut crate::state::StateWriter) -> Result<()> {
-        Ok(())
-    }
-
-    fn load_state(&mut self, _state: &mut crate::state::StateReader) -> Result<()> {
-        Ok(())
-    }
-
     fn name(&self) -> &str {
         "project"
     }

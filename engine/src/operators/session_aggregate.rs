@@ -342,65 +342,19 @@ impl Operator for SessionAggregate {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::Float64Array;
-    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use datafusion::functions_aggregate::average::avg_udaf;
-    use datafusion::functions_aggregate::count::count_udaf;
-    use datafusion::functions_aggregate::min_max::max_udaf;
-    use datafusion::functions_aggregate::sum::sum_udaf;
-    use datafusion::physical_expr::expressions::Column;
 
     use super::*;
-    use crate::aggregate::checkpoint_tests::{Random, Step, function, restore};
+    use crate::aggregate::checkpoint_tests::{
+        Random, Step, Tally, restore, windowed_aggregation, windowed_input,
+    };
     use crate::time::WATERMARK_MAX;
 
     const GAP: Millis = 10;
 
-    fn timestamp(name: &str) -> Field {
-        Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, None), true)
-    }
-
-    /// Rows with their proto-sessions, as the window assignment gives them.
-    fn input() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("key", DataType::Int64, true),
-            Field::new("value", DataType::Float64, true),
-            timestamp("window_start"),
-            timestamp("window_end"),
-        ]))
-    }
-
-    /// `SELECT window_start, window_end, key, SUM(value), COUNT(value), MAX(value),
-    /// AVG(value), COUNT(DISTINCT value) ... GROUP BY window_start, window_end[, key]`.
+    /// The aggregation of [`windowed_aggregation`].
     fn aggregate(keyed: bool) -> Result<SessionAggregate> {
-        let input = input();
-        let mut calls = Vec::new();
-        for (udaf, distinct) in [
-            (sum_udaf(), false),
-            (count_udaf(), false),
-            (max_udaf(), false),
-            (avg_udaf(), false),
-            (count_udaf(), true),
-        ] {
-            calls.push(AggregateCall {
-                function: function(udaf, 1, &input, distinct)?,
-                filter: None,
-            });
-        }
-        let mut group_by: Vec<Arc<dyn PhysicalExpr>> = vec![
-            Arc::new(Column::new("window_start", 2)),
-            Arc::new(Column::new("window_end", 3)),
-        ];
-        let mut fields = vec![timestamp("window_start"), timestamp("window_end")];
-        if keyed {
-            group_by.push(Arc::new(Column::new("key", 0)));
-            fields.push(input.field(0).clone());
-        }
-        fields.extend(
-            calls
-                .iter()
-                .map(|call| call.function.field().as_ref().clone()),
-        );
-        SessionAggregate::new(group_by, 0, 1, calls, Arc::new(Schema::new(fields)))
+        let (group_by, calls, schema) = windowed_aggregation(keyed)?;
+        SessionAggregate::new(group_by, 0, 1, calls, schema)
     }
 
     /// Batches of rows roughly in time order, rising watermarks, then `+inf`.
@@ -426,7 +380,7 @@ mod tests {
             }
             let ends: Vec<Millis> = starts.iter().map(|start| start + GAP).collect();
             let rows = RecordBatch::try_new(
-                input(),
+                windowed_input(),
                 vec![
                     Arc::new(Int64Array::from(keys)),
                     Arc::new(Float64Array::from(values)),
@@ -442,28 +396,16 @@ mod tests {
 
     #[test]
     fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
-        let (mut rows, mut mattered) = (0, 0);
+        let mut tally = Tally::default();
         for seed in 0..50 {
             let mut random = Random::new(seed);
             let keyed = seed % 4 != 3;
             let steps = steps(&mut random)?;
             let split = random.below(steps.len() as u64) as usize;
             let outcome = restore(|| aggregate(keyed), &steps, split, true)?;
-            assert!(
-                outcome.restored_as_expected(),
-                "seed {seed}: {:?} and {:?} != {:?}",
-                outcome.expected,
-                outcome.uninterrupted,
-                outcome.restored
-            );
-            rows += outcome.rows();
-            mattered += usize::from(outcome.state_mattered());
+            tally.add(seed, &outcome);
         }
-        assert!(rows > 0, "no output after the checkpoints");
-        assert!(
-            mattered > 0,
-            "no checkpoint had state that changed the output"
-        );
+        tally.check();
         Ok(())
     }
 }

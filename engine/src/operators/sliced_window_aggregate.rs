@@ -299,70 +299,17 @@ impl Operator for SlicedWindowAggregate {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Float64Array, Int64Array};
-    use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
-    use datafusion::functions_aggregate::average::avg_udaf;
-    use datafusion::functions_aggregate::count::count_udaf;
-    use datafusion::functions_aggregate::min_max::max_udaf;
-    use datafusion::functions_aggregate::sum::sum_udaf;
-    use datafusion::physical_expr::expressions::Column;
 
     use super::*;
-    use crate::aggregate::checkpoint_tests::{Random, Step, function, restore};
+    use crate::aggregate::checkpoint_tests::{
+        Random, Step, Tally, restore, windowed_aggregation, windowed_input,
+    };
     use crate::time::WATERMARK_MAX;
 
-    fn timestamp(name: &str) -> Field {
-        Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, None), true)
-    }
-
-    /// Rows with their slices, as the window assignment gives them.
-    fn input() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("key", DataType::Int64, true),
-            Field::new("value", DataType::Float64, true),
-            timestamp("window_start"),
-            timestamp("window_end"),
-        ]))
-    }
-
-    /// `SELECT window_start, window_end, key, SUM(value), COUNT(value), MAX(value),
-    /// AVG(value), COUNT(DISTINCT value) ... GROUP BY window_start, window_end[, key]`.
+    /// The aggregation of [`windowed_aggregation`].
     fn aggregate(windows: Windows, keyed: bool) -> Result<SlicedWindowAggregate> {
-        let input = input();
-        let mut calls = Vec::new();
-        for (udaf, distinct) in [
-            (sum_udaf(), false),
-            (count_udaf(), false),
-            (max_udaf(), false),
-            (avg_udaf(), false),
-            (count_udaf(), true),
-        ] {
-            calls.push(AggregateCall {
-                function: function(udaf, 1, &input, distinct)?,
-                filter: None,
-            });
-        }
-        let mut group_by: Vec<Arc<dyn PhysicalExpr>> = vec![
-            Arc::new(Column::new("window_start", 2)),
-            Arc::new(Column::new("window_end", 3)),
-        ];
-        let mut fields = vec![timestamp("window_start"), timestamp("window_end")];
-        if keyed {
-            group_by.push(Arc::new(Column::new("key", 0)));
-            fields.push(input.field(0).clone());
-        }
-        fields.extend(
-            calls
-                .iter()
-                .map(|call| call.function.field().as_ref().clone()),
-        );
-        SlicedWindowAggregate::new(
-            windows,
-            group_by,
-            0,
-            1,
-            calls,
-            Arc::new(Schema::new(fields)),
-        )
+        let (group_by, calls, schema) = windowed_aggregation(keyed)?;
+        SlicedWindowAggregate::new(windows, group_by, 0, 1, calls, schema)
     }
 
     /// Batches of rows roughly in time order, rising watermarks, then `+inf`.
@@ -392,7 +339,7 @@ mod tests {
             }
             let ends: Vec<Millis> = starts.iter().map(|start| start + slice).collect();
             let rows = RecordBatch::try_new(
-                input(),
+                windowed_input(),
                 vec![
                     Arc::new(Int64Array::from(keys)),
                     Arc::new(Float64Array::from(values)),
@@ -408,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
-        let (mut rows, mut mattered) = (0, 0);
+        let mut tally = Tally::default();
         for seed in 0..50 {
             let mut random = Random::new(seed);
             let windows = if seed % 2 == 0 {
@@ -428,21 +375,9 @@ mod tests {
             let steps = steps(&mut random, windows)?;
             let split = random.below(steps.len() as u64) as usize;
             let outcome = restore(|| aggregate(windows, keyed), &steps, split, true)?;
-            assert!(
-                outcome.restored_as_expected(),
-                "seed {seed}: {:?} and {:?} != {:?}",
-                outcome.expected,
-                outcome.uninterrupted,
-                outcome.restored
-            );
-            rows += outcome.rows();
-            mattered += usize::from(outcome.state_mattered());
+            tally.add(seed, &outcome);
         }
-        assert!(rows > 0, "no output after the checkpoints");
-        assert!(
-            mattered > 0,
-            "no checkpoint had state that changed the output"
-        );
+        tally.check();
         Ok(())
     }
 }

@@ -165,7 +165,7 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::aggregate::checkpoint_tests::{Random, Step, restore};
+    use crate::aggregate::checkpoint_tests::{Random, Step, Tally, restore};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_restored_operator_goes_on_as_the_one_that_saved() -> Result<()> {
-        let (mut rows, mut mattered) = (0, 0);
+        let mut tally = Tally::default();
         for seed in 0..50 {
             let mut random = Random::new(seed);
             let steps = steps(&mut random)?;
@@ -220,21 +220,9 @@ mod tests {
                 split,
                 true,
             )?;
-            assert!(
-                outcome.restored_as_expected(),
-                "seed {seed}: {:?} and {:?} != {:?}",
-                outcome.expected,
-                outcome.uninterrupted,
-                outcome.restored
-            );
-            rows += outcome.rows();
-            mattered += usize::from(outcome.state_mattered());
+            tally.add(seed, &outcome);
         }
-        assert!(rows > 0, "no output after the checkpoints");
-        assert!(
-            mattered > 0,
-            "no checkpoint had state that changed the output"
-        );
+        tally.check();
         Ok(())
     }
 }
