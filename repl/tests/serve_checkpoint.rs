@@ -103,6 +103,19 @@ fn publish_hour_tail(server: &Server) {
             {"sensor": "s0", "v": 0, "ts": "2024-01-01 10:59:59"}}));
 }
 
+/// Closes the hour (a reading at 11:00:01) and checks that HOURLY emitted what readings
+/// `0..count` and the tail reading (s0, value 0) give, whatever retention deleted.
+fn closed_hour_is_whole(server: &Server, count: u64) -> support::Client {
+    let mut client = server.connect();
+    client.ok(json!({"op": "publish", "stream": "readings", "event":
+        {"sensor": "s0", "v": 1, "ts": "2024-01-01 11:00:01"}}));
+    client.ok(json!({"op": "subscribe", "query": "hourly", "from": "earliest"}));
+    let mut expected = expected_hour(count);
+    expected[0].1 += 1;
+    assert_eq!(hourly_rows(&client.pushed(3)), expected);
+    client
+}
+
 #[test]
 fn an_open_window_whose_input_retention_deleted_survives_a_crash() {
     let dir = temp_dir();
@@ -110,14 +123,7 @@ fn an_open_window_whose_input_retention_deleted_survives_a_crash() {
     server.kill();
 
     let server = Server::start(dir.path(), &SMALL_LOG);
-    let mut client = server.connect();
-    client.ok(json!({"op": "publish", "stream": "readings", "event":
-        {"sensor": "s0", "v": 1, "ts": "2024-01-01 11:00:01"}}));
-    client.ok(json!({"op": "subscribe", "query": "hourly", "from": "earliest"}));
-    let mut expected = expected_hour(300);
-    // The tail reading: s0, value 0.
-    expected[0].1 += 1;
-    assert_eq!(hourly_rows(&client.pushed(3)), expected);
+    let mut client = closed_hour_is_whole(&server, 300);
     let stats = client.ok(json!({"op": "stats"}));
     assert_eq!(stats["queries"][0]["failed"], Value::Null, "{stats}");
 }
@@ -175,13 +181,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_one_before() {
         "{}",
         server.said
     );
-    let mut client = server.connect();
-    client.ok(json!({"op": "publish", "stream": "readings", "event":
-        {"sensor": "s0", "v": 1, "ts": "2024-01-01 11:00:01"}}));
-    client.ok(json!({"op": "subscribe", "query": "hourly", "from": "earliest"}));
-    let mut expected = expected_hour(300);
-    expected[0].1 += 1;
-    assert_eq!(hourly_rows(&client.pushed(3)), expected);
+    closed_hour_is_whole(&server, 300);
 }
 
 #[test]
