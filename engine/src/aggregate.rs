@@ -633,6 +633,13 @@ pub(crate) mod checkpoint_tests {
         pub fn below(&mut self, bound: u64) -> u64 {
             self.next() % bound.max(1)
         }
+
+        /// One of `values`, `None` when there are none.
+        pub fn pick<T: Copy>(&mut self, values: &[T]) -> Option<T> {
+            values
+                .get(self.below(values.len() as u64) as usize)
+                .copied()
+        }
     }
 
     /// Feeds `steps`, collecting the output and the late rows, taken after each call.

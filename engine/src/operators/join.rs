@@ -439,28 +439,7 @@ pub(crate) mod checkpoint_tests {
         Watermark(usize, Millis),
     }
 
-    /// A xorshift generator, seeded by a test's loop index.
-    pub struct Random(u64);
-
-    impl Random {
-        pub fn new(seed: u64) -> Self {
-            Random(seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-        }
-
-        /// A number in `0..bound`.
-        pub fn below(&mut self, bound: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % bound.max(1)
-        }
-
-        pub fn pick<T: Copy>(&mut self, values: &[T]) -> Option<T> {
-            values
-                .get(self.below(values.len() as u64) as usize)
-                .copied()
-        }
-    }
+    pub use crate::aggregate::checkpoint_tests::{Random, same};
 
     /// `{prefix}k` (the join key: text, or a dictionary of text), `{prefix}ts` (the event
     /// time, or the window end) and `{prefix}v`.
@@ -659,20 +638,6 @@ pub(crate) mod checkpoint_tests {
             operator.take_failures();
         }
         Ok(out)
-    }
-
-    /// Whether two outputs have the same batches, rows and kinds.
-    pub fn same(left: &[Changes], right: &[Changes]) -> bool {
-        let kinds = |changes: &Changes| -> Vec<RowKind> {
-            (0..changes.num_rows())
-                .map(|row| changes.kind(row))
-                .collect()
-        };
-        left.len() == right.len()
-            && left
-                .iter()
-                .zip(right)
-                .all(|(l, r)| l.rows == r.rows && kinds(l) == kinds(r))
     }
 
     /// The outputs after the checkpoint.
