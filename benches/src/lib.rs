@@ -4,6 +4,7 @@
 //! [`nexmark`] module generates Nexmark-style bids for the window benchmarks.
 
 pub mod nexmark;
+pub mod served;
 pub mod ticker;
 
 /// The benchmarks allocate as the `sluice` binary does, through mimalloc.
@@ -25,7 +26,16 @@ impl Xorshift {
 /// A `/proc/self/status` figure in KiB, such as `VmRSS:` or `VmHWM:` (0 where there is no
 /// such file).
 pub fn process_memory_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    memory_kib_in("/proc/self/status", field)
+}
+
+/// The same figure of process `pid`.
+pub fn process_memory_kib_of(pid: u32, field: &str) -> u64 {
+    memory_kib_in(&format!("/proc/{pid}/status"), field)
+}
+
+fn memory_kib_in(status_file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(status_file)
         .ok()
         .and_then(|status| {
             status

@@ -134,6 +134,11 @@ enum Command {
         /// 0 never does, and a restart then replays all retained input.
         #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
         checkpoint_interval: f64,
+        /// Save a checkpoint's state in the server's process, pausing ingest for the whole
+        /// save, rather than in a forked child that pauses it only for the fork (which can
+        /// need up to twice the state's memory while ingest rewrites the state).
+        #[arg(long)]
+        checkpoint_in_process: bool,
     },
 }
 
@@ -239,6 +244,7 @@ fn run_command() -> ExitCode {
             tls_cert,
             tls_key,
             checkpoint_interval,
+            checkpoint_in_process,
         } => {
             let checkpoint_interval = match checkpoint_interval {
                 0.0 => None,
@@ -281,6 +287,7 @@ fn run_command() -> ExitCode {
                 },
                 tls,
                 checkpoint_interval,
+                checkpoint_in_child: !checkpoint_in_process,
                 stop_on_signal: true,
             };
             let ready = |address| eprintln!("sluice: listening on {address}");

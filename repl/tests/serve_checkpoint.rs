@@ -171,17 +171,97 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_one_before() {
         .unwrap_or_else(|e| panic!("cannot cut the checkpoint: {e}"));
 
     let server = Server::start(dir.path(), &SMALL_LOG);
+    let damaged = format!("{}/checkpoints/{} is damaged", dir.path().display(), ids[1]);
     assert!(
-        server.said.contains(&format!(
-            "checkpoints/{}: not used: {}/checkpoints/{} is damaged",
-            ids[1],
-            dir.path().display(),
-            ids[1]
-        )),
+        server
+            .said
+            .contains(&format!("checkpoints/{}: not used: {damaged}", ids[1])),
         "{}",
         server.said
     );
+    let stats = server.connect().ok(json!({"op": "stats"}));
+    let problems = &stats["checkpoint_problems"];
+    assert!(
+        problems[0]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("checkpoint {}: {damaged}", ids[1]))),
+        "{stats}"
+    );
+    assert_eq!(problems.as_array().map(Vec::len), Some(1), "{stats}");
     closed_hour_is_whole(&server, 300);
+}
+
+/// How checkpoints can be saved: by a child (the default) or in the server's process.
+const SAVERS: [&[&str]; 2] = [&[], &["--checkpoint-in-process"]];
+
+/// A server on `dir` with a small log, saving checkpoints with `saver`, running HOURLY.
+fn hourly_server(dir: &std::path::Path, saver: &[&str]) -> (Server, support::Client) {
+    let server = Server::start(dir, &[&SMALL_LOG[..], saver].concat());
+    let mut client = server.connect();
+    client.ok(json!({"op": "sql", "sql": READINGS}));
+    client.ok(json!({"op": "register", "name": "hourly", "sql": HOURLY}));
+    (server, client)
+}
+
+#[test]
+fn stats_show_the_last_checkpoint_and_each_querys_part_of_it() {
+    for saver in SAVERS {
+        let dir = temp_dir();
+        let (server, mut client) = hourly_server(dir.path(), saver);
+        publish_hour(&server, 30);
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = client.ok(json!({"op": "stats"}));
+        let last = &stats["checkpoints"]["last"];
+        let total = last["bytes"].as_u64().unwrap_or(0);
+        let part = stats["queries"][0]["checkpoint"]["bytes"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(last["id"].as_u64() >= Some(1), "{saver:?}: {stats}");
+        assert!(0 < part && part < total, "{saver:?}: {stats}");
+        let pause = last["pause_ms"].as_f64().unwrap_or(-1.0);
+        let took = last["took_ms"].as_f64().unwrap_or(-1.0);
+        assert!(0.0 <= pause && pause <= took, "{saver:?}: {stats}");
+        assert_eq!(
+            stats["checkpoints"]["error"],
+            Value::Null,
+            "{saver:?}: {stats}"
+        );
+        // What retention held back at its last run, which may have come before the
+        // checkpoints it waited for.
+        assert!(
+            stats["checkpoints"]["retention_held_back_bytes"].is_u64(),
+            "{saver:?}: {stats}"
+        );
+    }
+}
+
+#[test]
+fn failing_checkpoints_are_reported_with_what_retention_holds_back_for_them() {
+    for saver in SAVERS {
+        let dir = temp_dir();
+        let (server, mut client) = hourly_server(dir.path(), saver);
+        std::thread::sleep(Duration::from_millis(300));
+        // Checkpoints cannot be written once their directory is a file.
+        let checkpoints = dir.path().join("checkpoints");
+        std::fs::rename(&checkpoints, dir.path().join("checkpoints.away"))
+            .and_then(|()| std::fs::write(&checkpoints, b"not a directory"))
+            .unwrap_or_else(|e| panic!("cannot replace the checkpoints: {e}"));
+        publish_hour(&server, 300);
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = client.ok(json!({"op": "stats"}));
+        let error = stats["checkpoints"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("File exists"), "{saver:?}: {stats}");
+        let held = stats["checkpoints"]["retention_held_back_bytes"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(held > 4096, "{saver:?}: {stats}");
+        let said = server.said_since_start();
+        assert!(said.contains("checkpoint: "), "{saver:?}: {said}");
+        assert!(
+            said.contains("bytes kept past the retention limits: the oldest kept checkpoint"),
+            "{saver:?}: {said}"
+        );
+    }
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub enum ServeError {
     InUse(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// When publishes are made durable before they are acknowledged.
@@ -74,6 +76,9 @@ pub struct ServeConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How often the queries' state is checkpointed; never when `None`.
     pub checkpoint_interval: Option<Duration>,
+    /// Whether a checkpoint's state is saved by a forked child (holding ingest only for the
+    /// fork) rather than in the server's process, holding ingest for the whole save.
+    pub checkpoint_in_child: bool,
     /// Whether SIGTERM and Ctrl-C stop the server (see [`serve`]).
     pub stop_on_signal: bool,
 }
@@ -234,7 +239,7 @@ fn checkpoint(shared: &Shared) -> Result<(), ServeError> {
         while core.fed_stamp() < acknowledged {
             core = shared.fed.wait(core).map_err(|_| unavailable())?;
         }
-        core.prepare_checkpoint()
+        core.prepare_checkpoint(shared.config.checkpoint_in_child)
     };
     let written = pending.and_then(core::checkpoint::PendingCheckpoint::write);
     shared

@@ -12,13 +12,14 @@
 //! is replayed). Prints one CSV line: the MiB published, the stream's bytes on disk, the
 //! seconds to publish, and each start's seconds until it listens.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sluice_benches::served::Server;
 use sluice_benches::{count_argument, main_of};
+
+/// A checkpoint every second.
+const OPTIONS: [&str; 2] = ["--checkpoint-interval", "1"];
 
 const DDL: &str = "CREATE TABLE ticks (symbol STRING, price BIGINT, ts TIMESTAMP(3), \
     WATERMARK FOR ts AS ts)";
@@ -30,67 +31,6 @@ const ROWS: u64 = 10_000;
 
 fn main() -> std::process::ExitCode {
     main_of("restart_bench", run)
-}
-
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the server on `dir`; gives it and how long it took to listen.
-fn start(dir: &Path) -> Result<(Server, Duration), String> {
-    let binary = std::env::var("SLUICE").unwrap_or_else(|_| "target/release/sluice".into());
-    let started = Instant::now();
-    let mut child = Command::new(&binary)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--checkpoint-interval",
-            "1",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {binary}: {e}"))?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let mut stderr = BufReader::new(stderr);
-    let address = loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            return Err("the server did not start".into());
-        }
-        if let Some(address) = line.trim().strip_prefix("sluice: listening on ") {
-            break address.to_string();
-        }
-        eprint!("{line}");
-    };
-    let took = started.elapsed();
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Ok((Server { child, address }, took))
-}
-
-fn request(address: &str, line: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect(address).map_err(|e| e.to_string())?;
-    stream
-        .write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .map_err(|e| e.to_string())?;
-    if !reply.contains(r#""ok":true"#) {
-        return Err(format!("{line} failed: {reply}"));
-    }
-    Ok(reply)
 }
 
 /// One publish of ROWS rows from row `first` on, spread over 10:00 to 11:00 for `total`
@@ -128,53 +68,24 @@ fn run() -> Result<(), String> {
     let mib = count_argument(std::env::args().nth(1), 1024)?;
     let dir = std::env::temp_dir().join(format!("restart_bench_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (server, _) = start(&dir)?;
-    request(&server.address, &format!(r#"{{"op":"sql","sql":"{DDL}"}}"#))?;
-    request(
-        &server.address,
-        &format!(r#"{{"op":"register","name":"hourly","sql":"{QUERY}"}}"#),
-    )?;
+    let (server, _) = Server::start(&dir, &OPTIONS)?;
+    server.set_up(DDL, &[("hourly", QUERY)])?;
     let sample = publish_line(0, 1);
     let publishes = (mib << 20) / sample.len() as u64 + 1;
     let total = publishes * ROWS;
     let started = Instant::now();
-    let stream = TcpStream::connect(&server.address).map_err(|e| e.to_string())?;
-    let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    let counting = std::thread::spawn(move || {
-        let mut acknowledged = 0u64;
-        for line in reader.lines().map_while(Result::ok) {
-            if !line.contains(r#""ok":true"#) {
-                return Err(line);
-            }
-            acknowledged += 1;
-            if acknowledged == publishes {
-                break;
-            }
-        }
-        Ok(acknowledged)
-    });
-    let mut writer = std::io::BufWriter::new(stream);
-    for publish in 0..publishes {
-        writer
-            .write_all(publish_line(publish * ROWS, total).as_bytes())
-            .and_then(|()| writer.write_all(b"\n"))
-            .map_err(|e| e.to_string())?;
-    }
-    writer.flush().map_err(|e| e.to_string())?;
-    counting
-        .join()
-        .map_err(|_| "the reader failed".to_string())??;
+    server.pipeline(publishes, |publish| publish_line(publish * ROWS, total))?;
     let published = started.elapsed();
     // The next checkpoint covers every publish.
     std::thread::sleep(Duration::from_secs(3));
     drop(server);
     let stream_bytes = directory_bytes(&dir.join("streams"));
 
-    let (server, with_checkpoint) = start(&dir)?;
+    let (server, with_checkpoint) = Server::start(&dir, &OPTIONS)?;
     drop(server);
     let moved: PathBuf = dir.join("checkpoints.away");
     std::fs::rename(dir.join("checkpoints"), &moved).map_err(|e| e.to_string())?;
-    let (server, without_checkpoint) = start(&dir)?;
+    let (server, without_checkpoint) = Server::start(&dir, &OPTIONS)?;
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     println!("published_mib,stream_mib,publish_s,restart_with_checkpoint_s,restart_without_s");

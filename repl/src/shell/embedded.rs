@@ -78,6 +78,7 @@ pub fn start(dir: Option<PathBuf>) -> Result<Embedded, ShellError> {
         log: LogConfig::default(),
         tls: None,
         checkpoint_interval,
+        checkpoint_in_child: true,
         // Ctrl-C belongs to the shell.
         stop_on_signal: false,
     };

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -16,6 +17,8 @@ pub struct Server {
     pub address: String,
     /// What the server wrote to stderr before it listened.
     pub said: String,
+    /// What it wrote since.
+    said_since: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -48,12 +51,30 @@ impl Server {
             said.push_str(&line);
         };
         // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in stderr.lines() {});
+        let said_since = Arc::new(Mutex::new(String::new()));
+        let kept = Arc::clone(&said_since);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
+            }
+        });
         Server {
             address,
             child,
             said,
+            said_since,
         }
+    }
+
+    /// What the server wrote to stderr since it listened.
+    pub fn said_since_start(&self) -> String {
+        self.said_since
+            .lock()
+            .map(|said| said.clone())
+            .unwrap_or_default()
     }
 
     pub fn connect(&self) -> Client {

@@ -29,7 +29,8 @@ use sluice_engine::checkpoint;
 use sluice_engine::state::{StateReader, StateWriter};
 use sluice_engine::time::Millis;
 
-use super::checkpoint_status::Offsets;
+use super::checkpoint_status::{LastCheckpoint, Offsets};
+use super::saving_child::{self, QueryBytes, SavingChild};
 use super::{Core, now};
 use crate::ServeError;
 
@@ -84,14 +85,26 @@ fn list_in(dir: &Path) -> Result<Vec<(u64, PathBuf)>, ServeError> {
     Ok(found)
 }
 
-/// A checkpoint's state, saved under the core's lock, to be written without it.
+/// A checkpoint begun under the core's lock, to be written without it.
 pub struct PendingCheckpoint {
     id: u64,
     dir: PathBuf,
-    state: StateWriter,
+    saving: Saving,
     offsets: Offsets,
-    /// How long saving the state held the core.
+    /// When it began, and how long beginning it held the core.
+    begun: Instant,
     pause: Duration,
+}
+
+/// Where a pending checkpoint's state is.
+enum Saving {
+    /// Saved in this process, to be framed and written.
+    Saved {
+        state: StateWriter,
+        sizes: QueryBytes,
+    },
+    /// Being saved and written to the temporary file by a child process.
+    Child(SavingChild),
 }
 
 /// A checkpoint written and synced, to be recorded by the core.
@@ -99,21 +112,30 @@ pub struct WrittenCheckpoint {
     id: u64,
     offsets: Offsets,
     bytes: u64,
+    /// Each query's bytes of state.
+    sizes: QueryBytes,
     pause: Duration,
+    /// How long it took from its beginning until written.
+    took: Duration,
     /// Checkpoints deleted as older than the ones kept.
     deleted: Vec<u64>,
 }
 
 impl PendingCheckpoint {
-    /// Frames the state (with its checksum) and writes it: to a temporary name, synced,
-    /// renamed, the directory synced; then deletes all but the newest kept checkpoints.
+    /// Writes the state to a temporary name and syncs it (or waits for the child doing so),
+    /// renames it, syncs the directory; then deletes all but the newest kept checkpoints.
     pub fn write(self) -> Result<WrittenCheckpoint, ServeError> {
-        let bytes = checkpoint::encode(&self.state.into_bytes());
-        fs::create_dir_all(&self.dir)?;
-        let temporary = self.dir.join(format!("{}.tmp", self.id));
-        let mut file = File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        let temporary = temporary_path(&self.dir, self.id);
+        let (bytes, sizes) = match self.saving {
+            Saving::Saved { state, sizes } => (write_state(state, &temporary)?, sizes),
+            Saving::Child(child) => match child.wait(saving_child::DEADLINE) {
+                Ok(sizes) => (fs::metadata(&temporary)?.len(), sizes),
+                Err(error) => {
+                    let _ = fs::remove_file(&temporary);
+                    return Err(error);
+                }
+            },
+        };
         fs::rename(&temporary, self.dir.join(self.id.to_string()))?;
         File::open(&self.dir)?.sync_all()?;
         let mut deleted = Vec::new();
@@ -124,18 +146,34 @@ impl PendingCheckpoint {
         Ok(WrittenCheckpoint {
             id: self.id,
             offsets: self.offsets,
-            bytes: bytes.len() as u64,
+            bytes,
+            sizes,
             pause: self.pause,
+            took: self.begun.elapsed(),
             deleted,
         })
     }
 }
 
+fn temporary_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id}.tmp"))
+}
+
+/// Frames `state` (with its checksum) into file `path` and syncs it; gives the file's bytes.
+fn write_state(state: StateWriter, path: &Path) -> Result<u64, ServeError> {
+    let bytes = checkpoint::encode(&state.into_bytes());
+    let mut file = File::create(path)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    Ok(bytes.len() as u64)
+}
+
 impl Core {
-    /// Saves the queries' state for a checkpoint (between two publishes: the caller holds
-    /// the core); the caller writes it with [`PendingCheckpoint::write`], then tells the core
-    /// with [`Core::checkpoint_written`].
-    pub fn prepare_checkpoint(&mut self) -> Result<PendingCheckpoint, ServeError> {
+    /// Begins a checkpoint between two publishes (the caller holds the core): records the
+    /// cut, and saves the queries' state here or, `in_child`, has a forked child save it
+    /// (`saving_child`), which holds the core only for the fork. The caller writes it with
+    /// [`PendingCheckpoint::write`], then tells the core with [`Core::checkpoint_written`].
+    pub fn prepare_checkpoint(&mut self, in_child: bool) -> Result<PendingCheckpoint, ServeError> {
         let started = Instant::now();
         self.next_checkpoint += 1;
         let id = self.next_checkpoint;
@@ -177,13 +215,26 @@ impl Core {
             state.string(name);
             state.string(reason);
         }
-        let sizes = self.session.engine_mut().save_state(&mut state)?;
-        self.checkpoints.query_bytes = sizes.into_iter().collect();
+        let dir = directory(&self.data_dir);
+        fs::create_dir_all(&dir)?;
+        let engine = self.session.engine_mut();
+        let saving = if in_child {
+            let temporary = temporary_path(&dir, id);
+            Saving::Child(saving_child::fork_saving(move || {
+                let sizes = engine.save_state(&mut state)?;
+                write_state(state, &temporary)?;
+                Ok(sizes)
+            })?)
+        } else {
+            let sizes = engine.save_state(&mut state)?;
+            Saving::Saved { state, sizes }
+        };
         Ok(PendingCheckpoint {
             id,
-            dir: directory(&self.data_dir),
-            state,
+            dir,
+            saving,
             offsets,
+            begun: started,
             pause: started.elapsed(),
         })
     }
@@ -203,6 +254,7 @@ impl Core {
         };
         self.checkpoints.error = None;
         let status = &mut self.checkpoints;
+        status.query_bytes = written.sizes.into_iter().collect();
         status
             .kept
             .retain(|(kept, _)| !written.deleted.contains(kept));
@@ -211,7 +263,13 @@ impl Core {
         while status.kept.len() > KEPT {
             status.kept.remove(0);
         }
-        status.last = Some((written.id, now(), written.bytes, written.pause));
+        status.last = Some(LastCheckpoint {
+            id: written.id,
+            at: now(),
+            bytes: written.bytes,
+            pause: written.pause,
+            took: written.took,
+        });
         self.update_retention_floors()
     }
 

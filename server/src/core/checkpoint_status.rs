@@ -10,11 +10,32 @@ use sluice_engine::time::Millis;
 /// Per stream partition, an offset.
 pub(super) type Offsets = BTreeMap<(String, usize), u64>;
 
+/// The last checkpoint written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LastCheckpoint {
+    pub(super) id: u64,
+    /// When it was written.
+    pub(super) at: Millis,
+    pub(super) bytes: u64,
+    /// How long beginning it held the core, pausing ingest.
+    pub(super) pause: Duration,
+    /// How long saving and writing it took in all, from its beginning.
+    pub(super) took: Duration,
+}
+
+impl LastCheckpoint {
+    fn to_json(self, bytes: u64, now: Millis) -> Value {
+        json!({"id": self.id, "age_ms": now.saturating_sub(self.at), "bytes": bytes,
+               "pause_ms": self.pause.as_secs_f64() * 1000.0,
+               "took_ms": self.took.as_secs_f64() * 1000.0})
+    }
+}
+
 /// What `stats` says of checkpoints.
 #[derive(Debug, Clone, Default)]
 pub(super) struct CheckpointStatus {
-    /// The last checkpoint written: its id, when, its bytes, how long ingest paused.
-    pub(super) last: Option<(u64, Millis, u64, Duration)>,
+    /// The last checkpoint written.
+    pub(super) last: Option<LastCheckpoint>,
     /// The error of the last attempt, when it failed.
     pub(super) error: Option<String>,
     /// The bytes of each query's state in the last checkpoint.
@@ -27,18 +48,13 @@ impl CheckpointStatus {
     /// What `stats` says of query `id`'s part of the last checkpoint.
     pub(super) fn of_query(&self, id: sluice_engine::QueryId, now: Millis) -> Value {
         match (self.last, self.query_bytes.get(&id)) {
-            (Some((checkpoint, at, _, pause)), Some(bytes)) => json!({
-                "id": checkpoint, "age_ms": now.saturating_sub(at), "bytes": bytes,
-                "pause_ms": pause.as_secs_f64() * 1000.0}),
+            (Some(last), Some(bytes)) => last.to_json(*bytes as u64, now),
             _ => Value::Null,
         }
     }
 
     pub(super) fn to_json(&self, held_back_bytes: u64, now: Millis) -> Value {
-        let last = self.last.map(|(id, at, bytes, pause)| {
-            json!({"id": id, "age_ms": now.saturating_sub(at), "bytes": bytes,
-                   "pause_ms": pause.as_secs_f64() * 1000.0})
-        });
+        let last = self.last.map(|last| last.to_json(last.bytes, now));
         json!({"last": last, "error": self.error,
                "retention_held_back_bytes": held_back_bytes})
     }

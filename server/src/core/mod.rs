@@ -15,6 +15,7 @@
 //!
 //! This file holds [`Core`] and its opening; the parts are:
 //! - `checkpoint`: the queries' state saved between publishes, restored on start;
+//! - `saving_child`: a checkpoint's state saved by a forked child, off the core's lock;
 //! - `checkpoint_status`: the last checkpoint and the kept ones' offsets, for `stats`;
 //! - `journal`: the catalog journal, `catalog.jsonl`, read and appended to;
 //! - `replay`: applying the journal and the streams' records in stamp order on start;
@@ -48,6 +49,7 @@ mod replay;
 mod result_log;
 mod retention;
 mod retention_edge;
+mod saving_child;
 mod statements;
 mod stats;
 mod streams;

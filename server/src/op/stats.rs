@@ -25,6 +25,13 @@ pub struct StatsReply {
     /// Catalog entries that failed when replayed on start.
     #[serde(default)]
     pub failed: Vec<FailedEntry>,
+    /// The last checkpoint, the last attempt's error, and what retention holds back for
+    /// the kept ones.
+    #[serde(default)]
+    pub checkpoints: Value,
+    /// Checkpoints found damaged or unusable on start, with why.
+    #[serde(default)]
+    pub checkpoint_problems: Vec<String>,
 }
 
 impl Op for Stats {
