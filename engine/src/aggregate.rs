@@ -34,7 +34,9 @@ pub struct AggregateCall {
 }
 
 impl AggregateCall {
-    fn groups_accumulator(&self) -> Result<Box<dyn GroupsAccumulator>> {
+    /// An accumulator of this call for many groups: DataFusion's own, or its adapter over
+    /// one accumulator per group for functions that have none.
+    pub fn groups_accumulator(&self) -> Result<Box<dyn GroupsAccumulator>> {
         if self.function.groups_accumulator_supported() {
             return Ok(self.function.create_groups_accumulator()?);
         }

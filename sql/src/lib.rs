@@ -29,6 +29,7 @@ pub mod statement;
 pub mod temporal_join;
 pub mod top_n;
 pub mod types;
+mod variance;
 mod view;
 mod wide_sum;
 pub mod window_tvf;

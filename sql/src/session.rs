@@ -35,6 +35,8 @@ mod alert_registry;
 mod alerts;
 mod materialized;
 mod outcome;
+#[cfg(test)]
+mod state_round_trip_tests;
 mod text_batch;
 
 pub use alerts::{AlertGroup, CompiledGroup, alerts_query_name};
@@ -78,6 +80,10 @@ impl Session {
         // Registering a function under a fresh name cannot fail.
         let _ = state.register_udf(ProcTime::udf());
         let _ = state.register_udf(crate::temporal_join::AsOfMarker::udf());
+        // Variances whose state restores exactly, in place of DataFusion's.
+        for function in crate::variance::functions() {
+            let _ = state.register_udaf(function);
+        }
         Session {
             engine: Engine::new(),
             state,

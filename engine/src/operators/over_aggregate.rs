@@ -73,7 +73,7 @@ impl OverCall {
     /// A fresh accumulator for the call's frame.
     fn accumulator(&self) -> Result<Box<dyn Accumulator>> {
         Ok(if self.frame.slides() {
-            self.function.create_sliding_accumulator()?
+            crate::retract::sliding_accumulator(&self.function)?
         } else {
             self.function.create_accumulator()?
         })
@@ -82,8 +82,8 @@ impl OverCall {
     /// Whether a checkpoint restores the call's accumulator from its state: always for a
     /// frame that only grows; for a sliding frame only where merging the state gives an
     /// accumulator that takes rows back as the original does (DataFusion's sliding MIN, MAX
-    /// and DISTINCT accumulators hand over less than they keep), otherwise the frame's rows
-    /// are fed again.
+    /// and DISTINCT accumulators hand over less than they keep; the variances are sluice's,
+    /// `sql/src/variance.rs`), otherwise the frame's rows are fed again.
     fn restored_from_state(&self) -> bool {
         if !self.frame.slides() {
             return true;
@@ -92,7 +92,15 @@ impl OverCall {
         !self.function.is_distinct()
             && matches!(
                 name.as_str(),
-                "sum" | "checked_sum" | "count" | "avg" | "mean"
+                "sum"
+                    | "checked_sum"
+                    | "count"
+                    | "avg"
+                    | "mean"
+                    | "var"
+                    | "var_pop"
+                    | "stddev"
+                    | "stddev_pop"
             )
     }
 }
@@ -126,7 +134,7 @@ impl OverAggregate {
         schema: SchemaRef,
     ) -> Result<Self> {
         for call in calls.iter().filter(|call| call.frame.slides()) {
-            call.function.create_sliding_accumulator().map_err(|_| {
+            crate::retract::sliding_accumulator(&call.function).map_err(|_| {
                 EngineError::Input(format!(
                     "{} cannot take back rows, so it cannot aggregate over a sliding frame",
                     call.function.name()
