@@ -3,9 +3,28 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A data directory under the system's temporary directory, deleted when dropped (also
+/// when a benchmark fails half way).
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    /// `NAME_PID` under the temporary directory, emptied first.
+    pub fn new(name: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!("{name}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ScratchDir(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// A running `sluice serve`.
 pub struct Server {

@@ -4,8 +4,9 @@
 //! strings, scalars, Arrow arrays) and reads it back with a [`StateReader`] in the same order.
 //! Every value starts with a tag naming its type, so a reader expecting something else stops
 //! with an error saying what it expected and what it found, instead of misreading the bytes.
-//! Arrays travel as Arrow IPC streams, the encoding the durable log uses; many values of the
-//! same kind are best written as one array rather than one by one.
+//! Arrays travel as Arrow IPC streams, the encoding the durable log uses, with their buffers
+//! LZ4-compressed; many values of the same kind are best written as one array rather than one
+//! by one.
 //!
 //! Integers are little-endian. Lengths are `u64`. The encoding carries no version of its own:
 //! the checkpoint file around it does (see [`crate::checkpoint`]).
@@ -15,12 +16,21 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, UInt8Array};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::CompressionType;
 use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::ScalarValue;
 
 use crate::{Changes, EngineError, Result};
+
+/// How arrays are encoded: Arrow IPC with LZ4-compressed buffers (readers take compressed
+/// and uncompressed ones alike).
+fn compressed() -> IpcWriteOptions {
+    IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .unwrap_or_default()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -125,7 +135,8 @@ impl StateWriter {
         // Encoded in place after its length, which is filled in once known.
         let length_at = self.buffer.len();
         self.buffer.extend_from_slice(&0u64.to_le_bytes());
-        let mut writer = StreamWriter::try_new(&mut self.buffer, &batch.schema())?;
+        let mut writer =
+            StreamWriter::try_new_with_options(&mut self.buffer, &batch.schema(), compressed())?;
         writer.write(&batch)?;
         writer.finish()?;
         drop(writer);

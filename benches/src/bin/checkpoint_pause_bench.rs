@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_benches::served::Server;
+use sluice_benches::served::{ScratchDir, Server};
 use sluice_benches::{count_argument, main_of, process_memory_kib_of};
 
 const DDL: &str = "CREATE TABLE l (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)";
@@ -61,8 +61,8 @@ fn run() -> Result<(), String> {
         _ => return Err("usage: checkpoint_pause_bench child|process [KEYS]".into()),
     }
     let keys = count_argument(args.next(), 10_000_000)?;
-    let dir = std::env::temp_dir().join(format!("checkpoint_pause_bench_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = ScratchDir::new("checkpoint_pause_bench");
+    let dir = scratch.0.clone();
     let (server, _) = Server::start(&dir, &options)?;
     server.set_up(DDL, &[("hourly", QUERY)])?;
     server.pipeline(keys.div_ceil(ROWS), |publish| {
@@ -91,7 +91,6 @@ fn run() -> Result<(), String> {
     }
     let peak_mib = process_memory_kib_of(server.pid(), "VmHWM:") / 1024;
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let column = |field: &str| {
         checkpoints

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sluice_benches::served::Server;
+use sluice_benches::served::{ScratchDir, Server};
 use sluice_benches::{count_argument, main_of};
 
 /// A checkpoint every second.
@@ -66,8 +66,8 @@ fn directory_bytes(dir: &Path) -> u64 {
 
 fn run() -> Result<(), String> {
     let mib = count_argument(std::env::args().nth(1), 1024)?;
-    let dir = std::env::temp_dir().join(format!("restart_bench_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = ScratchDir::new("restart_bench");
+    let dir = scratch.0.clone();
     let (server, _) = Server::start(&dir, &OPTIONS)?;
     server.set_up(DDL, &[("hourly", QUERY)])?;
     let sample = publish_line(0, 1);
@@ -87,7 +87,6 @@ fn run() -> Result<(), String> {
     std::fs::rename(dir.join("checkpoints"), &moved).map_err(|e| e.to_string())?;
     let (server, without_checkpoint) = Server::start(&dir, &OPTIONS)?;
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
     println!("published_mib,stream_mib,publish_s,restart_with_checkpoint_s,restart_without_s");
     println!(
         "{mib},{:.0},{:.1},{:.2},{:.2}",
