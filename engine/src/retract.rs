@@ -21,7 +21,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::{EngineError, Result};
 
 /// Functions whose DataFusion retracting accumulator is right for any retraction order.
-const ORDER_FREE: [&str; 11] = [
+const ORDER_FREE: [&str; 13] = [
     "count",
     "sum",
     // sluice's SUM of integers, added in 128 bits (`sql/src/wide_sum.rs`).
@@ -32,6 +32,8 @@ const ORDER_FREE: [&str; 11] = [
     "stddev_pop",
     "var",
     "var_pop",
+    "covar_samp",
+    "covar_pop",
     "bool_and",
     "bool_or",
 ];

@@ -8,6 +8,7 @@
 
 mod checked_sum;
 pub mod context;
+mod covariance;
 pub mod ddl;
 mod depth;
 pub mod dialect;

@@ -80,8 +80,11 @@ impl Session {
         // Registering a function under a fresh name cannot fail.
         let _ = state.register_udf(ProcTime::udf());
         let _ = state.register_udf(crate::temporal_join::AsOfMarker::udf());
-        // Variances whose state restores exactly, in place of DataFusion's.
-        for function in crate::variance::functions() {
+        // Variances and covariances whose state restores exactly, in place of DataFusion's.
+        for function in crate::variance::functions()
+            .into_iter()
+            .chain(crate::covariance::functions())
+        {
             let _ = state.register_udaf(function);
         }
         Session {

@@ -82,8 +82,8 @@ impl OverCall {
     /// Whether a checkpoint restores the call's accumulator from its state: always for a
     /// frame that only grows; for a sliding frame only where merging the state gives an
     /// accumulator that takes rows back as the original does (DataFusion's sliding MIN, MAX
-    /// and DISTINCT accumulators hand over less than they keep; the variances are sluice's,
-    /// `sql/src/variance.rs`), otherwise the frame's rows are fed again.
+    /// and DISTINCT accumulators hand over less than they keep; the variances and covariances
+    /// are sluice's, `sql/src/variance.rs` and `sql/src/covariance.rs`), otherwise the frame's rows are fed again.
     fn restored_from_state(&self) -> bool {
         if !self.frame.slides() {
             return true;
@@ -101,6 +101,8 @@ impl OverCall {
                     | "var_pop"
                     | "stddev"
                     | "stddev_pop"
+                    | "covar_samp"
+                    | "covar_pop"
             )
     }
 }
