@@ -227,7 +227,7 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             let x = (state % 1000) as f64 / 3.0 - 1e3 * (state % 3) as f64;
-            xs.push((state % 9 != 0).then_some(x));
+            xs.push((!state.is_multiple_of(9)).then_some(x));
             ys.push(Some(x * 0.7 + (state % 13) as f64 / 10.0));
         }
         vec![
