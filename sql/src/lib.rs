@@ -30,6 +30,7 @@ pub mod statement;
 pub mod temporal_join;
 pub mod top_n;
 pub mod types;
+mod unnamed_columns;
 mod variance;
 mod view;
 mod wide_sum;

@@ -661,6 +661,7 @@ impl Session {
     }
 
     fn plan(&self, mut statement: ast::Statement) -> Result<LogicalPlan> {
+        crate::unnamed_columns::name_unnamed_columns(&mut statement);
         crate::group_window::rewrite_group_windows(&mut statement)?;
         crate::window_tvf::rewrite_window_tvfs(&mut statement)?;
         let catalog = self.engine.catalog();
