@@ -83,7 +83,21 @@ impl fmt::Display for Pattern {
         };
         match self {
             Pattern::Empty => f.write_str("()"),
-            Pattern::Var(name) => f.write_str(name),
+            // A name that would not read back as itself unquoted is quoted.
+            Pattern::Var(name) => {
+                let plain = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && name != "PERMUTE";
+                match plain {
+                    true => f.write_str(name),
+                    false => write!(f, "\"{name}\""),
+                }
+            }
             Pattern::Start => f.write_str("^"),
             Pattern::End => f.write_str("$"),
             Pattern::Concat(items) => list(f, items, " "),
@@ -166,7 +180,8 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token)>> {
             let end = rest
                 .find(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len());
-            out.push((at, Token::Name(rest[..end].to_ascii_lowercase())));
+            // Unquoted names fold to upper case, as the standard folds identifiers.
+            out.push((at, Token::Name(rest[..end].to_ascii_uppercase())));
             rest = &rest[end..];
         } else {
             return Err(CepError::Syntax(format!("unexpected '{c}' at {at}")));
@@ -344,7 +359,7 @@ impl Parser {
 
     fn primary(&mut self) -> Result<Pattern> {
         match self.peek().cloned() {
-            Some(Token::Name(name)) if name == "permute" && self.next_is("(") => {
+            Some(Token::Name(name)) if name == "PERMUTE" && self.next_is("(") => {
                 self.position += 2;
                 let mut items = vec![self.pattern()?];
                 while self.eat(",") {
@@ -407,15 +422,15 @@ mod tests {
 
     #[test]
     fn parses_the_whole_syntax() {
-        assert_eq!(round_trip("A B+ C"), "a b+ c");
+        assert_eq!(round_trip("a B+ c"), "A B+ C");
         assert_eq!(
             round_trip("A (B C)+? | D{2,} E{,3}?"),
-            "(a (b c)+? | d{2,} e{0,3}?)"
+            "(A (B C)+? | D{2,} E{0,3}?)"
         );
-        assert_eq!(round_trip("^ A{3} {- B* -} $"), "^ a{3} {- b* -} $");
-        assert_eq!(round_trip("PERMUTE(A, B C)"), "PERMUTE(a, b c)");
+        assert_eq!(round_trip("^ A{3} {- B* -} $"), "^ A{3} {- B* -} $");
+        assert_eq!(round_trip("PERMUTE(A, B C)"), "PERMUTE(A, B C)");
         assert_eq!(round_trip("()"), "()");
-        assert_eq!(round_trip("\"Up\" down"), "Up down");
+        assert_eq!(round_trip("\"Up\" down \"X\""), "\"Up\" DOWN X");
     }
 
     #[test]
@@ -428,7 +443,7 @@ mod tests {
         assert_eq!(round_trip("A | * B"), "PATTERN: unexpected '*' at 4");
         assert_eq!(round_trip("A %"), "PATTERN: unexpected '%' at 2");
         let deepest = format!("{}A{}", "(".repeat(63), ")".repeat(63));
-        assert_eq!(round_trip(&deepest), "a");
+        assert_eq!(round_trip(&deepest), "A");
         let too_deep = format!("{}A{}", "(".repeat(64), ")".repeat(64));
         assert_eq!(
             round_trip(&too_deep),

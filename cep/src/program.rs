@@ -286,8 +286,8 @@ mod tests {
         let program = Program::compile(&parse_pattern("A B+? | C")?)?;
         assert_eq!(
             program.to_string(),
-            "  0: try 1, else 8\n  1: row a\n  2: row b\n  3: try 7, else 4\n  4: row b\n  \
-             5: fail unless a row was taken since 3\n  6: jump 3\n  7: jump 9\n  8: row c\n  \
+            "  0: try 1, else 8\n  1: row A\n  2: row B\n  3: try 7, else 4\n  4: row B\n  \
+             5: fail unless a row was taken since 3\n  6: jump 3\n  7: jump 9\n  8: row C\n  \
              9: match\n"
         );
         Ok(())

@@ -369,7 +369,7 @@ mod tests {
             variables: program
                 .variables()
                 .iter()
-                .map(|v| v.chars().next().unwrap_or(' '))
+                .map(|v| v.chars().next().map_or(' ', |c| c.to_ascii_lowercase()))
                 .collect(),
             complete,
         };

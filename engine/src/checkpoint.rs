@@ -6,14 +6,58 @@
 //! [`crate::state`]), and a CRC-32 of everything before it. Integers are little-endian.
 //! Reading checks each part in turn, so a file of another kind, of a newer format, cut short
 //! or damaged is refused with a message saying which, never misread. A file of an older
-//! format is migrated to the current one as it is read (there is one format so far).
+//! format is read with its format ([`Decoded::format`]), and what changed since is migrated
+//! where it is read:
+//!
+//! - Format 2: pattern variables are named as the standard folds identifiers, unquoted ones
+//!   in upper case (format 1 wrote them in lower case). A query's plan text names them in the
+//!   steps of its pattern program, so [`migrate_plan`] folds those names in a format-1 plan
+//!   to upper case before comparing it with today's (a quoted lower-case name then differs,
+//!   and its query is refused rather than misread). The state itself has no names.
 
 use crate::{EngineError, Result};
 
 const MAGIC: &[u8; 8] = b"SLUICECK";
 
 /// The format written today; readers take this one and every older one.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = crate::state::FORMAT;
+
+/// A checkpoint file's state and the format it was written in.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoded<'a> {
+    pub format: u32,
+    pub state: &'a [u8],
+}
+
+impl<'a> Decoded<'a> {
+    /// A reader of the state that knows its format.
+    pub fn reader(&self) -> crate::state::StateReader<'a> {
+        crate::state::StateReader::of_format(self.state, self.format)
+    }
+}
+
+/// A query's plan text saved in checkpoint format `format`, as today's format writes it.
+pub fn migrate_plan(plan: &str, format: u32) -> String {
+    if format >= 2 {
+        return plan.to_string();
+    }
+    plan.lines()
+        .map(|line| match line.rsplit_once(": row ") {
+            // A step `N: row NAME`, alone on its line or after its operator's header.
+            Some((before, name))
+                if before
+                    .rsplit(' ')
+                    .next()
+                    .is_some_and(|step| step.parse::<u32>().is_ok()) =>
+            {
+                format!("{before}: row {}", name.to_ascii_uppercase())
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if plan.ends_with('\n') { "\n" } else { "" }
+}
 
 /// Frames `state` as a checkpoint file.
 pub fn encode(state: &[u8]) -> Vec<u8> {
@@ -30,8 +74,8 @@ pub fn encode(state: &[u8]) -> Vec<u8> {
     file
 }
 
-/// The state framed in checkpoint file `file` (named `name` in errors), in today's format.
-pub fn decode<'a>(name: &str, file: &'a [u8]) -> Result<&'a [u8]> {
+/// The state framed in checkpoint file `file` (named `name` in errors), with its format.
+pub fn decode<'a>(name: &str, file: &'a [u8]) -> Result<Decoded<'a>> {
     let damaged = |position: usize, reason: String| EngineError::Corrupt {
         file: name.to_string(),
         position: position as u64,
@@ -73,7 +117,7 @@ pub fn decode<'a>(name: &str, file: &'a [u8]) -> Result<&'a [u8]> {
     if checksum_at + 4 != file.len() {
         return Err(damaged(checksum_at + 4, "bytes follow the checksum".into()));
     }
-    Ok(state)
+    Ok(Decoded { format, state })
 }
 
 /// The first `N` bytes of `bytes`, which has at least that many.
@@ -97,7 +141,11 @@ mod tests {
     #[test]
     fn state_comes_back_whole() -> Result<()> {
         let file = encode(b"state bytes");
-        assert_eq!(decode("cp", &file)?, b"state bytes");
+        let decoded = decode("cp", &file)?;
+        assert_eq!(
+            (decoded.format, decoded.state),
+            (FORMAT_VERSION, &b"state bytes"[..])
+        );
         Ok(())
     }
 
@@ -121,13 +169,23 @@ mod tests {
     }
 
     #[test]
+    fn format_1_plans_name_pattern_variables_in_upper_case() {
+        let plan = "1: match_recognize <- [0] (k Utf8)   0: row s\n  1: row big_x\n  2: match\n";
+        assert_eq!(
+            migrate_plan(plan, 1),
+            "1: match_recognize <- [0] (k Utf8)   0: row S\n  1: row BIG_X\n  2: match\n"
+        );
+        assert_eq!(migrate_plan(plan, 2), plan);
+    }
+
+    #[test]
     fn a_newer_format_is_refused_by_name() {
         let mut file = encode(b"x");
         file[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         assert_eq!(
             error(&file),
             format!(
-                "checkpoint: cp has format 2, written by sluice {v}; this sluice ({v}) reads formats up to 1",
+                "checkpoint: cp has format 3, written by sluice {v}; this sluice ({v}) reads formats up to 2",
                 v = env!("CARGO_PKG_VERSION")
             )
         );

@@ -24,6 +24,10 @@ use datafusion::common::ScalarValue;
 
 use crate::{Changes, EngineError, Result};
 
+/// The checkpoint format whose state this encoding writes today: the checkpoint file around
+/// the state carries it, and readers of older formats migrate what changed since.
+pub const FORMAT: u32 = 2;
+
 /// How arrays are encoded: Arrow IPC with LZ4-compressed buffers (readers take compressed
 /// and uncompressed ones alike).
 fn compressed() -> IpcWriteOptions {
@@ -185,11 +189,28 @@ impl StateWriter {
 pub struct StateReader<'a> {
     bytes: &'a [u8],
     position: usize,
+    /// The checkpoint format the bytes were written in.
+    format: u32,
 }
 
 impl<'a> StateReader<'a> {
+    /// A reader of state written in today's checkpoint format.
     pub fn new(bytes: &'a [u8]) -> Self {
-        StateReader { bytes, position: 0 }
+        Self::of_format(bytes, FORMAT)
+    }
+
+    /// A reader of state written in checkpoint format `format`, for readers that migrate.
+    pub fn of_format(bytes: &'a [u8], format: u32) -> Self {
+        StateReader {
+            bytes,
+            position: 0,
+            format,
+        }
+    }
+
+    /// The checkpoint format the state was written in.
+    pub fn format(&self) -> u32 {
+        self.format
     }
 
     /// How many bytes are left to read.

@@ -1,21 +1,19 @@
-//! A checkpoint written in format 1 (`tests/fixtures/checkpoint-format-1`, committed) is
-//! restored by this sluice, and the run it stopped goes on to write exactly what an
-//! uninterrupted run writes.
+//! A checkpoint written in each earlier format (`tests/fixtures/checkpoint-format-N`,
+//! committed) is restored by this sluice, and the run it stopped goes on to write exactly
+//! what an uninterrupted run writes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const FIXTURE: &str = "repl/tests/fixtures/checkpoint-format-1";
-
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Runs `sluice run` on the fixture's script from the repository's root, as the fixture was
-/// written.
-fn run(extra: &[&str]) -> Output {
-    let script = format!("{FIXTURE}/script.sql");
+/// Runs `sluice run` on the script of `fixture` from the repository's root, as the fixture
+/// was written.
+fn run(fixture: &str, extra: &[&str]) -> Output {
+    let script = format!("{fixture}/script.sql");
     let mut args = vec![
         "run",
         &script,
@@ -66,8 +64,17 @@ fn contents(directory: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn a_format_1_checkpoint_restores_and_the_run_goes_on_exactly() {
+    restores_and_goes_on_exactly("repl/tests/fixtures/checkpoint-format-1");
+}
+
+#[test]
+fn a_format_2_checkpoint_restores_and_the_run_goes_on_exactly() {
+    restores_and_goes_on_exactly("repl/tests/fixtures/checkpoint-format-2");
+}
+
+fn restores_and_goes_on_exactly(fixture_path: &str) {
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
-    let fixture = repository().join(FIXTURE);
+    let fixture = repository().join(fixture_path);
     let output = work.path().join("out");
     let checkpoint = work.path().join("cp");
     copy_dir(&fixture.join("out"), &output);
@@ -76,14 +83,17 @@ fn a_format_1_checkpoint_restores_and_the_run_goes_on_exactly() {
         output.display().to_string(),
         checkpoint.display().to_string(),
     );
-    let resumed = run(&["--output", &output_arg, "--checkpoint-dir", &checkpoint_arg]);
+    let resumed = run(
+        fixture_path,
+        &["--output", &output_arg, "--checkpoint-dir", &checkpoint_arg],
+    );
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
     assert!(!stderr.contains("stopped after"), "{stderr}");
 
     let whole = work.path().join("whole");
     let whole_arg = whole.display().to_string();
-    let uninterrupted = run(&["--output", &whole_arg]);
+    let uninterrupted = run(fixture_path, &["--output", &whole_arg]);
     assert!(
         uninterrupted.status.success(),
         "{}",

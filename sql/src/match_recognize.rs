@@ -349,9 +349,13 @@ fn word(parser: &mut Parser, text: &str) -> bool {
     matches
 }
 
-/// A pattern variable's name as the pattern spells it (unquoted names in lower case).
+/// A pattern variable's name as `CLASSIFIER()` gives it: unquoted names folded to upper case,
+/// as the standard folds identifiers (and Oracle and Trino answer), quoted ones as written.
 pub fn variable(ident: &ast::Ident) -> String {
-    identifier(ident)
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_uppercase(),
+    }
 }
 
 /// `INTERVAL '5' MINUTE` or `INTERVAL '5 minutes'` as milliseconds.

@@ -219,7 +219,7 @@ impl Script {
 
     /// Takes back the state of checkpoint file `file` (see [`Script::checkpoint`]).
     pub fn restore(&mut self, file: &[u8]) -> Result<()> {
-        let mut state = StateReader::new(checkpoint::decode("the checkpoint", file)?);
+        let mut state = checkpoint::decode("the checkpoint", file)?.reader();
         self.load_state(&mut state)?;
         if !state.is_at_end() {
             return Err(SqlError::Invalid(

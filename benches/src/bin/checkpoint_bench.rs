@@ -19,7 +19,7 @@ use datafusion::arrow::array::{Int64Array, RecordBatch, TimestampMillisecondArra
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use sluice_benches::{count_argument, main_of, process_memory_kib};
 use sluice_engine::checkpoint;
-use sluice_engine::state::{StateReader, StateWriter};
+use sluice_engine::state::StateWriter;
 
 const BATCH_ROWS: usize = 8192;
 /// 2024-01-01 00:00:00 UTC.
@@ -118,7 +118,7 @@ fn run() -> Result<(), String> {
     let body = checkpoint::decode("checkpoint", &file).map_err(|e| e.to_string())?;
     let left_out = fresh
         .engine_mut()
-        .load_state(&mut StateReader::new(body))
+        .load_state(&mut body.reader())
         .map_err(|e| e.to_string())?;
     let loaded = started.elapsed();
     if let Some((_, reason)) = left_out.first() {

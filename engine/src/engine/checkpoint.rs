@@ -154,7 +154,8 @@ impl Engine {
             query.results.clear();
             query.late.clear();
             query.failures.clear();
-            let outcome = check_plan(&name, &plan, &query.graph.plan_description())
+            let saved = crate::checkpoint::migrate_plan(&plan, state.format());
+            let outcome = check_plan(&name, &saved, &query.graph.plan_description())
                 .and_then(|()| load_query(query, part));
             if let Err(error) = outcome {
                 left_out.push((id, error.to_string()));

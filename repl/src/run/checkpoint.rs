@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sluice_engine::checkpoint;
-use sluice_engine::state::{StateReader, StateWriter};
+use sluice_engine::state::StateWriter;
 use sluice_sql::Script;
 
 use crate::CliError;
@@ -60,7 +60,7 @@ pub fn load(
         Err(source) => return Err(io_error(&path)(source)),
     };
     let name = path.display().to_string();
-    let mut state = StateReader::new(checkpoint::decode(&name, &file)?);
+    let mut state = checkpoint::decode(&name, &file)?.reader();
     state.label("run")?;
     let script_text = state.string()?;
     let inputs = (0..state.usize()?)

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice_engine::checkpoint;
-use sluice_engine::state::{StateReader, StateWriter};
+use sluice_engine::state::StateWriter;
 use sluice_engine::time::Millis;
 
 use super::checkpoint_status::{LastCheckpoint, Offsets};
@@ -42,6 +42,8 @@ const KEPT: usize = 2;
 #[derive(Debug, Clone, Default)]
 pub(super) struct Cut {
     pub(super) id: u64,
+    /// The checkpoint format it was written in.
+    pub(super) format: u32,
     /// Journal entries applied before the cut.
     pub(super) entries: u64,
     pub(super) fed_stamp: Millis,
@@ -330,11 +332,13 @@ impl Core {
 
 /// The cut of checkpoint file `file`, and the engine's state that follows it in the file.
 fn read_cut(id: u64, path: &Path, file: &[u8]) -> Result<(Cut, Vec<u8>), ServeError> {
-    let body = checkpoint::decode(&path.display().to_string(), file)?;
-    let mut state = StateReader::new(body);
+    let decoded = checkpoint::decode(&path.display().to_string(), file)?;
+    let body = decoded.state;
+    let mut state = decoded.reader();
     state.label("server")?;
     let mut cut = Cut {
         id,
+        format: decoded.format,
         entries: state.u64()?,
         fed_stamp: state.i64()?,
         registrations: state.u64()?,

@@ -55,7 +55,7 @@ impl Core {
         let left_out = self
             .session
             .engine_mut()
-            .load_state(&mut StateReader::new(&state))
+            .load_state(&mut StateReader::of_format(&state, cut.format))
             .map_err(|error| {
                 ServeError::Request(format!(
                     "checkpoint {} does not fit the catalog: {error}; move the checkpoints                      directory away to replay from the retained input",

@@ -577,9 +577,12 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    /// A variable or subset name the pattern knows.
+    /// A variable or subset name the pattern knows, written `name` (quoted or not).
     fn known(&self, name: &str) -> Result<String> {
-        let name = name.to_ascii_lowercase();
+        let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.to_string(),
+            None => name.to_ascii_uppercase(),
+        };
         if (self.is_variable)(&name) {
             Ok(name)
         } else {
