@@ -26,7 +26,8 @@ pub enum Navigate {
     Next,
     /// An aggregate over the rows bound to the variable.
     Aggregate(AggregateCall),
-    /// `CLASSIFIER()`: the variable of the match's last row.
+    /// `CLASSIFIER()`: the variable of the match's last row; `CLASSIFIER(S)`: that of its
+    /// last row bound to one of `variables`.
     Classifier,
     /// `MATCH_NUMBER()`: 1 for the partition's first match, and so on.
     MatchNumber,
@@ -65,9 +66,17 @@ pub(crate) fn navigation_value(
         .collect();
     let value = match &navigation.navigate {
         Navigate::MatchNumber => ScalarValue::UInt64(Some(number)),
-        Navigate::Classifier => {
-            ScalarValue::Utf8(path.last().map(|b| variables[b.variable].clone()))
-        }
+        Navigate::Classifier => ScalarValue::Utf8(
+            path.iter()
+                .rev()
+                .find(|b| {
+                    navigation
+                        .variables
+                        .as_ref()
+                        .is_none_or(|set| set.contains(&b.variable))
+                })
+                .map(|b| variables[b.variable].clone()),
+        ),
         Navigate::Aggregate(call) => {
             let indices =
                 UInt32Array::from_iter_values(bound.iter().map(|r| (r - state.base) as u32));

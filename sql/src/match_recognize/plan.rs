@@ -496,9 +496,32 @@ impl<'a> Rewriter<'a> {
                         "DEFINE {defined}: CLASSIFIER() and MATCH_NUMBER() in a condition"
                     )));
                 }
+                // `CLASSIFIER(S)`: the variable of the last row up to here bound to S, a
+                // variable or a SUBSET.
+                let variables = match (&kind, args.as_slice()) {
+                    (_, []) => None,
+                    (
+                        NavKind::Classifier,
+                        [
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Identifier(
+                                name,
+                            ))),
+                        ],
+                    ) => Some(vec![self.known(&name.to_string())?]),
+                    _ => {
+                        return Err(SqlError::Invalid(format!(
+                            "{}: expected no argument{}",
+                            name.to_uppercase(),
+                            match kind {
+                                NavKind::Classifier => " or a variable",
+                                _ => "",
+                            }
+                        )));
+                    }
+                };
                 Ok(Some(Call {
                     kind,
-                    variables: None,
+                    variables,
                     argument: None,
                     offset: 0,
                 }))
