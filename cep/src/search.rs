@@ -74,7 +74,8 @@ struct Choice {
     row: usize,
     path: usize,
     visited: usize,
-    excluded: bool,
+    /// How many `{- -}` the search is inside.
+    exclusion: u32,
 }
 
 /// What the search backtracks to: the other way of a choice, or the note that every way on
@@ -86,29 +87,29 @@ enum Backtrack {
     Explored {
         pc: usize,
         row: usize,
-        excluded: bool,
+        exclusion: u32,
         context: usize,
     },
 }
 
 /// Where a search is, as far as the rest of it can tell when conditions are context-free:
-/// the instruction, the row, whether rows are excluded, and the loops entered at this row
+/// the instruction, the row, how many exclusions it is inside, and the loops entered at this row
 /// (their `Progress` checks still need a row to be taken).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct State {
     pc: usize,
     row: usize,
-    excluded: bool,
+    exclusion: u32,
     entered_here: Vec<usize>,
 }
 
 impl State {
     /// The state at the split `pc` and `row`, with `visited` the choices on the path there.
-    fn of(pc: usize, row: usize, excluded: bool, visited: &[(usize, usize)]) -> State {
+    fn of(pc: usize, row: usize, exclusion: u32, visited: &[(usize, usize)]) -> State {
         State {
             pc,
             row,
-            excluded,
+            exclusion,
             entered_here: visited
                 .iter()
                 .filter(|(_, at)| *at == row)
@@ -153,7 +154,7 @@ impl Program {
         let mut dead: HashSet<(usize, usize)> = HashSet::new();
         let mut need_more = false;
         let mut timed_out: Option<Vec<Binding>> = None;
-        let (mut pc, mut row, mut excluded) = (0, start, false);
+        let (mut pc, mut row, mut exclusion) = (0, start, 0u32);
         let mut steps: u64 = 0;
         loop {
             steps += 1;
@@ -185,7 +186,7 @@ impl Program {
                                 path.push(Binding {
                                     row,
                                     variable,
-                                    excluded,
+                                    excluded: exclusion > 0,
                                 });
                                 row += 1;
                                 pc += 1;
@@ -208,7 +209,7 @@ impl Program {
                     let memoize = context_free && steps > MEMOIZE_AFTER_STEPS;
                     let seen = memoize
                         && explored_at.contains(&(pc, row))
-                        && explored.contains(&State::of(pc, row, excluded, &visited));
+                        && explored.contains(&State::of(pc, row, exclusion, &visited));
                     if seen {
                         false
                     } else {
@@ -216,7 +217,7 @@ impl Program {
                             stack.push(Backtrack::Explored {
                                 pc,
                                 row,
-                                excluded,
+                                exclusion,
                                 context: visited.len(),
                             });
                         }
@@ -226,7 +227,7 @@ impl Program {
                             row,
                             path: path.len(),
                             visited: visited.len(),
-                            excluded,
+                            exclusion,
                         }));
                         pc = first;
                         true
@@ -258,12 +259,12 @@ impl Program {
                     }
                 }
                 Inst::ExcludeStart => {
-                    excluded = true;
+                    exclusion += 1;
                     pc += 1;
                     true
                 }
                 Inst::ExcludeEnd => {
-                    excluded = false;
+                    exclusion = exclusion.saturating_sub(1);
                     pc += 1;
                     true
                 }
@@ -283,14 +284,14 @@ impl Program {
                     Some(Backtrack::Explored {
                         pc,
                         row,
-                        excluded,
+                        exclusion,
                         context,
                     }) => {
                         explored_at.insert((pc, row));
                         explored.insert(State::of(
                             pc,
                             row,
-                            excluded,
+                            exclusion,
                             &visited[..context.min(visited.len())],
                         ));
                     }
@@ -305,7 +306,7 @@ impl Program {
             };
             pc = choice.pc;
             row = choice.row;
-            excluded = choice.excluded;
+            exclusion = choice.exclusion;
             path.truncate(choice.path);
             visited.truncate(choice.visited);
         }

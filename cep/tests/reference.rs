@@ -6,7 +6,7 @@
 //! SKIP PAST LAST ROW` must be the same rows with the same variables; and fed row by row,
 //! where the search may answer "need more", every answer it gives must be the final one.
 
-use sluice_cep::{Binding, Found, Pattern, Program, Rows};
+use sluice_cep::{Binding, Found, Pattern, Program, Rows, parse_pattern};
 
 mod common;
 
@@ -14,8 +14,8 @@ use common::Random;
 
 const LETTERS: [&str; 3] = ["a", "b", "c"];
 
-/// The rows bound so far: (row, variable).
-type Path = Vec<(usize, String)>;
+/// The rows bound so far: (row, variable, whether inside any `{- -}`, however deep).
+type Path = Vec<(usize, String, bool)>;
 
 /// What to do after a part of the pattern matched: given the next row and the path.
 type Next<'a> = &'a mut dyn FnMut(usize, &mut Path) -> bool;
@@ -66,13 +66,21 @@ fn pattern(random: &mut Random, depth: u32) -> Pattern {
 }
 
 /// The reference: does `pattern` match `input` from `at`, calling `next` with the row after
-/// it and the rows bound so far, trying alternatives in preference order?
-fn matches(pattern: &Pattern, input: &[u8], at: usize, path: &mut Path, next: Next<'_>) -> bool {
+/// it and the rows bound so far, trying alternatives in preference order? Rows bound inside
+/// an exclusion (`excluded`) are marked so.
+fn matches(
+    pattern: &Pattern,
+    input: &[u8],
+    at: usize,
+    excluded: bool,
+    path: &mut Path,
+    next: Next<'_>,
+) -> bool {
     match pattern {
         Pattern::Empty => next(at, path),
         Pattern::Var(name) => {
             if at < input.len() && input[at] == name.as_bytes()[0] {
-                path.push((at, name.clone()));
+                path.push((at, name.clone(), excluded));
                 if next(at + 1, path) {
                     return true;
                 }
@@ -82,59 +90,88 @@ fn matches(pattern: &Pattern, input: &[u8], at: usize, path: &mut Path, next: Ne
         }
         Pattern::Start => at == 0 && next(at, path),
         Pattern::End => at == input.len() && next(at, path),
-        Pattern::Exclude(inner) => matches(inner, input, at, path, next),
+        Pattern::Exclude(inner) => matches(inner, input, at, true, path, next),
         Pattern::Concat(items) => match items.split_first() {
             None => next(at, path),
             Some((first, rest)) => {
                 let rest = Pattern::Concat(rest.to_vec());
-                matches(first, input, at, path, &mut |after, path| {
-                    matches(&rest, input, after, path, next)
+                matches(first, input, at, excluded, path, &mut |after, path| {
+                    matches(&rest, input, after, excluded, path, next)
                 })
             }
         },
         Pattern::Alt(items) => items
             .iter()
-            .any(|item| matches(item, input, at, path, next)),
+            .any(|item| matches(item, input, at, excluded, path, next)),
         Pattern::Permute(items) => {
             let orders: Vec<Pattern> = permutations(items.len())
                 .into_iter()
                 .map(|order| Pattern::Concat(order.iter().map(|i| items[*i].clone()).collect()))
                 .collect();
-            matches(&Pattern::Alt(orders), input, at, path, next)
+            matches(&Pattern::Alt(orders), input, at, excluded, path, next)
         }
         Pattern::Repeat {
             inner,
             min,
             max,
             greedy,
-        } => repeat(inner, *min, *max, *greedy, 0, input, at, path, next),
+        } => repeat(
+            inner,
+            (*min, *max, *greedy),
+            0,
+            input,
+            at,
+            excluded,
+            path,
+            next,
+        ),
     }
 }
 
-/// `inner` repeated, `done` times so far; an iteration past the minimum must take a row.
+/// `inner` repeated (`quantifier`: minimum, maximum, greedy), `done` times so far; an
+/// iteration past the minimum must take a row.
 #[allow(clippy::too_many_arguments)]
 fn repeat(
     inner: &Pattern,
-    min: u32,
-    max: Option<u32>,
-    greedy: bool,
+    quantifier: (u32, Option<u32>, bool),
     done: u32,
     input: &[u8],
     at: usize,
+    excluded: bool,
     path: &mut Path,
     next: Next<'_>,
 ) -> bool {
+    let (min, max, greedy) = quantifier;
     if done < min {
-        return matches(inner, input, at, path, &mut |after, path| {
-            repeat(inner, min, max, greedy, done + 1, input, after, path, next)
+        return matches(inner, input, at, excluded, path, &mut |after, path| {
+            repeat(
+                inner,
+                quantifier,
+                done + 1,
+                input,
+                after,
+                excluded,
+                path,
+                next,
+            )
         });
     }
     if max.is_some_and(|max| done >= max) {
         return next(at, path);
     }
     let again = |path: &mut Path, next: Next<'_>| {
-        matches(inner, input, at, path, &mut |after, path| {
-            after != at && repeat(inner, min, max, greedy, done + 1, input, after, path, next)
+        matches(inner, input, at, excluded, path, &mut |after, path| {
+            after != at
+                && repeat(
+                    inner,
+                    quantifier,
+                    done + 1,
+                    input,
+                    after,
+                    excluded,
+                    path,
+                    next,
+                )
         })
     };
     // Greedy: another iteration first, then stop; reluctant: the other way round.
@@ -171,13 +208,20 @@ fn reference_matches(pattern: &Pattern, input: &[u8]) -> Vec<(usize, Path)> {
     let mut start = 0;
     while start < input.len() {
         let mut matched = None;
-        matches(pattern, input, start, &mut Vec::new(), &mut |_, path| {
-            matched = Some(path.clone());
-            true
-        });
+        matches(
+            pattern,
+            input,
+            start,
+            false,
+            &mut Vec::new(),
+            &mut |_, path| {
+                matched = Some(path.clone());
+                true
+            },
+        );
         match matched {
             Some(path) => {
-                start = path.last().map_or(start + 1, |(row, _)| row + 1);
+                start = path.last().map_or(start + 1, |(row, _, _)| row + 1);
                 found.push((found.len(), path));
             }
             None => start += 1,
@@ -234,7 +278,7 @@ fn streamed_matches(program: &Program, input: &[u8]) -> Vec<(usize, Path)> {
                     start = path.last().map_or(start + 1, |b| b.row + 1);
                     let path = path
                         .iter()
-                        .map(|b| (b.row, program.variables()[b.variable].clone()))
+                        .map(|b| (b.row, program.variables()[b.variable].clone(), b.excluded))
                         .collect();
                     found.push((found.len(), path));
                 }
@@ -245,6 +289,43 @@ fn streamed_matches(program: &Program, input: &[u8]) -> Vec<(usize, Path)> {
         }
     }
     found
+}
+
+/// Exclusions inside exclusions: every row inside any of them, however deep, is excluded,
+/// over every input of up to six rows.
+#[test]
+fn nested_exclusions_exclude_every_row_inside() {
+    let patterns = [
+        r#"{- "a" {- "b"* -} "c"+ -}"#,
+        r#""a" {- {- "b" -} "c" -} "a""#,
+        r#"({- "a" -} | {- "b" {- "c" -} "b" -})+"#,
+        r#"{- {- {- "a" -} -} "b" -} "c""#,
+    ];
+    let mut excluded_rows = 0;
+    for text in patterns {
+        let pattern = parse_pattern(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let program = Program::compile(&pattern).unwrap_or_else(|e| panic!("{text}: {e}"));
+        for length in 0..=6u32 {
+            for number in 0..3usize.pow(length) {
+                let input: Vec<u8> = (0..length)
+                    .map(|i| b"abc"[number / 3usize.pow(i) % 3])
+                    .collect();
+                let expected = reference_matches(&pattern, &input);
+                assert_eq!(
+                    streamed_matches(&program, &input),
+                    expected,
+                    "pattern {text}, input {}",
+                    String::from_utf8_lossy(&input)
+                );
+                excluded_rows += expected
+                    .iter()
+                    .flat_map(|(_, path)| path)
+                    .filter(|(_, _, excluded)| *excluded)
+                    .count();
+            }
+        }
+    }
+    assert!(excluded_rows > 1_000, "only {excluded_rows} excluded rows");
 }
 
 #[test]
