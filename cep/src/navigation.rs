@@ -44,6 +44,16 @@ pub struct Navigation {
     pub offset: usize,
 }
 
+/// `CLASSIFIER()` over `path` (the match's rows up to the output row): the variable of its
+/// last row, or with `of` (a variable or a SUBSET's members), of its last row bound to one
+/// of them.
+fn classifier(of: Option<&[usize]>, path: &[Binding]) -> Option<usize> {
+    path.iter()
+        .rev()
+        .find(|b| of.is_none_or(|set| set.contains(&b.variable)))
+        .map(|b| b.variable)
+}
+
 /// The value of `navigation` for a match (or partial match) of `state` with rows `path`.
 pub(crate) fn navigation_value(
     navigation: &Navigation,
@@ -67,15 +77,7 @@ pub(crate) fn navigation_value(
     let value = match &navigation.navigate {
         Navigate::MatchNumber => ScalarValue::UInt64(Some(number)),
         Navigate::Classifier => ScalarValue::Utf8(
-            path.iter()
-                .rev()
-                .find(|b| {
-                    navigation
-                        .variables
-                        .as_ref()
-                        .is_none_or(|set| set.contains(&b.variable))
-                })
-                .map(|b| variables[b.variable].clone()),
+            classifier(navigation.variables.as_deref(), path).map(|v| variables[v].clone()),
         ),
         Navigate::Aggregate(call) => {
             let indices =
@@ -111,4 +113,50 @@ pub(crate) fn navigation_value(
         }
     };
     Ok(value.cast_to(data_type)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the definition, over random paths and sets: the last row up to each row whose
+    /// variable is in the set.
+    #[test]
+    fn classifier_of_a_set_is_the_variable_of_its_last_row_so_far() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below) as usize
+        };
+        let mut found = 0;
+        for _ in 0..2_000 {
+            let path: Vec<Binding> = (0..next(8))
+                .map(|row| Binding {
+                    row,
+                    variable: next(4),
+                    excluded: false,
+                })
+                .collect();
+            let set: Vec<usize> = (0..4).filter(|_| next(2) == 0).collect();
+            for up_to in 0..=path.len() {
+                let so_far = &path[..up_to];
+                let mut expected = None;
+                for binding in so_far {
+                    if set.contains(&binding.variable) {
+                        expected = Some(binding.variable);
+                    }
+                }
+                assert_eq!(
+                    classifier(Some(&set), so_far),
+                    expected,
+                    "{so_far:?} {set:?}"
+                );
+                assert_eq!(classifier(None, so_far), so_far.last().map(|b| b.variable));
+                found += usize::from(expected.is_some());
+            }
+        }
+        assert!(found > 1_000, "only {found} rows had a classifier");
+    }
 }
