@@ -220,16 +220,42 @@ impl Core {
         let dir = directory(&self.data_dir);
         fs::create_dir_all(&dir)?;
         let engine = self.session.engine_mut();
-        let saving = if in_child {
-            let temporary = temporary_path(&dir, id);
-            Saving::Child(saving_child::fork_saving(move || {
+        // The state moves into the child's save; should there be no child (the fork itself
+        // failed, for want of memory or processes), it is saved here instead.
+        let mut unsaved = Some(state);
+        let child = match in_child {
+            false => None,
+            true => {
+                let temporary = temporary_path(&dir, id);
+                let (slot, engine) = (&mut unsaved, &mut *engine);
+                let forked = saving_child::fork_saving(move || {
+                    let mut state = slot.take().ok_or_else(|| {
+                        ServeError::Checkpoint("the state was already saved".into())
+                    })?;
+                    let sizes = engine.save_state(&mut state)?;
+                    write_state(state, &temporary)?;
+                    Ok(sizes)
+                });
+                match forked {
+                    Ok(child) => Some(child),
+                    Err(error) => {
+                        eprintln!("checkpoint {id}: {error}: saving it in this process instead");
+                        None
+                    }
+                }
+            }
+        };
+        let saving = match (child, unsaved) {
+            (Some(child), _) => Saving::Child(child),
+            (None, Some(mut state)) => {
                 let sizes = engine.save_state(&mut state)?;
-                write_state(state, &temporary)?;
-                Ok(sizes)
-            })?)
-        } else {
-            let sizes = engine.save_state(&mut state)?;
-            Saving::Saved { state, sizes }
+                Saving::Saved { state, sizes }
+            }
+            (None, None) => {
+                return Err(ServeError::Checkpoint(
+                    "the state was neither saved nor left to save".into(),
+                ));
+            }
         };
         Ok(PendingCheckpoint {
             id,

@@ -20,6 +20,9 @@
 //! server killed mid-checkpoint leaves no child holding its listening sockets or its data
 //! directory's files.
 //!
+//! When there can be no child (`fork` fails for want of memory or processes), the core saves
+//! the checkpoint in its own process, as `--checkpoint-in-process` does, and says so.
+//!
 //! Memory: pages the parent writes while the child runs are copied, so a checkpoint taken
 //! while ingest rewrites every page of the state can need up to twice the state's memory.
 
