@@ -1,7 +1,7 @@
 //! How long a checkpoint of `sluice serve` pauses ingest, with its state saved by a forked
 //! child (the default) or in the server's process (`--checkpoint-in-process`).
 //!
-//! `cargo run --release -p sluice-benches --bin checkpoint_pause_bench -- child|process [KEYS]`
+//! `cargo run --release -p sluice-benches --bin checkpoint_pause_bench -- child|process|none [KEYS]`
 //!
 //! Starts `target/release/sluice serve` (or `$SLUICE`) with a checkpoint every 2 s, registers
 //! an hourly TUMBLE with COUNT/SUM/MAX per key, and publishes KEYS rows (default 10 000 000),
@@ -10,7 +10,8 @@
 //! waits for it, and so does every request that reads the queries), the total how long saving
 //! and writing it took. Prints one CSV line: saver, keys, the query's state in memory (MiB,
 //! as `stats` estimates it), the checkpoint file (MiB), the three pauses (ms), the three totals
-//! (ms), and the server's peak RSS (MiB).
+//! (ms), the seconds it then takes to publish and feed every key once more while checkpoints
+//! go on (`none`: with no checkpoints, for comparison), and the server's peak RSS (MiB).
 
 use std::time::{Duration, Instant};
 
@@ -58,7 +59,8 @@ fn run() -> Result<(), String> {
     match saver.as_str() {
         "child" => {}
         "process" => options.push("--checkpoint-in-process"),
-        _ => return Err("usage: checkpoint_pause_bench child|process [KEYS]".into()),
+        "none" => options[1] = "0",
+        _ => return Err("usage: checkpoint_pause_bench child|process|none [KEYS]".into()),
     }
     let keys = count_argument(args.next(), 10_000_000)?;
     let scratch = ScratchDir::new("checkpoint_pause_bench");
@@ -74,7 +76,7 @@ fn run() -> Result<(), String> {
     let mut seen = loaded["checkpoints"]["last"]["id"].as_u64().unwrap_or(0) + 1;
     let mut checkpoints = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(600);
-    while checkpoints.len() < CHECKPOINTS {
+    while saver != "none" && checkpoints.len() < CHECKPOINTS {
         if Instant::now() > deadline {
             return Err("no checkpoint within 10 minutes".into());
         }
@@ -89,6 +91,13 @@ fn run() -> Result<(), String> {
             checkpoints.push(last.clone());
         }
     }
+    // Every key once more, while checkpoints go on: how long ingest takes with them.
+    let updating = Instant::now();
+    server.pipeline(keys.div_ceil(ROWS), |publish| {
+        publish_line(publish * ROWS, keys)
+    })?;
+    stats(&server)?;
+    let update_s = updating.elapsed().as_secs_f64();
     let peak_mib = process_memory_kib_of(server.pid(), "VmHWM:") / 1024;
     drop(server);
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
@@ -96,17 +105,23 @@ fn run() -> Result<(), String> {
         checkpoints
             .iter()
             .map(|c| format!("{:.1}", c[field].as_f64().unwrap_or(f64::NAN)))
+            .chain(std::iter::repeat_n(
+                String::new(),
+                CHECKPOINTS - checkpoints.len(),
+            ))
             .collect::<Vec<_>>()
             .join(",")
     };
     println!(
         "saver,keys,state_mib,checkpoint_mib,pause_ms_1,pause_ms_2,pause_ms_3,\
-         took_ms_1,took_ms_2,took_ms_3,peak_rss_mib"
+         took_ms_1,took_ms_2,took_ms_3,update_s,peak_rss_mib"
     );
     println!(
-        "{saver},{keys},{:.0},{:.0},{},{},{peak_mib}",
+        "{saver},{keys},{:.0},{:.0},{},{},{update_s:.1},{peak_mib}",
         mib(state_bytes),
-        mib(checkpoints[0]["bytes"].as_u64().unwrap_or(0)),
+        mib(checkpoints
+            .first()
+            .map_or(0, |c| c["bytes"].as_u64().unwrap_or(0))),
         column("pause_ms"),
         column("took_ms"),
     );
