@@ -23,6 +23,7 @@ pub mod match_recognize;
 mod names;
 pub mod over;
 mod parallel;
+mod regression;
 pub mod script;
 pub mod session;
 pub mod settings;

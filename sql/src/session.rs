@@ -80,10 +80,12 @@ impl Session {
         // Registering a function under a fresh name cannot fail.
         let _ = state.register_udf(ProcTime::udf());
         let _ = state.register_udf(crate::temporal_join::AsOfMarker::udf());
-        // Variances and covariances whose state restores exactly, in place of DataFusion's.
+        // Variances, covariances and regressions whose state restores exactly, in place of
+        // DataFusion's.
         for function in crate::variance::functions()
             .into_iter()
             .chain(crate::covariance::functions())
+            .chain(crate::regression::functions())
         {
             let _ = state.register_udaf(function);
         }
