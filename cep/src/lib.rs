@@ -24,7 +24,7 @@ mod store;
 pub use condition::{Condition, Derived};
 pub use config::{AllRows, MatchRecognizeConfig, Skip};
 pub use error::CepError;
-pub use navigation::{Navigate, Navigation};
+pub use navigation::{Navigate, Navigation, RowLabel};
 pub use operator::MatchRecognize;
 pub use pattern::{Pattern, parse_pattern};
 pub use program::Program;

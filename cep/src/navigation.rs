@@ -33,6 +33,15 @@ pub enum Navigate {
     MatchNumber,
 }
 
+/// What of the row navigated to is read instead of an argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLabel {
+    /// `FIRST(CLASSIFIER())`, `PREV(CLASSIFIER())`, ...: the variable the row is bound to.
+    Classifier,
+    /// `FIRST(MATCH_NUMBER())`, ...: the match's number.
+    MatchNumber,
+}
+
 /// One value a measure reads: `navigate` over the rows bound to `variables` (every row of
 /// the match when `None`; several for a `SUBSET`), reading `argument`.
 pub struct Navigation {
@@ -42,6 +51,9 @@ pub struct Navigation {
     pub variables: Option<Vec<usize>>,
     pub argument: Option<Arc<dyn PhysicalExpr>>,
     pub offset: usize,
+    /// For `FIRST`, `LAST`, `PREV` and `NEXT`: read this of the row navigated to, which is
+    /// NULL for a row outside the match (so far), instead of `argument`.
+    pub label: Option<RowLabel>,
 }
 
 /// `CLASSIFIER()` over `path` (the match's rows up to the output row): the variable of its
@@ -99,6 +111,17 @@ pub(crate) fn navigation_value(
                 _ => bound.last().map(|r| r + navigation.offset),
             };
             let row = row.filter(|r| *r >= state.base && *r < state.available());
+            if let Some(label) = navigation.label {
+                let bound = row.and_then(|row| path.iter().find(|b| b.row == row));
+                let value = match (label, bound) {
+                    (RowLabel::Classifier, Some(b)) => {
+                        ScalarValue::Utf8(Some(variables[b.variable].clone()))
+                    }
+                    (RowLabel::MatchNumber, Some(_)) => ScalarValue::UInt64(Some(number)),
+                    (_, None) => ScalarValue::try_from(data_type)?,
+                };
+                return Ok(value.cast_to(data_type)?);
+            }
             match (row, &navigation.argument, argument_values) {
                 (Some(row), _, Some(values)) => {
                     ScalarValue::try_from_array(values, row - state.base)?

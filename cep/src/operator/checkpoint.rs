@@ -386,6 +386,7 @@ mod tests {
             variables,
             argument: v.then(|| column("v", 1)),
             offset: 0,
+            label: None,
         }
     }
 

@@ -9,7 +9,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use sluice_cep::{
     AllRows, Condition, Derived, MatchRecognize, MatchRecognizeConfig, Navigate, Navigation,
-    Program, Skip,
+    Program, RowLabel, Skip,
 };
 use sluice_engine::AggregateCall;
 
@@ -135,12 +135,18 @@ impl Lowering<'_> {
                 (Navigate::Aggregate(_), _) | (_, None) => None,
                 (_, Some(argument)) => Some(physical(argument, input_schema)?),
             };
+            let label = match nav.label {
+                Some(NavKind::Classifier) => Some(RowLabel::Classifier),
+                Some(NavKind::MatchNumber) => Some(RowLabel::MatchNumber),
+                _ => None,
+            };
             Ok(Navigation {
                 is_final: nav.is_final,
                 navigate,
                 variables,
                 argument,
                 offset: nav.offset,
+                label,
             })
         };
         let mut conditions: Vec<Option<Condition>> = variables.iter().map(|_| None).collect();

@@ -53,6 +53,9 @@ pub struct NavPlan {
     pub variables: Option<Vec<String>>,
     pub argument: Option<Expr>,
     pub offset: usize,
+    /// `CLASSIFIER()` or `MATCH_NUMBER()` of the row navigated to, read instead of an argument
+    /// (`FIRST(CLASSIFIER())`, `PREV(MATCH_NUMBER())`).
+    pub label: Option<NavKind>,
 }
 
 /// A column a condition reads besides the row's own.
@@ -379,7 +382,25 @@ fn navigation_plan(
         variables: call.variables,
         argument,
         offset: call.offset,
+        label: call.label,
     })
+}
+
+/// `CLASSIFIER()` or `MATCH_NUMBER()`, when `expr` is one of them.
+fn label_of(expr: &ast::Expr) -> Option<NavKind> {
+    let ast::Expr::Function(function) = expr else {
+        return None;
+    };
+    let no_arguments = match &function.args {
+        FunctionArguments::None => true,
+        FunctionArguments::List(list) => list.args.is_empty(),
+        FunctionArguments::Subquery(_) => false,
+    };
+    match function.name.to_string().to_ascii_lowercase().as_str() {
+        "classifier" if no_arguments => Some(NavKind::Classifier),
+        "match_number" if no_arguments => Some(NavKind::MatchNumber),
+        _ => None,
+    }
 }
 
 /// The type of a navigation's values.
@@ -387,6 +408,8 @@ fn nav_type(nav: &NavPlan, input: &DFSchema) -> Result<DataType> {
     Ok(match (&nav.kind, &nav.argument) {
         (NavKind::Classifier, _) => DataType::Utf8,
         (NavKind::MatchNumber, _) => DataType::Int64,
+        _ if nav.label == Some(NavKind::Classifier) => DataType::Utf8,
+        _ if nav.label == Some(NavKind::MatchNumber) => DataType::Int64,
         (_, Some(argument)) => argument.get_type(input)?,
         (_, None) => DataType::Null,
     })
@@ -404,6 +427,7 @@ struct Call {
     variables: Option<Vec<String>>,
     argument: Option<ast::Expr>,
     offset: usize,
+    label: Option<NavKind>,
 }
 
 /// Replaces the calls that read the match by columns `__nav<n>` (`__shift<n>` in `DEFINE`).
@@ -459,6 +483,7 @@ impl<'a> Rewriter<'a> {
                         variables: Some(vec![variable]),
                         argument: Some(ast::Expr::Identifier(parts[1].clone())),
                         offset: 0,
+                        label: None,
                     })),
                 }
             }
@@ -467,6 +492,7 @@ impl<'a> Rewriter<'a> {
                 variables: None,
                 argument: Some(ast::Expr::Identifier(ident.clone())),
                 offset: 0,
+                label: None,
             })),
             ast::Expr::Function(function) => self.function_call(function),
             _ => Ok(None),
@@ -524,6 +550,7 @@ impl<'a> Rewriter<'a> {
                     variables,
                     argument: None,
                     offset: 0,
+                    label: None,
                 }))
             }
             NavKind::Aggregate => {
@@ -552,6 +579,7 @@ impl<'a> Rewriter<'a> {
                     variables,
                     argument: Some(ast::Expr::Function(stripped)),
                     offset: 0,
+                    label: None,
                 }))
             }
             _ => {
@@ -589,12 +617,22 @@ impl<'a> Rewriter<'a> {
                         )));
                     }
                 };
+                if let Some(label) = label_of(&argument) {
+                    return Ok(Some(Call {
+                        kind,
+                        variables: None,
+                        argument: None,
+                        offset,
+                        label: Some(label),
+                    }));
+                }
                 let variable = self.strip(&mut argument)?;
                 Ok(Some(Call {
                     kind,
                     variables: variable.map(|v| vec![v]),
                     argument: Some(argument),
                     offset,
+                    label: None,
                 }))
             }
         }
