@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
 use datafusion::arrow::compute::take_record_batch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use sluice_engine::Result;
@@ -56,6 +58,43 @@ pub struct Navigation {
     pub label: Option<RowLabel>,
 }
 
+/// `rows` (those of `path` bound to `navigation`'s variables, in order) with their
+/// `CLASSIFIER()` and `MATCH_NUMBER()` as two more columns, for an aggregate that reads them.
+fn with_labels(
+    rows: RecordBatch,
+    navigation: &Navigation,
+    variables: &[String],
+    path: &[Binding],
+    number: u64,
+) -> Result<RecordBatch> {
+    let labels: StringArray = path
+        .iter()
+        .filter(|b| {
+            navigation
+                .variables
+                .as_ref()
+                .is_none_or(|set| set.contains(&b.variable))
+        })
+        .map(|b| Some(variables[b.variable].as_str()))
+        .collect();
+    let numbers = UInt64Array::from(vec![number; labels.len()]);
+    let mut fields: Vec<Field> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("__classifier", DataType::Utf8, true));
+    fields.push(Field::new("__match_number", DataType::UInt64, true));
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(labels));
+    columns.push(Arc::new(numbers));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 /// `CLASSIFIER()` over `path` (the match's rows up to the output row): the variable of its
 /// last row, or with `of` (a variable or a SUBSET's members), of its last row bound to one
 /// of them.
@@ -94,7 +133,10 @@ pub(crate) fn navigation_value(
         Navigate::Aggregate(call) => {
             let indices =
                 UInt32Array::from_iter_values(bound.iter().map(|r| (r - state.base) as u32));
-            let rows = take_record_batch(state.rows()?, &indices)?;
+            let mut rows = take_record_batch(state.rows()?, &indices)?;
+            if navigation.label.is_some() {
+                rows = with_labels(rows, navigation, variables, path, number)?;
+            }
             let all = UInt32Array::from_iter_values(0..rows.num_rows() as u32);
             let mut accumulator = call.accumulator(false)?;
             accumulator.update_batch(&call.input(&rows)?.filtered(&all)?)?;

@@ -16,7 +16,9 @@ use sluice_engine::AggregateCall;
 use super::Lowering;
 use super::node::{Lowered, session_not_aggregated};
 use super::schema::arrow_schema;
-use crate::match_recognize::plan::{Derived as DerivedPlan, MatchRecognizeNode, NavKind, NavPlan};
+use crate::match_recognize::plan::{
+    Derived as DerivedPlan, LABEL_COLUMNS, MatchRecognizeNode, NavKind, NavPlan,
+};
 use crate::match_recognize::{EmptyMatches, SkipTo};
 use crate::{Result, SqlError};
 
@@ -116,11 +118,18 @@ impl Lowering<'_> {
                     let Some(call) = &nav.argument else {
                         return Err(SqlError::Invalid("an aggregate without a call".into()));
                     };
-                    let call = self.coerced_aggregate(call, &node.input)?;
+                    // An aggregate of CLASSIFIER() or MATCH_NUMBER() reads them from columns
+                    // after the input's own, which the operator adds to the rows it takes.
+                    let input = match nav.label {
+                        Some(_) => with_label_columns(&node.input)?,
+                        None => node.input.clone(),
+                    };
+                    let call = self.coerced_aggregate(call, &input)?;
+                    let aggregated_schema = input.schema();
                     let lowered = LoweredAggregateBuilder::new(
                         &call,
-                        input_schema,
-                        input_schema.as_arrow(),
+                        aggregated_schema,
+                        aggregated_schema.as_arrow(),
                         self.state.execution_props(),
                         &PhysicalPlanningContext::default(),
                     )
@@ -224,4 +233,22 @@ impl Lowering<'_> {
             sliced: None,
         })
     }
+}
+
+/// `input` with `CLASSIFIER()` and `MATCH_NUMBER()` as NULL columns after its own (see
+/// `LABEL_COLUMNS`), to plan aggregates that read them.
+fn with_label_columns(input: &LogicalPlan) -> Result<LogicalPlan> {
+    let mut columns: Vec<Expr> = input
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    for (name, data_type) in LABEL_COLUMNS {
+        let null = datafusion::common::ScalarValue::try_from(&data_type)?;
+        columns.push(datafusion::logical_expr::lit(null).alias(name));
+    }
+    Ok(LogicalPlanBuilder::from(input.clone())
+        .project(columns)?
+        .build()?)
 }

@@ -373,6 +373,9 @@ fn navigation_plan(
     input: &DFSchema,
 ) -> Result<NavPlan> {
     let argument = match call.argument {
+        Some(argument) if call.kind == NavKind::Aggregate && call.label.is_some() => {
+            Some(to_expr(argument, &with_label_columns(input)?)?)
+        }
         Some(argument) => Some(to_expr(argument, input)?),
         None => None,
     };
@@ -384,6 +387,43 @@ fn navigation_plan(
         offset: call.offset,
         label: call.label,
     })
+}
+
+/// The columns an aggregate reads `CLASSIFIER()` and `MATCH_NUMBER()` of its rows from,
+/// after the input's own (`COUNT(CLASSIFIER())`, `string_agg(CLASSIFIER(), '')`).
+pub const LABEL_COLUMNS: [(&str, DataType); 2] = [
+    ("__classifier", DataType::Utf8),
+    ("__match_number", DataType::UInt64),
+];
+
+/// Replaces `CLASSIFIER()` and `MATCH_NUMBER()` in `expr` by their [`LABEL_COLUMNS`]; says
+/// whether there were any.
+fn labels_to_columns(expr: &mut ast::Expr) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions_mut(expr, |e| {
+        let column = match label_of(e) {
+            Some(NavKind::Classifier) => LABEL_COLUMNS[0].0,
+            Some(NavKind::MatchNumber) => LABEL_COLUMNS[1].0,
+            _ => return std::ops::ControlFlow::<()>::Continue(()),
+        };
+        *e = ast::Expr::Identifier(ast::Ident::new(column));
+        found = true;
+        std::ops::ControlFlow::Continue(())
+    });
+    found
+}
+
+/// `schema` with the [`LABEL_COLUMNS`] after its own.
+pub fn with_label_columns(schema: &DFSchema) -> Result<DFSchema> {
+    let labels = DFSchema::from_unqualified_fields(
+        LABEL_COLUMNS
+            .iter()
+            .map(|(name, data_type)| Field::new(*name, data_type.clone(), true))
+            .collect::<Vec<_>>()
+            .into(),
+        std::collections::HashMap::new(),
+    )?;
+    Ok(schema.join(&labels)?)
 }
 
 /// `CLASSIFIER()` or `MATCH_NUMBER()`, when `expr` is one of them.
@@ -408,6 +448,9 @@ fn nav_type(nav: &NavPlan, input: &DFSchema) -> Result<DataType> {
     Ok(match (&nav.kind, &nav.argument) {
         (NavKind::Classifier, _) => DataType::Utf8,
         (NavKind::MatchNumber, _) => DataType::Int64,
+        (NavKind::Aggregate, Some(argument)) if nav.label.is_some() => {
+            argument.get_type(&with_label_columns(input)?)?
+        }
         _ if nav.label == Some(NavKind::Classifier) => DataType::Utf8,
         _ if nav.label == Some(NavKind::MatchNumber) => DataType::Int64,
         (_, Some(argument)) => argument.get_type(input)?,
@@ -556,6 +599,7 @@ impl<'a> Rewriter<'a> {
             NavKind::Aggregate => {
                 let mut stripped = function.clone();
                 let mut variables = None;
+                let mut reads_labels = false;
                 if let FunctionArguments::List(list) = &mut stripped.args {
                     for arg in &mut list.args {
                         if let FunctionArg::Unnamed(inner) = arg {
@@ -565,6 +609,7 @@ impl<'a> Rewriter<'a> {
                                     *inner = FunctionArgExpr::Wildcard;
                                 }
                                 FunctionArgExpr::Expr(expr) => {
+                                    reads_labels |= labels_to_columns(expr);
                                     if let Some(found) = self.strip(expr)? {
                                         variables = Some(vec![found]);
                                     }
@@ -579,7 +624,8 @@ impl<'a> Rewriter<'a> {
                     variables,
                     argument: Some(ast::Expr::Function(stripped)),
                     offset: 0,
-                    label: None,
+                    // Any label: the call reads both label columns.
+                    label: reads_labels.then_some(NavKind::Classifier),
                 }))
             }
             _ => {
