@@ -562,7 +562,7 @@ impl<'a> Rewriter<'a> {
             NavKind::Classifier | NavKind::MatchNumber => {
                 if let Mode::Define(defined) = &self.mode {
                     return Err(SqlError::Unsupported(format!(
-                        "DEFINE {defined}: CLASSIFIER() and MATCH_NUMBER() in a condition"
+                        "DEFINE {defined}: MATCH_NUMBER() or CLASSIFIER(S) in a condition"
                     )));
                 }
                 // `CLASSIFIER(S)`: the variable of the last row up to here bound to S, a
@@ -738,6 +738,13 @@ impl VisitorMut for Rewriter<'_> {
             && super::variable(&parts[0]) == *defined
         {
             *expr = ast::Expr::Identifier(parts[1].clone());
+            return ControlFlow::Continue(());
+        }
+        // In its own DEFINE, `CLASSIFIER()` of the row is the variable being defined.
+        if let Mode::Define(defined) = &self.mode
+            && label_of(expr) == Some(NavKind::Classifier)
+        {
+            *expr = ast::Expr::value(ast::Value::SingleQuotedString(defined.clone()));
             return ControlFlow::Continue(());
         }
         match self.call_of(expr) {
