@@ -58,23 +58,16 @@ pub struct Navigation {
     pub label: Option<RowLabel>,
 }
 
-/// `rows` (those of `path` bound to `navigation`'s variables, in order) with their
-/// `CLASSIFIER()` and `MATCH_NUMBER()` as two more columns, for an aggregate that reads them.
+/// `rows`, those of `bound`, with their `CLASSIFIER()` and `MATCH_NUMBER()` as two more
+/// columns, for an aggregate that reads them.
 fn with_labels(
     rows: RecordBatch,
-    navigation: &Navigation,
+    bound: &[&Binding],
     variables: &[String],
-    path: &[Binding],
     number: u64,
 ) -> Result<RecordBatch> {
-    let labels: StringArray = path
+    let labels: StringArray = bound
         .iter()
-        .filter(|b| {
-            navigation
-                .variables
-                .as_ref()
-                .is_none_or(|set| set.contains(&b.variable))
-        })
         .map(|b| Some(variables[b.variable].as_str()))
         .collect();
     let numbers = UInt64Array::from(vec![number; labels.len()]);
@@ -115,7 +108,7 @@ pub(crate) fn navigation_value(
     data_type: &DataType,
     argument_values: Option<&ArrayRef>,
 ) -> Result<ScalarValue> {
-    let bound: Vec<usize> = path
+    let bindings: Vec<&Binding> = path
         .iter()
         .filter(|b| {
             navigation
@@ -123,8 +116,8 @@ pub(crate) fn navigation_value(
                 .as_ref()
                 .is_none_or(|set| set.contains(&b.variable))
         })
-        .map(|b| b.row)
         .collect();
+    let bound: Vec<usize> = bindings.iter().map(|b| b.row).collect();
     let value = match &navigation.navigate {
         Navigate::MatchNumber => ScalarValue::UInt64(Some(number)),
         Navigate::Classifier => ScalarValue::Utf8(
@@ -135,7 +128,7 @@ pub(crate) fn navigation_value(
                 UInt32Array::from_iter_values(bound.iter().map(|r| (r - state.base) as u32));
             let mut rows = take_record_batch(state.rows()?, &indices)?;
             if navigation.label.is_some() {
-                rows = with_labels(rows, navigation, variables, path, number)?;
+                rows = with_labels(rows, &bindings, variables, number)?;
             }
             let all = UInt32Array::from_iter_values(0..rows.num_rows() as u32);
             let mut accumulator = call.accumulator(false)?;

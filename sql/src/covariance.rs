@@ -105,10 +105,11 @@ struct CoMoments {
     comoment: f64,
 }
 
-/// Calls `each` with every pair of `values` where neither is NULL.
-fn for_each_pair(values: &[ArrayRef], mut each: impl FnMut(f64, f64)) -> Result<()> {
+/// Calls `each` with every pair of `values` (two DOUBLE columns) where neither is NULL; the
+/// regressions read their `(y, x)` pairs so too.
+pub(crate) fn for_each_pair(values: &[ArrayRef], mut each: impl FnMut(f64, f64)) -> Result<()> {
     let [first, second] = values else {
-        return datafusion::common::internal_err!("a covariance takes two arguments");
+        return datafusion::common::internal_err!("expected two arguments");
     };
     let first = first.as_primitive::<Float64Type>();
     let second = second.as_primitive::<Float64Type>();
@@ -211,107 +212,32 @@ impl Accumulator for CoMoments {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::Float64Array;
-    use datafusion::arrow::datatypes::Schema;
-    use datafusion::physical_expr::PhysicalExpr;
-    use datafusion::physical_expr::expressions::Column;
-
     use super::*;
-
-    /// Pairs from `seed`: thirds and tenths, large and small, some NULL.
-    fn pairs(seed: u64, count: usize) -> Vec<ArrayRef> {
-        let mut state = seed;
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for _ in 0..count {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let x = (state % 1000) as f64 / 3.0 - 1e3 * (state % 3) as f64;
-            xs.push((!state.is_multiple_of(9)).then_some(x));
-            ys.push(Some(x * 0.7 + (state % 13) as f64 / 10.0));
-        }
-        vec![
-            Arc::new(Float64Array::from(xs)),
-            Arc::new(Float64Array::from(ys)),
-        ]
-    }
-
-    fn datafusions(population: bool) -> Result<Box<dyn Accumulator>> {
-        let schema = Schema::new(vec![
-            Field::new("x", DataType::Float64, true),
-            Field::new("y", DataType::Float64, true),
-        ]);
-        let exprs: Vec<Arc<dyn PhysicalExpr>> =
-            vec![Arc::new(Column::new("x", 0)), Arc::new(Column::new("y", 1))];
-        let fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
-        let udaf = match population {
-            true => covariance::covar_pop_udaf(),
-            false => covariance::covar_samp_udaf(),
-        };
-        udaf.accumulator(AccumulatorArgs {
-            return_field: Arc::new(Field::new("c", DataType::Float64, true)),
-            schema: &schema,
-            ignore_nulls: false,
-            order_bys: &[],
-            is_reversed: false,
-            name: "c",
-            is_distinct: false,
-            exprs: &exprs,
-            expr_fields: &fields,
-        })
-    }
-
-    fn ours(population: bool) -> Box<dyn Accumulator> {
-        Box::new(CoMoments {
-            population,
-            ..CoMoments::default()
-        })
-    }
-
-    fn states(accumulator: &mut Box<dyn Accumulator>) -> Result<Vec<ArrayRef>> {
-        accumulator
-            .state()?
-            .iter()
-            .map(|value| value.to_array_of_size(1))
-            .collect()
-    }
+    use crate::two_column_tests::{accumulator, pairs, same_as_datafusion, states};
 
     /// Updates, takes back, and merges of non-empty states give DataFusion's bits.
     #[test]
     fn values_are_datafusions() -> Result<()> {
-        for population in [false, true] {
-            for seed in 1..50 {
-                let mut results = Vec::new();
-                for mut accumulator in [ours(population), datafusions(population)?] {
-                    let mut other = ours(population);
-                    other.update_batch(&pairs(seed * 13, 20))?;
-                    accumulator.update_batch(&pairs(seed, 40))?;
-                    let taken_back: Vec<ArrayRef> =
-                        pairs(seed, 40).iter().map(|c| c.slice(0, 15)).collect();
-                    accumulator.retract_batch(&taken_back)?;
-                    accumulator.merge_batch(&states(&mut other)?)?;
-                    results.push((accumulator.evaluate()?, states(&mut accumulator)?));
-                }
-                assert_eq!(
-                    results[0], results[1],
-                    "seed {seed}, population {population}"
-                );
-            }
+        let theirs = [covariance::covar_samp_udaf(), covariance::covar_pop_udaf()];
+        for (ours, theirs) in functions().iter().zip(theirs) {
+            same_as_datafusion(ours, &theirs)?;
         }
         Ok(())
     }
 
     #[test]
     fn a_state_merged_into_an_empty_one_goes_on_bit_for_bit() -> Result<()> {
-        for seed in 1..100 {
-            let mut never = ours(false);
-            never.update_batch(&pairs(seed, 30))?;
-            let mut restored = ours(false);
-            restored.merge_batch(&states(&mut never)?)?;
-            for accumulator in [&mut never, &mut restored] {
-                accumulator.update_batch(&pairs(seed * 7, 30))?;
+        for function in functions() {
+            for seed in 1..100 {
+                let mut never = accumulator(&function)?;
+                never.update_batch(&pairs(seed, 30))?;
+                let mut restored = accumulator(&function)?;
+                restored.merge_batch(&states(&mut never)?)?;
+                for accumulator in [&mut never, &mut restored] {
+                    accumulator.update_batch(&pairs(seed * 7, 30))?;
+                }
+                assert_eq!(states(&mut never)?, states(&mut restored)?, "seed {seed}");
             }
-            assert_eq!(states(&mut never)?, states(&mut restored)?, "seed {seed}");
         }
         Ok(())
     }

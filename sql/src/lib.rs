@@ -30,6 +30,8 @@ pub mod settings;
 pub mod statement;
 pub mod temporal_join;
 pub mod top_n;
+#[cfg(test)]
+mod two_column_tests;
 pub mod types;
 mod unnamed_columns;
 mod variance;

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::functions_aggregate::regr;
@@ -23,6 +23,8 @@ use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
+
+use crate::covariance::for_each_pair;
 
 /// What a regression function gives of the moments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,21 +153,6 @@ impl Default for Moments {
     }
 }
 
-/// Calls `each` with every `(y, x)` of `values` where neither is NULL.
-fn for_each_pair(values: &[ArrayRef], mut each: impl FnMut(f64, f64)) -> Result<()> {
-    let [ys, xs] = values else {
-        return datafusion::common::internal_err!("a regression takes two arguments");
-    };
-    let ys = ys.as_primitive::<Float64Type>();
-    let xs = xs.as_primitive::<Float64Type>();
-    for row in 0..ys.len() {
-        if ys.is_valid(row) && xs.is_valid(row) {
-            each(ys.value(row), xs.value(row));
-        }
-    }
-    Ok(())
-}
-
 impl Accumulator for Moments {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         for_each_pair(values, |y, x| {
@@ -286,92 +273,27 @@ impl Accumulator for Moments {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::Float64Array;
-    use datafusion::arrow::datatypes::Schema;
-    use datafusion::physical_expr::PhysicalExpr;
-    use datafusion::physical_expr::expressions::Column;
-
     use super::*;
-
-    /// Pairs from `seed`: thirds and tenths, large and small, some NULL.
-    fn pairs(seed: u64, count: usize) -> Vec<ArrayRef> {
-        let mut state = seed;
-        let (mut ys, mut xs) = (Vec::new(), Vec::new());
-        for _ in 0..count {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let x = (state % 1000) as f64 / 3.0 - 1e3 * (state % 3) as f64;
-            xs.push((!state.is_multiple_of(9)).then_some(x));
-            ys.push(Some(x * 0.7 + (state % 13) as f64 / 10.0));
-        }
-        vec![
-            Arc::new(Float64Array::from(ys)),
-            Arc::new(Float64Array::from(xs)),
-        ]
-    }
-
-    fn states(accumulator: &mut Box<dyn Accumulator>) -> Result<Vec<ArrayRef>> {
-        accumulator
-            .state()?
-            .iter()
-            .map(|value| value.to_array_of_size(1))
-            .collect()
-    }
+    use crate::two_column_tests::same_as_datafusion;
 
     /// Updates, takes back, and merges of non-empty states give DataFusion's bits, for each
     /// of the nine functions.
     #[test]
     fn values_are_datafusions() -> Result<()> {
-        let schema = Schema::new(vec![
-            Field::new("y", DataType::Float64, true),
-            Field::new("x", DataType::Float64, true),
-        ]);
-        let exprs: Vec<Arc<dyn PhysicalExpr>> =
-            vec![Arc::new(Column::new("y", 0)), Arc::new(Column::new("x", 1))];
-        let fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
-        for function in functions() {
-            let return_field = Arc::new(Field::new("r", function.return_type(&[])?, true));
-            let args = || AccumulatorArgs {
-                return_field: Arc::clone(&return_field),
-                schema: &schema,
-                ignore_nulls: false,
-                order_bys: &[],
-                is_reversed: false,
-                name: "r",
-                is_distinct: false,
-                exprs: &exprs,
-                expr_fields: &fields,
-            };
-            let datafusion = regr::regr_slope_udaf();
-            let theirs_udaf = match function.name() {
-                "regr_slope" => datafusion,
-                "regr_intercept" => regr::regr_intercept_udaf(),
-                "regr_count" => regr::regr_count_udaf(),
-                "regr_r2" => regr::regr_r2_udaf(),
-                "regr_avgx" => regr::regr_avgx_udaf(),
-                "regr_avgy" => regr::regr_avgy_udaf(),
-                "regr_sxx" => regr::regr_sxx_udaf(),
-                "regr_syy" => regr::regr_syy_udaf(),
-                _ => regr::regr_sxy_udaf(),
-            };
-            for seed in 1..40 {
-                let mut results = Vec::new();
-                for mut accumulator in [
-                    function.accumulator(args())?,
-                    theirs_udaf.accumulator(args())?,
-                ] {
-                    let mut other = function.accumulator(args())?;
-                    other.update_batch(&pairs(seed * 13, 20))?;
-                    accumulator.update_batch(&pairs(seed, 40))?;
-                    let taken_back: Vec<ArrayRef> =
-                        pairs(seed, 40).iter().map(|c| c.slice(0, 15)).collect();
-                    accumulator.retract_batch(&taken_back)?;
-                    accumulator.merge_batch(&states(&mut other)?)?;
-                    results.push((accumulator.evaluate()?, states(&mut accumulator)?));
-                }
-                assert_eq!(results[0], results[1], "{} seed {seed}", function.name());
-            }
+        let theirs = [
+            regr::regr_slope_udaf(),
+            regr::regr_intercept_udaf(),
+            regr::regr_count_udaf(),
+            regr::regr_r2_udaf(),
+            regr::regr_avgx_udaf(),
+            regr::regr_avgy_udaf(),
+            regr::regr_sxx_udaf(),
+            regr::regr_syy_udaf(),
+            regr::regr_sxy_udaf(),
+        ];
+        for (ours, theirs) in functions().iter().zip(theirs) {
+            assert_eq!(ours.name(), theirs.name());
+            same_as_datafusion(ours, &theirs)?;
         }
         Ok(())
     }
