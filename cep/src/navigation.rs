@@ -56,6 +56,9 @@ pub struct Navigation {
     /// For `FIRST`, `LAST`, `PREV` and `NEXT`: read this of the row navigated to, which is
     /// NULL for a row outside the match (so far), instead of `argument`.
     pub label: Option<RowLabel>,
+    /// For `FIRST` and `LAST`: rows to move from the row found before reading it (`PREV(LAST(
+    /// A.x), 2)` is -2), within the partition's rows.
+    pub shift: i64,
 }
 
 /// `rows`, those of `bound`, with their `CLASSIFIER()` and `MATCH_NUMBER()` as two more
@@ -144,6 +147,10 @@ pub(crate) fn navigation_value(
                     .map(|i| bound[i]),
                 Navigate::Prev => bound.last().and_then(|r| r.checked_sub(navigation.offset)),
                 _ => bound.last().map(|r| r + navigation.offset),
+            };
+            let row = match navigation.shift {
+                0 => row,
+                shift => row.and_then(|r| r.checked_add_signed(shift as isize)),
             };
             let row = row.filter(|r| *r >= state.base && *r < state.available());
             if let Some(label) = navigation.label {

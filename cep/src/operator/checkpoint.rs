@@ -387,6 +387,7 @@ mod tests {
             argument: v.then(|| column("v", 1)),
             offset: 0,
             label: None,
+            shift: 0,
         }
     }
 

@@ -156,6 +156,7 @@ impl Lowering<'_> {
                 argument,
                 offset: nav.offset,
                 label,
+                shift: nav.shift,
             })
         };
         let mut conditions: Vec<Option<Condition>> = variables.iter().map(|_| None).collect();

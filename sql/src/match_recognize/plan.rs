@@ -56,6 +56,9 @@ pub struct NavPlan {
     /// `CLASSIFIER()` or `MATCH_NUMBER()` of the row navigated to, read instead of an argument
     /// (`FIRST(CLASSIFIER())`, `PREV(MATCH_NUMBER())`).
     pub label: Option<NavKind>,
+    /// Rows to move from the row `FIRST` or `LAST` finds before reading it: `PREV(LAST(A.x),
+    /// 2)` is -2, `NEXT(FIRST(B.x))` is 1.
+    pub shift: i64,
 }
 
 /// A column a condition reads besides the row's own.
@@ -386,6 +389,7 @@ fn navigation_plan(
         argument,
         offset: call.offset,
         label: call.label,
+        shift: call.shift,
     })
 }
 
@@ -471,6 +475,7 @@ struct Call {
     argument: Option<ast::Expr>,
     offset: usize,
     label: Option<NavKind>,
+    shift: i64,
 }
 
 /// Replaces the calls that read the match by columns `__nav<n>` (`__shift<n>` in `DEFINE`).
@@ -527,6 +532,7 @@ impl<'a> Rewriter<'a> {
                         argument: Some(ast::Expr::Identifier(parts[1].clone())),
                         offset: 0,
                         label: None,
+                        shift: 0,
                     })),
                 }
             }
@@ -536,6 +542,7 @@ impl<'a> Rewriter<'a> {
                 argument: Some(ast::Expr::Identifier(ident.clone())),
                 offset: 0,
                 label: None,
+                shift: 0,
             })),
             ast::Expr::Function(function) => self.function_call(function),
             _ => Ok(None),
@@ -594,6 +601,7 @@ impl<'a> Rewriter<'a> {
                     argument: None,
                     offset: 0,
                     label: None,
+                    shift: 0,
                 }))
             }
             NavKind::Aggregate => {
@@ -626,6 +634,7 @@ impl<'a> Rewriter<'a> {
                     offset: 0,
                     // Any label: the call reads both label columns.
                     label: reads_labels.then_some(NavKind::Classifier),
+                    shift: 0,
                 }))
             }
             _ => {
@@ -663,6 +672,24 @@ impl<'a> Rewriter<'a> {
                         )));
                     }
                 };
+                // `PREV(LAST(A.x), 2)`: physical navigation from the row a logical one finds.
+                if let (NavKind::Prev | NavKind::Next, ast::Expr::Function(inner)) =
+                    (&kind, &argument)
+                {
+                    let inner_name = inner.name.to_string().to_ascii_lowercase();
+                    if inner_name == "first" || inner_name == "last" {
+                        let Some(found) = self.function_call(inner)? else {
+                            return Ok(None);
+                        };
+                        let rows = i64::try_from(offset).map_err(|_| {
+                            SqlError::Invalid(format!("{}: offset too large", name.to_uppercase()))
+                        })?;
+                        return Ok(Some(Call {
+                            shift: if kind == NavKind::Prev { -rows } else { rows },
+                            ..found
+                        }));
+                    }
+                }
                 if let Some(label) = label_of(&argument) {
                     return Ok(Some(Call {
                         kind,
@@ -670,6 +697,7 @@ impl<'a> Rewriter<'a> {
                         argument: None,
                         offset,
                         label: Some(label),
+                        shift: 0,
                     }));
                 }
                 let variable = self.strip(&mut argument)?;
@@ -679,6 +707,7 @@ impl<'a> Rewriter<'a> {
                     argument: Some(argument),
                     offset,
                     label: None,
+                    shift: 0,
                 }))
             }
         }
