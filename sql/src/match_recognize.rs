@@ -29,7 +29,7 @@ use std::borrow::Cow;
 use datafusion::sql::sqlparser::ast::{self, DateTimeField, OrderByExpr};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use sluice_cep::{Pattern, parse_pattern};
 use sluice_engine::time::{Millis, parse_duration};
 
@@ -209,7 +209,11 @@ pub struct MatchClause {
 impl MatchClause {
     /// Reads the text between `MATCH_RECOGNIZE (` and `)`.
     pub fn parse(text: &str) -> Result<Self> {
-        let mut parser = Parser::new(&SluiceDialect).try_with_sql(text)?;
+        let tokens = Tokenizer::new(&SluiceDialect, text)
+            .tokenize_with_location()
+            .map_err(|e| SqlError::Syntax(e.to_string()))?;
+        let mut parser =
+            Parser::new(&SluiceDialect).with_tokens_with_locations(semantics_into_names(tokens));
         let mut clause = MatchClause {
             partition_by: Vec::new(),
             order_by: Vec::new(),
@@ -337,6 +341,44 @@ impl MatchClause {
         }
         Ok(clause)
     }
+}
+
+/// `RUNNING` or `FINAL` before `FIRST` or `LAST` joined to it as one function name
+/// (`__final_last`), so that a navigation nested in another (`PREV(FINAL LAST(A.x), 2)`) says
+/// its own semantics; the planner reads the names back (`plan::semantics_of`).
+fn semantics_into_names(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let unquoted = |token: &Token, words: &[&str]| match token {
+        Token::Word(w) if w.quote_style.is_none() => words
+            .iter()
+            .find(|word| w.value.eq_ignore_ascii_case(word))
+            .map(|word| word.to_ascii_lowercase()),
+        _ => None,
+    };
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut index = 0;
+    while index < tokens.len() {
+        let semantics = unquoted(&tokens[index].token, &["RUNNING", "FINAL"]);
+        let next = tokens[index + 1..]
+            .iter()
+            .position(|t| !matches!(t.token, Token::Whitespace(_)))
+            .map(|at| index + 1 + at);
+        let navigation = next.and_then(|at| unquoted(&tokens[at].token, &["FIRST", "LAST"]));
+        match (semantics, next, navigation) {
+            (Some(semantics), Some(at), Some(navigation)) => {
+                let name = format!("__{semantics}_{navigation}");
+                out.push(TokenWithSpan::new(
+                    Token::make_word(&name, None),
+                    tokens[index].span,
+                ));
+                index = at + 1;
+            }
+            _ => {
+                out.push(tokens[index].clone());
+                index += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Consumes the unquoted word `text` if it comes next.

@@ -59,6 +59,9 @@ pub struct NavPlan {
     /// Rows to move from the row `FIRST` or `LAST` finds before reading it: `PREV(LAST(A.x),
     /// 2)` is -2, `NEXT(FIRST(B.x))` is 1.
     pub shift: i64,
+    /// `RUNNING` (false) or `FINAL` (true) written on the call itself, which wins over its
+    /// measure's.
+    pub own_semantics: Option<bool>,
 }
 
 /// A column a condition reads besides the row's own.
@@ -306,7 +309,7 @@ fn build<C: ContextProvider>(
     let mut nav_fields = Vec::new();
     for (index, call) in rewriter.calls.into_iter().enumerate() {
         let mut nav = navigation_plan(call, &to_expr, &input_schema)?;
-        nav.is_final = finals[index] || clause.all_rows.is_none();
+        nav.is_final = nav.own_semantics.unwrap_or(finals[index]) || clause.all_rows.is_none();
         nav_fields.push(Field::new(
             format!("__nav{index}"),
             nav_type(&nav, &input_schema)?,
@@ -390,7 +393,20 @@ fn navigation_plan(
         offset: call.offset,
         label: call.label,
         shift: call.shift,
+        own_semantics: call.is_final,
     })
+}
+
+/// `__final_last` and the like (`RUNNING`/`FINAL` joined to `FIRST`/`LAST` when the clause
+/// was read): whether `FINAL`, and the navigation.
+fn semantics_of(name: &str) -> Option<(bool, &'static str)> {
+    match name {
+        "__running_first" => Some((false, "first")),
+        "__running_last" => Some((false, "last")),
+        "__final_first" => Some((true, "first")),
+        "__final_last" => Some((true, "last")),
+        _ => None,
+    }
 }
 
 /// The columns an aggregate reads `CLASSIFIER()` and `MATCH_NUMBER()` of its rows from,
@@ -476,6 +492,8 @@ struct Call {
     offset: usize,
     label: Option<NavKind>,
     shift: i64,
+    /// `RUNNING` (false) or `FINAL` (true) written on the call itself.
+    is_final: Option<bool>,
 }
 
 /// Replaces the calls that read the match by columns `__nav<n>` (`__shift<n>` in `DEFINE`).
@@ -533,6 +551,7 @@ impl<'a> Rewriter<'a> {
                         offset: 0,
                         label: None,
                         shift: 0,
+                        is_final: None,
                     })),
                 }
             }
@@ -543,6 +562,7 @@ impl<'a> Rewriter<'a> {
                 offset: 0,
                 label: None,
                 shift: 0,
+                is_final: None,
             })),
             ast::Expr::Function(function) => self.function_call(function),
             _ => Ok(None),
@@ -555,6 +575,16 @@ impl<'a> Rewriter<'a> {
             FunctionArguments::List(list) => list.args.iter().collect(),
             _ => Vec::new(),
         };
+        if let Some((is_final, navigation)) = semantics_of(&name) {
+            // `RUNNING LAST(...)`/`FINAL FIRST(...)` inside an expression: the call as
+            // written, with its own semantics.
+            let mut plain = function.clone();
+            plain.name = ast::ObjectName::from(vec![Ident::new(navigation)]);
+            return Ok(self.function_call(&plain)?.map(|call| Call {
+                is_final: Some(is_final),
+                ..call
+            }));
+        }
         let kind = match name.as_str() {
             "first" => NavKind::First,
             "last" => NavKind::Last,
@@ -602,6 +632,7 @@ impl<'a> Rewriter<'a> {
                     offset: 0,
                     label: None,
                     shift: 0,
+                    is_final: None,
                 }))
             }
             NavKind::Aggregate => {
@@ -635,6 +666,7 @@ impl<'a> Rewriter<'a> {
                     // Any label: the call reads both label columns.
                     label: reads_labels.then_some(NavKind::Classifier),
                     shift: 0,
+                    is_final: None,
                 }))
             }
             _ => {
@@ -677,7 +709,10 @@ impl<'a> Rewriter<'a> {
                     (&kind, &argument)
                 {
                     let inner_name = inner.name.to_string().to_ascii_lowercase();
-                    if inner_name == "first" || inner_name == "last" {
+                    if inner_name == "first"
+                        || inner_name == "last"
+                        || semantics_of(&inner_name).is_some()
+                    {
                         let Some(found) = self.function_call(inner)? else {
                             return Ok(None);
                         };
@@ -698,6 +733,7 @@ impl<'a> Rewriter<'a> {
                         offset,
                         label: Some(label),
                         shift: 0,
+                        is_final: None,
                     }));
                 }
                 let variable = self.strip(&mut argument)?;
@@ -708,6 +744,7 @@ impl<'a> Rewriter<'a> {
                     offset,
                     label: None,
                     shift: 0,
+                    is_final: None,
                 }))
             }
         }
