@@ -362,7 +362,16 @@ fn semantics_into_names(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             .iter()
             .position(|t| !matches!(t.token, Token::Whitespace(_)))
             .map(|at| index + 1 + at);
-        let navigation = next.and_then(|at| unquoted(&tokens[at].token, &["FIRST", "LAST"]));
+        let after = |at: usize| {
+            tokens[at + 1..]
+                .iter()
+                .find(|t| !matches!(t.token, Token::Whitespace(_)))
+                .map(|t| &t.token)
+        };
+        // A call, not a column named `first` or `last`.
+        let navigation = next
+            .filter(|at| after(*at) == Some(&Token::LParen))
+            .and_then(|at| unquoted(&tokens[at].token, &["FIRST", "LAST"]));
         match (semantics, next, navigation) {
             (Some(semantics), Some(at), Some(navigation)) => {
                 let name = format!("__{semantics}_{navigation}");
