@@ -5,10 +5,13 @@
 //! which is a consistent cut: it records how many catalog journal entries had been applied,
 //! the stamp of the latest publish fed, the next offset to feed of every stream partition,
 //! the end of every result log (synced first: results up to the cut are never made again),
-//! the queries that have failed, and the engine's state. Only saving the state holds the core
-//! (that is the pause ingest sees); the file, `checkpoints/N`, is then framed with a checksum
-//! (`sluice_engine::checkpoint`) and written without it: to a temporary name, synced, renamed
-//! and the directory synced, so a checkpoint is whole or absent. The two newest are kept.
+//! the queries that have failed, and the engine's state. The core is held for the cut's
+//! bookkeeping and the fork of a child that saves the state it sees frozen (`saving_child`),
+//! or, in process (`--checkpoint-in-process`, or when there can be no child), for saving the
+//! state itself: that is the pause ingest sees. The file, `checkpoints/N`, is framed with a
+//! checksum (`sluice_engine::checkpoint`) and written without the core: to a temporary name,
+//! synced, renamed and the directory synced, so a checkpoint is whole or absent. The two
+//! newest are kept.
 //!
 //! On start the newest checkpoint that reads whole is restored: the journal's first entries
 //! are applied again (registering the queries it had, with no input), the engine loads the
