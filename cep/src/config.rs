@@ -55,6 +55,9 @@ pub struct MatchRecognizeConfig {
     /// The state TTL: a partition no row has come to for this long, with no search
     /// pending, is dropped (its match count and the rows `PREV` would read go with it).
     pub idle_ttl: Option<Millis>,
+    /// Whether the output has an event-time attribute (`MATCH_ROWTIME()`, or the rows of all
+    /// rows per match): the watermark forwarded then waits for the matches still undecided.
+    pub output_event_time: bool,
     /// The partition columns (with all rows per match, the input's columns), then the measures.
     pub schema: SchemaRef,
 }

@@ -19,7 +19,9 @@
 //!   cannot join it, and with `EMIT TIMEOUTS` the preferred partial match the bound cut off
 //!   is emitted with op `timeout` and the measures of its rows.
 //! - **Watermark**: what lets rows into their partitions, and what proves that no row will
-//!   come to extend a partial match beyond `WITHIN`. With a state TTL (`SET
+//!   come to extend a partial match beyond `WITHIN`. When the output has an event-time
+//!   attribute, the watermark forwarded stays at or before the first row of every search
+//!   still pending, so that the matches it finds are not late downstream. With a state TTL (`SET
 //!   'table.exec.state.ttl'`), a partition is also dropped once no row has come to it for
 //!   that long (in event time) and no search is pending, losing the match count and the rows
 //!   `PREV` would read.
@@ -1021,6 +1023,25 @@ impl Operator for MatchRecognize {
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
         self.watermark = watermark;
         self.run(out)
+    }
+
+    /// A match still to come starts at a partition's next search start (or, with unmatched
+    /// rows, at its first row no match took), so it carries no event time before that row's.
+    fn earliest_pending(&self) -> Option<Millis> {
+        if !self.config.output_event_time {
+            return None;
+        }
+        let unmatched = self.config.all_rows == Some(AllRows::WithUnmatched);
+        self.partitions
+            .iter()
+            .filter_map(|state| {
+                let from = match unmatched {
+                    true => state.next_start.min(state.unmatched_from),
+                    false => state.next_start,
+                };
+                state.times.get(from.max(state.base) - state.base).copied()
+            })
+            .min()
     }
 
     fn on_end_of_input(&mut self, out: &mut Vec<Changes>) -> Result<()> {

@@ -482,7 +482,10 @@ impl Node {
                 let forwarded = if combined == WATERMARK_MAX {
                     combined
                 } else {
-                    combined.saturating_sub(self.operator.watermark_delay())
+                    let delayed = combined.saturating_sub(self.operator.watermark_delay());
+                    self.operator
+                        .earliest_pending()
+                        .map_or(delayed, |pending| delayed.min(pending))
                 };
                 Ok(Some(Signal::Watermark(forwarded)))
             }

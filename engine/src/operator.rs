@@ -4,8 +4,8 @@
 //! [`QueryGraph`](crate::QueryGraph) combines the watermarks of an operator's inputs (the
 //! minimum over them) and calls [`Operator::on_watermark`] only when that combined watermark
 //! advances; after the call it forwards the watermark downstream (held back by the
-//! operator's [`Operator::watermark_delay`]), so any rows an operator emits on a watermark
-//! precede the watermark itself. End of input arrives once, after the final watermark
+//! operator's [`Operator::watermark_delay`] and [`Operator::earliest_pending`]), so any rows
+//! an operator emits on a watermark precede the watermark itself. End of input arrives once, after the final watermark
 //! (`+inf`), when every input has ended. After each call that hands the operator rows, a
 //! watermark or end of input, the graph collects its late rows ([`Operator::take_late`]).
 //!
@@ -58,6 +58,13 @@ pub trait Operator: Send {
     /// `+inf` watermark is forwarded as it is.
     fn watermark_delay(&self) -> Millis {
         0
+    }
+
+    /// The earliest event time a row the operator may still emit, from input it has already
+    /// taken, can carry (`None`: no such bound, or the operator's rows have no event time).
+    /// The forwarded watermark never passes it, so those rows are not late downstream.
+    fn earliest_pending(&self) -> Option<Millis> {
+        None
     }
 
     /// Every input has ended (after the `+inf` watermark): emit whatever remains.

@@ -423,6 +423,7 @@ mod tests {
                 skip: Skip::PastLastRow,
                 within: None,
                 emit_timeouts: false,
+                output_event_time: false,
                 idle_ttl: None,
                 schema: Arc::new(Schema::new(
                     std::iter::once(key_field.clone())

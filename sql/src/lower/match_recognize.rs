@@ -61,7 +61,11 @@ impl Lowering<'_> {
 
     pub(super) fn lower_match_recognize(&mut self, node: &MatchRecognizeNode) -> Result<Lowered> {
         let plan = &node.plan;
+        let late_upstream = !self.builder.has_late_schema();
         let input = self.lower(&node.input)?;
+        // Rows from an operator with the late side output (another pattern, a window
+        // aggregation) come before the watermark passes them, so none is late here.
+        let late_upstream = late_upstream && self.builder.has_late_schema();
         if input.updating {
             return Err(SqlError::Unsupported(
                 "MATCH_RECOGNIZE over an updating input".into(),
@@ -218,15 +222,21 @@ impl Lowering<'_> {
             within: plan.within,
             emit_timeouts: plan.emit_timeouts,
             idle_ttl: self.settings.state_ttl,
+            output_event_time: plan.output_time.is_some(),
             schema: arrow_schema(&node.schema),
         };
         let input_arrow = self.builder.schema(input.node);
-        self.builder.set_late_schema(input_arrow.clone())?;
+        if !late_upstream {
+            self.builder.set_late_schema(input_arrow.clone())?;
+        }
         let operator = MatchRecognize::new(config, input_arrow)?;
         let node = self.builder.add(Box::new(operator), &[input.node]);
+        if late_upstream {
+            self.builder.ignore_late(node);
+        }
         Ok(Lowered {
             node,
-            event_time: None,
+            event_time: plan.output_time,
             window: None,
             allowed_lateness: 0,
             updating: false,

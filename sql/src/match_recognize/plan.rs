@@ -103,6 +103,10 @@ pub struct MatchPlan {
     pub emit_timeouts: bool,
     pub subsets: Vec<(String, Vec<String>)>,
     pub all_rows: Option<EmptyMatches>,
+    /// The output's event-time column: with all rows per match the input's; with one row per
+    /// match the first measure that is the event time of the match's last row
+    /// (`MATCH_ROWTIME()`, `LAST(ts)` of every row), if there is one.
+    pub output_time: Option<usize>,
 }
 
 /// The plan node: the input's rows matched, one row per match.
@@ -296,6 +300,10 @@ fn build<C: ContextProvider>(
     }
 
     let mut rewriter = Rewriter::new(Mode::Measures, &is_variable, &is_aggregate);
+    rewriter.rowtime = Some(Ident::with_quote(
+        '"',
+        input_schema.field(time_column).name(),
+    ));
     let mut measure_asts = Vec::new();
     // Whether each call belongs to a FINAL measure.
     let mut finals = Vec::new();
@@ -349,6 +357,19 @@ fn build<C: ContextProvider>(
         fields.into(),
         Default::default(),
     )?);
+    let output_time = match clause.all_rows {
+        Some(_) => Some(time_column),
+        None => measures
+            .iter()
+            .position(|measure| {
+                is_match_rowtime(
+                    measure,
+                    &navigations,
+                    input_schema.field(time_column).name(),
+                )
+            })
+            .map(|measure| partition_by.len() + measure),
+    };
     let plan = MatchPlan {
         text: text.to_string(),
         partition_by,
@@ -364,12 +385,38 @@ fn build<C: ContextProvider>(
         emit_timeouts: clause.emit_timeouts,
         subsets: clause.subsets,
         all_rows: clause.all_rows,
+        output_time,
     };
     Ok(MatchRecognizeNode {
         input,
         plan: Arc::new(plan),
         schema,
     })
+}
+
+/// Whether `measure` is the event time of the match's last row: `FINAL LAST` of the input's
+/// event-time column over every row, read as it is.
+fn is_match_rowtime(measure: &Expr, navigations: &[NavPlan], time_column: &str) -> bool {
+    let Expr::Column(column) = measure else {
+        return false;
+    };
+    let Some(index) = column.name.strip_prefix("__nav") else {
+        return false;
+    };
+    let Some(nav) = index.parse::<usize>().ok().and_then(|i| navigations.get(i)) else {
+        return false;
+    };
+    let reads_time = match &nav.argument {
+        Some(Expr::Column(argument)) => argument.name == time_column,
+        _ => false,
+    };
+    nav.kind == NavKind::Last
+        && nav.is_final
+        && nav.variables.is_none()
+        && nav.offset == 0
+        && nav.shift == 0
+        && nav.label.is_none()
+        && reads_time
 }
 
 /// A call planned: its argument resolved over the input.
@@ -503,6 +550,8 @@ struct Rewriter<'a> {
     is_aggregate: &'a dyn Fn(&str) -> bool,
     calls: Vec<Call>,
     error: Option<SqlError>,
+    /// The event-time column, which `MATCH_ROWTIME()` reads (in `MEASURES`).
+    rowtime: Option<Ident>,
 }
 
 impl<'a> Rewriter<'a> {
@@ -517,6 +566,7 @@ impl<'a> Rewriter<'a> {
             is_aggregate,
             calls: Vec::new(),
             error: None,
+            rowtime: None,
         }
     }
 
@@ -584,6 +634,9 @@ impl<'a> Rewriter<'a> {
                 is_final: Some(is_final),
                 ..call
             }));
+        }
+        if name == "match_rowtime" {
+            return self.match_rowtime(&args).map(Some);
         }
         let kind = match name.as_str() {
             "first" => NavKind::First,
@@ -748,6 +801,29 @@ impl<'a> Rewriter<'a> {
                 }))
             }
         }
+    }
+
+    /// `MATCH_ROWTIME()`: the event time of the match's last row, `FINAL LAST(<time column>)`.
+    fn match_rowtime(&self, args: &[&FunctionArg]) -> Result<Call> {
+        let Some(column) = self.rowtime.clone() else {
+            return Err(SqlError::Invalid(
+                "MATCH_ROWTIME() is a measure: it may not appear in DEFINE".into(),
+            ));
+        };
+        if !args.is_empty() {
+            return Err(SqlError::Invalid(
+                "MATCH_ROWTIME: expected no argument".into(),
+            ));
+        }
+        Ok(Call {
+            kind: NavKind::Last,
+            variables: None,
+            argument: Some(ast::Expr::Identifier(column)),
+            offset: 0,
+            label: None,
+            shift: 0,
+            is_final: Some(true),
+        })
     }
 
     /// A variable or subset name the pattern knows, written `name` (quoted or not).
