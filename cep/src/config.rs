@@ -38,8 +38,12 @@ pub struct MatchRecognizeConfig {
     /// `None`: one row per match.
     pub all_rows: Option<AllRows>,
     pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
-    /// The input's event-time column (the first `ORDER BY` key).
+    /// The input's event-time column (the first `ORDER BY` key), or with `arrival_order` its
+    /// processing-time attribute.
     pub time_column: usize,
+    /// `ORDER BY` a processing-time attribute: rows are matched in arrival order as they
+    /// come, and the latest processing time seen stands for the watermark.
+    pub arrival_order: bool,
     /// Further `ORDER BY` keys, breaking ties of time: expression and whether descending.
     pub tie_breakers: Vec<(Arc<dyn PhysicalExpr>, bool)>,
     /// Per program variable, its condition (`None`: any row).

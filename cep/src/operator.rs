@@ -27,6 +27,10 @@
 //!   `PREV` would read.
 //! - **Late rows**: a row behind the watermark when it comes (or with a NULL time) goes to
 //!   the late side output.
+//! - **In arrival order** (`ORDER BY` a processing-time attribute): rows join their
+//!   partitions as they come, in arrival order, and the latest processing time seen stands
+//!   for the watermark (it decides `WITHIN`); nothing is late. A replay from the log sees the
+//!   same processing times, so the same matches.
 //! - **End of input**: every partition's rows are complete, so every search is decided;
 //!   nothing stays.
 //! - **Checkpoint**: the rows the watermark has not passed (with their event times and
@@ -239,7 +243,13 @@ impl MatchRecognize {
             let ready: BooleanArray = pending
                 .times
                 .iter()
-                .map(|t| Some(self.complete || t.is_some_and(|t| t < self.watermark)))
+                .map(|t| {
+                    Some(
+                        self.complete
+                            || self.config.arrival_order
+                            || t.is_some_and(|t| t < self.watermark),
+                    )
+                })
                 .collect();
             let count = ready.true_count();
             if count == 0 {
@@ -294,16 +304,16 @@ impl MatchRecognize {
                 self.partition_of(key) as u64
             })
             .collect();
-        let mut sort = vec![
-            SortColumn {
-                values: Arc::new(UInt64Array::from(partition_ids.clone())),
-                options: None,
-            },
-            SortColumn {
+        let mut sort = vec![SortColumn {
+            values: Arc::new(UInt64Array::from(partition_ids.clone())),
+            options: None,
+        }];
+        if !self.config.arrival_order {
+            sort.push(SortColumn {
                 values: batch_times.clone(),
                 options: None,
-            },
-        ];
+            });
+        }
         for (expression, descending) in &self.config.tie_breakers {
             sort.push(SortColumn {
                 values: expression.evaluate(&batch)?.into_array(rows)?,
@@ -967,6 +977,32 @@ impl MatchRecognize {
     }
 }
 
+impl MatchRecognize {
+    /// In arrival order: `batch` joins its partitions at once, after the rows before it, and
+    /// the processing clock moves to its latest time.
+    fn arrive(
+        &mut self,
+        batch: RecordBatch,
+        times: TimestampMillisecondArray,
+        out: &mut Vec<Changes>,
+    ) -> Result<()> {
+        let count = batch.num_rows() as u64;
+        if count == 0 {
+            return Ok(());
+        }
+        if let Some(latest) = times.iter().flatten().max() {
+            self.watermark = self.watermark.max(latest);
+        }
+        self.pending.push(Pending {
+            rows: batch,
+            times,
+            arrivals: (self.arrivals..self.arrivals + count).collect(),
+        });
+        self.arrivals += count;
+        self.run(out)
+    }
+}
+
 impl Operator for MatchRecognize {
     fn name(&self) -> &str {
         "match_recognize"
@@ -976,9 +1012,12 @@ impl Operator for MatchRecognize {
         self.config.schema.clone()
     }
 
-    fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+    fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
         let batch = changes.rows;
         let times = self.times(&batch)?;
+        if self.config.arrival_order {
+            return self.arrive(batch, times, out);
+        }
         let late: Vec<bool> = times
             .iter()
             .map(|t| t.is_none_or(|t| t < self.watermark))
@@ -1021,6 +1060,9 @@ impl Operator for MatchRecognize {
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
+        if self.config.arrival_order {
+            return Ok(());
+        }
         self.watermark = watermark;
         self.run(out)
     }

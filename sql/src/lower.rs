@@ -31,6 +31,7 @@ use sluice_engine::time::parse_duration;
 use sluice_engine::window::Windows;
 use sluice_engine::{Catalog, Changes, GraphBuilder, NodeId, StreamDef};
 
+use self::proctime::is_proctime;
 use self::schema::{arrow_schema, passes_column};
 use crate::hints::QueryHints;
 use crate::match_recognize::plan::MatchRecognizeNode;
@@ -45,6 +46,7 @@ mod grouping_sets;
 mod join;
 mod match_recognize;
 mod node;
+mod proctime;
 mod schema;
 mod window_aggregate;
 
@@ -316,13 +318,6 @@ impl<'a> Lowering<'a> {
             LogicalPlan::Window(window) => {
                 let input = self.lower(&window.input)?;
                 let input_schema = window.input.schema();
-                let Some(time_column) = input.event_time else {
-                    return Err(SqlError::Invalid(
-                        "an OVER window over a stream must be ORDER BY the event-time \
-                         attribute, ascending (the input has none)"
-                            .into(),
-                    ));
-                };
                 if input.updating {
                     return Err(SqlError::Unsupported(
                         "an OVER window over an updating input".into(),
@@ -331,18 +326,43 @@ impl<'a> Lowering<'a> {
                 if input.session.is_some() {
                     return Err(session_not_aggregated());
                 }
-                let plan = over_plan(&window.window_expr, input_schema, self.state, |e| {
-                    passes_column(e, input_schema, time_column)
-                })?;
-                let operator = OverAggregate::new(
+                let proctime = |column: usize| is_proctime(&window.input, column, self.catalog);
+                let time_attribute = |e: &Expr| {
+                    input
+                        .event_time
+                        .is_some_and(|time| passes_column(e, input_schema, time))
+                        || (0..input_schema.fields().len())
+                            .any(|c| passes_column(e, input_schema, c) && proctime(c))
+                };
+                let plan = over_plan(
+                    &window.window_expr,
+                    input_schema,
+                    self.state,
+                    time_attribute,
+                )?;
+                let Some(time_column) = (0..input_schema.fields().len())
+                    .find(|c| passes_column(&plan.order_by, input_schema, *c))
+                else {
+                    return Err(SqlError::Invalid(format!(
+                        "OVER (ORDER BY {}): expected a time attribute",
+                        plan.order_by
+                    )));
+                };
+                let arrival_order = input.event_time != Some(time_column);
+                let mut operator = OverAggregate::new(
                     plan.partition_by,
                     plan.partition_types,
                     time_column,
                     plan.calls,
                     arrow_schema(&window.schema),
                 )?;
-                self.builder
-                    .set_late_schema(self.builder.schema(input.node))?;
+                if arrival_order {
+                    // In arrival order nothing is late.
+                    operator = operator.in_arrival_order();
+                } else {
+                    self.builder
+                        .set_late_schema(self.builder.schema(input.node))?;
+                }
                 let node = self.builder.add(Box::new(operator), &[input.node]);
                 Ok(Lowered { node, ..input })
             }

@@ -1,6 +1,7 @@
 //! `OVER` windows over a stream: DataFusion window expressions as [`OverCall`]s.
 //!
-//! A streaming `OVER` must be ordered by the event-time attribute, ascending, and end its
+//! A streaming `OVER` must be ordered by the event-time attribute or a processing-time
+//! attribute (arrival order), ascending, and end its
 //! frame at the current row: `ROWS BETWEEN n PRECEDING AND CURRENT ROW`, `RANGE BETWEEN
 //! INTERVAL '...' PRECEDING AND CURRENT ROW`, or `UNBOUNDED PRECEDING`. Only aggregate
 //! functions are supported.
@@ -26,17 +27,20 @@ pub struct OverPlan {
     pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
     pub partition_types: Vec<DataType>,
     pub calls: Vec<OverCall>,
+    /// The time attribute the windows are ordered by.
+    pub order_by: Expr,
 }
 
-/// Translates `window_expr`; `is_event_time` says whether an ORDER BY expression is the
-/// input's event-time attribute.
+/// Translates `window_expr`; `is_time_attribute` says whether an ORDER BY expression is one
+/// of the input's time attributes (event or processing time).
 pub fn over_plan(
     window_expr: &[Expr],
     input_schema: &DFSchema,
     state: &SessionState,
-    is_event_time: impl Fn(&Expr) -> bool,
+    is_time_attribute: impl Fn(&Expr) -> bool,
 ) -> Result<OverPlan> {
     let mut partition: Option<&[Expr]> = None;
+    let mut order: Option<&Expr> = None;
     let mut calls = Vec::with_capacity(window_expr.len());
     let arrow_schema = Arc::new(input_schema.as_arrow().clone());
     for expression in window_expr {
@@ -76,11 +80,18 @@ pub fn over_plan(
             _ => partition = Some(partition_by),
         }
         match order_by.as_slice() {
-            [sort] if sort.asc && is_event_time(&sort.expr) => {}
+            [sort] if sort.asc && is_time_attribute(&sort.expr) => match order {
+                Some(first) if *first != sort.expr => {
+                    return Err(SqlError::Unsupported(
+                        "OVER windows with different ORDER BY in one SELECT".into(),
+                    ));
+                }
+                _ => order = Some(&sort.expr),
+            },
             _ => {
                 return Err(SqlError::Invalid(
-                    "an OVER window over a stream must be ORDER BY the event-time attribute, \
-                     ascending"
+                    "an OVER window over a stream must be ORDER BY the event-time attribute \
+                     or a PROCTIME() attribute, ascending"
                         .into(),
                 ));
             }
@@ -101,7 +112,13 @@ pub fn over_plan(
         });
     }
     let partition_by = partition.unwrap_or_default();
+    let Some(order_by) = order.cloned() else {
+        return Err(SqlError::Invalid(
+            "an OVER window without a window function".into(),
+        ));
+    };
     Ok(OverPlan {
+        order_by,
         partition_types: partition_by
             .iter()
             .map(|e| e.get_type(input_schema))

@@ -413,6 +413,7 @@ mod tests {
                 all_rows: None,
                 partition_by: vec![column("k", 0)],
                 time_column: 2,
+                arrival_order: false,
                 tie_breakers: Vec::new(),
                 conditions,
                 measures: (0..navigations.len())

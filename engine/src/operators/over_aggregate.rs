@@ -12,6 +12,9 @@
 //! - **Late rows**: a row whose time is already behind the watermark on arrival (or NULL)
 //!   goes to the late side output.
 //! - **End of input**: the `+inf` watermark before it has emitted every row.
+//! - **In arrival order** (`ORDER BY` a processing-time attribute): each batch is emitted as
+//!   it comes, its rows in arrival order; rows with the same processing time are peers of a
+//!   `RANGE` frame. Nothing is late and the watermark changes nothing.
 //! - **Checkpoint**: the watermark, the rows not yet emitted, and per partition (by key) and
 //!   call the time and arguments of the rows in a sliding frame and the accumulator's state;
 //!   a sliding accumulator whose state cannot take rows back (MIN, MAX, DISTINCT, ...) is
@@ -125,6 +128,8 @@ pub struct OverAggregate {
     pending: Option<RecordBatch>,
     watermark: Millis,
     late: Vec<Changes>,
+    /// Rows are aggregated as they come, in arrival order, rather than in event-time order.
+    arrival_order: bool,
 }
 
 impl OverAggregate {
@@ -154,7 +159,14 @@ impl OverAggregate {
             pending: None,
             watermark: WATERMARK_MIN,
             late: Vec::new(),
+            arrival_order: false,
         })
+    }
+
+    /// Orders rows by arrival: `time_column` is then a processing-time attribute.
+    pub fn in_arrival_order(mut self) -> Self {
+        self.arrival_order = true;
+        self
     }
 
     fn times(&self, batch: &RecordBatch) -> Result<ArrayRef> {
@@ -318,7 +330,13 @@ impl Operator for OverAggregate {
         self.schema.clone()
     }
 
-    fn process(&mut self, _input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {
+    fn process(&mut self, _input: usize, changes: Changes, out: &mut Vec<Changes>) -> Result<()> {
+        if self.arrival_order {
+            return match changes.rows.num_rows() {
+                0 => Ok(()),
+                _ => self.emit(changes.rows, out),
+            };
+        }
         let times = self.times(&changes.rows)?;
         let times = times.as_primitive::<TimestampMillisecondType>();
         let late: Vec<bool> = (0..times.len())

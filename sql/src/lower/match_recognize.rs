@@ -15,6 +15,7 @@ use sluice_engine::AggregateCall;
 
 use super::Lowering;
 use super::node::{Lowered, session_not_aggregated};
+use super::proctime::is_proctime;
 use super::schema::arrow_schema;
 use crate::match_recognize::plan::{
     Derived as DerivedPlan, LABEL_COLUMNS, MatchRecognizeNode, NavKind, NavPlan,
@@ -74,10 +75,19 @@ impl Lowering<'_> {
         if input.session.is_some() {
             return Err(session_not_aggregated());
         }
-        if input.event_time != Some(plan.time_column) {
+        let arrival_order = input.event_time != Some(plan.time_column)
+            && is_proctime(&node.input, plan.time_column, self.catalog);
+        if arrival_order && !plan.tie_breakers.is_empty() {
+            return Err(SqlError::Unsupported(
+                "MATCH_RECOGNIZE ORDER BY a PROCTIME() attribute (arrival order) with further \
+                 keys"
+                    .into(),
+            ));
+        }
+        if input.event_time != Some(plan.time_column) && !arrival_order {
             return Err(SqlError::Invalid(format!(
                 "MATCH_RECOGNIZE ORDER BY {}: the first key must be the event-time attribute \
-                 (the column of the input's WATERMARK)",
+                 (the column of the input's WATERMARK) or a PROCTIME() attribute",
                 node.input.schema().field(plan.time_column).name()
             )));
         }
@@ -205,6 +215,7 @@ impl Lowering<'_> {
                 .map(|e| physical(e, input_schema))
                 .collect::<Result<_>>()?,
             time_column: plan.time_column,
+            arrival_order,
             tie_breakers: plan
                 .tie_breakers
                 .iter()
@@ -222,21 +233,23 @@ impl Lowering<'_> {
             within: plan.within,
             emit_timeouts: plan.emit_timeouts,
             idle_ttl: self.settings.state_ttl,
-            output_event_time: plan.output_time.is_some(),
+            output_event_time: plan.output_time.is_some() && !arrival_order,
             schema: arrow_schema(&node.schema),
         };
         let input_arrow = self.builder.schema(input.node);
-        if !late_upstream {
+        // In arrival order nothing is late.
+        let reports_late = !late_upstream && !arrival_order;
+        if reports_late {
             self.builder.set_late_schema(input_arrow.clone())?;
         }
         let operator = MatchRecognize::new(config, input_arrow)?;
         let node = self.builder.add(Box::new(operator), &[input.node]);
-        if late_upstream {
+        if !reports_late {
             self.builder.ignore_late(node);
         }
         Ok(Lowered {
             node,
-            event_time: plan.output_time,
+            event_time: plan.output_time.filter(|_| !arrival_order),
             window: None,
             allowed_lateness: 0,
             updating: false,
