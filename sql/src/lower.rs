@@ -25,7 +25,8 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use sluice_engine::operators::{
-    Filter, OverAggregate, Project, Scan, TopN, Union, UpsertNormalize, WindowAssign, WindowTopN,
+    Filter, OverAggregate, Project, Scan, SessionColumns, SessionRows, TopN, Union,
+    UpsertNormalize, WindowAssign, WindowTopN,
 };
 use sluice_engine::time::parse_duration;
 use sluice_engine::window::Windows;
@@ -96,6 +97,46 @@ impl<'a> Lowering<'a> {
         self
     }
 
+    /// Lowers a whole query: rows of `SESSION` windows come out with their sessions' bounds.
+    pub fn lower_query(&mut self, plan: &LogicalPlan) -> Result<Lowered> {
+        let lowered = self.lower(plan)?;
+        self.session_rows(lowered)
+    }
+
+    /// `input`, whose rows, if they come from a `SESSION` window function, are held until
+    /// their session closes and then carry its bounds ([`SessionRows`]).
+    fn session_rows(&mut self, input: Lowered) -> Result<Lowered> {
+        let Some(partition) = &input.session else {
+            return Ok(input);
+        };
+        let Some(window) = input.window else {
+            return Err(session_not_aggregated());
+        };
+        let schema = self.builder.schema(input.node);
+        let partition_by = partition
+            .iter()
+            .map(|column| {
+                let column = column.ok_or_else(session_not_aggregated)?;
+                Ok(Arc::new(Column::new(schema.field(column).name(), column)) as _)
+            })
+            .collect::<Result<Vec<Arc<dyn PhysicalExpr>>>>()?;
+        let columns = SessionColumns {
+            start: window.start,
+            end: window.end,
+            time: input.event_time,
+        };
+        let operator = SessionRows::new(partition_by, columns, schema.clone())?;
+        if !self.builder.has_late_schema() {
+            self.builder.set_late_schema(schema)?;
+        }
+        let node = self.builder.add(Box::new(operator), &[input.node]);
+        Ok(Lowered {
+            node,
+            session: None,
+            ..input
+        })
+    }
+
     pub fn lower(&mut self, plan: &LogicalPlan) -> Result<Lowered> {
         match plan {
             LogicalPlan::TableScan(scan) => {
@@ -150,7 +191,19 @@ impl<'a> Lowering<'a> {
                 }
                 let input = self.lower(&filter.input);
                 self.top_n_limit = None;
-                let input = input?;
+                let mut input = input?;
+                // A condition on more than a SESSION window's partition columns filters its
+                // rows, not the rows its sessions are formed from.
+                if let Some(partition) = &input.session {
+                    let schema = filter.input.schema();
+                    let only_partition = filter.predicate.column_refs().iter().all(|column| {
+                        let index = schema.index_of_column(column).ok();
+                        index.is_some() && partition.contains(&index)
+                    });
+                    if !only_partition {
+                        input = self.session_rows(input)?;
+                    }
+                }
                 let predicate = self
                     .state
                     .create_physical_expr(filter.predicate.clone(), filter.input.schema())?;
@@ -203,16 +256,16 @@ impl<'a> Lowering<'a> {
                 let inputs = union
                     .inputs
                     .iter()
-                    .map(|input| self.lower(input))
+                    .map(|input| {
+                        let lowered = self.lower(input)?;
+                        self.session_rows(lowered)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let first = inputs.first().and_then(|input| input.event_time);
                 let event_time = first.filter(|_| inputs.iter().all(|i| i.event_time == first));
                 let nodes: Vec<NodeId> = inputs.iter().map(|input| input.node).collect();
                 let operator = Union::new(arrow_schema(&union.schema));
                 let node = self.builder.add(Box::new(operator), &nodes);
-                if inputs.iter().any(|i| i.session.is_some()) {
-                    return Err(session_not_aggregated());
-                }
                 let allowed_lateness = inputs.iter().map(|i| i.allowed_lateness).max();
                 Ok(Lowered {
                     node,
@@ -317,14 +370,12 @@ impl<'a> Lowering<'a> {
             }
             LogicalPlan::Window(window) => {
                 let input = self.lower(&window.input)?;
+                let input = self.session_rows(input)?;
                 let input_schema = window.input.schema();
                 if input.updating {
                     return Err(SqlError::Unsupported(
                         "an OVER window over an updating input".into(),
                     ));
-                }
-                if input.session.is_some() {
-                    return Err(session_not_aggregated());
                 }
                 let proctime = |column: usize| is_proctime(&window.input, column, self.catalog);
                 let time_attribute = |e: &Expr| {

@@ -260,10 +260,7 @@ impl Session {
     ) -> Result<(QueryGraph, Vec<String>)> {
         let optimized = self.optimize(plan)?;
         let mut lowering = self.lowering(hints);
-        let lowered = lowering.lower(&optimized)?;
-        if lowered.session.is_some() {
-            return Err(crate::lower::session_not_aggregated());
-        }
+        let lowered = lowering.lower_query(&optimized)?;
         let warnings = std::mem::take(&mut lowering.warnings);
         Ok((lowering.builder.build(lowered.node), warnings))
     }
@@ -315,7 +312,7 @@ impl Session {
             .ok_or_else(|| SqlError::Invalid(format!("'{target}' is a view, not a stream")))?;
         let input = self.optimize(&dml.input)?;
         let mut lowering = self.lowering(hints);
-        let lowered = lowering.lower(&input)?;
+        let lowered = lowering.lower_query(&input)?;
         let mut graph = lowering.builder.build(lowered.node);
         if !graph.is_bounded() {
             self.inserts += 1;
@@ -653,7 +650,7 @@ impl Session {
     fn event_time_of(&self, plan: &LogicalPlan) -> Option<usize> {
         let optimized = self.optimize(plan).ok()?;
         let mut lowering = Lowering::new(&self.state, self.engine.catalog());
-        lowering.lower(&optimized).ok()?.event_time
+        lowering.lower_query(&optimized).ok()?.event_time
     }
 
     /// `plan` optimised by DataFusion, with integer sums checked for overflow, ready to

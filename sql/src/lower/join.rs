@@ -11,7 +11,7 @@ use sluice_engine::operators::{
 use sluice_engine::{Catalog, Operator, StreamDef};
 
 use super::Lowering;
-use super::node::{Lowered, WindowColumns, session_not_aggregated};
+use super::node::{Lowered, WindowColumns};
 use super::schema::{arrow_schema, passes_column};
 use crate::interval_join::split_time_bound;
 use crate::temporal_join::take_marker;
@@ -47,10 +47,9 @@ impl Lowering<'_> {
             ));
         }
         let left = self.lower(&join.left)?;
+        let left = self.session_rows(left)?;
         let right = self.lower(&join.right)?;
-        if left.session.is_some() || right.session.is_some() {
-            return Err(session_not_aggregated());
-        }
+        let right = self.session_rows(right)?;
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
         let side = |lowered: &Lowered, schema: &DFSchema, keys: Vec<&Expr>| {
             Ok::<_, SqlError>(JoinSide {

@@ -14,7 +14,7 @@ use sluice_cep::{
 use sluice_engine::AggregateCall;
 
 use super::Lowering;
-use super::node::{Lowered, session_not_aggregated};
+use super::node::Lowered;
 use super::proctime::is_proctime;
 use super::schema::arrow_schema;
 use crate::match_recognize::plan::{
@@ -64,6 +64,7 @@ impl Lowering<'_> {
         let plan = &node.plan;
         let late_upstream = !self.builder.has_late_schema();
         let input = self.lower(&node.input)?;
+        let input = self.session_rows(input)?;
         // Rows from an operator with the late side output (another pattern, a window
         // aggregation) come before the watermark passes them, so none is late here.
         let late_upstream = late_upstream && self.builder.has_late_schema();
@@ -71,9 +72,6 @@ impl Lowering<'_> {
             return Err(SqlError::Unsupported(
                 "MATCH_RECOGNIZE over an updating input".into(),
             ));
-        }
-        if input.session.is_some() {
-            return Err(session_not_aggregated());
         }
         let arrival_order = input.event_time != Some(plan.time_column)
             && is_proctime(&node.input, plan.time_column, self.catalog);

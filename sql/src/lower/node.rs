@@ -37,9 +37,11 @@ pub struct WindowColumns {
 }
 
 /// The error for rows of a `SESSION` window function ([`Lowered::session`]) that reach
-/// anything but their aggregation.
+/// anything but their aggregation without the columns that make their sessions.
 pub fn session_not_aggregated() -> SqlError {
     SqlError::Unsupported(
-        "SESSION windows other than in GROUP BY window_start, window_end [, keys]".into(),
+        "rows of a SESSION window without window_start, window_end and its PARTITION BY \
+         columns (keep them, or GROUP BY window_start, window_end [, keys])"
+            .into(),
     )
 }

@@ -516,7 +516,7 @@ impl Session {
         let plan = self.plan(*statement)?;
         let optimized = self.optimize(&plan)?;
         let mut lowering = self.lowering(QueryHints::default());
-        let lowered = lowering.lower(&optimized)?;
+        let lowered = lowering.lower_query(&optimized)?;
         let events = lowering.builder.schema(lowered.node);
         let set = AlertSet::new(events).map_err(|e| SqlError::Invalid(e.to_string()))?;
         let firings = set.firings().clone();
