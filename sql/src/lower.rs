@@ -25,8 +25,8 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use sluice_engine::operators::{
-    Filter, OverAggregate, Project, Scan, SessionColumns, SessionRows, TopN, Union,
-    UpsertNormalize, WindowAssign, WindowTopN,
+    Filter, OverAggregate, Project, Ranking, Scan, SessionColumns, SessionRows, TopN, Union,
+    UpdatingTopN, UpsertNormalize, WindowAssign, WindowTopN,
 };
 use sluice_engine::time::parse_duration;
 use sluice_engine::window::Windows;
@@ -38,7 +38,7 @@ use crate::hints::QueryHints;
 use crate::match_recognize::plan::MatchRecognizeNode;
 use crate::over::over_plan;
 use crate::settings::Settings;
-use crate::top_n::{is_top_n, rank_limit, top_n_plan};
+use crate::top_n::{is_top_n, rank_limit, top_n_partition, top_n_plan};
 use crate::window_tvf::WindowTvfNode;
 use crate::{Result, SqlError};
 
@@ -327,12 +327,24 @@ impl<'a> Lowering<'a> {
             LogicalPlan::Window(window) if is_top_n(window) => {
                 let limit = self.top_n_limit.take();
                 let input = self.lower(&window.input)?;
-                if input.updating || input.session.is_some() {
+                let input = self.session_rows(input)?;
+                let input_schema = window.input.schema();
+                let per_window = input.window.is_some_and(|WindowColumns { start, end }| {
+                    let partition = top_n_partition(window);
+                    [start, end].iter().all(|column| {
+                        partition
+                            .iter()
+                            .any(|e| passes_column(e, input_schema, *column))
+                    })
+                });
+                if !per_window {
+                    return self.lower_updating_top_n(window, input, limit);
+                }
+                if input.updating {
                     return Err(SqlError::Unsupported(
                         "ROW_NUMBER, RANK and DENSE_RANK over an updating input".into(),
                     ));
                 }
-                let input_schema = window.input.schema();
                 let Some(WindowColumns { start, end }) = input.window else {
                     return Err(SqlError::Unsupported(
                         "ROW_NUMBER, RANK and DENSE_RANK over a stream other than per window \
@@ -436,6 +448,47 @@ impl<'a> Lowering<'a> {
             }
             _ => Err(unsupported(plan)),
         }
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY ...)` kept to `limit` rows per
+    /// partition, over a stream or a changelog without windows: a changelog of the ranking.
+    fn lower_updating_top_n(
+        &mut self,
+        window: &datafusion::logical_expr::Window,
+        input: Lowered,
+        limit: Option<usize>,
+    ) -> Result<Lowered> {
+        let plan = top_n_plan(window, self.state, |_| true)?;
+        if plan.ranking != Ranking::RowNumber {
+            return Err(SqlError::Unsupported(
+                "RANK and DENSE_RANK over a stream without windows (use ROW_NUMBER)".into(),
+            ));
+        }
+        let Some(limit) = limit.filter(|limit| *limit > 0) else {
+            return Err(SqlError::Unsupported(
+                "ROW_NUMBER over a stream without a limit: add WHERE rownum <= N (Top-N) or \
+                 rownum = 1 (deduplication) right above it"
+                    .into(),
+            ));
+        };
+        let operator = UpdatingTopN::new(
+            plan.partition_by,
+            plan.order_by,
+            limit,
+            !input.updating,
+            self.builder.schema(input.node),
+            arrow_schema(&window.schema),
+        )?;
+        let node = self.builder.add(Box::new(operator), &[input.node]);
+        Ok(Lowered {
+            node,
+            event_time: None,
+            window: None,
+            updating: true,
+            session: None,
+            sliced: None,
+            ..input
+        })
     }
 
     fn constant(&mut self, schema: SchemaRef, rows: RecordBatch) -> Result<Lowered> {

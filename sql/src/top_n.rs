@@ -42,6 +42,14 @@ pub fn is_top_n(window: &Window) -> bool {
     matches!(window.window_expr.as_slice(), [expression] if ranking(expression).is_some())
 }
 
+/// The `PARTITION BY` of a Top-N window node.
+pub fn top_n_partition(window: &Window) -> &[Expr] {
+    match window.window_expr.first().and_then(ranking) {
+        Some((_, params)) => &params.partition_by,
+        None => &[],
+    }
+}
+
 /// The partitioning, ordering and ranking of a Top-N window node.
 pub struct TopNPlan {
     pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
