@@ -109,6 +109,7 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
         source,
     })?;
     let mut script = Script::new();
+    script.set_bounded_inputs();
     for statement in parse_statements(&sql).map_err(|source| CliError::Statement {
         location: script_path.clone(),
         source,

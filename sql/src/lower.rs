@@ -49,6 +49,7 @@ mod match_recognize;
 mod node;
 mod proctime;
 mod schema;
+mod sort;
 mod window_aggregate;
 
 pub use node::{Lowered, WindowColumns, session_not_aggregated};
@@ -323,6 +324,8 @@ impl<'a> Lowering<'a> {
                 })
             }
             LogicalPlan::Aggregate(aggregate) => self.lower_aggregate(aggregate),
+            LogicalPlan::Sort(sort) => self.lower_sort(sort, 0, sort.fetch),
+            LogicalPlan::Limit(limit) => self.lower_limit(limit),
             LogicalPlan::Join(join) => self.lower_join(join),
             LogicalPlan::Window(window) if is_top_n(window) => {
                 let limit = self.top_n_limit.take();

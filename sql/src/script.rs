@@ -92,6 +92,12 @@ impl Script {
         Self::default()
     }
 
+    /// Declares that the script's inputs all end, as `sluice run` feeds files (see
+    /// [`Session::set_bounded_inputs`]).
+    pub fn set_bounded_inputs(&mut self) {
+        self.session.set_bounded_inputs();
+    }
+
     pub fn session(&self) -> &Session {
         &self.session
     }

@@ -287,6 +287,12 @@ impl Session {
         })
     }
 
+    /// Declares that every input of the session ends (`sluice run` over files): queries
+    /// started after this may sort their results at end of input.
+    pub fn set_bounded_inputs(&mut self) {
+        self.settings.bounded_inputs = true;
+    }
+
     /// A lowering for a query with `hints`, under the session's settings.
     fn lowering(&self, hints: QueryHints) -> Lowering<'_> {
         Lowering::new(&self.state, self.engine.catalog())

@@ -10,6 +10,9 @@ pub const STATE_TTL: &str = "table.exec.state.ttl";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settings {
     pub state_ttl: Option<Millis>,
+    /// Whether every input ends (`sluice run` over files), so a query may hold its results
+    /// until then (`ORDER BY` other than by the event time). Not a `SET` key.
+    pub bounded_inputs: bool,
 }
 
 impl Settings {

@@ -15,6 +15,8 @@
 //! output <name>                -- the rows <name> emitted since its last check, exactly:
 //! op,col,...                   --   a header, then one CSV line per row, in emission order
 //! finish                       -- end all input (watermarks to +inf)
+//! bounded                      -- the inputs end, as `sluice run` feeds files: queries
+//!                              --   started after it may sort at end of input
 //! ```
 //!
 //! Statements run as in `sluice run` (views and `INSERT ... SELECT` produce outputs named

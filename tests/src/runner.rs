@@ -87,6 +87,7 @@ pub fn run_leniently(text: &str) -> usize {
         corrections: None,
         cut: None,
         statements: Vec::new(),
+        bounded: false,
     };
     let mut failed = blocks(text)
         .iter()
@@ -114,6 +115,7 @@ fn run(
         corrections,
         cut: None,
         statements: Vec::new(),
+        bounded: false,
     };
     let blocks = blocks(text);
     let end = text.lines().count();
@@ -162,6 +164,8 @@ struct Runner {
     cut: Option<usize>,
     /// The SQL of every statement block run so far, for the script that replaces this one.
     statements: Vec<String>,
+    /// Whether the script's inputs end, as in `sluice run` (the `bounded` directive).
+    bounded: bool,
 }
 
 impl Runner {
@@ -206,6 +210,11 @@ impl Runner {
                     .map_err(|e| e.to_string())
             }
             ["output", name] => self.output(name, block),
+            ["bounded"] => {
+                self.bounded = true;
+                self.script.set_bounded_inputs();
+                Ok(())
+            }
             ["finish"] => {
                 self.finished = true;
                 self.script.finish().map_err(|e| e.to_string())
@@ -367,6 +376,9 @@ impl Runner {
         self.collect()?;
         let checkpoint = self.script.checkpoint().map_err(|e| e.to_string())?;
         let mut fresh = Script::new();
+        if self.bounded {
+            fresh.set_bounded_inputs();
+        }
         for sql in &self.statements {
             // Statements that failed the first time fail again, as expected.
             let _ = parse_statements(sql).and_then(|statements| {

@@ -1,6 +1,7 @@
 //! The streaming operators, one per module.
 
 mod filter;
+mod final_sort;
 mod interval_join;
 mod join;
 mod over_aggregate;
@@ -11,6 +12,7 @@ mod session_aggregate;
 mod session_rows;
 mod sliced_window_aggregate;
 mod temporal_join;
+mod time_sort;
 mod union;
 mod updating_aggregate;
 mod updating_top_n;
@@ -21,6 +23,7 @@ mod window_join;
 mod window_top_n;
 
 pub use filter::Filter;
+pub use final_sort::FinalSort;
 pub use interval_join::{IntervalJoin, TimeBound};
 pub use join::{JoinCodec, JoinKind, JoinSide, Keys};
 pub use over_aggregate::{Frame, OverAggregate, OverCall};
@@ -31,6 +34,7 @@ pub use session_aggregate::SessionAggregate;
 pub use session_rows::{SessionColumns, SessionRows};
 pub use sliced_window_aggregate::SlicedWindowAggregate;
 pub use temporal_join::{TemporalJoin, VersionTime};
+pub use time_sort::TimeSort;
 pub use union::Union;
 pub use updating_aggregate::UpdatingAggregate;
 pub use updating_top_n::UpdatingTopN;
