@@ -138,6 +138,17 @@ impl JoinCodec {
         })
     }
 
+    /// Encoded rows of `side` as a batch of the side's columns.
+    pub fn side_batch<'a>(
+        &self,
+        side: usize,
+        rows: impl IntoIterator<Item = Row<'a>>,
+    ) -> Result<RecordBatch> {
+        let rows: Vec<Row<'a>> = rows.into_iter().collect();
+        let columns = self.rows[side].convert_rows(rows.iter().copied())?;
+        batch_of(&self.sides[side].schema, &columns, rows.len())
+    }
+
     /// The rows of `batch`, a batch of `side`, encoded.
     pub fn rows(&self, side: usize, batch: &RecordBatch) -> Result<Rows> {
         Ok(self.rows[side].convert_columns(batch.columns())?)

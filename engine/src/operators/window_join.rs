@@ -10,6 +10,10 @@
 //!   NULLs if there is none; then, for a right or full join, the right rows that matched
 //!   nothing, padded. Windows are joined in end order. Rows with a NULL key match nothing.
 //! - **Watermark**: joins the windows it reaches, then drops them.
+//! - **Semi and anti** (`EXISTS`/`IN`, `NOT EXISTS`, `NOT IN` between the two windows' rows):
+//!   when the window closes, its left rows (in arrival order) that have a match, that have
+//!   none, or (`NOT IN`) whose operand is in none of the right rows of their correlation
+//!   group with SQL's NULLs (see `SemiJoin`), as `+I` of the left columns.
 //! - **Late rows**: a row whose window has already been joined (or that has no window) goes
 //!   to the late output, padded with NULLs to the join's columns like an unmatched row (the
 //!   late output names them by their side, e.g. `l.num`), with op `late`.
@@ -29,6 +33,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::join::{
     JoinCodec, JoinKind, JoinSide, i64_column, saved_i64s, saved_usizes, usize_column,
 };
+use super::semi_join::{Correlation, Existence, Group, kept};
 use crate::operator::{Operator, OperatorMetrics};
 use crate::state::{StateReader, StateWriter};
 use crate::time::millis;
@@ -48,6 +53,8 @@ pub struct WindowJoin {
     late_schema: SchemaRef,
     watermark: Millis,
     late: Vec<Changes>,
+    /// For a semi or anti join: which left rows it keeps, and the `NOT IN` groups.
+    existence: Option<(Existence, Option<Correlation>)>,
 }
 
 /// One output row's halves (`None` for NULL padding).
@@ -71,7 +78,57 @@ impl WindowJoin {
             windows: BTreeMap::new(),
             watermark: WATERMARK_MIN,
             late: Vec::new(),
+            existence: None,
         })
+    }
+
+    /// Makes it a semi or anti join: its output is the left rows `existence` keeps.
+    pub fn keeping(mut self, existence: Existence, correlation: Option<Correlation>) -> Self {
+        self.existence = Some((existence, correlation));
+        self
+    }
+
+    /// The rows a semi or anti join keeps of one window: left rows by whether they matched.
+    fn kept_rows(
+        &self,
+        existence: Existence,
+        correlation: Option<&Correlation>,
+        rows: &[Vec<Keyed>; 2],
+        matched: &[bool],
+    ) -> Result<RecordBatch> {
+        let [left, right] = rows;
+        let groups = |side: usize, rows: &[Keyed]| -> Result<Vec<Option<Box<[u8]>>>> {
+            let Some(correlation) = correlation else {
+                return Ok(vec![None; rows.len()]);
+            };
+            let batch = self
+                .codec
+                .side_batch(side, rows.iter().map(|(_, row)| row.row()))?;
+            correlation.groups(side, &batch)
+        };
+        let mut counts: HashMap<Box<[u8]>, Group> = HashMap::new();
+        for ((key, _), group) in right.iter().zip(groups(1, right)?) {
+            if let Some(group) = group {
+                let counts = counts.entry(group).or_default();
+                counts.rows += 1;
+                counts.nulls += usize::from(key.is_none());
+            }
+        }
+        let kept_rows: Vec<Row<'_>> = left
+            .iter()
+            .zip(groups(0, left)?)
+            .zip(matched)
+            .filter(|(((key, _), group), matched)| {
+                let group = group
+                    .as_ref()
+                    .and_then(|g| counts.get(g))
+                    .copied()
+                    .unwrap_or_default();
+                kept(existence, usize::from(**matched), key.is_some(), group)
+            })
+            .map(|(((_, row), _), _)| row.row())
+            .collect();
+        self.codec.side_batch(0, kept_rows)
     }
 
     /// Joins one window's rows.
@@ -96,6 +153,7 @@ impl WindowJoin {
         let (_, passed) = self.codec.matching(&pairs)?;
         let mut output: Vec<Pair<'_>> = Vec::new();
         let mut right_matched = vec![false; right.len()];
+        let mut left_matched = vec![false; left.len()];
         let mut next = 0;
         for (index, (_, row)) in left.iter().enumerate() {
             let mut matched = false;
@@ -107,9 +165,17 @@ impl WindowJoin {
                 }
                 next += 1;
             }
+            left_matched[index] = matched;
             if !matched && self.kind.keeps(0) {
                 output.push((Some(row.row()), None));
             }
+        }
+        if let Some((existence, correlation)) = &self.existence {
+            let kept = self.kept_rows(*existence, correlation.as_ref(), rows, &left_matched)?;
+            if kept.num_rows() > 0 {
+                out.push(Changes::inserts(kept));
+            }
+            return Ok(());
         }
         if self.kind.keeps(1) {
             output.extend(
@@ -133,7 +199,10 @@ impl Operator for WindowJoin {
     }
 
     fn schema(&self) -> SchemaRef {
-        self.codec.schema().clone()
+        match &self.existence {
+            Some(_) => self.codec.side(0).schema.clone(),
+            None => self.codec.schema().clone(),
+        }
     }
 
     fn process(&mut self, input: usize, changes: Changes, _out: &mut Vec<Changes>) -> Result<()> {

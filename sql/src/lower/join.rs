@@ -6,7 +6,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan};
 use sluice_engine::operators::{
-    IntervalJoin, JoinKind, JoinSide, RegularJoin, TemporalJoin, VersionTime, WindowJoin,
+    Correlation, Existence, IntervalJoin, JoinKind, JoinSide, RegularJoin, SemiJoin, TemporalJoin,
+    VersionTime, WindowJoin,
 };
 use sluice_engine::{Catalog, Operator, StreamDef};
 
@@ -32,8 +33,15 @@ impl Lowering<'_> {
     /// condition bounds their event times both ways), else a regular join with an updating
     /// result.
     pub(super) fn lower_join(&mut self, join: &Join) -> Result<Lowered> {
+        // Semi and anti joins (EXISTS, IN, NOT EXISTS, NOT IN) keep left rows only.
+        let existence = match join.join_type {
+            JoinType::LeftSemi => Some(Existence::Semi),
+            JoinType::LeftAnti if join.null_aware => Some(Existence::NotIn),
+            JoinType::LeftAnti => Some(Existence::Anti),
+            _ => None,
+        };
         let kind = match join.join_type {
-            JoinType::Inner => JoinKind::Inner,
+            JoinType::Inner | JoinType::LeftSemi | JoinType::LeftAnti => JoinKind::Inner,
             JoinType::Left => JoinKind::Left,
             JoinType::Right => JoinKind::Right,
             JoinType::Full => JoinKind::Full,
@@ -67,11 +75,36 @@ impl Lowering<'_> {
             right_schema,
             join.on.iter().map(|(_, r)| r).collect(),
         )?;
+        // The joined columns, which the residual condition reads (a semi join's output has
+        // the left ones only).
+        let joined = match existence {
+            Some(_) => Arc::new(left_schema.as_ref().clone().join(right_schema)?),
+            None => join.schema.clone(),
+        };
         let residual = |expr: Option<Expr>| {
-            expr.map(|e| self.state.create_physical_expr(e, &join.schema))
+            expr.map(|e| self.state.create_physical_expr(e, &joined))
                 .transpose()
         };
-        let schema = arrow_schema(&join.schema);
+        let schema = arrow_schema(&joined);
+        // NOT IN: the join keys after the first (the IN operand) correlate the subquery.
+        let correlation = match existence {
+            Some(Existence::NotIn) => {
+                let keys = |side: usize, schema: &DFSchema| {
+                    join.on[1..]
+                        .iter()
+                        .map(|(l, r)| {
+                            let e = if side == 0 { l } else { r };
+                            self.state.create_physical_expr(e.clone(), schema)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                Some(Correlation::new(
+                    [keys(0, left_schema)?, keys(1, right_schema)?],
+                    &self.builder.schema(left.node),
+                )?)
+            }
+            _ => None,
+        };
         let windows = left.window.zip(right.window);
         let bounded = match (
             left.updating || right.updating,
@@ -89,7 +122,35 @@ impl Lowering<'_> {
             operator,
             event_time,
             updating,
-        } = if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
+        } = if let Some(existence) =
+            existence.filter(|_| !windows.is_some_and(|(l, r)| joins_windows(join, l, r)))
+        {
+            if join.filter.is_some() && existence == Existence::NotIn {
+                return Err(SqlError::Unsupported(
+                    "NOT IN with a subquery correlated other than by equalities (write NOT \
+                     EXISTS)"
+                        .into(),
+                ));
+            }
+            self.warnings.push(
+                "the semi or anti join keeps every row of both inputs, so its state grows \
+                 without bound (a state TTL does not bound it yet)"
+                    .to_string(),
+            );
+            let operator = SemiJoin::new(
+                existence,
+                left_side,
+                right_side,
+                residual(join.filter.clone())?,
+                correlation,
+                schema,
+            )?;
+            JoinOperator {
+                operator: Box::new(operator),
+                event_time: None,
+                updating: true,
+            }
+        } else if let Some((time, rest)) = take_marker(join.filter.as_ref()) {
             let version_time = self.temporal_version_time(join, &left, &right, &time)?;
             if version_time == VersionTime::Event {
                 self.builder
@@ -119,9 +180,9 @@ impl Lowering<'_> {
                     "window joins over updating inputs or with allowed lateness".into(),
                 ));
             }
-            let late_schema = qualified_schema(&join.schema);
+            let late_schema = qualified_schema(&joined);
             self.builder.set_late_schema(late_schema.clone())?;
-            let operator = WindowJoin::new(
+            let mut operator = WindowJoin::new(
                 kind,
                 left_side,
                 right_side,
@@ -130,9 +191,15 @@ impl Lowering<'_> {
                 schema,
                 late_schema,
             )?;
+            let mut event_time = None;
+            if let Some(existence) = existence {
+                // The left rows as they are, when their window closes.
+                operator = operator.keeping(existence, correlation);
+                event_time = left.event_time;
+            }
             JoinOperator {
                 operator: Box::new(operator),
-                event_time: None,
+                event_time,
                 updating: false,
             }
         } else if let Some((bound, rest)) = bounded {
@@ -144,14 +211,7 @@ impl Lowering<'_> {
                 updating: false,
             }
         } else {
-            if self.settings.state_ttl.is_none() {
-                self.warnings.push(
-                    "the regular join keeps every row of both inputs, so its state grows \
-                         without bound: bound the join in event time (an interval join), or \
-                         set a state TTL (SET 'table.exec.state.ttl' = '1 h')"
-                        .to_string(),
-                );
-            }
+            self.regular_join_warning();
             let operator = RegularJoin::new(
                 kind,
                 left_side,
@@ -167,15 +227,29 @@ impl Lowering<'_> {
             }
         };
         let node = self.builder.add(operator, &[left.node, right.node]);
+        // A window semi or anti join keeps the left rows' windows.
+        let window = left.window.filter(|_| existence.is_some() && !updating);
         Ok(Lowered {
             node,
             event_time,
-            window: None,
+            window,
             allowed_lateness: 0,
             updating,
             session: None,
             sliced: None,
         })
+    }
+
+    /// The warning of a join that keeps every row of both inputs.
+    fn regular_join_warning(&mut self) {
+        if self.settings.state_ttl.is_none() {
+            self.warnings.push(
+                "the regular join keeps every row of both inputs, so its state grows without \
+                 bound: bound the join in event time (an interval join), or set a state TTL \
+                 (SET 'table.exec.state.ttl' = '1 h')"
+                    .to_string(),
+            );
+        }
     }
 
     /// Checks a temporal join `left JOIN right FOR SYSTEM_TIME AS OF time`, and tells which
