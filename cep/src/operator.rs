@@ -11,8 +11,9 @@
 //!   the number of matches so far. A partition is dropped as soon as it keeps no rows, unless
 //!   the query reads what would go with it (`MATCH_NUMBER()`, or `^` which needs to know
 //!   where the partition starts).
-//! - **Emits**: a match as soon as no row still to come can change it, then the search
-//!   resumes where `AFTER MATCH SKIP` says. One row per match is `+I` of the partition
+//! - **Emits**: a match as soon as no row still to come can change it (and, when a measure
+//!   reads rows after the match with `NEXT`, once they have come), then the search resumes
+//!   where `AFTER MATCH SKIP` says. One row per match is `+I` of the partition
 //!   columns and the measures; all rows per match is `+I` of each row of the match not
 //!   excluded (`{- -}`) with the measures, and of empty matches and unmatched rows as
 //!   [`AllRows`] says. With `WITHIN`, rows more than the bound after a match's first row
@@ -128,6 +129,9 @@ pub struct MatchRecognize {
     lookback: usize,
     /// How many rows after a row its conditions read.
     lookahead: usize,
+    /// How many rows after a match's last row its measures may read (`NEXT`): a match is
+    /// emitted once they are there (or the input has ended).
+    measure_ahead: usize,
     /// Whether a condition reads the match so far (the search then reads the rows).
     reads_match: bool,
     /// The variables a match can begin with, when all of them are classified as rows are
@@ -186,7 +190,20 @@ impl MatchRecognize {
             .map(|n| n.offset)
             .max()
             .unwrap_or(0);
+        let measure_ahead = config
+            .navigations
+            .iter()
+            .map(|n| {
+                let next = match n.navigate {
+                    Navigate::Next => n.offset as i64,
+                    _ => 0,
+                };
+                next.saturating_add(n.shift).max(0) as usize
+            })
+            .max()
+            .unwrap_or(0);
         Ok(MatchRecognize {
+            measure_ahead,
             keys: RowConverter::new(key_types)?,
             lookback: condition_back.max(measure_back),
             lookahead,
@@ -645,6 +662,16 @@ impl MatchRecognize {
                 found => found,
             };
             match found {
+                // `NEXT` in a measure reads rows after the match that have not come yet:
+                // the match waits for them (the search finds it again then).
+                Found::Match(path)
+                    if self.measure_ahead > 0
+                        && !self.complete
+                        && path.last().map_or(state.next_start, |b| b.row) + self.measure_ahead
+                            >= state.available() =>
+                {
+                    return Ok(());
+                }
                 Found::Match(path) => {
                     state.matches += 1;
                     let start = state.next_start;
