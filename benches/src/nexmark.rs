@@ -19,6 +19,32 @@ pub const BID_DDL: &str = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, pric
   channel STRING, url STRING, date_time TIMESTAMP(3), extra STRING,
   WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)";
 
+/// Flink's documented V shape (a fall, then a rise, each price compared with the last fall
+/// through `LAST(PRICE_DOWN.price, 1)`), over bids by auction.
+pub const FLINK_V_SHAPE: &str = "SELECT * FROM bid MATCH_RECOGNIZE (
+  PARTITION BY auction ORDER BY date_time
+  MEASURES START_ROW.date_time AS start_t, LAST(PRICE_DOWN.date_time) AS bottom_t,
+    LAST(PRICE_UP.date_time) AS end_t
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP TO LAST PRICE_UP
+  PATTERN (START_ROW PRICE_DOWN+ PRICE_UP)
+  DEFINE
+    PRICE_DOWN AS (LAST(PRICE_DOWN.price, 1) IS NULL AND PRICE_DOWN.price < START_ROW.price)
+      OR PRICE_DOWN.price < LAST(PRICE_DOWN.price, 1),
+    PRICE_UP AS PRICE_UP.price > LAST(PRICE_DOWN.price, 1))";
+
+/// The same shape written with `PREV` (each price against the row before it).
+pub const PREV_V_SHAPE: &str = "SELECT * FROM bid MATCH_RECOGNIZE (
+  PARTITION BY auction ORDER BY date_time
+  MEASURES START_ROW.date_time AS start_t, LAST(PRICE_DOWN.date_time) AS bottom_t,
+    LAST(PRICE_UP.date_time) AS end_t
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP TO LAST PRICE_UP
+  PATTERN (START_ROW PRICE_DOWN+ PRICE_UP)
+  DEFINE
+    PRICE_DOWN AS PRICE_DOWN.price < PREV(PRICE_DOWN.price),
+    PRICE_UP AS PRICE_UP.price > PREV(PRICE_UP.price))";
+
 const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
 const HOT_AUCTIONS: u64 = 100;
 const AUCTIONS: u64 = 100_000;

@@ -18,6 +18,7 @@ mod partition;
 mod partition_rows;
 mod pattern;
 mod program;
+mod scalar_condition;
 mod search;
 mod store;
 

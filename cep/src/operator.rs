@@ -80,6 +80,7 @@ use crate::config::{AllRows, MatchRecognizeConfig, Skip};
 use crate::navigation::{Navigate, Navigation, navigation_value};
 use crate::partition::Partition;
 use crate::partition_rows::PartitionRows;
+use crate::scalar_condition::ScalarCondition;
 use crate::store::{RowRef, RowStore};
 use crate::{Binding, Found};
 
@@ -134,6 +135,12 @@ pub struct MatchRecognize {
     measure_ahead: usize,
     /// Whether a condition reads the match so far (the search then reads the rows).
     reads_match: bool,
+    /// Per variable, its condition compiled to be tested without DataFusion, if it reads
+    /// the match and can be.
+    scalar: Vec<Option<ScalarCondition>>,
+    /// Whether every condition that reads the match is compiled so: the search then reads
+    /// the stored rows and needs no gathered batch.
+    all_scalar: bool,
     /// The variables a match can begin with, when all of them are classified as rows are
     /// admitted: a row satisfying none of them starts no match, without a search.
     first_variables: Option<u64>,
@@ -202,7 +209,23 @@ impl MatchRecognize {
             })
             .max()
             .unwrap_or(0);
+        let scalar: Vec<Option<ScalarCondition>> = config
+            .conditions
+            .iter()
+            .map(|c| {
+                c.as_ref()
+                    .filter(|c| c.reads_match())
+                    .and_then(|c| ScalarCondition::compile(c, &input_schema))
+            })
+            .collect();
+        let all_scalar = config
+            .conditions
+            .iter()
+            .zip(&scalar)
+            .all(|(c, s)| c.as_ref().is_none_or(|c| !c.reads_match()) || s.is_some());
         Ok(MatchRecognize {
+            scalar,
+            all_scalar,
             measure_ahead,
             keys: RowConverter::new(key_types)?,
             lookback: condition_back.max(measure_back),
@@ -613,7 +636,7 @@ impl MatchRecognize {
     fn search(&mut self, partition: usize, emitted: &mut Vec<Emitted>) -> Result<()> {
         let program = &self.config.program;
         let state = &mut self.partitions[partition];
-        if self.reads_match {
+        if self.reads_match && !self.all_scalar {
             state.gather(&self.store)?;
         }
         loop {
@@ -626,6 +649,9 @@ impl MatchRecognize {
                 complete: self.complete,
                 future: self.watermark,
                 failed: BTreeMap::new(),
+                store: &self.store,
+                scalar: &self.scalar,
+                gathered: std::cell::OnceCell::new(),
             };
             let cannot_start = match (self.first_variables, view.class(state.next_start)) {
                 (Some(first), Some(class)) => class & first == 0,

@@ -2,6 +2,7 @@
 //! condition, testing a row against a condition that reads the match so far, and the rows'
 //! event times.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use datafusion::arrow::array::{Array, AsArray, new_null_array};
@@ -13,6 +14,8 @@ use crate::condition::{Condition, Derived};
 use crate::config::MatchRecognizeConfig;
 use crate::navigation::navigation_value;
 use crate::partition::Partition;
+use crate::scalar_condition::{ScalarCondition, Tested};
+use crate::store::RowStore;
 use crate::{Binding, Rows};
 
 /// A partition seen by the search.
@@ -25,6 +28,29 @@ pub(crate) struct PartitionRows<'a> {
     /// computed for, with the first error each gave; the search treats the condition as not
     /// holding, and the operator reports the row.
     pub(crate) failed: BTreeMap<usize, String>,
+    /// The rows, for the conditions compiled to be tested without DataFusion.
+    pub(crate) store: &'a RowStore,
+    /// Per variable, its condition compiled so, if it reads the match and could be.
+    pub(crate) scalar: &'a [Option<ScalarCondition>],
+    /// The partition's rows gathered for a test the compiled condition left to DataFusion,
+    /// when the partition's own are not (see [`Partition::gather`]).
+    pub(crate) gathered: OnceCell<RecordBatch>,
+}
+
+impl PartitionRows<'_> {
+    /// The partition's rows from its base, as one batch.
+    fn rows(&self) -> Result<&RecordBatch> {
+        if let Ok(rows) = self.partition.rows() {
+            return Ok(rows);
+        }
+        if self.gathered.get().is_none() {
+            let rows = self.store.gather(self.partition.refs.iter())?;
+            let _ = self.gathered.set(rows);
+        }
+        self.gathered
+            .get()
+            .ok_or_else(|| EngineError::Input("a pattern partition's rows are missing".into()))
+    }
 }
 
 impl PartitionRows<'_> {
@@ -47,19 +73,36 @@ impl Rows for PartitionRows<'_> {
     }
 
     fn holds(&mut self, variable: usize, row: usize, path: &[Binding]) -> Option<bool> {
+        if let Some(Some(scalar)) = self.scalar.get(variable) {
+            match scalar.test(
+                self.store,
+                self.partition,
+                variable,
+                row,
+                path,
+                self.complete,
+            ) {
+                Tested::Holds(holds) => return Some(holds),
+                Tested::NeedMore => return None,
+                Tested::General => {}
+            }
+        }
         if let Some(condition) = self.config.conditions[variable]
             .as_ref()
             .filter(|c| c.reads_match())
         {
-            let holds = holds_in_context(
-                condition,
-                variable,
-                row,
-                path,
-                self.config,
-                self.partition,
-                self.complete,
-            );
+            let holds = self.rows().and_then(|rows| {
+                holds_in_context(
+                    condition,
+                    variable,
+                    row,
+                    path,
+                    self.config,
+                    self.partition,
+                    rows,
+                    self.complete,
+                )
+            });
             return match holds {
                 Ok(holds) => holds,
                 Err(error) => {
@@ -96,7 +139,9 @@ impl Rows for PartitionRows<'_> {
 }
 
 /// Whether `row` satisfies `condition` of `variable` after the rows `path` of the match so
-/// far; `None` when a row it reads has not come yet.
+/// far; `None` when a row it reads has not come yet. `rows` are the partition's from its
+/// base.
+#[allow(clippy::too_many_arguments)]
 fn holds_in_context(
     condition: &Condition,
     variable: usize,
@@ -104,10 +149,10 @@ fn holds_in_context(
     path: &[Binding],
     config: &MatchRecognizeConfig,
     state: &Partition,
+    rows: &RecordBatch,
     complete: bool,
 ) -> Result<Option<bool>> {
     let relative = row - state.base;
-    let rows = state.rows()?;
     let mut columns = rows.slice(relative, 1).columns().to_vec();
     let mut with_row = path.to_vec();
     with_row.push(Binding {
@@ -133,6 +178,17 @@ fn holds_in_context(
                 }
             }
             Derived::Context(navigation) => {
+                // A plain column is read from `rows`, which need not be the partition's own.
+                let values = match &navigation.argument {
+                    Some(argument)
+                        if argument
+                            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                            .is_some() =>
+                    {
+                        Some(argument.evaluate(rows)?.into_array(rows.num_rows())?)
+                    }
+                    _ => None,
+                };
                 let value = navigation_value(
                     navigation,
                     config.program.variables(),
@@ -140,7 +196,7 @@ fn holds_in_context(
                     &with_row,
                     0,
                     data_type,
-                    None,
+                    values.as_ref(),
                 )?;
                 value.to_array_of_size(1)?
             }

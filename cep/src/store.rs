@@ -100,6 +100,16 @@ impl RowStore {
         Ok(interleave_record_batch(&sources, &picks)?)
     }
 
+    /// Column `column` of the chunk holding `row`, and the row's place in it.
+    pub(crate) fn cell(
+        &self,
+        row: RowRef,
+        column: usize,
+    ) -> Option<(&datafusion::arrow::array::ArrayRef, usize)> {
+        let chunk = self.chunks.get(row.chunk as usize)?;
+        Some((chunk.batch.columns().get(column)?, row.row as usize))
+    }
+
     /// Whether most stored rows are no longer referenced.
     pub(crate) fn wants_compaction(&self) -> bool {
         self.stored_rows > COMPACT_FLOOR && self.stored_rows > 2 * self.live_rows

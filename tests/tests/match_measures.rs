@@ -5,7 +5,8 @@
 //!
 //! The patterns are sequences of quantified variables (`A B*? C+`), whose preferred match
 //! from a row a short backtracking search finds directly; each row is one letter, which
-//! decides the one variable it satisfies.
+//! decides the one variable it may satisfy, and some runs' conditions also read the match so
+//! far, written both in the form tested without DataFusion and in one that is not.
 
 use std::sync::Arc;
 
@@ -92,17 +93,99 @@ fn pattern_text(items: &[Item]) -> String {
         .join(" ")
 }
 
-/// The preferred match of `items` from `at` over `letters`: each row's variable.
-fn reference_match(items: &[Item], letters: &[u8], at: usize) -> Option<Vec<u8>> {
-    fn search(items: &[Item], letters: &[u8], at: usize, path: &mut Vec<u8>) -> bool {
+/// What the `DEFINE` conditions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conditions {
+    /// The row's letter only.
+    Letters,
+    /// Also the match so far: a `B` is at least the `B` before it, a `C` above the first
+    /// `A`. `compiled`: written so that they are tested without DataFusion, or not.
+    ReadMatch { compiled: bool },
+}
+
+impl Conditions {
+    fn define(self) -> &'static str {
+        match self {
+            Conditions::Letters => "A AS c = 'A', B AS c = 'B', C AS c = 'C'",
+            Conditions::ReadMatch { compiled: true } => {
+                "A AS c = 'A', B AS c = 'B' AND (LAST(B.v, 1) IS NULL OR B.v >= LAST(B.v, 1)), \
+                 C AS c = 'C' AND C.v > FIRST(A.v)"
+            }
+            Conditions::ReadMatch { compiled: false } => {
+                "A AS c = 'A', B AS c = 'B' AND (LAST(B.v, 1) IS NULL OR B.v + 0 >= LAST(B.v, 1)), \
+                 C AS c = 'C' AND C.v * 1 > FIRST(A.v)"
+            }
+        }
+    }
+
+    /// Whether partition row `row`, bound to `variable` after `path` (the rows from `start`),
+    /// satisfies its condition.
+    fn hold(
+        self,
+        partition: &Partition,
+        variable: u8,
+        row: usize,
+        start: usize,
+        path: &[u8],
+    ) -> bool {
+        if partition.letters[row] != variable {
+            return false;
+        }
+        if self == Conditions::Letters {
+            return true;
+        }
+        let rows = start..start + path.len();
+        let last_of = |of: u8| {
+            rows.clone()
+                .zip(path)
+                .rev()
+                .find(|(_, v)| **v == of)
+                .map(|(r, _)| r)
+        };
+        let first_of = |of: u8| {
+            rows.clone()
+                .zip(path)
+                .find(|(_, v)| **v == of)
+                .map(|(r, _)| r)
+        };
+        match variable {
+            b'B' => {
+                last_of(b'B').is_none_or(|before| partition.values[row] >= partition.values[before])
+            }
+            b'C' => first_of(b'A').is_some_and(|a| partition.values[row] > partition.values[a]),
+            _ => true,
+        }
+    }
+}
+
+/// The preferred match of `items` from `at` over the partition's rows: each row's variable.
+fn reference_match(
+    items: &[Item],
+    partition: &Partition,
+    conditions: Conditions,
+    at: usize,
+) -> Option<Vec<u8>> {
+    fn search(
+        items: &[Item],
+        partition: &Partition,
+        conditions: Conditions,
+        start: usize,
+        at: usize,
+        path: &mut Vec<u8>,
+    ) -> bool {
         let Some((item, rest)) = items.split_first() else {
             return true;
         };
-        let run = letters[at..]
-            .iter()
-            .take_while(|l| **l == item.variable)
-            .count()
-            .min(item.max);
+        let mut run = 0;
+        while run < item.max && at + run < partition.letters.len() {
+            path.extend(std::iter::repeat_n(item.variable, run));
+            let holds = conditions.hold(partition, item.variable, at + run, start, path);
+            path.truncate(path.len() - run);
+            if !holds {
+                break;
+            }
+            run += 1;
+        }
         if run < item.min {
             return false;
         }
@@ -113,7 +196,7 @@ fn reference_match(items: &[Item], letters: &[u8], at: usize) -> Option<Vec<u8>>
         };
         for count in counts {
             path.extend(std::iter::repeat_n(item.variable, count));
-            if search(rest, letters, at + count, path) {
+            if search(rest, partition, conditions, start, at + count, path) {
                 return true;
             }
             path.truncate(path.len() - count);
@@ -121,7 +204,7 @@ fn reference_match(items: &[Item], letters: &[u8], at: usize) -> Option<Vec<u8>>
         false
     }
     let mut path = Vec::new();
-    search(items, letters, at, &mut path).then_some(path)
+    search(items, partition, conditions, at, at, &mut path).then_some(path)
 }
 
 /// A partition's rows: letters and values.
@@ -135,7 +218,11 @@ struct Partition {
 
 /// The measures of every output row of `partition`, as text in output column order after
 /// `k, c, v, ts`: `cls_s, prev_last_b, next_first_c, first_cls, prev_cls, all_cls, n`.
-fn reference_rows(items: &[Item], partition: &Partition) -> Vec<Vec<String>> {
+fn reference_rows(
+    items: &[Item],
+    partition: &Partition,
+    conditions: Conditions,
+) -> Vec<Vec<String>> {
     let letters = &partition.letters;
     let value = |row: Option<usize>| -> String {
         row.and_then(|r| partition.values.get(r))
@@ -145,7 +232,7 @@ fn reference_rows(items: &[Item], partition: &Partition) -> Vec<Vec<String>> {
     let mut start = 0;
     let mut number = 0;
     while start < letters.len() {
-        let Some(path) = reference_match(items, letters, start) else {
+        let Some(path) = reference_match(items, partition, conditions, start) else {
             start += 1;
             continue;
         };
@@ -187,7 +274,7 @@ fn reference_rows(items: &[Item], partition: &Partition) -> Vec<Vec<String>> {
     out
 }
 
-fn query(items: &[Item]) -> String {
+fn query(items: &[Item], conditions: Conditions) -> String {
     format!(
         "SELECT k, c, v, CAST(CAST(ts AS BIGINT) AS STRING) AS ts, cls_s, prev_last_b, \
          next_first_c, first_cls, prev_cls, all_cls, n FROM ev MATCH_RECOGNIZE ( \
@@ -198,8 +285,9 @@ fn query(items: &[Item]) -> String {
            MATCH_NUMBER() AS n \
          ALL ROWS PER MATCH AFTER MATCH SKIP PAST LAST ROW \
          PATTERN ({}) SUBSET S = (B, C) \
-         DEFINE A AS c = 'A', B AS c = 'B', C AS c = 'C')",
-        pattern_text(items)
+         DEFINE {})",
+        pattern_text(items),
+        conditions.define()
     )
 }
 
@@ -273,6 +361,11 @@ fn measures_over_the_match_are_what_the_match_says() -> Result<(), Failure> {
     for seed in 1..=400u64 {
         let mut random = Random(seed);
         let items = random_pattern(&mut random);
+        let conditions = match seed % 3 {
+            0 => Conditions::Letters,
+            1 => Conditions::ReadMatch { compiled: true },
+            _ => Conditions::ReadMatch { compiled: false },
+        };
         let partitions: Vec<Partition> = (0..2)
             .map(|key| {
                 let length = 5 + random.below(20) as usize;
@@ -314,14 +407,14 @@ fn measures_over_the_match_are_what_the_match_says() -> Result<(), Failure> {
         }
         let mut expected: Vec<Vec<String>> = partitions
             .iter()
-            .flat_map(|partition| reference_rows(&items, partition))
+            .flat_map(|partition| reference_rows(&items, partition, conditions))
             .collect();
         expected.sort_by_key(|row| (row[0].parse::<i64>().ok(), row[3].parse::<i64>().ok()));
-        let actual = run(&query(&items), &rows, &mut random)?;
+        let actual = run(&query(&items, conditions), &rows, &mut random)?;
         assert_eq!(
             actual,
             expected,
-            "seed {seed}, pattern {}",
+            "seed {seed}, pattern {}, {conditions:?}",
             pattern_text(&items)
         );
         compared += expected.len();
