@@ -17,7 +17,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, plan_datafusion_err};
 use datafusion::logical_expr::{
-    Expr, ExprSchemable, LogicalPlan, TableSource, UserDefinedLogicalNodeCore,
+    Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, TableSource, UserDefinedLogicalNodeCore,
 };
 use datafusion::sql::planner::{ContextProvider, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{
@@ -201,6 +201,7 @@ fn build<C: ContextProvider>(
 ) -> Result<MatchRecognizeNode> {
     let clause = MatchClause::parse(text)?;
     let planner = SqlToRel::new(context);
+    let input = read_columns(input, &clause)?;
     let input_schema = input.schema().clone();
     let to_expr = |expr: ast::Expr, schema: &DFSchema| -> Result<Expr> {
         Ok(planner.sql_to_expr(expr, schema, &mut PlannerContext::new())?)
@@ -417,6 +418,42 @@ fn is_match_rowtime(measure: &Expr, navigations: &[NavPlan], time_column: &str) 
         && nav.shift == 0
         && nav.label.is_none()
         && reads_time
+}
+
+/// `input` cut to the columns the clause names, with one row per match (its output has no
+/// other input column): the operator then keeps and sorts only those.
+fn read_columns(input: LogicalPlan, clause: &MatchClause) -> Result<LogicalPlan> {
+    if clause.all_rows.is_some() {
+        return Ok(input);
+    }
+    let mut named: Vec<String> = Vec::new();
+    let mut note = |expr: &ast::Expr| {
+        let _ = ast::visit_expressions(expr, |e| {
+            match e {
+                ast::Expr::Identifier(ident) => named.push(ident.value.clone()),
+                ast::Expr::CompoundIdentifier(parts) => {
+                    named.extend(parts.last().map(|p| p.value.clone()))
+                }
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    };
+    clause.partition_by.iter().for_each(&mut note);
+    clause.order_by.iter().for_each(|key| note(&key.expr));
+    clause.measures.iter().for_each(|(expr, _, _)| note(expr));
+    clause.defines.iter().for_each(|(_, expr)| note(expr));
+    let columns: Vec<Expr> = input
+        .schema()
+        .columns()
+        .into_iter()
+        .filter(|column| named.iter().any(|n| n.eq_ignore_ascii_case(&column.name)))
+        .map(Expr::Column)
+        .collect();
+    if columns.is_empty() || columns.len() == input.schema().fields().len() {
+        return Ok(input);
+    }
+    Ok(LogicalPlanBuilder::from(input).project(columns)?.build()?)
 }
 
 /// A call planned: its argument resolved over the input.
