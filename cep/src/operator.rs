@@ -90,6 +90,23 @@ struct Pending {
     rows: RecordBatch,
     times: TimestampMillisecondArray,
     arrivals: Vec<u64>,
+    /// The earliest and latest of `times` (the watermark passes none, some or all of them).
+    earliest: Millis,
+    latest: Millis,
+}
+
+impl Pending {
+    fn new(rows: RecordBatch, times: TimestampMillisecondArray, arrivals: Vec<u64>) -> Self {
+        let earliest = times.iter().flatten().min().unwrap_or(Millis::MAX);
+        let latest = times.iter().flatten().max().unwrap_or(Millis::MIN);
+        Pending {
+            rows,
+            times,
+            arrivals,
+            earliest,
+            latest,
+        }
+    }
 }
 
 /// A match or timeout to emit.
@@ -280,6 +297,18 @@ impl MatchRecognize {
         let mut arrival_column: Vec<u64> = Vec::new();
         let mut kept = Vec::new();
         for pending in std::mem::take(&mut self.pending) {
+            let all_ready =
+                self.complete || self.config.arrival_order || pending.latest < self.watermark;
+            if !all_ready && pending.earliest >= self.watermark {
+                kept.push(pending);
+                continue;
+            }
+            if all_ready && pending.times.null_count() == 0 {
+                ready_rows.push(pending.rows);
+                ready_times.push(Arc::new(pending.times));
+                arrival_column.extend(pending.arrivals);
+                continue;
+            }
             let ready: BooleanArray = pending
                 .times
                 .iter()
@@ -311,13 +340,13 @@ impl MatchRecognize {
             ready_rows.push(filter_record_batch(&pending.rows, &ready)?);
             ready_times.push(filter(&pending.times, &ready)?);
             arrival_column.extend(arrivals_ready.into_iter().map(|(a, _)| *a));
-            kept.push(Pending {
-                rows: filter_record_batch(&pending.rows, &waiting)?,
-                times: filter(&pending.times, &waiting)?
+            kept.push(Pending::new(
+                filter_record_batch(&pending.rows, &waiting)?,
+                filter(&pending.times, &waiting)?
                     .as_primitive::<TimestampMillisecondType>()
                     .clone(),
-                arrivals: arrivals_waiting.into_iter().map(|(a, _)| *a).collect(),
-            });
+                arrivals_waiting.into_iter().map(|(a, _)| *a).collect(),
+            ));
         }
         self.pending = kept;
         if ready_rows.is_empty() {
@@ -1046,11 +1075,11 @@ impl MatchRecognize {
         if let Some(latest) = times.iter().flatten().max() {
             self.watermark = self.watermark.max(latest);
         }
-        self.pending.push(Pending {
-            rows: batch,
+        self.pending.push(Pending::new(
+            batch,
             times,
-            arrivals: (self.arrivals..self.arrivals + count).collect(),
-        });
+            (self.arrivals..self.arrivals + count).collect(),
+        ));
         self.arrivals += count;
         self.run(out)
     }
@@ -1071,6 +1100,23 @@ impl Operator for MatchRecognize {
         if self.config.arrival_order {
             return self.arrive(batch, times, out);
         }
+        let count = batch.num_rows() as u64;
+        let pending = Pending::new(
+            batch,
+            times,
+            (self.arrivals..self.arrivals + count).collect(),
+        );
+        // Usually no row is late: the batch waits as it came.
+        if pending.times.null_count() == 0 && pending.earliest >= self.watermark {
+            self.arrivals += count;
+            if count > 0 {
+                self.pending.push(pending);
+            }
+            return Ok(());
+        }
+        let Pending {
+            rows: batch, times, ..
+        } = pending;
         let late: Vec<bool> = times
             .iter()
             .map(|t| t.is_none_or(|t| t < self.watermark))
@@ -1084,13 +1130,13 @@ impl Operator for MatchRecognize {
             let indices = UInt32Array::from(on_time);
             let rows = take_record_batch(&batch, &indices)?;
             let count = rows.num_rows() as u64;
-            self.pending.push(Pending {
+            self.pending.push(Pending::new(
                 rows,
-                times: take(&times, &indices, None)?
+                take(&times, &indices, None)?
                     .as_primitive::<TimestampMillisecondType>()
                     .clone(),
-                arrivals: (self.arrivals..self.arrivals + count).collect(),
-            });
+                (self.arrivals..self.arrivals + count).collect(),
+            ));
             self.arrivals += count;
         }
         Ok(())
