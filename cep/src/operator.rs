@@ -56,10 +56,8 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt32Array, UInt64Array,
     new_null_array,
 };
-use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{
-    SortColumn, concat, concat_batches, filter, filter_record_batch, lexsort_to_indices, take,
-    take_record_batch,
+    SortColumn, concat, concat_batches, lexsort_to_indices, take, take_record_batch,
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -85,7 +83,7 @@ use crate::store::{RowRef, RowStore};
 use crate::{Binding, Found};
 
 /// Rows that came before the watermark passed them, with their event times and arrival
-/// numbers.
+/// numbers, in time order.
 struct Pending {
     rows: RecordBatch,
     times: TimestampMillisecondArray,
@@ -96,16 +94,58 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(rows: RecordBatch, times: TimestampMillisecondArray, arrivals: Vec<u64>) -> Self {
-        let earliest = times.iter().flatten().min().unwrap_or(Millis::MAX);
-        let latest = times.iter().flatten().max().unwrap_or(Millis::MIN);
-        Pending {
+    /// `rows` with their times and arrival numbers, put in time order (ties in arrival
+    /// order), so that the watermark passes a prefix of them.
+    fn new(
+        rows: RecordBatch,
+        times: TimestampMillisecondArray,
+        arrivals: Vec<u64>,
+    ) -> Result<Self> {
+        let sorted =
+            times.null_count() == 0 && times.values().windows(2).all(|pair| pair[0] <= pair[1]);
+        let (rows, times, arrivals) = if sorted {
+            (rows, times, arrivals)
+        } else {
+            let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+            // Stable: ties keep their arrival order. NULL times (none are kept) go first.
+            order.sort_by_key(|&row| {
+                times
+                    .is_valid(row as usize)
+                    .then(|| times.value(row as usize))
+            });
+            let indices = UInt32Array::from(order);
+            let arrivals = indices
+                .values()
+                .iter()
+                .map(|&row| arrivals[row as usize])
+                .collect();
+            let times = take(&times, &indices, None)?
+                .as_primitive::<TimestampMillisecondType>()
+                .clone();
+            (take_record_batch(&rows, &indices)?, times, arrivals)
+        };
+        let earliest = times.iter().flatten().next().unwrap_or(Millis::MAX);
+        let latest = times.iter().flatten().next_back().unwrap_or(Millis::MIN);
+        Ok(Pending {
             rows,
             times,
             arrivals,
             earliest,
             latest,
-        }
+        })
+    }
+
+    /// The first `count` rows, and the rest.
+    fn split(self, count: usize) -> Result<(Pending, Pending)> {
+        let length = self.rows.num_rows();
+        let part = |offset: usize, length: usize| {
+            Pending::new(
+                self.rows.slice(offset, length),
+                self.times.slice(offset, length),
+                self.arrivals[offset..offset + length].to_vec(),
+            )
+        };
+        Ok((part(0, count)?, part(count, length - count)?))
     }
 }
 
@@ -297,56 +337,33 @@ impl MatchRecognize {
         let mut arrival_column: Vec<u64> = Vec::new();
         let mut kept = Vec::new();
         for pending in std::mem::take(&mut self.pending) {
-            let all_ready =
-                self.complete || self.config.arrival_order || pending.latest < self.watermark;
-            if !all_ready && pending.earliest >= self.watermark {
-                kept.push(pending);
-                continue;
-            }
-            if all_ready && pending.times.null_count() == 0 {
-                ready_rows.push(pending.rows);
-                ready_times.push(Arc::new(pending.times));
-                arrival_column.extend(pending.arrivals);
-                continue;
-            }
-            let ready: BooleanArray = pending
-                .times
-                .iter()
-                .map(|t| {
-                    Some(
-                        self.complete
-                            || self.config.arrival_order
-                            || t.is_some_and(|t| t < self.watermark),
-                    )
-                })
-                .collect();
-            let count = ready.true_count();
-            if count == 0 {
-                kept.push(pending);
-                continue;
-            }
-            if count == ready.len() {
-                ready_rows.push(pending.rows);
-                ready_times.push(Arc::new(pending.times));
-                arrival_column.extend(pending.arrivals);
-                continue;
-            }
-            let waiting = not(&ready)?;
-            let (arrivals_ready, arrivals_waiting): (Vec<_>, Vec<_>) = pending
-                .arrivals
-                .iter()
-                .zip(ready.values().iter())
-                .partition(|(_, ready)| *ready);
-            ready_rows.push(filter_record_batch(&pending.rows, &ready)?);
-            ready_times.push(filter(&pending.times, &ready)?);
-            arrival_column.extend(arrivals_ready.into_iter().map(|(a, _)| *a));
-            kept.push(Pending::new(
-                filter_record_batch(&pending.rows, &waiting)?,
-                filter(&pending.times, &waiting)?
-                    .as_primitive::<TimestampMillisecondType>()
-                    .clone(),
-                arrivals_waiting.into_iter().map(|(a, _)| *a).collect(),
-            ));
+            // The rows are in time order: the watermark has passed a prefix of them.
+            let all = self.complete || self.config.arrival_order || pending.latest < self.watermark;
+            let ready = if all {
+                pending.rows.num_rows()
+            } else if pending.earliest >= self.watermark {
+                0
+            } else {
+                pending
+                    .times
+                    .values()
+                    .partition_point(|t| *t < self.watermark)
+            };
+            let (ready, waiting) = match ready {
+                0 => {
+                    kept.push(pending);
+                    continue;
+                }
+                ready if ready == pending.rows.num_rows() => (pending, None),
+                ready => {
+                    let (ready, waiting) = pending.split(ready)?;
+                    (ready, Some(waiting))
+                }
+            };
+            ready_rows.push(ready.rows);
+            ready_times.push(Arc::new(ready.times) as ArrayRef);
+            arrival_column.extend(ready.arrivals);
+            kept.extend(waiting);
         }
         self.pending = kept;
         if ready_rows.is_empty() {
@@ -1079,7 +1096,7 @@ impl MatchRecognize {
             batch,
             times,
             (self.arrivals..self.arrivals + count).collect(),
-        ));
+        )?);
         self.arrivals += count;
         self.run(out)
     }
@@ -1101,22 +1118,21 @@ impl Operator for MatchRecognize {
             return self.arrive(batch, times, out);
         }
         let count = batch.num_rows() as u64;
-        let pending = Pending::new(
-            batch,
-            times,
-            (self.arrivals..self.arrivals + count).collect(),
-        );
-        // Usually no row is late: the batch waits as it came.
-        if pending.times.null_count() == 0 && pending.earliest >= self.watermark {
+        // Usually no row is late: the batch waits whole.
+        let no_late =
+            times.null_count() == 0 && times.values().iter().all(|t| *t >= self.watermark);
+        if no_late {
+            let pending = Pending::new(
+                batch,
+                times,
+                (self.arrivals..self.arrivals + count).collect(),
+            )?;
             self.arrivals += count;
             if count > 0 {
                 self.pending.push(pending);
             }
             return Ok(());
         }
-        let Pending {
-            rows: batch, times, ..
-        } = pending;
         let late: Vec<bool> = times
             .iter()
             .map(|t| t.is_none_or(|t| t < self.watermark))
@@ -1136,7 +1152,7 @@ impl Operator for MatchRecognize {
                     .as_primitive::<TimestampMillisecondType>()
                     .clone(),
                 (self.arrivals..self.arrivals + count).collect(),
-            ));
+            )?);
             self.arrivals += count;
         }
         Ok(())

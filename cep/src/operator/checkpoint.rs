@@ -149,7 +149,7 @@ impl MatchRecognize {
             let options = RecordBatchOptions::new().with_row_count(Some(rows));
             let rows =
                 RecordBatch::try_new_with_options(self.input_schema.clone(), columns, &options)?;
-            self.pending.push(Pending::new(rows, times, arrivals));
+            self.pending.push(Pending::new(rows, times, arrivals)?);
         }
         state.label("progress")?;
         self.watermark = state.i64()?;
