@@ -62,6 +62,9 @@ pub struct MatchRecognizeConfig {
     /// Whether the output has an event-time attribute (`MATCH_ROWTIME()`, or the rows of all
     /// rows per match): the watermark forwarded then waits for the matches still undecided.
     pub output_event_time: bool,
+    /// The input columns the conditions and measures read, when the output has no other
+    /// (one row per match): the others are kept as NULLs, to store and sort less.
+    pub read_columns: Option<Vec<usize>>,
     /// The partition columns (with all rows per match, the input's columns), then the measures.
     pub schema: SchemaRef,
 }

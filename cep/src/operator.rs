@@ -5,7 +5,8 @@
 //! searches for matches from its next start; where no match can start, the search moves one
 //! row on. Rows are stored once for all partitions (`store.rs`).
 //!
-//! - **State**: rows not yet passed by the watermark; per partition, the rows passed by it in
+//! - **State**: rows not yet passed by the watermark (with one row per match, the columns
+//!   nothing reads kept as NULLs); per partition, the rows passed by it in
 //!   event-time order (ties in arrival order) from a few rows before the next search start
 //!   (as far back as `PREV` reaches), which of them satisfy each variable's condition, and
 //!   the number of matches so far. A partition is dropped as soon as it keeps no rows, unless
@@ -322,6 +323,32 @@ impl MatchRecognize {
             failures: Vec::new(),
             input_schema,
         })
+    }
+
+    /// `rows` with the columns nothing reads as NULLs (see `read_columns` in the config).
+    fn unread_as_nulls(&self, rows: RecordBatch) -> Result<RecordBatch> {
+        let Some(read) = &self.config.read_columns else {
+            return Ok(rows);
+        };
+        let count = rows.num_rows();
+        let schema = rows.schema();
+        let columns: Vec<ArrayRef> = rows
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .enumerate()
+            .map(|(index, (column, field))| {
+                // A column that cannot be NULL is kept as it is.
+                match read.contains(&index) || !field.is_nullable() {
+                    true => Arc::clone(column),
+                    false => new_null_array(column.data_type(), count),
+                }
+            })
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(count));
+        Ok(RecordBatch::try_new_with_options(
+            schema, columns, &options,
+        )?)
     }
 
     /// The event times of `batch`, in milliseconds.
@@ -1093,7 +1120,7 @@ impl MatchRecognize {
             self.watermark = self.watermark.max(latest);
         }
         self.pending.push(Pending::new(
-            batch,
+            self.unread_as_nulls(batch)?,
             times,
             (self.arrivals..self.arrivals + count).collect(),
         )?);
@@ -1123,7 +1150,7 @@ impl Operator for MatchRecognize {
             times.null_count() == 0 && times.values().iter().all(|t| *t >= self.watermark);
         if no_late {
             let pending = Pending::new(
-                batch,
+                self.unread_as_nulls(batch)?,
                 times,
                 (self.arrivals..self.arrivals + count).collect(),
             )?;
@@ -1144,7 +1171,7 @@ impl Operator for MatchRecognize {
             .extend(Changes::inserts(batch.clone()).late_rows(&late)?);
         if !on_time.is_empty() {
             let indices = UInt32Array::from(on_time);
-            let rows = take_record_batch(&batch, &indices)?;
+            let rows = self.unread_as_nulls(take_record_batch(&batch, &indices)?)?;
             let count = rows.num_rows() as u64;
             self.pending.push(Pending::new(
                 rows,

@@ -421,6 +421,7 @@ mod tests {
                 within: None,
                 emit_timeouts: false,
                 output_event_time: false,
+                read_columns: None,
                 idle_ttl: None,
                 schema: Arc::new(Schema::new(
                     std::iter::once(key_field.clone())

@@ -232,6 +232,7 @@ impl Lowering<'_> {
             emit_timeouts: plan.emit_timeouts,
             idle_ttl: self.settings.state_ttl,
             output_event_time: plan.output_time.is_some() && !arrival_order,
+            read_columns: plan.read_columns.clone(),
             schema: arrow_schema(&node.schema),
         };
         let input_arrow = self.builder.schema(input.node);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, plan_datafusion_err};
 use datafusion::logical_expr::{
-    Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, TableSource, UserDefinedLogicalNodeCore,
+    Expr, ExprSchemable, LogicalPlan, TableSource, UserDefinedLogicalNodeCore,
 };
 use datafusion::sql::planner::{ContextProvider, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{
@@ -103,6 +103,9 @@ pub struct MatchPlan {
     pub emit_timeouts: bool,
     pub subsets: Vec<(String, Vec<String>)>,
     pub all_rows: Option<EmptyMatches>,
+    /// The input columns the clause reads, when the operator need not keep the others (one
+    /// row per match).
+    pub read_columns: Option<Vec<usize>>,
     /// The output's event-time column: with all rows per match the input's; with one row per
     /// match the first measure that is the event time of the match's last row
     /// (`MATCH_ROWTIME()`, `LAST(ts)` of every row), if there is one.
@@ -201,7 +204,6 @@ fn build<C: ContextProvider>(
 ) -> Result<MatchRecognizeNode> {
     let clause = MatchClause::parse(text)?;
     let planner = SqlToRel::new(context);
-    let input = read_columns(input, &clause)?;
     let input_schema = input.schema().clone();
     let to_expr = |expr: ast::Expr, schema: &DFSchema| -> Result<Expr> {
         Ok(planner.sql_to_expr(expr, schema, &mut PlannerContext::new())?)
@@ -371,7 +373,9 @@ fn build<C: ContextProvider>(
             })
             .map(|measure| partition_by.len() + measure),
     };
+    let read_columns = named_columns(&input_schema, &clause);
     let plan = MatchPlan {
+        read_columns,
         text: text.to_string(),
         partition_by,
         time_column,
@@ -420,12 +424,10 @@ fn is_match_rowtime(measure: &Expr, navigations: &[NavPlan], time_column: &str) 
         && reads_time
 }
 
-/// `input` cut to the columns the clause names, with one row per match (its output has no
-/// other input column): the operator then keeps and sorts only those.
-fn read_columns(input: LogicalPlan, clause: &MatchClause) -> Result<LogicalPlan> {
-    if clause.all_rows.is_some() {
-        return Ok(input);
-    }
+/// The input columns the clause names (by name, so perhaps a few more), with one row per
+/// match, whose output has no other input column; `None` with all rows per match.
+fn named_columns(input: &DFSchema, clause: &MatchClause) -> Option<Vec<usize>> {
+    clause.all_rows.is_none().then_some(())?;
     let mut named: Vec<String> = Vec::new();
     let mut note = |expr: &ast::Expr| {
         let _ = ast::visit_expressions(expr, |e| {
@@ -443,17 +445,15 @@ fn read_columns(input: LogicalPlan, clause: &MatchClause) -> Result<LogicalPlan>
     clause.order_by.iter().for_each(|key| note(&key.expr));
     clause.measures.iter().for_each(|(expr, _, _)| note(expr));
     clause.defines.iter().for_each(|(_, expr)| note(expr));
-    let columns: Vec<Expr> = input
-        .schema()
-        .columns()
-        .into_iter()
-        .filter(|column| named.iter().any(|n| n.eq_ignore_ascii_case(&column.name)))
-        .map(Expr::Column)
-        .collect();
-    if columns.is_empty() || columns.len() == input.schema().fields().len() {
-        return Ok(input);
-    }
-    Ok(LogicalPlanBuilder::from(input).project(columns)?.build()?)
+    Some(
+        input
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, field)| named.iter().any(|n| n.eq_ignore_ascii_case(field.name())))
+            .map(|(index, _)| index)
+            .collect(),
+    )
 }
 
 /// A call planned: its argument resolved over the input.
