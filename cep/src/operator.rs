@@ -208,6 +208,8 @@ pub struct MatchRecognize {
     late: Vec<Changes>,
     /// Rows whose conditions, measures or search failed, for the query's error output.
     failures: Vec<RowFailure>,
+    /// NULL columns for the input columns nothing reads (see `unread_as_nulls`).
+    nulls: Vec<ArrayRef>,
 }
 
 impl MatchRecognize {
@@ -321,27 +323,37 @@ impl MatchRecognize {
             complete: false,
             late: Vec::new(),
             failures: Vec::new(),
+            nulls: Vec::new(),
             input_schema,
         })
     }
 
     /// `rows` with the columns nothing reads as NULLs (see `read_columns` in the config).
-    fn unread_as_nulls(&self, rows: RecordBatch) -> Result<RecordBatch> {
+    fn unread_as_nulls(&mut self, rows: RecordBatch) -> Result<RecordBatch> {
         let Some(read) = &self.config.read_columns else {
             return Ok(rows);
         };
         let count = rows.num_rows();
         let schema = rows.schema();
+        // NULL columns as long as the longest batch so far, sliced for each.
+        if self.nulls.first().is_none_or(|n| n.len() < count) {
+            self.nulls = schema
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), count))
+                .collect();
+        }
         let columns: Vec<ArrayRef> = rows
             .columns()
             .iter()
             .zip(schema.fields())
+            .zip(&self.nulls)
             .enumerate()
-            .map(|(index, (column, field))| {
+            .map(|(index, ((column, field), nulls))| {
                 // A column that cannot be NULL is kept as it is.
                 match read.contains(&index) || !field.is_nullable() {
                     true => Arc::clone(column),
-                    false => new_null_array(column.data_type(), count),
+                    false => nulls.slice(0, count),
                 }
             })
             .collect();
@@ -1119,8 +1131,9 @@ impl MatchRecognize {
         if let Some(latest) = times.iter().flatten().max() {
             self.watermark = self.watermark.max(latest);
         }
+        let rows = self.unread_as_nulls(batch)?;
         self.pending.push(Pending::new(
-            self.unread_as_nulls(batch)?,
+            rows,
             times,
             (self.arrivals..self.arrivals + count).collect(),
         )?);
