@@ -308,3 +308,133 @@ impl Operator for UpdatingTopN {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{Int64Array, UInt8Array};
+    use datafusion::arrow::compute::SortOptions;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::aggregate::checkpoint_tests::Random;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    fn operator(limit: usize, append_only: bool) -> Result<UpdatingTopN> {
+        let mut fields = input().fields().to_vec();
+        fields.push(Arc::new(Field::new("rn", DataType::UInt64, false)));
+        UpdatingTopN::new(
+            vec![Arc::new(Column::new("k", 0))],
+            vec![OrderKey {
+                expression: Arc::new(Column::new("v", 1)),
+                options: SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            }],
+            limit,
+            append_only,
+            input(),
+            Arc::new(Schema::new(fields)),
+        )
+    }
+
+    /// Rows `(k, v)` with kinds.
+    fn changes(rows: &[(i64, i64, RowKind)]) -> Result<Changes> {
+        Ok(Changes {
+            rows: RecordBatch::try_new(
+                input(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                ],
+            )?,
+            kinds: Some(UInt8Array::from_iter_values(rows.iter().map(|r| r.2 as u8))),
+        })
+    }
+
+    /// The ranking the operator's changes add up to: `(k, v, rank)` present.
+    fn fold(out: &[Changes], into: &mut BTreeMap<(i64, i64, u64), i64>) -> Result<()> {
+        for changes in out {
+            let columns = changes.rows.columns();
+            let (Some(k), Some(v), Some(rank)) = (
+                columns[0].as_any().downcast_ref::<Int64Array>(),
+                columns[1].as_any().downcast_ref::<Int64Array>(),
+                columns[2].as_any().downcast_ref::<UInt64Array>(),
+            ) else {
+                return Err(EngineError::Input("unexpected output columns".into()));
+            };
+            for row in 0..changes.num_rows() {
+                let key = (k.value(row), v.value(row), rank.value(row));
+                let count = into.entry(key).or_default();
+                *count += match changes.kind(row) {
+                    RowKind::Insert | RowKind::UpdateAfter => 1,
+                    _ => -1,
+                };
+                if *count < 0 {
+                    return Err(EngineError::Input(format!("took back absent {key:?}")));
+                }
+                if *count == 0 {
+                    into.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Over random changelogs in random batches, the changes add up to the first N of each
+    /// partition's present rows (by `v` descending, ties in arrival order), ranked.
+    #[test]
+    fn the_changes_add_up_to_the_ranking_of_the_rows_present() -> Result<()> {
+        for seed in 0..60u64 {
+            let mut random = Random::new(seed);
+            let limit = 1 + random.below(3) as usize;
+            let append_only = seed % 2 == 0;
+            let mut top = operator(limit, append_only)?;
+            // Present rows per partition, with their arrival numbers.
+            let mut present: BTreeMap<i64, Vec<(i64, u64)>> = BTreeMap::new();
+            let mut arrival = 0;
+            let mut result = BTreeMap::new();
+            for _ in 0..30 {
+                let mut rows = Vec::new();
+                for _ in 0..1 + random.below(5) {
+                    let k = random.below(3) as i64;
+                    let v = random.below(6) as i64;
+                    let retract = !append_only && random.below(3) == 0;
+                    let rows_of = present.entry(k).or_default();
+                    if retract {
+                        if let Some(at) = rows_of.iter().position(|(value, _)| *value == v) {
+                            rows_of.remove(at);
+                        }
+                        rows.push((k, v, RowKind::Delete));
+                    } else {
+                        rows_of.push((v, arrival));
+                        arrival += 1;
+                        rows.push((k, v, RowKind::Insert));
+                    }
+                }
+                let mut out = Vec::new();
+                top.process(0, changes(&rows)?, &mut out)?;
+                fold(&out, &mut result)?;
+                let mut expected = BTreeMap::new();
+                for (k, rows_of) in &present {
+                    let mut ranked = rows_of.clone();
+                    ranked.sort_by_key(|(v, arrival)| (std::cmp::Reverse(*v), *arrival));
+                    for (rank, (v, _)) in ranked.iter().take(limit).enumerate() {
+                        expected.insert((*k, *v, rank as u64 + 1), 1);
+                    }
+                }
+                assert_eq!(result, expected, "seed {seed}");
+            }
+        }
+        Ok(())
+    }
+}
