@@ -23,6 +23,7 @@ pub mod operator;
 pub mod operators;
 pub mod output;
 pub mod retract;
+mod sessions;
 pub mod snapshot;
 pub mod state;
 pub mod time;

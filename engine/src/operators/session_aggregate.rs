@@ -17,7 +17,7 @@
 //! - **Checkpoint**: the watermark, and every open session (by key, then start) with its
 //!   key, bounds and accumulator states, each as columns over every session.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -33,6 +33,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::{AggregateCall, inputs_of, load_accumulators, save_accumulators};
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
+use crate::sessions::{Ends, OpenSessions, take_ended, touching};
 use crate::state::{StateReader, StateWriter};
 use crate::time::millis;
 use crate::time::{Millis, WATERMARK_MIN};
@@ -43,6 +44,12 @@ struct Session {
     accumulators: Vec<Box<dyn Accumulator>>,
 }
 
+impl Ends for Session {
+    fn end(&self) -> Millis {
+        self.end
+    }
+}
+
 pub struct SessionAggregate {
     group_by: Vec<Arc<dyn PhysicalExpr>>,
     window_start: usize,
@@ -51,8 +58,7 @@ pub struct SessionAggregate {
     /// Group columns, then one column per call.
     schema: SchemaRef,
     keys: RowConverter,
-    /// Open sessions by key, then by start.
-    sessions: HashMap<Box<[u8]>, BTreeMap<Millis, Session>>,
+    sessions: OpenSessions<Session>,
     watermark: Millis,
     late: Vec<Changes>,
 }
@@ -174,11 +180,7 @@ impl Operator for SessionAggregate {
             let key: &[u8] = key_rows.as_ref().map_or(&[], |k| k.row(row).data());
             let sessions = self.sessions.entry(key.into()).or_default();
             // Every open session the proto-session [start, end) overlaps or touches.
-            let overlapping: Vec<Millis> = sessions
-                .range(..=end)
-                .filter(|(_, session)| session.end >= start)
-                .map(|(session_start, _)| *session_start)
-                .collect();
+            let overlapping = touching(sessions, start, end);
             if overlapping.is_empty() && end <= self.watermark {
                 *is_late = true;
                 continue;
@@ -210,24 +212,10 @@ impl Operator for SessionAggregate {
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
         self.watermark = watermark;
-        let mut fired = Vec::new();
-        for (key, sessions) in &mut self.sessions {
-            let ended: Vec<Millis> = sessions
-                .iter()
-                .filter(|(_, session)| session.end <= watermark)
-                .map(|(start, _)| *start)
-                .collect();
-            for start in ended {
-                if let Some(session) = sessions.remove(&start) {
-                    fired.push((key.clone(), start, session));
-                }
-            }
-        }
-        self.sessions.retain(|_, sessions| !sessions.is_empty());
+        let fired = take_ended(&mut self.sessions, watermark);
         if fired.is_empty() {
             return Ok(());
         }
-        fired.sort_by(|a, b| (a.2.end, a.1, &a.0).cmp(&(b.2.end, b.1, &b.0)));
         out.push(Changes::inserts(self.output(fired)?));
         Ok(())
     }

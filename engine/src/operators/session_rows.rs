@@ -32,6 +32,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::changes::batch_of;
 use crate::operator::{Operator, OperatorMetrics};
+use crate::sessions::{Ends, OpenSessions, take_ended, touching};
 use crate::state::{StateReader, StateWriter};
 use crate::time::{Millis, WATERMARK_MIN, millis};
 use crate::{Changes, EngineError, Result};
@@ -51,13 +52,18 @@ struct Session {
     pieces: Vec<RecordBatch>,
 }
 
+impl Ends for Session {
+    fn end(&self) -> Millis {
+        self.end
+    }
+}
+
 pub struct SessionRows {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     columns: SessionColumns,
     schema: SchemaRef,
     keys: RowConverter,
-    /// Open sessions by key, then by start.
-    sessions: HashMap<Box<[u8]>, BTreeMap<Millis, Session>>,
+    sessions: OpenSessions<Session>,
     watermark: Millis,
     late: Vec<Changes>,
 }
@@ -159,11 +165,7 @@ impl Operator for SessionRows {
                 .map_or(&[] as &[u8], |k| k.row(row).data())
                 .into();
             let sessions = self.sessions.entry(key.clone()).or_default();
-            let overlapping: Vec<Millis> = sessions
-                .range(..=end)
-                .filter(|(_, session)| session.end >= start)
-                .map(|(session_start, _)| *session_start)
-                .collect();
+            let overlapping = touching(sessions, start, end);
             if overlapping.is_empty() && end <= self.watermark {
                 *is_late = true;
                 continue;
@@ -214,22 +216,7 @@ impl Operator for SessionRows {
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Vec<Changes>) -> Result<()> {
         self.watermark = watermark;
-        let mut fired = Vec::new();
-        for (key, sessions) in &mut self.sessions {
-            let ended: Vec<Millis> = sessions
-                .iter()
-                .filter(|(_, session)| session.end <= watermark)
-                .map(|(start, _)| *start)
-                .collect();
-            for start in ended {
-                if let Some(session) = sessions.remove(&start) {
-                    fired.push((key.clone(), start, session));
-                }
-            }
-        }
-        self.sessions.retain(|_, sessions| !sessions.is_empty());
-        fired.sort_by(|a, b| (a.2.end, a.1, &a.0).cmp(&(b.2.end, b.1, &b.0)));
-        let batches = fired
+        let batches = take_ended(&mut self.sessions, watermark)
             .into_iter()
             .map(|(_, start, session)| self.output(start, session))
             .collect::<Result<Vec<_>>>()?;
