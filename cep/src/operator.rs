@@ -283,6 +283,13 @@ impl MatchRecognize {
             .iter()
             .zip(&scalar)
             .all(|(c, s)| c.as_ref().is_none_or(|c| !c.reads_match()) || s.is_some());
+        // Columns nothing reads are not stored (those that cannot be NULL are kept whole).
+        let stored_columns = config.read_columns.as_ref().map(|read| {
+            (0..input_schema.fields().len())
+                .filter(|c| read.contains(c) || !input_schema.field(*c).is_nullable())
+                .collect()
+        });
+        let store = RowStore::new(input_schema.clone(), stored_columns);
         Ok(MatchRecognize {
             scalar,
             all_scalar,
@@ -316,7 +323,7 @@ impl MatchRecognize {
             config,
             partitions: Vec::new(),
             by_key: HashMap::default(),
-            store: RowStore::new(input_schema.clone()),
+            store,
             pending: Vec::new(),
             arrivals: 0,
             watermark: WATERMARK_MIN,
@@ -475,7 +482,7 @@ impl MatchRecognize {
         if self.lookahead == 0 && !self.complete {
             self.classify_admitted(&sorted, &runs)?;
         }
-        let at = self.store.add(sorted);
+        let at = self.store.add(sorted)?;
         let mut touched = Vec::new();
         for (partition, start, end) in runs {
             let state = &mut self.partitions[partition];

@@ -4,11 +4,15 @@
 //! rows there, so admitting a batch copies no rows however many partitions it touches. A
 //! chunk is released when no reference to it is left; when most stored rows are no longer
 //! referenced, the live ones are copied together into one chunk, so the store holds at most
-//! about twice the live rows.
+//! about twice the live rows. A store may keep only some columns: the others read back as
+//! NULLs (and are written so in a checkpoint, which keeps every column).
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::new_null_array;
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use sluice_engine::Result;
 use sluice_engine::state::{StateReader, StateWriter};
 
@@ -34,6 +38,10 @@ struct Chunk {
 
 pub(crate) struct RowStore {
     schema: SchemaRef,
+    /// The columns kept, when not all are; chunks hold only these.
+    kept: Option<Vec<usize>>,
+    /// Per column of `schema`, its place among the kept ones.
+    place: Vec<Option<usize>>,
     /// Released chunks are left empty, and their places reused.
     chunks: Vec<Chunk>,
     stored_rows: usize,
@@ -44,17 +52,64 @@ pub(crate) struct RowStore {
 const COMPACT_FLOOR: usize = 1 << 16;
 
 impl RowStore {
-    pub(crate) fn new(schema: SchemaRef) -> Self {
+    /// A store of rows of `schema` that keeps the columns `kept` (all when `None`).
+    pub(crate) fn new(schema: SchemaRef, kept: Option<Vec<usize>>) -> Self {
+        let place = (0..schema.fields().len())
+            .map(|column| match &kept {
+                Some(kept) => kept.iter().position(|k| *k == column),
+                None => Some(column),
+            })
+            .collect();
         RowStore {
             schema,
+            kept,
+            place,
             chunks: Vec::new(),
             stored_rows: 0,
             live_rows: 0,
         }
     }
 
+    /// `batch` (of the full schema) cut to the kept columns.
+    fn narrow(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        Ok(match &self.kept {
+            Some(kept) => batch.project(kept)?,
+            None => batch,
+        })
+    }
+
+    /// A batch of the kept columns with the others as NULLs.
+    fn widen(&self, narrow: RecordBatch) -> Result<RecordBatch> {
+        if self.kept.is_none() {
+            return Ok(narrow);
+        }
+        let rows = narrow.num_rows();
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .zip(&self.place)
+            .map(|(field, place)| match place {
+                Some(place) => Arc::clone(narrow.column(*place)),
+                None => new_null_array(field.data_type(), rows),
+            })
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+
     /// Stores `batch`, and returns references to its rows, none of them retained yet.
-    pub(crate) fn add(&mut self, batch: RecordBatch) -> impl Fn(usize) -> RowRef + use<> {
+    pub(crate) fn add(&mut self, batch: RecordBatch) -> Result<impl Fn(usize) -> RowRef + use<>> {
+        let batch = self.narrow(batch)?;
+        Ok(self.add_narrow(batch))
+    }
+
+    /// Stores `batch`, already cut to the kept columns.
+    fn add_narrow(&mut self, batch: RecordBatch) -> impl Fn(usize) -> RowRef + use<> {
         self.stored_rows += batch.num_rows();
         let chunk = Chunk { batch, live: 0 };
         let place = match self.chunks.iter().position(|c| c.batch.num_rows() == 0) {
@@ -86,18 +141,29 @@ impl RowStore {
         self.live_rows -= 1;
         if chunk.live == 0 {
             self.stored_rows -= chunk.batch.num_rows();
-            chunk.batch = RecordBatch::new_empty(self.schema.clone());
+            chunk.batch = RecordBatch::new_empty(chunk.batch.schema());
         }
     }
 
     /// The rows `rows` refers to, in order, as one batch.
     pub(crate) fn gather<'a>(&self, rows: impl Iterator<Item = &'a RowRef>) -> Result<RecordBatch> {
+        match self.gather_narrow(rows)? {
+            Some(narrow) => self.widen(narrow),
+            None => Ok(RecordBatch::new_empty(self.schema.clone())),
+        }
+    }
+
+    /// The rows `rows` refer to, of the kept columns (`None` for no rows).
+    fn gather_narrow<'a>(
+        &self,
+        rows: impl Iterator<Item = &'a RowRef>,
+    ) -> Result<Option<RecordBatch>> {
         let picks: Vec<(usize, usize)> = rows.map(|r| (r.chunk as usize, r.row as usize)).collect();
         if picks.is_empty() {
-            return Ok(RecordBatch::new_empty(self.schema.clone()));
+            return Ok(None);
         }
         let sources: Vec<&RecordBatch> = self.chunks.iter().map(|c| &c.batch).collect();
-        Ok(interleave_record_batch(&sources, &picks)?)
+        Ok(Some(interleave_record_batch(&sources, &picks)?))
     }
 
     /// Column `column` of the chunk holding `row`, and the row's place in it.
@@ -107,7 +173,8 @@ impl RowStore {
         column: usize,
     ) -> Option<(&datafusion::arrow::array::ArrayRef, usize)> {
         let chunk = self.chunks.get(row.chunk as usize)?;
-        Some((chunk.batch.columns().get(column)?, row.row as usize))
+        let place = (*self.place.get(column)?)?;
+        Some((chunk.batch.columns().get(place)?, row.row as usize))
     }
 
     /// Whether most stored rows are no longer referenced.
@@ -118,11 +185,16 @@ impl RowStore {
     /// Copies the rows `holders` refer to into one chunk, releasing every other, and points
     /// the references there.
     pub(crate) fn compact(&mut self, holders: &mut [&mut [RowRef]]) -> Result<()> {
-        let live = self.gather(holders.iter().flat_map(|h| h.iter()))?;
+        let Some(live) = self.gather_narrow(holders.iter().flat_map(|h| h.iter()))? else {
+            self.chunks.clear();
+            self.stored_rows = 0;
+            self.live_rows = 0;
+            return Ok(());
+        };
         let count = live.num_rows();
         self.chunks.clear();
         self.stored_rows = 0;
-        let at = self.add(live);
+        let at = self.add_narrow(live);
         for (next, row) in holders.iter_mut().flat_map(|h| h.iter_mut()).enumerate() {
             *row = at(next);
         }
@@ -146,7 +218,7 @@ impl RowStore {
     pub(crate) fn save_state(&self, state: &mut StateWriter) -> Result<()> {
         state.usize(self.chunks.len());
         for chunk in &self.chunks {
-            state.batch(&chunk.batch)?;
+            state.batch(&self.widen(chunk.batch.clone())?)?;
         }
         Ok(())
     }
@@ -158,7 +230,7 @@ impl RowStore {
         self.stored_rows = 0;
         self.live_rows = 0;
         for _ in 0..chunks {
-            let batch = state.batch(&self.schema)?;
+            let batch = self.narrow(state.batch(&self.schema)?)?;
             self.stored_rows += batch.num_rows();
             self.chunks.push(Chunk { batch, live: 0 });
         }
@@ -201,9 +273,9 @@ mod tests {
 
     #[test]
     fn gathers_rows_across_chunks_and_releases_unreferenced_ones() -> Result<()> {
-        let mut store = RowStore::new(batch(&[])?.schema());
-        let first = store.add(batch(&[1, 2, 3])?);
-        let second = store.add(batch(&[4, 5])?);
+        let mut store = RowStore::new(batch(&[])?.schema(), None);
+        let first = store.add(batch(&[1, 2, 3])?)?;
+        let second = store.add(batch(&[4, 5])?)?;
         let held = [second(1), first(0), first(2)];
         held.iter().for_each(|r| store.retain(*r));
         assert_eq!(values(&store.gather(held.iter())?), vec![5, 1, 3]);
@@ -211,16 +283,16 @@ mod tests {
         assert_eq!(store.stored_rows, 3);
         assert_eq!(values(&store.gather(held[1..].iter())?), vec![1, 3]);
         // The released place is reused.
-        let third = store.add(batch(&[6])?);
+        let third = store.add(batch(&[6])?)?;
         assert_eq!(third(0), second(0));
         Ok(())
     }
 
     #[test]
     fn compaction_keeps_what_is_referenced_in_order() -> Result<()> {
-        let mut store = RowStore::new(batch(&[])?.schema());
-        let first = store.add(batch(&[1, 2, 3])?);
-        let second = store.add(batch(&[4, 5])?);
+        let mut store = RowStore::new(batch(&[])?.schema(), None);
+        let first = store.add(batch(&[1, 2, 3])?)?;
+        let second = store.add(batch(&[4, 5])?)?;
         let mut a = [first(2), second(0)];
         let mut b = vec![first(0)];
         a.iter().chain(&b).for_each(|r| store.retain(*r));
