@@ -335,11 +335,12 @@ impl MatchRecognize {
         })
     }
 
-    /// `rows` with the columns nothing reads as NULLs (see `read_columns` in the config).
+    /// `rows` with the columns the store does not keep as NULLs, so that sorting and
+    /// admitting them copies only what is kept (see `read_columns` in the config).
     fn unread_as_nulls(&mut self, rows: RecordBatch) -> Result<RecordBatch> {
-        let Some(read) = &self.config.read_columns else {
+        if self.config.read_columns.is_none() {
             return Ok(rows);
-        };
+        }
         let count = rows.num_rows();
         let schema = rows.schema();
         // NULL columns as long as the longest batch so far, sliced for each.
@@ -353,15 +354,11 @@ impl MatchRecognize {
         let columns: Vec<ArrayRef> = rows
             .columns()
             .iter()
-            .zip(schema.fields())
             .zip(&self.nulls)
             .enumerate()
-            .map(|(index, ((column, field), nulls))| {
-                // A column that cannot be NULL is kept as it is.
-                match read.contains(&index) || !field.is_nullable() {
-                    true => Arc::clone(column),
-                    false => nulls.slice(0, count),
-                }
+            .map(|(index, (column, nulls))| match self.store.keeps(index) {
+                true => Arc::clone(column),
+                false => nulls.slice(0, count),
             })
             .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(count));

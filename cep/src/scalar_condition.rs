@@ -12,10 +12,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array, Int8Array, Int16Array,
-    Int32Array, Int64Array, StringArray, StringViewArray, UInt8Array, UInt16Array, UInt32Array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Operator as BinaryOperator;
@@ -466,49 +463,37 @@ fn read<'a>(
 }
 
 fn value_at(array: &ArrayRef, index: usize) -> Result<Value<'_>, Tested> {
+    use datafusion::arrow::datatypes::{
+        Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+        TimestampMillisecondType, UInt8Type, UInt16Type, UInt32Type,
+    };
     if array.is_null(index) {
         return Ok(Value::Null);
     }
-    let any = array.as_any();
-    macro_rules! int {
-        ($($type:ty),*) => {
-            $(if let Some(values) = any.downcast_ref::<$type>() {
-                return Ok(Value::Int(i64::from(values.value(index))));
-            })*
-        };
-    }
-    int!(
-        Int8Array,
-        Int16Array,
-        Int32Array,
-        Int64Array,
-        UInt8Array,
-        UInt16Array,
-        UInt32Array
-    );
-    if let Some(values) = any.downcast_ref::<Float64Array>() {
-        return Ok(Value::Float(values.value(index)));
-    }
-    if let Some(values) = any.downcast_ref::<Float32Array>() {
-        return Ok(Value::Float(f64::from(values.value(index))));
-    }
-    if let Some(values) = any.downcast_ref::<BooleanArray>() {
-        return Ok(Value::Bool(values.value(index)));
-    }
-    if let Some(values) = any.downcast_ref::<StringArray>() {
-        return Ok(Value::Str(values.value(index)));
-    }
-    if let Some(values) = any.downcast_ref::<StringViewArray>() {
-        return Ok(Value::Str(values.value(index)));
-    }
-    if let DataType::Timestamp(TimeUnit::Millisecond, None) = array.data_type() {
-        return Ok(Value::Int(
+    // One match on the type, then the one cast it calls for (this runs for every value a
+    // condition reads).
+    Ok(match array.data_type() {
+        DataType::Int8 => Value::Int(i64::from(array.as_primitive::<Int8Type>().value(index))),
+        DataType::Int16 => Value::Int(i64::from(array.as_primitive::<Int16Type>().value(index))),
+        DataType::Int32 => Value::Int(i64::from(array.as_primitive::<Int32Type>().value(index))),
+        DataType::Int64 => Value::Int(array.as_primitive::<Int64Type>().value(index)),
+        DataType::UInt8 => Value::Int(i64::from(array.as_primitive::<UInt8Type>().value(index))),
+        DataType::UInt16 => Value::Int(i64::from(array.as_primitive::<UInt16Type>().value(index))),
+        DataType::UInt32 => Value::Int(i64::from(array.as_primitive::<UInt32Type>().value(index))),
+        DataType::Timestamp(TimeUnit::Millisecond, None) => Value::Int(
             array
-                .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+                .as_primitive::<TimestampMillisecondType>()
                 .value(index),
-        ));
-    }
-    Err(Tested::General)
+        ),
+        DataType::Float32 => {
+            Value::Float(f64::from(array.as_primitive::<Float32Type>().value(index)))
+        }
+        DataType::Float64 => Value::Float(array.as_primitive::<Float64Type>().value(index)),
+        DataType::Boolean => Value::Bool(array.as_boolean().value(index)),
+        DataType::Utf8 => Value::Str(array.as_string::<i32>().value(index)),
+        DataType::Utf8View => Value::Str(array.as_string_view().value(index)),
+        _ => return Err(Tested::General),
+    })
 }
 
 /// The truth of a boolean value (`None`: unknown).

@@ -70,6 +70,11 @@ impl RowStore {
         }
     }
 
+    /// Whether the store keeps column `column` (the others read back as NULLs).
+    pub(crate) fn keeps(&self, column: usize) -> bool {
+        self.place.get(column).is_some_and(Option::is_some)
+    }
+
     /// `batch` (of the full schema) cut to the kept columns.
     fn narrow(&self, batch: RecordBatch) -> Result<RecordBatch> {
         Ok(match &self.kept {

@@ -299,8 +299,18 @@ impl SemiJoin {
                 if present.count == 0 {
                     rows.remove(position);
                 }
+                // The group no longer lists the key once no row of the group has it.
+                let group_left = rows.iter().any(|l| l.group == group);
                 if rows.is_empty() {
                     self.left.remove(&key);
+                }
+                if let Some(group) = group.as_ref().filter(|_| !group_left)
+                    && let Some(keys) = self.left_by_group.get_mut(group)
+                {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        self.left_by_group.remove(group);
+                    }
                 }
                 if self.keeps(matches, key_valid, group_counts) {
                     emitted.push((RowKind::Delete, row.owned()));
