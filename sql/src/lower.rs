@@ -348,20 +348,10 @@ impl<'a> Lowering<'a> {
                         "ROW_NUMBER, RANK and DENSE_RANK over an updating input".into(),
                     ));
                 }
-                let Some(WindowColumns { start, end }) = input.window else {
-                    return Err(SqlError::Unsupported(
-                        "ROW_NUMBER, RANK and DENSE_RANK over a stream other than per window \
-                         (PARTITION BY window_start, window_end [, ...])"
-                            .into(),
-                    ));
+                let Some(WindowColumns { end, .. }) = input.window else {
+                    return self.lower_updating_top_n(window, input, limit);
                 };
-                let plan = top_n_plan(window, self.state, |partition| {
-                    [start, end].iter().all(|column| {
-                        partition
-                            .iter()
-                            .any(|e| passes_column(e, input_schema, *column))
-                    })
-                })?;
+                let plan = top_n_plan(window, self.state)?;
                 let operator = WindowTopN::new(
                     plan.partition_by,
                     plan.order_by,
@@ -461,7 +451,7 @@ impl<'a> Lowering<'a> {
         input: Lowered,
         limit: Option<usize>,
     ) -> Result<Lowered> {
-        let plan = top_n_plan(window, self.state, |_| true)?;
+        let plan = top_n_plan(window, self.state)?;
         if plan.ranking != Ranking::RowNumber {
             return Err(SqlError::Unsupported(
                 "RANK and DENSE_RANK over a stream without windows (use ROW_NUMBER)".into(),

@@ -57,26 +57,14 @@ pub struct TopNPlan {
     pub ranking: Ranking,
 }
 
-/// Translates a Top-N window node; `partitions_by_window` says whether its `PARTITION BY`
-/// includes both `window_start` and `window_end`.
-pub fn top_n_plan(
-    window: &Window,
-    state: &SessionState,
-    partitions_by_window: impl Fn(&[Expr]) -> bool,
-) -> Result<TopNPlan> {
+/// Translates a Top-N window node.
+pub fn top_n_plan(window: &Window, state: &SessionState) -> Result<TopNPlan> {
     let input_schema: &DFSchema = window.input.schema();
     let Some((ranking, params)) = window.window_expr.first().and_then(ranking) else {
         return Err(SqlError::Unsupported(
             "this window function over a stream".into(),
         ));
     };
-    if !partitions_by_window(&params.partition_by) {
-        return Err(SqlError::Unsupported(
-            "ROW_NUMBER, RANK and DENSE_RANK over a stream other than per window \
-             (PARTITION BY window_start, window_end [, ...])"
-                .into(),
-        ));
-    }
     let partition_by = params
         .partition_by
         .iter()

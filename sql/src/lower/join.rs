@@ -105,7 +105,11 @@ impl Lowering<'_> {
             }
             _ => None,
         };
-        let windows = left.window.zip(right.window);
+        // Both sides' windows, when the join pairs them (a window join).
+        let windows = left
+            .window
+            .zip(right.window)
+            .filter(|(l, r)| joins_windows(join, *l, *r));
         let bounded = match (
             left.updating || right.updating,
             left.event_time,
@@ -122,9 +126,7 @@ impl Lowering<'_> {
             operator,
             event_time,
             updating,
-        } = if let Some(existence) =
-            existence.filter(|_| !windows.is_some_and(|(l, r)| joins_windows(join, l, r)))
-        {
+        } = if let Some(existence) = existence.filter(|_| windows.is_none()) {
             if join.filter.is_some() && existence == Existence::NotIn {
                 return Err(SqlError::Unsupported(
                     "NOT IN with a subquery correlated other than by equalities (write NOT \
@@ -169,9 +171,7 @@ impl Lowering<'_> {
                 event_time: left.event_time,
                 updating: false,
             }
-        } else if let Some((left_window, right_window)) = windows
-            && joins_windows(join, left_window, right_window)
-        {
+        } else if let Some((left_window, right_window)) = windows {
             if left.updating
                 || right.updating
                 || left.allowed_lateness.max(right.allowed_lateness) > 0
@@ -211,7 +211,14 @@ impl Lowering<'_> {
                 updating: false,
             }
         } else {
-            self.regular_join_warning();
+            if self.settings.state_ttl.is_none() {
+                self.warnings.push(
+                    "the regular join keeps every row of both inputs, so its state grows \
+                     without bound: bound the join in event time (an interval join), or set a \
+                     state TTL (SET 'table.exec.state.ttl' = '1 h')"
+                        .to_string(),
+                );
+            }
             let operator = RegularJoin::new(
                 kind,
                 left_side,
@@ -238,18 +245,6 @@ impl Lowering<'_> {
             session: None,
             sliced: None,
         })
-    }
-
-    /// The warning of a join that keeps every row of both inputs.
-    fn regular_join_warning(&mut self) {
-        if self.settings.state_ttl.is_none() {
-            self.warnings.push(
-                "the regular join keeps every row of both inputs, so its state grows without \
-                 bound: bound the join in event time (an interval join), or set a state TTL \
-                 (SET 'table.exec.state.ttl' = '1 h')"
-                    .to_string(),
-            );
-        }
     }
 
     /// Checks a temporal join `left JOIN right FOR SYSTEM_TIME AS OF time`, and tells which
