@@ -127,9 +127,7 @@ impl<'a> Lowering<'a> {
             time: input.event_time,
         };
         let operator = SessionRows::new(partition_by, columns, schema.clone())?;
-        if !self.builder.has_late_schema() {
-            self.builder.set_late_schema(schema)?;
-        }
+        self.builder.set_late_schema(schema)?;
         let node = self.builder.add(Box::new(operator), &[input.node]);
         Ok(Lowered {
             node,

@@ -57,8 +57,12 @@ impl Lowering<'_> {
         skip: usize,
         fetch: Option<usize>,
     ) -> Result<Lowered> {
+        let late_before = self.builder.has_late_schema();
         let input = self.lower(&sort.input)?;
         let input = self.session_rows(input)?;
+        // Rows from an operator with the late side output (a window aggregation, a pattern)
+        // come before the watermark passes them: none is late here.
+        let late_upstream = !late_before && self.builder.has_late_schema();
         let input_schema = sort.input.schema();
         let order_by = sort
             .expr
@@ -66,20 +70,23 @@ impl Lowering<'_> {
             .map(|key| order_key(key, self, input_schema))
             .collect::<Result<Vec<_>>>()?;
         let schema = self.builder.schema(input.node);
-        let by_time = match (sort.expr.first(), input.event_time, input.updating) {
-            (Some(first), Some(time), false) => {
-                first.asc && passes_column(&first.expr, input_schema, time)
-            }
-            _ => false,
-        };
-        if by_time && fetch.is_none() && skip == 0 {
-            self.builder.set_late_schema(schema.clone())?;
-            let operator = TimeSort::new(
-                input.event_time.unwrap_or_default(),
-                order_by[1..].to_vec(),
-                schema,
-            );
+        // The event-time attribute, when it is the first key, ascending, of an append-only
+        // input, and no LIMIT or OFFSET follows.
+        let time_column = input.event_time.filter(|time| {
+            !input.updating
+                && fetch.is_none()
+                && skip == 0
+                && sort.expr.first().is_some_and(|first| {
+                    first.asc && passes_column(&first.expr, input_schema, *time)
+                })
+        });
+        if let Some(time_column) = time_column {
+            let operator = TimeSort::new(time_column, order_by[1..].to_vec(), schema.clone());
             let node = self.builder.add(Box::new(operator), &[input.node]);
+            match late_upstream {
+                true => self.builder.ignore_late(node),
+                false => self.builder.set_late_schema(schema)?,
+            }
             return Ok(Lowered { node, ..input });
         }
         if self.settings.bounded_inputs {
