@@ -57,6 +57,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt32Array, UInt64Array,
     new_null_array,
 };
+use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::{
     SortColumn, concat, concat_batches, lexsort_to_indices, take, take_record_batch,
 };
@@ -88,7 +89,7 @@ use crate::{Binding, Found};
 struct Pending {
     rows: RecordBatch,
     times: TimestampMillisecondArray,
-    arrivals: Vec<u64>,
+    arrivals: ScalarBuffer<u64>,
     /// The earliest and latest of `times` (the watermark passes none, some or all of them).
     earliest: Millis,
     latest: Millis,
@@ -104,50 +105,84 @@ impl Pending {
     ) -> Result<Self> {
         let sorted =
             times.null_count() == 0 && times.values().windows(2).all(|pair| pair[0] <= pair[1]);
-        let (rows, times, arrivals) = if sorted {
-            (rows, times, arrivals)
-        } else {
-            let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-            // Stable: ties keep their arrival order. NULL times (none are kept) go first.
-            order.sort_by_key(|&row| {
-                times
-                    .is_valid(row as usize)
-                    .then(|| times.value(row as usize))
-            });
-            let indices = UInt32Array::from(order);
-            let arrivals = indices
-                .values()
-                .iter()
-                .map(|&row| arrivals[row as usize])
-                .collect();
-            let times = take(&times, &indices, None)?
-                .as_primitive::<TimestampMillisecondType>()
-                .clone();
-            (take_record_batch(&rows, &indices)?, times, arrivals)
-        };
+        if sorted {
+            return Ok(Pending::in_order(rows, times, arrivals.into()));
+        }
+        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        // Stable: ties keep their arrival order. NULL times (none are kept) go first.
+        order.sort_by_key(|&row| {
+            times
+                .is_valid(row as usize)
+                .then(|| times.value(row as usize))
+        });
+        let indices = UInt32Array::from(order);
+        let arrivals: Vec<u64> = indices
+            .values()
+            .iter()
+            .map(|&row| arrivals[row as usize])
+            .collect();
+        let times = take(&times, &indices, None)?
+            .as_primitive::<TimestampMillisecondType>()
+            .clone();
+        Ok(Pending::in_order(
+            take_record_batch(&rows, &indices)?,
+            times,
+            arrivals.into(),
+        ))
+    }
+
+    /// Rows already in time order.
+    fn in_order(
+        rows: RecordBatch,
+        times: TimestampMillisecondArray,
+        arrivals: ScalarBuffer<u64>,
+    ) -> Self {
         let earliest = times.iter().flatten().next().unwrap_or(Millis::MAX);
         let latest = times.iter().flatten().next_back().unwrap_or(Millis::MIN);
-        Ok(Pending {
+        Pending {
             rows,
             times,
             arrivals,
             earliest,
             latest,
-        })
+        }
     }
 
-    /// The first `count` rows, and the rest.
-    fn split(self, count: usize) -> Result<(Pending, Pending)> {
+    /// The first `count` rows, and the rest (slices: nothing is copied).
+    fn split(self, count: usize) -> (Pending, Pending) {
         let length = self.rows.num_rows();
         let part = |offset: usize, length: usize| {
-            Pending::new(
+            Pending::in_order(
                 self.rows.slice(offset, length),
                 self.times.slice(offset, length),
-                self.arrivals[offset..offset + length].to_vec(),
+                self.arrivals.slice(offset, length),
             )
         };
-        Ok((part(0, count)?, part(count, length - count)?))
+        (part(0, count), part(count, length - count))
     }
+}
+
+/// The order rows are admitted in without tie breakers: by partition, then event time (when
+/// `by_time`), then arrival. Arrival numbers are unique, so the order is total.
+fn admission_order(
+    partitions: &[u64],
+    times: &ArrayRef,
+    arrivals: &[u64],
+    by_time: bool,
+) -> UInt32Array {
+    let times = times.as_primitive::<TimestampMillisecondType>();
+    let mut keys: Vec<(u64, i64, u64, u32)> = (0..partitions.len())
+        .map(|row| {
+            let time = if by_time && times.is_valid(row) {
+                times.value(row)
+            } else {
+                i64::MIN
+            };
+            (partitions[row], time, arrivals[row], row as u32)
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(.., row)| row).collect()
 }
 
 /// A match or timeout to emit.
@@ -399,13 +434,13 @@ impl MatchRecognize {
                 }
                 ready if ready == pending.rows.num_rows() => (pending, None),
                 ready => {
-                    let (ready, waiting) = pending.split(ready)?;
+                    let (ready, waiting) = pending.split(ready);
                     (ready, Some(waiting))
                 }
             };
             ready_rows.push(ready.rows);
             ready_times.push(Arc::new(ready.times) as ArrayRef);
-            arrival_column.extend(ready.arrivals);
+            arrival_column.extend_from_slice(&ready.arrivals);
             kept.extend(waiting);
         }
         self.pending = kept;
@@ -433,30 +468,39 @@ impl MatchRecognize {
                 self.partition_of(key) as u64
             })
             .collect();
-        let mut sort = vec![SortColumn {
-            values: Arc::new(UInt64Array::from(partition_ids.clone())),
-            options: None,
-        }];
-        if !self.config.arrival_order {
+        let order = if self.config.tie_breakers.is_empty() {
+            admission_order(
+                &partition_ids,
+                &batch_times,
+                &arrival_column,
+                !self.config.arrival_order,
+            )
+        } else {
+            let mut sort = vec![SortColumn {
+                values: Arc::new(UInt64Array::from(partition_ids.clone())),
+                options: None,
+            }];
+            if !self.config.arrival_order {
+                sort.push(SortColumn {
+                    values: batch_times.clone(),
+                    options: None,
+                });
+            }
+            for (expression, descending) in &self.config.tie_breakers {
+                sort.push(SortColumn {
+                    values: expression.evaluate(&batch)?.into_array(rows)?,
+                    options: Some(datafusion::arrow::compute::SortOptions {
+                        descending: *descending,
+                        nulls_first: !*descending,
+                    }),
+                });
+            }
             sort.push(SortColumn {
-                values: batch_times.clone(),
+                values: Arc::new(UInt64Array::from(arrival_column)),
                 options: None,
             });
-        }
-        for (expression, descending) in &self.config.tie_breakers {
-            sort.push(SortColumn {
-                values: expression.evaluate(&batch)?.into_array(rows)?,
-                options: Some(datafusion::arrow::compute::SortOptions {
-                    descending: *descending,
-                    nulls_first: !*descending,
-                }),
-            });
-        }
-        sort.push(SortColumn {
-            values: Arc::new(UInt64Array::from(arrival_column)),
-            options: None,
-        });
-        let order = lexsort_to_indices(&sort, None)?;
+            lexsort_to_indices(&sort, None)?
+        };
         let sorted = take_record_batch(&batch, &order)?;
         let sorted_partitions: Vec<u64> = order
             .values()

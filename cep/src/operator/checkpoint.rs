@@ -42,7 +42,7 @@ impl MatchRecognize {
         for pending in &self.pending {
             let mut columns = pending.rows.columns().to_vec();
             columns.push(Arc::new(pending.times.clone()));
-            columns.push(Arc::new(UInt64Array::from(pending.arrivals.clone())));
+            columns.push(Arc::new(UInt64Array::new(pending.arrivals.clone(), None)));
             state.arrays(&columns, pending.rows.num_rows())?;
         }
         state.label("progress");
