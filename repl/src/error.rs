@@ -27,6 +27,13 @@ pub enum CliError {
         #[source]
         source: EngineError,
     },
+    /// A Kafka table's options, broker or topic.
+    #[error("Kafka table '{table}': {source}")]
+    Kafka {
+        table: String,
+        #[source]
+        source: sluice_kafka::KafkaError,
+    },
     #[error(transparent)]
     Sql(#[from] SqlError),
     #[error(transparent)]

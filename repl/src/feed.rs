@@ -17,10 +17,20 @@ use sluice_engine::{Changes, StreamDef};
 
 use crate::CliError;
 
-/// One `--input NAME=PATH`.
+/// One input: a `--input NAME=PATH`, or a Kafka table's topic.
 pub struct InputFile {
     pub stream: Arc<StreamDef>,
-    pub path: PathBuf,
+    pub source: InputSource,
+}
+
+/// Where an input's rows come from.
+pub enum InputSource {
+    File(PathBuf),
+    /// Rows read by `reader`, named `name` in messages.
+    Reader {
+        name: String,
+        reader: Box<dyn RowReader>,
+    },
 }
 
 /// A run of rows to feed into a stream.
@@ -59,12 +69,18 @@ impl Feed {
     pub fn open(inputs: Vec<InputFile>) -> Result<Self, CliError> {
         let mut cursors = Vec::new();
         for input in inputs {
-            let path = input.path.display().to_string();
-            let reader =
-                input::open(&input.path, &input.stream).map_err(|source| CliError::Input {
-                    path: path.clone(),
-                    source,
-                })?;
+            let (path, reader) = match input.source {
+                InputSource::File(file) => {
+                    let path = file.display().to_string();
+                    let reader =
+                        input::open(&file, &input.stream).map_err(|source| CliError::Input {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    (path, reader)
+                }
+                InputSource::Reader { name, reader } => (name, reader),
+            };
             cursors.push(Cursor {
                 stream: input.stream,
                 path,

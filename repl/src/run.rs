@@ -27,13 +27,15 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_engine::Changes;
 use sluice_engine::input::RowError;
 use sluice_engine::output::{OutputFormat, ResultWriter, format_table};
+use sluice_kafka::options::{BoundedMode, KafkaOptions};
+use sluice_kafka::rows::KafkaRows;
 use sluice_log::file_name;
 use sluice_sql::script::{OutputSource, ScriptOutput};
 use sluice_sql::session::Outcome;
 use sluice_sql::{Script, parse_statements};
 
 use crate::CliError;
-use crate::feed::{Event, Feed, InputFile, Run};
+use crate::feed::{Event, Feed, InputFile, InputSource, Run};
 
 pub mod checkpoint;
 
@@ -174,9 +176,10 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
     for (stream, path) in &args.inputs {
         inputs.push(InputFile {
             stream: script.stream(stream)?,
-            path: path.clone(),
+            source: InputSource::File(path.clone()),
         });
     }
+    inputs.extend(kafka_inputs(&script, args)?);
 
     let mut sinks = open_sinks(&script, args, &resumed)?;
     let mut summary = Summary::default();
@@ -311,6 +314,52 @@ fn skip(run: Run, to_skip: &mut u64) -> Option<Run> {
         stream: run.stream,
         rows: run.rows.slice(skipped, rows as usize - skipped),
     })
+}
+
+/// The Kafka tables of the script no `--input` names, each read to the end its
+/// `'scan.bounded.mode'` fixes (an unbounded one would never let the run end).
+fn kafka_inputs(script: &Script, args: &RunArgs) -> Result<Vec<InputFile>, CliError> {
+    let mut inputs = Vec::new();
+    for stream in script.session().engine().catalog().streams() {
+        if args
+            .inputs
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(&stream.name))
+        {
+            continue;
+        }
+        let kafka = |source: sluice_kafka::KafkaError| CliError::Kafka {
+            table: stream.name.clone(),
+            source,
+        };
+        let Some(options) = KafkaOptions::parse(&stream.options).map_err(kafka)? else {
+            continue;
+        };
+        if args.checkpoint_dir.is_some() {
+            return Err(CliError::Usage(format!(
+                "Kafka table '{}': --checkpoint-dir does not yet keep Kafka offsets, so a \
+                 resumed run could read other records; run without it",
+                stream.name
+            )));
+        }
+        if options.bounded == BoundedMode::Unbounded {
+            return Err(CliError::Usage(format!(
+                "Kafka table '{}' is unbounded: `sluice run` reads its inputs to their end, \
+                 so give it 'scan.bounded.mode' (e.g. 'latest-offset', the end when the run \
+                 starts), or a file with --input",
+                stream.name
+            )));
+        }
+        let reader = KafkaRows::open(Arc::clone(stream), &options).map_err(kafka)?;
+        inputs.push(InputFile {
+            stream: Arc::clone(stream),
+            source: InputSource::Reader {
+                name: format!("kafka topic '{}'", options.topic),
+                reader: Box::new(reader),
+            },
+        });
+    }
+    Ok(inputs)
 }
 
 fn open_sinks(

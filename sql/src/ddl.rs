@@ -124,13 +124,26 @@ pub fn stream_def(
         options: create.options.clone(),
         changelog: false,
     };
+    // Kafka tables take Flink's value formats (checked when the topic is read); other
+    // connectors' names are taken as written and the stream is fed by publishes and files.
+    let kafka = def
+        .option("connector")
+        .is_some_and(|c| c.eq_ignore_ascii_case("kafka") || c.eq_ignore_ascii_case("upsert-kafka"));
     if let Some(format) = def.option("format")
         && !def.is_debezium()
+        && !(kafka && ["json", "csv", "raw"].contains(&format.to_ascii_lowercase().as_str()))
     {
-        return Err(invalid(format!(
-            "option 'format' = '{format}': the formats are 'debezium-json' (Debezium change \
-             events), or none for CSV and JSON lines files"
-        )));
+        return Err(invalid(if kafka {
+            format!(
+                "option 'format' = '{format}': the formats of a Kafka table are 'json', \
+                 'csv', 'debezium-json' and 'raw'"
+            )
+        } else {
+            format!(
+                "option 'format' = '{format}': the formats are 'debezium-json' (Debezium \
+                 change events), or none for CSV and JSON lines files"
+            )
+        }));
     }
     def.changelog = def.is_debezium() && !def.is_table();
     Ok(def)

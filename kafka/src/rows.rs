@@ -1,0 +1,157 @@
+//! A Kafka table's records decoded into its rows, batch by batch, as an input file's are.
+//!
+//! A record's value is one row: a JSON object (`'json'`, fields by name), a Debezium change
+//! event (`'debezium-json'`), or a CSV line (`'csv'`, fields by position, as Flink reads them).
+//! Each batch of records is decoded by the engine's file decoders, so values convert, and bad
+//! rows are rejected, exactly as in files; a rejected row is reported with its partition and
+//! offset (the offset as its "line"). Records without a value (tombstones) carry no row.
+
+use std::collections::VecDeque;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use sluice_engine::StreamDef;
+use sluice_engine::input::{self, BATCH_ROWS, Decoded, FileFormat, RowError, RowReader};
+
+use crate::options::{Format, KafkaOptions};
+use crate::source::{Record, TopicReader};
+use crate::{KafkaError, Result};
+
+/// A bounded Kafka table read as batches of rows.
+pub struct KafkaRows {
+    reader: TopicReader,
+    stream: Arc<StreamDef>,
+    format: Format,
+    decoded: VecDeque<Decoded>,
+}
+
+impl KafkaRows {
+    /// Opens `stream`'s topic. Only what is built so far is taken: a value format of JSON,
+    /// Debezium JSON or CSV, no key fields.
+    pub fn open(stream: Arc<StreamDef>, options: &KafkaOptions) -> Result<Self> {
+        let name = &stream.name;
+        if options.upsert {
+            return Err(KafkaError::Option(format!(
+                "table '{name}': 'upsert-kafka' tables cannot be read yet"
+            )));
+        }
+        if !options.key_fields.is_empty() {
+            return Err(KafkaError::Option(format!(
+                "table '{name}': columns read from the record key ('key.fields') are not \
+                 supported yet"
+            )));
+        }
+        if options.value_format == Format::Raw {
+            return Err(KafkaError::Option(format!(
+                "table '{name}': the 'raw' format cannot be read yet"
+            )));
+        }
+        let debezium = options.value_format == Format::DebeziumJson;
+        if debezium != stream.is_debezium() {
+            return Err(KafkaError::Option(format!(
+                "table '{name}': 'format' = 'debezium-json' must be given as the table's format"
+            )));
+        }
+        Ok(KafkaRows {
+            reader: TopicReader::open(options)?,
+            stream,
+            format: options.value_format,
+            decoded: VecDeque::new(),
+        })
+    }
+
+    /// Per partition, the offset of the next record to read.
+    pub fn positions(&self) -> Vec<(i32, i64)> {
+        self.reader.positions()
+    }
+
+    /// Decodes `records` into batches, reporting bad rows by partition and offset.
+    fn decode(&mut self, records: &[Record]) -> Result<()> {
+        let mut text = Vec::new();
+        // Per line of `text`, the record it belongs to (the CSV header belongs to none).
+        let mut line_records: Vec<Option<usize>> = Vec::new();
+        let format = match self.format {
+            Format::Csv => {
+                let names: Vec<String> = self
+                    .stream
+                    .physical_schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
+                    .collect();
+                text.extend_from_slice(names.join(",").as_bytes());
+                text.push(b'\n');
+                line_records.push(None);
+                FileFormat::Csv
+            }
+            _ => FileFormat::JsonLines,
+        };
+        for (index, record) in records.iter().enumerate() {
+            let Some(value) = &record.value else {
+                continue;
+            };
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            let value = value.strip_suffix(b"\r").unwrap_or(value);
+            match self.format {
+                // JSON allows line breaks only between tokens: as spaces they mean the same.
+                Format::Json | Format::DebeziumJson => text.extend(
+                    value
+                        .iter()
+                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+                ),
+                _ => text.extend_from_slice(value),
+            }
+            text.push(b'\n');
+            let lines = match self.format {
+                Format::Csv => 1 + value.iter().filter(|&&b| b == b'\n').count(),
+                _ => 1,
+            };
+            line_records.extend(std::iter::repeat_n(Some(index), lines));
+        }
+        let mut reader = input::reader(Cursor::new(text), format, &self.stream)?;
+        while let Some(mut decoded) = reader.next_batch()? {
+            decoded.errors = decoded
+                .errors
+                .into_iter()
+                .map(|error| {
+                    let record = line_records
+                        .get(error.line.saturating_sub(1) as usize)
+                        .copied()
+                        .flatten()
+                        .and_then(|index| records.get(index));
+                    match record {
+                        Some(record) => RowError {
+                            line: record.offset as u64,
+                            reason: format!("partition {}: {}", record.partition, error.reason),
+                        },
+                        None => error,
+                    }
+                })
+                .collect();
+            self.decoded.push_back(decoded);
+        }
+        Ok(())
+    }
+}
+
+impl RowReader for KafkaRows {
+    fn next_batch(&mut self) -> sluice_engine::Result<Option<Decoded>> {
+        loop {
+            if let Some(decoded) = self.decoded.pop_front() {
+                return Ok(Some(decoded));
+            }
+            let records = self.reader.next_records(BATCH_ROWS).map_err(engine_error)?;
+            if records.is_empty() {
+                return Ok(None);
+            }
+            self.decode(&records).map_err(engine_error)?;
+        }
+    }
+}
+
+fn engine_error(error: KafkaError) -> sluice_engine::EngineError {
+    match error {
+        KafkaError::Engine(error) => error,
+        other => sluice_engine::EngineError::Input(other.to_string()),
+    }
+}
