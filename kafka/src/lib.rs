@@ -3,10 +3,12 @@
 //!
 //! [`options`] reads and checks the options; [`source`] reads a topic's partitions from their
 //! start offsets (to their end offsets when the table is bounded) and decodes the records as
-//! the table's rows ([`rows`]); [`writer`] writes records and creates topics.
+//! the table's rows ([`rows`]); [`sink`] writes result rows as records, through [`writer`],
+//! which also creates topics.
 
 pub mod options;
 pub mod rows;
+pub mod sink;
 pub mod source;
 pub mod writer;
 
@@ -21,6 +23,8 @@ pub enum KafkaError {
     Client(String),
     #[error(transparent)]
     Engine(#[from] sluice_engine::EngineError),
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
 }
 
 pub type Result<T, E = KafkaError> = std::result::Result<T, E>;

@@ -29,6 +29,7 @@ use sluice_engine::input::RowError;
 use sluice_engine::output::{OutputFormat, ResultWriter, format_table};
 use sluice_kafka::options::{BoundedMode, KafkaOptions};
 use sluice_kafka::rows::KafkaRows;
+use sluice_kafka::sink::KafkaSink;
 use sluice_log::file_name;
 use sluice_sql::script::{OutputSource, ScriptOutput};
 use sluice_sql::session::Outcome;
@@ -81,6 +82,8 @@ pub struct Summary {
 enum Sink {
     File(OutputFile),
     Stdout(Vec<Changes>),
+    /// The rows inserted into a Kafka table, written to its topic.
+    Kafka(Box<KafkaSink>),
 }
 
 /// A file of the output directory being written.
@@ -259,6 +262,10 @@ pub fn run(args: &RunArgs, stderr: &mut impl Write) -> Result<Summary, CliError>
                 position.files.push((file.name, length));
             }
             Sink::Stdout(results) => print_block(&output.name, &output.schema, &results, args)?,
+            Sink::Kafka(sink) => sink.flush().map_err(|source| CliError::Kafka {
+                table: output.name.clone(),
+                source,
+            })?,
         }
         let rows = counts.get(&output.name).copied().unwrap_or(0);
         summary.written.push((output.name.clone(), rows));
@@ -321,10 +328,17 @@ fn skip(run: Run, to_skip: &mut u64) -> Option<Run> {
 fn kafka_inputs(script: &Script, args: &RunArgs) -> Result<Vec<InputFile>, CliError> {
     let mut inputs = Vec::new();
     for stream in script.session().engine().catalog().streams() {
-        if args
-            .inputs
+        // A table given a file, or one the script inserts into (its topic is the run's
+        // output), is not read from Kafka.
+        let written = script
+            .outputs()
             .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case(&stream.name))
+            .any(|o| o.source == OutputSource::Sink && o.name == stream.name);
+        if written
+            || args
+                .inputs
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(&stream.name))
         {
             continue;
         }
@@ -362,6 +376,20 @@ fn kafka_inputs(script: &Script, args: &RunArgs) -> Result<Vec<InputFile>, CliEr
     Ok(inputs)
 }
 
+/// The Kafka options of the table `output` inserts into, if it is one.
+fn kafka_target(script: &Script, output: &ScriptOutput) -> Result<Option<KafkaOptions>, CliError> {
+    if output.source != OutputSource::Sink {
+        return Ok(None);
+    }
+    let Some(stream) = script.session().engine().catalog().get(&output.name) else {
+        return Ok(None);
+    };
+    KafkaOptions::parse(&stream.options).map_err(|source| CliError::Kafka {
+        table: output.name.clone(),
+        source,
+    })
+}
+
 fn open_sinks(
     script: &Script,
     args: &RunArgs,
@@ -375,17 +403,37 @@ fn open_sinks(
         })?;
     }
     for output in script.outputs() {
-        sinks.insert(output.name.clone(), open_sink(output, args, resumed)?);
+        sinks.insert(
+            output.name.clone(),
+            open_sink(script, output, args, resumed)?,
+        );
     }
     Ok(sinks)
 }
 
 /// Where `output`'s rows go: a file in the output directory, or stdout at the end.
 fn open_sink(
+    script: &Script,
     output: &ScriptOutput,
     args: &RunArgs,
     resumed: &BTreeMap<String, u64>,
 ) -> Result<Sink, CliError> {
+    if let Some(options) = kafka_target(script, output)? {
+        if args.checkpoint_dir.is_some() {
+            return Err(CliError::Usage(format!(
+                "Kafka table '{}': --checkpoint-dir cannot yet take back records written to \
+                 Kafka after a checkpoint; run without it",
+                output.name
+            )));
+        }
+        let sink = KafkaSink::open(&output.name, &options, output.updating).map_err(|source| {
+            CliError::Kafka {
+                table: output.name.clone(),
+                source,
+            }
+        })?;
+        return Ok(Sink::Kafka(Box::new(sink)));
+    }
     let Some(directory) = &args.output else {
         return Ok(Sink::Stdout(Vec::new()));
     };
@@ -472,11 +520,15 @@ fn deliver(
             && let Some(output) = script.outputs().iter().find(|o| o.name == name)
         {
             // An output that came after the start: an error output.
-            sinks.insert(name.clone(), open_sink(output, args, resumed)?);
+            sinks.insert(name.clone(), open_sink(script, output, args, resumed)?);
         }
         match sinks.get_mut(&name) {
             Some(Sink::File(file)) => file.writer.write(&changes)?,
             Some(Sink::Stdout(results)) => results.push(changes),
+            Some(Sink::Kafka(sink)) => sink.write(&changes).map_err(|source| CliError::Kafka {
+                table: name.clone(),
+                source,
+            })?,
             None => {}
         }
     }

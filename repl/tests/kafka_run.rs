@@ -1,7 +1,8 @@
 //! `sluice run` over Kafka tables, against a real Kafka-protocol broker (see
 //! `kafka_broker`): a bounded topic is read to the offsets current when the run starts, its
 //! partitions merged by record time, bad records rejected with their partition and offset;
-//! the startup modes; and the errors for an unbounded table and an unreachable broker.
+//! the startup modes; results written to topics by `INSERT INTO`; and the errors for an
+//! unbounded table and an unreachable broker.
 
 mod kafka_broker;
 
@@ -12,6 +13,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kafka_broker::Broker;
+use sluice_kafka::options::KafkaOptions;
+use sluice_kafka::source::TopicReader;
 use sluice_kafka::writer::{OutRecord, TopicWriter, create_topic};
 
 fn broker() -> Broker {
@@ -310,4 +313,111 @@ fn csv_values_are_read_by_position() {
         .filter_map(|line| line.split(',').nth(2))
         .collect();
     assert_eq!(offsets, vec!["1", "2"], "{rejected}");
+}
+
+/// Every record value of `topic`, in merge order.
+fn consume(servers: &str, topic: &str) -> Vec<String> {
+    let options = [
+        ("connector", "kafka"),
+        ("topic", topic),
+        ("properties.bootstrap.servers", servers),
+        ("format", "json"),
+        ("scan.startup.mode", "earliest-offset"),
+        ("scan.bounded.mode", "latest-offset"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let options = ok(KafkaOptions::parse(&options), "the options").unwrap_or_else(|| {
+        panic!("a Kafka table's options");
+    });
+    let mut reader = ok(TopicReader::open(&options), "a reader");
+    let mut values = Vec::new();
+    loop {
+        let records = ok(reader.next_records(1000), "reading records");
+        if records.is_empty() {
+            return values;
+        }
+        values.extend(
+            records
+                .into_iter()
+                .map(|r| text(&r.value.unwrap_or_default())),
+        );
+    }
+}
+
+#[test]
+fn insert_into_a_kafka_table_writes_its_topic() {
+    let broker = broker();
+    let servers = broker.address();
+    for topic in ["input", "big", "totals", "updated"] {
+        ok(create_topic(&servers, topic, 1), "creating a topic");
+    }
+    let records = [bid(1, 10, 0), bid(2, 20, 1), bid(1, 15, 2)];
+    produce(
+        &servers,
+        "input",
+        &[
+            (0, T0, &records[0]),
+            (0, T0 + 1_000, &records[1]),
+            (0, T0 + 2_000, &records[2]),
+        ],
+    );
+    let sink = |name: &str, topic: &str, format: &str| {
+        format!(
+            "CREATE TABLE {name} (auction BIGINT, price BIGINT, ts TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = '{topic}',
+               'properties.bootstrap.servers' = '{servers}', 'format' = '{format}');\n"
+        )
+    };
+    let script = bids_table(
+        &servers,
+        "input",
+        ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'",
+    ) + &sink("big", "big", "json")
+        + &format!(
+            "CREATE TABLE totals (auction BIGINT, total BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = 'totals',
+               'properties.bootstrap.servers' = '{servers}', 'format' = 'debezium-json');\n"
+        )
+        + "INSERT INTO big SELECT auction, price, ts FROM bids WHERE price > 10;
+           INSERT INTO totals SELECT auction, SUM(price) FROM bids GROUP BY auction;\n";
+    let (output, files) = run(&script);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!files.contains_key("big.csv"), "{files:?}");
+    assert_eq!(
+        consume(&servers, "big"),
+        vec![
+            r#"{"auction":2,"price":20,"ts":"2023-11-14 22:13:21"}"#,
+            r#"{"auction":1,"price":15,"ts":"2023-11-14 22:13:22"}"#,
+        ]
+    );
+    assert_eq!(
+        consume(&servers, "totals"),
+        // The three bids come in one batch: one change per group.
+        vec![
+            r#"{"before":null,"after":{"auction":1,"total":25},"op":"c"}"#,
+            r#"{"before":null,"after":{"auction":2,"total":20},"op":"c"}"#,
+        ]
+    );
+
+    // An updating result cannot go to a plain JSON topic.
+    let updating = bids_table(
+        &servers,
+        "input",
+        ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'",
+    ) + &format!(
+        "CREATE TABLE updated (auction BIGINT, total BIGINT)
+         WITH ('connector' = 'kafka', 'topic' = 'updated',
+           'properties.bootstrap.servers' = '{servers}', 'format' = 'json');
+         INSERT INTO updated SELECT auction, SUM(price) FROM bids GROUP BY auction;\n"
+    );
+    let (output, _) = run(&updating);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains(
+            "Kafka table 'updated': table 'updated': the query's results are updated, and a \
+             'json' topic cannot say so; write them as 'debezium-json'"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
 }

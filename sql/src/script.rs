@@ -36,6 +36,8 @@ pub struct ScriptOutput {
     pub name: String,
     pub source: OutputSource,
     pub schema: SchemaRef,
+    /// Whether a query writing it may retract rows it wrote (`-U`, `-D`).
+    pub updating: bool,
 }
 
 /// What an output holds. Two outputs never share a name: a statement whose output would
@@ -310,6 +312,11 @@ impl Script {
                 .map(|w| format!("query {}: {w}", query.name)),
         );
         self.add_output(&query.output, source, &query.schema)?;
+        if query.updating
+            && let Some(output) = self.outputs.iter_mut().find(|o| o.name == query.output)
+        {
+            output.updating = true;
+        }
         self.output_of.insert(query.id, query.output.clone());
         if let Some(schema) = &query.late_schema {
             let name = format!("{}.late", query.output);
@@ -332,6 +339,7 @@ impl Script {
                     name: name.to_string(),
                     source,
                     schema: schema.clone(),
+                    updating: false,
                 });
                 Ok(())
             }

@@ -242,27 +242,34 @@ impl Session {
         target: Option<&str>,
         hints: QueryHints,
     ) -> Result<StartedQuery> {
-        let (graph, warnings) = self.build_graph(plan, hints)?;
+        let (graph, warnings, updating) = self.build_graph(plan, hints)?;
         if graph.schema().index_of(OP_COLUMN).is_ok() {
             return Err(SqlError::Invalid(format!(
                 "the query has a column named '{OP_COLUMN}', the name of every result's change \
                  kind column: rename it with AS"
             )));
         }
-        self.register(name, output, graph, warnings, target)
+        let mut started = self.register(name, output, graph, warnings, target)?;
+        started.updating = updating;
+        Ok(started)
     }
 
-    /// The operator graph of `plan`, and the warnings its lowering gave.
+    /// The operator graph of `plan`, the warnings its lowering gave, and whether its
+    /// results are a changelog with retractions.
     fn build_graph(
         &self,
         plan: &LogicalPlan,
         hints: QueryHints,
-    ) -> Result<(QueryGraph, Vec<String>)> {
+    ) -> Result<(QueryGraph, Vec<String>, bool)> {
         let optimized = self.optimize(plan)?;
         let mut lowering = self.lowering(hints);
         let lowered = lowering.lower_query(&optimized)?;
         let warnings = std::mem::take(&mut lowering.warnings);
-        Ok((lowering.builder.build(lowered.node), warnings))
+        Ok((
+            lowering.builder.build(lowered.node),
+            warnings,
+            lowered.updating,
+        ))
     }
 
     fn register(
@@ -284,6 +291,7 @@ impl Session {
             late_schema,
             target: target.map(str::to_string),
             warnings,
+            updating: false,
         })
     }
 
@@ -590,7 +598,7 @@ impl Session {
         }
         let hints = query_hints(statement)?;
         let plan = self.plan(statement.clone())?;
-        let (graph, _) = self.build_graph(&plan, hints)?;
+        let (graph, _, _) = self.build_graph(&plan, hints)?;
         let rows = graph
             .explain()
             .into_iter()

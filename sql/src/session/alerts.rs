@@ -560,6 +560,7 @@ impl Session {
             late_schema,
             target: None,
             warnings: Vec::new(),
+            updating: false,
         })
     }
 

@@ -37,7 +37,7 @@ impl Session {
         }
         let hints = query_hints(statement)?;
         let plan = self.plan(ast::Statement::Query(create.query.clone()))?;
-        let (graph, warnings) = self.build_graph(&plan, hints)?;
+        let (graph, warnings, _) = self.build_graph(&plan, hints)?;
         let schema = graph.schema();
         let mut names = BTreeSet::new();
         if let Some(field) = schema.fields().iter().find(|f| !names.insert(f.name())) {

@@ -23,6 +23,8 @@ pub struct StartedQuery {
     pub target: Option<String>,
     /// What its author should know, e.g. that its state grows without bound.
     pub warnings: Vec<String>,
+    /// Whether its results are a changelog with retractions (`-U`, `-D`), not appends.
+    pub updating: bool,
 }
 
 /// What a statement did.

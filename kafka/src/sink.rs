@@ -1,0 +1,159 @@
+//! Writing a query's result rows to a Kafka table's topic, one record per row.
+//!
+//! `'json'` writes each row as a JSON object and `'csv'` as a CSV line (times in the result
+//! time format, as `sluice run` writes files); both take inserts only, as in Flink, since a
+//! reader of such a topic cannot tell an update from a new row. `'debezium-json'` writes
+//! every change as a Debezium event: an insert or `+U` as `{"before": null, "after": {...},
+//! "op": "c"}`, a delete or `-U` as `{"before": {...}, "after": null, "op": "d"}` (Flink's
+//! encoding of updates). Records have no key: the client spreads them over the partitions.
+//! Delivery is at least once: [`KafkaSink::flush`] returns when the broker has acknowledged
+//! every record written.
+
+use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
+use datafusion::arrow::json::WriterBuilder;
+use datafusion::arrow::json::writer::LineDelimited;
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice_engine::output::to_output_batch;
+use sluice_engine::{Changes, RowKind};
+
+use crate::options::{DeliveryGuarantee, Format, KafkaOptions};
+use crate::writer::{OutRecord, TopicWriter};
+use crate::{KafkaError, Result};
+
+/// A Kafka table written by `INSERT INTO`.
+pub struct KafkaSink {
+    table: String,
+    topic: String,
+    format: Format,
+    writer: TopicWriter,
+}
+
+impl KafkaSink {
+    /// A sink to table `table`'s topic, for results that are `updating` (may retract rows)
+    /// or not; what is not built yet is refused here.
+    pub fn open(table: &str, options: &KafkaOptions, updating: bool) -> Result<Self> {
+        if updating && matches!(options.value_format, Format::Json | Format::Csv) {
+            return Err(updates_refused(table, options.value_format));
+        }
+        if options.upsert || options.key_format.is_some() {
+            return Err(KafkaError::Option(format!(
+                "table '{table}': writing record keys ('upsert-kafka', 'key.format') is not \
+                 supported yet"
+            )));
+        }
+        if options.value_format == Format::Raw {
+            return Err(KafkaError::Option(format!(
+                "table '{table}': writing the 'raw' format is not supported yet"
+            )));
+        }
+        if options.delivery == DeliveryGuarantee::ExactlyOnce {
+            return Err(KafkaError::Option(format!(
+                "table '{table}': 'sink.delivery-guarantee' = 'exactly-once' is not supported \
+                 yet; 'at-least-once' is"
+            )));
+        }
+        Ok(KafkaSink {
+            table: table.to_string(),
+            topic: options.topic.clone(),
+            format: options.value_format,
+            writer: TopicWriter::open(&options.bootstrap_servers, &options.client)?,
+        })
+    }
+
+    /// Queues a record per row of `changes`.
+    pub fn write(&mut self, changes: &Changes) -> Result<()> {
+        if changes.num_rows() == 0 {
+            return Ok(());
+        }
+        let written = to_output_batch(changes)?;
+        // Without the leading `op` column.
+        let columns: Vec<usize> = (1..written.num_columns()).collect();
+        let rows = written.project(&columns)?;
+        match self.format {
+            Format::Json | Format::Raw => {
+                self.inserts_only(changes)?;
+                for object in json_objects(&rows)? {
+                    self.send(object.as_bytes())?;
+                }
+            }
+            Format::Csv => {
+                self.inserts_only(changes)?;
+                for row in 0..rows.num_rows() {
+                    let mut line = Vec::new();
+                    CsvWriterBuilder::new()
+                        .with_header(false)
+                        .build(&mut line)
+                        .write(&rows.slice(row, 1))?;
+                    let line = line.strip_suffix(b"\n").unwrap_or(&line);
+                    self.send(line)?;
+                }
+            }
+            Format::DebeziumJson => {
+                for (row, object) in json_objects(&rows)?.iter().enumerate() {
+                    let event = match changes.kind(row) {
+                        RowKind::Delete | RowKind::UpdateBefore => {
+                            format!("{{\"before\":{object},\"after\":null,\"op\":\"d\"}}")
+                        }
+                        _ => format!("{{\"before\":null,\"after\":{object},\"op\":\"c\"}}"),
+                    };
+                    self.send(event.as_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the broker has acknowledged every record written.
+    pub fn flush(&self) -> Result<()> {
+        self.writer.flush()
+    }
+
+    fn send(&self, value: &[u8]) -> Result<()> {
+        let record = OutRecord {
+            partition: None,
+            key: None,
+            value: Some(value),
+            timestamp: None,
+        };
+        self.writer.send(&self.topic, record)
+    }
+
+    fn inserts_only(&self, changes: &Changes) -> Result<()> {
+        let updating = (0..changes.num_rows()).any(|row| {
+            matches!(
+                changes.kind(row),
+                RowKind::Delete | RowKind::UpdateBefore | RowKind::UpdateAfter
+            )
+        });
+        if updating {
+            return Err(updates_refused(&self.table, self.format));
+        }
+        Ok(())
+    }
+}
+
+fn updates_refused(table: &str, format: Format) -> KafkaError {
+    KafkaError::Option(format!(
+        "table '{table}': the query's results are updated, and a '{}' topic cannot say so; \
+         write them as 'debezium-json'",
+        match format {
+            Format::Csv => "csv",
+            _ => "json",
+        }
+    ))
+}
+
+/// Each row of `rows` as a JSON object (NULLs written as `null`).
+fn json_objects(rows: &RecordBatch) -> Result<Vec<String>> {
+    let mut text = Vec::new();
+    {
+        let mut writer = WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, LineDelimited>(&mut text);
+        writer.write(rows)?;
+        writer.finish()?;
+    }
+    let text = String::from_utf8(text)
+        .map_err(|e| KafkaError::Client(format!("a row's JSON is not UTF-8: {e}")))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
