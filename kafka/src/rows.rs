@@ -1,7 +1,8 @@
 //! A Kafka table's records decoded into its rows, batch by batch, as an input file's are.
 //!
 //! A record's value is one row: a JSON object (`'json'`, fields by name), a Debezium change
-//! event (`'debezium-json'`), or a CSV line (`'csv'`, fields by position, as Flink reads them).
+//! event (`'debezium-json'`), a CSV line (`'csv'`, fields by position, as Flink reads them),
+//! or the value itself in the table's one column (`'raw'`).
 //! Each batch of records is decoded by the engine's file decoders, so values convert, and bad
 //! rows are rejected, exactly as in files; a rejected row is reported with its partition and
 //! offset (the offset as its "line"). Records without a value (tombstones) carry no row.
@@ -10,8 +11,10 @@ use std::collections::VecDeque;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use sluice_engine::StreamDef;
+use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::DataType;
 use sluice_engine::input::{self, BATCH_ROWS, Decoded, FileFormat, RowError, RowReader};
+use sluice_engine::{Changes, StreamDef};
 
 use crate::options::{Format, KafkaOptions};
 use crate::source::{Record, TopicReader};
@@ -26,8 +29,8 @@ pub struct KafkaRows {
 }
 
 impl KafkaRows {
-    /// Opens `stream`'s topic. Only what is built so far is taken: a value format of JSON,
-    /// Debezium JSON or CSV, no key fields.
+    /// Opens `stream`'s topic. Only what is built so far is taken: no key fields, no
+    /// `upsert-kafka`.
     pub fn open(stream: Arc<StreamDef>, options: &KafkaOptions) -> Result<Self> {
         let name = &stream.name;
         if options.upsert {
@@ -42,9 +45,15 @@ impl KafkaRows {
             )));
         }
         if options.value_format == Format::Raw {
-            return Err(KafkaError::Option(format!(
-                "table '{name}': the 'raw' format cannot be read yet"
-            )));
+            let fields = stream.physical_schema.fields();
+            let one_text_column = fields.len() == 1
+                && matches!(fields[0].data_type(), DataType::Utf8 | DataType::Binary);
+            if !one_text_column {
+                return Err(KafkaError::Option(format!(
+                    "table '{name}': the 'raw' format reads each record's value into the \
+                     table's one column, of type STRING or BYTES"
+                )));
+            }
         }
         let debezium = options.value_format == Format::DebeziumJson;
         if debezium != stream.is_debezium() {
@@ -65,8 +74,46 @@ impl KafkaRows {
         self.reader.positions()
     }
 
+    /// `records`' values as the table's one column (`'raw'`): bytes as they are, or text,
+    /// where a value that is not UTF-8 is rejected. A tombstone is a NULL.
+    fn decode_raw(&mut self, records: &[Record]) -> Result<()> {
+        let schema = self.stream.physical_schema.clone();
+        let mut errors = Vec::new();
+        let column: ArrayRef = match schema.field(0).data_type() {
+            DataType::Binary => Arc::new(BinaryArray::from_iter(
+                records.iter().map(|r| r.value.as_deref()),
+            )),
+            _ => {
+                let mut kept = Vec::with_capacity(records.len());
+                for record in records {
+                    match record.value.as_deref().map(std::str::from_utf8) {
+                        Some(Err(_)) => errors.push(RowError {
+                            line: record.offset as u64,
+                            reason: format!(
+                                "partition {}: the value is not UTF-8 text",
+                                record.partition
+                            ),
+                        }),
+                        Some(Ok(text)) => kept.push(Some(text)),
+                        None => kept.push(None),
+                    }
+                }
+                Arc::new(StringArray::from(kept))
+            }
+        };
+        let rows = RecordBatch::try_new(schema, vec![column])?;
+        self.decoded.push_back(Decoded {
+            rows: Changes::inserts(rows),
+            errors,
+        });
+        Ok(())
+    }
+
     /// Decodes `records` into batches, reporting bad rows by partition and offset.
     fn decode(&mut self, records: &[Record]) -> Result<()> {
+        if self.format == Format::Raw {
+            return self.decode_raw(records);
+        }
         let mut text = Vec::new();
         // Per line of `text`, the record it belongs to (the CSV header belongs to none).
         let mut line_records: Vec<Option<usize>> = Vec::new();

@@ -1,7 +1,8 @@
 //! Writing a query's result rows to a Kafka table's topic, one record per row.
 //!
-//! `'json'` writes each row as a JSON object and `'csv'` as a CSV line (times in the result
-//! time format, as `sluice run` writes files); both take inserts only, as in Flink, since a
+//! `'json'` writes each row as a JSON object, `'csv'` as a CSV line (times in the result
+//! time format, as `sluice run` writes files), and `'raw'` its one STRING or BYTES column as
+//! it is; these take inserts only, as in Flink, since a
 //! reader of such a topic cannot tell an update from a new row. `'debezium-json'` writes
 //! every change as a Debezium event: an insert or `+U` as `{"before": null, "after": {...},
 //! "op": "c"}`, a delete or `-U` as `{"before": {...}, "after": null, "op": "d"}` (Flink's
@@ -9,6 +10,7 @@
 //! Delivery is at least once: [`KafkaSink::flush`] returns when the broker has acknowledged
 //! every record written.
 
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::json::WriterBuilder;
 use datafusion::arrow::json::writer::LineDelimited;
@@ -32,7 +34,7 @@ impl KafkaSink {
     /// A sink to table `table`'s topic, for results that are `updating` (may retract rows)
     /// or not; what is not built yet is refused here.
     pub fn open(table: &str, options: &KafkaOptions, updating: bool) -> Result<Self> {
-        if updating && matches!(options.value_format, Format::Json | Format::Csv) {
+        if updating && options.value_format != Format::DebeziumJson {
             return Err(updates_refused(table, options.value_format));
         }
         if options.upsert || options.key_format.is_some() {
@@ -41,11 +43,7 @@ impl KafkaSink {
                  supported yet"
             )));
         }
-        if options.value_format == Format::Raw {
-            return Err(KafkaError::Option(format!(
-                "table '{table}': writing the 'raw' format is not supported yet"
-            )));
-        }
+
         if options.delivery == DeliveryGuarantee::ExactlyOnce {
             return Err(KafkaError::Option(format!(
                 "table '{table}': 'sink.delivery-guarantee' = 'exactly-once' is not supported \
@@ -70,7 +68,11 @@ impl KafkaSink {
         let columns: Vec<usize> = (1..written.num_columns()).collect();
         let rows = written.project(&columns)?;
         match self.format {
-            Format::Json | Format::Raw => {
+            Format::Raw => {
+                self.inserts_only(changes)?;
+                self.write_raw(&changes.rows)?;
+            }
+            Format::Json => {
                 self.inserts_only(changes)?;
                 for object in json_objects(&rows)? {
                     self.send(object.as_bytes())?;
@@ -99,6 +101,39 @@ impl KafkaSink {
                     self.send(event.as_bytes())?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Each row's one column as a record's value, as it is (`'raw'`); a NULL is a tombstone.
+    fn write_raw(&self, rows: &RecordBatch) -> Result<()> {
+        if rows.num_columns() != 1 {
+            return Err(KafkaError::Option(format!(
+                "table '{}': the 'raw' format writes one column, and the query has {}",
+                self.table,
+                rows.num_columns()
+            )));
+        }
+        let column = rows.column(0);
+        let values: Vec<Option<&[u8]>> = if let Some(text) = column.as_string_opt::<i32>() {
+            text.iter().map(|v| v.map(str::as_bytes)).collect()
+        } else if let Some(bytes) = column.as_binary_opt::<i32>() {
+            bytes.iter().collect()
+        } else {
+            return Err(KafkaError::Option(format!(
+                "table '{}': the 'raw' format writes a STRING or BYTES column, not {}",
+                self.table,
+                column.data_type()
+            )));
+        };
+        for value in values {
+            let record = OutRecord {
+                partition: None,
+                key: None,
+                value,
+                timestamp: None,
+            };
+            self.writer.send(&self.topic, record)?;
         }
         Ok(())
     }
@@ -138,6 +173,7 @@ fn updates_refused(table: &str, format: Format) -> KafkaError {
          write them as 'debezium-json'",
         match format {
             Format::Csv => "csv",
+            Format::Raw => "raw",
             _ => "json",
         }
     ))

@@ -421,3 +421,63 @@ fn insert_into_a_kafka_table_writes_its_topic() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn raw_values_are_one_column_in_and_out() {
+    let broker = broker();
+    let servers = broker.address();
+    for topic in ["lines", "shouts"] {
+        ok(create_topic(&servers, topic, 1), "creating a topic");
+    }
+    let writer = ok(TopicWriter::open(&servers, &[]), "a producer");
+    let values: [Option<&[u8]>; 4] = [Some(b"hello"), Some(b"\xff\xfe"), None, Some(b"world")];
+    for (index, value) in values.into_iter().enumerate() {
+        let record = OutRecord {
+            partition: Some(0),
+            key: None,
+            value,
+            timestamp: Some(T0 + index as i64),
+        };
+        ok(writer.send("lines", record), "sending a record");
+    }
+    ok(writer.flush(), "flushing records");
+    let table = |name: &str, topic: &str, bounded: &str| {
+        format!(
+            "CREATE TABLE {name} (line STRING) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+               'properties.bootstrap.servers' = '{servers}', 'format' = 'raw'{bounded});\n"
+        )
+    };
+    let script = table(
+        "lines",
+        "lines",
+        ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'",
+    ) + &table("shouts", "shouts", "")
+        + "INSERT INTO shouts SELECT UPPER(line) FROM lines;\n";
+    let (output, files) = run(&script);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // The tombstone is a NULL line, written back as a tombstone (read here as empty).
+    assert_eq!(consume(&servers, "shouts"), vec!["HELLO", "", "WORLD"]);
+    assert_eq!(
+        files.get("lines.rejected.csv").map(String::as_str),
+        Some(
+            "op,file,line,reason\n+I,kafka topic 'lines',1,partition 0: the value is not UTF-8 text\n"
+        )
+    );
+
+    let two_columns = format!(
+        "CREATE TABLE pairs (a STRING, b STRING) WITH ('connector' = 'kafka', 'topic' = 'lines',
+           'properties.bootstrap.servers' = '{servers}', 'format' = 'raw',
+           'scan.bounded.mode' = 'latest-offset');
+         SELECT * FROM pairs;\n"
+    );
+    let (output, _) = run(&two_columns);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains(
+            "table 'pairs': the 'raw' format reads each record's value into the table's one \
+             column, of type STRING or BYTES"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+}
