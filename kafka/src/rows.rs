@@ -5,7 +5,9 @@
 //! or the value itself in the table's one column (`'raw'`).
 //! Each batch of records is decoded by the engine's file decoders, so values convert, and bad
 //! rows are rejected, exactly as in files; a rejected row is reported with its partition and
-//! offset (the offset as its "line"). Records without a value (tombstones) carry no row.
+//! offset (the offset as its "line"), and with `'errors.deadletter.topic'` also written to
+//! that topic as it was read, with headers `sluice.error.topic`, `.partition`, `.offset` and
+//! `.reason`. Records without a value (tombstones) carry no row.
 
 use std::collections::VecDeque;
 use std::io::Cursor;
@@ -18,6 +20,7 @@ use sluice_engine::{Changes, StreamDef};
 
 use crate::options::{Format, KafkaOptions};
 use crate::source::{Record, TopicReader};
+use crate::writer::{OutRecord, TopicWriter};
 use crate::{KafkaError, Result};
 
 /// A bounded Kafka table read as batches of rows.
@@ -26,6 +29,8 @@ pub struct KafkaRows {
     stream: Arc<StreamDef>,
     format: Format,
     decoded: VecDeque<Decoded>,
+    /// With `'errors.deadletter.topic'`: where rejected records are also written.
+    dead_letters: Option<(TopicWriter, String)>,
 }
 
 impl KafkaRows {
@@ -61,17 +66,53 @@ impl KafkaRows {
                 "table '{name}': 'format' = 'debezium-json' must be given as the table's format"
             )));
         }
+        let dead_letters = match &options.deadletter_topic {
+            Some(topic) => Some((
+                TopicWriter::open(&options.bootstrap_servers, &options.client)?,
+                topic.clone(),
+            )),
+            None => None,
+        };
         Ok(KafkaRows {
             reader: TopicReader::open(options)?,
             stream,
             format: options.value_format,
             decoded: VecDeque::new(),
+            dead_letters,
         })
     }
 
     /// Per partition, the offset of the next record to read.
     pub fn positions(&self) -> Vec<(i32, i64)> {
         self.reader.positions()
+    }
+
+    /// The error reported for `record`, rejected for `reason`; with a dead-letter topic,
+    /// the record is also written there (its key and value as they were), with headers
+    /// naming its topic, partition, offset and the reason.
+    fn rejected(&self, record: &Record, reason: &str) -> Result<RowError> {
+        if let Some((writer, topic)) = &self.dead_letters {
+            let partition = record.partition.to_string();
+            let offset = record.offset.to_string();
+            let headers: [(&str, &[u8]); 4] = [
+                ("sluice.error.topic", self.reader.topic().as_bytes()),
+                ("sluice.error.partition", partition.as_bytes()),
+                ("sluice.error.offset", offset.as_bytes()),
+                ("sluice.error.reason", reason.as_bytes()),
+            ];
+            let dead = OutRecord {
+                partition: None,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                timestamp: record.timestamp,
+                headers: &headers,
+            };
+            writer.send(topic, dead)?;
+        }
+        Ok(RowError {
+            line: record.offset as u64,
+            reason: format!("partition {}: {reason}", record.partition),
+        })
     }
 
     /// `records`' values as the table's one column (`'raw'`): bytes as they are, or text,
@@ -87,13 +128,9 @@ impl KafkaRows {
                 let mut kept = Vec::with_capacity(records.len());
                 for record in records {
                     match record.value.as_deref().map(std::str::from_utf8) {
-                        Some(Err(_)) => errors.push(RowError {
-                            line: record.offset as u64,
-                            reason: format!(
-                                "partition {}: the value is not UTF-8 text",
-                                record.partition
-                            ),
-                        }),
+                        Some(Err(_)) => {
+                            errors.push(self.rejected(record, "the value is not UTF-8 text")?)
+                        }
                         Some(Ok(text)) => kept.push(Some(text)),
                         None => kept.push(None),
                     }
@@ -157,24 +194,19 @@ impl KafkaRows {
         }
         let mut reader = input::reader(Cursor::new(text), format, &self.stream)?;
         while let Some(mut decoded) = reader.next_batch()? {
-            decoded.errors = decoded
-                .errors
-                .into_iter()
-                .map(|error| {
-                    let record = line_records
-                        .get(error.line.saturating_sub(1) as usize)
-                        .copied()
-                        .flatten()
-                        .and_then(|index| records.get(index));
-                    match record {
-                        Some(record) => RowError {
-                            line: record.offset as u64,
-                            reason: format!("partition {}: {}", record.partition, error.reason),
-                        },
-                        None => error,
-                    }
-                })
-                .collect();
+            let mut errors = Vec::with_capacity(decoded.errors.len());
+            for error in std::mem::take(&mut decoded.errors) {
+                let record = line_records
+                    .get(error.line.saturating_sub(1) as usize)
+                    .copied()
+                    .flatten()
+                    .and_then(|index| records.get(index));
+                errors.push(match record {
+                    Some(record) => self.rejected(record, &error.reason)?,
+                    None => error,
+                });
+            }
+            decoded.errors = errors;
             self.decoded.push_back(decoded);
         }
         Ok(())
@@ -189,6 +221,10 @@ impl RowReader for KafkaRows {
             }
             let records = self.reader.next_records(BATCH_ROWS).map_err(engine_error)?;
             if records.is_empty() {
+                // The end: the dead letters are acknowledged before the run goes on.
+                if let Some((writer, _)) = &self.dead_letters {
+                    writer.flush().map_err(engine_error)?;
+                }
                 return Ok(None);
             }
             self.decode(&records).map_err(engine_error)?;

@@ -132,6 +132,7 @@ impl KafkaSink {
                 key: None,
                 value,
                 timestamp: None,
+                headers: &[],
             };
             self.writer.send(&self.topic, record)?;
         }
@@ -149,6 +150,7 @@ impl KafkaSink {
             key: None,
             value: Some(value),
             timestamp: None,
+            headers: &[],
         };
         self.writer.send(&self.topic, record)
     }

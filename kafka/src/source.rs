@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::options::{BoundedMode, KafkaOptions, StartupMode};
@@ -33,6 +33,8 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    /// Header names and values (a header without a value has an empty one).
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 struct PartitionRead {
@@ -214,6 +216,15 @@ impl TopicReader {
             timestamp: message.timestamp().to_millis(),
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
+            headers: message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
         Ok(())
     }

@@ -11,6 +11,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::{KafkaError, Result};
@@ -27,6 +28,8 @@ pub struct OutRecord<'a> {
     pub value: Option<&'a [u8]>,
     /// Milliseconds since 1970; `None` for the time of sending.
     pub timestamp: Option<i64>,
+    /// Header names and values.
+    pub headers: &'a [(&'a str, &'a [u8])],
 }
 
 /// A producer for records to topics of one cluster.
@@ -66,6 +69,19 @@ impl TopicWriter {
         }
         if let Some(timestamp) = record.timestamp {
             out = out.timestamp(timestamp);
+        }
+        if !record.headers.is_empty() {
+            let headers =
+                record
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                        headers.insert(Header {
+                            key,
+                            value: Some(*value),
+                        })
+                    });
+            out = out.headers(headers);
         }
         loop {
             match self.producer.send(out) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kafka_broker::Broker;
 use sluice_kafka::options::KafkaOptions;
-use sluice_kafka::source::TopicReader;
+use sluice_kafka::source::{Record, TopicReader};
 use sluice_kafka::writer::{OutRecord, TopicWriter, create_topic};
 
 fn broker() -> Broker {
@@ -51,6 +51,7 @@ fn produce(servers: &str, topic: &str, records: &[(i32, i64, &str)]) {
             key: None,
             value: Some(value.as_bytes()),
             timestamp: Some(*timestamp),
+            headers: &[],
         };
         ok(writer.send(topic, record), "sending a record");
     }
@@ -106,6 +107,10 @@ fn a_bounded_topic_is_read_to_its_end_in_record_time_order() {
     let broker = broker();
     let servers = broker.address();
     ok(create_topic(&servers, "bids", 3), "creating the topic");
+    ok(
+        create_topic(&servers, "bids-dead", 1),
+        "creating the dead-letter topic",
+    );
     // Partition 2 stays empty; 0 and 1 interleave in record time.
     let records: Vec<(i32, i64, String)> = vec![
         (0, T0, bid(1, 10, 0)),
@@ -128,7 +133,8 @@ fn a_bounded_topic_is_read_to_its_end_in_record_time_order() {
     let script = bids_table(
         &servers,
         "bids",
-        ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'",
+        ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', \
+         'errors.deadletter.topic' = 'bids-dead'",
     ) + "SELECT auction, price, ts FROM bids;
          SELECT auction, SUM(price) AS total, window_start
            FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND))
@@ -167,6 +173,30 @@ fn a_bounded_topic_is_read_to_its_end_in_record_time_order() {
              +I,kafka topic 'bids',1,\"partition 1: whilst decoding field 'price': failed to \
              parse \"\"many\"\" as Int64\"\n"
         )
+    );
+    // ... and written to the dead-letter topic as it was, with where it came from and why.
+    let dead = records_of(&servers, "bids-dead");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        text(dead[0].value.as_deref().unwrap_or_default()),
+        records[3].2
+    );
+    let headers: Vec<(String, String)> = dead[0]
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
+    assert_eq!(
+        headers,
+        vec![
+            ("sluice.error.topic".to_string(), "bids".to_string()),
+            ("sluice.error.partition".to_string(), "1".to_string()),
+            ("sluice.error.offset".to_string(), "1".to_string()),
+            (
+                "sluice.error.reason".to_string(),
+                "whilst decoding field 'price': failed to parse \"many\" as Int64".to_string()
+            ),
+        ]
     );
     assert!(
         text(&output.stderr).contains("kafka topic 'bids':1: skipped: partition 1: "),
@@ -317,6 +347,14 @@ fn csv_values_are_read_by_position() {
 
 /// Every record value of `topic`, in merge order.
 fn consume(servers: &str, topic: &str) -> Vec<String> {
+    records_of(servers, topic)
+        .into_iter()
+        .map(|r| text(&r.value.unwrap_or_default()))
+        .collect()
+}
+
+/// Every record of `topic`, in merge order.
+fn records_of(servers: &str, topic: &str) -> Vec<Record> {
     let options = [
         ("connector", "kafka"),
         ("topic", topic),
@@ -336,11 +374,7 @@ fn consume(servers: &str, topic: &str) -> Vec<String> {
         if records.is_empty() {
             return values;
         }
-        values.extend(
-            records
-                .into_iter()
-                .map(|r| text(&r.value.unwrap_or_default())),
-        );
+        values.extend(records);
     }
 }
 
@@ -437,6 +471,7 @@ fn raw_values_are_one_column_in_and_out() {
             key: None,
             value,
             timestamp: Some(T0 + index as i64),
+            headers: &[],
         };
         ok(writer.send("lines", record), "sending a record");
     }

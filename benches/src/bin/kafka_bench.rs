@@ -83,6 +83,7 @@ fn bench() -> Result<(), String> {
                 key: None,
                 value: Some(value.as_bytes()),
                 timestamp: Some(bid.bidtime + written as i64),
+                headers: &[],
             };
             writer.send(&input, record).map_err(|e| e.to_string())?;
         }
