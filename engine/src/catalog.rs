@@ -75,7 +75,6 @@ impl StreamDef {
             .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
     }
 
-    /// The value of `WITH` option `key` (keys compare case-insensitively).
     /// Whether events that do not fit the stream are skipped and kept apart
     /// (`'errors.tolerance' = 'all'`, Kafka Connect's name) rather than failing their publish.
     pub fn tolerates_errors(&self) -> bool {
@@ -83,6 +82,7 @@ impl StreamDef {
             .is_some_and(|value| value.eq_ignore_ascii_case("all"))
     }
 
+    /// The value of `WITH` option `key` (keys compare case-insensitively).
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options
             .iter()
