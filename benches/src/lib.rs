@@ -23,6 +23,22 @@ impl Xorshift {
     }
 }
 
+/// This process's CPU time so far, in seconds (user and system, all threads).
+pub fn cpu_seconds() -> Result<f64, String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    // Fields after the command name (which ends with the last ')'): utime is the 12th,
+    // stime the 13th, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |index: usize| -> Result<f64, String> {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| "unreadable /proc/self/stat".to_string())
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// A `/proc/self/status` figure in KiB, such as `VmRSS:` or `VmHWM:` (0 where there is no
 /// such file).
 pub fn process_memory_kib(field: &str) -> u64 {

@@ -43,31 +43,20 @@ impl Format {
     }
 }
 
-/// Where reading a partition starts (`'scan.startup.mode'`).
+/// Offsets in each partition of a topic, where reading starts (`'scan.startup.mode'`) or
+/// ends (`'scan.bounded.mode'`: a bounded table ends at offsets fixed when reading starts, so
+/// a `sluice run` over it finishes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartupMode {
+pub enum Offsets {
+    /// The partitions' first records (a start only).
     Earliest,
+    /// The partitions' ends when reading starts.
     Latest,
-    /// The consumer group's committed offsets (`'properties.group.id'`), else the earliest.
+    /// The consumer group's committed offsets (`'properties.group.id'`).
     GroupOffsets,
-    /// The first record at or after this time (`'scan.startup.timestamp-millis'`).
+    /// The first record at or after this time (`'scan.*.timestamp-millis'`).
     Timestamp(i64),
-    /// Per partition, an offset (`'scan.startup.specific-offsets'`); others start earliest.
-    SpecificOffsets(Vec<(i32, i64)>),
-}
-
-/// Where reading a partition ends (`'scan.bounded.mode'`): a bounded table ends at offsets
-/// fixed when the query starts, so a `sluice run` over it finishes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BoundedMode {
-    Unbounded,
-    /// The partitions' end offsets when reading starts.
-    Latest,
-    /// The consumer group's committed offsets.
-    GroupOffsets,
-    /// Before the first record at or after this time (`'scan.bounded.timestamp-millis'`).
-    Timestamp(i64),
-    /// Per partition, an offset (`'scan.bounded.specific-offsets'`).
+    /// Per partition, an offset (`'scan.*.specific-offsets'`).
     SpecificOffsets(Vec<(i32, i64)>),
 }
 
@@ -100,8 +89,9 @@ pub struct KafkaOptions {
     pub key_format: Option<Format>,
     pub key_fields: Vec<String>,
     pub value_fields_include: FieldsInclude,
-    pub startup: StartupMode,
-    pub bounded: BoundedMode,
+    pub startup: Offsets,
+    /// Where a bounded table ends; `None` for an unbounded one.
+    pub bounded: Option<Offsets>,
     /// A partition without records for this long does not hold the watermark back.
     pub idle_timeout: Option<Duration>,
     pub delivery: DeliveryGuarantee,
@@ -249,65 +239,23 @@ impl KafkaOptions {
             }
         };
 
-        let startup = match get("scan.startup.mode")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        let startup_given = offsets(&get, "scan.startup", STARTUP_MODES)?;
+        let startup = match &startup_given {
+            Some(mode) => mode.clone(),
             // upsert-kafka reads the whole topic: a key's latest value may be anywhere in it.
-            None if upsert => StartupMode::Earliest,
-            None | Some("group-offsets") => StartupMode::GroupOffsets,
-            Some("earliest-offset") => StartupMode::Earliest,
-            Some("latest-offset") => StartupMode::Latest,
-            Some("timestamp") => StartupMode::Timestamp(timestamp(
-                get("scan.startup.timestamp-millis"),
-                "scan.startup.timestamp-millis",
-            )?),
-            Some("specific-offsets") => StartupMode::SpecificOffsets(specific_offsets(
-                get("scan.startup.specific-offsets"),
-                "scan.startup.specific-offsets",
-            )?),
-            Some(other) => {
-                return Err(invalid(
-                    "scan.startup.mode",
-                    other,
-                    "the modes are 'earliest-offset', 'latest-offset', 'group-offsets', \
-                     'timestamp' and 'specific-offsets'",
-                ));
-            }
+            None if upsert => Offsets::Earliest,
+            None => Offsets::GroupOffsets,
         };
-        if upsert && startup != StartupMode::Earliest {
+        if upsert && startup != Offsets::Earliest {
             return Err(KafkaError::Option(
                 "an 'upsert-kafka' table is read from the start of its topic: leave out \
                  'scan.startup.mode'"
                     .into(),
             ));
         }
-        let bounded = match get("scan.bounded.mode")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("unbounded") => BoundedMode::Unbounded,
-            Some("latest-offset") => BoundedMode::Latest,
-            Some("group-offsets") => BoundedMode::GroupOffsets,
-            Some("timestamp") => BoundedMode::Timestamp(timestamp(
-                get("scan.bounded.timestamp-millis"),
-                "scan.bounded.timestamp-millis",
-            )?),
-            Some("specific-offsets") => BoundedMode::SpecificOffsets(specific_offsets(
-                get("scan.bounded.specific-offsets"),
-                "scan.bounded.specific-offsets",
-            )?),
-            Some(other) => {
-                return Err(invalid(
-                    "scan.bounded.mode",
-                    other,
-                    "the modes are 'unbounded', 'latest-offset', 'group-offsets', \
-                     'timestamp' and 'specific-offsets'",
-                ));
-            }
-        };
-        let uses_group = startup == StartupMode::GroupOffsets && get("scan.startup.mode").is_some()
-            || bounded == BoundedMode::GroupOffsets;
+        let bounded = offsets(&get, "scan.bounded", BOUNDED_MODES)?;
+        let uses_group =
+            startup_given == Some(Offsets::GroupOffsets) || bounded == Some(Offsets::GroupOffsets);
         if uses_group && group_id.is_none() {
             return Err(KafkaError::Option(
                 "'group-offsets' needs the consumer group: set 'properties.group.id'".into(),
@@ -362,6 +310,62 @@ impl KafkaOptions {
             deadletter_topic: get("errors.deadletter.topic").map(str::to_string),
         }))
     }
+}
+
+/// The values of `'scan.startup.mode'`, and of `'scan.bounded.mode'`, as Flink has them.
+const STARTUP_MODES: &[&str] = &[
+    "earliest-offset",
+    "latest-offset",
+    "group-offsets",
+    "timestamp",
+    "specific-offsets",
+];
+const BOUNDED_MODES: &[&str] = &[
+    "unbounded",
+    "latest-offset",
+    "group-offsets",
+    "timestamp",
+    "specific-offsets",
+];
+
+/// The offsets option `'{prefix}.mode'` names, one of `modes` (`None` when it is not given,
+/// or is `unbounded`), with its `'{prefix}.timestamp-millis'` or
+/// `'{prefix}.specific-offsets'`.
+fn offsets<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    prefix: &str,
+    modes: &[&str],
+) -> Result<Option<Offsets>> {
+    let option = format!("{prefix}.mode");
+    let Some(mode) = get(&option).map(str::to_ascii_lowercase) else {
+        return Ok(None);
+    };
+    if !modes.contains(&mode.as_str()) {
+        let names: Vec<String> = modes.iter().map(|m| format!("'{m}'")).collect();
+        return Err(invalid(
+            &option,
+            &mode,
+            &format!("the modes are {}", names.join(", ")),
+        ));
+    }
+    let detail = |name: &str| {
+        let option = format!("{prefix}.{name}");
+        (get(&option), option)
+    };
+    Ok(Some(match mode.as_str() {
+        "earliest-offset" => Offsets::Earliest,
+        "latest-offset" => Offsets::Latest,
+        "group-offsets" => Offsets::GroupOffsets,
+        "timestamp" => {
+            let (value, option) = detail("timestamp-millis");
+            Offsets::Timestamp(timestamp(value, &option)?)
+        }
+        "specific-offsets" => {
+            let (value, option) = detail("specific-offsets");
+            Offsets::SpecificOffsets(specific_offsets(value, &option)?)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 fn invalid(option: &str, value: &str, why: &str) -> KafkaError {
@@ -498,8 +502,8 @@ mod tests {
         assert_eq!(parsed.key_format, Some(Format::Raw));
         assert_eq!(parsed.key_fields, vec!["auction", "bidder"]);
         assert_eq!(parsed.value_fields_include, FieldsInclude::ExceptKey);
-        assert_eq!(parsed.startup, StartupMode::Timestamp(1_700_000_000_000));
-        assert_eq!(parsed.bounded, BoundedMode::Latest);
+        assert_eq!(parsed.startup, Offsets::Timestamp(1_700_000_000_000));
+        assert_eq!(parsed.bounded, Some(Offsets::Latest));
         assert_eq!(parsed.idle_timeout, Some(Duration::from_secs(5)));
         assert_eq!(parsed.delivery, DeliveryGuarantee::AtLeastOnce);
     }
@@ -516,7 +520,7 @@ mod tests {
         ]);
         assert_eq!(
             parse(&pairs).ok().flatten().map(|p| p.startup),
-            Some(StartupMode::SpecificOffsets(vec![(0, 42), (1, 300)]))
+            Some(Offsets::SpecificOffsets(vec![(0, 42), (1, 300)]))
         );
         let mut bad = base();
         bad.extend([
@@ -579,7 +583,7 @@ mod tests {
         let parsed = parse(&pairs).ok().flatten();
         assert_eq!(
             parsed.map(|p| (p.upsert, p.startup)),
-            Some((true, StartupMode::Earliest))
+            Some((true, Offsets::Earliest))
         );
         pairs.push(("scan.startup.mode", "latest-offset"));
         assert!(error(&pairs).contains("read from the start of its topic"));

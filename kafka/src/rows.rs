@@ -82,11 +82,6 @@ impl KafkaRows {
         })
     }
 
-    /// Per partition, the offset of the next record to read.
-    pub fn positions(&self) -> Vec<(i32, i64)> {
-        self.reader.positions()
-    }
-
     /// The error reported for `record`, rejected for `reason`; with a dead-letter topic,
     /// the record is also written there (its key and value as they were), with headers
     /// naming its topic, partition, offset and the reason.

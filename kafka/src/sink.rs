@@ -63,19 +63,21 @@ impl KafkaSink {
         if changes.num_rows() == 0 {
             return Ok(());
         }
+        if self.format == Format::Raw {
+            self.inserts_only(changes)?;
+            return self.write_raw(&changes.rows);
+        }
         let written = to_output_batch(changes)?;
         // Without the leading `op` column.
         let columns: Vec<usize> = (1..written.num_columns()).collect();
         let rows = written.project(&columns)?;
         match self.format {
-            Format::Raw => {
-                self.inserts_only(changes)?;
-                self.write_raw(&changes.rows)?;
-            }
+            // Written above, without the text conversions.
+            Format::Raw => {}
             Format::Json => {
                 self.inserts_only(changes)?;
                 for object in json_objects(&rows)? {
-                    self.send(object.as_bytes())?;
+                    self.send(Some(object.as_bytes()))?;
                 }
             }
             Format::Csv => {
@@ -87,7 +89,7 @@ impl KafkaSink {
                         .build(&mut line)
                         .write(&rows.slice(row, 1))?;
                     let line = line.strip_suffix(b"\n").unwrap_or(&line);
-                    self.send(line)?;
+                    self.send(Some(line))?;
                 }
             }
             Format::DebeziumJson => {
@@ -98,7 +100,7 @@ impl KafkaSink {
                         }
                         _ => format!("{{\"before\":null,\"after\":{object},\"op\":\"c\"}}"),
                     };
-                    self.send(event.as_bytes())?;
+                    self.send(Some(event.as_bytes()))?;
                 }
             }
         }
@@ -127,14 +129,7 @@ impl KafkaSink {
             )));
         };
         for value in values {
-            let record = OutRecord {
-                partition: None,
-                key: None,
-                value,
-                timestamp: None,
-                headers: &[],
-            };
-            self.writer.send(&self.topic, record)?;
+            self.send(value)?;
         }
         Ok(())
     }
@@ -144,11 +139,12 @@ impl KafkaSink {
         self.writer.flush()
     }
 
-    fn send(&self, value: &[u8]) -> Result<()> {
+    /// Queues a record of `value` (`None`: a tombstone) without key or time.
+    fn send(&self, value: Option<&[u8]>) -> Result<()> {
         let record = OutRecord {
             partition: None,
             key: None,
-            value: Some(value),
+            value,
             timestamp: None,
             headers: &[],
         };

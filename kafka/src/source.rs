@@ -17,7 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use crate::options::{BoundedMode, KafkaOptions, StartupMode};
+use crate::options::{KafkaOptions, Offsets};
 use crate::{KafkaError, Result};
 
 /// How long a request to the broker may take before the reader gives up with an error.
@@ -109,8 +109,11 @@ impl TopicReader {
             reset_to_earliest,
             partitions: Vec::new(),
         };
-        let starts = reader.startup_offsets(&ids, &options.startup)?;
-        let ends = reader.bounded_offsets(&ids, &options.bounded)?;
+        let starts = reader.offsets(&ids, &options.startup, false)?;
+        let ends = match &options.bounded {
+            Some(mode) => Some(reader.offsets(&ids, mode, true)?),
+            None => None,
+        };
         let mut assignment = TopicPartitionList::new();
         for (index, &id) in ids.iter().enumerate() {
             let next = starts[index];
@@ -133,17 +136,6 @@ impl TopicReader {
     /// The topic's name.
     pub fn topic(&self) -> &str {
         &self.topic
-    }
-
-    /// Per partition, the offset of the next record to hand on.
-    pub fn positions(&self) -> Vec<(i32, i64)> {
-        self.partitions
-            .iter()
-            .map(|p| {
-                let next = p.waiting.front().map_or(p.next, |r| r.offset);
-                (p.id, next)
-            })
-            .collect()
     }
 
     /// Whether a bounded table has been read to its end.
@@ -252,62 +244,37 @@ impl TopicReader {
         Ok(())
     }
 
-    /// Per partition of `ids`, where reading starts.
-    fn startup_offsets(&self, ids: &[i32], mode: &StartupMode) -> Result<Vec<i64>> {
+    /// Per partition of `ids`, the offset `mode` gives for where reading starts, or (with
+    /// `end`) where a bounded table ends. A partition `mode` gives none for starts at its
+    /// first record (a group's uncommitted partition: as `'properties.auto.offset.reset'`
+    /// says) and ends at its end.
+    fn offsets(&self, ids: &[i32], mode: &Offsets, end: bool) -> Result<Vec<i64>> {
         let marks = self.watermarks(ids)?;
-        match mode {
-            StartupMode::Earliest => Ok(marks.iter().map(|(low, _)| *low).collect()),
-            StartupMode::Latest => Ok(marks.iter().map(|(_, high)| *high).collect()),
-            StartupMode::Timestamp(at) => self.offsets_at(ids, *at, &marks),
-            StartupMode::SpecificOffsets(offsets) => Ok(ids
+        let otherwise = |(low, high): (i64, i64)| if end { high } else { low };
+        Ok(match mode {
+            Offsets::Earliest => marks.iter().map(|(low, _)| *low).collect(),
+            Offsets::Latest => marks.iter().map(|(_, high)| *high).collect(),
+            Offsets::Timestamp(at) => self.offsets_at(ids, *at, &marks)?,
+            Offsets::SpecificOffsets(offsets) => ids
                 .iter()
                 .zip(&marks)
-                .map(|(id, (low, _))| {
+                .map(|(id, marks)| {
                     offsets
                         .iter()
                         .find(|(partition, _)| partition == id)
-                        .map_or(*low, |(_, offset)| *offset)
+                        .map_or(otherwise(*marks), |(_, offset)| *offset)
                 })
-                .collect()),
-            StartupMode::GroupOffsets => {
-                let committed = self.committed(ids)?;
-                Ok(committed
-                    .iter()
-                    .zip(&marks)
-                    .map(|(committed, (low, high))| match committed {
-                        Some(offset) => *offset,
-                        None => self.reset_offset(*low, *high),
-                    })
-                    .collect())
-            }
-        }
-    }
-
-    /// Per partition of `ids`, where a bounded table ends (`None` when unbounded).
-    fn bounded_offsets(&self, ids: &[i32], mode: &BoundedMode) -> Result<Option<Vec<i64>>> {
-        let marks = || self.watermarks(ids);
-        Ok(match mode {
-            BoundedMode::Unbounded => None,
-            BoundedMode::Latest => Some(marks()?.iter().map(|(_, high)| *high).collect()),
-            BoundedMode::Timestamp(at) => Some(self.offsets_at(ids, *at, &marks()?)?),
-            BoundedMode::SpecificOffsets(offsets) => Some(
-                ids.iter()
-                    .zip(marks()?)
-                    .map(|(id, (_, high))| {
-                        offsets
-                            .iter()
-                            .find(|(partition, _)| partition == id)
-                            .map_or(high, |(_, offset)| *offset)
-                    })
-                    .collect(),
-            ),
-            BoundedMode::GroupOffsets => Some(
-                self.committed(ids)?
-                    .iter()
-                    .zip(marks()?)
-                    .map(|(committed, (_, high))| committed.unwrap_or(high))
-                    .collect(),
-            ),
+                .collect(),
+            Offsets::GroupOffsets => self
+                .committed(ids)?
+                .iter()
+                .zip(&marks)
+                .map(|(committed, &(low, high))| match committed {
+                    Some(offset) => *offset,
+                    None if end => high,
+                    None => self.reset_offset(low, high),
+                })
+                .collect(),
         })
     }
 

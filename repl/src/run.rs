@@ -27,7 +27,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_engine::Changes;
 use sluice_engine::input::RowError;
 use sluice_engine::output::{OutputFormat, ResultWriter, format_table};
-use sluice_kafka::options::{BoundedMode, KafkaOptions};
+use sluice_kafka::options::KafkaOptions;
 use sluice_kafka::rows::KafkaRows;
 use sluice_kafka::sink::KafkaSink;
 use sluice_log::file_name;
@@ -356,7 +356,7 @@ fn kafka_inputs(script: &Script, args: &RunArgs) -> Result<Vec<InputFile>, CliEr
                 stream.name
             )));
         }
-        if options.bounded == BoundedMode::Unbounded {
+        if options.bounded.is_none() {
             return Err(CliError::Usage(format!(
                 "Kafka table '{}' is unbounded: `sluice run` reads its inputs to their end, \
                  so give it 'scan.bounded.mode' (e.g. 'latest-offset', the end when the run \

@@ -14,7 +14,9 @@
 use std::fs;
 use std::time::Instant;
 
-use sluice_benches::{FILTER_PROJECT, bids, count_argument, main_of, process_memory_kib};
+use sluice_benches::{
+    FILTER_PROJECT, bids, count_argument, cpu_seconds, main_of, process_memory_kib,
+};
 use sluice_engine::time::format_millis;
 use sluice_kafka::writer::{OutRecord, TopicWriter, create_topic};
 use sluice_repl::run::{RunArgs, run as run_script};
@@ -23,20 +25,6 @@ const PARTITIONS: i32 = 4;
 
 fn main() -> std::process::ExitCode {
     main_of("kafka_bench", bench)
-}
-
-/// The process's CPU time so far, in seconds (user and system).
-fn cpu_seconds() -> Result<f64, String> {
-    let stat = fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |index: usize| -> Result<f64, String> {
-        fields
-            .get(index)
-            .and_then(|f| f.parse::<f64>().ok())
-            .ok_or_else(|| "unreadable /proc/self/stat".to_string())
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn bench() -> Result<(), String> {

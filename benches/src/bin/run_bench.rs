@@ -15,29 +15,13 @@ use std::time::Instant;
 
 use datafusion::arrow::csv::WriterBuilder;
 use sluice_benches::nexmark::{BID_DDL, BidGenerator, FLINK_V_SHAPE, PREV_V_SHAPE};
-use sluice_benches::{count_argument, main_of, process_memory_kib};
+use sluice_benches::{count_argument, cpu_seconds, main_of, process_memory_kib};
 use sluice_repl::run::{RunArgs, run as run_script};
 
 const BATCH_ROWS: usize = 8192;
 
 fn main() -> std::process::ExitCode {
     main_of("run_bench", bench)
-}
-
-/// The process's CPU time so far, in seconds (user and system).
-fn cpu_seconds() -> Result<f64, String> {
-    let stat = fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
-    // Fields after the command name (which ends with the last ')'): utime is the 12th,
-    // stime the 13th, in clock ticks (100 per second on Linux).
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |index: usize| -> Result<f64, String> {
-        fields
-            .get(index)
-            .and_then(|f| f.parse::<f64>().ok())
-            .ok_or_else(|| "unreadable /proc/self/stat".to_string())
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn bench() -> Result<(), String> {
